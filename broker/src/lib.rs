@@ -1,0 +1,1 @@
+//! FlyMQ broker library.

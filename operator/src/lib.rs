@@ -1,0 +1,1 @@
+//! FlyMQ Kubernetes operator.

@@ -1,0 +1,1 @@
+//! FlyMQ binary client protocol.
