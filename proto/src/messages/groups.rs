@@ -1,0 +1,159 @@
+//! Consumer groups and offsets (WIRE.md §9.1–§9.8).
+
+use bytes::{BufMut, BytesMut};
+
+use crate::error::{DecodeError, EncodeError};
+use crate::wire::{Reader, Wire, wire_struct, write_str8, write_str16};
+
+/// SUBSCRIBE / RESET_OFFSET mode: first retained offset.
+pub const MODE_EARLIEST: &str = "earliest";
+/// SUBSCRIBE / RESET_OFFSET mode: log end.
+pub const MODE_LATEST: &str = "latest";
+/// SUBSCRIBE mode: the group's committed offset, else earliest.
+pub const MODE_COMMIT: &str = "commit";
+/// RESET_OFFSET mode: the explicit offset carried in the request.
+pub const MODE_OFFSET: &str = "offset";
+
+wire_struct! {
+    /// SUBSCRIBE (0x05): `str16 topic | str16 group_id | i32 partition | str8 mode`.
+    pub struct SubscribeRequest {
+        /// Topic.
+        pub topic: String => str16,
+        /// Group id; may be empty (no membership).
+        pub group_id: String => str16,
+        /// Partition.
+        pub partition: i32 => i32,
+        /// `earliest`, `latest`, `commit`; empty = `latest`.
+        pub mode: String => str8,
+    }
+}
+
+wire_struct! {
+    /// COMMIT (0x06): `str16 topic | str16 group_id | i32 partition | u64 offset`.
+    pub struct CommitRequest {
+        /// Topic.
+        pub topic: String => str16,
+        /// Group id.
+        pub group_id: String => str16,
+        /// Partition.
+        pub partition: i32 => i32,
+        /// Next offset to read.
+        pub offset: u64 => u64,
+    }
+}
+
+wire_struct! {
+    /// GET_OFFSET (0x60) and GET_LAG (0x64): `str16 topic | str16 group_id | i32 partition`.
+    pub struct GroupPartitionRequest {
+        /// Topic.
+        pub topic: String => str16,
+        /// Group id.
+        pub group_id: String => str16,
+        /// Partition.
+        pub partition: i32 => i32,
+    }
+}
+
+/// RESET_OFFSET (0x61):
+/// `str16 topic | str16 group_id | i32 partition | str8 mode | [u64 offset]`.
+///
+/// The offset is on the wire only when `mode == "offset"`; for other modes it
+/// decodes as 0 and is not encoded (trailing bytes, as Java sends, are ignored).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ResetOffsetRequest {
+    /// Topic.
+    pub topic: String,
+    /// Group id.
+    pub group_id: String,
+    /// Partition.
+    pub partition: i32,
+    /// `earliest`, `latest` or `offset`.
+    pub mode: String,
+    /// Target offset for mode `offset`; 0 otherwise.
+    pub offset: u64,
+}
+
+impl Wire for ResetOffsetRequest {
+    fn read(r: &mut Reader) -> Result<Self, DecodeError> {
+        let topic = r.str16()?;
+        let group_id = r.str16()?;
+        let partition = r.i32()?;
+        let mode = r.str8()?;
+        let offset = if mode == MODE_OFFSET { r.u64()? } else { 0 };
+        Ok(ResetOffsetRequest {
+            topic,
+            group_id,
+            partition,
+            mode,
+            offset,
+        })
+    }
+
+    fn write(&self, out: &mut BytesMut) -> Result<(), EncodeError> {
+        write_str16(out, &self.topic)?;
+        write_str16(out, &self.group_id)?;
+        out.put_i32(self.partition);
+        write_str8(out, &self.mode)?;
+        if self.mode == MODE_OFFSET {
+            out.put_u64(self.offset);
+        }
+        Ok(())
+    }
+}
+
+wire_struct! {
+    /// DESCRIBE_GROUP (0x63) and DELETE_GROUP (0x65): `str16 topic | str16 group_id`.
+    pub struct GroupRequest {
+        /// Topic.
+        pub topic: String => str16,
+        /// Group id.
+        pub group_id: String => str16,
+    }
+}
+
+wire_struct! {
+    /// One committed offset in a group record: `i32 partition | u64 offset`.
+    pub struct PartitionOffset {
+        /// Partition.
+        pub partition: i32 => i32,
+        /// Committed (next-to-read) offset.
+        pub offset: u64 => u64,
+    }
+}
+
+wire_struct! {
+    /// Group record (§9.5): `str16 topic | str16 group_id | u32 members |
+    /// u32 n × (i32 partition | u64 offset)`. DESCRIBE_GROUP reply; element of LIST_GROUPS.
+    pub struct GroupRecord {
+        /// Topic.
+        pub topic: String => str16,
+        /// Group id.
+        pub group_id: String => str16,
+        /// Live member count.
+        pub members: u32 => u32,
+        /// Committed offsets, sorted by partition.
+        pub offsets: Vec<PartitionOffset> => list,
+    }
+}
+
+wire_struct! {
+    /// LIST_GROUPS (0x62) reply: `list32<group record>`.
+    pub struct ListGroupsResponse {
+        /// Groups, sorted by topic then group id.
+        pub groups: Vec<GroupRecord> => list,
+    }
+}
+
+wire_struct! {
+    /// GET_LAG (0x64) reply: `u64 current | u64 committed | u64 latest | u64 lag`.
+    pub struct LagInfo {
+        /// Committed offset (same as `committed`).
+        pub current: u64 => u64,
+        /// Committed offset, 0 if none.
+        pub committed: u64 => u64,
+        /// Log end (next offset to be written).
+        pub latest: u64 => u64,
+        /// `latest - committed`, floored at 0.
+        pub lag: u64 => u64,
+    }
+}
