@@ -16,9 +16,7 @@ use crate::frame::MAX_PAYLOAD;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FrameError {
     /// The first header byte is not [`crate::MAGIC`].
-    #[error(
-        "invalid magic byte 0x{0:02x} (expected 0xaf); the peer does not speak the FlyMQ protocol"
-    )]
+    #[error("invalid magic byte 0x{0:02x} (expected 0xaf); the peer does not speak the FlyMQ protocol")]
     BadMagic(u8),
     /// The protocol version byte is not [`crate::VERSION`].
     #[error("unsupported protocol version {0} (only version 1 is supported)")]
@@ -63,9 +61,7 @@ pub enum DecodeError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EncodeError {
     /// A string is longer than its length prefix (`str8`: 255, `str16`: 65 535 bytes).
-    #[error(
-        "string of {len} bytes is too long for a {kind} field (maximum {max} bytes); shorten it"
-    )]
+    #[error("string of {len} bytes is too long for a {kind} field (maximum {max} bytes); shorten it")]
     StringTooLong {
         /// `str8` or `str16`.
         kind: &'static str,

@@ -105,10 +105,7 @@ impl Frame {
 /// frames); [`crate::Request::to_frame_bytes`] and
 /// [`crate::Response::encode_frame`] check this for you.
 pub fn encode_frame(opcode: u8, flags: u8, payload: &[u8], out: &mut bytes::BytesMut) {
-    debug_assert!(
-        payload.len() <= MAX_PAYLOAD,
-        "frame payload above MAX_PAYLOAD"
-    );
+    debug_assert!(payload.len() <= MAX_PAYLOAD, "frame payload above MAX_PAYLOAD");
     out.reserve(HEADER_LEN + payload.len());
     put_header(out, opcode, flags, payload.len() as u32);
     out.put_slice(payload);
@@ -147,8 +144,7 @@ pub fn gzip_compress(payload: &[u8]) -> Result<Vec<u8>, EncodeError> {
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     enc.write_all(payload)
         .map_err(|e| EncodeError::Compression(e.to_string()))?;
-    enc.finish()
-        .map_err(|e| EncodeError::Compression(e.to_string()))
+    enc.finish().map_err(|e| EncodeError::Compression(e.to_string()))
 }
 
 /// Decompress a gzip stream (multi-member allowed, like Go's reader),
@@ -203,10 +199,7 @@ mod tests {
     #[test]
     fn oversized_length_is_rejected_from_the_header_alone() {
         let mut b = header(MAGIC, 1, MAX_PAYLOAD as u32 + 1);
-        assert_eq!(
-            Frame::decode(&mut b),
-            Err(FrameError::TooLarge(MAX_PAYLOAD + 1))
-        );
+        assert_eq!(Frame::decode(&mut b), Err(FrameError::TooLarge(MAX_PAYLOAD + 1)));
         // Exactly the maximum is allowed: just waits for the payload.
         let mut b = header(MAGIC, 1, MAX_PAYLOAD as u32);
         assert_eq!(Frame::decode(&mut b), Ok(None));
@@ -272,10 +265,7 @@ mod tests {
                 flags: FLAG_BINARY | code,
                 payload: Bytes::from_static(b"x"),
             };
-            assert_eq!(
-                f.decompressed_payload(),
-                Err(DecodeError::UnsupportedCompression(code))
-            );
+            assert_eq!(f.decompressed_payload(), Err(DecodeError::UnsupportedCompression(code)));
         }
         let plain = Frame {
             opcode: 1,

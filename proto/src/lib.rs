@@ -46,8 +46,8 @@ pub mod wire;
 pub use error::{DecodeError, EncodeError, FrameError};
 pub use fetch_writer::FetchResponseWriter;
 pub use frame::{
-    COMPRESSION_GZIP, COMPRESSION_MASK, FLAG_BINARY, Frame, HEADER_LEN, MAGIC, MAX_PAYLOAD,
-    VERSION, encode_frame, gzip_compress, gzip_decompress,
+    COMPRESSION_GZIP, COMPRESSION_MASK, FLAG_BINARY, Frame, HEADER_LEN, MAGIC, MAX_PAYLOAD, VERSION, encode_frame,
+    gzip_compress, gzip_decompress,
 };
 pub use messages::audit::*;
 pub use messages::auth::*;
@@ -62,3 +62,6 @@ pub use opcode::Opcode;
 pub use request::Request;
 pub use response::{ErrorResponse, Response};
 pub use wire::Wire;
+
+#[cfg(test)]
+mod tests;

@@ -184,9 +184,7 @@ mod tests {
         for &op in Opcode::ALL {
             assert_eq!(Opcode::from_u8(op as u8), Some(op));
         }
-        let known = (0..=255u8)
-            .filter(|c| Opcode::from_u8(*c).is_some())
-            .count();
+        let known = (0..=255u8).filter(|c| Opcode::from_u8(*c).is_some()).count();
         assert_eq!(known, Opcode::ALL.len());
     }
 
@@ -196,9 +194,6 @@ mod tests {
         assert_eq!(Opcode::from_u8(0x71), Some(Opcode::AuthResponse));
         assert_eq!(Opcode::from_u8(0x0C), None);
         assert_eq!(Opcode::from_u8(0x9F), None);
-        assert_eq!(
-            Opcode::try_from(0x0C).unwrap_err().to_string(),
-            "unknown opcode: 12"
-        );
+        assert_eq!(Opcode::try_from(0x0C).unwrap_err().to_string(), "unknown opcode: 12");
     }
 }

@@ -9,16 +9,15 @@ use crate::messages::auth::{AclSetRequest, AuthRequest, UserRequest, UsernameReq
 use crate::messages::cluster::{ClusterJoinRequest, ClusterMetadataRequest};
 use crate::messages::common::{RawPayload, TopicRequest};
 use crate::messages::core::{
-    ConsumeRequest, CreateTopicRequest, FetchRequest, ProduceBatchRequest, ProduceDelayedRequest,
-    ProduceRequest, ProduceWithTtlRequest, SeekToTimestampRequest,
+    ConsumeRequest, CreateTopicRequest, FetchRequest, ProduceBatchRequest, ProduceDelayedRequest, ProduceRequest,
+    ProduceWithTtlRequest, SeekToTimestampRequest,
 };
 use crate::messages::dlq::{FetchDlqRequest, ReplayDlqRequest};
 use crate::messages::groups::{
     CommitRequest, GroupPartitionRequest, GroupRequest, ResetOffsetRequest, SubscribeRequest,
 };
 use crate::messages::schema::{
-    ListSchemasRequest, ProduceWithSchemaRequest, RegisterSchemaRequest, SchemaVersionRequest,
-    ValidateSchemaRequest,
+    ListSchemasRequest, ProduceWithSchemaRequest, RegisterSchemaRequest, SchemaVersionRequest, ValidateSchemaRequest,
 };
 use crate::messages::tx::{ProduceTxRequest, TxRequest};
 use crate::opcode::Opcode;

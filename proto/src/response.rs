@@ -7,14 +7,13 @@ use crate::error::{DecodeError, EncodeError};
 use crate::frame::{FLAG_BINARY, Frame, begin_frame, finish_frame};
 use crate::messages::audit::{AuditExportResponse, AuditQueryResponse};
 use crate::messages::auth::{
-    AclAck, AclInfo, AclListResponse, AuthResponse, RoleListResponse, UserInfo, UserListResponse,
-    WhoamiResponse,
+    AclAck, AclInfo, AclListResponse, AuthResponse, RoleListResponse, UserInfo, UserListResponse, WhoamiResponse,
 };
 use crate::messages::cluster::{ClusterMetadata, ClusterStatus};
 use crate::messages::common::OkMessage;
 use crate::messages::core::{
-    ConsumeResponse, FetchResponse, ListTopicsResponse, MetadataResponse, OffsetResponse,
-    ProduceBatchResponse, RecordMetadata,
+    ConsumeResponse, FetchResponse, ListTopicsResponse, MetadataResponse, OffsetResponse, ProduceBatchResponse,
+    RecordMetadata,
 };
 use crate::messages::dlq::{FetchDlqResponse, ReplayDlqResponse};
 use crate::messages::groups::{GroupRecord, LagInfo, ListGroupsResponse};
@@ -285,9 +284,7 @@ impl Response {
 
 /// Write an error frame that cannot itself fail to encode.
 fn write_fallback_error_frame(out: &mut BytesMut, opcode: u8, err: &EncodeError) {
-    let mut message = format!(
-        "internal error: the response to opcode 0x{opcode:02x} could not be encoded: {err}"
-    );
+    let mut message = format!("internal error: the response to opcode 0x{opcode:02x} could not be encoded: {err}");
     // EncodeError texts are short; the cut only guards the invariant.
     const MAX_MESSAGE: usize = 1024;
     if message.len() > MAX_MESSAGE {

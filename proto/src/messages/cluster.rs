@@ -22,11 +22,7 @@ pub struct ClusterMetadataRequest {
 
 impl Wire for ClusterMetadataRequest {
     fn read(r: &mut Reader) -> Result<Self, DecodeError> {
-        let topic = if r.is_empty() {
-            String::new()
-        } else {
-            r.str16()?
-        };
+        let topic = if r.is_empty() { String::new() } else { r.str16()? };
         Ok(ClusterMetadataRequest { topic })
     }
 

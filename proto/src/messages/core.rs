@@ -65,11 +65,7 @@ impl Wire for FetchRequest {
         let partition = r.i32()?;
         let offset = r.u64()?;
         let max_messages = r.i32()?;
-        let filter = if r.remaining() >= 2 {
-            r.str16()?
-        } else {
-            String::new()
-        };
+        let filter = if r.remaining() >= 2 { r.str16()? } else { String::new() };
         Ok(FetchRequest {
             topic,
             partition,
@@ -159,11 +155,7 @@ impl Wire for ProduceBatchRequest {
         let topic = r.str16()?;
         let partition = r.i32()?;
         let count = r.u32()? as usize;
-        let mismatch = || {
-            DecodeError::InvalidFormat(format!(
-                "PRODUCE_BATCH count {count} does not match the payload"
-            ))
-        };
+        let mismatch = || DecodeError::InvalidFormat(format!("PRODUCE_BATCH count {count} does not match the payload"));
         if count == 0 {
             return Err(DecodeError::InvalidFormat(
                 "PRODUCE_BATCH needs at least one record".into(),
@@ -232,11 +224,7 @@ impl RecordMetadata {
             partition,
             offset,
             timestamp,
-            key_size: if key.is_empty() {
-                -1
-            } else {
-                saturating_i32(key.len())
-            },
+            key_size: if key.is_empty() { -1 } else { saturating_i32(key.len()) },
             value_size: saturating_i32(value.len()),
         }
     }
@@ -288,10 +276,7 @@ impl Wire for FetchResponse {
         for _ in 0..count {
             records.push(FetchedRecord::read(r)?);
         }
-        Ok(FetchResponse {
-            next_offset,
-            records,
-        })
+        Ok(FetchResponse { next_offset, records })
     }
 
     fn write(&self, out: &mut BytesMut) -> Result<(), EncodeError> {

@@ -109,8 +109,7 @@ impl Wire for ReplayDlqResponse {
     fn read(r: &mut Reader) -> Result<Self, DecodeError> {
         let success = r.bool()?;
         let raw = r.bytes32()?;
-        let message = String::from_utf8(raw.to_vec())
-            .map_err(|_| DecodeError::InvalidUtf8 { field: "bytes32" })?;
+        let message = String::from_utf8(raw.to_vec()).map_err(|_| DecodeError::InvalidUtf8 { field: "bytes32" })?;
         Ok(ReplayDlqResponse { success, message })
     }
 

@@ -37,11 +37,7 @@ pub struct ListSchemasRequest {
 
 impl Wire for ListSchemasRequest {
     fn read(r: &mut Reader) -> Result<Self, DecodeError> {
-        let filter = if r.is_empty() {
-            String::new()
-        } else {
-            r.str16()?
-        };
+        let filter = if r.is_empty() { String::new() } else { r.str16()? };
         Ok(ListSchemasRequest { filter })
     }
 
