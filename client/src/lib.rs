@@ -1,1 +1,31 @@
 //! FlyMQ Rust SDK.
+//!
+//! - [`Client`]: one pipelined connection to a broker with bootstrap
+//!   failover, and a typed async method per protocol operation.
+//! - [`Producer`]: batches records per (topic, partition) into PRODUCE_BATCH
+//!   requests, with linger, retries and per-record results.
+//! - [`Consumer`]: reads every partition of a topic as a member of a
+//!   consumer group, with automatic or manual offset commits.
+//!
+//! All wire types come from [`flymq_proto`]; the most used ones are
+//! re-exported here.
+
+mod accumulator;
+mod client;
+mod config;
+mod connection;
+mod consumer;
+mod error;
+pub mod partitioner;
+mod producer;
+
+pub use client::{Client, ResetTo, StartFrom};
+pub use config::{ClientConfig, DEFAULT_BOOTSTRAP, parse_bootstrap};
+pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord};
+pub use error::{Error, Result, parse_leader_addr};
+pub use producer::{Callback, Delivery, Producer, ProducerConfig, ProducerRecord};
+
+pub use flymq_proto::{
+    ClusterMetadata, ClusterNode, ClusterStatus, ConsumeResponse, FetchResponse, FetchedRecord, GroupRecord, LagInfo,
+    PartitionMetadata, PartitionOffset, ProduceBatchResponse, RecordMetadata, Request, Response, TopicMetadata,
+};

@@ -1,1 +1,2 @@
+//! `flymq-cli`: command-line client for FlyMQ.
 fn main() {}

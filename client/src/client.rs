@@ -1,0 +1,611 @@
+//! The low-level client: one pipelined connection with bootstrap failover,
+//! and one typed method per protocol operation.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use flymq_proto::{
+    BatchRecord, ClusterMetadata, ClusterMetadataRequest, ClusterStatus, CommitRequest, ConsumeRequest,
+    ConsumeResponse, CreateTopicRequest, FetchRequest, FetchResponse, Frame, GroupPartitionRequest, GroupRecord,
+    GroupRequest, LagInfo, Opcode, ProduceBatchRequest, ProduceBatchResponse, ProduceRequest, RecordMetadata, Request,
+    ResetOffsetRequest, Response, SeekToTimestampRequest, SubscribeRequest, TopicMetadata, TopicRequest,
+};
+
+use crate::config::ClientConfig;
+use crate::connection::Connection;
+use crate::error::{Error, Result};
+
+/// Attempts per request: the first try plus one retry after a broken
+/// connection (read-only and idempotent requests only) or a leader redirect.
+const MAX_ATTEMPTS: u32 = 3;
+
+/// Where a consumer starts reading a partition (SUBSCRIBE mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StartFrom {
+    /// The first retained offset.
+    Earliest,
+    /// The log end: only records produced from now on.
+    Latest,
+    /// The group's committed offset, else the first retained offset.
+    #[default]
+    Committed,
+}
+
+impl StartFrom {
+    /// The SUBSCRIBE mode string.
+    pub fn mode(self) -> &'static str {
+        match self {
+            StartFrom::Earliest => flymq_proto::MODE_EARLIEST,
+            StartFrom::Latest => flymq_proto::MODE_LATEST,
+            StartFrom::Committed => flymq_proto::MODE_COMMIT,
+        }
+    }
+}
+
+/// Target of [`Client::reset_offset`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResetTo {
+    /// The first retained offset.
+    Earliest,
+    /// The log end.
+    Latest,
+    /// An explicit offset.
+    Offset(u64),
+}
+
+/// Async FlyMQ client. Cheap to clone: clones share one connection, on which
+/// requests from all tasks are pipelined.
+///
+/// ```no_run
+/// # async fn demo() -> flymq_client::Result<()> {
+/// use flymq_client::{Client, ClientConfig};
+///
+/// let client = Client::connect(ClientConfig::new(["127.0.0.1:9092"])).await?;
+/// client.create_topic("orders", 3).await?;
+/// let meta = client.produce("orders", "hello").await?;
+/// println!("written to partition {} at offset {}", meta.partition, meta.offset);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: ClientConfig,
+    /// The live connection, if any. A std mutex: only held to clone the Arc.
+    current: Mutex<Option<Arc<Connection>>>,
+    /// Serialises reconnects so that concurrent failures open one connection.
+    connecting: tokio::sync::Mutex<()>,
+    /// Index in the bootstrap list of the address to try first.
+    next_addr: AtomicUsize,
+    /// Leader address learnt from a "not leader" reply, tried first.
+    preferred: Mutex<Option<String>>,
+    /// Incremented for every new connection.
+    generation: AtomicU64,
+}
+
+impl Client {
+    /// Validates `config` and connects to the first reachable bootstrap broker.
+    pub async fn connect(config: ClientConfig) -> Result<Self> {
+        config.validate()?;
+        let client = Client {
+            inner: Arc::new(Inner {
+                config,
+                current: Mutex::new(None),
+                connecting: tokio::sync::Mutex::new(()),
+                next_addr: AtomicUsize::new(0),
+                preferred: Mutex::new(None),
+                generation: AtomicU64::new(0),
+            }),
+        };
+        client.connection().await?;
+        Ok(client)
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &ClientConfig {
+        &self.inner.config
+    }
+
+    /// A number that changes whenever the client opens a new connection
+    /// (consumers use it to re-register with their group).
+    pub fn generation(&self) -> u64 {
+        self.inner.generation.load(Ordering::Acquire)
+    }
+
+    /// Address of the broker currently connected to, if connected.
+    pub fn connected_to(&self) -> Option<String> {
+        self.current().filter(|c| !c.is_closed()).map(|c| c.addr().to_owned())
+    }
+
+    fn current(&self) -> Option<Arc<Connection>> {
+        self.inner.current.lock().ok().and_then(|guard| guard.clone())
+    }
+
+    /// The live connection, reconnecting (with failover over the bootstrap
+    /// list) when there is none.
+    pub(crate) async fn connection(&self) -> Result<Arc<Connection>> {
+        if let Some(conn) = self.current().filter(|c| !c.is_closed()) {
+            return Ok(conn);
+        }
+        let _guard = self.inner.connecting.lock().await;
+        // Another task may have reconnected while this one waited.
+        if let Some(conn) = self.current().filter(|c| !c.is_closed()) {
+            return Ok(conn);
+        }
+        let conn = Arc::new(self.open_connection().await?);
+        if let Ok(mut current) = self.inner.current.lock() {
+            *current = Some(conn.clone());
+        }
+        self.inner.generation.fetch_add(1, Ordering::AcqRel);
+        Ok(conn)
+    }
+
+    async fn open_connection(&self) -> Result<Connection> {
+        let cfg = &self.inner.config;
+        let preferred = self.inner.preferred.lock().ok().and_then(|mut p| p.take());
+        let start = self.inner.next_addr.load(Ordering::Relaxed);
+        let n = cfg.bootstrap.len();
+        let mut candidates: Vec<(Option<usize>, &str)> = Vec::with_capacity(n + 1);
+        if let Some(addr) = preferred.as_deref() {
+            candidates.push((None, addr));
+        }
+        candidates.extend((0..n).map(|i| {
+            let idx = (start + i) % n;
+            (Some(idx), cfg.bootstrap[idx].as_str())
+        }));
+
+        let mut last_error = String::from("no address tried");
+        for round in 0..cfg.connect_rounds {
+            if round > 0 {
+                tokio::time::sleep(cfg.reconnect_backoff).await;
+            }
+            for (idx, addr) in &candidates {
+                match Connection::connect(addr, cfg.connect_timeout, cfg.max_in_flight).await {
+                    Ok(conn) => {
+                        if let Some(idx) = idx {
+                            self.inner.next_addr.store(*idx, Ordering::Relaxed);
+                        }
+                        tracing::debug!(addr, "connected");
+                        return Ok(conn);
+                    }
+                    Err(err) => {
+                        tracing::debug!(addr, error = %err, "connect failed");
+                        last_error = format!("{addr}: {err}");
+                    }
+                }
+            }
+        }
+        Err(Error::NoBrokerAvailable {
+            addrs: candidates.iter().map(|(_, a)| (*a).to_owned()).collect(),
+            rounds: cfg.connect_rounds,
+            last_error,
+        })
+    }
+
+    /// Drops `conn` (if still current) and makes the next connection go to
+    /// `leader` first.
+    fn redirect(&self, conn: &Arc<Connection>, leader: String) {
+        tracing::debug!(from = conn.addr(), to = %leader, "following not-leader redirect");
+        if let Ok(mut preferred) = self.inner.preferred.lock() {
+            *preferred = Some(leader);
+        }
+        conn.close();
+    }
+
+    /// Sends any request and returns the broker's typed response. Error
+    /// frames become [`Error::Server`] or [`Error::NotLeader`].
+    pub async fn request(&self, request: &Request) -> Result<Response> {
+        let opcode = request.opcode();
+        let frame = request.to_frame_bytes().map_err(|source| Error::Encode {
+            op: opcode.name(),
+            source,
+        })?;
+        self.request_frame(opcode, frame.freeze()).await
+    }
+
+    /// Sends a pre-encoded request frame of `opcode` (see
+    /// [`Request::to_frame_bytes`]). A broken connection is retried on a new
+    /// one only for requests that are safe to repeat; "not leader" replies
+    /// naming a leader are followed.
+    pub async fn request_frame(&self, opcode: Opcode, frame: Bytes) -> Result<Response> {
+        let op = opcode.name();
+        let repeatable = is_repeatable(opcode);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let conn = self.connection().await?;
+            let reply = match conn.request(op, frame.clone(), self.inner.config.request_timeout).await {
+                Ok(reply) => reply,
+                Err(err) => {
+                    if err.is_connection_error() {
+                        conn.close();
+                        if repeatable && attempt < MAX_ATTEMPTS {
+                            tracing::debug!(op, error = %err, "retrying on a new connection");
+                            continue;
+                        }
+                    }
+                    return Err(err);
+                }
+            };
+            match decode_reply(op, opcode, reply) {
+                Err(Error::NotLeader {
+                    leader_addr: Some(leader),
+                    ..
+                }) if attempt < MAX_ATTEMPTS => self.redirect(&conn, leader),
+                other => return other,
+            }
+        }
+    }
+
+    // ---- topics -------------------------------------------------------
+
+    /// Creates a topic with `partitions` partitions (succeeds if it exists).
+    pub async fn create_topic(&self, topic: &str, partitions: u32) -> Result<()> {
+        let partitions = i32::try_from(partitions)
+            .map_err(|_| Error::InvalidArgument(format!("partition count {partitions} is too large")))?;
+        let req = Request::CreateTopic(CreateTopicRequest {
+            topic: topic.to_owned(),
+            partitions,
+        });
+        match self.request(&req).await? {
+            Response::CreateTopic => Ok(()),
+            other => Err(unexpected("CREATE_TOPIC", &other)),
+        }
+    }
+
+    /// Deletes a topic and its records (succeeds if it does not exist).
+    pub async fn delete_topic(&self, topic: &str) -> Result<()> {
+        let req = Request::DeleteTopic(TopicRequest {
+            topic: topic.to_owned(),
+        });
+        match self.request(&req).await? {
+            Response::DeleteTopic => Ok(()),
+            other => Err(unexpected("DELETE_TOPIC", &other)),
+        }
+    }
+
+    /// Topic names, sorted.
+    pub async fn list_topics(&self) -> Result<Vec<String>> {
+        match self.request(&Request::ListTopics).await? {
+            Response::ListTopics(list) => Ok(list.topics),
+            other => Err(unexpected("LIST_TOPICS", &other)),
+        }
+    }
+
+    /// Partitions, leaders and replicas of every topic (CLUSTER_METADATA).
+    pub async fn cluster_metadata(&self) -> Result<ClusterMetadata> {
+        let req = Request::ClusterMetadata(ClusterMetadataRequest { topic: String::new() });
+        match self.request(&req).await? {
+            Response::ClusterMetadata(meta) => Ok(meta),
+            other => Err(unexpected("CLUSTER_METADATA", &other)),
+        }
+    }
+
+    /// Partitions, leaders and replicas of one topic. A missing topic is
+    /// [`Error::Server`] with "topic not found".
+    pub async fn topic_metadata(&self, topic: &str) -> Result<TopicMetadata> {
+        let req = Request::ClusterMetadata(ClusterMetadataRequest {
+            topic: topic.to_owned(),
+        });
+        let meta = match self.request(&req).await? {
+            Response::ClusterMetadata(meta) => meta,
+            other => return Err(unexpected("CLUSTER_METADATA", &other)),
+        };
+        meta.topics
+            .into_iter()
+            .find(|t| t.topic == topic)
+            .ok_or_else(|| Error::Server {
+                op: "CLUSTER_METADATA",
+                message: format!("topic not found: {topic}"),
+            })
+    }
+
+    /// The cluster's nodes and leader (FlyMQ extension CLUSTER_STATUS).
+    pub async fn cluster_status(&self) -> Result<ClusterStatus> {
+        match self.request(&Request::ClusterStatus).await? {
+            Response::ClusterStatus(status) => Ok(status),
+            other => Err(unexpected("CLUSTER_STATUS", &other)),
+        }
+    }
+
+    // ---- produce ------------------------------------------------------
+
+    /// Appends `value` without a key; the broker picks the partition.
+    pub async fn produce(&self, topic: &str, value: impl Into<Bytes>) -> Result<RecordMetadata> {
+        self.produce_record(topic, Bytes::new(), value.into(), -1).await
+    }
+
+    /// Appends a keyed record; the partition is `FNV-1a(key) mod partitions`.
+    pub async fn produce_with_key(
+        &self,
+        topic: &str,
+        key: impl Into<Bytes>,
+        value: impl Into<Bytes>,
+    ) -> Result<RecordMetadata> {
+        self.produce_record(topic, key.into(), value.into(), -1).await
+    }
+
+    /// Appends a record to an explicit partition (`key` may be empty).
+    pub async fn produce_to_partition(
+        &self,
+        topic: &str,
+        partition: i32,
+        key: impl Into<Bytes>,
+        value: impl Into<Bytes>,
+    ) -> Result<RecordMetadata> {
+        if partition < 0 {
+            return Err(Error::InvalidArgument(format!(
+                "partition {partition} is negative; use produce() to let the broker choose"
+            )));
+        }
+        self.produce_record(topic, key.into(), value.into(), partition).await
+    }
+
+    async fn produce_record(&self, topic: &str, key: Bytes, value: Bytes, partition: i32) -> Result<RecordMetadata> {
+        let req = Request::Produce(ProduceRequest {
+            topic: topic.to_owned(),
+            key,
+            value,
+            partition,
+        });
+        match self.request(&req).await? {
+            Response::Produce(meta) => Ok(meta),
+            other => Err(unexpected("PRODUCE", &other)),
+        }
+    }
+
+    /// Appends several `(key, value)` records to one partition in one
+    /// request (FlyMQ extension PRODUCE_BATCH); `None` lets the broker
+    /// choose the partition. The records get consecutive offsets from the
+    /// returned `base_offset`.
+    pub async fn produce_batch(
+        &self,
+        topic: &str,
+        partition: Option<i32>,
+        records: Vec<(Bytes, Bytes)>,
+    ) -> Result<ProduceBatchResponse> {
+        let req = batch_request(topic, partition.unwrap_or(-1), records);
+        let frame = req.to_frame_bytes().map_err(|source| Error::Encode {
+            op: "PRODUCE_BATCH",
+            source,
+        })?;
+        self.produce_batch_frame(frame.freeze()).await
+    }
+
+    /// Sends a pre-encoded PRODUCE_BATCH frame (lets the producer retry
+    /// without re-encoding).
+    pub(crate) async fn produce_batch_frame(&self, frame: Bytes) -> Result<ProduceBatchResponse> {
+        match self.request_frame(Opcode::ProduceBatch, frame).await? {
+            Response::ProduceBatch(resp) => Ok(resp),
+            other => Err(unexpected("PRODUCE_BATCH", &other)),
+        }
+    }
+
+    // ---- read ---------------------------------------------------------
+
+    /// Reads the single record at `offset` (CONSUME). A missing offset is a
+    /// server error (Go wording `EOF`).
+    pub async fn consume(&self, topic: &str, partition: i32, offset: u64) -> Result<ConsumeResponse> {
+        let req = Request::Consume(ConsumeRequest {
+            topic: topic.to_owned(),
+            partition,
+            offset,
+        });
+        match self.request(&req).await? {
+            Response::Consume(record) => Ok(record),
+            other => Err(unexpected("CONSUME", &other)),
+        }
+    }
+
+    /// Reads up to `max_records` records from `offset` (FETCH). `filter`
+    /// (may be empty) keeps records whose key or value matches it. An offset
+    /// past the end gives an empty result.
+    pub async fn fetch(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: u64,
+        max_records: u32,
+        filter: &str,
+    ) -> Result<FetchResponse> {
+        let req = Request::Fetch(FetchRequest {
+            topic: topic.to_owned(),
+            partition,
+            offset,
+            max_messages: i32::try_from(max_records).unwrap_or(i32::MAX),
+            filter: filter.to_owned(),
+        });
+        match self.request(&req).await? {
+            Response::Fetch(resp) => Ok(resp),
+            other => Err(unexpected("FETCH", &other)),
+        }
+    }
+
+    /// The first offset whose record has a timestamp at or after
+    /// `timestamp_ms` (FlyMQ extension SEEK_TO_TIMESTAMP).
+    pub async fn seek_to_timestamp(&self, topic: &str, partition: i32, timestamp_ms: i64) -> Result<u64> {
+        let req = Request::SeekToTimestamp(SeekToTimestampRequest {
+            topic: topic.to_owned(),
+            partition,
+            timestamp_ms,
+        });
+        match self.request(&req).await? {
+            Response::SeekToTimestamp(resp) => Ok(resp.offset),
+            other => Err(unexpected("SEEK_TO_TIMESTAMP", &other)),
+        }
+    }
+
+    // ---- consumer groups ----------------------------------------------
+
+    /// Joins `group` for one partition and returns the offset to start
+    /// reading from (SUBSCRIBE). An empty group id registers no membership.
+    pub async fn subscribe(&self, topic: &str, group: &str, partition: i32, from: StartFrom) -> Result<u64> {
+        let req = Request::Subscribe(SubscribeRequest {
+            topic: topic.to_owned(),
+            group_id: group.to_owned(),
+            partition,
+            mode: from.mode().to_owned(),
+        });
+        match self.request(&req).await? {
+            Response::Subscribe(resp) => Ok(resp.offset),
+            other => Err(unexpected("SUBSCRIBE", &other)),
+        }
+    }
+
+    /// Stores `offset` (the next offset to read) as the group's committed
+    /// offset for the partition.
+    pub async fn commit(&self, topic: &str, group: &str, partition: i32, offset: u64) -> Result<()> {
+        let req = Request::Commit(CommitRequest {
+            topic: topic.to_owned(),
+            group_id: group.to_owned(),
+            partition,
+            offset,
+        });
+        match self.request(&req).await? {
+            Response::Commit => Ok(()),
+            other => Err(unexpected("COMMIT", &other)),
+        }
+    }
+
+    /// The group's committed offset for the partition (0 if none yet).
+    pub async fn get_offset(&self, topic: &str, group: &str, partition: i32) -> Result<u64> {
+        let req = Request::GetOffset(group_partition(topic, group, partition));
+        match self.request(&req).await? {
+            Response::GetOffset(resp) => Ok(resp.offset),
+            other => Err(unexpected("GET_OFFSET", &other)),
+        }
+    }
+
+    /// Sets the group's committed offset for the partition.
+    pub async fn reset_offset(&self, topic: &str, group: &str, partition: i32, to: ResetTo) -> Result<()> {
+        let (mode, offset) = match to {
+            ResetTo::Earliest => (flymq_proto::MODE_EARLIEST, 0),
+            ResetTo::Latest => (flymq_proto::MODE_LATEST, 0),
+            ResetTo::Offset(offset) => (flymq_proto::MODE_OFFSET, offset),
+        };
+        let req = Request::ResetOffset(ResetOffsetRequest {
+            topic: topic.to_owned(),
+            group_id: group.to_owned(),
+            partition,
+            mode: mode.to_owned(),
+            offset,
+        });
+        match self.request(&req).await? {
+            Response::ResetOffset => Ok(()),
+            other => Err(unexpected("RESET_OFFSET", &other)),
+        }
+    }
+
+    /// Committed offset, log end and lag of the group on one partition.
+    pub async fn get_lag(&self, topic: &str, group: &str, partition: i32) -> Result<LagInfo> {
+        let req = Request::GetLag(group_partition(topic, group, partition));
+        match self.request(&req).await? {
+            Response::GetLag(lag) => Ok(lag),
+            other => Err(unexpected("GET_LAG", &other)),
+        }
+    }
+
+    /// Every consumer group with its committed offsets.
+    pub async fn list_groups(&self) -> Result<Vec<GroupRecord>> {
+        match self.request(&Request::ListGroups).await? {
+            Response::ListGroups(list) => Ok(list.groups),
+            other => Err(unexpected("LIST_GROUPS", &other)),
+        }
+    }
+
+    /// One group's live member count and committed offsets.
+    pub async fn describe_group(&self, topic: &str, group: &str) -> Result<GroupRecord> {
+        let req = Request::DescribeGroup(GroupRequest {
+            topic: topic.to_owned(),
+            group_id: group.to_owned(),
+        });
+        match self.request(&req).await? {
+            Response::DescribeGroup(record) => Ok(record),
+            other => Err(unexpected("DESCRIBE_GROUP", &other)),
+        }
+    }
+
+    /// Deletes a group and its committed offsets.
+    pub async fn delete_group(&self, topic: &str, group: &str) -> Result<()> {
+        let req = Request::DeleteGroup(GroupRequest {
+            topic: topic.to_owned(),
+            group_id: group.to_owned(),
+        });
+        match self.request(&req).await? {
+            Response::DeleteGroup => Ok(()),
+            other => Err(unexpected("DELETE_GROUP", &other)),
+        }
+    }
+}
+
+/// Builds a PRODUCE_BATCH request.
+pub(crate) fn batch_request(topic: &str, partition: i32, records: Vec<(Bytes, Bytes)>) -> Request {
+    Request::ProduceBatch(ProduceBatchRequest {
+        topic: topic.to_owned(),
+        partition,
+        records: records
+            .into_iter()
+            .map(|(key, value)| BatchRecord { key, value })
+            .collect(),
+    })
+}
+
+fn group_partition(topic: &str, group: &str, partition: i32) -> GroupPartitionRequest {
+    GroupPartitionRequest {
+        topic: topic.to_owned(),
+        group_id: group.to_owned(),
+        partition,
+    }
+}
+
+/// Requests that may be sent again after a broken connection without the
+/// risk of writing twice.
+fn is_repeatable(opcode: Opcode) -> bool {
+    !matches!(
+        opcode,
+        Opcode::Produce
+            | Opcode::ProduceBatch
+            | Opcode::ProduceDelayed
+            | Opcode::ProduceWithTtl
+            | Opcode::ProduceWithSchema
+            | Opcode::ProduceTx
+            | Opcode::BeginTx
+            | Opcode::CommitTx
+            | Opcode::AbortTx
+            | Opcode::ReplayDlq
+    )
+}
+
+/// Turns a response frame into a typed response or error.
+pub(crate) fn decode_reply(op: &'static str, request: Opcode, frame: Frame) -> Result<Response> {
+    let opcode = frame.opcode;
+    let response = Response::decode_frame(&frame).map_err(|source| Error::Decode { op, source })?;
+    if let Response::Error(err) = response {
+        return Err(Error::from_server(op, err.message));
+    }
+    if opcode != response_opcode(request) {
+        return Err(Error::UnexpectedResponse { op, got: opcode });
+    }
+    Ok(response)
+}
+
+/// The opcode a successful reply to `request` carries: the request's own,
+/// except AUTH, which is answered with AUTH_RESPONSE.
+fn response_opcode(request: Opcode) -> u8 {
+    match request {
+        Opcode::Auth => Opcode::AuthResponse.code(),
+        other => other.code(),
+    }
+}
+
+fn unexpected(op: &'static str, response: &Response) -> Error {
+    Error::UnexpectedResponse {
+        op,
+        got: response.opcode(),
+    }
+}

@@ -1,0 +1,147 @@
+//! Client configuration.
+
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+
+/// Default broker address, as used by the other FlyMQ clients.
+pub const DEFAULT_BOOTSTRAP: &str = "127.0.0.1:9092";
+
+/// Settings of a [`Client`](crate::Client).
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Broker addresses (`host:port`) tried in order when (re)connecting.
+    pub bootstrap: Vec<String>,
+    /// How long one TCP connect attempt may take.
+    pub connect_timeout: Duration,
+    /// How long a request may wait for its response; a broker that does not
+    /// answer in time is treated as gone and the connection is dropped.
+    pub request_timeout: Duration,
+    /// Requests that may be outstanding on the connection at once
+    /// (pipelining depth). At least 1.
+    pub max_in_flight: usize,
+    /// Rounds over the whole bootstrap list before giving up on connecting.
+    pub connect_rounds: u32,
+    /// Pause between two rounds over the bootstrap list.
+    pub reconnect_backoff: Duration,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        Self {
+            bootstrap: vec![DEFAULT_BOOTSTRAP.to_owned()],
+            connect_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            max_in_flight: 256,
+            connect_rounds: 3,
+            reconnect_backoff: Duration::from_millis(200),
+        }
+    }
+}
+
+impl ClientConfig {
+    /// Default settings with the given bootstrap addresses.
+    pub fn new<I, S>(bootstrap: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self {
+            bootstrap: bootstrap.into_iter().map(Into::into).collect(),
+            ..Self::default()
+        }
+    }
+
+    /// Parses a comma-separated bootstrap list (`"a:9092,b:9092"`), the
+    /// format of `--bootstrap` and `FLYMQ_BOOTSTRAP`.
+    pub fn from_bootstrap_list(list: &str) -> Result<Self> {
+        let bootstrap = parse_bootstrap(list)?;
+        Ok(Self {
+            bootstrap,
+            ..Self::default()
+        })
+    }
+
+    /// Checks that the settings can work.
+    pub fn validate(&self) -> Result<()> {
+        if self.bootstrap.is_empty() {
+            return Err(Error::Config(
+                "bootstrap list is empty; give at least one broker address such as 127.0.0.1:9092".into(),
+            ));
+        }
+        for addr in &self.bootstrap {
+            check_address(addr)?;
+        }
+        if self.max_in_flight == 0 {
+            return Err(Error::Config("max_in_flight must be at least 1".into()));
+        }
+        if self.connect_rounds == 0 {
+            return Err(Error::Config("connect_rounds must be at least 1".into()));
+        }
+        Ok(())
+    }
+}
+
+/// Splits a comma-separated address list, trimming blanks and rejecting
+/// entries that are not `host:port`.
+pub fn parse_bootstrap(list: &str) -> Result<Vec<String>> {
+    let addrs: Vec<String> = list
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if addrs.is_empty() {
+        return Err(Error::Config(format!(
+            "bootstrap list '{list}' has no address; expected host:port[,host:port...]"
+        )));
+    }
+    for addr in &addrs {
+        check_address(addr)?;
+    }
+    Ok(addrs)
+}
+
+fn check_address(addr: &str) -> Result<()> {
+    let valid = addr
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+    if valid {
+        Ok(())
+    } else {
+        Err(Error::Config(format!(
+            "broker address '{addr}' is not host:port (for example 127.0.0.1:9092)"
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_comma_separated_list() {
+        let addrs = parse_bootstrap(" a:1, b:2 ,,[::1]:9092").expect("valid list");
+        assert_eq!(addrs, vec!["a:1", "b:2", "[::1]:9092"]);
+    }
+
+    #[test]
+    fn rejects_bad_addresses() {
+        assert!(parse_bootstrap("").is_err());
+        assert!(parse_bootstrap("localhost").is_err());
+        assert!(parse_bootstrap("localhost:notaport").is_err());
+        assert!(parse_bootstrap(":9092").is_err());
+        let err = parse_bootstrap("a:1,b").unwrap_err().to_string();
+        assert!(err.contains("'b'"), "{err}");
+    }
+
+    #[test]
+    fn validate_checks_limits() {
+        let mut cfg = ClientConfig::default();
+        assert!(cfg.validate().is_ok());
+        cfg.max_in_flight = 0;
+        assert!(cfg.validate().is_err());
+        let cfg = ClientConfig::new(Vec::<String>::new());
+        assert!(cfg.validate().is_err());
+    }
+}

@@ -1,0 +1,329 @@
+//! The group consumer: reads every partition of one topic as a member of a
+//! consumer group, round robin, with FETCH; commits positions automatically
+//! (on an interval) or on demand.
+//!
+//! Positions are "next offset to read", the value COMMIT stores. A consumer
+//! created with [`StartFrom::Committed`] resumes where the group's last
+//! commit left off. After a lost connection the consumer re-registers with
+//! the group (SUBSCRIBE) and carries on from its in-memory positions, so
+//! records it already returned are not delivered twice.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use flymq_proto::LagInfo;
+
+use crate::client::{Client, StartFrom};
+use crate::error::{Error, Result};
+
+/// Settings of a [`Consumer`].
+#[derive(Debug, Clone)]
+pub struct ConsumerConfig {
+    /// Consumer group id.
+    pub group: String,
+    /// Where to start on each partition.
+    pub from: StartFrom,
+    /// Commit positions this often during `poll`; `None` = manual commits only.
+    pub auto_commit_interval: Option<Duration>,
+    /// Most records asked for in one FETCH.
+    pub fetch_max_records: u32,
+    /// Pause between two rounds over the partitions that found nothing.
+    pub poll_interval: Duration,
+    /// Broker-side filter applied to every FETCH (empty = none).
+    pub filter: String,
+}
+
+impl ConsumerConfig {
+    /// Settings for `group` with defaults: resume from the committed offset,
+    /// auto-commit every 5 s.
+    pub fn new(group: impl Into<String>) -> Self {
+        Self {
+            group: group.into(),
+            from: StartFrom::Committed,
+            auto_commit_interval: Some(Duration::from_secs(5)),
+            fetch_max_records: 500,
+            poll_interval: Duration::from_millis(100),
+            filter: String::new(),
+        }
+    }
+}
+
+/// One record returned by [`Consumer::poll`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerRecord {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// Offset within the partition.
+    pub offset: u64,
+    /// Key (empty when the record has none).
+    pub key: Bytes,
+    /// Value.
+    pub value: Bytes,
+}
+
+#[derive(Debug, Clone)]
+struct PartitionState {
+    id: i32,
+    /// Next offset to read.
+    position: u64,
+    /// Last position committed by this consumer.
+    committed: Option<u64>,
+}
+
+/// A consumer-group member reading all partitions of one topic.
+///
+/// ```no_run
+/// # async fn demo(client: flymq_client::Client) -> flymq_client::Result<()> {
+/// use std::time::Duration;
+/// use flymq_client::{Consumer, ConsumerConfig};
+///
+/// let mut consumer = Consumer::subscribe(client, "orders", ConsumerConfig::new("billing")).await?;
+/// loop {
+///     for record in consumer.poll(100, Duration::from_secs(1)).await? {
+///         println!("{}/{}: {:?}", record.partition, record.offset, record.value);
+///     }
+/// }
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct Consumer {
+    client: Client,
+    topic: String,
+    config: ConsumerConfig,
+    partitions: Vec<PartitionState>,
+    /// Partition index the next poll starts at.
+    cursor: usize,
+    last_commit: Instant,
+    /// Client connection generation the group membership was registered on.
+    generation: u64,
+}
+
+impl Consumer {
+    /// Joins `config.group` on every partition of `topic` (partitions from
+    /// CLUSTER_METADATA) and positions each at `config.from`.
+    pub async fn subscribe(client: Client, topic: &str, config: ConsumerConfig) -> Result<Self> {
+        let meta = client.topic_metadata(topic).await?;
+        let mut ids: Vec<i32> = meta.partitions.iter().map(|p| p.partition).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        if ids.is_empty() {
+            return Err(Error::Server {
+                op: "CLUSTER_METADATA",
+                message: format!("topic '{topic}' has no partitions"),
+            });
+        }
+        let generation = client.generation();
+        let starts = futures::future::try_join_all(
+            ids.iter()
+                .map(|&p| client.subscribe(topic, &config.group, p, config.from)),
+        )
+        .await?;
+        let partitions = ids
+            .into_iter()
+            .zip(starts)
+            .map(|(id, position)| PartitionState {
+                id,
+                position,
+                committed: None,
+            })
+            .collect();
+        Ok(Self {
+            client,
+            topic: topic.to_owned(),
+            config,
+            partitions,
+            cursor: 0,
+            last_commit: Instant::now(),
+            generation,
+        })
+    }
+
+    /// The topic consumed.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// The group id.
+    pub fn group(&self) -> &str {
+        &self.config.group
+    }
+
+    /// The partitions read, ascending.
+    pub fn assignment(&self) -> Vec<i32> {
+        self.partitions.iter().map(|p| p.id).collect()
+    }
+
+    /// The next offset `poll` will read from `partition`.
+    pub fn position(&self, partition: i32) -> Option<u64> {
+        self.state(partition).map(|p| p.position)
+    }
+
+    /// Moves the read position of `partition` (committed on the next commit).
+    pub fn seek(&mut self, partition: i32, offset: u64) -> Result<()> {
+        let topic = self.topic.clone();
+        let state = self.partitions.iter_mut().find(|p| p.id == partition).ok_or_else(|| {
+            Error::InvalidArgument(format!("partition {partition} is not assigned (topic '{topic}')"))
+        })?;
+        state.position = offset;
+        Ok(())
+    }
+
+    /// Waits up to `timeout` for records and returns at most `max` of them,
+    /// reading partitions round robin. Returns an empty list when nothing
+    /// arrived in time. Commits positions when the auto-commit interval has
+    /// passed.
+    pub async fn poll(&mut self, max: usize, timeout: Duration) -> Result<Vec<ConsumerRecord>> {
+        let deadline = Instant::now() + timeout;
+        let max = max.max(1);
+        loop {
+            self.ensure_member().await?;
+            self.maybe_auto_commit().await?;
+            let records = self.fetch_round(max).await?;
+            let now = Instant::now();
+            if !records.is_empty() || now >= deadline {
+                return Ok(records);
+            }
+            tokio::time::sleep(self.config.poll_interval.min(deadline - now)).await;
+        }
+    }
+
+    /// One pass over the partitions starting at the cursor, stopping once
+    /// `max` records are collected.
+    async fn fetch_round(&mut self, max: usize) -> Result<Vec<ConsumerRecord>> {
+        let n = self.partitions.len();
+        let mut out = Vec::new();
+        for step in 0..n {
+            let remaining = max - out.len();
+            if remaining == 0 {
+                break;
+            }
+            let idx = (self.cursor + step) % n;
+            let (id, position) = (self.partitions[idx].id, self.partitions[idx].position);
+            let ask = u32::try_from(remaining)
+                .unwrap_or(u32::MAX)
+                .min(self.config.fetch_max_records.max(1));
+            let resp = self
+                .client
+                .fetch(&self.topic, id, position, ask, &self.config.filter)
+                .await?;
+            let mut next = position;
+            for record in resp.records {
+                if record.offset < position || out.len() >= max {
+                    continue;
+                }
+                next = next.max(record.offset + 1);
+                out.push(ConsumerRecord {
+                    topic: self.topic.clone(),
+                    partition: id,
+                    offset: record.offset,
+                    key: record.key,
+                    value: record.value,
+                });
+            }
+            // With a filter the broker skips non-matching records and
+            // reports how far it scanned.
+            if out.len() < max {
+                next = next.max(resp.next_offset);
+            }
+            self.partitions[idx].position = next;
+        }
+        self.cursor = (self.cursor + 1) % n;
+        Ok(out)
+    }
+
+    /// Re-registers with the group after the client reconnected.
+    async fn ensure_member(&mut self) -> Result<()> {
+        let generation = self.client.generation();
+        if generation == self.generation {
+            return Ok(());
+        }
+        let (client, topic, group) = (&self.client, &self.topic, &self.config.group);
+        let starts = futures::future::try_join_all(
+            self.partitions
+                .iter()
+                .map(|p| client.subscribe(topic, group, p.id, StartFrom::Committed)),
+        )
+        .await?;
+        tracing::debug!(topic, group, ?starts, "re-registered with the group after reconnect");
+        self.generation = generation;
+        Ok(())
+    }
+
+    async fn maybe_auto_commit(&mut self) -> Result<()> {
+        match self.config.auto_commit_interval {
+            Some(interval) if self.last_commit.elapsed() >= interval => self.commit().await,
+            _ => Ok(()),
+        }
+    }
+
+    /// Commits the current position of every partition that moved since
+    /// its last commit.
+    pub async fn commit(&mut self) -> Result<()> {
+        let (client, topic, group) = (&self.client, &self.topic, &self.config.group);
+        let dirty: Vec<(usize, i32, u64)> = self
+            .partitions
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.committed != Some(p.position))
+            .map(|(i, p)| (i, p.id, p.position))
+            .collect();
+        futures::future::try_join_all(
+            dirty
+                .iter()
+                .map(|&(_, id, position)| client.commit(topic, group, id, position)),
+        )
+        .await?;
+        for (i, _, position) in dirty {
+            self.partitions[i].committed = Some(position);
+        }
+        self.last_commit = Instant::now();
+        Ok(())
+    }
+
+    /// Commits `offset` (the next offset to read) for one partition.
+    pub async fn commit_offset(&mut self, partition: i32, offset: u64) -> Result<()> {
+        if self.state(partition).is_none() {
+            return Err(Error::InvalidArgument(format!(
+                "partition {partition} is not assigned (topic '{}')",
+                self.topic
+            )));
+        }
+        self.client
+            .commit(&self.topic, &self.config.group, partition, offset)
+            .await?;
+        if let Some(state) = self.partitions.iter_mut().find(|p| p.id == partition) {
+            state.committed = Some(offset);
+        }
+        Ok(())
+    }
+
+    /// The group's committed offset for `partition`, as stored by the broker.
+    pub async fn committed(&self, partition: i32) -> Result<u64> {
+        self.client.get_offset(&self.topic, &self.config.group, partition).await
+    }
+
+    /// The group's lag on every partition.
+    pub async fn lag(&self) -> Result<Vec<(i32, LagInfo)>> {
+        let lags = futures::future::try_join_all(
+            self.partitions
+                .iter()
+                .map(|p| self.client.get_lag(&self.topic, &self.config.group, p.id)),
+        )
+        .await?;
+        Ok(self.assignment().into_iter().zip(lags).collect())
+    }
+
+    /// Commits (when auto-commit is on) and ends the consumer.
+    pub async fn close(mut self) -> Result<()> {
+        if self.config.auto_commit_interval.is_some() {
+            self.commit().await?;
+        }
+        Ok(())
+    }
+
+    fn state(&self, partition: i32) -> Option<&PartitionState> {
+        self.partitions.iter().find(|p| p.id == partition)
+    }
+}
