@@ -175,7 +175,10 @@ impl Client {
                     }
                     Err(err) => {
                         tracing::debug!(addr, error = %err, "connect failed");
-                        last_error = format!("{addr}: {err}");
+                        last_error = match &err {
+                            Error::Io { source, .. } => format!("{addr}: {source}"),
+                            other => format!("{addr}: {other}"),
+                        };
                     }
                 }
             }

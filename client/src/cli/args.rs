@@ -1,0 +1,321 @@
+//! Command-line arguments of `flymq-cli` (clap derive).
+
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::bench::BenchCommand;
+
+/// Command-line client for FlyMQ: manage topics and consumer groups, produce
+/// and consume messages, inspect the cluster and benchmark a broker.
+#[derive(Debug, Parser)]
+#[command(name = "flymq-cli", version, propagate_version = true)]
+pub struct Cli {
+    /// Broker addresses, comma-separated (host:port[,host:port...]).
+    #[arg(
+        long,
+        short = 'b',
+        global = true,
+        env = "FLYMQ_BOOTSTRAP",
+        default_value = "127.0.0.1:9092"
+    )]
+    pub bootstrap: String,
+
+    /// Output format: `text` for people, `json` for one JSON object per line.
+    #[arg(long, short = 'o', global = true, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+
+    /// How long to wait for a connection and for each response (e.g. 10s, 500ms).
+    #[arg(long, global = true, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Output format of every command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// Aligned, human-readable text.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create, delete, list and inspect topics.
+    #[command(subcommand)]
+    Topic(TopicCommand),
+    /// Produce messages from the command line or stdin (one per line).
+    Produce(ProduceArgs),
+    /// Read messages from one partition, by offset.
+    Consume(ConsumeArgs),
+    /// Consume a topic as a member of a consumer group, committing offsets.
+    Subscribe(SubscribeArgs),
+    /// List, describe and inspect consumer groups.
+    #[command(subcommand)]
+    Groups(GroupsCommand),
+    /// Cluster information.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+    /// Measure throughput and latency of a broker.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+/// `topic ...`
+#[derive(Debug, Subcommand)]
+pub enum TopicCommand {
+    /// Create a topic (succeeds if it already exists).
+    Create {
+        /// Topic name.
+        topic: String,
+        /// Number of partitions.
+        #[arg(long, short = 'p', default_value_t = 1)]
+        partitions: u32,
+    },
+    /// Delete a topic and all its messages (succeeds if it does not exist).
+    Delete {
+        /// Topic name.
+        topic: String,
+    },
+    /// List topic names.
+    List,
+    /// Show a topic's partitions, leaders and replicas.
+    Info {
+        /// Topic name.
+        topic: String,
+    },
+}
+
+/// `produce ...`
+#[derive(Debug, Args)]
+pub struct ProduceArgs {
+    /// Topic to write to (created by the broker if it does not exist).
+    pub topic: String,
+    /// Message value; when omitted, every line of stdin is one message.
+    pub message: Option<String>,
+    /// Key of every message (keyed messages go to FNV-1a(key) mod partitions).
+    #[arg(long, short = 'k')]
+    pub key: Option<String>,
+    /// Write to this partition instead of letting the broker choose.
+    #[arg(long, short = 'p')]
+    pub partition: Option<i32>,
+}
+
+/// `consume ...`
+#[derive(Debug, Args)]
+pub struct ConsumeArgs {
+    /// Topic to read.
+    pub topic: String,
+    /// Partition to read.
+    #[arg(long, short = 'p', default_value_t = 0)]
+    pub partition: i32,
+    /// First offset to read.
+    #[arg(long, default_value_t = 0)]
+    pub offset: u64,
+    /// Stop after this many messages (default: all currently stored, or
+    /// unlimited with --follow).
+    #[arg(long, short = 'n')]
+    pub count: Option<u64>,
+    /// Print each message's key as well.
+    #[arg(long)]
+    pub show_key: bool,
+    /// Keep waiting for new messages (Ctrl-C to stop).
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+    /// Only messages whose key or value matches this filter (substring,
+    /// regular expression or `$.json.path`), applied by the broker.
+    #[arg(long)]
+    pub filter: Option<String>,
+}
+
+/// Where a new consumer group starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FromArg {
+    /// The first stored message.
+    Earliest,
+    /// Only messages produced from now on.
+    Latest,
+    /// The group's committed offset (earliest if none).
+    Commit,
+}
+
+/// `subscribe ...`
+#[derive(Debug, Args)]
+pub struct SubscribeArgs {
+    /// Topic to consume (all partitions).
+    pub topic: String,
+    /// Consumer group id.
+    #[arg(long, short = 'g')]
+    pub group: String,
+    /// Where to start when the group has no committed offset: `commit`
+    /// resumes the group, `earliest`/`latest` ignore earlier commits.
+    #[arg(long, value_enum, default_value_t = FromArg::Commit)]
+    pub from: FromArg,
+    /// Stop after this many messages (default: run until Ctrl-C).
+    #[arg(long, short = 'n')]
+    pub count: Option<u64>,
+    /// Print each message's key as well.
+    #[arg(long)]
+    pub show_key: bool,
+    /// How often offsets are committed.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub commit_interval: Duration,
+}
+
+/// `groups ...`
+#[derive(Debug, Subcommand)]
+pub enum GroupsCommand {
+    /// List consumer groups with their committed offsets.
+    List,
+    /// Show one group's members and committed offsets.
+    Describe {
+        /// Topic the group consumes.
+        topic: String,
+        /// Group id.
+        group: String,
+    },
+    /// Show a group's lag per partition (log end minus committed offset).
+    Lag {
+        /// Topic the group consumes.
+        topic: String,
+        /// Group id.
+        group: String,
+    },
+    /// Delete a group and its committed offsets.
+    Delete {
+        /// Topic the group consumes.
+        topic: String,
+        /// Group id.
+        group: String,
+    },
+    /// Set a group's committed offset on one or all partitions.
+    Reset {
+        /// Topic the group consumes.
+        topic: String,
+        /// Group id.
+        group: String,
+        /// Partition to reset (default: all).
+        #[arg(long, short = 'p')]
+        partition: Option<i32>,
+        /// `earliest`, `latest` or an offset number.
+        #[arg(long)]
+        to: String,
+    },
+}
+
+/// `cluster ...`
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Show the cluster's nodes and leader.
+    Status,
+    /// Show every topic's partitions with leaders and replicas.
+    Metadata,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("flymq-cli").chain(args.iter().copied()))
+            .unwrap_or_else(|e| panic!("{args:?} should parse: {e}"))
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults() {
+        // SAFETY of the test: clap reads FLYMQ_BOOTSTRAP; tests run without it set.
+        if std::env::var_os("FLYMQ_BOOTSTRAP").is_some() {
+            return;
+        }
+        let cli = parse(&["topic", "list"]);
+        assert_eq!(cli.bootstrap, "127.0.0.1:9092");
+        assert_eq!(cli.output, OutputFormat::Text);
+        assert_eq!(cli.timeout, Duration::from_secs(10));
+        assert!(matches!(cli.command, Command::Topic(TopicCommand::List)));
+    }
+
+    #[test]
+    fn global_options_after_subcommand() {
+        let cli = parse(&["topic", "create", "orders", "-p", "6", "--output", "json", "-b", "h:1"]);
+        assert_eq!(cli.output, OutputFormat::Json);
+        assert_eq!(cli.bootstrap, "h:1");
+        match cli.command {
+            Command::Topic(TopicCommand::Create { topic, partitions }) => {
+                assert_eq!((topic.as_str(), partitions), ("orders", 6));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn produce_with_key_and_partition() {
+        let cli = parse(&["produce", "t", "hello", "--key", "k1", "--partition", "2"]);
+        match cli.command {
+            Command::Produce(p) => {
+                assert_eq!(p.message.as_deref(), Some("hello"));
+                assert_eq!(p.key.as_deref(), Some("k1"));
+                assert_eq!(p.partition, Some(2));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        let cli = parse(&["produce", "t"]);
+        assert!(matches!(
+            cli.command,
+            Command::Produce(ProduceArgs { message: None, .. })
+        ));
+    }
+
+    #[test]
+    fn consume_options() {
+        let cli = parse(&[
+            "consume",
+            "t",
+            "-p",
+            "1",
+            "--offset",
+            "5",
+            "-n",
+            "3",
+            "--show-key",
+            "--follow",
+        ]);
+        match cli.command {
+            Command::Consume(c) => {
+                assert_eq!((c.partition, c.offset, c.count), (1, 5, Some(3)));
+                assert!(c.show_key && c.follow);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn subscribe_requires_group() {
+        let err = Cli::try_parse_from(["flymq-cli", "subscribe", "t"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::MissingRequiredArgument);
+        let cli = parse(&["subscribe", "t", "--group", "g", "--from", "earliest"]);
+        match cli.command {
+            Command::Subscribe(s) => {
+                assert_eq!(s.group, "g");
+                assert_eq!(s.from, FromArg::Earliest);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn bad_duration_is_rejected() {
+        let err = Cli::try_parse_from(["flymq-cli", "--timeout", "soon", "topic", "list"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation);
+    }
+}

@@ -1,0 +1,48 @@
+//! `flymq-cli` commands. Each submodule runs one command group against a
+//! [`Client`] and prints through [`output::Output`].
+
+pub mod args;
+mod cluster;
+mod consume;
+mod groups;
+pub mod output;
+mod produce;
+mod topic;
+
+use anyhow::Context;
+use flymq_client::{Client, ClientConfig, parse_bootstrap};
+
+use crate::bench;
+use args::{Cli, Command};
+use output::Output;
+
+/// Runs the parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let out = Output::new(cli.output);
+    let config = client_config(&cli)?;
+    if let Command::Bench(cmd) = cli.command {
+        return bench::run(cmd, config, out).await;
+    }
+    let client = Client::connect(config).await?;
+    match cli.command {
+        Command::Topic(cmd) => topic::run(&client, cmd, out).await,
+        Command::Produce(args) => produce::run(&client, args, out).await,
+        Command::Consume(args) => consume::consume(&client, args, out).await,
+        Command::Subscribe(args) => consume::subscribe(&client, args, out).await,
+        Command::Groups(cmd) => groups::run(&client, cmd, out).await,
+        Command::Cluster(cmd) => cluster::run(&client, cmd, out).await,
+        Command::Bench(_) => Ok(()),
+    }
+}
+
+/// Client settings from the global options.
+fn client_config(cli: &Cli) -> anyhow::Result<ClientConfig> {
+    let bootstrap = parse_bootstrap(&cli.bootstrap).context("invalid --bootstrap / FLYMQ_BOOTSTRAP")?;
+    Ok(ClientConfig {
+        bootstrap,
+        connect_timeout: cli.timeout,
+        request_timeout: cli.timeout,
+        connect_rounds: 1,
+        ..ClientConfig::default()
+    })
+}

@@ -1,0 +1,77 @@
+//! `produce <topic> [message]`: one message from the argument, or one per
+//! line of stdin (batched through the [`Producer`]).
+
+use std::collections::VecDeque;
+
+use anyhow::bail;
+use bytes::Bytes;
+use flymq_client::{Client, Delivery, Producer, ProducerConfig, ProducerRecord, RecordMetadata};
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+use crate::cli::args::ProduceArgs;
+use crate::cli::output::Output;
+
+/// Records awaiting their result before the oldest is printed; bounds memory
+/// while keeping the output in input order.
+const MAX_PENDING: usize = 4096;
+
+/// Runs `produce`.
+pub async fn run(client: &Client, args: ProduceArgs, out: Output) -> anyhow::Result<()> {
+    let key = args.key.clone().map(Bytes::from).unwrap_or_default();
+    if let Some(message) = args.message.clone() {
+        let meta = match args.partition {
+            Some(p) => client.produce_to_partition(&args.topic, p, key, message).await?,
+            None => client.produce_with_key(&args.topic, key, message).await?,
+        };
+        return print_metadata(&out, &meta).map_err(Into::into);
+    }
+
+    let producer = Producer::new(client.clone(), ProducerConfig::default());
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    let mut pending: VecDeque<Delivery> = VecDeque::new();
+    let mut failures = 0u64;
+    while let Some(line) = lines.next_line().await? {
+        let mut record = ProducerRecord::new(args.topic.clone(), line).with_key(key.clone());
+        if let Some(p) = args.partition {
+            record = record.with_partition(p);
+        }
+        pending.push_back(producer.enqueue(record).await?);
+        if pending.len() >= MAX_PENDING
+            && let Some(delivery) = pending.pop_front()
+        {
+            failures += report(&out, delivery.await)?;
+        }
+    }
+    producer.flush().await?;
+    while let Some(delivery) = pending.pop_front() {
+        failures += report(&out, delivery.await)?;
+    }
+    if failures > 0 {
+        bail!("{failures} message(s) could not be produced");
+    }
+    Ok(())
+}
+
+/// Prints one result; returns 1 for a failure (reported on stderr).
+fn report(out: &Output, result: flymq_client::Result<RecordMetadata>) -> std::io::Result<u64> {
+    match result {
+        Ok(meta) => print_metadata(out, &meta).map(|()| 0),
+        Err(err) => {
+            eprintln!("error: {err}");
+            Ok(1)
+        }
+    }
+}
+
+fn print_metadata(out: &Output, meta: &RecordMetadata) -> std::io::Result<()> {
+    out.item(
+        || format!("{} partition {} offset {}", meta.topic, meta.partition, meta.offset),
+        json!({
+            "topic": meta.topic,
+            "partition": meta.partition,
+            "offset": meta.offset,
+            "timestamp": meta.timestamp,
+        }),
+    )
+}
