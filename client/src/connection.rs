@@ -8,6 +8,8 @@
 //! write. The reader decodes response frames and hands each to the oldest
 //! waiting slot.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -38,6 +40,8 @@ struct Outgoing {
 pub struct Connection {
     addr: String,
     requests: mpsc::Sender<Outgoing>,
+    /// Set by [`Connection::close`] and when the I/O task ends.
+    closed: Arc<AtomicBool>,
     task: AbortHandle,
 }
 
@@ -75,6 +79,8 @@ impl Connection {
         let (slot_tx, slot_rx) = mpsc::channel(max_in_flight);
         let (read_half, write_half) = stream.into_split();
         let task_addr = addr.clone();
+        let closed = Arc::new(AtomicBool::new(false));
+        let task_closed = closed.clone();
         let task = tokio::spawn(async move {
             tokio::select! {
                 result = write_loop(write_half, request_rx, slot_tx) => {
@@ -88,9 +94,15 @@ impl Connection {
                     }
                 }
             }
+            task_closed.store(true, Ordering::Release);
         })
         .abort_handle();
-        Self { addr, requests, task }
+        Self {
+            addr,
+            requests,
+            closed,
+            task,
+        }
     }
 
     /// The broker address this connection was opened to.
@@ -100,12 +112,13 @@ impl Connection {
 
     /// True once the socket is closed (by either side, an error or a timeout).
     pub fn is_closed(&self) -> bool {
-        self.requests.is_closed()
+        self.closed.load(Ordering::Acquire) || self.requests.is_closed()
     }
 
     /// Closes the connection; requests waiting on it fail with
     /// [`Error::ConnectionClosed`].
     pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
         self.task.abort();
     }
 

@@ -16,8 +16,12 @@ mod config;
 mod connection;
 mod consumer;
 mod error;
+#[cfg(test)]
+mod fake_broker;
 pub mod partitioner;
 mod producer;
+#[cfg(test)]
+mod sdk_tests;
 
 pub use client::{Client, ResetTo, StartFrom};
 pub use config::{ClientConfig, DEFAULT_BOOTSTRAP, parse_bootstrap};

@@ -1,0 +1,369 @@
+//! A tiny in-memory broker speaking the real codec, for the SDK's unit
+//! tests (pipelining, routing, batching, failover). It is not a stand-in
+//! for the real broker: `tests/` runs the SDK against `flymq-broker`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::{Bytes, BytesMut};
+use flymq_proto::{
+    ClusterMetadata, ClusterNode, ClusterStatus, ConsumeResponse, FetchResponse, FetchedRecord, Frame, GroupRecord,
+    LagInfo, ListGroupsResponse, ListTopicsResponse, OffsetResponse, PartitionMetadata, PartitionOffset,
+    ProduceBatchResponse, RecordMetadata, Request, Response, TopicMetadata,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+use crate::partitioner::partition_for_key;
+
+/// How the fake misbehaves.
+#[derive(Debug, Clone, Default)]
+pub struct Behaviour {
+    /// Answer every request with `not leader: leader_addr=<addr>`.
+    pub redirect_to: Option<String>,
+    /// Close each connection after this many requests.
+    pub close_after: Option<usize>,
+    /// Never answer anything.
+    pub silent: bool,
+}
+
+#[derive(Debug, Default)]
+struct Topic {
+    partitions: Vec<Vec<(Bytes, Bytes)>>,
+    round_robin: usize,
+}
+
+/// Shared state of the fake broker.
+#[derive(Debug, Default)]
+pub struct State {
+    topics: Mutex<HashMap<String, Topic>>,
+    offsets: Mutex<HashMap<(String, String, i32), u64>>,
+    /// Requests received per opcode.
+    requests: Mutex<HashMap<u8, usize>>,
+    /// Connections accepted.
+    pub connections: AtomicUsize,
+}
+
+impl State {
+    /// Requests of `opcode` received so far.
+    pub fn requests(&self, opcode: flymq_proto::Opcode) -> usize {
+        self.requests
+            .lock()
+            .map(|r| r.get(&opcode.code()).copied().unwrap_or(0))
+            .unwrap_or(0)
+    }
+
+    /// Records stored in a partition.
+    pub fn partition_len(&self, topic: &str, partition: usize) -> usize {
+        self.topics
+            .lock()
+            .ok()
+            .and_then(|t| t.get(topic).and_then(|t| t.partitions.get(partition).map(Vec::len)))
+            .unwrap_or(0)
+    }
+}
+
+/// A running fake broker.
+pub struct FakeBroker {
+    /// Its address.
+    pub addr: SocketAddr,
+    /// Its state.
+    pub state: Arc<State>,
+}
+
+impl FakeBroker {
+    /// Starts a well-behaved fake broker.
+    pub async fn start() -> Self {
+        Self::start_with(Behaviour::default()).await
+    }
+
+    /// Starts a fake broker with the given behaviour.
+    pub async fn start_with(behaviour: Behaviour) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind fake broker");
+        let addr = listener.local_addr().expect("fake broker address");
+        let state = Arc::new(State::default());
+        let accept_state = state.clone();
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                accept_state.connections.fetch_add(1, Ordering::SeqCst);
+                let (state, behaviour) = (accept_state.clone(), behaviour.clone());
+                tokio::spawn(serve(socket, state, behaviour));
+            }
+        });
+        Self { addr, state }
+    }
+
+    /// `host:port` of the broker.
+    pub fn address(&self) -> String {
+        self.addr.to_string()
+    }
+}
+
+async fn serve(mut socket: tokio::net::TcpStream, state: Arc<State>, behaviour: Behaviour) {
+    let mut buf = BytesMut::new();
+    let mut served = 0usize;
+    loop {
+        loop {
+            let frame = match Frame::decode(&mut buf) {
+                Ok(Some(frame)) => frame,
+                Ok(None) => break,
+                Err(_) => return,
+            };
+            if let Ok(mut r) = state.requests.lock() {
+                *r.entry(frame.opcode).or_default() += 1;
+            }
+            if behaviour.silent {
+                continue;
+            }
+            let reply = match &behaviour.redirect_to {
+                Some(leader) => Response::error(format!("not leader: leader_addr={leader} current leader is node-2")),
+                None => match Request::decode_frame(&frame) {
+                    Ok(req) => handle(&state, req),
+                    Err(e) => Response::error(e.to_string()),
+                },
+            };
+            let mut out = BytesMut::new();
+            let _ = reply.encode_frame(&mut out);
+            if socket.write_all(&out).await.is_err() {
+                return;
+            }
+            served += 1;
+            if behaviour.close_after.is_some_and(|n| served >= n) {
+                return;
+            }
+        }
+        match socket.read_buf(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+}
+
+fn handle(state: &State, req: Request) -> Response {
+    let mut topics = match state.topics.lock() {
+        Ok(t) => t,
+        Err(_) => return Response::error("poisoned"),
+    };
+    match req {
+        Request::CreateTopic(r) => {
+            topics.entry(r.topic).or_insert_with(|| Topic {
+                partitions: vec![Vec::new(); r.partitions.max(1) as usize],
+                round_robin: 0,
+            });
+            Response::CreateTopic
+        }
+        Request::DeleteTopic(r) => {
+            topics.remove(&r.topic);
+            Response::DeleteTopic
+        }
+        Request::ListTopics => {
+            let mut names: Vec<String> = topics.keys().cloned().collect();
+            names.sort();
+            Response::ListTopics(ListTopicsResponse { topics: names })
+        }
+        Request::ClusterMetadata(r) => {
+            let mut names: Vec<&String> = topics.keys().filter(|t| r.topic.is_empty() || **t == r.topic).collect();
+            if names.is_empty() && !r.topic.is_empty() {
+                return Response::error(format!("topic not found: {}", r.topic));
+            }
+            names.sort();
+            Response::ClusterMetadata(ClusterMetadata {
+                cluster_id: "fake".into(),
+                topics: names
+                    .into_iter()
+                    .map(|name| TopicMetadata {
+                        topic: name.clone(),
+                        partitions: (0..topics[name].partitions.len() as i32)
+                            .map(|p| PartitionMetadata {
+                                partition: p,
+                                leader_id: "node-0".into(),
+                                leader_addr: "fake:9092".into(),
+                                epoch: 1,
+                                state: "online".into(),
+                                replicas: vec!["node-0".into()],
+                                isr: vec!["node-0".into()],
+                            })
+                            .collect(),
+                    })
+                    .collect(),
+            })
+        }
+        Request::ClusterStatus => Response::ClusterStatus(ClusterStatus {
+            cluster_id: "fake".into(),
+            node_id: "node-0".into(),
+            leader_id: "node-0".into(),
+            nodes: vec![ClusterNode {
+                node_id: "node-0".into(),
+                address: "fake:9092".into(),
+                role: "leader".into(),
+                state: "alive".into(),
+            }],
+        }),
+        Request::Produce(r) => {
+            let topic = topics.entry(r.topic.clone()).or_insert_with(|| Topic {
+                partitions: vec![Vec::new()],
+                round_robin: 0,
+            });
+            let Some(p) = choose(topic, &r.key, r.partition) else {
+                return Response::error(format!("partition {} not found", r.partition));
+            };
+            let log = &mut topic.partitions[p];
+            log.push((r.key.clone(), r.value.clone()));
+            Response::Produce(RecordMetadata::new(
+                r.topic,
+                p as i32,
+                log.len() as u64 - 1,
+                0,
+                &r.key,
+                &r.value,
+            ))
+        }
+        Request::ProduceBatch(r) => {
+            let topic = topics.entry(r.topic.clone()).or_insert_with(|| Topic {
+                partitions: vec![Vec::new()],
+                round_robin: 0,
+            });
+            let Some(p) = choose(topic, &Bytes::new(), r.partition) else {
+                return Response::error(format!("partition {} not found", r.partition));
+            };
+            let log = &mut topic.partitions[p];
+            let base = log.len() as u64;
+            log.extend(r.records.iter().map(|rec| (rec.key.clone(), rec.value.clone())));
+            Response::ProduceBatch(ProduceBatchResponse {
+                topic: r.topic,
+                partition: p as i32,
+                base_offset: base,
+                count: r.records.len() as u32,
+                timestamp: 0,
+            })
+        }
+        Request::Consume(r) => match log(&topics, &r.topic, r.partition).and_then(|l| l.get(r.offset as usize)) {
+            Some((key, value)) => Response::Consume(ConsumeResponse {
+                key: key.clone(),
+                value: value.clone(),
+            }),
+            None => Response::error("EOF"),
+        },
+        Request::Fetch(r) => match log(&topics, &r.topic, r.partition) {
+            Some(log) => {
+                let max = if r.max_messages <= 0 {
+                    10
+                } else {
+                    r.max_messages as usize
+                };
+                let records: Vec<FetchedRecord> = log
+                    .iter()
+                    .enumerate()
+                    .skip(r.offset as usize)
+                    .take(max)
+                    .map(|(o, (key, value))| FetchedRecord {
+                        offset: o as u64,
+                        key: key.clone(),
+                        value: value.clone(),
+                    })
+                    .collect();
+                let next_offset = records.last().map_or(r.offset, |rec| rec.offset + 1);
+                Response::Fetch(FetchResponse { next_offset, records })
+            }
+            None => Response::error(format!("topic not found: {}", r.topic)),
+        },
+        Request::Subscribe(r) => {
+            let Some(log) = log(&topics, &r.topic, r.partition) else {
+                return Response::error(format!("partition {} not found", r.partition));
+            };
+            let end = log.len() as u64;
+            let committed = state
+                .offsets
+                .lock()
+                .ok()
+                .and_then(|o| o.get(&(r.topic.clone(), r.group_id.clone(), r.partition)).copied());
+            let offset = match r.mode.as_str() {
+                "earliest" => 0,
+                "latest" | "" => end,
+                "commit" => committed.unwrap_or(0),
+                other => return Response::error(format!("unknown subscribe mode: {other}")),
+            };
+            Response::Subscribe(OffsetResponse { offset })
+        }
+        Request::Commit(r) => {
+            if let Ok(mut o) = state.offsets.lock() {
+                o.insert((r.topic, r.group_id, r.partition), r.offset);
+            }
+            Response::Commit
+        }
+        Request::GetOffset(r) => {
+            let offset = state
+                .offsets
+                .lock()
+                .ok()
+                .and_then(|o| o.get(&(r.topic, r.group_id, r.partition)).copied())
+                .unwrap_or(0);
+            Response::GetOffset(OffsetResponse { offset })
+        }
+        Request::GetLag(r) => {
+            let latest = log(&topics, &r.topic, r.partition).map_or(0, |l| l.len() as u64);
+            let committed = state
+                .offsets
+                .lock()
+                .ok()
+                .and_then(|o| o.get(&(r.topic, r.group_id, r.partition)).copied())
+                .unwrap_or(0);
+            Response::GetLag(LagInfo {
+                current: committed,
+                committed,
+                latest,
+                lag: latest.saturating_sub(committed),
+            })
+        }
+        Request::ListGroups => {
+            let offsets = match state.offsets.lock() {
+                Ok(o) => o.clone(),
+                Err(_) => return Response::error("poisoned"),
+            };
+            let mut groups: HashMap<(String, String), Vec<PartitionOffset>> = HashMap::new();
+            for ((topic, group, partition), offset) in offsets {
+                groups
+                    .entry((topic, group))
+                    .or_default()
+                    .push(PartitionOffset { partition, offset });
+            }
+            let mut groups: Vec<GroupRecord> = groups
+                .into_iter()
+                .map(|((topic, group_id), mut offsets)| {
+                    offsets.sort_by_key(|o| o.partition);
+                    GroupRecord {
+                        topic,
+                        group_id,
+                        members: 0,
+                        offsets,
+                    }
+                })
+                .collect();
+            groups.sort_by(|a, b| (&a.topic, &a.group_id).cmp(&(&b.topic, &b.group_id)));
+            Response::ListGroups(ListGroupsResponse { groups })
+        }
+        other => Response::error(format!("unknown opcode: {}", other.opcode().code())),
+    }
+}
+
+fn log<'a>(topics: &'a HashMap<String, Topic>, topic: &str, partition: i32) -> Option<&'a Vec<(Bytes, Bytes)>> {
+    topics
+        .get(topic)
+        .and_then(|t| usize::try_from(partition).ok().and_then(|p| t.partitions.get(p)))
+}
+
+/// The broker's partition rule: explicit, else key hash, else round robin.
+fn choose(topic: &mut Topic, key: &Bytes, requested: i32) -> Option<usize> {
+    let n = topic.partitions.len();
+    if requested >= 0 {
+        return ((requested as usize) < n).then_some(requested as usize);
+    }
+    if !key.is_empty() {
+        return Some(partition_for_key(key, n as u32) as usize);
+    }
+    let p = topic.round_robin % n;
+    topic.round_robin += 1;
+    Some(p)
+}
