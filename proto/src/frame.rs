@@ -29,6 +29,9 @@ pub const COMPRESSION_MASK: u8 = 0x0E;
 /// Compression code for a gzip payload.
 pub const COMPRESSION_GZIP: u8 = 0x02;
 
+/// Largest capacity [`Frame::decode`] reserves ahead of the bytes that arrived.
+const MAX_EAGER_RESERVE: usize = 1024 * 1024;
+
 /// One decoded frame: opcode, flags and the raw (possibly compressed) payload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frame {
@@ -43,8 +46,9 @@ pub struct Frame {
 impl Frame {
     /// Incrementally decode one frame from the front of a read buffer.
     ///
-    /// Returns `Ok(None)` when more bytes are needed (the buffer is left
-    /// untouched, with capacity reserved for the rest of the frame). The
+    /// Returns `Ok(None)` when more bytes are needed (the buffer's bytes are
+    /// left untouched; capacity for the rest of the frame is reserved, at most
+    /// 1 MiB at a time so a header alone cannot make us allocate 32 MiB). The
     /// header is validated as soon as its 8 bytes are present, in the order
     /// magic, version, length, so an oversized length is rejected before its
     /// payload arrives. A [`FrameError`] is fatal: close the connection.
@@ -65,7 +69,7 @@ impl Frame {
         }
         let total = HEADER_LEN + len;
         if buf.len() < total {
-            buf.reserve(total - buf.len());
+            buf.reserve((total - buf.len()).min(MAX_EAGER_RESERVE));
             return Ok(None);
         }
         let opcode = buf[2];
