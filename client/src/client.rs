@@ -6,13 +6,13 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use flymq_proto::{
-    BatchRecord, ClusterMetadata, ClusterMetadataRequest, ClusterStatus, CommitRequest, ConsumeRequest,
+    AuthRequest, BatchRecord, ClusterMetadata, ClusterMetadataRequest, ClusterStatus, CommitRequest, ConsumeRequest,
     ConsumeResponse, CreateTopicRequest, FetchRequest, FetchResponse, Frame, GroupPartitionRequest, GroupRecord,
     GroupRequest, LagInfo, Opcode, ProduceBatchRequest, ProduceBatchResponse, ProduceRequest, RecordMetadata, Request,
     ResetOffsetRequest, Response, SeekToTimestampRequest, SubscribeRequest, TopicMetadata, TopicRequest,
 };
 
-use crate::config::ClientConfig;
+use crate::config::{ClientConfig, Credentials};
 use crate::connection::Connection;
 use crate::error::{Error, Result};
 
@@ -165,7 +165,18 @@ impl Client {
                 tokio::time::sleep(cfg.reconnect_backoff).await;
             }
             for (idx, addr) in &candidates {
-                match Connection::connect(addr, cfg.connect_timeout, cfg.max_in_flight).await {
+                let connected = match Connection::connect(addr, cfg.connect_timeout, cfg.max_in_flight).await {
+                    Ok(conn) => match &cfg.credentials {
+                        Some(credentials) => authenticate(&conn, credentials, cfg.request_timeout)
+                            .await
+                            .map(|()| conn),
+                        None => Ok(conn),
+                    },
+                    Err(err) => Err(err),
+                };
+                match connected {
+                    // Wrong credentials are wrong on every broker.
+                    Err(err @ Error::Authentication { .. }) => return Err(err),
                     Ok(conn) => {
                         if let Some(idx) = idx {
                             self.inner.next_addr.store(*idx, Ordering::Relaxed);
@@ -543,6 +554,30 @@ impl Client {
             Response::DeleteGroup => Ok(()),
             other => Err(unexpected("DELETE_GROUP", &other)),
         }
+    }
+}
+
+/// Sends AUTH on a fresh connection; the broker binds the user to it.
+async fn authenticate(conn: &Connection, credentials: &Credentials, timeout: std::time::Duration) -> Result<()> {
+    let request = Request::Auth(AuthRequest {
+        username: credentials.username.clone(),
+        password: credentials.password.clone(),
+    });
+    let frame = request
+        .to_frame_bytes()
+        .map_err(|source| Error::Encode { op: "AUTH", source })?;
+    let reply = conn.request("AUTH", frame.freeze(), timeout).await?;
+    match decode_reply("AUTH", Opcode::Auth, reply)? {
+        Response::Auth(resp) if resp.success => Ok(()),
+        Response::Auth(resp) => Err(Error::Authentication {
+            username: credentials.username.clone(),
+            reason: if resp.error.is_empty() {
+                "credentials refused".into()
+            } else {
+                resp.error
+            },
+        }),
+        other => Err(unexpected("AUTH", &other)),
     }
 }
 

@@ -24,6 +24,36 @@ pub struct ClientConfig {
     pub connect_rounds: u32,
     /// Pause between two rounds over the bootstrap list.
     pub reconnect_backoff: Duration,
+    /// User to authenticate as (AUTH) on every new connection; `None` sends no AUTH.
+    pub credentials: Option<Credentials>,
+}
+
+/// A user name and password for brokers with authentication enabled.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// User name.
+    pub username: String,
+    /// Password (never printed by `Debug`).
+    pub password: String,
+}
+
+impl Credentials {
+    /// Credentials for `username`.
+    pub fn new(username: impl Into<String>, password: impl Into<String>) -> Self {
+        Self {
+            username: username.into(),
+            password: password.into(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
+    }
 }
 
 impl Default for ClientConfig {
@@ -35,6 +65,7 @@ impl Default for ClientConfig {
             max_in_flight: 256,
             connect_rounds: 3,
             reconnect_backoff: Duration::from_millis(200),
+            credentials: None,
         }
     }
 }
@@ -133,6 +164,12 @@ mod tests {
         assert!(parse_bootstrap(":9092").is_err());
         let err = parse_bootstrap("a:1,b").unwrap_err().to_string();
         assert!(err.contains("'b'"), "{err}");
+    }
+
+    #[test]
+    fn credentials_debug_hides_the_password() {
+        let text = format!("{:?}", Credentials::new("alice", "s3cret"));
+        assert!(text.contains("alice") && !text.contains("s3cret"), "{text}");
     }
 
     #[test]

@@ -134,6 +134,15 @@ pub enum Error {
         message: String,
     },
 
+    /// The broker refused the configured credentials.
+    #[error("authentication as '{username}' failed: {reason}")]
+    Authentication {
+        /// The user name tried.
+        username: String,
+        /// The broker's reason.
+        reason: String,
+    },
+
     /// The producer or consumer was closed.
     #[error("the {0} is closed")]
     Closed(&'static str),

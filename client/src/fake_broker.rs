@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
 use flymq_proto::{
-    ClusterMetadata, ClusterNode, ClusterStatus, ConsumeResponse, FetchResponse, FetchedRecord, Frame, GroupRecord,
-    LagInfo, ListGroupsResponse, ListTopicsResponse, OffsetResponse, PartitionMetadata, PartitionOffset,
+    AuthResponse, ClusterMetadata, ClusterNode, ClusterStatus, ConsumeResponse, FetchResponse, FetchedRecord, Frame,
+    GroupRecord, LagInfo, ListGroupsResponse, ListTopicsResponse, OffsetResponse, PartitionMetadata, PartitionOffset,
     ProduceBatchResponse, RecordMetadata, Request, Response, TopicMetadata,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -343,6 +343,19 @@ fn handle(state: &State, req: Request) -> Response {
                 .collect();
             groups.sort_by(|a, b| (&a.topic, &a.group_id).cmp(&(&b.topic, &b.group_id)));
             Response::ListGroups(ListGroupsResponse { groups })
+        }
+        Request::Auth(r) => {
+            let success = r.username == "alice" && r.password == "secret";
+            Response::Auth(AuthResponse {
+                success,
+                username: if success { r.username } else { String::new() },
+                roles: Vec::new(),
+                error: if success {
+                    String::new()
+                } else {
+                    "invalid username or password".into()
+                },
+            })
         }
         other => Response::error(format!("unknown opcode: {}", other.opcode().code())),
     }

@@ -24,7 +24,7 @@ mod producer;
 mod sdk_tests;
 
 pub use client::{Client, ResetTo, StartFrom};
-pub use config::{ClientConfig, DEFAULT_BOOTSTRAP, parse_bootstrap};
+pub use config::{ClientConfig, Credentials, DEFAULT_BOOTSTRAP, parse_bootstrap};
 pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord};
 pub use error::{Error, Result, parse_leader_addr};
 pub use producer::{Callback, Delivery, Producer, ProducerConfig, ProducerRecord};

@@ -11,7 +11,8 @@ use flymq_proto::Opcode;
 use crate::fake_broker::{Behaviour, FakeBroker};
 use crate::partitioner::partition_for_key;
 use crate::{
-    Client, ClientConfig, Consumer, ConsumerConfig, Error, Producer, ProducerConfig, ProducerRecord, StartFrom,
+    Client, ClientConfig, Consumer, ConsumerConfig, Credentials, Error, Producer, ProducerConfig, ProducerRecord,
+    StartFrom,
 };
 
 fn config(addrs: &[String]) -> ClientConfig {
@@ -376,4 +377,24 @@ async fn consumer_auto_commits_and_survives_reconnect() {
         }
     }
     assert_eq!(committed, 20);
+}
+
+#[tokio::test]
+async fn credentials_are_sent_on_connect() {
+    let broker = FakeBroker::start().await;
+    let mut cfg = config(&[broker.address()]);
+    cfg.credentials = Some(Credentials::new("alice", "secret"));
+    let client = Client::connect(cfg.clone()).await.expect("authenticated");
+    client.list_topics().await.expect("list");
+    assert_eq!(broker.state.requests(Opcode::Auth), 1);
+
+    cfg.credentials = Some(Credentials::new("alice", "wrong"));
+    let err = Client::connect(cfg).await.unwrap_err();
+    match err {
+        Error::Authentication { username, reason } => {
+            assert_eq!(username, "alice");
+            assert_eq!(reason, "invalid username or password");
+        }
+        other => panic!("expected Authentication, got {other:?}"),
+    }
 }

@@ -12,7 +12,7 @@ use bytes::BytesMut;
 use flymq_client::{Client, ClientConfig, StartFrom};
 use flymq_proto::{FetchRequest, Frame, Request, Response};
 
-use crate::bench::driver::{Progress, Workload, print_progress, run_connection};
+use crate::bench::driver::{Progress, Target, Workload, print_progress, run_connection};
 use crate::bench::stats::{Report, Stats};
 
 /// A range of one partition still to read.
@@ -79,16 +79,16 @@ pub async fn run(
              or pass --produce-first"
         );
     }
-    let addr = config.bootstrap.first().cloned().context("no bootstrap address")?;
+    let target = Target::from_config(config)?;
     let progress = Arc::new(Progress::default());
     let started = Instant::now();
     let printer = progress_lines.then(|| tokio::spawn(print_progress(progress.clone(), started)));
     let mut workers = Vec::new();
     for assigned in assign(&ranges, connections) {
         let workload = FetchWorkload::new(topic, assigned, max_records.max(1));
-        let (addr, progress) = (addr.clone(), progress.clone());
+        let (target, progress) = (target.clone(), progress.clone());
         workers.push(tokio::spawn(async move {
-            run_connection(&addr, workload, in_flight, progress).await
+            run_connection(&target, workload, in_flight, progress).await
         }));
     }
     let workers_count = workers.len();

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use bytes::{Buf, BytesMut};
-use flymq_proto::{Frame, Opcode, Response};
+use flymq_client::{ClientConfig, Credentials};
+use flymq_proto::{AuthRequest, Frame, Opcode, Request, Response};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -45,15 +46,19 @@ pub struct Progress {
 /// Drives one connection until the workload has nothing more to send and
 /// every response has arrived.
 pub async fn run_connection<W: Workload>(
-    addr: &str,
+    target: &Target,
     mut workload: W,
     in_flight: usize,
     progress: Arc<Progress>,
 ) -> anyhow::Result<Stats> {
+    let addr = target.addr.as_str();
     let mut stream = TcpStream::connect(addr)
         .await
         .with_context(|| format!("bench could not connect to {addr}"))?;
     stream.set_nodelay(true)?;
+    if let Some(credentials) = &target.credentials {
+        authenticate(&mut stream, addr, credentials).await?;
+    }
     let (mut reader, mut writer) = stream.split();
     let in_flight = in_flight.max(1);
     let mut stats = Stats::new();
@@ -108,6 +113,49 @@ pub async fn run_connection<W: Workload>(
         }
     }
     Ok(stats)
+}
+
+/// Where a bench connection goes.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Broker address.
+    pub addr: String,
+    /// AUTH sent first when set.
+    pub credentials: Option<Credentials>,
+}
+
+impl Target {
+    /// The first bootstrap address and the credentials of `config`.
+    pub fn from_config(config: &ClientConfig) -> anyhow::Result<Self> {
+        Ok(Self {
+            addr: config.bootstrap.first().cloned().context("no bootstrap address")?,
+            credentials: config.credentials.clone(),
+        })
+    }
+}
+
+/// One AUTH exchange before the pipelined traffic starts.
+async fn authenticate(stream: &mut TcpStream, addr: &str, credentials: &Credentials) -> anyhow::Result<()> {
+    let request = Request::Auth(AuthRequest {
+        username: credentials.username.clone(),
+        password: credentials.password.clone(),
+    });
+    stream.write_all(&request.to_frame_bytes()?).await?;
+    let mut buf = BytesMut::with_capacity(1024);
+    let frame = loop {
+        if let Some(frame) = Frame::decode(&mut buf)? {
+            break frame;
+        }
+        if stream.read_buf(&mut buf).await? == 0 {
+            bail!("broker {addr} closed the connection during AUTH");
+        }
+    };
+    match Response::decode_frame(&frame)? {
+        Response::Auth(resp) if resp.success => Ok(()),
+        Response::Auth(resp) => bail!("authentication as '{}' failed: {}", credentials.username, resp.error),
+        Response::Error(err) => bail!("AUTH failed: {}", err.message),
+        other => bail!("unexpected response opcode 0x{:02x} to AUTH", other.opcode()),
+    }
 }
 
 /// Prints a progress line to stderr once per second until `progress.done`.
@@ -169,7 +217,7 @@ impl Budget {
 mod tests {
     use super::*;
     use bytes::Bytes;
-    use flymq_proto::{ProduceRequest, RecordMetadata, Request};
+    use flymq_proto::{ProduceRequest, RecordMetadata};
     use tokio::net::TcpListener;
 
     /// Sends `n` copies of one pre-encoded frame.
@@ -238,7 +286,11 @@ mod tests {
         .expect("encode")
         .freeze();
         let progress = Arc::new(Progress::default());
-        let stats = run_connection(&addr.to_string(), Fixed { frame, left: 100 }, 16, progress.clone())
+        let target = Target {
+            addr: addr.to_string(),
+            credentials: None,
+        };
+        let stats = run_connection(&target, Fixed { frame, left: 100 }, 16, progress.clone())
             .await
             .expect("run");
         assert_eq!(stats.messages, 80);

@@ -11,7 +11,7 @@ use flymq_client::{Client, ClientConfig};
 use flymq_proto::{BatchRecord, Frame, Opcode, ProduceBatchRequest, ProduceRequest, Request};
 use rand::RngCore;
 
-use crate::bench::driver::{Budget, Progress, Workload, run_connection};
+use crate::bench::driver::{Budget, Progress, Target, Workload, run_connection};
 use crate::bench::stats::{Report, Stats};
 
 /// Distinct pre-encoded frames cycled through (bounds setup memory).
@@ -62,7 +62,7 @@ pub async fn run(config: &ClientConfig, plan: &ProducePlan, mode: &str) -> anyho
         Some(d) => Budget::Until(Instant::now() + d),
         None => Budget::requests(plan.count.div_ceil(batch as u64)),
     });
-    let addr = config.bootstrap.first().cloned().context("no bootstrap address")?;
+    let target = Target::from_config(config)?;
 
     let progress = Arc::new(Progress::default());
     let started = Instant::now();
@@ -83,9 +83,9 @@ pub async fn run(config: &ClientConfig, plan: &ProducePlan, mode: &str) -> anyho
                 Opcode::Produce
             },
         };
-        let (addr, progress, in_flight) = (addr.clone(), progress.clone(), plan.in_flight);
+        let (target, progress, in_flight) = (target.clone(), progress.clone(), plan.in_flight);
         workers.push(tokio::spawn(async move {
-            run_connection(&addr, workload, in_flight, progress).await
+            run_connection(&target, workload, in_flight, progress).await
         }));
     }
     let mut total = Stats::new();

@@ -29,6 +29,20 @@ pub struct Cli {
     #[arg(long, global = true, default_value = "10s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
 
+    /// User to authenticate as, when the broker has authentication enabled.
+    #[arg(long, short = 'u', global = true, env = "FLYMQ_USERNAME")]
+    pub username: Option<String>,
+
+    /// Password of --username (prefer the environment variable over the flag).
+    #[arg(
+        long,
+        global = true,
+        env = "FLYMQ_PASSWORD",
+        hide_env_values = true,
+        requires = "username"
+    )]
+    pub password: Option<String>,
+
     /// The command to run.
     #[command(subcommand)]
     pub command: Command,

@@ -10,7 +10,7 @@ mod produce;
 mod topic;
 
 use anyhow::Context;
-use flymq_client::{Client, ClientConfig, parse_bootstrap};
+use flymq_client::{Client, ClientConfig, Credentials, parse_bootstrap};
 
 use crate::bench;
 use args::{Cli, Command};
@@ -43,6 +43,10 @@ fn client_config(cli: &Cli) -> anyhow::Result<ClientConfig> {
         connect_timeout: cli.timeout,
         request_timeout: cli.timeout,
         connect_rounds: 1,
+        credentials: cli
+            .username
+            .as_ref()
+            .map(|user| Credentials::new(user.clone(), cli.password.clone().unwrap_or_default())),
         ..ClientConfig::default()
     })
 }
