@@ -28,7 +28,8 @@ pub struct CommonBenchArgs {
     /// latency; ignored when --duration is given).
     #[arg(long, short = 'n')]
     pub count: Option<u64>,
-    /// Run for this long instead of a message count (e.g. 30s).
+    /// Run for this long instead of a message count, e.g. 30s (produce and
+    /// latency; consume reads what the topic holds).
     #[arg(long, short = 'd', value_parser = humantime::parse_duration)]
     pub duration: Option<Duration>,
     /// Partitions of the topic when the bench creates it.
