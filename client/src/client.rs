@@ -1,6 +1,7 @@
 //! The low-level client: one pipelined connection with bootstrap failover,
 //! and one typed method per protocol operation.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -19,6 +20,13 @@ use crate::error::{Error, Result};
 /// Attempts per request: the first try plus one retry after a broken
 /// connection (read-only and idempotent requests only) or a leader redirect.
 const MAX_ATTEMPTS: u32 = 3;
+/// Most connections kept open to partition leaders learnt from redirects.
+const MAX_LEADER_CONNECTIONS: usize = 64;
+/// Most (topic, partition) -> leader hints remembered.
+const MAX_LEADER_HINTS: usize = 16_384;
+
+/// The (topic, partition) a request is about, for leader routing.
+type Route<'a> = Option<(&'a str, i32)>;
 
 /// Where a consumer starts reading a partition (SUBSCRIBE mode).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -82,8 +90,10 @@ struct Inner {
     connecting: tokio::sync::Mutex<()>,
     /// Index in the bootstrap list of the address to try first.
     next_addr: AtomicUsize,
-    /// Leader address learnt from a "not leader" reply, tried first.
-    preferred: Mutex<Option<String>>,
+    /// Connections to partition leaders named by "not leader" replies.
+    leaders: tokio::sync::Mutex<HashMap<String, Arc<Connection>>>,
+    /// Leader address per (topic, partition), learnt from redirects.
+    leader_hints: Mutex<HashMap<(String, i32), String>>,
     /// Incremented for every new connection.
     generation: AtomicU64,
 }
@@ -98,7 +108,8 @@ impl Client {
                 current: Mutex::new(None),
                 connecting: tokio::sync::Mutex::new(()),
                 next_addr: AtomicUsize::new(0),
-                preferred: Mutex::new(None),
+                leaders: tokio::sync::Mutex::new(HashMap::new()),
+                leader_hints: Mutex::new(HashMap::new()),
                 generation: AtomicU64::new(0),
             }),
         };
@@ -147,43 +158,23 @@ impl Client {
 
     async fn open_connection(&self) -> Result<Connection> {
         let cfg = &self.inner.config;
-        let preferred = self.inner.preferred.lock().ok().and_then(|mut p| p.take());
         let start = self.inner.next_addr.load(Ordering::Relaxed);
         let n = cfg.bootstrap.len();
-        let mut candidates: Vec<(Option<usize>, &str)> = Vec::with_capacity(n + 1);
-        if let Some(addr) = preferred.as_deref() {
-            candidates.push((None, addr));
-        }
-        candidates.extend((0..n).map(|i| {
-            let idx = (start + i) % n;
-            (Some(idx), cfg.bootstrap[idx].as_str())
-        }));
-
         let mut last_error = String::from("no address tried");
         for round in 0..cfg.connect_rounds {
             if round > 0 {
                 tokio::time::sleep(cfg.reconnect_backoff).await;
             }
-            for (idx, addr) in &candidates {
-                let connected = match Connection::connect(addr, cfg.connect_timeout, cfg.max_in_flight).await {
-                    Ok(conn) => match &cfg.credentials {
-                        Some(credentials) => authenticate(&conn, credentials, cfg.request_timeout)
-                            .await
-                            .map(|()| conn),
-                        None => Ok(conn),
-                    },
-                    Err(err) => Err(err),
-                };
-                match connected {
-                    // Wrong credentials are wrong on every broker.
-                    Err(err @ Error::Authentication { .. }) => return Err(err),
+            for idx in (0..n).map(|i| (start + i) % n) {
+                let addr = cfg.bootstrap[idx].as_str();
+                match self.open_to(addr).await {
                     Ok(conn) => {
-                        if let Some(idx) = idx {
-                            self.inner.next_addr.store(*idx, Ordering::Relaxed);
-                        }
+                        self.inner.next_addr.store(idx, Ordering::Relaxed);
                         tracing::debug!(addr, "connected");
                         return Ok(conn);
                     }
+                    // Wrong credentials are wrong on every broker.
+                    Err(err @ Error::Authentication { .. }) => return Err(err),
                     Err(err) => {
                         tracing::debug!(addr, error = %err, "connect failed");
                         last_error = match &err {
@@ -195,20 +186,64 @@ impl Client {
             }
         }
         Err(Error::NoBrokerAvailable {
-            addrs: candidates.iter().map(|(_, a)| (*a).to_owned()).collect(),
+            addrs: cfg.bootstrap.clone(),
             rounds: cfg.connect_rounds,
             last_error,
         })
     }
 
-    /// Drops `conn` (if still current) and makes the next connection go to
-    /// `leader` first.
-    fn redirect(&self, conn: &Arc<Connection>, leader: String) {
-        tracing::debug!(from = conn.addr(), to = %leader, "following not-leader redirect");
-        if let Ok(mut preferred) = self.inner.preferred.lock() {
-            *preferred = Some(leader);
+    /// Connects to one address and authenticates when configured.
+    async fn open_to(&self, addr: &str) -> Result<Connection> {
+        let cfg = &self.inner.config;
+        let conn = Connection::connect(addr, cfg.connect_timeout, cfg.max_in_flight).await?;
+        if let Some(credentials) = &cfg.credentials {
+            authenticate(&conn, credentials, cfg.request_timeout).await?;
         }
-        conn.close();
+        Ok(conn)
+    }
+
+    /// A connection to a leader named by a redirect (the main connection if
+    /// it already goes there).
+    async fn connection_to(&self, addr: &str) -> Result<Arc<Connection>> {
+        if let Some(conn) = self.current().filter(|c| !c.is_closed() && c.addr() == addr) {
+            return Ok(conn);
+        }
+        let mut leaders = self.inner.leaders.lock().await;
+        if let Some(conn) = leaders.get(addr).filter(|c| !c.is_closed()) {
+            return Ok(conn.clone());
+        }
+        let conn = Arc::new(self.open_to(addr).await?);
+        leaders.retain(|_, c| !c.is_closed());
+        if leaders.len() >= MAX_LEADER_CONNECTIONS {
+            leaders.clear();
+        }
+        leaders.insert(addr.to_owned(), conn.clone());
+        Ok(conn)
+    }
+
+    fn leader_hint(&self, route: Route<'_>) -> Option<String> {
+        let (topic, partition) = route?;
+        let hints = self.inner.leader_hints.lock().ok()?;
+        hints.get(&(topic.to_owned(), partition)).cloned()
+    }
+
+    fn set_leader_hint(&self, route: Route<'_>, leader: Option<String>) {
+        let Some((topic, partition)) = route else {
+            return;
+        };
+        if let Ok(mut hints) = self.inner.leader_hints.lock() {
+            match leader {
+                Some(leader) => {
+                    if hints.len() >= MAX_LEADER_HINTS {
+                        hints.clear();
+                    }
+                    hints.insert((topic.to_owned(), partition), leader);
+                }
+                None => {
+                    hints.remove(&(topic.to_owned(), partition));
+                }
+            }
+        }
     }
 
     /// Sends any request and returns the broker's typed response. Error
@@ -227,17 +262,43 @@ impl Client {
     /// one only for requests that are safe to repeat; "not leader" replies
     /// naming a leader are followed.
     pub async fn request_frame(&self, opcode: Opcode, frame: Bytes) -> Result<Response> {
+        self.request_routed(opcode, frame, None).await
+    }
+
+    /// Like [`Client::request_frame`] for a request about one partition:
+    /// it goes to the partition's leader when a redirect taught the client
+    /// where that is, and a redirect updates that knowledge.
+    pub(crate) async fn request_routed(&self, opcode: Opcode, frame: Bytes, route: Route<'_>) -> Result<Response> {
         let op = opcode.name();
         let repeatable = is_repeatable(opcode);
+        let mut target = self.leader_hint(route);
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let conn = self.connection().await?;
+            let conn = match &target {
+                Some(addr) => match self.connection_to(addr).await {
+                    Ok(conn) => conn,
+                    Err(err) => {
+                        // The remembered leader is gone: ask the cluster again.
+                        tracing::debug!(op, leader = %addr, error = %err, "leader unreachable");
+                        self.set_leader_hint(route, None);
+                        target = None;
+                        if attempt < MAX_ATTEMPTS {
+                            continue;
+                        }
+                        return Err(err);
+                    }
+                },
+                None => self.connection().await?,
+            };
             let reply = match conn.request(op, frame.clone(), self.inner.config.request_timeout).await {
                 Ok(reply) => reply,
                 Err(err) => {
                     if err.is_connection_error() {
                         conn.close();
+                        if target.take().is_some() {
+                            self.set_leader_hint(route, None);
+                        }
                         if repeatable && attempt < MAX_ATTEMPTS {
                             tracing::debug!(op, error = %err, "retrying on a new connection");
                             continue;
@@ -250,10 +311,25 @@ impl Client {
                 Err(Error::NotLeader {
                     leader_addr: Some(leader),
                     ..
-                }) if attempt < MAX_ATTEMPTS => self.redirect(&conn, leader),
+                }) if attempt < MAX_ATTEMPTS => {
+                    tracing::debug!(op, from = conn.addr(), to = %leader, "following not-leader redirect");
+                    self.set_leader_hint(route, Some(leader.clone()));
+                    target = Some(leader);
+                }
                 other => return other,
             }
         }
+    }
+
+    /// Encodes `request` and sends it with [`Client::request_routed`].
+    async fn request_partition(&self, request: &Request, topic: &str, partition: i32) -> Result<Response> {
+        let opcode = request.opcode();
+        let frame = request.to_frame_bytes().map_err(|source| Error::Encode {
+            op: opcode.name(),
+            source,
+        })?;
+        let route = (partition >= 0).then_some((topic, partition));
+        self.request_routed(opcode, frame.freeze(), route).await
     }
 
     // ---- topics -------------------------------------------------------
@@ -367,7 +443,7 @@ impl Client {
             value,
             partition,
         });
-        match self.request(&req).await? {
+        match self.request_partition(&req, topic, partition).await? {
             Response::Produce(meta) => Ok(meta),
             other => Err(unexpected("PRODUCE", &other)),
         }
@@ -383,18 +459,25 @@ impl Client {
         partition: Option<i32>,
         records: Vec<(Bytes, Bytes)>,
     ) -> Result<ProduceBatchResponse> {
-        let req = batch_request(topic, partition.unwrap_or(-1), records);
+        let partition = partition.unwrap_or(-1);
+        let req = batch_request(topic, partition, records);
         let frame = req.to_frame_bytes().map_err(|source| Error::Encode {
             op: "PRODUCE_BATCH",
             source,
         })?;
-        self.produce_batch_frame(frame.freeze()).await
+        self.produce_batch_frame(topic, partition, frame.freeze()).await
     }
 
-    /// Sends a pre-encoded PRODUCE_BATCH frame (lets the producer retry
-    /// without re-encoding).
-    pub(crate) async fn produce_batch_frame(&self, frame: Bytes) -> Result<ProduceBatchResponse> {
-        match self.request_frame(Opcode::ProduceBatch, frame).await? {
+    /// Sends a pre-encoded PRODUCE_BATCH frame for `topic`/`partition`
+    /// (lets the producer retry without re-encoding).
+    pub(crate) async fn produce_batch_frame(
+        &self,
+        topic: &str,
+        partition: i32,
+        frame: Bytes,
+    ) -> Result<ProduceBatchResponse> {
+        let route = (partition >= 0).then_some((topic, partition));
+        match self.request_routed(Opcode::ProduceBatch, frame, route).await? {
             Response::ProduceBatch(resp) => Ok(resp),
             other => Err(unexpected("PRODUCE_BATCH", &other)),
         }
@@ -410,7 +493,7 @@ impl Client {
             partition,
             offset,
         });
-        match self.request(&req).await? {
+        match self.request_partition(&req, topic, partition).await? {
             Response::Consume(record) => Ok(record),
             other => Err(unexpected("CONSUME", &other)),
         }
@@ -434,7 +517,7 @@ impl Client {
             max_messages: i32::try_from(max_records).unwrap_or(i32::MAX),
             filter: filter.to_owned(),
         });
-        match self.request(&req).await? {
+        match self.request_partition(&req, topic, partition).await? {
             Response::Fetch(resp) => Ok(resp),
             other => Err(unexpected("FETCH", &other)),
         }
@@ -448,7 +531,7 @@ impl Client {
             partition,
             timestamp_ms,
         });
-        match self.request(&req).await? {
+        match self.request_partition(&req, topic, partition).await? {
             Response::SeekToTimestamp(resp) => Ok(resp.offset),
             other => Err(unexpected("SEEK_TO_TIMESTAMP", &other)),
         }

@@ -441,7 +441,7 @@ async fn deliver(client: &Client, batch: Batch<Completion>, retry: RetryPolicy) 
             return;
         }
     };
-    let result = with_retries(retry, || client.produce_batch_frame(frame.clone())).await;
+    let result = with_retries(retry, || client.produce_batch_frame(&topic, partition, frame.clone())).await;
     match result {
         Ok(resp) => {
             for (i, (completion, (key_size, value_size))) in completions.into_iter().zip(sizes).enumerate() {

@@ -109,7 +109,7 @@ async fn server_errors_are_typed() {
 }
 
 #[tokio::test]
-async fn not_leader_redirect_is_followed() {
+async fn not_leader_redirect_is_followed_and_remembered() {
     let leader = FakeBroker::start().await;
     let follower = FakeBroker::start_with(Behaviour {
         redirect_to: Some(leader.address()),
@@ -119,8 +119,27 @@ async fn not_leader_redirect_is_followed() {
     let client = connect(&follower).await;
     let meta = client.produce("t", "v").await.expect("redirected produce");
     assert_eq!(meta.offset, 0);
-    assert_eq!(client.connected_to(), Some(leader.address()));
     assert_eq!(leader.state.partition_len("t", 0), 1);
+    // The bootstrap connection stays; the leader got its own.
+    assert_eq!(client.connected_to(), Some(follower.address()));
+
+    // Requests about a partition whose leader is known go straight there.
+    for i in 0..3 {
+        let meta = client
+            .produce_to_partition("t", 0, Bytes::new(), format!("p{i}"))
+            .await
+            .expect("produce to partition");
+        assert_eq!(meta.offset, 1 + i);
+    }
+    assert_eq!(
+        follower.state.requests(Opcode::Produce),
+        2,
+        "one keyless, one first partition-0 produce"
+    );
+    assert_eq!(leader.state.requests(Opcode::Produce), 4);
+    let page = client.fetch("t", 0, 0, 10, "").await.expect("fetch via leader");
+    assert_eq!(page.records.len(), 4);
+    assert_eq!(follower.state.requests(Opcode::Fetch), 0);
 }
 
 #[tokio::test]
