@@ -1,1 +1,152 @@
-//! FlyMQ broker library.
+//! FlyMQ broker library: everything the `flymq` binary runs, usable from
+//! tests to start a real broker in-process.
+//!
+//! Modules, one job each: `config` (configuration), `storage` (RocksDB),
+//! `core` (state machine, group-commit writer, broker operations), `server`
+//! (client protocol), `messaging` (filters), `observe` (metrics, health, logs).
+
+pub mod config;
+pub mod core;
+pub mod messaging;
+pub mod observe;
+pub mod server;
+pub mod shutdown;
+pub mod storage;
+pub mod testing;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use thiserror::Error;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+
+use crate::config::Config;
+use crate::core::Broker;
+use crate::observe::metrics::Metrics;
+use crate::server::connection::ConnectionLimits;
+use crate::shutdown::{Shutdown, ShutdownTrigger};
+use crate::storage::{StorageError, Store};
+
+/// Why the broker could not start.
+#[derive(Debug, Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Config(#[from] config::ConfigError),
+    #[error("cannot listen on {addr} (`{key}`): {source}; is another broker running? change `{key}`")]
+    Bind { key: String, addr: SocketAddr, source: std::io::Error },
+    #[error("storage: {0}")]
+    Storage(String),
+    #[error("cannot start a thread: {0}")]
+    Thread(String),
+}
+
+impl From<StorageError> for StartError {
+    fn from(err: StorageError) -> Self {
+        StartError::Storage(err.to_string())
+    }
+}
+
+/// A started broker: its listeners, background tasks and core.
+pub struct RunningBroker {
+    broker: Arc<Broker>,
+    client_addr: SocketAddr,
+    metrics_addr: SocketAddr,
+    health_addr: SocketAddr,
+    trigger: ShutdownTrigger,
+    shutdown: Shutdown,
+    tasks: JoinSet<()>,
+}
+
+async fn bind(addr: &str, key: &str) -> Result<TcpListener, StartError> {
+    let resolved = config::resolve(addr).map_err(|message| {
+        StartError::Config(config::ConfigError::InvalidValue { key: key.into(), source_desc: "effective configuration".into(), message })
+    })?;
+    TcpListener::bind(resolved).await.map_err(|source| StartError::Bind { key: key.to_owned(), addr: resolved, source })
+}
+
+impl RunningBroker {
+    /// Opens the data directory, binds every listener and starts serving.
+    pub async fn start(config: &Config) -> Result<Self, StartError> {
+        config.validate()?;
+        let client = bind(&config.bind_addr, "bind_addr").await?;
+        let metrics_listener = bind(&config.metrics_addr, "metrics_addr").await?;
+        let health_listener = bind(&config.health_addr, "health_addr").await?;
+        let client_addr = client.local_addr().map_err(|e| StartError::Storage(e.to_string()))?;
+        let metrics_addr = metrics_listener.local_addr().map_err(|e| StartError::Storage(e.to_string()))?;
+        let health_addr = health_listener.local_addr().map_err(|e| StartError::Storage(e.to_string()))?;
+
+        let data_dir = config.data_dir.clone();
+        let store = tokio::task::spawn_blocking(move || Store::open(&data_dir))
+            .await
+            .map_err(|e| StartError::Thread(e.to_string()))??;
+        let metrics = Arc::new(Metrics::new());
+        let broker = Arc::new(Broker::open(store, config.broker_settings(client_addr), metrics)?);
+
+        let (trigger, shutdown) = shutdown::channel();
+        let mut tasks = JoinSet::new();
+        let limits = ConnectionLimits {
+            max_in_flight: config.max_in_flight_per_connection,
+            idle_timeout: (config.idle_timeout_secs > 0).then(|| Duration::from_secs(config.idle_timeout_secs)),
+        };
+        tasks.spawn(server::serve(client, broker.clone(), limits, config.max_connections, shutdown.clone()));
+        let metrics_router = observe::http::metrics_router(broker.clone());
+        let health_router = observe::http::health_router(broker.clone());
+        let (s1, s2) = (shutdown.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            if let Err(err) = observe::http::serve(metrics_listener, metrics_router, s1).await {
+                tracing::error!(error = %err, "metrics endpoint stopped");
+            }
+        });
+        tasks.spawn(async move {
+            if let Err(err) = observe::http::serve(health_listener, health_router, s2).await {
+                tracing::error!(error = %err, "health endpoint stopped");
+            }
+        });
+        tasks.spawn(core::retention::run(
+            broker.clone(),
+            Duration::from_millis(config.retention_check_interval_ms),
+            shutdown.clone(),
+        ));
+        broker.set_ready(true);
+        tracing::info!(
+            client = %client_addr, metrics = %metrics_addr, health = %health_addr,
+            data_dir = %config.data_dir.display(), node_id = config.node_id, acks = ?config.acks,
+            cluster_id = broker.cluster_id(), "FlyMQ broker ready"
+        );
+        Ok(Self { broker, client_addr, metrics_addr, health_addr, trigger, shutdown, tasks })
+    }
+
+    pub fn client_addr(&self) -> SocketAddr {
+        self.client_addr
+    }
+
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.metrics_addr
+    }
+
+    pub fn health_addr(&self) -> SocketAddr {
+        self.health_addr
+    }
+
+    pub fn broker(&self) -> &Arc<Broker> {
+        &self.broker
+    }
+
+    /// A receiver of this broker's shutdown signal.
+    pub fn shutdown_signal(&self) -> Shutdown {
+        self.shutdown.clone()
+    }
+
+    /// Stops accepting, answers what connections already read, syncs and closes storage.
+    pub async fn shutdown(mut self) {
+        tracing::info!("shutting down");
+        self.broker.set_ready(false);
+        self.trigger.trigger();
+        while self.tasks.join_next().await.is_some() {}
+        let broker = self.broker.clone();
+        let _ = tokio::task::spawn_blocking(move || broker.close()).await;
+        tracing::info!("shutdown complete");
+    }
+}

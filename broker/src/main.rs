@@ -1,1 +1,138 @@
-fn main() {}
+//! `flymq`: the FlyMQ broker. With no arguments it starts a standalone broker
+//! on the embedded defaults, with its data in `./flymq-data`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use flymq_broker::RunningBroker;
+use flymq_broker::config::{Config, Override};
+
+/// FlyMQ broker: a persistent, replicated message queue.
+///
+/// Configuration comes from defaults, then the YAML file given with --config,
+/// then FLYMQ_* environment variables (FLYMQ_DATA_DIR, FLYMQ_BIND_ADDR, ...),
+/// then these flags. See docs/configuration.md for every key.
+#[derive(Debug, Parser)]
+#[command(name = "flymq", version, about, long_about)]
+struct Args {
+    /// YAML configuration file.
+    #[arg(short, long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Directory for the RocksDB data (key `data_dir`).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<String>,
+    /// Client protocol listener, host:port (key `bind_addr`).
+    #[arg(long, value_name = "ADDR")]
+    bind_addr: Option<String>,
+    /// Node id (key `node_id`).
+    #[arg(long, value_name = "ID")]
+    node_id: Option<String>,
+    /// Log filter: error, warn, info, debug, trace (key `log_level`).
+    #[arg(long, value_name = "LEVEL")]
+    log_level: Option<String>,
+    /// When to acknowledge produces: all (after fsync) or leader (key `acks`).
+    #[arg(long, value_name = "all|leader")]
+    acks: Option<String>,
+    /// Human-readable logs instead of JSON lines (key `log_json: false`).
+    #[arg(long)]
+    human_readable: bool,
+    /// Set any configuration key, e.g. --set retention_ms=3600000 (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Print the effective configuration as YAML and exit.
+    #[arg(long)]
+    print_config: bool,
+}
+
+impl Args {
+    fn overrides(&self) -> Result<Vec<Override>, String> {
+        let mut out = Vec::new();
+        let named = [
+            ("data_dir", &self.data_dir),
+            ("bind_addr", &self.bind_addr),
+            ("node_id", &self.node_id),
+            ("log_level", &self.log_level),
+            ("acks", &self.acks),
+        ];
+        for (key, value) in named {
+            if let Some(value) = value {
+                out.push(Override { key: key.into(), value: value.clone(), source: format!("from --{}", key.replace('_', "-")) });
+            }
+        }
+        if self.human_readable {
+            out.push(Override { key: "log_json".into(), value: "false".into(), source: "from --human-readable".into() });
+        }
+        for item in &self.set {
+            let (key, value) = item.split_once('=').ok_or_else(|| format!("--set expects KEY=VALUE, got '{item}'"))?;
+            out.push(Override { key: key.trim().into(), value: value.into(), source: format!("from --set {key}") });
+        }
+        Ok(out)
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let config = match args.overrides().map_err(|e| e.to_string()).and_then(|overrides| {
+        Config::load(args.config.as_deref(), std::env::vars(), overrides).map_err(|e| e.to_string())
+    }) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("flymq: configuration error: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    if args.print_config {
+        print!("{}", serde_yaml::to_string(&config).unwrap_or_default());
+        return ExitCode::SUCCESS;
+    }
+    if let Err(err) = flymq_broker::observe::logging::init(&config.log_level, config.log_json) {
+        eprintln!("flymq: configuration error: invalid value for `log_level`: {err}");
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("flymq").build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("flymq: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(config))
+}
+
+async fn run(config: Config) -> ExitCode {
+    let broker = match RunningBroker::start(&config).await {
+        Ok(broker) => broker,
+        Err(err) => {
+            tracing::error!(error = %err, "broker failed to start");
+            eprintln!("flymq: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    wait_for_signal().await;
+    broker.shutdown().await;
+    ExitCode::SUCCESS
+}
+
+/// Ctrl-C or SIGTERM (what Kubernetes sends before killing a pod).
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,165 @@
+//! The read side of broker state: topics and partition positions that are
+//! durable, published by the writer after each group commit. Readers (fetch,
+//! metadata, lag) never see a record before it is durable.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
+
+use parking_lot::RwLock;
+
+use crate::storage::{PartitionState, TopicRecord};
+
+/// Published position of one partition.
+#[derive(Debug, Default)]
+pub struct PartitionView {
+    next_offset: AtomicU64,
+    start_offset: AtomicU64,
+    size_bytes: AtomicU64,
+    last_timestamp: AtomicI64,
+}
+
+impl PartitionView {
+    fn new(state: &PartitionState) -> Self {
+        let view = Self::default();
+        view.store(state);
+        view
+    }
+
+    fn store(&self, state: &PartitionState) {
+        self.start_offset.store(state.start_offset, Ordering::Release);
+        self.size_bytes.store(state.size_bytes, Ordering::Release);
+        self.last_timestamp.store(state.last_timestamp, Ordering::Release);
+        // Last: a reader that sees the new end sees the rest too.
+        self.next_offset.store(state.next_offset, Ordering::Release);
+    }
+
+    /// Log end: the offset the next record will get (the high watermark).
+    pub fn next_offset(&self) -> u64 {
+        self.next_offset.load(Ordering::Acquire)
+    }
+
+    pub fn start_offset(&self) -> u64 {
+        self.start_offset.load(Ordering::Acquire)
+    }
+
+    pub fn size_bytes(&self) -> u64 {
+        self.size_bytes.load(Ordering::Acquire)
+    }
+
+    pub fn last_timestamp(&self) -> i64 {
+        self.last_timestamp.load(Ordering::Acquire)
+    }
+}
+
+/// A topic as readers see it.
+#[derive(Debug)]
+pub struct TopicView {
+    pub record: TopicRecord,
+    pub partitions: Box<[PartitionView]>,
+    round_robin: AtomicU32,
+}
+
+impl TopicView {
+    pub fn new(record: TopicRecord, states: &[PartitionState]) -> Self {
+        let partitions = (0..record.partitions as usize)
+            .map(|p| PartitionView::new(states.get(p).unwrap_or(&PartitionState::default())))
+            .collect();
+        Self { record, partitions, round_robin: AtomicU32::new(0) }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.record.name
+    }
+
+    pub fn partition_count(&self) -> u32 {
+        self.record.partitions
+    }
+
+    pub fn partition(&self, partition: u32) -> Option<&PartitionView> {
+        self.partitions.get(partition as usize)
+    }
+
+    /// Next partition for a keyless record: a per-topic counter from 0, as Go does.
+    pub fn next_round_robin(&self) -> u32 {
+        self.round_robin.fetch_add(1, Ordering::Relaxed) % self.record.partitions.max(1)
+    }
+}
+
+/// A change the writer publishes after a successful write.
+#[derive(Debug)]
+pub enum Publish {
+    TopicUpserted { record: TopicRecord, states: Vec<PartitionState> },
+    TopicRemoved { name: String },
+    Partition { topic_id: u32, name: String, partition: u32, state: PartitionState },
+}
+
+#[derive(Debug, Default)]
+pub struct Catalog {
+    topics: RwLock<HashMap<String, Arc<TopicView>>>,
+}
+
+impl Catalog {
+    pub fn load(topics: Vec<(TopicRecord, Vec<PartitionState>)>) -> Self {
+        let map = topics
+            .into_iter()
+            .map(|(record, states)| (record.name.clone(), Arc::new(TopicView::new(record, &states))))
+            .collect();
+        Self { topics: RwLock::new(map) }
+    }
+
+    pub fn topic(&self, name: &str) -> Option<Arc<TopicView>> {
+        self.topics.read().get(name).cloned()
+    }
+
+    /// All topics, sorted by name.
+    pub fn topics(&self) -> Vec<Arc<TopicView>> {
+        let mut all: Vec<_> = self.topics.read().values().cloned().collect();
+        all.sort_by(|a, b| a.record.name.cmp(&b.record.name));
+        all
+    }
+
+    pub fn publish(&self, changes: Vec<Publish>) {
+        if changes.is_empty() {
+            return;
+        }
+        // Partition updates only touch atomics: take the write lock only when
+        // the set of topics changes.
+        let structural = changes.iter().any(|c| !matches!(c, Publish::Partition { .. }));
+        if structural {
+            let mut topics = self.topics.write();
+            for change in changes {
+                apply_change(&mut topics, change);
+            }
+        } else {
+            let topics = self.topics.read();
+            for change in changes {
+                if let Publish::Partition { topic_id, name, partition, state } = change {
+                    update_partition(&topics, topic_id, &name, partition, &state);
+                }
+            }
+        }
+    }
+}
+
+fn apply_change(topics: &mut HashMap<String, Arc<TopicView>>, change: Publish) {
+    match change {
+        Publish::TopicUpserted { record, states } => {
+            topics.insert(record.name.clone(), Arc::new(TopicView::new(record, &states)));
+        }
+        Publish::TopicRemoved { name } => {
+            topics.remove(&name);
+        }
+        Publish::Partition { topic_id, name, partition, state } => {
+            update_partition(topics, topic_id, &name, partition, &state);
+        }
+    }
+}
+
+fn update_partition(topics: &HashMap<String, Arc<TopicView>>, topic_id: u32, name: &str, partition: u32, state: &PartitionState) {
+    if let Some(view) = topics.get(name).filter(|v| v.record.id == topic_id)
+        && let Some(p) = view.partition(partition)
+    {
+        p.store(state);
+    }
+}

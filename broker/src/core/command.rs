@@ -1,0 +1,81 @@
+//! Every change to broker state is a `Command`, applied in one place
+//! (`StateMachine::apply`). A command carries every input its effect depends
+//! on (timestamps, chosen partitions, computed truncation points), so applying
+//! the same commands in the same order gives the same state on every replica.
+
+use bytes::Bytes;
+
+use crate::storage::TopicConfig;
+
+/// A record to append.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRecord {
+    pub key: Bytes,
+    pub value: Bytes,
+    /// Reserved for later features (TTL, transactions); 0 for plain records.
+    pub flags: u8,
+}
+
+impl NewRecord {
+    pub fn new(key: Bytes, value: Bytes) -> Self {
+        Self { key, value, flags: 0 }
+    }
+
+    /// Bytes this record takes in a stored batch (for limits and metrics).
+    pub fn stored_size(&self) -> usize {
+        crate::storage::record_batch::RECORD_OVERHEAD + self.key.len() + self.value.len()
+    }
+}
+
+/// How to create a topic that an append finds missing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AutoCreate {
+    pub partitions: u32,
+    pub config: TopicConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Creates a topic; a topic that exists is left as it is (idempotent).
+    CreateTopic { name: String, partitions: u32, config: TopicConfig, created_ms: i64 },
+    /// Deletes a topic and all its records; a missing topic is not an error.
+    DeleteTopic { name: String },
+    /// Appends records to one partition at the log end.
+    Append {
+        topic: String,
+        partition: u32,
+        timestamp_ms: i64,
+        records: Vec<NewRecord>,
+        auto_create: Option<AutoCreate>,
+    },
+    /// Records that a consumer group exists (SUBSCRIBE with a group id).
+    EnsureGroup { topic: String, group: String },
+    /// Stores a group's next offset to read for a partition.
+    CommitOffset { topic: String, group: String, partition: u32, offset: u64 },
+    /// Deletes a group and all its committed offsets.
+    DeleteGroup { topic: String, group: String },
+    /// Retention: drops the batches before `new_start` (a batch boundary).
+    Truncate { topic: String, topic_id: u32, partition: u32, new_start: u64, removed_bytes: u64 },
+}
+
+impl Command {
+    /// Approximate payload size, used to bound one group commit.
+    pub fn size_hint(&self) -> usize {
+        match self {
+            Command::Append { records, .. } => records.iter().map(NewRecord::stored_size).sum(),
+            _ => 64,
+        }
+    }
+}
+
+/// What applying a command did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    TopicCreated { created: bool },
+    TopicDeleted { existed: bool },
+    Appended { partition: u32, base_offset: u64, count: u32, timestamp_ms: i64 },
+    GroupEnsured,
+    OffsetCommitted,
+    GroupDeleted,
+    Truncated { new_start: u64 },
+}

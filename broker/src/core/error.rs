@@ -1,0 +1,45 @@
+//! Errors the broker core returns to handlers. Their `Display` text is what
+//! clients see in the error frame, so it follows WIRE.md §5.4 where the Go
+//! server has a wording, and otherwise says what failed and what to do.
+
+use thiserror::Error;
+
+use crate::storage::StorageError;
+
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum BrokerError {
+    #[error("topic not found: {0}")]
+    TopicNotFound(String),
+    #[error("partition {partition} not found (topic '{topic}' has {count} partitions)")]
+    PartitionNotFound { topic: String, partition: i64, count: u32 },
+    #[error("partition {partition} out of range (topic '{topic}' has {count} partitions)")]
+    PartitionOutOfRange { topic: String, partition: i64, count: u32 },
+    #[error("EOF: offset {offset} is not stored in partition {partition} of '{topic}' (retained offsets {start}..{end})")]
+    OffsetNotFound { topic: String, partition: u32, offset: u64, start: u64, end: u64 },
+    #[error("consumer group not found: {topic}:{group}")]
+    GroupNotFound { topic: String, group: String },
+    #[error("invalid topic name '{name}': {reason}")]
+    InvalidTopicName { name: String, reason: &'static str },
+    #[error("invalid group id '{group}': {reason}")]
+    InvalidGroupId { group: String, reason: &'static str },
+    #[error("invalid request: {0}")]
+    InvalidArgument(String),
+    #[error("unknown subscribe mode: {0}")]
+    UnknownSubscribeMode(String),
+    #[error("unknown reset mode: {0}")]
+    UnknownResetMode(String),
+    #[error("{0} is not supported yet by this broker (see the README's feature list)")]
+    NotSupported(&'static str),
+    #[error("storage error: {0}")]
+    Storage(String),
+    #[error("the broker is shutting down; retry on another broker")]
+    ShuttingDown,
+}
+
+impl From<StorageError> for BrokerError {
+    fn from(err: StorageError) -> Self {
+        BrokerError::Storage(err.to_string())
+    }
+}
+
+pub type BrokerResult<T> = Result<T, BrokerError>;

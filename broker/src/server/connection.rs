@@ -1,0 +1,175 @@
+//! One client connection: a reader that decodes frames and dispatches them
+//! in arrival order, and a writer that sends the replies in that same order.
+//! Up to `max_in_flight` requests are read ahead (pipelining); the bounded
+//! queue between the two halves is the backpressure.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use futures::FutureExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::mpsc;
+
+use super::dispatch::{Outgoing, Reply, dispatch};
+use crate::core::Broker;
+use crate::shutdown::Shutdown;
+use flymq_proto::{Frame, Opcode, Response};
+
+/// Flush the write buffer once it holds this much, even if more replies are ready.
+const WRITE_FLUSH_BYTES: usize = 256 << 10;
+const READ_BUFFER: usize = 64 << 10;
+
+#[derive(Debug, Clone)]
+pub struct ConnectionLimits {
+    pub max_in_flight: usize,
+    /// `None`: never close idle connections.
+    pub idle_timeout: Option<Duration>,
+}
+
+/// What handlers may know about the connection a request came on.
+#[derive(Debug)]
+pub struct ConnectionContext {
+    pub id: u64,
+    pub peer: SocketAddr,
+    /// User bound by AUTH ("" when none).
+    pub username: String,
+}
+
+pub struct Connection {
+    context: ConnectionContext,
+    broker: Arc<Broker>,
+    limits: ConnectionLimits,
+    shutdown: Shutdown,
+}
+
+impl Connection {
+    pub fn new(id: u64, peer: SocketAddr, broker: Arc<Broker>, limits: ConnectionLimits, shutdown: Shutdown) -> Self {
+        Self { context: ConnectionContext { id, peer, username: String::new() }, broker, limits, shutdown }
+    }
+
+    pub async fn run(mut self, stream: TcpStream) {
+        let metrics_broker = self.broker.clone();
+        metrics_broker.metrics().active_connections.inc();
+        tracing::debug!(peer = %self.context.peer, id = self.context.id, "connection opened");
+        let (read, write) = stream.into_split();
+        let (tx, rx) = mpsc::channel(self.limits.max_in_flight.max(1));
+        let writer = tokio::spawn(write_replies(write, rx, self.broker.clone()));
+        if let Err(reason) = self.read_requests(read, tx).await {
+            tracing::debug!(peer = %self.context.peer, %reason, "closing connection");
+        }
+        // The reader dropped its sender: the writer finishes what is queued.
+        let _ = writer.await;
+        self.broker.members().leave(self.context.id);
+        metrics_broker.metrics().active_connections.dec();
+        tracing::debug!(peer = %self.context.peer, id = self.context.id, "connection closed");
+    }
+
+    async fn read_requests(&mut self, mut read: OwnedReadHalf, tx: mpsc::Sender<Outgoing>) -> Result<(), String> {
+        let mut buf = BytesMut::with_capacity(READ_BUFFER);
+        loop {
+            loop {
+                match Frame::decode(&mut buf) {
+                    Ok(Some(frame)) => {
+                        let outgoing = dispatch(&mut self.context, &self.broker, frame);
+                        tx.send(outgoing).await.map_err(|_| "writer stopped".to_string())?;
+                    }
+                    Ok(None) => break,
+                    // Framing errors close the connection without an error frame (WIRE.md §2, §15 row 25).
+                    Err(err) => return Err(format!("framing error: {err}")),
+                }
+            }
+            if buf.capacity() - buf.len() < 4096 {
+                buf.reserve(READ_BUFFER);
+            }
+            let read_more = read.read_buf(&mut buf);
+            let n = tokio::select! {
+                n = with_timeout(self.limits.idle_timeout, read_more) => n,
+                _ = self.shutdown.recv() => return Err("broker shutting down".into()),
+            };
+            match n {
+                Some(Ok(0)) if buf.is_empty() => return Ok(()),
+                Some(Ok(0)) => return Err("peer closed the connection mid-frame".into()),
+                Some(Ok(_)) => {}
+                Some(Err(err)) => return Err(format!("read failed: {err}")),
+                None => return Err("idle timeout".into()),
+            }
+        }
+    }
+}
+
+async fn with_timeout<F: Future>(timeout: Option<Duration>, fut: F) -> Option<F::Output> {
+    match timeout {
+        Some(t) => tokio::time::timeout(t, fut).await.ok(),
+        None => Some(fut.await),
+    }
+}
+
+/// Writes replies strictly in request order, batching ready replies into few syscalls.
+async fn write_replies(mut write: OwnedWriteHalf, mut rx: mpsc::Receiver<Outgoing>, broker: Arc<Broker>) {
+    let mut out = BytesMut::with_capacity(WRITE_FLUSH_BYTES);
+    loop {
+        let next = match rx.try_recv() {
+            Ok(next) => next,
+            Err(mpsc::error::TryRecvError::Empty) => {
+                if flush(&mut write, &mut out).await.is_err() {
+                    return;
+                }
+                match rx.recv().await {
+                    Some(next) => next,
+                    None => break,
+                }
+            }
+            Err(mpsc::error::TryRecvError::Disconnected) => break,
+        };
+        let Outgoing { opcode, reply } = next;
+        match reply {
+            Reply::Encoded(bytes) => out.extend_from_slice(&bytes),
+            Reply::Response(response) => encode(&broker, opcode, &response, &mut out),
+            Reply::Pending(mut pending) => {
+                let response = match (&mut pending).now_or_never() {
+                    Some(response) => response,
+                    None => {
+                        // Send what is ready before waiting (e.g. for the next group commit).
+                        if flush(&mut write, &mut out).await.is_err() {
+                            return;
+                        }
+                        pending.await
+                    }
+                };
+                encode(&broker, opcode, &response, &mut out);
+            }
+        }
+        if out.len() >= WRITE_FLUSH_BYTES && flush(&mut write, &mut out).await.is_err() {
+            return;
+        }
+    }
+    let _ = flush(&mut write, &mut out).await;
+    let _ = write.shutdown().await;
+}
+
+fn encode(broker: &Broker, opcode: u8, response: &Response, out: &mut BytesMut) {
+    if response.is_error() {
+        let name = Opcode::from_u8(opcode).map_or_else(|| format!("0x{opcode:02x}"), |o| o.name().to_owned());
+        broker.metrics().record_error(&name);
+    }
+    let start = out.len();
+    if let Err(err) = response.encode_frame(out) {
+        out.truncate(start);
+        let fallback = Response::error(format!("cannot encode the response: {err}"));
+        // An error frame with a short ASCII message always encodes.
+        let _ = fallback.encode_frame(out);
+    }
+}
+
+async fn flush(write: &mut OwnedWriteHalf, out: &mut BytesMut) -> std::io::Result<()> {
+    if out.is_empty() {
+        return Ok(());
+    }
+    let result = write.write_all(out).await;
+    out.clear();
+    result
+}

@@ -1,0 +1,9 @@
+//! One module per area of the protocol. Handlers are thin: decode has
+//! happened, they call the broker core and build the response.
+
+pub mod cluster;
+pub mod groups;
+pub mod produce;
+pub mod read;
+pub mod topics;
+pub mod unsupported;

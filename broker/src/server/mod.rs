@@ -1,0 +1,8 @@
+//! The client protocol server: TCP listener, connection loop, dispatch.
+
+pub mod connection;
+pub mod dispatch;
+pub mod handlers;
+pub mod listener;
+
+pub use listener::serve;

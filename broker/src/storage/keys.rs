@@ -1,0 +1,133 @@
+//! Big-endian key encodings, so RocksDB's byte order is offset order.
+//!
+//! | column family | key | value |
+//! |---|---|---|
+//! | `log` | `[topic id u32][partition u32][first offset u64]` | a record batch |
+//! | `meta` | `t/<topic name>` | topic record (JSON) |
+//! | `meta` | `p/[topic id u32][partition u32]` | partition state |
+//! | `meta` | `c/<name>` | cluster identity and counters |
+//! | `offsets` | `[u16 len][topic][u16 len][group]` | group marker (empty) |
+//! | `offsets` | group marker + `[partition u32]` | committed offset u64 |
+
+/// Length of a `log` key.
+pub const LOG_KEY_LEN: usize = 16;
+
+/// Key of the batch whose first record has `offset`.
+pub fn log_key(topic_id: u32, partition: u32, offset: u64) -> [u8; LOG_KEY_LEN] {
+    let mut key = [0u8; LOG_KEY_LEN];
+    key[0..4].copy_from_slice(&topic_id.to_be_bytes());
+    key[4..8].copy_from_slice(&partition.to_be_bytes());
+    key[8..16].copy_from_slice(&offset.to_be_bytes());
+    key
+}
+
+/// The first offset encoded in a `log` key, if the key has the right shape.
+pub fn log_key_offset(key: &[u8]) -> Option<u64> {
+    let bytes: [u8; 8] = key.get(8..16)?.try_into().ok()?;
+    Some(u64::from_be_bytes(bytes))
+}
+
+/// Start and end (exclusive) of every `log` key of one topic.
+pub fn topic_log_range(topic_id: u32) -> ([u8; LOG_KEY_LEN], [u8; LOG_KEY_LEN]) {
+    (log_key(topic_id, 0, 0), log_key(topic_id.saturating_add(1), 0, 0))
+}
+
+pub fn topic_meta_key(name: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(2 + name.len());
+    key.extend_from_slice(b"t/");
+    key.extend_from_slice(name.as_bytes());
+    key
+}
+
+pub const TOPIC_META_PREFIX: &[u8] = b"t/";
+
+pub fn partition_state_key(topic_id: u32, partition: u32) -> [u8; 10] {
+    let mut key = [0u8; 10];
+    key[0..2].copy_from_slice(b"p/");
+    key[2..6].copy_from_slice(&topic_id.to_be_bytes());
+    key[6..10].copy_from_slice(&partition.to_be_bytes());
+    key
+}
+
+pub fn cluster_key(name: &str) -> Vec<u8> {
+    let mut key = b"c/".to_vec();
+    key.extend_from_slice(name.as_bytes());
+    key
+}
+
+/// Marker key of a consumer group; offsets of the group extend it with a partition.
+pub fn group_key(topic: &str, group: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(4 + topic.len() + group.len() + 4);
+    push_str16(&mut key, topic);
+    push_str16(&mut key, group);
+    key
+}
+
+pub fn group_offset_key(topic: &str, group: &str, partition: u32) -> Vec<u8> {
+    let mut key = group_key(topic, group);
+    key.extend_from_slice(&partition.to_be_bytes());
+    key
+}
+
+fn push_str16(out: &mut Vec<u8>, s: &str) {
+    // Names are validated to at most 249 bytes, so the length always fits.
+    let len = u16::try_from(s.len()).unwrap_or(u16::MAX);
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(&s.as_bytes()[..usize::from(len)]);
+}
+
+/// A decoded `offsets` key: a group marker (partition `None`) or a committed offset.
+#[derive(Debug, PartialEq, Eq)]
+pub struct GroupKey {
+    pub topic: String,
+    pub group: String,
+    pub partition: Option<u32>,
+}
+
+pub fn parse_group_key(key: &[u8]) -> Option<GroupKey> {
+    let (topic, rest) = take_str16(key)?;
+    let (group, rest) = take_str16(rest)?;
+    let partition = match rest.len() {
+        0 => None,
+        4 => Some(u32::from_be_bytes(rest.try_into().ok()?)),
+        _ => return None,
+    };
+    Some(GroupKey { topic, group, partition })
+}
+
+fn take_str16(buf: &[u8]) -> Option<(String, &[u8])> {
+    let len = usize::from(u16::from_be_bytes(buf.get(0..2)?.try_into().ok()?));
+    let s = std::str::from_utf8(buf.get(2..2 + len)?).ok()?.to_owned();
+    Some((s, &buf[2 + len..]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_keys_sort_by_topic_partition_offset() {
+        let mut keys = vec![
+            log_key(2, 0, 0),
+            log_key(1, 1, 0),
+            log_key(1, 0, 300),
+            log_key(1, 0, 2),
+        ];
+        keys.sort();
+        assert_eq!(keys, vec![log_key(1, 0, 2), log_key(1, 0, 300), log_key(1, 1, 0), log_key(2, 0, 0)]);
+        assert_eq!(log_key_offset(&log_key(7, 3, 99)), Some(99));
+    }
+
+    #[test]
+    fn group_keys_round_trip() {
+        let marker = group_key("orders", "billing");
+        assert_eq!(
+            parse_group_key(&marker),
+            Some(GroupKey { topic: "orders".into(), group: "billing".into(), partition: None })
+        );
+        let offset = group_offset_key("orders", "billing", 5);
+        assert!(offset.starts_with(&marker));
+        assert_eq!(parse_group_key(&offset).and_then(|k| k.partition), Some(5));
+        assert_eq!(parse_group_key(&offset[..offset.len() - 1]), None);
+    }
+}

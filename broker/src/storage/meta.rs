@@ -1,0 +1,236 @@
+//! Topic records, partition states and committed offsets in the `meta` and
+//! `offsets` column families.
+
+use rocksdb::{Direction, IteratorMode, WriteBatch};
+use serde::{Deserialize, Serialize};
+
+use super::{CF_META, CF_OFFSETS, StorageError, Store, keys, prefix_end};
+
+/// Per-topic settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicConfig {
+    /// Delete batches whose newest record is older than this; `None` keeps forever.
+    pub retention_ms: Option<u64>,
+    /// Delete the oldest batches while a partition is larger than this.
+    pub retention_bytes: Option<u64>,
+}
+
+/// A topic as stored in `meta` under `t/<name>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicRecord {
+    pub id: u32,
+    pub name: String,
+    pub partitions: u32,
+    pub created_ms: i64,
+    pub config: TopicConfig,
+}
+
+/// Position and size of one partition log, stored under `p/[topic id][partition]`
+/// in the same WriteBatch as the records it describes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PartitionState {
+    /// Offset the next record gets (log end).
+    pub next_offset: u64,
+    /// First retained offset.
+    pub start_offset: u64,
+    /// Bytes of batch values retained.
+    pub size_bytes: u64,
+    /// Newest record timestamp; timestamps never go backwards within a partition.
+    pub last_timestamp: i64,
+}
+
+impl PartitionState {
+    const LEN: usize = 32;
+
+    pub fn encode(&self) -> [u8; Self::LEN] {
+        let mut out = [0u8; Self::LEN];
+        out[0..8].copy_from_slice(&self.next_offset.to_be_bytes());
+        out[8..16].copy_from_slice(&self.start_offset.to_be_bytes());
+        out[16..24].copy_from_slice(&self.size_bytes.to_be_bytes());
+        out[24..32].copy_from_slice(&self.last_timestamp.to_be_bytes());
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Option<Self> {
+        if bytes.len() != Self::LEN {
+            return None;
+        }
+        let u = |i: usize| u64::from_be_bytes(bytes[i..i + 8].try_into().unwrap_or([0; 8]));
+        Some(Self {
+            next_offset: u(0),
+            start_offset: u(8),
+            size_bytes: u(16),
+            last_timestamp: u(24) as i64,
+        })
+    }
+}
+
+/// Committed offsets of one consumer group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupOffsets {
+    pub topic: String,
+    pub group: String,
+    /// `(partition, next offset to read)`, ascending by partition.
+    pub offsets: Vec<(u32, u64)>,
+}
+
+fn corrupt(what: impl Into<String>) -> StorageError {
+    StorageError::Corrupt { what: what.into() }
+}
+
+impl Store {
+    /// Every topic with the state of each partition.
+    pub fn load_topics(&self) -> Result<Vec<(TopicRecord, Vec<PartitionState>)>, StorageError> {
+        let meta = self.cf(CF_META);
+        let mut topics = Vec::new();
+        let mode = IteratorMode::From(keys::TOPIC_META_PREFIX, Direction::Forward);
+        for item in self.db().iterator_cf(&meta, mode) {
+            let (key, value) = item?;
+            if !key.starts_with(keys::TOPIC_META_PREFIX) {
+                break;
+            }
+            let record: TopicRecord = serde_json::from_slice(&value)
+                .map_err(|e| corrupt(format!("topic record {}: {e}", String::from_utf8_lossy(&key))))?;
+            let mut states = Vec::with_capacity(record.partitions as usize);
+            for partition in 0..record.partitions {
+                let key = keys::partition_state_key(record.id, partition);
+                let state = match self.db().get_pinned_cf(&meta, key)? {
+                    Some(bytes) => PartitionState::decode(&bytes)
+                        .ok_or_else(|| corrupt(format!("partition state {}/{partition}", record.name)))?,
+                    None => PartitionState::default(),
+                };
+                states.push(state);
+            }
+            topics.push((record, states));
+        }
+        Ok(topics)
+    }
+
+    pub fn get_cluster_value(&self, name: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self.db().get_cf(&self.cf(CF_META), keys::cluster_key(name))?)
+    }
+
+    pub fn put_cluster_value(&self, batch: &mut WriteBatch, name: &str, value: &[u8]) {
+        batch.put_cf(&self.cf(CF_META), keys::cluster_key(name), value);
+    }
+
+    pub fn put_topic(&self, batch: &mut WriteBatch, record: &TopicRecord) {
+        // Serialising a plain struct of strings and numbers cannot fail.
+        let json = serde_json::to_vec(record).unwrap_or_default();
+        batch.put_cf(&self.cf(CF_META), keys::topic_meta_key(&record.name), json);
+    }
+
+    /// Removes a topic's record, partition states and every record batch.
+    pub fn delete_topic(&self, batch: &mut WriteBatch, record: &TopicRecord) {
+        let meta = self.cf(CF_META);
+        batch.delete_cf(&meta, keys::topic_meta_key(&record.name));
+        for partition in 0..record.partitions {
+            batch.delete_cf(&meta, keys::partition_state_key(record.id, partition));
+        }
+        let (start, end) = keys::topic_log_range(record.id);
+        batch.delete_range_cf(&self.cf(super::CF_LOG), start, end);
+    }
+
+    pub fn put_partition_state(&self, batch: &mut WriteBatch, topic_id: u32, partition: u32, state: &PartitionState) {
+        batch.put_cf(&self.cf(CF_META), keys::partition_state_key(topic_id, partition), state.encode());
+    }
+
+    pub fn put_group_marker(&self, batch: &mut WriteBatch, topic: &str, group: &str) {
+        batch.put_cf(&self.cf(CF_OFFSETS), keys::group_key(topic, group), []);
+    }
+
+    pub fn put_committed_offset(&self, batch: &mut WriteBatch, topic: &str, group: &str, partition: u32, offset: u64) {
+        let cf = self.cf(CF_OFFSETS);
+        batch.put_cf(&cf, keys::group_key(topic, group), []);
+        batch.put_cf(&cf, keys::group_offset_key(topic, group, partition), offset.to_be_bytes());
+    }
+
+    pub fn delete_group(&self, batch: &mut WriteBatch, topic: &str, group: &str) {
+        let marker = keys::group_key(topic, group);
+        let end = prefix_end(&marker);
+        batch.delete_range_cf(&self.cf(CF_OFFSETS), marker, end);
+    }
+
+    pub fn group_exists(&self, topic: &str, group: &str) -> Result<bool, StorageError> {
+        Ok(self.db().get_pinned_cf(&self.cf(CF_OFFSETS), keys::group_key(topic, group))?.is_some())
+    }
+
+    pub fn committed_offset(&self, topic: &str, group: &str, partition: u32) -> Result<Option<u64>, StorageError> {
+        let key = keys::group_offset_key(topic, group, partition);
+        match self.db().get_pinned_cf(&self.cf(CF_OFFSETS), key)? {
+            None => Ok(None),
+            Some(bytes) => {
+                let raw: [u8; 8] = bytes.as_ref().try_into().map_err(|_| corrupt("committed offset"))?;
+                Ok(Some(u64::from_be_bytes(raw)))
+            }
+        }
+    }
+
+    /// Every consumer group with its committed offsets, sorted by topic, group, partition.
+    pub fn list_groups(&self) -> Result<Vec<GroupOffsets>, StorageError> {
+        let mut groups: Vec<GroupOffsets> = Vec::new();
+        for item in self.db().iterator_cf(&self.cf(CF_OFFSETS), IteratorMode::Start) {
+            let (key, value) = item?;
+            let parsed = keys::parse_group_key(&key).ok_or_else(|| corrupt("offsets key"))?;
+            let same = groups.last().is_some_and(|g| g.topic == parsed.topic && g.group == parsed.group);
+            if !same {
+                groups.push(GroupOffsets { topic: parsed.topic, group: parsed.group, offsets: Vec::new() });
+            }
+            if let (Some(partition), Some(group)) = (parsed.partition, groups.last_mut()) {
+                let raw: [u8; 8] = value.as_ref().try_into().map_err(|_| corrupt("committed offset"))?;
+                group.offsets.push((partition, u64::from_be_bytes(raw)));
+            }
+        }
+        Ok(groups)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_state_round_trips() {
+        let state = PartitionState { next_offset: 10, start_offset: 2, size_bytes: 999, last_timestamp: -5 };
+        assert_eq!(PartitionState::decode(&state.encode()), Some(state));
+        assert_eq!(PartitionState::decode(&[0; 5]), None);
+    }
+
+    #[test]
+    fn topics_and_groups_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            let mut batch = WriteBatch::default();
+            let record = TopicRecord {
+                id: 1,
+                name: "orders".into(),
+                partitions: 2,
+                created_ms: 5,
+                config: TopicConfig::default(),
+            };
+            store.put_topic(&mut batch, &record);
+            let state = PartitionState { next_offset: 3, ..Default::default() };
+            store.put_partition_state(&mut batch, 1, 1, &state);
+            store.put_committed_offset(&mut batch, "orders", "billing", 1, 42);
+            store.put_group_marker(&mut batch, "orders", "empty");
+            store.write(batch, true).unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        let topics = store.load_topics().unwrap();
+        assert_eq!(topics.len(), 1);
+        assert_eq!(topics[0].0.name, "orders");
+        assert_eq!(topics[0].1[1].next_offset, 3);
+        assert_eq!(store.committed_offset("orders", "billing", 1).unwrap(), Some(42));
+        let groups = store.list_groups().unwrap();
+        assert_eq!(groups.len(), 2);
+        assert_eq!(groups[0].offsets, vec![(1, 42)]);
+        assert!(groups[1].offsets.is_empty());
+
+        let mut batch = WriteBatch::default();
+        store.delete_group(&mut batch, "orders", "billing");
+        store.write(batch, true).unwrap();
+        assert!(!store.group_exists("orders", "billing").unwrap());
+        assert!(store.group_exists("orders", "empty").unwrap());
+    }
+}

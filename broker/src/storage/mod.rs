@@ -1,0 +1,129 @@
+//! RocksDB storage: column families, key encoding, partition logs, offsets.
+//!
+//! The store is deliberately dumb: it reads and it builds `WriteBatch`es.
+//! All decisions (offsets, validation) are made by the state machine in
+//! `core`, which is the only writer.
+
+pub mod keys;
+pub mod meta;
+pub mod partition_log;
+pub mod record_batch;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rocksdb::{BoundColumnFamily, ColumnFamilyDescriptor, DBWithThreadMode, MultiThreaded, Options, WriteBatch, WriteOptions};
+use thiserror::Error;
+
+pub use meta::{GroupOffsets, PartitionState, TopicConfig, TopicRecord};
+
+type Db = DBWithThreadMode<MultiThreaded>;
+
+/// Column families, as in DESIGN.md.
+pub const CF_META: &str = "meta";
+pub const CF_LOG: &str = "log";
+pub const CF_OFFSETS: &str = "offsets";
+const COLUMN_FAMILIES: [&str; 3] = [CF_META, CF_LOG, CF_OFFSETS];
+
+#[derive(Debug, Error)]
+pub enum StorageError {
+    #[error("cannot open the data directory {path}: {source}")]
+    Open { path: PathBuf, source: rocksdb::Error },
+    #[error("storage I/O failed: {0}")]
+    Rocks(#[from] rocksdb::Error),
+    #[error("stored data is corrupt ({what}); the data directory may be damaged")]
+    Corrupt { what: String },
+}
+
+/// The broker's single RocksDB instance.
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<Db>,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (or creates) the database in `dir`.
+    pub fn open(dir: &Path) -> Result<Self, StorageError> {
+        std::fs::create_dir_all(dir).map_err(|e| StorageError::Open {
+            path: dir.to_path_buf(),
+            source: rocksdb::Error::new(e.to_string()),
+        })?;
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        opts.increase_parallelism(2);
+        opts.set_max_background_jobs(2);
+        // Log records are written once and read mostly in order: big memtables
+        // and few levels keep write amplification low.
+        opts.set_write_buffer_size(64 << 20);
+        opts.set_max_write_buffer_number(4);
+        opts.set_keep_log_file_num(4);
+
+        let mut log_opts = Options::default();
+        log_opts.set_write_buffer_size(64 << 20);
+        log_opts.set_max_write_buffer_number(4);
+        log_opts.set_target_file_size_base(64 << 20);
+        log_opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        // Record batches are large values; point lookups are seeks, so no bloom filter.
+        let descriptors = COLUMN_FAMILIES.iter().map(|name| {
+            let cf_opts = if *name == CF_LOG { log_opts.clone() } else { Options::default() };
+            ColumnFamilyDescriptor::new(*name, cf_opts)
+        });
+        let db = Db::open_cf_descriptors(&opts, dir, descriptors)
+            .map_err(|source| StorageError::Open { path: dir.to_path_buf(), source })?;
+        Ok(Self { db: Arc::new(db), path: dir.to_path_buf() })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub(crate) fn cf(&self, name: &str) -> Arc<BoundColumnFamily<'_>> {
+        // The column families are created at open, so the handle always exists.
+        self.db.cf_handle(name).unwrap_or_else(|| unreachable!("column family {name} missing"))
+    }
+
+    pub(crate) fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// Writes a batch; with `sync` the call returns only after the WAL is on disk.
+    pub fn write(&self, batch: WriteBatch, sync: bool) -> Result<(), StorageError> {
+        let mut opts = WriteOptions::default();
+        opts.set_sync(sync);
+        self.db.write_opt(batch, &opts)?;
+        Ok(())
+    }
+
+    /// Makes every write so far durable (used with `acks=leader`).
+    pub fn sync_wal(&self) -> Result<(), StorageError> {
+        self.db.flush_wal(true)?;
+        Ok(())
+    }
+
+    /// Approximate bytes on disk (SST files plus live memtables).
+    pub fn approximate_size(&self) -> u64 {
+        COLUMN_FAMILIES
+            .iter()
+            .map(|name| {
+                let cf = self.cf(name);
+                let sst = self.db.property_int_value_cf(&cf, "rocksdb.total-sst-files-size").ok().flatten();
+                let mem = self.db.property_int_value_cf(&cf, "rocksdb.cur-size-all-mem-tables").ok().flatten();
+                sst.unwrap_or(0) + mem.unwrap_or(0)
+            })
+            .sum()
+    }
+}
+
+/// The smallest key greater than every key starting with `prefix`.
+pub(crate) fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![u8::MAX; prefix.len() + 1]
+}

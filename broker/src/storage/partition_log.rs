@@ -1,0 +1,217 @@
+//! Reading and writing record batches of one partition in the `log` column family.
+
+use std::ops::ControlFlow;
+
+use rocksdb::{DBRawIteratorWithThreadMode, ReadOptions, WriteBatch};
+
+use super::record_batch::{BatchReader, RecordRef, read_header};
+use super::{CF_LOG, Db, StorageError, Store, keys};
+
+/// Summary of one stored batch, used by retention.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchInfo {
+    pub first_offset: u64,
+    pub count: u32,
+    pub max_timestamp: i64,
+    pub size_bytes: u64,
+}
+
+impl BatchInfo {
+    pub fn end_offset(&self) -> u64 {
+        self.first_offset + u64::from(self.count)
+    }
+}
+
+fn corrupt(topic_id: u32, partition: u32, offset: u64, err: impl std::fmt::Display) -> StorageError {
+    StorageError::Corrupt { what: format!("batch at topic id {topic_id} partition {partition} offset {offset}: {err}") }
+}
+
+impl Store {
+    pub fn put_batch(&self, batch: &mut WriteBatch, topic_id: u32, partition: u32, first_offset: u64, value: &[u8]) {
+        batch.put_cf(&self.cf(CF_LOG), keys::log_key(topic_id, partition, first_offset), value);
+    }
+
+    /// Deletes the batches whose first offset is in `[from, to)`.
+    pub fn delete_batches(&self, batch: &mut WriteBatch, topic_id: u32, partition: u32, from: u64, to: u64) {
+        batch.delete_range_cf(
+            &self.cf(CF_LOG),
+            keys::log_key(topic_id, partition, from),
+            keys::log_key(topic_id, partition, to),
+        );
+    }
+
+    /// An iterator bounded to batches of one partition starting before `end`.
+    fn partition_iter(&self, topic_id: u32, partition: u32, end: u64) -> DBRawIteratorWithThreadMode<'_, Db> {
+        let mut opts = ReadOptions::default();
+        opts.set_iterate_lower_bound(keys::log_key(topic_id, partition, 0).to_vec());
+        opts.set_iterate_upper_bound(keys::log_key(topic_id, partition, end).to_vec());
+        self.db().raw_iterator_cf_opt(&self.cf(CF_LOG), opts)
+    }
+
+    /// Calls `visit` for every record with offset in `[from, end)` in order until
+    /// it returns `Break`. `end` must be the committed log end, so only whole,
+    /// durable batches are read. Returns the offset after the last record visited
+    /// (or `from` when none was).
+    pub fn read_records<F>(&self, topic_id: u32, partition: u32, from: u64, end: u64, mut visit: F) -> Result<u64, StorageError>
+    where
+        F: FnMut(u64, RecordRef<'_>) -> ControlFlow<()>,
+    {
+        if from >= end {
+            return Ok(from);
+        }
+        let mut iter = self.partition_iter(topic_id, partition, end);
+        iter.seek_for_prev(keys::log_key(topic_id, partition, from));
+        if !iter.valid() {
+            // `from` is before the first retained batch: start at the first one.
+            iter.seek(keys::log_key(topic_id, partition, from));
+        }
+        let mut next = from;
+        while iter.valid() {
+            let (Some(key), Some(value)) = (iter.key(), iter.value()) else { break };
+            let first = keys::log_key_offset(key).ok_or_else(|| corrupt(topic_id, partition, from, "bad key"))?;
+            let (_, reader) = BatchReader::new(value).map_err(|e| corrupt(topic_id, partition, first, e))?;
+            for (i, record) in reader.enumerate() {
+                let record = record.map_err(|e| corrupt(topic_id, partition, first, e))?;
+                let offset = first + i as u64;
+                if offset < from {
+                    continue;
+                }
+                if offset >= end {
+                    return Ok(next);
+                }
+                next = offset + 1;
+                if visit(offset, record).is_break() {
+                    return Ok(next);
+                }
+            }
+            iter.next();
+        }
+        iter.status()?;
+        Ok(next)
+    }
+
+    /// The first `limit` batches of a partition starting at or after `from`.
+    pub fn batch_infos(&self, topic_id: u32, partition: u32, from: u64, end: u64, limit: usize) -> Result<Vec<BatchInfo>, StorageError> {
+        let mut iter = self.partition_iter(topic_id, partition, end);
+        iter.seek(keys::log_key(topic_id, partition, from));
+        let mut infos = Vec::new();
+        while iter.valid() && infos.len() < limit {
+            let (Some(key), Some(value)) = (iter.key(), iter.value()) else { break };
+            let first = keys::log_key_offset(key).ok_or_else(|| corrupt(topic_id, partition, from, "bad key"))?;
+            let header = read_header(value).map_err(|e| corrupt(topic_id, partition, first, e))?;
+            infos.push(BatchInfo {
+                first_offset: first,
+                count: header.count,
+                max_timestamp: header.max_timestamp,
+                size_bytes: value.len() as u64,
+            });
+            iter.next();
+        }
+        iter.status()?;
+        Ok(infos)
+    }
+
+    /// The first offset in `[start, end)` whose record timestamp is at least
+    /// `timestamp_ms`, or `end` if none. Timestamps never decrease within a
+    /// partition, so this is a binary search over batches.
+    pub fn offset_for_timestamp(&self, topic_id: u32, partition: u32, start: u64, end: u64, timestamp_ms: i64) -> Result<u64, StorageError> {
+        let mut iter = self.partition_iter(topic_id, partition, end);
+        let (mut lo, mut hi) = (start, end);
+        let mut candidate: Option<u64> = None;
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            iter.seek_for_prev(keys::log_key(topic_id, partition, mid));
+            if !iter.valid() {
+                iter.seek(keys::log_key(topic_id, partition, mid));
+            }
+            let (Some(key), Some(value)) = (iter.key(), iter.value()) else { break };
+            let first = keys::log_key_offset(key).ok_or_else(|| corrupt(topic_id, partition, mid, "bad key"))?;
+            let header = read_header(value).map_err(|e| corrupt(topic_id, partition, first, e))?;
+            if header.max_timestamp < timestamp_ms {
+                lo = first + u64::from(header.count);
+            } else {
+                candidate = Some(first);
+                hi = first;
+            }
+        }
+        iter.status()?;
+        let Some(first) = candidate else { return Ok(end) };
+        let mut found = end;
+        self.read_records(topic_id, partition, first.max(start), end, |offset, record| {
+            if record.timestamp >= timestamp_ms {
+                found = offset;
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        })?;
+        Ok(found)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::record_batch::BatchBuilder;
+
+    fn store_with_batches() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut wb = WriteBatch::default();
+        // Offsets 0..3 at ts 100..102, 3..5 at ts 200..201, 5 at ts 300; another partition too.
+        for (first, stamps) in [(0u64, vec![100, 101, 102]), (3, vec![200, 201]), (5, vec![300])] {
+            let mut b = BatchBuilder::new();
+            for (i, ts) in stamps.iter().enumerate() {
+                b.push(*ts, 0, b"", format!("v{}", first + i as u64).as_bytes());
+            }
+            store.put_batch(&mut wb, 1, 0, first, &b.finish());
+        }
+        let mut other = BatchBuilder::new();
+        other.push(1, 0, b"", b"other");
+        store.put_batch(&mut wb, 1, 1, 0, &other.finish());
+        store.write(wb, true).unwrap();
+        (dir, store)
+    }
+
+    fn values(store: &Store, from: u64, end: u64, max: usize) -> (Vec<String>, u64) {
+        let mut out = Vec::new();
+        let next = store
+            .read_records(1, 0, from, end, |_, r| {
+                out.push(String::from_utf8(r.value.to_vec()).unwrap());
+                if out.len() == max { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+            })
+            .unwrap();
+        (out, next)
+    }
+
+    #[test]
+    fn reads_from_the_middle_of_a_batch_and_stops_at_end() {
+        let (_dir, store) = store_with_batches();
+        assert_eq!(values(&store, 1, 6, 100), (vec!["v1", "v2", "v3", "v4", "v5"].into_iter().map(String::from).collect(), 6));
+        assert_eq!(values(&store, 4, 5, 100).0, vec!["v4"]);
+        assert_eq!(values(&store, 2, 6, 2), (vec!["v2".to_string(), "v3".to_string()], 4));
+        assert_eq!(values(&store, 6, 6, 10), (vec![], 6));
+    }
+
+    #[test]
+    fn reads_after_truncation_start_at_first_retained_batch() {
+        let (_dir, store) = store_with_batches();
+        let mut wb = WriteBatch::default();
+        store.delete_batches(&mut wb, 1, 0, 0, 3);
+        store.write(wb, true).unwrap();
+        assert_eq!(values(&store, 0, 6, 100).0, vec!["v3", "v4", "v5"]);
+        let infos = store.batch_infos(1, 0, 0, 6, 10).unwrap();
+        assert_eq!(infos.iter().map(|b| b.first_offset).collect::<Vec<_>>(), vec![3, 5]);
+    }
+
+    #[test]
+    fn finds_offsets_by_timestamp() {
+        let (_dir, store) = store_with_batches();
+        assert_eq!(store.offset_for_timestamp(1, 0, 0, 6, 0).unwrap(), 0);
+        assert_eq!(store.offset_for_timestamp(1, 0, 0, 6, 101).unwrap(), 1);
+        assert_eq!(store.offset_for_timestamp(1, 0, 0, 6, 150).unwrap(), 3);
+        assert_eq!(store.offset_for_timestamp(1, 0, 0, 6, 201).unwrap(), 4);
+        assert_eq!(store.offset_for_timestamp(1, 0, 0, 6, 300).unwrap(), 5);
+        assert_eq!(store.offset_for_timestamp(1, 0, 0, 6, 301).unwrap(), 6);
+    }
+}

@@ -1,0 +1,195 @@
+//! The value stored under one `log` key: a batch of consecutive records.
+//!
+//! Storing a produced batch as one RocksDB value (rather than one key per
+//! record) keeps the write path at one key per partition per group commit and
+//! lets a fetch decode many records from one block read. A record is found by
+//! seeking to the last batch whose first offset is not after it.
+//!
+//! Layout (all big-endian):
+//! ```text
+//! u8  format (1)
+//! u32 record count
+//! i64 max timestamp (ms)   -- retention by time looks only at this
+//! count x ( i64 timestamp | u8 flags | u32 key len | key | u32 value len | value )
+//! ```
+
+use thiserror::Error;
+
+const FORMAT_V1: u8 = 1;
+const HEADER_LEN: usize = 1 + 4 + 8;
+/// Per-record framing bytes in a batch value.
+pub const RECORD_OVERHEAD: usize = 8 + 1 + 4 + 4;
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum BatchError {
+    #[error("record batch is corrupt: {0}")]
+    Corrupt(&'static str),
+    #[error("record batch has unknown format {0}")]
+    UnknownFormat(u8),
+}
+
+/// Builds one batch value incrementally.
+#[derive(Debug)]
+pub struct BatchBuilder {
+    buf: Vec<u8>,
+    count: u32,
+    max_timestamp: i64,
+}
+
+impl Default for BatchBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl BatchBuilder {
+    pub fn new() -> Self {
+        let mut buf = Vec::with_capacity(4096);
+        buf.push(FORMAT_V1);
+        buf.extend_from_slice(&[0u8; 12]);
+        Self { buf, count: 0, max_timestamp: i64::MIN }
+    }
+
+    pub fn push(&mut self, timestamp: i64, flags: u8, key: &[u8], value: &[u8]) {
+        self.buf.reserve(RECORD_OVERHEAD + key.len() + value.len());
+        self.buf.extend_from_slice(&timestamp.to_be_bytes());
+        self.buf.push(flags);
+        self.buf.extend_from_slice(&(key.len() as u32).to_be_bytes());
+        self.buf.extend_from_slice(key);
+        self.buf.extend_from_slice(&(value.len() as u32).to_be_bytes());
+        self.buf.extend_from_slice(value);
+        self.count += 1;
+        self.max_timestamp = self.max_timestamp.max(timestamp);
+    }
+
+    pub fn len(&self) -> u32 {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    pub fn finish(mut self) -> Vec<u8> {
+        self.buf[1..5].copy_from_slice(&self.count.to_be_bytes());
+        self.buf[5..13].copy_from_slice(&self.max_timestamp.to_be_bytes());
+        self.buf
+    }
+}
+
+/// One record read from a batch; borrows from the batch value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordRef<'a> {
+    pub timestamp: i64,
+    pub flags: u8,
+    pub key: &'a [u8],
+    pub value: &'a [u8],
+}
+
+/// Header fields of a batch value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchHeader {
+    pub count: u32,
+    pub max_timestamp: i64,
+}
+
+pub fn read_header(value: &[u8]) -> Result<BatchHeader, BatchError> {
+    let header = value.get(..HEADER_LEN).ok_or(BatchError::Corrupt("short header"))?;
+    if header[0] != FORMAT_V1 {
+        return Err(BatchError::UnknownFormat(header[0]));
+    }
+    let count = u32::from_be_bytes(header[1..5].try_into().map_err(|_| BatchError::Corrupt("count"))?);
+    let max_timestamp =
+        i64::from_be_bytes(header[5..13].try_into().map_err(|_| BatchError::Corrupt("timestamp"))?);
+    Ok(BatchHeader { count, max_timestamp })
+}
+
+/// Iterates the records of a batch value in offset order.
+pub struct BatchReader<'a> {
+    rest: &'a [u8],
+    remaining: u32,
+}
+
+impl<'a> BatchReader<'a> {
+    pub fn new(value: &'a [u8]) -> Result<(BatchHeader, Self), BatchError> {
+        let header = read_header(value)?;
+        Ok((header, Self { rest: &value[HEADER_LEN..], remaining: header.count }))
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], BatchError> {
+        if self.rest.len() < n {
+            return Err(BatchError::Corrupt("truncated record"));
+        }
+        let (head, tail) = self.rest.split_at(n);
+        self.rest = tail;
+        Ok(head)
+    }
+
+    fn take_u32(&mut self) -> Result<usize, BatchError> {
+        let b = self.take(4)?;
+        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
+    }
+}
+
+impl<'a> Iterator for BatchReader<'a> {
+    type Item = Result<RecordRef<'a>, BatchError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.remaining == 0 {
+            return None;
+        }
+        self.remaining -= 1;
+        let mut read = || -> Result<RecordRef<'a>, BatchError> {
+            let ts = self.take(8)?;
+            let timestamp = i64::from_be_bytes(ts.try_into().map_err(|_| BatchError::Corrupt("ts"))?);
+            let flags = self.take(1)?[0];
+            let key_len = self.take_u32()?;
+            let key = self.take(key_len)?;
+            let value_len = self.take_u32()?;
+            let value = self.take(value_len)?;
+            Ok(RecordRef { timestamp, flags, key, value })
+        };
+        let record = read();
+        if record.is_err() {
+            self.remaining = 0;
+        }
+        Some(record)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_round_trips() {
+        let mut builder = BatchBuilder::new();
+        builder.push(10, 0, b"", b"first");
+        builder.push(12, 1, b"k", b"");
+        builder.push(11, 0, b"key", b"third");
+        let value = builder.finish();
+        let (header, reader) = BatchReader::new(&value).unwrap();
+        assert_eq!(header, BatchHeader { count: 3, max_timestamp: 12 });
+        let records: Vec<_> = reader.map(Result::unwrap).collect();
+        assert_eq!(records.len(), 3);
+        assert_eq!(records[0], RecordRef { timestamp: 10, flags: 0, key: b"", value: b"first" });
+        assert_eq!(records[1].key, b"k");
+        assert_eq!(records[2].value, b"third");
+    }
+
+    #[test]
+    fn corrupt_batches_are_errors_not_panics() {
+        let mut builder = BatchBuilder::new();
+        builder.push(1, 0, b"key", b"value");
+        let value = builder.finish();
+        for cut in 0..value.len() {
+            match BatchReader::new(&value[..cut]) {
+                Err(_) => {}
+                Ok((_, reader)) => assert!(reader.into_iter().any(|r| r.is_err())),
+            }
+        }
+        let mut wrong = value.clone();
+        wrong[0] = 9;
+        assert_eq!(read_header(&wrong).unwrap_err(), BatchError::UnknownFormat(9));
+    }
+}
