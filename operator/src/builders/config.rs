@@ -1,0 +1,197 @@
+//! The broker configuration file (`flymq.yaml`) and the ConfigMap holding it.
+//!
+//! The operator owns the listener addresses, the data directory and the TLS
+//! file paths; `spec.config` overrides everything else. Per-pod values (node
+//! id, seeds, advertised address) and secrets are passed as environment
+//! variables by the StatefulSet, never written here.
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use serde_yaml::{Mapping, Value};
+use sha2::{Digest, Sha256};
+
+use super::{ADMIN_PORT, BuildError, CLIENT_PORT, CLUSTER_PORT, HEALTH_PORT, METRICS_PORT, ns_name, owned_meta};
+use crate::crd::FlyMQCluster;
+
+/// Key of the configuration file inside the ConfigMap.
+pub const CONFIG_FILE: &str = "flymq.yaml";
+/// Where the ConfigMap is mounted in the broker container.
+pub const CONFIG_DIR: &str = "/etc/flymq";
+/// Where the data volume is mounted.
+pub const DATA_MOUNT: &str = "/var/lib/flymq";
+/// The broker's data directory (a sub-directory, so `lost+found` is not in it).
+pub const DATA_DIR: &str = "/var/lib/flymq/data";
+/// Where the TLS Secret is mounted.
+pub const TLS_DIR: &str = "/etc/flymq/tls";
+
+/// Top-level keys the operator sets and `spec.config` may not override.
+pub const RESERVED_KEYS: &[&str] = &[
+    "data_dir",
+    "bind_addr",
+    "cluster_addr",
+    "metrics_addr",
+    "health_addr",
+    "admin_addr",
+    "node_id",
+    "seeds",
+    "advertise_addr",
+    "advertise_cluster",
+    "encryption_key",
+    "tls",
+];
+
+/// Renders the broker configuration YAML for `cluster`.
+pub fn render(cluster: &FlyMQCluster) -> Result<String, BuildError> {
+    let mut root = Mapping::new();
+    let mut set = |k: &str, v: Value| {
+        root.insert(Value::from(k), v);
+    };
+    set("data_dir", DATA_DIR.into());
+    set("bind_addr", format!("0.0.0.0:{CLIENT_PORT}").into());
+    set("cluster_addr", format!("0.0.0.0:{CLUSTER_PORT}").into());
+    set("metrics_addr", format!("0.0.0.0:{METRICS_PORT}").into());
+    set("health_addr", format!("0.0.0.0:{HEALTH_PORT}").into());
+    set("admin_addr", format!("0.0.0.0:{ADMIN_PORT}").into());
+    set("log_json", true.into());
+    if let Some(tls) = &cluster.spec.tls {
+        let mut t = Mapping::new();
+        t.insert("cert_file".into(), format!("{TLS_DIR}/tls.crt").into());
+        t.insert("key_file".into(), format!("{TLS_DIR}/tls.key").into());
+        t.insert("ca_file".into(), format!("{TLS_DIR}/ca.crt").into());
+        t.insert("require_client_cert".into(), tls.require_client_cert.into());
+        set("tls", Value::Mapping(t));
+    }
+
+    let mut overrides = Mapping::new();
+    let keys: Vec<&String> = cluster.spec.config.keys().collect();
+    for (i, key) in keys.iter().enumerate() {
+        let segments: Vec<&str> = key.split('.').collect();
+        if segments.iter().any(|s| s.trim().is_empty()) {
+            return Err(BuildError::InvalidConfigKey((*key).clone()));
+        }
+        if RESERVED_KEYS.contains(&segments[0]) {
+            return Err(BuildError::ReservedConfigKey((*key).clone()));
+        }
+        // BTreeMap order puts a prefix right before its extensions.
+        if let Some(next) = keys.get(i + 1)
+            && next.starts_with(&format!("{key}."))
+        {
+            return Err(BuildError::ConflictingConfigKeys((*key).clone(), (*next).clone()));
+        }
+        insert_path(&mut overrides, &segments, scalar(&cluster.spec.config[*key]));
+    }
+    for (k, v) in overrides {
+        root.insert(k, v);
+    }
+
+    let (ns, name) = ns_name(cluster)?;
+    let body = serde_yaml::to_string(&Value::Mapping(root)).map_err(|e| BuildError::Render(e.to_string()))?;
+    Ok(format!(
+        "# Rendered by flymq-operator for FlyMQCluster {ns}/{name}; edit spec.config instead.\n{body}"
+    ))
+}
+
+/// Parses an override value as a YAML scalar (`1000` is a number, `true` a
+/// bool); anything else stays the literal string.
+fn scalar(raw: &str) -> Value {
+    match serde_yaml::from_str::<Value>(raw) {
+        Ok(v @ (Value::Bool(_) | Value::Number(_))) => v,
+        _ => Value::String(raw.to_string()),
+    }
+}
+
+fn insert_path(map: &mut Mapping, path: &[&str], value: Value) {
+    match path {
+        [] => {}
+        [last] => {
+            map.insert(Value::from(*last), value);
+        }
+        [first, rest @ ..] => {
+            let entry = map
+                .entry(Value::from(*first))
+                .or_insert_with(|| Value::Mapping(Mapping::new()));
+            if !entry.is_mapping() {
+                *entry = Value::Mapping(Mapping::new());
+            }
+            if let Value::Mapping(inner) = entry {
+                insert_path(inner, rest, value);
+            }
+        }
+    }
+}
+
+/// Hex SHA-256 of the rendered configuration, put on the pod template so a
+/// configuration change rolls the brokers.
+pub fn hash(rendered: &str) -> String {
+    let digest = Sha256::digest(rendered.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The ConfigMap `<cluster>-config` with the rendered file.
+pub fn config_map(cluster: &FlyMQCluster, rendered: &str) -> Result<ConfigMap, BuildError> {
+    let (_, name) = ns_name(cluster)?;
+    Ok(ConfigMap {
+        metadata: owned_meta(cluster, config_map_name(&name))?,
+        data: Some([(CONFIG_FILE.to_string(), rendered.to_string())].into()),
+        ..ConfigMap::default()
+    })
+}
+
+/// Name of the configuration ConfigMap.
+pub fn config_map_name(name: &str) -> String {
+    format!("{name}-config")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::builders::test_support::cluster;
+
+    #[test]
+    fn overrides_are_typed_and_nested() {
+        let c = cluster(serde_json::json!({"config": {
+            "log_level": "debug", "acks": "all", "retention.max_bytes": "1000", "raft.heartbeat_ms": "50"
+        }}));
+        let yaml: Value = serde_yaml::from_str(&render(&c).expect("renders")).expect("valid yaml");
+        assert_eq!(yaml["log_level"], Value::from("debug"));
+        assert_eq!(yaml["retention"]["max_bytes"], Value::from(1000));
+        assert_eq!(yaml["raft"]["heartbeat_ms"], Value::from(50));
+        assert_eq!(yaml["bind_addr"], Value::from("0.0.0.0:9092"));
+        assert_eq!(yaml["data_dir"], Value::from(DATA_DIR));
+    }
+
+    #[test]
+    fn reserved_keys_are_refused() {
+        let c = cluster(serde_json::json!({"config": {"data_dir": "/tmp"}}));
+        assert_eq!(render(&c), Err(BuildError::ReservedConfigKey("data_dir".into())));
+        let c = cluster(serde_json::json!({"config": {"tls.cert_file": "/x"}}));
+        assert_eq!(render(&c), Err(BuildError::ReservedConfigKey("tls.cert_file".into())));
+    }
+
+    #[test]
+    fn conflicting_and_empty_keys_are_refused() {
+        let c = cluster(serde_json::json!({"config": {"raft": "x", "raft.a": "1"}}));
+        assert_eq!(
+            render(&c),
+            Err(BuildError::ConflictingConfigKeys("raft".into(), "raft.a".into()))
+        );
+        let c = cluster(serde_json::json!({"config": {"raft..a": "1"}}));
+        assert_eq!(render(&c), Err(BuildError::InvalidConfigKey("raft..a".into())));
+    }
+
+    #[test]
+    fn hash_changes_with_config() {
+        let a = render(&cluster(serde_json::json!({}))).expect("renders");
+        let b = render(&cluster(serde_json::json!({"config": {"log_level": "debug"}}))).expect("renders");
+        assert_eq!(hash(&a), hash(&a));
+        assert_ne!(hash(&a), hash(&b));
+        assert_eq!(hash(&a).len(), 64);
+    }
+
+    #[test]
+    fn tls_paths_when_enabled() {
+        let c = cluster(serde_json::json!({"tls": {"secretName": "t", "requireClientCert": true}}));
+        let yaml: Value = serde_yaml::from_str(&render(&c).expect("renders")).expect("valid yaml");
+        assert_eq!(yaml["tls"]["cert_file"], Value::from("/etc/flymq/tls/tls.crt"));
+        assert_eq!(yaml["tls"]["require_client_cert"], Value::from(true));
+    }
+}

@@ -1,0 +1,77 @@
+//! Operator-generated Secrets.
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+
+use super::{BuildError, Randomness, admin_secret_name, ns_name, owned_meta};
+use crate::crd::FlyMQCluster;
+
+/// User name of the built-in admin in a generated admin Secret.
+pub const ADMIN_USERNAME: &str = "admin";
+/// Length of generated passwords.
+pub const PASSWORD_LEN: usize = 32;
+
+/// The generated admin Secret `<cluster>-admin`, or `None` when the user
+/// supplies `spec.auth.adminSecretName`. An `existing` password is reused so
+/// that resyncs never rotate it; a new one is drawn from `random` only when
+/// the Secret does not exist yet.
+pub fn admin_secret(
+    cluster: &FlyMQCluster,
+    existing: Option<&str>,
+    random: &dyn Randomness,
+) -> Result<Option<Secret>, BuildError> {
+    if cluster.spec.auth.admin_secret_name.is_some() {
+        return Ok(None);
+    }
+    let (_, name) = ns_name(cluster)?;
+    let password = match existing {
+        Some(p) if !p.is_empty() => p.to_string(),
+        _ => random.alphanumeric(PASSWORD_LEN),
+    };
+    Ok(Some(Secret {
+        metadata: owned_meta(cluster, admin_secret_name(cluster, &name))?,
+        type_: Some("kubernetes.io/basic-auth".into()),
+        data: Some(
+            [
+                ("username".to_string(), ByteString(ADMIN_USERNAME.as_bytes().to_vec())),
+                ("password".to_string(), ByteString(password.into_bytes())),
+            ]
+            .into(),
+        ),
+        ..Secret::default()
+    }))
+}
+
+/// Reads the password stored in an admin Secret, if it has a valid one.
+pub fn stored_password(secret: &Secret) -> Option<String> {
+    let bytes = secret.data.as_ref()?.get("password")?;
+    String::from_utf8(bytes.0.clone()).ok().filter(|p| !p.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::builders::test_support::{Fixed, cluster};
+
+    fn password(s: &Secret) -> String {
+        stored_password(s).expect("password")
+    }
+
+    #[test]
+    fn generates_once_then_reuses() {
+        let c = cluster(serde_json::json!({}));
+        let fresh = admin_secret(&c, None, &Fixed).expect("builds").expect("generated");
+        assert_eq!(fresh.metadata.name.as_deref(), Some("demo-admin"));
+        assert_eq!(password(&fresh), "x".repeat(PASSWORD_LEN));
+        let again = admin_secret(&c, Some("kept"), &Fixed)
+            .expect("builds")
+            .expect("generated");
+        assert_eq!(password(&again), "kept");
+    }
+
+    #[test]
+    fn user_supplied_secret_is_not_generated() {
+        let c = cluster(serde_json::json!({"auth": {"adminSecretName": "mine"}}));
+        assert_eq!(admin_secret(&c, None, &Fixed), Ok(None));
+    }
+}

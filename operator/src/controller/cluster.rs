@@ -1,0 +1,636 @@
+//! The FlyMQCluster reconciler: observe, build, apply, report.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::{Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tracing::{info, warn};
+
+use super::error::Error;
+use super::status::{self, DEGRADED, Observation, Problem, READY};
+use crate::admin::{AdminError, BrokerAdmin, ClusterEndpoint};
+use crate::builders::{self, Desired, Inputs, Randomness, admin_secret_name, ns_name};
+use crate::crd::cluster::{FlyMQCluster, FlyMQClusterStatus};
+use crate::metrics::Metrics;
+
+/// Field manager of every server-side apply the operator makes.
+pub const FIELD_MANAGER: &str = "flymq-operator";
+
+/// Requeue interval while brokers are not ready yet.
+pub const REQUEUE_NOT_READY: Duration = Duration::from_secs(15);
+/// Periodic resync of a healthy cluster.
+pub const REQUEUE_READY: Duration = Duration::from_secs(300);
+
+/// A clock returning RFC 3339 timestamps (injected so tests are deterministic).
+pub type Clock = Arc<dyn Fn() -> String + Send + Sync>;
+
+/// The system clock, to the second.
+pub fn system_clock() -> Clock {
+    Arc::new(|| {
+        k8s_openapi::jiff::Timestamp::now()
+            .strftime("%Y-%m-%dT%H:%M:%SZ")
+            .to_string()
+    })
+}
+
+/// Everything a reconcile needs besides the object.
+pub struct Context {
+    /// Kubernetes client.
+    pub client: Client,
+    /// Publishes Kubernetes events.
+    pub recorder: Recorder,
+    /// The broker admin API.
+    pub admin: Arc<dyn BrokerAdmin>,
+    /// Source of generated secret values.
+    pub random: Arc<dyn Randomness>,
+    /// Time source for condition transitions.
+    pub clock: Clock,
+    /// Operator metrics.
+    pub metrics: Arc<Metrics>,
+}
+
+/// Reconciles one FlyMQCluster.
+pub async fn reconcile(cluster: Arc<FlyMQCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let _timer = ctx.metrics.start_reconcile("FlyMQCluster");
+    let (ns, name) = ns_name(&cluster)?;
+    if cluster.metadata.deletion_timestamp.is_some() {
+        // Owner references let Kubernetes delete the children.
+        return Ok(Action::await_change());
+    }
+
+    let sts_api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &ns);
+    let current = sts_api
+        .get_opt(&name)
+        .await
+        .map_err(Error::kube(format!("reading StatefulSet {ns}/{name}")))?;
+
+    if cluster.is_paused() {
+        let obs = Observation {
+            stateful_set: current.as_ref(),
+            paused: true,
+            ..Default::default()
+        };
+        publish_status(&cluster, &ctx, &obs).await?;
+        return Ok(Action::await_change());
+    }
+
+    // Scale-down must decommission brokers through the admin API first.
+    let mut effective = (*cluster).clone();
+    let mut problem = None;
+    let current_replicas = current.as_ref().and_then(|s| s.spec.as_ref()?.replicas);
+    if let Some(cur) = current_replicas
+        && cluster.spec.replicas < cur
+    {
+        let endpoint = ClusterEndpoint {
+            namespace: ns.clone(),
+            name: name.clone(),
+        };
+        if let Err(e) = decommission(ctx.admin.as_ref(), &endpoint, cur, cluster.spec.replicas).await {
+            effective.spec.replicas = cur;
+            let reason = match e {
+                AdminError::NotAvailable { .. } => "ScaleDownUnsupported",
+                AdminError::Failed { .. } => "DecommissionFailed",
+            };
+            problem = Some(Problem {
+                reason,
+                message: format!(
+                    "cannot scale from {cur} to {} brokers: {e}; keeping {cur}",
+                    cluster.spec.replicas
+                ),
+            });
+        }
+    }
+
+    let admin_secret = admin_secret_name(&cluster, &name);
+    let existing_admin_password = if cluster.spec.auth.admin_secret_name.is_none() {
+        let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+        secrets
+            .get_opt(&admin_secret)
+            .await
+            .map_err(Error::kube(format!("reading Secret {ns}/{admin_secret}")))?
+            .as_ref()
+            .and_then(builders::secret::stored_password)
+    } else {
+        None
+    };
+
+    let desired = match builders::build(
+        &effective,
+        &Inputs {
+            existing_admin_password,
+        },
+        ctx.random.as_ref(),
+    ) {
+        Ok(d) => d,
+        Err(e) => {
+            let obs = Observation {
+                stateful_set: current.as_ref(),
+                problem: Some(Problem {
+                    reason: "InvalidSpec",
+                    message: e.to_string(),
+                }),
+                ..Default::default()
+            };
+            publish_status(&cluster, &ctx, &obs).await?;
+            return Err(e.into());
+        }
+    };
+
+    let applied = apply_all(&ctx.client, &ns, &desired).await?;
+    if current.is_none() {
+        info!(cluster = %format!("{ns}/{name}"), "created broker StatefulSet");
+    }
+
+    let obs = Observation {
+        stateful_set: Some(&applied),
+        problem,
+        paused: false,
+        admin_secret_name: Some(admin_secret),
+    };
+    let new_status = publish_status(&cluster, &ctx, &obs).await?;
+    let ready = status::condition(&new_status, READY).is_some_and(|c| c.status == "True");
+    Ok(Action::requeue(if ready { REQUEUE_READY } else { REQUEUE_NOT_READY }))
+}
+
+/// Decommissions brokers `desired..current` (highest ordinal first).
+async fn decommission(
+    admin: &dyn BrokerAdmin,
+    endpoint: &ClusterEndpoint,
+    current: i32,
+    desired: i32,
+) -> Result<(), AdminError> {
+    for node in (desired..current).rev() {
+        admin.decommission(endpoint, node).await?;
+    }
+    Ok(())
+}
+
+/// Server-side applies every desired object, configuration and Secrets
+/// first; returns the StatefulSet as the API server stored it.
+async fn apply_all(client: &Client, ns: &str, d: &Desired) -> Result<StatefulSet, Error> {
+    apply(client, ns, &d.config_map).await?;
+    for s in &d.secrets {
+        apply(client, ns, s).await?;
+    }
+    if let Some(cert) = &d.certificate {
+        apply_dynamic(client, ns, cert, &builders::tls::certificate_resource()).await?;
+    }
+    apply(client, ns, &d.headless_service).await?;
+    apply(client, ns, &d.client_service).await?;
+    let sts = apply(client, ns, &d.stateful_set).await?;
+    apply(client, ns, &d.pdb).await?;
+    if let Some(sm) = &d.service_monitor {
+        apply_dynamic(client, ns, sm, &builders::monitoring::service_monitor_resource()).await?;
+    }
+    Ok(sts)
+}
+
+async fn apply<K>(client: &Client, ns: &str, obj: &K) -> Result<K, Error>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Clone + Debug + Serialize + DeserializeOwned,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), ns);
+    let name = obj.name_any();
+    api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(obj))
+        .await
+        .map_err(Error::kube(format!("applying {} {ns}/{name}", K::kind(&()))))
+}
+
+async fn apply_dynamic(
+    client: &Client,
+    ns: &str,
+    obj: &DynamicObject,
+    resource: &kube::api::ApiResource,
+) -> Result<DynamicObject, Error> {
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, resource);
+    let name = obj.name_any();
+    api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(obj))
+        .await
+        .map_err(Error::kube(format!("applying {} {ns}/{name}", resource.kind)))
+}
+
+/// Computes the status, writes it when it changed, and publishes events for
+/// condition transitions. Returns the new status.
+async fn publish_status(
+    cluster: &FlyMQCluster,
+    ctx: &Context,
+    obs: &Observation<'_>,
+) -> Result<FlyMQClusterStatus, Error> {
+    let (ns, name) = ns_name(cluster)?;
+    let new = status::compute(cluster, obs, &(ctx.clock)());
+    let old = cluster.status.clone().unwrap_or_default();
+    if new != old {
+        let api: Api<FlyMQCluster> = Api::namespaced(ctx.client.clone(), &ns);
+        let patch = serde_json::json!({
+            "apiVersion": FlyMQCluster::api_version(&()),
+            "kind": FlyMQCluster::kind(&()),
+            "status": new,
+        });
+        api.patch_status(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
+            .await
+            .map_err(Error::kube(format!("updating status of FlyMQCluster {ns}/{name}")))?;
+    }
+    for event in transition_events(&old, &new) {
+        if let Err(e) = ctx.recorder.publish(&event, &cluster.object_ref(&())).await {
+            // Events are best effort: never fail a reconcile for one.
+            warn!(cluster = %format!("{ns}/{name}"), error = %e, "cannot publish event");
+        }
+    }
+    Ok(new)
+}
+
+/// Events for notable condition changes: a problem appears (or changes), the
+/// cluster becomes ready, or stops being ready.
+pub fn transition_events(old: &FlyMQClusterStatus, new: &FlyMQClusterStatus) -> Vec<Event> {
+    let mut events = Vec::new();
+    let old_degraded = status::condition(old, DEGRADED);
+    if let Some(d) = status::condition(new, DEGRADED).filter(|d| d.status == "True")
+        && old_degraded.is_none_or(|o| o.status != "True" || o.reason != d.reason)
+    {
+        events.push(Event {
+            type_: EventType::Warning,
+            reason: d.reason.clone(),
+            note: Some(d.message.clone()),
+            action: "Reconcile".into(),
+            secondary: None,
+        });
+    }
+    let was_ready = status::condition(old, READY).is_some_and(|c| c.status == "True");
+    let ready = status::condition(new, READY);
+    let is_ready = ready.is_some_and(|c| c.status == "True");
+    let note = ready.map(|c| c.message.clone());
+    if is_ready && !was_ready {
+        events.push(Event {
+            type_: EventType::Normal,
+            reason: "ClusterReady".into(),
+            note,
+            action: "Reconcile".into(),
+            secondary: None,
+        });
+    } else if was_ready && !is_ready {
+        events.push(Event {
+            type_: EventType::Warning,
+            reason: "ClusterNotReady".into(),
+            note,
+            action: "Reconcile".into(),
+            secondary: None,
+        });
+    }
+    events
+}
+
+/// Decides when a failed reconcile is retried, and counts the failure.
+pub fn error_policy(cluster: Arc<FlyMQCluster>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics.failed("FlyMQCluster", error.category());
+    warn!(
+        cluster = %format!("{}/{}", cluster.namespace().unwrap_or_default(), cluster.name_any()),
+        category = error.category(),
+        error = %error,
+        "reconcile failed"
+    );
+    match error {
+        // Retrying cannot help until the spec changes (which triggers a reconcile anyway).
+        Error::InvalidSpec(_) => Action::requeue(REQUEUE_READY),
+        _ => Action::requeue(REQUEUE_NOT_READY),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Reconcile sequences against a scripted fake API server
+    //! (kube-rs's tower-test mock-service pattern).
+    use super::*;
+    use crate::admin::Unavailable;
+    use crate::builders::test_support::{Fixed, cluster};
+    use crate::crd::cluster::PAUSED_ANNOTATION;
+    use http::{Request, Response};
+    use kube::client::Body;
+    use kube::runtime::events::Reporter;
+    use serde_json::{Value, json};
+
+    type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
+
+    const NOW: &str = "2026-01-01T00:00:00Z";
+    const STS: &str = "/apis/apps/v1/namespaces/prod/statefulsets/demo";
+    const ADMIN_SECRET: &str = "/api/v1/namespaces/prod/secrets/demo-admin";
+    const CONFIG_MAP: &str = "/api/v1/namespaces/prod/configmaps/demo-config";
+    const HEADLESS: &str = "/api/v1/namespaces/prod/services/demo-headless";
+    const CLIENT: &str = "/api/v1/namespaces/prod/services/demo";
+    const PDB: &str = "/apis/policy/v1/namespaces/prod/poddisruptionbudgets/demo";
+    const STATUS: &str = "/apis/flymq.io/v1alpha1/namespaces/prod/flymqclusters/demo/status";
+    const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/prod/events";
+
+    /// How the fake API server answers one request.
+    enum Reply {
+        /// 404 Not Found.
+        NotFound,
+        /// 200 with the request body.
+        Echo,
+        /// 200 with this object.
+        Json(Value),
+        /// 200 with the cluster, its status replaced by the patch's.
+        Cluster(Value),
+    }
+
+    /// A request the fake API server expects, in order.
+    struct Step {
+        method: &'static str,
+        path: &'static str,
+        reply: Reply,
+    }
+
+    fn step(method: &'static str, path: &'static str, reply: Reply) -> Step {
+        Step { method, path, reply }
+    }
+
+    /// What the reconciler sent.
+    #[derive(Debug)]
+    struct Seen {
+        path: String,
+        query: String,
+        body: Value,
+    }
+
+    fn context() -> (Arc<Context>, Handle) {
+        let (svc, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let client = Client::new(svc, "default");
+        let reporter = Reporter {
+            controller: FIELD_MANAGER.into(),
+            instance: None,
+        };
+        let ctx = Context {
+            client: client.clone(),
+            recorder: Recorder::new(client, reporter),
+            admin: Arc::new(Unavailable),
+            random: Arc::new(Fixed),
+            clock: Arc::new(|| NOW.to_string()),
+            metrics: Arc::new(Metrics::new()),
+        };
+        (Arc::new(ctx), handle)
+    }
+
+    async fn serve(mut handle: Handle, steps: Vec<Step>) -> Vec<Seen> {
+        let mut seen = Vec::new();
+        for (i, step) in steps.into_iter().enumerate() {
+            let (req, send) = handle
+                .next_request()
+                .await
+                .unwrap_or_else(|| panic!("request {i} ({} {}) never came", step.method, step.path));
+            let method = req.method().to_string();
+            let path = req.uri().path().to_string();
+            let query = req.uri().query().unwrap_or_default().to_string();
+            let bytes = req.into_body().collect_bytes().await.expect("request body");
+            let body: Value = if bytes.is_empty() {
+                Value::Null
+            } else {
+                serde_json::from_slice(&bytes).expect("JSON request body")
+            };
+            assert_eq!(
+                (method.as_str(), path.as_str()),
+                (step.method, step.path),
+                "request {i} is not the expected one"
+            );
+            let (code, reply) = match step.reply {
+                Reply::NotFound => (
+                    404,
+                    json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                           "reason": "NotFound", "code": 404, "message": "not found"}),
+                ),
+                Reply::Echo => (200, body.clone()),
+                Reply::Json(v) => (200, v),
+                Reply::Cluster(mut c) => {
+                    c["status"] = body["status"].clone();
+                    (200, c)
+                }
+            };
+            let response = Response::builder()
+                .status(code)
+                .body(Body::from(serde_json::to_vec(&reply).expect("reply serialises")))
+                .expect("response");
+            send.send_response(response);
+            seen.push(Seen { path, query, body });
+        }
+        seen
+    }
+
+    /// Runs one reconcile against the scripted steps; fails if the
+    /// reconciler makes a request that is not scripted.
+    async fn run(c: FlyMQCluster, steps: Vec<Step>) -> (Result<Action, Error>, Vec<Seen>) {
+        let (ctx, handle) = context();
+        let server = tokio::spawn(serve(handle, steps));
+        let result = tokio::time::timeout(Duration::from_secs(10), reconcile(Arc::new(c), ctx))
+            .await
+            .expect("reconcile hung: it made a request the test did not script");
+        let seen = server.await.expect("fake API server failed");
+        (result, seen)
+    }
+
+    fn applies(admin_secret: bool) -> Vec<Step> {
+        let mut s = vec![step("PATCH", CONFIG_MAP, Reply::Echo)];
+        if admin_secret {
+            s.push(step("PATCH", ADMIN_SECRET, Reply::Echo));
+        }
+        s.extend([
+            step("PATCH", HEADLESS, Reply::Echo),
+            step("PATCH", CLIENT, Reply::Echo),
+            step("PATCH", STS, Reply::Echo),
+            step("PATCH", PDB, Reply::Echo),
+        ]);
+        s
+    }
+
+    fn cond<'a>(status: &'a Value, type_: &str) -> &'a Value {
+        status["conditions"]
+            .as_array()
+            .and_then(|cs| cs.iter().find(|c| c["type"] == type_))
+            .unwrap_or(&Value::Null)
+    }
+
+    fn existing_sts(replicas: i32, ready: i32) -> Value {
+        json!({
+            "apiVersion": "apps/v1", "kind": "StatefulSet",
+            "metadata": {"name": "demo", "namespace": "prod", "generation": 4},
+            "spec": {"replicas": replicas, "selector": {}, "template": {}},
+            "status": {"replicas": replicas, "readyReplicas": ready, "updatedReplicas": replicas,
+                       "observedGeneration": 4}
+        })
+    }
+
+    #[tokio::test]
+    async fn new_cluster_applies_config_and_secrets_before_the_statefulset() {
+        let c = cluster(json!({}));
+        let mut steps = vec![
+            step("GET", STS, Reply::NotFound),
+            step("GET", ADMIN_SECRET, Reply::NotFound),
+        ];
+        steps.extend(applies(true));
+        steps.push(step(
+            "PATCH",
+            STATUS,
+            Reply::Cluster(serde_json::to_value(&c).expect("json")),
+        ));
+        let (result, seen) = run(c, steps).await;
+
+        assert_eq!(result.expect("reconciles"), Action::requeue(REQUEUE_NOT_READY));
+        // every write is a forced server-side apply with the one field manager
+        for s in seen.iter().filter(|s| !s.body.is_null()) {
+            assert!(
+                s.query.contains("fieldManager=flymq-operator"),
+                "{}: {}",
+                s.path,
+                s.query
+            );
+            assert!(s.query.contains("force=true"), "{}: {}", s.path, s.query);
+        }
+        let secret = &seen[3].body;
+        assert_eq!(
+            secret["data"]["password"],
+            json!("eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHg=")
+        );
+        let sts = &seen[6].body;
+        assert_eq!(sts["spec"]["replicas"], json!(3));
+        let status = &seen[8].body["status"];
+        assert_eq!(status["phase"], json!("Pending"));
+        assert_eq!(status["observedGeneration"], json!(1));
+        assert_eq!(cond(status, "Ready")["reason"], json!("BrokersNotReady"));
+        assert_eq!(cond(status, "Ready")["lastTransitionTime"], json!(NOW));
+        assert_eq!(cond(status, "Degraded")["status"], json!("False"));
+        assert_eq!(seen.len(), 9, "no event for an ordinary first reconcile");
+    }
+
+    #[tokio::test]
+    async fn generated_password_is_kept_across_resyncs() {
+        let c = cluster(json!({}));
+        let existing = json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "demo-admin", "namespace": "prod"},
+            "data": {"username": "YWRtaW4=", "password": "a2VwdA=="}});
+        let mut steps = vec![
+            step("GET", STS, Reply::NotFound),
+            step("GET", ADMIN_SECRET, Reply::Json(existing)),
+        ];
+        steps.extend(applies(true));
+        steps.push(step(
+            "PATCH",
+            STATUS,
+            Reply::Cluster(serde_json::to_value(&c).expect("json")),
+        ));
+        let (_, seen) = run(c, steps).await;
+        assert_eq!(seen[3].path, ADMIN_SECRET);
+        assert_eq!(
+            seen[3].body["data"]["password"],
+            json!("a2VwdA=="),
+            "the stored password is reused"
+        );
+    }
+
+    #[tokio::test]
+    async fn scale_down_is_refused_with_condition_and_event() {
+        let c = cluster(json!({"replicas": 1}));
+        let mut steps = vec![
+            step("GET", STS, Reply::Json(existing_sts(3, 3))),
+            step("GET", ADMIN_SECRET, Reply::NotFound),
+        ];
+        steps.extend(applies(true));
+        steps.push(step(
+            "PATCH",
+            STATUS,
+            Reply::Cluster(serde_json::to_value(&c).expect("json")),
+        ));
+        steps.push(step("POST", EVENTS, Reply::Echo));
+        let (result, seen) = run(c, steps).await;
+
+        assert!(result.is_ok());
+        let sts = &seen[6].body;
+        assert_eq!(sts["spec"]["replicas"], json!(3), "the StatefulSet keeps its brokers");
+        let status = &seen[8].body["status"];
+        let degraded = cond(status, "Degraded");
+        assert_eq!(degraded["status"], json!("True"));
+        assert_eq!(degraded["reason"], json!("ScaleDownUnsupported"));
+        let message = degraded["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("scale-down requires the admin API (not supported yet)"),
+            "{message}"
+        );
+        assert_eq!(status["phase"], json!("Degraded"));
+        let event = &seen[9].body;
+        assert_eq!(event["type"], json!("Warning"));
+        assert_eq!(event["reason"], json!("ScaleDownUnsupported"));
+        assert!(event["note"].as_str().unwrap_or_default().contains("not supported yet"));
+        assert_eq!(event["regarding"]["kind"], json!("FlyMQCluster"));
+    }
+
+    #[tokio::test]
+    async fn invalid_spec_reports_and_fails_with_its_category() {
+        let c = cluster(json!({"config": {"data_dir": "/elsewhere"}}));
+        let steps = vec![
+            step("GET", STS, Reply::NotFound),
+            step("GET", ADMIN_SECRET, Reply::NotFound),
+            step("PATCH", STATUS, Reply::Cluster(serde_json::to_value(&c).expect("json"))),
+            step("POST", EVENTS, Reply::Echo),
+        ];
+        let (result, seen) = run(c, steps).await;
+        let err = result.expect_err("invalid spec fails");
+        assert_eq!(err.category(), "invalid_spec");
+        let degraded = cond(&seen[2].body["status"], "Degraded");
+        assert_eq!(degraded["reason"], json!("InvalidSpec"));
+        assert!(degraded["message"].as_str().unwrap_or_default().contains("data_dir"));
+        assert_eq!(seen[3].body["reason"], json!("InvalidSpec"));
+    }
+
+    #[tokio::test]
+    async fn paused_cluster_only_reports_status() {
+        let mut c = cluster(json!({}));
+        c.metadata.annotations = Some([(PAUSED_ANNOTATION.to_string(), "true".to_string())].into());
+        let steps = vec![
+            step("GET", STS, Reply::Json(existing_sts(3, 3))),
+            step("PATCH", STATUS, Reply::Cluster(serde_json::to_value(&c).expect("json"))),
+        ];
+        let (result, seen) = run(c, steps).await;
+        assert_eq!(result.expect("reconciles"), Action::await_change());
+        assert_eq!(seen[1].body["status"]["phase"], json!("Paused"));
+    }
+
+    #[tokio::test]
+    async fn becoming_ready_publishes_an_event_and_an_unchanged_status_is_not_rewritten() {
+        let c = cluster(json!({}));
+        let mut steps = vec![
+            step("GET", STS, Reply::Json(existing_sts(3, 3))),
+            step("GET", ADMIN_SECRET, Reply::NotFound),
+        ];
+        let mut apply = applies(true);
+        apply[4] = step("PATCH", STS, Reply::Json(existing_sts(3, 3)));
+        steps.extend(apply);
+        steps.push(step(
+            "PATCH",
+            STATUS,
+            Reply::Cluster(serde_json::to_value(&c).expect("json")),
+        ));
+        steps.push(step("POST", EVENTS, Reply::Echo));
+        let (result, seen) = run(c.clone(), steps).await;
+        assert_eq!(result.expect("reconciles"), Action::requeue(REQUEUE_READY));
+        assert_eq!(seen[9].body["reason"], json!("ClusterReady"));
+
+        // Second pass: the stored status is what the operator would write.
+        let mut again = c;
+        again.status = Some(serde_json::from_value(seen[8].body["status"].clone()).expect("status"));
+        let mut steps = vec![
+            step("GET", STS, Reply::Json(existing_sts(3, 3))),
+            step("GET", ADMIN_SECRET, Reply::NotFound),
+        ];
+        let mut apply = applies(true);
+        apply[4] = step("PATCH", STS, Reply::Json(existing_sts(3, 3)));
+        steps.extend(apply);
+        let (result, seen) = run(again, steps).await;
+        assert_eq!(result.expect("reconciles"), Action::requeue(REQUEUE_READY));
+        assert_eq!(seen.len(), 8, "no status write and no event when nothing changed");
+    }
+}

@@ -1,0 +1,262 @@
+//! Pure computation of a FlyMQCluster's status from what was observed.
+//!
+//! Deterministic: the same inputs give the same status. The only timestamp,
+//! a condition's `lastTransitionTime`, is carried over from the previous
+//! status unless the condition's `status` flips.
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+
+use crate::crd::Condition;
+use crate::crd::cluster::{FlyMQCluster, FlyMQClusterStatus};
+
+/// Condition types.
+pub const READY: &str = "Ready";
+/// Condition types.
+pub const PROGRESSING: &str = "Progressing";
+/// Condition types.
+pub const DEGRADED: &str = "Degraded";
+
+/// Something that keeps the cluster from converging to its spec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// PascalCase reason (`ScaleDownUnsupported`, `InvalidSpec`, ...).
+    pub reason: &'static str,
+    /// Human-readable explanation.
+    pub message: String,
+}
+
+/// What the reconciler saw and did, as input to the status.
+#[derive(Debug, Clone, Default)]
+pub struct Observation<'a> {
+    /// The StatefulSet as returned by the last apply (or read).
+    pub stateful_set: Option<&'a StatefulSet>,
+    /// The reason the spec is not fully applied, if any.
+    pub problem: Option<Problem>,
+    /// The cluster is paused by annotation: nothing was applied.
+    pub paused: bool,
+    /// The admin Secret name in use.
+    pub admin_secret_name: Option<String>,
+}
+
+/// Computes the status. `now` (RFC 3339) is used only for conditions whose
+/// status changed.
+pub fn compute(cluster: &FlyMQCluster, obs: &Observation<'_>, now: &str) -> FlyMQClusterStatus {
+    let previous = cluster.status.clone().unwrap_or_default();
+    let generation = cluster.metadata.generation;
+    let desired = cluster.spec.replicas;
+
+    let sts_status = obs.stateful_set.and_then(|s| s.status.clone());
+    let replicas = sts_status.as_ref().map_or(0, |s| s.replicas);
+    let ready = sts_status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0);
+    let updated = sts_status.as_ref().and_then(|s| s.updated_replicas).unwrap_or(0);
+    let sts_generation = obs.stateful_set.and_then(|s| s.metadata.generation);
+    let sts_observed = sts_status.as_ref().and_then(|s| s.observed_generation);
+    let sts_replicas = obs
+        .stateful_set
+        .and_then(|s| s.spec.as_ref())
+        .and_then(|s| s.replicas)
+        .unwrap_or(desired);
+    let rolled_out = obs.stateful_set.is_some()
+        && sts_generation.is_some()
+        && sts_observed >= sts_generation
+        && updated >= sts_replicas
+        && replicas == sts_replicas;
+    let all_ready = ready >= desired && rolled_out;
+
+    let cond = |type_: &str, ok: bool, reason: &str, message: String| {
+        let status = if ok { "True" } else { "False" };
+        let last = previous
+            .conditions
+            .iter()
+            .find(|c| c.type_ == type_)
+            .filter(|c| c.status == status)
+            .and_then(|c| c.last_transition_time.clone())
+            .unwrap_or_else(|| now.to_string());
+        Condition {
+            type_: type_.into(),
+            status: status.into(),
+            reason: reason.into(),
+            message,
+            observed_generation: generation,
+            last_transition_time: Some(last),
+        }
+    };
+
+    let ready_cond = if obs.paused {
+        cond(
+            READY,
+            all_ready,
+            "Paused",
+            format!("reconciliation paused; {ready}/{desired} brokers ready"),
+        )
+    } else if all_ready {
+        cond(
+            READY,
+            true,
+            "AllBrokersReady",
+            format!("{ready}/{desired} brokers ready"),
+        )
+    } else {
+        cond(
+            READY,
+            false,
+            "BrokersNotReady",
+            format!("{ready}/{desired} brokers ready"),
+        )
+    };
+    let progressing = if obs.paused {
+        cond(
+            PROGRESSING,
+            false,
+            "Paused",
+            "remove the flymq.io/paused annotation to resume".into(),
+        )
+    } else if !rolled_out {
+        cond(
+            PROGRESSING,
+            true,
+            "RollingOut",
+            format!("{updated}/{sts_replicas} brokers updated"),
+        )
+    } else {
+        cond(PROGRESSING, false, "RolloutComplete", String::new())
+    };
+    let degraded = match &obs.problem {
+        Some(p) => cond(DEGRADED, true, p.reason, p.message.clone()),
+        None => cond(DEGRADED, false, "AsExpected", String::new()),
+    };
+
+    let phase = if obs.paused {
+        "Paused"
+    } else if obs.problem.is_some() {
+        "Degraded"
+    } else if all_ready {
+        "Running"
+    } else {
+        "Pending"
+    };
+
+    FlyMQClusterStatus {
+        observed_generation: generation,
+        phase: Some(phase.into()),
+        replicas,
+        ready_replicas: ready,
+        version: Some(cluster.spec.image.version()),
+        leader: previous.leader,
+        members: previous.members,
+        admin_secret_name: obs.admin_secret_name.clone().or(previous.admin_secret_name),
+        conditions: vec![ready_cond, progressing, degraded],
+    }
+}
+
+/// The condition of `type_` in a status, if present.
+pub fn condition<'a>(status: &'a FlyMQClusterStatus, type_: &str) -> Option<&'a Condition> {
+    status.conditions.iter().find(|c| c.type_ == type_)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::builders::test_support::cluster;
+    use k8s_openapi::api::apps::v1::{StatefulSetSpec, StatefulSetStatus};
+
+    fn sts(replicas: i32, ready: i32, updated: i32) -> StatefulSet {
+        let mut s = StatefulSet {
+            spec: Some(StatefulSetSpec {
+                replicas: Some(3),
+                ..Default::default()
+            }),
+            status: Some(StatefulSetStatus {
+                replicas,
+                ready_replicas: Some(ready),
+                updated_replicas: Some(updated),
+                observed_generation: Some(2),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        s.metadata.generation = Some(2);
+        s
+    }
+
+    #[test]
+    fn all_ready() {
+        let c = cluster(serde_json::json!({}));
+        let s = sts(3, 3, 3);
+        let st = compute(
+            &c,
+            &Observation {
+                stateful_set: Some(&s),
+                ..Default::default()
+            },
+            "T1",
+        );
+        assert_eq!(st.phase.as_deref(), Some("Running"));
+        assert_eq!(condition(&st, READY).map(|c| c.status.as_str()), Some("True"));
+        assert_eq!(
+            condition(&st, PROGRESSING).map(|c| c.reason.as_str()),
+            Some("RolloutComplete")
+        );
+        assert_eq!(st.ready_replicas, 3);
+        assert_eq!(st.observed_generation, Some(1));
+    }
+
+    #[test]
+    fn transition_time_only_changes_on_flip() {
+        let mut c = cluster(serde_json::json!({}));
+        let s = sts(3, 1, 3);
+        let first = compute(
+            &c,
+            &Observation {
+                stateful_set: Some(&s),
+                ..Default::default()
+            },
+            "T1",
+        );
+        c.status = Some(first.clone());
+        let again = compute(
+            &c,
+            &Observation {
+                stateful_set: Some(&s),
+                ..Default::default()
+            },
+            "T2",
+        );
+        assert_eq!(first, again, "an unchanged world gives an identical status");
+        let s = sts(3, 3, 3);
+        let flipped = compute(
+            &c,
+            &Observation {
+                stateful_set: Some(&s),
+                ..Default::default()
+            },
+            "T3",
+        );
+        assert_eq!(
+            condition(&flipped, READY).and_then(|c| c.last_transition_time.as_deref()),
+            Some("T3")
+        );
+        assert_eq!(
+            condition(&flipped, DEGRADED).and_then(|c| c.last_transition_time.as_deref()),
+            Some("T1")
+        );
+    }
+
+    #[test]
+    fn problem_degrades() {
+        let c = cluster(serde_json::json!({}));
+        let s = sts(3, 3, 3);
+        let obs = Observation {
+            stateful_set: Some(&s),
+            problem: Some(Problem {
+                reason: "ScaleDownUnsupported",
+                message: "no".into(),
+            }),
+            ..Default::default()
+        };
+        let st = compute(&c, &obs, "T1");
+        assert_eq!(st.phase.as_deref(), Some("Degraded"));
+        let d = condition(&st, DEGRADED).expect("degraded");
+        assert_eq!((d.status.as_str(), d.reason.as_str()), ("True", "ScaleDownUnsupported"));
+    }
+}
