@@ -59,6 +59,16 @@ pub trait BrokerAdmin: Send + Sync {
     fn decommission<'a>(&'a self, cluster: &'a ClusterEndpoint, node_id: i32) -> AdminFuture<'a, ()>;
 }
 
+/// Keeps one kind of broker-side object (topic, user, ACL) in step with its
+/// custom resource. `apply` creates or updates it (the resource wins over
+/// drift); `delete` removes it.
+pub trait AdminSync<K>: Send + Sync {
+    /// Creates or updates the broker-side object described by `obj`.
+    fn apply<'a>(&'a self, cluster: &'a ClusterEndpoint, obj: &'a K) -> AdminFuture<'a, ()>;
+    /// Deletes the broker-side object described by `obj`.
+    fn delete<'a>(&'a self, cluster: &'a ClusterEndpoint, obj: &'a K) -> AdminFuture<'a, ()>;
+}
+
 /// The admin client of this build: the admin API does not exist yet.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Unavailable;
@@ -68,6 +78,23 @@ impl BrokerAdmin for Unavailable {
         Box::pin(async {
             Err(AdminError::NotAvailable {
                 operation: "scale-down",
+            })
+        })
+    }
+}
+
+impl<K: Sync> AdminSync<K> for Unavailable {
+    fn apply<'a>(&'a self, _: &'a ClusterEndpoint, _: &'a K) -> AdminFuture<'a, ()> {
+        Box::pin(async {
+            Err(AdminError::NotAvailable {
+                operation: "reconciling this resource",
+            })
+        })
+    }
+    fn delete<'a>(&'a self, _: &'a ClusterEndpoint, _: &'a K) -> AdminFuture<'a, ()> {
+        Box::pin(async {
+            Err(AdminError::NotAvailable {
+                operation: "deleting this resource",
             })
         })
     }

@@ -21,8 +21,9 @@ use tracing::{error, info, warn};
 
 use crate::admin::Unavailable;
 use crate::builders::OsRandomness;
+use crate::controller::admin_object::{self, AdminContext, AdminObject};
 use crate::controller::cluster::{self, Context, FIELD_MANAGER};
-use crate::crd::FlyMQCluster;
+use crate::crd::{Acl, FlyMQCluster, Topic, User};
 use crate::metrics::Metrics;
 
 /// How the operator runs.
@@ -108,7 +109,15 @@ async fn termination() -> Result<(), RuntimeError> {
 /// Waits until every FlyMQ CRD is established (logging while it waits).
 async fn wait_for_crds(client: &Client) {
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let names: Vec<String> = [FlyMQCluster::crd_name()].into_iter().map(String::from).collect();
+    let names: Vec<String> = [
+        FlyMQCluster::crd_name(),
+        Topic::crd_name(),
+        User::crd_name(),
+        Acl::crd_name(),
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect();
     loop {
         let mut missing = Vec::new();
         for name in &names {
@@ -147,6 +156,41 @@ where
         None => Api::all(client.clone()),
         Some(ns) => Api::namespaced(client.clone(), ns),
     }
+}
+
+/// Fires once when `stop` turns true (a Sync future, as kube wants).
+fn shutdown_trigger(stop: &tokio::sync::watch::Receiver<bool>) -> impl Future<Output = ()> + Send + Sync + 'static {
+    let (tx, rx) = futures::channel::oneshot::channel::<()>();
+    let mut stop = stop.clone();
+    tokio::spawn(async move {
+        let _ = stop.wait_for(|s| *s).await;
+        let _ = tx.send(());
+    });
+    rx.map(|_| ())
+}
+
+/// The controller of one broker-side kind. Until the admin API exists it
+/// only reports `Ready=False`, reason `AdminApiUnavailable`.
+fn admin_controller<K: AdminObject>(
+    client: &Client,
+    ns: Option<&str>,
+    metrics: &Arc<Metrics>,
+    stop: &tokio::sync::watch::Receiver<bool>,
+) -> impl Future<Output = ()> + Send + 'static {
+    let ctx = Arc::new(AdminContext::<K> {
+        client: client.clone(),
+        admin: Arc::new(Unavailable),
+        clock: cluster::system_clock(),
+        metrics: metrics.clone(),
+    });
+    Controller::new(scoped::<K>(client, ns), watcher::Config::default())
+        .graceful_shutdown_on(shutdown_trigger(stop))
+        .run(admin_object::reconcile::<K>, admin_object::error_policy::<K>, ctx)
+        .for_each(|res| async move {
+            if let Err(e) = res {
+                tracing::debug!(error = %e, "reconcile error");
+            }
+        })
 }
 
 /// Runs the operator until SIGTERM.
@@ -219,31 +263,29 @@ pub async fn run(config: Config) -> Result<(), RuntimeError> {
         // Only the operator's own children matter; a label selector keeps
         // the watch caches (Secrets in particular) small.
         let owned = watcher::Config::default().labels("app.kubernetes.io/managed-by=flymq-operator");
-        let (tx, rx) = futures::channel::oneshot::channel::<()>();
-        let mut stop = stop_rx.clone();
-        tokio::spawn(async move {
-            let _ = stop.wait_for(|s| *s).await;
-            let _ = tx.send(());
-        });
-        let ctx = ctx.clone();
+        let cluster_ctx = ctx.clone();
         controllers.push(
             Controller::new(clusters, watcher::Config::default())
                 .owns(sts, owned.clone())
                 .owns(cms, owned.clone())
                 .owns(svcs, owned.clone())
                 .owns(secrets, owned)
-                .graceful_shutdown_on(rx.map(|_| ()))
-                .run(cluster::reconcile, cluster::error_policy, ctx)
+                .graceful_shutdown_on(shutdown_trigger(&stop_rx))
+                .run(cluster::reconcile, cluster::error_policy, cluster_ctx)
                 .for_each(|res| async move {
                     match res {
                         Ok((obj, _)) => tracing::debug!(object = %obj, "reconciled"),
                         Err(e) => tracing::debug!(error = %e, "reconcile error"),
                     }
-                }),
+                })
+                .boxed(),
         );
+        controllers.push(admin_controller::<Topic>(&client, ns, &ctx.metrics, &stop_rx).boxed());
+        controllers.push(admin_controller::<User>(&client, ns, &ctx.metrics, &stop_rx).boxed());
+        controllers.push(admin_controller::<Acl>(&client, ns, &ctx.metrics, &stop_rx).boxed());
         info!(
             namespace = scope.as_deref().unwrap_or("<all>"),
-            "watching FlyMQClusters"
+            "watching FlyMQClusters, Topics, Users and ACLs"
         );
     }
     state.ready.store(true, Ordering::Relaxed);

@@ -34,10 +34,10 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{/* Rules the operator needs in every namespace it watches. */}}
 {{- define "flymq-operator.namespacedRules" -}}
 - apiGroups: ["flymq.io"]
-  resources: ["flymqclusters"]
+  resources: ["flymqclusters", "topics", "users", "acls"]
   verbs: ["get", "list", "watch"]
 - apiGroups: ["flymq.io"]
-  resources: ["flymqclusters/status"]
+  resources: ["flymqclusters/status", "topics/status", "users/status", "acls/status"]
   verbs: ["get", "patch"]
 - apiGroups: ["apps"]
   resources: ["statefulsets"]

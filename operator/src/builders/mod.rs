@@ -9,6 +9,7 @@ pub mod secret;
 pub mod service;
 pub mod statefulset;
 pub mod tls;
+pub mod user_secret;
 
 use std::collections::BTreeMap;
 
@@ -39,7 +40,7 @@ pub const MANAGER: &str = "flymq-operator";
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum BuildError {
     /// The custom resource has no namespace or name (never true for objects from the API).
-    #[error("FlyMQCluster has no {0}; only namespaced, named objects can be reconciled")]
+    #[error("the resource has no {0}; only namespaced, named objects can be reconciled")]
     MissingMetadata(&'static str),
     /// A config override sets a key the operator owns.
     #[error("spec.config key '{0}' is managed by the operator and cannot be overridden; remove it from spec.config")]

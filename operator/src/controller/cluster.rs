@@ -311,13 +311,10 @@ mod tests {
     use super::*;
     use crate::admin::Unavailable;
     use crate::builders::test_support::{Fixed, cluster};
+    use crate::controller::mock::{Reply, Seen, Step, client, serve, step};
     use crate::crd::cluster::PAUSED_ANNOTATION;
-    use http::{Request, Response};
-    use kube::client::Body;
     use kube::runtime::events::Reporter;
     use serde_json::{Value, json};
-
-    type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
 
     const NOW: &str = "2026-01-01T00:00:00Z";
     const STS: &str = "/apis/apps/v1/namespaces/prod/statefulsets/demo";
@@ -329,40 +326,8 @@ mod tests {
     const STATUS: &str = "/apis/flymq.io/v1alpha1/namespaces/prod/flymqclusters/demo/status";
     const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/prod/events";
 
-    /// How the fake API server answers one request.
-    enum Reply {
-        /// 404 Not Found.
-        NotFound,
-        /// 200 with the request body.
-        Echo,
-        /// 200 with this object.
-        Json(Value),
-        /// 200 with the cluster, its status replaced by the patch's.
-        Cluster(Value),
-    }
-
-    /// A request the fake API server expects, in order.
-    struct Step {
-        method: &'static str,
-        path: &'static str,
-        reply: Reply,
-    }
-
-    fn step(method: &'static str, path: &'static str, reply: Reply) -> Step {
-        Step { method, path, reply }
-    }
-
-    /// What the reconciler sent.
-    #[derive(Debug)]
-    struct Seen {
-        path: String,
-        query: String,
-        body: Value,
-    }
-
-    fn context() -> (Arc<Context>, Handle) {
-        let (svc, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-        let client = Client::new(svc, "default");
+    fn context() -> (Arc<Context>, crate::controller::mock::Handle) {
+        let (client, handle) = client();
         let reporter = Reporter {
             controller: FIELD_MANAGER.into(),
             instance: None,
@@ -376,50 +341,6 @@ mod tests {
             metrics: Arc::new(Metrics::new()),
         };
         (Arc::new(ctx), handle)
-    }
-
-    async fn serve(mut handle: Handle, steps: Vec<Step>) -> Vec<Seen> {
-        let mut seen = Vec::new();
-        for (i, step) in steps.into_iter().enumerate() {
-            let (req, send) = handle
-                .next_request()
-                .await
-                .unwrap_or_else(|| panic!("request {i} ({} {}) never came", step.method, step.path));
-            let method = req.method().to_string();
-            let path = req.uri().path().to_string();
-            let query = req.uri().query().unwrap_or_default().to_string();
-            let bytes = req.into_body().collect_bytes().await.expect("request body");
-            let body: Value = if bytes.is_empty() {
-                Value::Null
-            } else {
-                serde_json::from_slice(&bytes).expect("JSON request body")
-            };
-            assert_eq!(
-                (method.as_str(), path.as_str()),
-                (step.method, step.path),
-                "request {i} is not the expected one"
-            );
-            let (code, reply) = match step.reply {
-                Reply::NotFound => (
-                    404,
-                    json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
-                           "reason": "NotFound", "code": 404, "message": "not found"}),
-                ),
-                Reply::Echo => (200, body.clone()),
-                Reply::Json(v) => (200, v),
-                Reply::Cluster(mut c) => {
-                    c["status"] = body["status"].clone();
-                    (200, c)
-                }
-            };
-            let response = Response::builder()
-                .status(code)
-                .body(Body::from(serde_json::to_vec(&reply).expect("reply serialises")))
-                .expect("response");
-            send.send_response(response);
-            seen.push(Seen { path, query, body });
-        }
-        seen
     }
 
     /// Runs one reconcile against the scripted steps; fails if the
@@ -476,7 +397,7 @@ mod tests {
         steps.push(step(
             "PATCH",
             STATUS,
-            Reply::Cluster(serde_json::to_value(&c).expect("json")),
+            Reply::WithStatus(serde_json::to_value(&c).expect("json")),
         ));
         let (result, seen) = run(c, steps).await;
 
@@ -521,7 +442,7 @@ mod tests {
         steps.push(step(
             "PATCH",
             STATUS,
-            Reply::Cluster(serde_json::to_value(&c).expect("json")),
+            Reply::WithStatus(serde_json::to_value(&c).expect("json")),
         ));
         let (_, seen) = run(c, steps).await;
         assert_eq!(seen[3].path, ADMIN_SECRET);
@@ -543,7 +464,7 @@ mod tests {
         steps.push(step(
             "PATCH",
             STATUS,
-            Reply::Cluster(serde_json::to_value(&c).expect("json")),
+            Reply::WithStatus(serde_json::to_value(&c).expect("json")),
         ));
         steps.push(step("POST", EVENTS, Reply::Echo));
         let (result, seen) = run(c, steps).await;
@@ -574,7 +495,11 @@ mod tests {
         let steps = vec![
             step("GET", STS, Reply::NotFound),
             step("GET", ADMIN_SECRET, Reply::NotFound),
-            step("PATCH", STATUS, Reply::Cluster(serde_json::to_value(&c).expect("json"))),
+            step(
+                "PATCH",
+                STATUS,
+                Reply::WithStatus(serde_json::to_value(&c).expect("json")),
+            ),
             step("POST", EVENTS, Reply::Echo),
         ];
         let (result, seen) = run(c, steps).await;
@@ -592,7 +517,11 @@ mod tests {
         c.metadata.annotations = Some([(PAUSED_ANNOTATION.to_string(), "true".to_string())].into());
         let steps = vec![
             step("GET", STS, Reply::Json(existing_sts(3, 3))),
-            step("PATCH", STATUS, Reply::Cluster(serde_json::to_value(&c).expect("json"))),
+            step(
+                "PATCH",
+                STATUS,
+                Reply::WithStatus(serde_json::to_value(&c).expect("json")),
+            ),
         ];
         let (result, seen) = run(c, steps).await;
         assert_eq!(result.expect("reconciles"), Action::await_change());
@@ -612,7 +541,7 @@ mod tests {
         steps.push(step(
             "PATCH",
             STATUS,
-            Reply::Cluster(serde_json::to_value(&c).expect("json")),
+            Reply::WithStatus(serde_json::to_value(&c).expect("json")),
         ));
         steps.push(step("POST", EVENTS, Reply::Echo));
         let (result, seen) = run(c.clone(), steps).await;

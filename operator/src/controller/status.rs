@@ -64,22 +64,7 @@ pub fn compute(cluster: &FlyMQCluster, obs: &Observation<'_>, now: &str) -> FlyM
     let all_ready = ready >= desired && rolled_out;
 
     let cond = |type_: &str, ok: bool, reason: &str, message: String| {
-        let status = if ok { "True" } else { "False" };
-        let last = previous
-            .conditions
-            .iter()
-            .find(|c| c.type_ == type_)
-            .filter(|c| c.status == status)
-            .and_then(|c| c.last_transition_time.clone())
-            .unwrap_or_else(|| now.to_string());
-        Condition {
-            type_: type_.into(),
-            status: status.into(),
-            reason: reason.into(),
-            message,
-            observed_generation: generation,
-            last_transition_time: Some(last),
-        }
+        make_condition(&previous.conditions, type_, ok, reason, message, generation, now)
     };
 
     let ready_cond = if obs.paused {
@@ -146,6 +131,34 @@ pub fn compute(cluster: &FlyMQCluster, obs: &Observation<'_>, now: &str) -> FlyM
         members: previous.members,
         admin_secret_name: obs.admin_secret_name.clone().or(previous.admin_secret_name),
         conditions: vec![ready_cond, progressing, degraded],
+    }
+}
+
+/// Builds a condition, keeping the previous `lastTransitionTime` unless the
+/// status flips.
+pub fn make_condition(
+    previous: &[Condition],
+    type_: &str,
+    ok: bool,
+    reason: &str,
+    message: String,
+    generation: Option<i64>,
+    now: &str,
+) -> Condition {
+    let status = if ok { "True" } else { "False" };
+    let last = previous
+        .iter()
+        .find(|c| c.type_ == type_)
+        .filter(|c| c.status == status)
+        .and_then(|c| c.last_transition_time.clone())
+        .unwrap_or_else(|| now.to_string());
+    Condition {
+        type_: type_.into(),
+        status: status.into(),
+        reason: reason.into(),
+        message,
+        observed_generation: generation,
+        last_transition_time: Some(last),
     }
 }
 
