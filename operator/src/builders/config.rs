@@ -1,9 +1,11 @@
 //! The broker configuration file (`flymq.yaml`) and the ConfigMap holding it.
 //!
-//! The operator owns the listener addresses, the data directory and the TLS
-//! file paths; `spec.config` overrides everything else. Per-pod values (node
-//! id, seeds, advertised address) and secrets are passed as environment
-//! variables by the StatefulSet, never written here.
+//! The broker's configuration is a flat mapping of keys and it refuses
+//! unknown keys, so `spec.config` is flat too. The operator owns the
+//! listener addresses, the data directory and the TLS file paths;
+//! `spec.config` sets everything else. Per-pod values (node id, advertised
+//! address, seeds) and secrets are passed as environment variables by the
+//! StatefulSet, never written here.
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use serde_yaml::{Mapping, Value};
@@ -23,7 +25,8 @@ pub const DATA_DIR: &str = "/var/lib/flymq/data";
 /// Where the TLS Secret is mounted.
 pub const TLS_DIR: &str = "/etc/flymq/tls";
 
-/// Top-level keys the operator sets and `spec.config` may not override.
+/// Keys the operator sets (in the file or through the environment) and
+/// `spec.config` may not override. Every `tls_*` key is reserved as well.
 pub const RESERVED_KEYS: &[&str] = &[
     "data_dir",
     "bind_addr",
@@ -36,8 +39,17 @@ pub const RESERVED_KEYS: &[&str] = &[
     "advertise_addr",
     "advertise_cluster",
     "encryption_key",
-    "tls",
 ];
+
+fn is_reserved(key: &str) -> bool {
+    RESERVED_KEYS.contains(&key) || key.starts_with("tls_")
+}
+
+fn valid_key(key: &str) -> bool {
+    let mut chars = key.chars();
+    chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
 
 /// Renders the broker configuration YAML for `cluster`.
 pub fn render(cluster: &FlyMQCluster) -> Result<String, BuildError> {
@@ -53,34 +65,19 @@ pub fn render(cluster: &FlyMQCluster) -> Result<String, BuildError> {
     set("admin_addr", format!("0.0.0.0:{ADMIN_PORT}").into());
     set("log_json", true.into());
     if let Some(tls) = &cluster.spec.tls {
-        let mut t = Mapping::new();
-        t.insert("cert_file".into(), format!("{TLS_DIR}/tls.crt").into());
-        t.insert("key_file".into(), format!("{TLS_DIR}/tls.key").into());
-        t.insert("ca_file".into(), format!("{TLS_DIR}/ca.crt").into());
-        t.insert("require_client_cert".into(), tls.require_client_cert.into());
-        set("tls", Value::Mapping(t));
+        set("tls_cert_file", format!("{TLS_DIR}/tls.crt").into());
+        set("tls_key_file", format!("{TLS_DIR}/tls.key").into());
+        set("tls_ca_file", format!("{TLS_DIR}/ca.crt").into());
+        set("tls_require_client_cert", tls.require_client_cert.into());
     }
-
-    let mut overrides = Mapping::new();
-    let keys: Vec<&String> = cluster.spec.config.keys().collect();
-    for (i, key) in keys.iter().enumerate() {
-        let segments: Vec<&str> = key.split('.').collect();
-        if segments.iter().any(|s| s.trim().is_empty()) {
-            return Err(BuildError::InvalidConfigKey((*key).clone()));
+    for (key, value) in &cluster.spec.config {
+        if !valid_key(key) {
+            return Err(BuildError::InvalidConfigKey(key.clone()));
         }
-        if RESERVED_KEYS.contains(&segments[0]) {
-            return Err(BuildError::ReservedConfigKey((*key).clone()));
+        if is_reserved(key) {
+            return Err(BuildError::ReservedConfigKey(key.clone()));
         }
-        // BTreeMap order puts a prefix right before its extensions.
-        if let Some(next) = keys.get(i + 1)
-            && next.starts_with(&format!("{key}."))
-        {
-            return Err(BuildError::ConflictingConfigKeys((*key).clone(), (*next).clone()));
-        }
-        insert_path(&mut overrides, &segments, scalar(&cluster.spec.config[*key]));
-    }
-    for (k, v) in overrides {
-        root.insert(k, v);
+        root.insert(Value::from(key.as_str()), scalar(value));
     }
 
     let (ns, name) = ns_name(cluster)?;
@@ -91,31 +88,12 @@ pub fn render(cluster: &FlyMQCluster) -> Result<String, BuildError> {
 }
 
 /// Parses an override value as a YAML scalar (`1000` is a number, `true` a
-/// bool); anything else stays the literal string.
+/// bool), as the broker does for `--set`; anything else stays the literal
+/// string.
 fn scalar(raw: &str) -> Value {
     match serde_yaml::from_str::<Value>(raw) {
         Ok(v @ (Value::Bool(_) | Value::Number(_))) => v,
         _ => Value::String(raw.to_string()),
-    }
-}
-
-fn insert_path(map: &mut Mapping, path: &[&str], value: Value) {
-    match path {
-        [] => {}
-        [last] => {
-            map.insert(Value::from(*last), value);
-        }
-        [first, rest @ ..] => {
-            let entry = map
-                .entry(Value::from(*first))
-                .or_insert_with(|| Value::Mapping(Mapping::new()));
-            if !entry.is_mapping() {
-                *entry = Value::Mapping(Mapping::new());
-            }
-            if let Value::Mapping(inner) = entry {
-                insert_path(inner, rest, value);
-            }
-        }
     }
 }
 
@@ -147,35 +125,28 @@ mod tests {
     use crate::builders::test_support::cluster;
 
     #[test]
-    fn overrides_are_typed_and_nested() {
+    fn overrides_are_typed() {
         let c = cluster(serde_json::json!({"config": {
-            "log_level": "debug", "acks": "all", "retention.max_bytes": "1000", "raft.heartbeat_ms": "50"
+            "log_level": "debug", "acks": "all", "retention_bytes": "1000", "auto_create_topics": "false"
         }}));
         let yaml: Value = serde_yaml::from_str(&render(&c).expect("renders")).expect("valid yaml");
         assert_eq!(yaml["log_level"], Value::from("debug"));
-        assert_eq!(yaml["retention"]["max_bytes"], Value::from(1000));
-        assert_eq!(yaml["raft"]["heartbeat_ms"], Value::from(50));
+        assert_eq!(yaml["retention_bytes"], Value::from(1000));
+        assert_eq!(yaml["auto_create_topics"], Value::from(false));
         assert_eq!(yaml["bind_addr"], Value::from("0.0.0.0:9092"));
         assert_eq!(yaml["data_dir"], Value::from(DATA_DIR));
     }
 
     #[test]
-    fn reserved_keys_are_refused() {
+    fn reserved_and_malformed_keys_are_refused() {
         let c = cluster(serde_json::json!({"config": {"data_dir": "/tmp"}}));
         assert_eq!(render(&c), Err(BuildError::ReservedConfigKey("data_dir".into())));
-        let c = cluster(serde_json::json!({"config": {"tls.cert_file": "/x"}}));
-        assert_eq!(render(&c), Err(BuildError::ReservedConfigKey("tls.cert_file".into())));
-    }
-
-    #[test]
-    fn conflicting_and_empty_keys_are_refused() {
-        let c = cluster(serde_json::json!({"config": {"raft": "x", "raft.a": "1"}}));
-        assert_eq!(
-            render(&c),
-            Err(BuildError::ConflictingConfigKeys("raft".into(), "raft.a".into()))
-        );
-        let c = cluster(serde_json::json!({"config": {"raft..a": "1"}}));
-        assert_eq!(render(&c), Err(BuildError::InvalidConfigKey("raft..a".into())));
+        let c = cluster(serde_json::json!({"config": {"tls_cert_file": "/x"}}));
+        assert_eq!(render(&c), Err(BuildError::ReservedConfigKey("tls_cert_file".into())));
+        for bad in ["raft.heartbeat_ms", "Log_level", "", "1x"] {
+            let c = cluster(serde_json::json!({"config": {bad: "1"}}));
+            assert_eq!(render(&c), Err(BuildError::InvalidConfigKey(bad.into())), "{bad}");
+        }
     }
 
     #[test]
@@ -191,7 +162,7 @@ mod tests {
     fn tls_paths_when_enabled() {
         let c = cluster(serde_json::json!({"tls": {"secretName": "t", "requireClientCert": true}}));
         let yaml: Value = serde_yaml::from_str(&render(&c).expect("renders")).expect("valid yaml");
-        assert_eq!(yaml["tls"]["cert_file"], Value::from("/etc/flymq/tls/tls.crt"));
-        assert_eq!(yaml["tls"]["require_client_cert"], Value::from(true));
+        assert_eq!(yaml["tls_cert_file"], Value::from("/etc/flymq/tls/tls.crt"));
+        assert_eq!(yaml["tls_require_client_cert"], Value::from(true));
     }
 }

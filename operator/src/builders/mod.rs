@@ -45,11 +45,8 @@ pub enum BuildError {
     /// A config override sets a key the operator owns.
     #[error("spec.config key '{0}' is managed by the operator and cannot be overridden; remove it from spec.config")]
     ReservedConfigKey(String),
-    /// Two config overrides collide (`a` and `a.b`).
-    #[error("spec.config keys '{0}' and '{1}' conflict: one is a prefix of the other; keep only one")]
-    ConflictingConfigKeys(String, String),
-    /// A config override key is empty or has an empty segment.
-    #[error("spec.config key '{0}' is not a valid key: use dot-separated non-empty names")]
+    /// A config override key is not lower_snake_case.
+    #[error("spec.config key '{0}' is not a broker configuration key: use lower_snake_case names")]
     InvalidConfigKey(String),
     /// The rendered configuration cannot be serialised.
     #[error("cannot render the broker configuration: {0}")]

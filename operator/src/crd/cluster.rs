@@ -59,11 +59,13 @@ pub struct FlyMQClusterSpec {
     /// Persistent storage of each broker.
     #[serde(default)]
     pub storage: StorageSpec,
-    /// Broker configuration overrides, merged over the operator's defaults in
-    /// the rendered broker YAML. Keys are broker configuration keys; a dotted
-    /// key (`tls.min_version`) sets a nested key. Addresses, the data
-    /// directory and the seeds are owned by the operator.
+    /// Broker configuration keys (flat, lower_snake_case, e.g. `log_level`,
+    /// `retention_ms`) written into the rendered broker YAML. Addresses, the
+    /// data directory, node id, seeds and `tls_*` belong to the operator.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    // Key checks live in the builder (condition InvalidSpec), not in CEL: a
+    // rule over every key of an unbounded map exceeds the API server's CEL
+    // cost budget.
     pub config: BTreeMap<String, String>,
     /// TLS for the client and cluster listeners; absent means plaintext.
     #[serde(default, skip_serializing_if = "Option::is_none")]
