@@ -1,6 +1,8 @@
 //! `flymq-operator`: the FlyMQ Kubernetes operator.
 
+use std::io::Write;
 use std::net::SocketAddr;
+use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
@@ -54,12 +56,16 @@ fn init_logging(args: &RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Run) {
         Command::Crd => {
-            print!("{}", flymq_operator::crd::all_yaml()?);
-            Ok(())
+            let yaml = flymq_operator::crd::all_yaml()?;
+            let mut out = std::io::stdout().lock();
+            // A closed pipe (`| head`) is not an error worth reporting.
+            match out.write_all(yaml.as_bytes()).and_then(|()| out.flush()) {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+                _ => Ok(()),
+            }
         }
         Command::Run => {
             init_logging(&cli.run)?;
@@ -73,6 +79,16 @@ fn main() -> anyhow::Result<()> {
                 .build()?
                 .block_on(flymq_operator::runtime::run(config))?;
             Ok(())
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("flymq-operator: {e}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -299,6 +299,7 @@ pub async fn run(config: Config) -> Result<(), RuntimeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::controller::mock::{Reply, client, serve, step};
     use axum::body::Body;
     use axum::http::Request;
     use tower::ServiceExt;
@@ -330,5 +331,47 @@ mod tests {
         let (status, body) = get(router(state), "/metrics").await;
         assert_eq!(status, StatusCode::OK);
         assert!(body.contains("flymq_operator_reconcile_failures_total"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn waits_for_every_crd_to_be_established() {
+        let (client, handle) = client();
+        let established = |name: &str| {
+            Reply::Json(serde_json::json!({
+                "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+                "metadata": {"name": name},
+                "spec": {"group": "flymq.io", "names": {"kind": "X", "plural": "x"}, "scope": "Namespaced", "versions": []},
+                "status": {"conditions": [{"type": "Established", "status": "True"}]}
+            }))
+        };
+
+        let steps = vec![
+            step(
+                "GET",
+                "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/flymqclusters.flymq.io",
+                established("flymqclusters.flymq.io"),
+            ),
+            step(
+                "GET",
+                "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/topics.flymq.io",
+                established("topics.flymq.io"),
+            ),
+            step(
+                "GET",
+                "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/users.flymq.io",
+                established("users.flymq.io"),
+            ),
+            step(
+                "GET",
+                "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/acls.flymq.io",
+                established("acls.flymq.io"),
+            ),
+        ];
+
+        let server = tokio::spawn(serve(handle, steps));
+        tokio::time::timeout(Duration::from_secs(10), wait_for_crds(&client))
+            .await
+            .expect("returns once all four CRDs are established");
+        assert_eq!(server.await.expect("fake API server").len(), 4);
     }
 }

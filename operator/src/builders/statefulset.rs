@@ -31,10 +31,16 @@ pub const RUN_AS: i64 = 10001;
 /// Label Kubernetes (>= 1.32) puts on StatefulSet pods with their ordinal.
 pub const POD_INDEX_LABEL: &str = "apps.kubernetes.io/pod-index";
 
-/// `FLYMQ_SEEDS`: the cluster port of every broker through the headless Service.
+/// Most brokers listed in `FLYMQ_SEEDS`. A joining broker needs only one
+/// live seed; a short fixed list keeps scale-ups beyond it from changing the
+/// pod template (which would roll every broker).
+pub const MAX_SEEDS: i32 = 3;
+
+/// `FLYMQ_SEEDS`: the cluster port of the first brokers (at most
+/// [`MAX_SEEDS`]) through the headless Service.
 pub fn seeds(ns: &str, name: &str, replicas: i32) -> String {
     let headless = headless_name(name);
-    (0..replicas.max(1))
+    (0..replicas.clamp(1, MAX_SEEDS))
         .map(|i| format!("{name}-{i}.{headless}.{ns}.svc:{CLUSTER_PORT}"))
         .collect::<Vec<_>>()
         .join(",")
@@ -341,7 +347,13 @@ mod tests {
     }
 
     #[test]
-    fn seeds_list_every_ordinal() {
+    fn seeds_are_the_first_three_brokers() {
+        assert_eq!(seeds("prod", "demo", 1), "demo-0.demo-headless.prod.svc:9093");
+        assert_eq!(seeds("prod", "demo", 7), seeds("prod", "demo", 3));
+    }
+
+    #[test]
+    fn seeds_list_every_ordinal_of_a_small_cluster() {
         assert_eq!(
             seeds("prod", "demo", 3),
             "demo-0.demo-headless.prod.svc:9093,demo-1.demo-headless.prod.svc:9093,demo-2.demo-headless.prod.svc:9093"
