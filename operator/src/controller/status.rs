@@ -61,7 +61,9 @@ pub fn compute(cluster: &FlyMQCluster, obs: &Observation<'_>, now: &str) -> FlyM
         && sts_observed >= sts_generation
         && updated >= sts_replicas
         && replicas == sts_replicas;
-    let all_ready = ready >= desired && rolled_out;
+    // Measured against the StatefulSet, which may keep more brokers than
+    // the spec asks for (a refused scale-down).
+    let all_ready = ready >= sts_replicas && rolled_out;
 
     let cond = |type_: &str, ok: bool, reason: &str, message: String| {
         make_condition(&previous.conditions, type_, ok, reason, message, generation, now)
@@ -72,21 +74,21 @@ pub fn compute(cluster: &FlyMQCluster, obs: &Observation<'_>, now: &str) -> FlyM
             READY,
             all_ready,
             "Paused",
-            format!("reconciliation paused; {ready}/{desired} brokers ready"),
+            format!("reconciliation paused; {ready}/{sts_replicas} brokers ready"),
         )
     } else if all_ready {
         cond(
             READY,
             true,
             "AllBrokersReady",
-            format!("{ready}/{desired} brokers ready"),
+            format!("{ready}/{sts_replicas} brokers ready"),
         )
     } else {
         cond(
             READY,
             false,
             "BrokersNotReady",
-            format!("{ready}/{desired} brokers ready"),
+            format!("{ready}/{sts_replicas} brokers ready"),
         )
     };
     let progressing = if obs.paused {
@@ -252,6 +254,25 @@ mod tests {
         assert_eq!(
             condition(&flipped, DEGRADED).and_then(|c| c.last_transition_time.as_deref()),
             Some("T1")
+        );
+    }
+
+    #[test]
+    fn refused_scale_down_counts_the_brokers_that_stay() {
+        let c = cluster(serde_json::json!({"replicas": 1}));
+        let s = sts(3, 3, 3);
+        let st = compute(
+            &c,
+            &Observation {
+                stateful_set: Some(&s),
+                ..Default::default()
+            },
+            "T1",
+        );
+        let ready = condition(&st, READY).expect("ready");
+        assert_eq!(
+            (ready.status.as_str(), ready.message.as_str()),
+            ("True", "3/3 brokers ready")
         );
     }
 
