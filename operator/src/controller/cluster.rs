@@ -146,6 +146,12 @@ pub async fn reconcile(cluster: Arc<FlyMQCluster>, ctx: Arc<Context>) -> Result<
     };
 
     let applied = apply_all(&ctx.client, &ns, &desired).await?;
+    // Optional objects switched off in the spec are removed once per spec
+    // change (not on every resync: that would cost two GETs each time).
+    let spec_changed = cluster.status.as_ref().and_then(|s| s.observed_generation) != cluster.metadata.generation;
+    if spec_changed {
+        remove_switched_off(&ctx.client, &cluster, &desired).await?;
+    }
     if current.is_none() {
         info!(cluster = %format!("{ns}/{name}"), "created broker StatefulSet");
     }
@@ -203,6 +209,46 @@ where
     api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(obj))
         .await
         .map_err(Error::kube(format!("applying {} {ns}/{name}", K::kind(&()))))
+}
+
+/// Deletes the ServiceMonitor and the Certificate the operator created
+/// earlier if the spec no longer asks for them. Only objects controlled by
+/// this FlyMQCluster are deleted; a missing object (or a missing CRD) is fine.
+async fn remove_switched_off(client: &Client, cluster: &FlyMQCluster, d: &Desired) -> Result<(), Error> {
+    let (ns, name) = ns_name(cluster)?;
+    let mut unwanted = Vec::new();
+    if d.service_monitor.is_none() {
+        unwanted.push((builders::monitoring::service_monitor_resource(), name.clone()));
+    }
+    if d.certificate.is_none() {
+        unwanted.push((builders::tls::certificate_resource(), format!("{name}-tls")));
+    }
+    let uid = cluster.metadata.uid.as_deref();
+    for (resource, object) in unwanted {
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &resource);
+        let what = format!("{} {ns}/{object}", resource.kind);
+        let existing = match api.get_opt(&object).await {
+            Ok(Some(o)) => o,
+            Ok(None) => continue,
+            // Not allowed to manage this kind (e.g. the chart's
+            // rbac.certManager is off): then the operator never created one.
+            Err(kube::Error::Api(status)) if status.is_forbidden() => continue,
+            Err(e) => return Err(Error::kube(format!("reading {what}"))(e)),
+        };
+        let ours = existing
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|r| r.controller == Some(true) && Some(r.uid.as_str()) == uid);
+        if ours {
+            api.delete(&object, &Default::default())
+                .await
+                .map_err(Error::kube(format!("deleting {what}")))?;
+            info!(object = %what, "deleted: switched off in the spec");
+        }
+    }
+    Ok(())
 }
 
 async fn apply_dynamic(
@@ -324,6 +370,8 @@ mod tests {
     const CLIENT: &str = "/api/v1/namespaces/prod/services/demo";
     const PDB: &str = "/apis/policy/v1/namespaces/prod/poddisruptionbudgets/demo";
     const STATUS: &str = "/apis/flymq.io/v1alpha1/namespaces/prod/flymqclusters/demo/status";
+    const MONITOR: &str = "/apis/monitoring.coreos.com/v1/namespaces/prod/servicemonitors/demo";
+    const CERTIFICATE: &str = "/apis/cert-manager.io/v1/namespaces/prod/certificates/demo-tls";
     const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/prod/events";
 
     fn context() -> (Arc<Context>, crate::controller::mock::Handle) {
@@ -369,6 +417,14 @@ mod tests {
         s
     }
 
+    /// The look-ups for switched-off optional objects after a spec change.
+    fn cleanup_lookups() -> Vec<Step> {
+        vec![
+            step("GET", MONITOR, Reply::NotFound),
+            step("GET", CERTIFICATE, Reply::NotFound),
+        ]
+    }
+
     fn cond<'a>(status: &'a Value, type_: &str) -> &'a Value {
         status["conditions"]
             .as_array()
@@ -394,6 +450,7 @@ mod tests {
             step("GET", ADMIN_SECRET, Reply::NotFound),
         ];
         steps.extend(applies(true));
+        steps.extend(cleanup_lookups());
         steps.push(step(
             "PATCH",
             STATUS,
@@ -419,13 +476,13 @@ mod tests {
         );
         let sts = &seen[6].body;
         assert_eq!(sts["spec"]["replicas"], json!(3));
-        let status = &seen[8].body["status"];
+        let status = &seen[10].body["status"];
         assert_eq!(status["phase"], json!("Pending"));
         assert_eq!(status["observedGeneration"], json!(1));
         assert_eq!(cond(status, "Ready")["reason"], json!("BrokersNotReady"));
         assert_eq!(cond(status, "Ready")["lastTransitionTime"], json!(NOW));
         assert_eq!(cond(status, "Degraded")["status"], json!("False"));
-        assert_eq!(seen.len(), 9, "no event for an ordinary first reconcile");
+        assert_eq!(seen.len(), 11, "no event for an ordinary first reconcile");
     }
 
     #[tokio::test]
@@ -439,6 +496,7 @@ mod tests {
             step("GET", ADMIN_SECRET, Reply::Json(existing)),
         ];
         steps.extend(applies(true));
+        steps.extend(cleanup_lookups());
         steps.push(step(
             "PATCH",
             STATUS,
@@ -461,6 +519,7 @@ mod tests {
             step("GET", ADMIN_SECRET, Reply::NotFound),
         ];
         steps.extend(applies(true));
+        steps.extend(cleanup_lookups());
         steps.push(step(
             "PATCH",
             STATUS,
@@ -472,7 +531,7 @@ mod tests {
         assert!(result.is_ok());
         let sts = &seen[6].body;
         assert_eq!(sts["spec"]["replicas"], json!(3), "the StatefulSet keeps its brokers");
-        let status = &seen[8].body["status"];
+        let status = &seen[10].body["status"];
         let degraded = cond(status, "Degraded");
         assert_eq!(degraded["status"], json!("True"));
         assert_eq!(degraded["reason"], json!("ScaleDownUnsupported"));
@@ -482,7 +541,7 @@ mod tests {
             "{message}"
         );
         assert_eq!(status["phase"], json!("Degraded"));
-        let event = &seen[9].body;
+        let event = &seen[11].body;
         assert_eq!(event["type"], json!("Warning"));
         assert_eq!(event["reason"], json!("ScaleDownUnsupported"));
         assert!(event["note"].as_str().unwrap_or_default().contains("not supported yet"));
@@ -538,6 +597,7 @@ mod tests {
         let mut apply = applies(true);
         apply[4] = step("PATCH", STS, Reply::Json(existing_sts(3, 3)));
         steps.extend(apply);
+        steps.extend(cleanup_lookups());
         steps.push(step(
             "PATCH",
             STATUS,
@@ -546,11 +606,11 @@ mod tests {
         steps.push(step("POST", EVENTS, Reply::Echo));
         let (result, seen) = run(c.clone(), steps).await;
         assert_eq!(result.expect("reconciles"), Action::requeue(REQUEUE_READY));
-        assert_eq!(seen[9].body["reason"], json!("ClusterReady"));
+        assert_eq!(seen[11].body["reason"], json!("ClusterReady"));
 
         // Second pass: the stored status is what the operator would write.
         let mut again = c;
-        again.status = Some(serde_json::from_value(seen[8].body["status"].clone()).expect("status"));
+        again.status = Some(serde_json::from_value(seen[10].body["status"].clone()).expect("status"));
         let mut steps = vec![
             step("GET", STS, Reply::Json(existing_sts(3, 3))),
             step("GET", ADMIN_SECRET, Reply::NotFound),
@@ -561,5 +621,37 @@ mod tests {
         let (result, seen) = run(again, steps).await;
         assert_eq!(result.expect("reconciles"), Action::requeue(REQUEUE_READY));
         assert_eq!(seen.len(), 8, "no status write and no event when nothing changed");
+    }
+
+    #[tokio::test]
+    async fn a_switched_off_service_monitor_is_deleted_only_if_ours() {
+        let c = cluster(json!({}));
+        let uid = c.metadata.uid.clone().expect("uid");
+        let owned = |owner_uid: &str| {
+            json!({"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor",
+                   "metadata": {"name": "demo", "namespace": "prod", "ownerReferences": [
+                       {"apiVersion": "flymq.io/v1alpha1", "kind": "FlyMQCluster", "name": "demo",
+                        "uid": owner_uid, "controller": true}]}})
+        };
+        let mut steps = vec![
+            step("GET", STS, Reply::NotFound),
+            step("GET", ADMIN_SECRET, Reply::NotFound),
+        ];
+        steps.extend(applies(true));
+        steps.push(step("GET", MONITOR, Reply::Json(owned(&uid))));
+        steps.push(step(
+            "DELETE",
+            MONITOR,
+            Reply::Json(json!({"kind": "Status", "apiVersion": "v1", "status": "Success"})),
+        ));
+        steps.push(step("GET", CERTIFICATE, Reply::Json(owned("someone-else"))));
+        steps.push(step(
+            "PATCH",
+            STATUS,
+            Reply::WithStatus(serde_json::to_value(&c).expect("json")),
+        ));
+        let (result, seen) = run(c, steps).await;
+        assert!(result.is_ok());
+        assert_eq!(seen.len(), 12, "the Certificate of another owner is left alone");
     }
 }
