@@ -33,7 +33,12 @@ pub async fn run(client: &Client, cmd: TopicCommand, out: Output) -> anyhow::Res
             }
         }
         TopicCommand::Info { topic } => {
-            let meta = client.topic_metadata(&topic).await?;
+            let meta = match client.topic_metadata(&topic).await {
+                Err(err) if err.is_topic_not_found() => {
+                    anyhow::bail!("topic '{topic}' does not exist; create it with `flymq-cli topic create {topic}`")
+                }
+                other => other?,
+            };
             if !out.is_json() {
                 out.line(&format!("topic {} ({} partitions)", meta.topic, meta.partitions.len()))?;
             }
