@@ -22,6 +22,7 @@ import sys
 import time
 import unittest
 
+sys.dont_write_bytecode = True  # keep the source tree clean
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import wire_client as wc  # noqa: E402
@@ -210,6 +211,20 @@ class BrokerCase(unittest.TestCase):
     def produce_n(self, topic, n, prefix="m"):
         return [self.client.produce(topic, ("%s-%d" % (prefix, i)).encode()) for i in range(n)]
 
+    def produce_pipelined(self, topic, values, batch=200):
+        """Many PRODUCEs sent back-to-back (answered in order, §1); returns the offsets."""
+        offsets = []
+        for i in range(0, len(values), batch):
+            chunk = values[i : i + batch]
+            self.client.send_raw(
+                b"".join(encode_frame(wc.PRODUCE, Writer().str16(topic).bytes32(b"").bytes32(v).i32(-1).build()) for v in chunk)
+            )
+            for _ in chunk:
+                f = self.client.read_response()
+                self.assertEqual(f.opcode, wc.PRODUCE, wc.decode_error_text(f.payload)[1] if f.opcode == wc.ERROR else "")
+                offsets.append(wc.decode_record_metadata(f.payload)[0].offset)
+        return offsets
+
     def assert_error(self, fn, *args, prefix=None, contains=None, **kwargs):
         """Calls fn expecting an error frame in the §5.1 form; checks its text.
 
@@ -275,6 +290,22 @@ class Topics(BrokerCase):
         md = self.client.get_cluster_metadata(t)
         self.assertEqual([p.partition for p in md.topics[0].partitions], [0])
 
+    def test_delete_removes_data(self):
+        """§8.4: DELETE_TOPIC removes all data: a topic re-created under the name starts empty."""
+        t = self.topic()
+        self.produce_n(t, 3)
+        self.client.delete_topic(t)
+        self.client.create_topic(t, 1)
+        self.assertEqual(self.client.fetch(t, 0, 0, 10), wc.FetchResult([], 0))
+        self.assertEqual(self.client.produce(t, b"again").offset, 0)
+
+    def test_list_topics_ignores_payload(self):
+        """§8.5: LIST_TOPICS request is empty; any payload is ignored."""
+        r = wc.Reader(self.client.request(wc.LIST_TOPICS, b"\x00\x03abc junk"))
+        topics = [r.str16() for _ in range(r.u32())]
+        r.end()
+        self.assertIsInstance(topics, list)
+
     def test_negative_partitions_error_frame(self):
         """§8.3: negative partition count MUST be an error frame."""
         t = unique("neg")
@@ -330,6 +361,14 @@ class ProduceConsume(BrokerCase):
             self.assertEqual(md.partition, p)
         self.assertEqual(self.client.consume(t, 1, partition=2).value, b"to-2")
         self.assertEqual(self.client.consume(t, 0, partition=1).value, b"to-1")
+
+    def test_explicit_partition_wins_over_key(self):
+        """§8.1: an explicit partition >= 0 is honoured even when a key is present."""
+        t = self.topic(4)
+        key = b"key-3"
+        target = (fnv1a_32(key) + 1) % 4
+        md = self.client.produce(t, b"v", key=key, partition=target)
+        self.assertEqual(md.partition, target)
 
     def test_produce_partition_out_of_range(self):
         """§8.1: explicit partition out of range -> error `partition <n> not found`."""
@@ -477,6 +516,33 @@ class Fetch(BrokerCase):
         res = self.client.fetch(t, 0, 0, 10, filter="no-such-text-zzz")
         self.assertEqual(res, wc.FetchResult([], 6))
 
+    def test_fetch_response_stays_within_32mib(self):
+        """§8.6: the FETCH response MUST stay <= 32 MiB (pyflymq rejects larger frames); records that
+        do not fit are left for the next FETCH (next_offset points at the first one left out)."""
+        t = self.topic()
+        big = 7 * 1024 * 1024
+        for i in range(5):  # 35 MiB in total, each record below the default 8 MiB message limit
+            self.client.produce(t, bytes([65 + i]) * big)
+        res = self.client.fetch(t, 0, 0, 10)  # our client refuses frames > 32 MiB, like pyflymq
+        self.assertLessEqual(len(self.client.last_frame.payload), wc.MAX_PAYLOAD)
+        n = len(res.messages)
+        self.assertGreaterEqual(n, 1)
+        self.assertLess(n, 5)
+        self.assertEqual([m.offset for m in res.messages], list(range(n)))
+        self.assertEqual(res.next_offset, n)
+        self.assertTrue(all(m.value == bytes([65 + m.offset]) * big for m in res.messages))
+        rest = self.client.fetch(t, 0, res.next_offset, 10)
+        self.assertEqual([m.offset for m in rest.messages], list(range(n, 5)))
+
+    def test_filter_scan_limit(self):
+        """§8.6 (Go behaviour): a FETCH stops after 1000 records scanned; next_offset = 1000 when none matched."""
+        t = self.topic()
+        self.produce_pipelined(t, [b"x%d" % i for i in range(1100)])
+        res = self.client.fetch(t, 0, 0, 10, filter="no-such-text-zzz")
+        self.assertEqual(res, wc.FetchResult([], 1000))
+        res = self.client.fetch(t, 0, 1000, 10, filter="no-such-text-zzz")
+        self.assertEqual(res, wc.FetchResult([], 1100))
+
     def test_fetch_errors(self):
         """§8.6 / §5.4: missing topic, partition >= count, negative partition -> error frames."""
         t = self.topic(2)
@@ -512,6 +578,7 @@ class ConsumerGroups(BrokerCase):
         self.assertTrue(self.client.commit_offset(t, g, 0, 2))
         self.assertEqual(self.client.subscribe(t, g, 0, "commit"), 2)
         self.assertEqual(self.client.subscribe(t, "", 0, "earliest"), 0, "group id may be empty")
+        self.assertEqual(self.client.subscribe(t, "", 0, "commit"), 0, "no group -> commit = earliest")
 
     def test_subscribe_errors(self):
         """§9.1 / §5.4: unknown mode, missing topic, partition out of range (also negative)."""
@@ -590,6 +657,14 @@ class ConsumerGroups(BrokerCase):
         self.assertEqual(self.client.get_lag(t, g, 0), wc.LagInfo(2, 2, 5, 3))
         self.client.commit_offset(t, g, 0, 9)
         self.assertEqual(self.client.get_lag(t, g, 0), wc.LagInfo(9, 9, 5, 0))
+
+    def test_get_lag_without_commit(self):
+        """§9.7: no commit for the partition -> current = committed = 0, lag = latest."""
+        t = self.topic()
+        g = unique("g")
+        self.produce_n(t, 4)
+        self.client.subscribe(t, g, 0, "latest")
+        self.assertEqual(self.client.get_lag(t, g, 0), wc.LagInfo(0, 0, 4, 4))
 
     def test_get_lag_errors(self):
         """§9.7: unknown group, partition out of range."""
@@ -705,6 +780,13 @@ class Auth(BrokerCase):
         self.assertEqual(self.client.last_frame.opcode, wc.AUTH_RESPONSE)
         self.assertEqual(res, wc.AuthResult(True, "alice", [], ""))
 
+    def test_malformed_auth_is_error_frame(self):
+        """§6.2: a malformed AUTH request -> error frame (not an in-band 0x71)."""
+        frame = self.client.exchange(wc.AUTH, b"\x00\x05ab")
+        self.assertEqual(frame.opcode, wc.ERROR)
+        self.assert_error_payload_form(frame.payload)
+        self.assertIsInstance(self.client.list_topics(), list)
+
     def test_whoami_unauthenticated(self):
         """§6.3: WHOAMI answers the pyflymq layout (u8, str16, u32+str16 roles, u32+str16 perms)."""
         who = self.client.whoami()
@@ -719,6 +801,8 @@ class Auth(BrokerCase):
         self.assertEqual(who.username, "bob")
         other = self.new_client()
         self.assertEqual(other.whoami().username, "", "§1: the binding is per connection")
+        self.client.authenticate("carol", "pw")
+        self.assertEqual(self.client.whoami().username, "carol", "§6.1: a later successful AUTH rebinds")
 
 
 class Dlq(BrokerCase):
@@ -726,6 +810,8 @@ class Dlq(BrokerCase):
         """§14 / §11.1: FETCH_DLQ on a topic without DLQ returns an empty list (not an error)."""
         t = self.topic()
         self.assertEqual(self.client.fetch_dlq(t, 10), [])
+        # pyflymq encodes max_messages as u32, Go reads i32 (§3, §11.1): a huge value must not break it.
+        self.assertEqual(self.client.fetch_dlq(t, 0xFFFFFFFF), [])
 
     def test_purge_dlq_no_error_frame(self):
         """§14 / §11.3: PURGE_DLQ on a valid topic does not produce an error frame."""
@@ -750,6 +836,62 @@ class ErrorsAndFraming(BrokerCase):
             self.assertEqual(frame.opcode, wc.ERROR)
             self.assert_error_payload_form(frame.payload)
             self.assertEqual(wc.decode_error_text(frame.payload)[1], "unknown opcode: %d" % code)
+
+    def test_reserved_opcodes_error_frame(self):
+        """§8.8: 0x04 METADATA and 0x31 CANCEL_DELAYED are not dispatched -> error frame."""
+        for code in (wc.METADATA, 0x31):
+            frame = self.client.exchange(code, Writer().str16("t").u64(1).build())
+            self.assertEqual(frame.opcode, wc.ERROR, "opcode 0x%02x" % code)
+            self.assert_error_payload_form(frame.payload)
+
+    def test_every_pyflymq_opcode_gets_a_parseable_answer(self):
+        """§4: for each of the 34 opcodes pyflymq sends, the response opcode is the request's
+        (0x71 for AUTH) or 0xFF in the §5.1 form, even for an empty/short payload; the
+        connection stays usable."""
+        codes = [0x01, 0x02, 0x03, 0x05, 0x06, 0x07, 0x08, 0x09, 0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x20, 0x21,
+                 0x22, 0x30, 0x35, 0x40, 0x41, 0x42, 0x43, 0x50, 0x51, 0x53, 0x60, 0x61, 0x62, 0x63, 0x64, 0x65,
+                 0x70, 0x72]
+        self.assertEqual(len(codes), 34)
+        for code in codes:
+            frame = self.client.exchange(code, b"")  # read_frame rejects opcodes pyflymq does not know
+            want = wc.AUTH_RESPONSE if code == wc.AUTH else code
+            self.assertIn(frame.opcode, (want, wc.ERROR), "request 0x%02x answered 0x%02x" % (code, frame.opcode))
+            if frame.opcode == wc.ERROR:
+                self.assert_error_payload_form(frame.payload)
+        self.assertIsInstance(self.client.list_topics(), list)
+
+    def test_trailing_bytes_ignored(self):
+        """§3: request decoders SHOULD ignore trailing bytes after the last field."""
+        t = self.topic()
+        g = unique("g")
+        junk = b"\xde\xad\xbe\xef\x00\x01\x02\x03"
+        requests = [
+            (wc.PRODUCE, Writer().str16(t).bytes32(b"").bytes32(b"v").i32(-1).build()),
+            (wc.CONSUME, Writer().str16(t).i32(0).u64(0).build()),
+            (wc.FETCH, WireClient.fetch_payload(t, 0, 0, 5, "")),
+            (wc.SUBSCRIBE, Writer().str16(t).str16(g).i32(0).str8("earliest").build()),
+            (wc.COMMIT, Writer().str16(t).str16(g).i32(0).u64(1).build()),
+            (wc.GET_OFFSET, Writer().str16(t).str16(g).i32(0).build()),
+            (wc.GET_LAG, Writer().str16(t).str16(g).i32(0).build()),
+            (wc.DESCRIBE_GROUP, Writer().str16(t).str16(g).build()),
+            (wc.CLUSTER_METADATA, Writer().str16(t).build()),
+            (wc.CREATE_TOPIC, Writer().str16(t).i32(1).build()),
+            (wc.WHOAMI, b""),
+        ]
+        for code, payload in requests:
+            frame = self.client.exchange(code, payload + junk)
+            self.assertEqual(
+                frame.opcode, code,
+                "opcode 0x%02x with trailing bytes: %s" % (code, wc.decode_error_text(frame.payload)[1] if frame.opcode == wc.ERROR else ""),
+            )
+
+    def test_gzip_decompressed_size_capped(self):
+        """§2: the decompressed size SHOULD be capped at 32 MiB: a gzip bomb gets an error frame, the
+        connection stays usable."""
+        frame = self.client.exchange(wc.PRODUCE, b"\x00" * (40 * 1024 * 1024), gzip_payload=True)
+        self.assertEqual(frame.opcode, wc.ERROR)
+        self.assert_error_payload_form(frame.payload)
+        self.assertIsInstance(self.client.list_topics(), list)
 
     def test_connection_usable_after_error_frames(self):
         """§5.1: the connection stays open after an error frame."""
@@ -820,6 +962,20 @@ class ErrorsAndFraming(BrokerCase):
         self._expect_closed(bytes([0xAE, 1, wc.LIST_TOPICS, 1, 0, 0, 0, 0]))
         self._expect_closed(bytes([0xAF, 2, wc.LIST_TOPICS, 1, 0, 0, 0, 0]))
         self._expect_closed(struct.pack(">BBBBI", 0xAF, 1, wc.PRODUCE, 1, wc.MAX_PAYLOAD + 1))
+
+    def test_frame_of_exactly_32mib_is_not_a_framing_error(self):
+        """§2: only length > 33 554 432 is rejected; a frame of exactly 32 MiB is read (here it is an
+        oversized PRODUCE, so an error frame) and the connection stays open."""
+        t = self.topic()
+        head = Writer().str16(t).bytes32(b"").build()
+        value_len = wc.MAX_PAYLOAD - len(head) - 4 - 4
+        payload = head + struct.pack(">I", value_len) + b"\x00" * value_len + struct.pack(">i", -1)
+        self.assertEqual(len(payload), wc.MAX_PAYLOAD)
+        frame = self.client.exchange(wc.PRODUCE, payload)
+        self.assertIn(frame.opcode, (wc.PRODUCE, wc.ERROR))
+        if frame.opcode == wc.ERROR:
+            self.assert_error_payload_form(frame.payload)
+        self.assertIsInstance(self.client.list_topics(), list)
 
     def test_in_order_responses(self):
         """§1: requests sent back-to-back are answered in arrival order."""

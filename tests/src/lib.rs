@@ -267,9 +267,26 @@ where
     }
 }
 
+/// `(passed, failed)` from a summary line exactly like `12 passed, 0 failed`
+/// (what `tests/conformance/test_wire.py` prints last).
+pub fn parse_pass_fail_summary(line: &str) -> Option<(u64, u64)> {
+    let (passed, failed) = line.trim().split_once(" passed, ")?;
+    let failed = failed.strip_suffix(" failed")?;
+    Some((passed.parse().ok()?, failed.parse().ok()?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn summary_line_is_parsed() {
+        assert_eq!(parse_pass_fail_summary("85 passed, 0 failed"), Some((85, 0)));
+        assert_eq!(parse_pass_fail_summary("3 passed, 2 failed\n"), Some((3, 2)));
+        assert_eq!(parse_pass_fail_summary("OK"), None);
+        assert_eq!(parse_pass_fail_summary("x passed, 0 failed"), None);
+        assert_eq!(parse_pass_fail_summary("1 passed, 0 failed, 2 skipped"), None);
+    }
 
     #[test]
     fn ready_line_is_parsed() {
