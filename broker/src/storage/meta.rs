@@ -181,6 +181,8 @@ impl Store {
                 group.offsets.push((partition, u64::from_be_bytes(raw)));
             }
         }
+        // Keys order by length prefix first; callers want names in order.
+        groups.sort_by(|a, b| (&a.topic, &a.group).cmp(&(&b.topic, &b.group)));
         Ok(groups)
     }
 }

@@ -29,6 +29,8 @@ const COLUMN_FAMILIES: [&str; 3] = [CF_META, CF_LOG, CF_OFFSETS];
 pub enum StorageError {
     #[error("cannot open the data directory {path}: {source}")]
     Open { path: PathBuf, source: rocksdb::Error },
+    #[error("cannot create the data directory {path}: {source}")]
+    CreateDir { path: PathBuf, source: std::io::Error },
     #[error("storage I/O failed: {0}")]
     Rocks(#[from] rocksdb::Error),
     #[error("stored data is corrupt ({what}); the data directory may be damaged")]
@@ -45,10 +47,7 @@ pub struct Store {
 impl Store {
     /// Opens (or creates) the database in `dir`.
     pub fn open(dir: &Path) -> Result<Self, StorageError> {
-        std::fs::create_dir_all(dir).map_err(|e| StorageError::Open {
-            path: dir.to_path_buf(),
-            source: rocksdb::Error::new(e.to_string()),
-        })?;
+        std::fs::create_dir_all(dir).map_err(|source| StorageError::CreateDir { path: dir.to_path_buf(), source })?;
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
