@@ -109,7 +109,11 @@ pub enum ConfigError {
     #[error("unknown configuration key `{key}` ({source_desc}); see docs/configuration.md for the keys")]
     UnknownKey { key: String, source_desc: String },
     #[error("invalid value for `{key}` ({source_desc}): {message}")]
-    InvalidValue { key: String, source_desc: String, message: String },
+    InvalidValue {
+        key: String,
+        source_desc: String,
+        message: String,
+    },
 }
 
 /// One override: a key, its raw text, and where it came from (for errors).
@@ -122,7 +126,11 @@ pub struct Override {
 
 impl Config {
     /// Builds the effective configuration: defaults < file < environment < flags.
-    pub fn load(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>, flags: Vec<Override>) -> Result<Self, ConfigError> {
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        flags: Vec<Override>,
+    ) -> Result<Self, ConfigError> {
         let mut config = match file {
             Some(path) => Self::from_file(path)?,
             None => Self::default(),
@@ -137,11 +145,17 @@ impl Config {
     }
 
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
+            path: path.to_owned(),
+            source,
+        })?;
         if text.trim().is_empty() {
             return Ok(Self::default());
         }
-        serde_yaml::from_str(&text).map_err(|e| ConfigError::ParseFile { path: path.to_owned(), message: e.to_string() })
+        serde_yaml::from_str(&text).map_err(|e| ConfigError::ParseFile {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })
     }
 
     /// Applies one `key=value` override.
@@ -151,10 +165,16 @@ impl Config {
         };
         let key = serde_yaml::Value::String(o.key.clone());
         if !map.contains_key(&key) {
-            return Err(ConfigError::UnknownKey { key: o.key.clone(), source_desc: o.source.clone() });
+            return Err(ConfigError::UnknownKey {
+                key: o.key.clone(),
+                source_desc: o.source.clone(),
+            });
         }
         // Try the value as a YAML scalar (numbers, booleans), then as plain text.
-        let candidates = [serde_yaml::from_str(&o.value).ok(), Some(serde_yaml::Value::String(o.value.clone()))];
+        let candidates = [
+            serde_yaml::from_str(&o.value).ok(),
+            Some(serde_yaml::Value::String(o.value.clone())),
+        ];
         let mut last_error = String::new();
         for candidate in candidates.into_iter().flatten() {
             map.insert(key.clone(), candidate);
@@ -163,11 +183,19 @@ impl Config {
                 Err(e) => last_error = e.to_string(),
             }
         }
-        Err(ConfigError::InvalidValue { key: o.key.clone(), source_desc: o.source.clone(), message: last_error })
+        Err(ConfigError::InvalidValue {
+            key: o.key.clone(),
+            source_desc: o.source.clone(),
+            message: last_error,
+        })
     }
 
     fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
-        ConfigError::InvalidValue { key: key.into(), source_desc: "effective configuration".into(), message: message.into() }
+        ConfigError::InvalidValue {
+            key: key.into(),
+            source_desc: "effective configuration".into(),
+            message: message.into(),
+        }
     }
 
     /// Checks values that parse but make no sense.
@@ -185,13 +213,22 @@ impl Config {
             return Err(Self::invalid("default_partitions", "must be between 1 and 10000"));
         }
         if self.max_message_bytes == 0 || self.max_message_bytes > flymq_proto::MAX_PAYLOAD - 1024 {
-            return Err(Self::invalid("max_message_bytes", "must be between 1 and 32 MiB minus 1 KiB (the frame limit)"));
+            return Err(Self::invalid(
+                "max_message_bytes",
+                "must be between 1 and 32 MiB minus 1 KiB (the frame limit)",
+            ));
         }
         if self.acks == Acks::Leader && self.sync_interval_ms == 0 {
-            return Err(Self::invalid("sync_interval_ms", "must be at least 1 with acks: leader"));
+            return Err(Self::invalid(
+                "sync_interval_ms",
+                "must be at least 1 with acks: leader",
+            ));
         }
         if self.max_in_flight_per_connection == 0 || self.max_connections == 0 {
-            return Err(Self::invalid("max_in_flight_per_connection", "limits must be at least 1"));
+            return Err(Self::invalid(
+                "max_in_flight_per_connection",
+                "limits must be at least 1",
+            ));
         }
         if self.retention_check_interval_ms == 0 {
             return Err(Self::invalid("retention_check_interval_ms", "must be at least 1"));
@@ -253,7 +290,11 @@ fn env_overrides(env: impl IntoIterator<Item = (String, String)>) -> Vec<Overrid
         .into_iter()
         .filter_map(|(name, value)| {
             let key = name.strip_prefix("FLYMQ_")?.to_ascii_lowercase();
-            keys.contains(&key).then(|| Override { key, value, source: format!("from environment variable {name}") })
+            keys.contains(&key).then(|| Override {
+                key,
+                value,
+                source: format!("from environment variable {name}"),
+            })
         })
         .collect();
     overrides.sort_by(|a, b| a.key.cmp(&b.key));
@@ -273,7 +314,11 @@ mod tests {
     use super::*;
 
     fn flag(key: &str, value: &str) -> Override {
-        Override { key: key.into(), value: value.into(), source: format!("from --{key}") }
+        Override {
+            key: key.into(),
+            value: value.into(),
+            source: format!("from --{key}"),
+        }
     }
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -292,10 +337,19 @@ mod tests {
     fn precedence_is_flag_over_env_over_file_over_default() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("flymq.yaml");
-        std::fs::write(&file, "data_dir: /from/file\nlog_level: debug\nacks: leader\ndefault_partitions: 3\n").unwrap();
+        std::fs::write(
+            &file,
+            "data_dir: /from/file\nlog_level: debug\nacks: leader\ndefault_partitions: 3\n",
+        )
+        .unwrap();
         let config = Config::load(
             Some(&file),
-            env(&[("FLYMQ_DATA_DIR", "/from/env"), ("FLYMQ_LOG_LEVEL", "warn"), ("HOME", "/root"), ("FLYMQ_NOT_A_KEY", "x")]),
+            env(&[
+                ("FLYMQ_DATA_DIR", "/from/env"),
+                ("FLYMQ_LOG_LEVEL", "warn"),
+                ("HOME", "/root"),
+                ("FLYMQ_NOT_A_KEY", "x"),
+            ]),
             vec![flag("data_dir", "/from/flag")],
         )
         .unwrap();
@@ -308,15 +362,28 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_key_and_source() {
-        let err = Config::load(None, env(&[("FLYMQ_ACKS", "sometimes")]), vec![]).unwrap_err().to_string();
+        let err = Config::load(None, env(&[("FLYMQ_ACKS", "sometimes")]), vec![])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("`acks`") && err.contains("FLYMQ_ACKS"), "{err}");
-        let err = Config::load(None, vec![], vec![flag("default_partitions", "many")]).unwrap_err().to_string();
-        assert!(err.contains("`default_partitions`") && err.contains("--default_partitions"), "{err}");
-        let err = Config::load(None, vec![], vec![flag("bind_addr", "not an address")]).unwrap_err().to_string();
+        let err = Config::load(None, vec![], vec![flag("default_partitions", "many")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`default_partitions`") && err.contains("--default_partitions"),
+            "{err}"
+        );
+        let err = Config::load(None, vec![], vec![flag("bind_addr", "not an address")])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("`bind_addr`"), "{err}");
-        let err = Config::load(None, vec![], vec![flag("no_such_key", "1")]).unwrap_err().to_string();
+        let err = Config::load(None, vec![], vec![flag("no_such_key", "1")])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("unknown configuration key `no_such_key`"), "{err}");
-        let err = Config::load(None, vec![], vec![flag("default_partitions", "0")]).unwrap_err().to_string();
+        let err = Config::load(None, vec![], vec![flag("default_partitions", "0")])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("`default_partitions`"), "{err}");
     }
 
@@ -327,7 +394,9 @@ mod tests {
         std::fs::write(&file, "acks: all\nbogus_key: 1\n").unwrap();
         let err = Config::load(Some(&file), vec![], vec![]).unwrap_err().to_string();
         assert!(err.contains("bad.yaml") && err.contains("bogus_key"), "{err}");
-        let err = Config::load(Some(&dir.path().join("missing.yaml")), vec![], vec![]).unwrap_err().to_string();
+        let err = Config::load(Some(&dir.path().join("missing.yaml")), vec![], vec![])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("cannot read config file"), "{err}");
     }
 }

@@ -35,7 +35,11 @@ pub enum StartError {
     #[error("{0}")]
     Config(#[from] config::ConfigError),
     #[error("cannot listen on {addr} (`{key}`): {source}; is another broker running? change `{key}`")]
-    Bind { key: String, addr: SocketAddr, source: std::io::Error },
+    Bind {
+        key: String,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("storage: {0}")]
     Storage(String),
     #[error("cannot start a thread: {0}")]
@@ -61,9 +65,17 @@ pub struct RunningBroker {
 
 async fn bind(addr: &str, key: &str) -> Result<TcpListener, StartError> {
     let resolved = config::resolve(addr).map_err(|message| {
-        StartError::Config(config::ConfigError::InvalidValue { key: key.into(), source_desc: "effective configuration".into(), message })
+        StartError::Config(config::ConfigError::InvalidValue {
+            key: key.into(),
+            source_desc: "effective configuration".into(),
+            message,
+        })
     })?;
-    TcpListener::bind(resolved).await.map_err(|source| StartError::Bind { key: key.to_owned(), addr: resolved, source })
+    TcpListener::bind(resolved).await.map_err(|source| StartError::Bind {
+        key: key.to_owned(),
+        addr: resolved,
+        source,
+    })
 }
 
 impl RunningBroker {
@@ -74,8 +86,12 @@ impl RunningBroker {
         let metrics_listener = bind(&config.metrics_addr, "metrics_addr").await?;
         let health_listener = bind(&config.health_addr, "health_addr").await?;
         let client_addr = client.local_addr().map_err(|e| StartError::Storage(e.to_string()))?;
-        let metrics_addr = metrics_listener.local_addr().map_err(|e| StartError::Storage(e.to_string()))?;
-        let health_addr = health_listener.local_addr().map_err(|e| StartError::Storage(e.to_string()))?;
+        let metrics_addr = metrics_listener
+            .local_addr()
+            .map_err(|e| StartError::Storage(e.to_string()))?;
+        let health_addr = health_listener
+            .local_addr()
+            .map_err(|e| StartError::Storage(e.to_string()))?;
 
         let data_dir = config.data_dir.clone();
         let store = tokio::task::spawn_blocking(move || Store::open(&data_dir))
@@ -90,7 +106,13 @@ impl RunningBroker {
             max_in_flight: config.max_in_flight_per_connection,
             idle_timeout: (config.idle_timeout_secs > 0).then(|| Duration::from_secs(config.idle_timeout_secs)),
         };
-        tasks.spawn(server::serve(client, broker.clone(), limits, config.max_connections, shutdown.clone()));
+        tasks.spawn(server::serve(
+            client,
+            broker.clone(),
+            limits,
+            config.max_connections,
+            shutdown.clone(),
+        ));
         let metrics_router = observe::http::metrics_router(broker.clone());
         let health_router = observe::http::health_router(broker.clone());
         let (s1, s2) = (shutdown.clone(), shutdown.clone());
@@ -115,7 +137,15 @@ impl RunningBroker {
             data_dir = %config.data_dir.display(), node_id = config.node_id, acks = ?config.acks,
             cluster_id = broker.cluster_id(), "FlyMQ broker ready"
         );
-        Ok(Self { broker, client_addr, metrics_addr, health_addr, trigger, shutdown, tasks })
+        Ok(Self {
+            broker,
+            client_addr,
+            metrics_addr,
+            health_addr,
+            trigger,
+            shutdown,
+            tasks,
+        })
     }
 
     pub fn client_addr(&self) -> SocketAddr {

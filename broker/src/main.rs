@@ -57,15 +57,29 @@ impl Args {
         ];
         for (key, value) in named {
             if let Some(value) = value {
-                out.push(Override { key: key.into(), value: value.clone(), source: format!("from --{}", key.replace('_', "-")) });
+                out.push(Override {
+                    key: key.into(),
+                    value: value.clone(),
+                    source: format!("from --{}", key.replace('_', "-")),
+                });
             }
         }
         if self.human_readable {
-            out.push(Override { key: "log_json".into(), value: "false".into(), source: "from --human-readable".into() });
+            out.push(Override {
+                key: "log_json".into(),
+                value: "false".into(),
+                source: "from --human-readable".into(),
+            });
         }
         for item in &self.set {
-            let (key, value) = item.split_once('=').ok_or_else(|| format!("--set expects KEY=VALUE, got '{item}'"))?;
-            out.push(Override { key: key.trim().into(), value: value.into(), source: format!("from --set {key}") });
+            let (key, value) = item
+                .split_once('=')
+                .ok_or_else(|| format!("--set expects KEY=VALUE, got '{item}'"))?;
+            out.push(Override {
+                key: key.trim().into(),
+                value: value.into(),
+                source: format!("from --set {key}"),
+            });
         }
         Ok(out)
     }
@@ -90,7 +104,11 @@ fn main() -> ExitCode {
         eprintln!("flymq: configuration error: invalid value for `log_level`: {err}");
         return ExitCode::from(2);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("flymq").build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("flymq")
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("flymq: cannot start the async runtime: {err}");

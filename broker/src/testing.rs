@@ -32,7 +32,9 @@ impl TestBroker {
     }
 
     pub async fn start_with(config: Config) -> Result<Self, StartError> {
-        Ok(Self { running: RunningBroker::start(&config).await? })
+        Ok(Self {
+            running: RunningBroker::start(&config).await?,
+        })
     }
 
     pub fn client_addr(&self) -> SocketAddr {

@@ -13,7 +13,12 @@ async fn one_hundred_and_twenty_connections_produce_and_fetch() {
     let broker = TestBroker::start(dir.path()).await.unwrap();
     let addr = broker.client_addr();
     let mut admin = RawClient::connect(addr).await;
-    admin.call(Request::CreateTopic(CreateTopicRequest { topic: "busy".into(), partitions: 4 })).await;
+    admin
+        .call(Request::CreateTopic(CreateTopicRequest {
+            topic: "busy".into(),
+            partitions: 4,
+        }))
+        .await;
 
     const CONNECTIONS: usize = 120;
     const PER_CONNECTION: usize = 25;
@@ -48,14 +53,24 @@ async fn one_hundred_and_twenty_connections_produce_and_fetch() {
     }
     all.sort();
     all.dedup();
-    assert_eq!(all.len(), CONNECTIONS * PER_CONNECTION, "two produces got the same offset");
+    assert_eq!(
+        all.len(),
+        CONNECTIONS * PER_CONNECTION,
+        "two produces got the same offset"
+    );
 
     let mut total = 0;
     for partition in 0..4 {
         let mut offset = 0;
         loop {
             let r = admin
-                .call(Request::Fetch(FetchRequest { topic: "busy".into(), partition, offset, max_messages: 500, filter: String::new() }))
+                .call(Request::Fetch(FetchRequest {
+                    topic: "busy".into(),
+                    partition,
+                    offset,
+                    max_messages: 500,
+                    filter: String::new(),
+                }))
                 .await;
             let Response::Fetch(f) = r else { panic!() };
             if f.records.is_empty() {

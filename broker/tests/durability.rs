@@ -37,7 +37,9 @@ fn spawn_broker(data_dir: &Path) -> (Child, SocketAddr) {
             }
         }
     });
-    let addr = rx.recv_timeout(Duration::from_secs(30)).expect("broker did not report ready");
+    let addr = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("broker did not report ready");
     (child, addr)
 }
 
@@ -46,7 +48,13 @@ async fn read_partition(c: &mut RawClient, topic: &str, partition: i32) -> Vec<(
     let mut offset = 0;
     loop {
         let r = c
-            .call(Request::Fetch(FetchRequest { topic: topic.into(), partition, offset, max_messages: 1000, filter: String::new() }))
+            .call(Request::Fetch(FetchRequest {
+                topic: topic.into(),
+                partition,
+                offset,
+                max_messages: 1000,
+                filter: String::new(),
+            }))
             .await;
         let Response::Fetch(f) = r else { panic!("{r:?}") };
         if f.records.is_empty() {
@@ -64,8 +72,20 @@ async fn acknowledged_records_survive_kill_9() {
     let dir = tempfile::tempdir().unwrap();
     let (mut child, addr) = spawn_broker(dir.path());
     let mut admin = RawClient::connect(addr).await;
-    admin.call(Request::CreateTopic(CreateTopicRequest { topic: "crash".into(), partitions: 2 })).await;
-    admin.call(Request::Commit(CommitRequest { topic: "crash".into(), group_id: "g".into(), partition: 1, offset: 7 })).await;
+    admin
+        .call(Request::CreateTopic(CreateTopicRequest {
+            topic: "crash".into(),
+            partitions: 2,
+        }))
+        .await;
+    admin
+        .call(Request::Commit(CommitRequest {
+            topic: "crash".into(),
+            group_id: "g".into(),
+            partition: 1,
+            offset: 7,
+        }))
+        .await;
 
     // Four producers pipeline into both partitions until the broker dies.
     let mut producers = Vec::new();
@@ -82,7 +102,10 @@ async fn acknowledged_records_survive_kill_9() {
                     ..Default::default()
                 });
                 let bytes = req.to_frame_bytes().unwrap();
-                if tokio::io::AsyncWriteExt::write_all(&mut c.stream, &bytes).await.is_err() {
+                if tokio::io::AsyncWriteExt::write_all(&mut c.stream, &bytes)
+                    .await
+                    .is_err()
+                {
                     break;
                 }
                 match c.read_frame().await.map(|f| Response::decode_frame(&f)) {
@@ -100,7 +123,11 @@ async fn acknowledged_records_survive_kill_9() {
     for p in producers {
         acked.extend(p.await.unwrap());
     }
-    assert!(acked.len() > 100, "only {} records were acknowledged before the kill", acked.len());
+    assert!(
+        acked.len() > 100,
+        "only {} records were acknowledged before the kill",
+        acked.len()
+    );
 
     let (mut child, addr) = spawn_broker(dir.path());
     let mut c = RawClient::connect(addr).await;
@@ -112,9 +139,16 @@ async fn acknowledged_records_survive_kill_9() {
         }
         let by_offset: HashMap<u64, &String> = stored.iter().map(|(o, v)| (*o, v)).collect();
         let mut seen = std::collections::HashSet::new();
-        assert!(stored.iter().all(|(_, v)| seen.insert(v.clone())), "a record was stored twice");
+        assert!(
+            stored.iter().all(|(_, v)| seen.insert(v.clone())),
+            "a record was stored twice"
+        );
         for (p, offset, value) in acked.iter().filter(|(p, ..)| *p == partition) {
-            assert_eq!(by_offset.get(offset).map(|v| v.as_str()), Some(value.as_str()), "acknowledged record lost: {p}/{offset}");
+            assert_eq!(
+                by_offset.get(offset).map(|v| v.as_str()),
+                Some(value.as_str()),
+                "acknowledged record lost: {p}/{offset}"
+            );
         }
         // Each producer's records are in its send order.
         let mut last: HashMap<String, u64> = HashMap::new();
@@ -126,7 +160,13 @@ async fn acknowledged_records_survive_kill_9() {
             }
         }
     }
-    let r = c.call(Request::GetOffset(GroupPartitionRequest { topic: "crash".into(), group_id: "g".into(), partition: 1 })).await;
+    let r = c
+        .call(Request::GetOffset(GroupPartitionRequest {
+            topic: "crash".into(),
+            group_id: "g".into(),
+            partition: 1,
+        }))
+        .await;
     assert_eq!(r, Response::GetOffset(OffsetResponse { offset: 7 }));
     // New records continue after the recovered log end.
     let log_end = read_partition(&mut c, "crash", 0).await.len() as u64;
@@ -149,21 +189,48 @@ async fn topics_records_and_offsets_survive_a_clean_restart() {
     let dir = tempfile::tempdir().unwrap();
     let broker = TestBroker::start(dir.path()).await.unwrap();
     let mut c = RawClient::connect(broker.client_addr()).await;
-    c.call(Request::CreateTopic(CreateTopicRequest { topic: "keep".into(), partitions: 3 })).await;
+    c.call(Request::CreateTopic(CreateTopicRequest {
+        topic: "keep".into(),
+        partitions: 3,
+    }))
+    .await;
     for i in 0..10 {
-        c.call(Request::Produce(ProduceRequest { topic: "keep".into(), value: Bytes::from(format!("{i}")), partition: 2, ..Default::default() })).await;
+        c.call(Request::Produce(ProduceRequest {
+            topic: "keep".into(),
+            value: Bytes::from(format!("{i}")),
+            partition: 2,
+            ..Default::default()
+        }))
+        .await;
     }
-    c.call(Request::Commit(CommitRequest { topic: "keep".into(), group_id: "g".into(), partition: 2, offset: 4 })).await;
+    c.call(Request::Commit(CommitRequest {
+        topic: "keep".into(),
+        group_id: "g".into(),
+        partition: 2,
+        offset: 4,
+    }))
+    .await;
     drop(c);
     broker.shutdown().await;
 
     let broker = TestBroker::start(dir.path()).await.unwrap();
     let mut c = RawClient::connect(broker.client_addr()).await;
-    let Response::ListTopics(list) = c.call(Request::ListTopics).await else { panic!() };
+    let Response::ListTopics(list) = c.call(Request::ListTopics).await else {
+        panic!()
+    };
     assert_eq!(list.topics, vec!["keep".to_string()]);
-    let values: Vec<String> = read_partition(&mut c, "keep", 2).await.into_iter().map(|(_, v)| v).collect();
+    let values: Vec<String> = read_partition(&mut c, "keep", 2)
+        .await
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect();
     assert_eq!(values, (0..10).map(|i| i.to_string()).collect::<Vec<_>>());
-    let sub = Request::Subscribe(SubscribeRequest { topic: "keep".into(), group_id: "g".into(), partition: 2, mode: "commit".into() });
+    let sub = Request::Subscribe(SubscribeRequest {
+        topic: "keep".into(),
+        group_id: "g".into(),
+        partition: 2,
+        mode: "commit".into(),
+    });
     assert_eq!(c.call(sub).await, Response::Subscribe(OffsetResponse { offset: 4 }));
     broker.shutdown().await;
 }
@@ -176,18 +243,40 @@ async fn retention_by_size_drops_whole_old_batches() {
     let broker = TestBroker::start_with(config).await.unwrap();
     let mut c = RawClient::connect(broker.client_addr()).await;
     for i in 0..20 {
-        c.call(Request::Produce(ProduceRequest { topic: "r".into(), value: Bytes::from(format!("value-{i:04}")), partition: 0, ..Default::default() })).await;
+        c.call(Request::Produce(ProduceRequest {
+            topic: "r".into(),
+            value: Bytes::from(format!("value-{i:04}")),
+            partition: 0,
+            ..Default::default()
+        }))
+        .await;
     }
     let started = Instant::now();
-    let dropped = flymq_broker::core::retention::enforce_once(broker.running().broker()).await.unwrap();
+    let dropped = flymq_broker::core::retention::enforce_once(broker.running().broker())
+        .await
+        .unwrap();
     assert!(dropped > 0 && dropped < 20, "dropped {dropped}");
     let stored = read_partition(&mut c, "r", 0).await;
     assert_eq!(stored.first().unwrap().0, dropped);
     assert_eq!(stored.last().unwrap().0, 19);
-    let r = c.call(Request::Consume(ConsumeRequest { topic: "r".into(), partition: 0, offset: 0 })).await;
+    let r = c
+        .call(Request::Consume(ConsumeRequest {
+            topic: "r".into(),
+            partition: 0,
+            offset: 0,
+        }))
+        .await;
     assert!(common::error_text(r).starts_with("EOF"));
-    let sub = Request::Subscribe(SubscribeRequest { topic: "r".into(), group_id: String::new(), partition: 0, mode: "earliest".into() });
-    assert_eq!(c.call(sub).await, Response::Subscribe(OffsetResponse { offset: dropped }));
+    let sub = Request::Subscribe(SubscribeRequest {
+        topic: "r".into(),
+        group_id: String::new(),
+        partition: 0,
+        mode: "earliest".into(),
+    });
+    assert_eq!(
+        c.call(sub).await,
+        Response::Subscribe(OffsetResponse { offset: dropped })
+    );
     assert!(started.elapsed() < Duration::from_secs(10));
     broker.shutdown().await;
 }

@@ -12,11 +12,16 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
     let mut text = String::new();
     s.read_to_string(&mut text).await.unwrap();
     let status = text.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
     (status, body)
 }
 
@@ -42,11 +47,35 @@ async fn metrics_count_traffic_per_topic() {
     let broker = TestBroker::start(dir.path()).await.unwrap();
     let mut c = RawClient::connect(broker.client_addr()).await;
     for _ in 0..3 {
-        c.call(Request::Produce(ProduceRequest { topic: "m".into(), value: Bytes::from_static(b"12345"), partition: -1, ..Default::default() })).await;
+        c.call(Request::Produce(ProduceRequest {
+            topic: "m".into(),
+            value: Bytes::from_static(b"12345"),
+            partition: -1,
+            ..Default::default()
+        }))
+        .await;
     }
-    c.call(Request::Fetch(FetchRequest { topic: "m".into(), partition: 0, offset: 0, max_messages: 10, filter: String::new() })).await;
-    c.call(Request::Commit(CommitRequest { topic: "m".into(), group_id: "g".into(), partition: 0, offset: 1 })).await;
-    c.call(Request::Consume(ConsumeRequest { topic: "missing".into(), partition: 0, offset: 0 })).await;
+    c.call(Request::Fetch(FetchRequest {
+        topic: "m".into(),
+        partition: 0,
+        offset: 0,
+        max_messages: 10,
+        filter: String::new(),
+    }))
+    .await;
+    c.call(Request::Commit(CommitRequest {
+        topic: "m".into(),
+        group_id: "g".into(),
+        partition: 0,
+        offset: 1,
+    }))
+    .await;
+    c.call(Request::Consume(ConsumeRequest {
+        topic: "missing".into(),
+        partition: 0,
+        offset: 0,
+    }))
+    .await;
     let (status, body) = get(broker.metrics_addr(), "/metrics").await;
     assert_eq!(status, 200);
     for expected in [

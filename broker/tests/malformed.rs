@@ -16,7 +16,14 @@ fn header(magic: u8, version: u8, opcode: u8, len: u32) -> Vec<u8> {
 
 async fn assert_broker_healthy(broker: &TestBroker) {
     let mut c = RawClient::connect(broker.client_addr()).await;
-    let r = c.call(Request::Produce(ProduceRequest { topic: "health".into(), value: Bytes::from_static(b"ok"), partition: -1, ..Default::default() })).await;
+    let r = c
+        .call(Request::Produce(ProduceRequest {
+            topic: "health".into(),
+            value: Bytes::from_static(b"ok"),
+            partition: -1,
+            ..Default::default()
+        }))
+        .await;
     assert!(matches!(r, Response::Produce(_)), "{r:?}");
 }
 
@@ -81,7 +88,10 @@ async fn bad_payloads_get_error_frames_and_the_connection_stays_open() {
     assert!(err.to_lowercase().contains("compression"), "{err}");
 
     // A gzip-compressed request is accepted (Java and Go send these).
-    let request = Request::CreateTopic(CreateTopicRequest { topic: "zipped".into(), partitions: 1 });
+    let request = Request::CreateTopic(CreateTopicRequest {
+        topic: "zipped".into(),
+        partitions: 1,
+    });
     let mut plain = bytes::BytesMut::new();
     request.encode(&mut plain).unwrap();
     let zipped = gzip_compress(&plain).unwrap();
@@ -93,12 +103,21 @@ async fn bad_payloads_get_error_frames_and_the_connection_stays_open() {
 
     // Too-large message: a clear error, nothing stored.
     let big = Bytes::from(vec![b'x'; 9 << 20]);
-    let r = c.call(Request::Produce(ProduceRequest { topic: "zipped".into(), value: big, partition: 0, ..Default::default() })).await;
+    let r = c
+        .call(Request::Produce(ProduceRequest {
+            topic: "zipped".into(),
+            value: big,
+            partition: 0,
+            ..Default::default()
+        }))
+        .await;
     let err = error_text(r);
     assert!(err.starts_with("invalid request: message too large"), "{err}");
 
     // The same connection still works.
-    let Response::ListTopics(list) = c.call(Request::ListTopics).await else { panic!() };
+    let Response::ListTopics(list) = c.call(Request::ListTopics).await else {
+        panic!()
+    };
     assert_eq!(list.topics, vec!["zipped".to_string()]);
     broker.shutdown().await;
 }
@@ -115,7 +134,10 @@ async fn a_connection_closed_mid_frame_does_not_disturb_others() {
         bytes.extend_from_slice(&[0u8; 10]);
         c.send_raw(&bytes).await;
         drop(c);
-        assert!(matches!(steady.call(Request::ListTopics).await, Response::ListTopics(_)));
+        assert!(matches!(
+            steady.call(Request::ListTopics).await,
+            Response::ListTopics(_)
+        ));
     }
     assert_broker_healthy(&broker).await;
     broker.shutdown().await;
@@ -141,7 +163,10 @@ async fn random_payloads_for_every_opcode_never_break_the_broker() {
             let mut bytes = header(0xAF, 1, opcode, len as u32);
             bytes.extend_from_slice(&payload);
             c.send_raw(&bytes).await;
-            let frame = c.read_frame().await.expect("broker closed the connection on a well-framed request");
+            let frame = c
+                .read_frame()
+                .await
+                .expect("broker closed the connection on a well-framed request");
             assert!(frame.payload.len() <= MAX_PAYLOAD);
         }
     }

@@ -24,11 +24,20 @@ fn produce(topic: &str, key: &str, value: &str, partition: i32) -> Request {
 }
 
 fn create(topic: &str, partitions: i32) -> Request {
-    Request::CreateTopic(CreateTopicRequest { topic: topic.into(), partitions })
+    Request::CreateTopic(CreateTopicRequest {
+        topic: topic.into(),
+        partitions,
+    })
 }
 
 fn fetch(topic: &str, partition: i32, offset: u64, max: i32, filter: &str) -> Request {
-    Request::Fetch(FetchRequest { topic: topic.into(), partition, offset, max_messages: max, filter: filter.into() })
+    Request::Fetch(FetchRequest {
+        topic: topic.into(),
+        partition,
+        offset,
+        max_messages: max,
+        filter: filter.into(),
+    })
 }
 
 fn meta(response: Response) -> RecordMetadata {
@@ -46,7 +55,8 @@ fn fetched(response: Response) -> FetchResponse {
 }
 
 fn fnv1a(data: &[u8]) -> u32 {
-    data.iter().fold(0x811c_9dc5u32, |h, b| (h ^ u32::from(*b)).wrapping_mul(0x0100_0193))
+    data.iter()
+        .fold(0x811c_9dc5u32, |h, b| (h ^ u32::from(*b)).wrapping_mul(0x0100_0193))
 }
 
 #[tokio::test]
@@ -57,10 +67,16 @@ async fn topics_are_created_listed_and_deleted() {
     assert_eq!(c.call(create("orders", 3)).await, Response::CreateTopic);
     assert_eq!(c.call(create("__internal", 1)).await, Response::CreateTopic);
     assert_eq!(c.call(create("audit", 0)).await, Response::CreateTopic);
-    let Response::ListTopics(list) = c.call(Request::ListTopics).await else { panic!() };
+    let Response::ListTopics(list) = c.call(Request::ListTopics).await else {
+        panic!()
+    };
     assert_eq!(list.topics, vec!["audit".to_string(), "orders".to_string()]);
 
-    let Response::ClusterMetadata(md) = c.call(Request::ClusterMetadata(ClusterMetadataRequest { topic: "orders".into() })).await
+    let Response::ClusterMetadata(md) = c
+        .call(Request::ClusterMetadata(ClusterMetadataRequest {
+            topic: "orders".into(),
+        }))
+        .await
     else {
         panic!()
     };
@@ -70,11 +86,26 @@ async fn topics_are_created_listed_and_deleted() {
     assert_eq!(md.topics[0].partitions[0].leader_addr, broker.client_addr().to_string());
     assert_eq!(md.topics[0].partitions[0].state, "online");
 
-    assert_eq!(c.call(Request::DeleteTopic(TopicRequest { topic: "orders".into() })).await, Response::DeleteTopic);
-    assert_eq!(c.call(Request::DeleteTopic(TopicRequest { topic: "orders".into() })).await, Response::DeleteTopic);
-    let Response::ListTopics(list) = c.call(Request::ListTopics).await else { panic!() };
+    assert_eq!(
+        c.call(Request::DeleteTopic(TopicRequest { topic: "orders".into() }))
+            .await,
+        Response::DeleteTopic
+    );
+    assert_eq!(
+        c.call(Request::DeleteTopic(TopicRequest { topic: "orders".into() }))
+            .await,
+        Response::DeleteTopic
+    );
+    let Response::ListTopics(list) = c.call(Request::ListTopics).await else {
+        panic!()
+    };
     assert_eq!(list.topics, vec!["audit".to_string()]);
-    let err = error_text(c.call(Request::ClusterMetadata(ClusterMetadataRequest { topic: "orders".into() })).await);
+    let err = error_text(
+        c.call(Request::ClusterMetadata(ClusterMetadataRequest {
+            topic: "orders".into(),
+        }))
+        .await,
+    );
     assert_eq!(err, "topic not found: orders");
     broker.shutdown().await;
 }
@@ -99,7 +130,10 @@ async fn produce_assigns_offsets_and_partitions() {
     // Auto-create with 1 partition; offsets start at 0 and increase.
     for i in 0..3u64 {
         let m = meta(c.call(produce("auto", "", &format!("m{i}"), -1)).await);
-        assert_eq!((m.topic.as_str(), m.partition, m.offset, m.key_size, m.value_size), ("auto", 0, i, -1, 2));
+        assert_eq!(
+            (m.topic.as_str(), m.partition, m.offset, m.key_size, m.value_size),
+            ("auto", 0, i, -1, 2)
+        );
         assert!(m.timestamp > 1_600_000_000_000);
     }
     c.call(create("keyed", 4)).await;
@@ -137,20 +171,50 @@ async fn consume_and_fetch_read_back_what_was_produced() {
         let key = if i % 2 == 0 { format!("k{i}") } else { String::new() };
         c.call(produce("t", &key, &format!("value-{i}"), 1)).await;
     }
-    let Response::Consume(r) = c.call(Request::Consume(ConsumeRequest { topic: "t".into(), partition: 1, offset: 4 })).await
+    let Response::Consume(r) = c
+        .call(Request::Consume(ConsumeRequest {
+            topic: "t".into(),
+            partition: 1,
+            offset: 4,
+        }))
+        .await
     else {
         panic!()
     };
     assert_eq!((&r.key[..], &r.value[..]), (&b"k4"[..], &b"value-4"[..]));
-    let err = error_text(c.call(Request::Consume(ConsumeRequest { topic: "t".into(), partition: 1, offset: 20 })).await);
+    let err = error_text(
+        c.call(Request::Consume(ConsumeRequest {
+            topic: "t".into(),
+            partition: 1,
+            offset: 20,
+        }))
+        .await,
+    );
     assert!(err.starts_with("EOF"), "{err}");
-    let err = error_text(c.call(Request::Consume(ConsumeRequest { topic: "t".into(), partition: 2, offset: 0 })).await);
+    let err = error_text(
+        c.call(Request::Consume(ConsumeRequest {
+            topic: "t".into(),
+            partition: 2,
+            offset: 0,
+        }))
+        .await,
+    );
     assert!(err.starts_with("partition 2 out of range"), "{err}");
-    let err = error_text(c.call(Request::Consume(ConsumeRequest { topic: "nope".into(), partition: 0, offset: 0 })).await);
+    let err = error_text(
+        c.call(Request::Consume(ConsumeRequest {
+            topic: "nope".into(),
+            partition: 0,
+            offset: 0,
+        }))
+        .await,
+    );
     assert!(err.starts_with("topic not found"), "{err}");
 
     let f = fetched(c.call(fetch("t", 1, 3, 5, "")).await);
-    assert_eq!(f.records.iter().map(|r| r.offset).collect::<Vec<_>>(), vec![3, 4, 5, 6, 7]);
+    assert_eq!(
+        f.records.iter().map(|r| r.offset).collect::<Vec<_>>(),
+        vec![3, 4, 5, 6, 7]
+    );
     assert_eq!(f.next_offset, 8);
     assert_eq!(&f.records[1].key[..], b"k4");
     assert!(f.records[0].key.is_empty());
@@ -163,7 +227,10 @@ async fn consume_and_fetch_read_back_what_was_produced() {
     assert_eq!(fetched(c.call(fetch("t", 0, 0, 10, "")).await).records.len(), 0);
     // Filters: substring, regex, JSON path.
     let f = fetched(c.call(fetch("t", 1, 0, 100, "VALUE-1")).await);
-    assert_eq!(f.records.iter().map(|r| r.offset).collect::<Vec<_>>(), vec![1, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19]);
+    assert_eq!(
+        f.records.iter().map(|r| r.offset).collect::<Vec<_>>(),
+        vec![1, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19]
+    );
     assert_eq!(f.next_offset, 20);
     let f = fetched(c.call(fetch("t", 1, 0, 100, "^value-[2-3]$")).await);
     assert_eq!(f.records.iter().map(|r| r.offset).collect::<Vec<_>>(), vec![2, 3]);
@@ -178,16 +245,35 @@ async fn consume_and_fetch_read_back_what_was_produced() {
 async fn produce_batch_extension_appends_consecutive_offsets() {
     let (_dir, broker, mut c) = start().await;
     c.call(create("b", 1)).await;
-    let records: Vec<BatchRecord> =
-        (0..100).map(|i| BatchRecord { key: Bytes::new(), value: Bytes::from(format!("r{i}")) }).collect();
-    let req = Request::ProduceBatch(ProduceBatchRequest { topic: "b".into(), partition: 0, records: records.clone() });
-    let Response::ProduceBatch(r) = c.call(req.clone()).await else { panic!() };
+    let records: Vec<BatchRecord> = (0..100)
+        .map(|i| BatchRecord {
+            key: Bytes::new(),
+            value: Bytes::from(format!("r{i}")),
+        })
+        .collect();
+    let req = Request::ProduceBatch(ProduceBatchRequest {
+        topic: "b".into(),
+        partition: 0,
+        records: records.clone(),
+    });
+    let Response::ProduceBatch(r) = c.call(req.clone()).await else {
+        panic!()
+    };
     assert_eq!((r.partition, r.base_offset, r.count), (0, 0, 100));
-    let Response::ProduceBatch(r) = c.call(req).await else { panic!() };
+    let Response::ProduceBatch(r) = c.call(req).await else {
+        panic!()
+    };
     assert_eq!(r.base_offset, 100);
     let f = fetched(c.call(fetch("b", 0, 95, 10, "")).await);
-    let values: Vec<String> = f.records.iter().map(|r| String::from_utf8(r.value.to_vec()).unwrap()).collect();
-    assert_eq!(values, vec!["r95", "r96", "r97", "r98", "r99", "r0", "r1", "r2", "r3", "r4"]);
+    let values: Vec<String> = f
+        .records
+        .iter()
+        .map(|r| String::from_utf8(r.value.to_vec()).unwrap())
+        .collect();
+    assert_eq!(
+        values,
+        vec!["r95", "r96", "r97", "r98", "r99", "r0", "r1", "r2", "r3", "r4"]
+    );
     broker.shutdown().await;
 }
 
@@ -199,27 +285,73 @@ async fn consumer_groups_subscribe_commit_and_report_lag() {
         c.call(produce("g", "", &format!("{i}"), 0)).await;
     }
     let sub = |group: &str, partition: i32, mode: &str| {
-        Request::Subscribe(SubscribeRequest { topic: "g".into(), group_id: group.into(), partition, mode: mode.into() })
+        Request::Subscribe(SubscribeRequest {
+            topic: "g".into(),
+            group_id: group.into(),
+            partition,
+            mode: mode.into(),
+        })
     };
-    assert_eq!(c.call(sub("grp", 0, "earliest")).await, Response::Subscribe(OffsetResponse { offset: 0 }));
-    assert_eq!(c.call(sub("grp", 0, "latest")).await, Response::Subscribe(OffsetResponse { offset: 5 }));
-    assert_eq!(c.call(sub("grp", 0, "")).await, Response::Subscribe(OffsetResponse { offset: 5 }));
+    assert_eq!(
+        c.call(sub("grp", 0, "earliest")).await,
+        Response::Subscribe(OffsetResponse { offset: 0 })
+    );
+    assert_eq!(
+        c.call(sub("grp", 0, "latest")).await,
+        Response::Subscribe(OffsetResponse { offset: 5 })
+    );
+    assert_eq!(
+        c.call(sub("grp", 0, "")).await,
+        Response::Subscribe(OffsetResponse { offset: 5 })
+    );
     // Latest on an empty partition is the true log end, 0 (not Go's 1).
-    assert_eq!(c.call(sub("grp", 1, "latest")).await, Response::Subscribe(OffsetResponse { offset: 0 }));
-    assert_eq!(c.call(sub("grp", 0, "commit")).await, Response::Subscribe(OffsetResponse { offset: 0 }));
+    assert_eq!(
+        c.call(sub("grp", 1, "latest")).await,
+        Response::Subscribe(OffsetResponse { offset: 0 })
+    );
+    assert_eq!(
+        c.call(sub("grp", 0, "commit")).await,
+        Response::Subscribe(OffsetResponse { offset: 0 })
+    );
     assert!(error_text(c.call(sub("grp", 0, "sideways")).await).starts_with("unknown subscribe mode: sideways"));
     assert!(error_text(c.call(sub("grp", 2, "earliest")).await).starts_with("partition 2 not found"));
 
-    let commit = Request::Commit(CommitRequest { topic: "g".into(), group_id: "grp".into(), partition: 0, offset: 3 });
+    let commit = Request::Commit(CommitRequest {
+        topic: "g".into(),
+        group_id: "grp".into(),
+        partition: 0,
+        offset: 3,
+    });
     assert_eq!(c.call(commit).await, Response::Commit);
-    assert_eq!(c.call(sub("grp", 0, "commit")).await, Response::Subscribe(OffsetResponse { offset: 3 }));
-    let gp = |group: &str, partition: i32| GroupPartitionRequest { topic: "g".into(), group_id: group.into(), partition };
-    assert_eq!(c.call(Request::GetOffset(gp("grp", 0))).await, Response::GetOffset(OffsetResponse { offset: 3 }));
-    assert_eq!(c.call(Request::GetOffset(gp("grp", 1))).await, Response::GetOffset(OffsetResponse { offset: 0 }));
-    assert_eq!(error_text(c.call(Request::GetOffset(gp("nobody", 0))).await), "consumer group not found: g:nobody");
+    assert_eq!(
+        c.call(sub("grp", 0, "commit")).await,
+        Response::Subscribe(OffsetResponse { offset: 3 })
+    );
+    let gp = |group: &str, partition: i32| GroupPartitionRequest {
+        topic: "g".into(),
+        group_id: group.into(),
+        partition,
+    };
+    assert_eq!(
+        c.call(Request::GetOffset(gp("grp", 0))).await,
+        Response::GetOffset(OffsetResponse { offset: 3 })
+    );
+    assert_eq!(
+        c.call(Request::GetOffset(gp("grp", 1))).await,
+        Response::GetOffset(OffsetResponse { offset: 0 })
+    );
+    assert_eq!(
+        error_text(c.call(Request::GetOffset(gp("nobody", 0))).await),
+        "consumer group not found: g:nobody"
+    );
     assert_eq!(
         c.call(Request::GetLag(gp("grp", 0))).await,
-        Response::GetLag(LagInfo { current: 3, committed: 3, latest: 5, lag: 2 })
+        Response::GetLag(LagInfo {
+            current: 3,
+            committed: 3,
+            latest: 5,
+            lag: 2
+        })
     );
 
     let reset = |mode: &str, offset: u64| {
@@ -232,28 +364,51 @@ async fn consumer_groups_subscribe_commit_and_report_lag() {
         })
     };
     assert_eq!(c.call(reset("latest", 0)).await, Response::ResetOffset);
-    assert_eq!(c.call(Request::GetOffset(gp("grp", 0))).await, Response::GetOffset(OffsetResponse { offset: 5 }));
+    assert_eq!(
+        c.call(Request::GetOffset(gp("grp", 0))).await,
+        Response::GetOffset(OffsetResponse { offset: 5 })
+    );
     assert_eq!(c.call(reset("offset", 1)).await, Response::ResetOffset);
-    assert_eq!(c.call(Request::GetOffset(gp("grp", 0))).await, Response::GetOffset(OffsetResponse { offset: 1 }));
+    assert_eq!(
+        c.call(Request::GetOffset(gp("grp", 0))).await,
+        Response::GetOffset(OffsetResponse { offset: 1 })
+    );
     assert!(error_text(c.call(reset("nowhere", 0)).await).starts_with("unknown reset mode: nowhere"));
 
     // This connection is the group's one live member.
-    let Response::ListGroups(groups) = c.call(Request::ListGroups).await else { panic!() };
+    let Response::ListGroups(groups) = c.call(Request::ListGroups).await else {
+        panic!()
+    };
     assert_eq!(groups.groups.len(), 1);
     assert_eq!(groups.groups[0].members, 1);
-    assert_eq!(groups.groups[0].offsets, vec![PartitionOffset { partition: 0, offset: 1 }]);
-    let describe = Request::DescribeGroup(GroupRequest { topic: "g".into(), group_id: "grp".into() });
-    let Response::DescribeGroup(g) = c.call(describe.clone()).await else { panic!() };
+    assert_eq!(
+        groups.groups[0].offsets,
+        vec![PartitionOffset {
+            partition: 0,
+            offset: 1
+        }]
+    );
+    let describe = Request::DescribeGroup(GroupRequest {
+        topic: "g".into(),
+        group_id: "grp".into(),
+    });
+    let Response::DescribeGroup(g) = c.call(describe.clone()).await else {
+        panic!()
+    };
     assert_eq!((g.topic.as_str(), g.group_id.as_str()), ("g", "grp"));
 
     let mut other = RawClient::connect(broker.client_addr()).await;
-    let Response::DescribeGroup(g) = other.call(describe.clone()).await else { panic!() };
+    let Response::DescribeGroup(g) = other.call(describe.clone()).await else {
+        panic!()
+    };
     assert_eq!(g.members, 1);
     drop(c);
     // Membership ends when the connection closes.
     let mut members = 1;
     for _ in 0..50 {
-        let Response::DescribeGroup(g) = other.call(describe.clone()).await else { panic!() };
+        let Response::DescribeGroup(g) = other.call(describe.clone()).await else {
+            panic!()
+        };
         members = g.members;
         if members == 0 {
             break;
@@ -262,10 +417,16 @@ async fn consumer_groups_subscribe_commit_and_report_lag() {
     }
     assert_eq!(members, 0);
 
-    let delete = Request::DeleteGroup(GroupRequest { topic: "g".into(), group_id: "grp".into() });
+    let delete = Request::DeleteGroup(GroupRequest {
+        topic: "g".into(),
+        group_id: "grp".into(),
+    });
     assert_eq!(other.call(delete.clone()).await, Response::DeleteGroup);
     assert_eq!(error_text(other.call(delete).await), "consumer group not found: g:grp");
-    assert_eq!(error_text(other.call(describe).await), "consumer group not found: g:grp");
+    assert_eq!(
+        error_text(other.call(describe).await),
+        "consumer group not found: g:grp"
+    );
     broker.shutdown().await;
 }
 
@@ -275,53 +436,103 @@ async fn seek_to_timestamp_finds_the_first_record_at_or_after() {
     let first = meta(c.call(produce("ts", "", "a", -1)).await);
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     let second = meta(c.call(produce("ts", "", "b", -1)).await);
-    let seek = |ts: i64| Request::SeekToTimestamp(SeekToTimestampRequest { topic: "ts".into(), partition: 0, timestamp_ms: ts });
-    assert_eq!(c.call(seek(0)).await, Response::SeekToTimestamp(OffsetResponse { offset: 0 }));
-    assert_eq!(c.call(seek(first.timestamp + 1)).await, Response::SeekToTimestamp(OffsetResponse { offset: 1 }));
-    assert_eq!(c.call(seek(second.timestamp + 1)).await, Response::SeekToTimestamp(OffsetResponse { offset: 2 }));
+    let seek = |ts: i64| {
+        Request::SeekToTimestamp(SeekToTimestampRequest {
+            topic: "ts".into(),
+            partition: 0,
+            timestamp_ms: ts,
+        })
+    };
+    assert_eq!(
+        c.call(seek(0)).await,
+        Response::SeekToTimestamp(OffsetResponse { offset: 0 })
+    );
+    assert_eq!(
+        c.call(seek(first.timestamp + 1)).await,
+        Response::SeekToTimestamp(OffsetResponse { offset: 1 })
+    );
+    assert_eq!(
+        c.call(seek(second.timestamp + 1)).await,
+        Response::SeekToTimestamp(OffsetResponse { offset: 2 })
+    );
     broker.shutdown().await;
 }
 
 #[tokio::test]
 async fn cluster_status_auth_and_unsupported_features() {
     let (_dir, broker, mut c) = start().await;
-    let Response::ClusterStatus(s) = c.call(Request::ClusterStatus).await else { panic!() };
+    let Response::ClusterStatus(s) = c.call(Request::ClusterStatus).await else {
+        panic!()
+    };
     assert_eq!(s.nodes.len(), 1);
     assert_eq!((s.node_id.as_str(), s.leader_id.as_str()), ("0", "0"));
     assert!(s.cluster_id.starts_with("flymq-"));
 
     // Authentication is off: AUTH succeeds and binds the name (WIRE.md §6.2).
-    let auth = Request::Auth(AuthRequest { username: "alice".into(), password: "pw".into() });
-    let Response::Auth(a) = c.call(auth).await else { panic!() };
+    let auth = Request::Auth(AuthRequest {
+        username: "alice".into(),
+        password: "pw".into(),
+    });
+    let Response::Auth(a) = c.call(auth).await else {
+        panic!()
+    };
     assert!(a.success);
     assert_eq!(a.username, "alice");
-    let Response::Whoami(w) = c.call(Request::Whoami).await else { panic!() };
+    let Response::Whoami(w) = c.call(Request::Whoami).await else {
+        panic!()
+    };
     assert!(w.authenticated);
     assert_eq!(w.username, "alice");
 
     // DLQs off: FETCH_DLQ is an empty list, PURGE_DLQ answers in-band.
-    let Response::FetchDlq(d) = c.call(Request::FetchDlq(FetchDlqRequest { topic: "x".into(), max_messages: 10 })).await
+    let Response::FetchDlq(d) = c
+        .call(Request::FetchDlq(FetchDlqRequest {
+            topic: "x".into(),
+            max_messages: 10,
+        }))
+        .await
     else {
         panic!()
     };
     assert!(d.entries.is_empty());
-    let Response::PurgeDlq(p) = c.call(Request::PurgeDlq(TopicRequest { topic: "x".into() })).await else { panic!() };
+    let Response::PurgeDlq(p) = c.call(Request::PurgeDlq(TopicRequest { topic: "x".into() })).await else {
+        panic!()
+    };
     assert!(!p.success);
 
     for (request, feature) in [
         (Request::BeginTx, "transactions"),
         (
-            Request::ProduceDelayed(ProduceDelayedRequest { topic: "x".into(), data: Bytes::from_static(b"d"), delay_ms: 10 }),
+            Request::ProduceDelayed(ProduceDelayedRequest {
+                topic: "x".into(),
+                data: Bytes::from_static(b"d"),
+                delay_ms: 10,
+            }),
             "delayed messages",
         ),
-        (Request::ProduceWithTtl(ProduceWithTtlRequest { topic: "x".into(), data: Bytes::new(), ttl_ms: 1 }), "TTL messages"),
-        (Request::ListSchemas(ListSchemasRequest { filter: String::new() }), "the schema registry"),
+        (
+            Request::ProduceWithTtl(ProduceWithTtlRequest {
+                topic: "x".into(),
+                data: Bytes::new(),
+                ttl_ms: 1,
+            }),
+            "TTL messages",
+        ),
+        (
+            Request::ListSchemas(ListSchemasRequest { filter: String::new() }),
+            "the schema registry",
+        ),
         (Request::UserList, "authentication"),
     ] {
         let err = error_text(c.call(request).await);
         assert!(err.contains(feature) && err.contains("not supported yet"), "{err}");
     }
-    let err = error_text(c.call(Request::ClusterJoin(ClusterJoinRequest { peer_address: "x:1".into() })).await);
+    let err = error_text(
+        c.call(Request::ClusterJoin(ClusterJoinRequest {
+            peer_address: "x:1".into(),
+        }))
+        .await,
+    );
     assert!(err.contains("managed by the operator"), "{err}");
     // The connection is still usable after errors.
     assert!(matches!(c.call(Request::ListTopics).await, Response::ListTopics(_)));
@@ -335,7 +546,11 @@ async fn pipelined_requests_are_answered_in_order() {
     // 500 requests in one write, mixing produces (durable writes) with reads.
     let mut bytes = Vec::new();
     for i in 0..500 {
-        let req = if i % 5 == 4 { Request::ListTopics } else { produce("p", "", &format!("{i}"), 0) };
+        let req = if i % 5 == 4 {
+            Request::ListTopics
+        } else {
+            produce("p", "", &format!("{i}"), 0)
+        };
         bytes.extend_from_slice(&req.to_frame_bytes().unwrap());
     }
     c.send_raw(&bytes).await;

@@ -99,7 +99,9 @@ pub struct Broker {
 }
 
 pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// What a SUBSCRIBE start mode asks for.
@@ -118,8 +120,14 @@ impl Broker {
         let machine = StateMachine::load(store.clone())?;
         let catalog = Arc::new(Catalog::load(store.load_topics()?));
         let cluster_id = Self::load_or_stamp_cluster_id(&store)?;
-        let (writer, thread) = Writer::start(machine, store.clone(), catalog.clone(), settings.durability, metrics.clone())
-            .map_err(|e| crate::StartError::Thread(e.to_string()))?;
+        let (writer, thread) = Writer::start(
+            machine,
+            store.clone(),
+            catalog.clone(),
+            settings.durability,
+            metrics.clone(),
+        )
+        .map_err(|e| crate::StartError::Thread(e.to_string()))?;
         Ok(Self {
             store,
             catalog,
@@ -195,14 +203,20 @@ impl Broker {
     }
 
     fn topic(&self, name: &str) -> BrokerResult<Arc<TopicView>> {
-        self.catalog.topic(name).ok_or_else(|| BrokerError::TopicNotFound(name.to_owned()))
+        self.catalog
+            .topic(name)
+            .ok_or_else(|| BrokerError::TopicNotFound(name.to_owned()))
     }
 
     fn checked_partition(view: &TopicView, partition: i32) -> BrokerResult<u32> {
         let count = view.partition_count();
         match u32::try_from(partition) {
             Ok(p) if p < count => Ok(p),
-            _ => Err(BrokerError::PartitionNotFound { topic: view.name().to_owned(), partition: partition.into(), count }),
+            _ => Err(BrokerError::PartitionNotFound {
+                topic: view.name().to_owned(),
+                partition: partition.into(),
+                count,
+            }),
         }
     }
 
@@ -214,7 +228,9 @@ impl Broker {
         let partitions = match partitions {
             0 => 1,
             p if p < 0 => {
-                return Err(BrokerError::InvalidArgument(format!("partition count {p} for topic '{name}' must be positive")));
+                return Err(BrokerError::InvalidArgument(format!(
+                    "partition count {p} for topic '{name}' must be positive"
+                )));
             }
             p => p as u32,
         };
@@ -240,13 +256,22 @@ impl Broker {
 
     /// Visible topic names, sorted (internal `__` topics hidden).
     pub fn list_topics(&self) -> Vec<String> {
-        self.catalog.topics().iter().map(|t| t.name().to_owned()).filter(|n| !is_internal(n)).collect()
+        self.catalog
+            .topics()
+            .iter()
+            .map(|t| t.name().to_owned())
+            .filter(|n| !is_internal(n))
+            .collect()
     }
 
     /// Partition metadata for one topic, or every visible topic when `topic` is empty.
     pub fn topic_metadata(&self, topic: &str) -> BrokerResult<Vec<TopicInfo>> {
         let views = if topic.is_empty() {
-            self.catalog.topics().into_iter().filter(|t| !is_internal(t.name())).collect()
+            self.catalog
+                .topics()
+                .into_iter()
+                .filter(|t| !is_internal(t.name()))
+                .collect()
         } else {
             vec![self.topic(topic)?]
         };
@@ -296,7 +321,9 @@ impl Broker {
         records: Vec<NewRecord>,
     ) -> BrokerResult<impl Future<Output = BrokerResult<ProduceAck>> + Send + 'static> {
         if records.is_empty() {
-            return Err(BrokerError::InvalidArgument("a produce must carry at least one record".into()));
+            return Err(BrokerError::InvalidArgument(
+                "a produce must carry at least one record".into(),
+            ));
         }
         let max = self.settings.max_message_bytes;
         if let Some(big) = records.iter().find(|r| r.key.len() + r.value.len() > max) {
@@ -320,14 +347,22 @@ impl Broker {
         let partition = match partition {
             p if p >= 0 => {
                 if p as u32 >= count {
-                    return Err(BrokerError::PartitionNotFound { topic: topic.to_owned(), partition: p.into(), count });
+                    return Err(BrokerError::PartitionNotFound {
+                        topic: topic.to_owned(),
+                        partition: p.into(),
+                        count,
+                    });
                 }
                 p as u32
             }
             -1 if !records[0].key.is_empty() => partition_for_key(&records[0].key, count),
             -1 => view.as_ref().map_or(0, |v| v.next_round_robin()),
             p => {
-                return Err(BrokerError::PartitionNotFound { topic: topic.to_owned(), partition: p.into(), count });
+                return Err(BrokerError::PartitionNotFound {
+                    topic: topic.to_owned(),
+                    partition: p.into(),
+                    count,
+                });
             }
         };
         let bytes: u64 = records.iter().map(|r| (r.key.len() + r.value.len()) as u64).sum();
@@ -343,9 +378,19 @@ impl Broker {
         let topic = topic.to_owned();
         Ok(async move {
             match await_applied(rx).await? {
-                Applied::Appended { partition, base_offset, count, timestamp_ms } => {
+                Applied::Appended {
+                    partition,
+                    base_offset,
+                    count,
+                    timestamp_ms,
+                } => {
                     metrics.record_produced(&topic, messages, bytes);
-                    Ok(ProduceAck { partition, base_offset, count, timestamp_ms })
+                    Ok(ProduceAck {
+                        partition,
+                        base_offset,
+                        count,
+                        timestamp_ms,
+                    })
                 }
                 other => Err(unexpected(other)),
             }
@@ -354,7 +399,8 @@ impl Broker {
 
     /// Produces one record and waits for the acknowledgement.
     pub async fn produce(&self, topic: &str, partition: i32, key: Bytes, value: Bytes) -> BrokerResult<ProduceAck> {
-        self.submit_produce(topic, partition, vec![NewRecord::new(key, value)])?.await
+        self.submit_produce(topic, partition, vec![NewRecord::new(key, value)])?
+            .await
     }
 
     // ---- read ----
@@ -363,12 +409,18 @@ impl Broker {
     pub fn consume(&self, topic: &str, partition: i32, offset: u64) -> BrokerResult<(Bytes, Bytes)> {
         let view = self.topic(topic)?;
         let count = view.partition_count();
-        let p = u32::try_from(partition).ok().filter(|p| *p < count).ok_or_else(|| BrokerError::PartitionOutOfRange {
-            topic: topic.to_owned(),
-            partition: partition.into(),
-            count,
-        })?;
-        let state = view.partition(p).ok_or_else(|| BrokerError::TopicNotFound(topic.to_owned()))?;
+        let p =
+            u32::try_from(partition)
+                .ok()
+                .filter(|p| *p < count)
+                .ok_or_else(|| BrokerError::PartitionOutOfRange {
+                    topic: topic.to_owned(),
+                    partition: partition.into(),
+                    count,
+                })?;
+        let state = view
+            .partition(p)
+            .ok_or_else(|| BrokerError::TopicNotFound(topic.to_owned()))?;
         let (start, end) = (state.start_offset(), state.next_offset());
         let mut found = None;
         if offset >= start && offset < end {
@@ -377,8 +429,15 @@ impl Broker {
                 ControlFlow::Break(())
             })?;
         }
-        let record = found.ok_or_else(|| BrokerError::OffsetNotFound { topic: topic.to_owned(), partition: p, offset, start, end })?;
-        self.metrics.record_consumed(topic, 1, (record.0.len() + record.1.len()) as u64);
+        let record = found.ok_or_else(|| BrokerError::OffsetNotFound {
+            topic: topic.to_owned(),
+            partition: p,
+            offset,
+            start,
+            end,
+        })?;
+        self.metrics
+            .record_consumed(topic, 1, (record.0.len() + record.1.len()) as u64);
         Ok(record)
     }
 
@@ -397,7 +456,9 @@ impl Broker {
     ) -> BrokerResult<u64> {
         let view = self.topic(topic)?;
         let p = Self::checked_partition(&view, partition)?;
-        let state = view.partition(p).ok_or_else(|| BrokerError::TopicNotFound(topic.to_owned()))?;
+        let state = view
+            .partition(p)
+            .ok_or_else(|| BrokerError::TopicNotFound(topic.to_owned()))?;
         let end = state.next_offset();
         let (mut emitted, mut scanned, mut bytes) = (0usize, 0usize, 0u64);
         let mut did_not_fit = None;
@@ -411,7 +472,11 @@ impl Broker {
                 emitted += 1;
                 bytes += (r.key.len() + r.value.len()) as u64;
             }
-            if emitted >= max || scanned >= scan_limit { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+            if emitted >= max || scanned >= scan_limit {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
         })?;
         self.metrics.record_consumed(topic, emitted as u64, bytes);
         // A record that did not fit in the response is read again next time.
@@ -422,24 +487,49 @@ impl Broker {
     pub fn offset_for_timestamp(&self, topic: &str, partition: i32, timestamp_ms: i64) -> BrokerResult<u64> {
         let view = self.topic(topic)?;
         let p = Self::checked_partition(&view, partition)?;
-        let state = view.partition(p).ok_or_else(|| BrokerError::TopicNotFound(topic.to_owned()))?;
-        Ok(self.store.offset_for_timestamp(view.record.id, p, state.start_offset(), state.next_offset(), timestamp_ms)?)
+        let state = view
+            .partition(p)
+            .ok_or_else(|| BrokerError::TopicNotFound(topic.to_owned()))?;
+        Ok(self.store.offset_for_timestamp(
+            view.record.id,
+            p,
+            state.start_offset(),
+            state.next_offset(),
+            timestamp_ms,
+        )?)
     }
 
     // ---- consumer groups ----
 
     /// SUBSCRIBE: the start offset for `mode`; with a group id, creates the
     /// group and registers `connection` as a member.
-    pub async fn subscribe(&self, topic: &str, group: &str, partition: i32, mode: &str, connection: u64) -> BrokerResult<u64> {
+    pub async fn subscribe(
+        &self,
+        topic: &str,
+        group: &str,
+        partition: i32,
+        mode: &str,
+        connection: u64,
+    ) -> BrokerResult<u64> {
         let view = self.topic(topic)?;
         let p = Self::checked_partition(&view, partition)?;
-        let state = view.partition(p).ok_or_else(|| BrokerError::TopicNotFound(topic.to_owned()))?;
-        let committed = if group.is_empty() { None } else { self.store.committed_offset(topic, group, p)? };
+        let state = view
+            .partition(p)
+            .ok_or_else(|| BrokerError::TopicNotFound(topic.to_owned()))?;
+        let committed = if group.is_empty() {
+            None
+        } else {
+            self.store.committed_offset(topic, group, p)?
+        };
         let offset = start_offset(mode, state.start_offset(), state.next_offset(), committed)?;
         if !group.is_empty() {
             validate_group_id(group)?;
             if !self.store.group_exists(topic, group)? {
-                self.propose(Command::EnsureGroup { topic: topic.to_owned(), group: group.to_owned() }).await?;
+                self.propose(Command::EnsureGroup {
+                    topic: topic.to_owned(),
+                    group: group.to_owned(),
+                })
+                .await?;
             }
             self.members.join(connection, topic, group);
         }
@@ -447,11 +537,22 @@ impl Broker {
     }
 
     /// COMMIT: stores `offset` as the group's next offset to read.
-    pub fn submit_commit(&self, topic: &str, group: &str, partition: i32, offset: u64) -> BrokerResult<impl Future<Output = BrokerResult<()>> + Send + 'static> {
+    pub fn submit_commit(
+        &self,
+        topic: &str,
+        group: &str,
+        partition: i32,
+        offset: u64,
+    ) -> BrokerResult<impl Future<Output = BrokerResult<()>> + Send + 'static> {
         validate_group_id(group)?;
         let partition = u32::try_from(partition)
             .map_err(|_| BrokerError::InvalidArgument(format!("partition {partition} must not be negative")))?;
-        let rx = self.writer.submit(Command::CommitOffset { topic: topic.to_owned(), group: group.to_owned(), partition, offset });
+        let rx = self.writer.submit(Command::CommitOffset {
+            topic: topic.to_owned(),
+            group: group.to_owned(),
+            partition,
+            offset,
+        });
         Ok(async move { await_applied(rx).await.map(|_| ()) })
     }
 
@@ -463,7 +564,10 @@ impl Broker {
         if self.store.group_exists(topic, group)? {
             Ok(())
         } else {
-            Err(BrokerError::GroupNotFound { topic: topic.to_owned(), group: group.to_owned() })
+            Err(BrokerError::GroupNotFound {
+                topic: topic.to_owned(),
+                group: group.to_owned(),
+            })
         }
     }
 
@@ -475,14 +579,27 @@ impl Broker {
     }
 
     /// RESET_OFFSET: sets the committed offset to earliest, latest or `offset`.
-    pub async fn reset_offset(&self, topic: &str, group: &str, partition: i32, mode: &str, offset: u64) -> BrokerResult<()> {
+    pub async fn reset_offset(
+        &self,
+        topic: &str,
+        group: &str,
+        partition: i32,
+        mode: &str,
+        offset: u64,
+    ) -> BrokerResult<()> {
         let target = match mode {
             "offset" => offset,
             "earliest" | "latest" => {
                 let view = self.topic(topic)?;
                 let p = Self::checked_partition(&view, partition)?;
-                let state = view.partition(p).ok_or_else(|| BrokerError::TopicNotFound(topic.to_owned()))?;
-                if mode == "earliest" { state.start_offset() } else { state.next_offset() }
+                let state = view
+                    .partition(p)
+                    .ok_or_else(|| BrokerError::TopicNotFound(topic.to_owned()))?;
+                if mode == "earliest" {
+                    state.start_offset()
+                } else {
+                    state.next_offset()
+                }
             }
             other => return Err(BrokerError::UnknownResetMode(other.to_owned())),
         };
@@ -494,10 +611,16 @@ impl Broker {
         self.require_group(topic, group)?;
         let view = self.topic(topic)?;
         let p = Self::checked_partition(&view, partition)?;
-        let state = view.partition(p).ok_or_else(|| BrokerError::TopicNotFound(topic.to_owned()))?;
+        let state = view
+            .partition(p)
+            .ok_or_else(|| BrokerError::TopicNotFound(topic.to_owned()))?;
         let committed = self.store.committed_offset(topic, group, p)?.unwrap_or(0);
         let latest = state.next_offset();
-        Ok(Lag { committed, latest, lag: latest.saturating_sub(committed) })
+        Ok(Lag {
+            committed,
+            latest,
+            lag: latest.saturating_sub(committed),
+        })
     }
 
     pub fn list_groups(&self) -> BrokerResult<Vec<GroupInfo>> {
@@ -505,7 +628,12 @@ impl Broker {
             .store
             .list_groups()?
             .into_iter()
-            .map(|g| GroupInfo { members: self.members.count(&g.topic, &g.group), topic: g.topic, group: g.group, offsets: g.offsets })
+            .map(|g| GroupInfo {
+                members: self.members.count(&g.topic, &g.group),
+                topic: g.topic,
+                group: g.group,
+                offsets: g.offsets,
+            })
             .collect())
     }
 
@@ -518,12 +646,22 @@ impl Broker {
             .find(|g| g.topic == topic && g.group == group)
             .map(|g| g.offsets)
             .unwrap_or_default();
-        Ok(GroupInfo { topic: topic.to_owned(), group: group.to_owned(), members: self.members.count(topic, group), offsets })
+        Ok(GroupInfo {
+            topic: topic.to_owned(),
+            group: group.to_owned(),
+            members: self.members.count(topic, group),
+            offsets,
+        })
     }
 
     pub async fn delete_group(&self, topic: &str, group: &str) -> BrokerResult<()> {
         self.require_group(topic, group)?;
-        self.propose(Command::DeleteGroup { topic: topic.to_owned(), group: group.to_owned() }).await.map(|_| ())
+        self.propose(Command::DeleteGroup {
+            topic: topic.to_owned(),
+            group: group.to_owned(),
+        })
+        .await
+        .map(|_| ())
     }
 
     /// Refreshes the gauges that need a scan; called when metrics are scraped.
@@ -532,7 +670,9 @@ impl Broker {
         self.metrics.group_lag.clear();
         let Ok(groups) = self.store.list_groups() else { return };
         for group in groups {
-            let Some(view) = self.catalog.topic(&group.topic) else { continue };
+            let Some(view) = self.catalog.topic(&group.topic) else {
+                continue;
+            };
             for (partition, committed) in group.offsets {
                 if let Some(state) = view.partition(partition) {
                     let labels = crate::observe::metrics::LagLabels {
@@ -540,7 +680,10 @@ impl Broker {
                         group: group.group.clone(),
                         partition,
                     };
-                    self.metrics.group_lag.get_or_create(&labels).set(state.next_offset().saturating_sub(committed) as i64);
+                    self.metrics
+                        .group_lag
+                        .get_or_create(&labels)
+                        .set(state.next_offset().saturating_sub(committed) as i64);
                 }
             }
         }

@@ -65,7 +65,11 @@ impl TopicView {
         let partitions = (0..record.partitions as usize)
             .map(|p| PartitionView::new(states.get(p).unwrap_or(&PartitionState::default())))
             .collect();
-        Self { record, partitions, round_robin: AtomicU32::new(0) }
+        Self {
+            record,
+            partitions,
+            round_robin: AtomicU32::new(0),
+        }
     }
 
     pub fn name(&self) -> &str {
@@ -89,9 +93,19 @@ impl TopicView {
 /// A change the writer publishes after a successful write.
 #[derive(Debug)]
 pub enum Publish {
-    TopicUpserted { record: TopicRecord, states: Vec<PartitionState> },
-    TopicRemoved { name: String },
-    Partition { topic_id: u32, name: String, partition: u32, state: PartitionState },
+    TopicUpserted {
+        record: TopicRecord,
+        states: Vec<PartitionState>,
+    },
+    TopicRemoved {
+        name: String,
+    },
+    Partition {
+        topic_id: u32,
+        name: String,
+        partition: u32,
+        state: PartitionState,
+    },
 }
 
 #[derive(Debug, Default)]
@@ -105,7 +119,9 @@ impl Catalog {
             .into_iter()
             .map(|(record, states)| (record.name.clone(), Arc::new(TopicView::new(record, &states))))
             .collect();
-        Self { topics: RwLock::new(map) }
+        Self {
+            topics: RwLock::new(map),
+        }
     }
 
     pub fn topic(&self, name: &str) -> Option<Arc<TopicView>> {
@@ -134,7 +150,13 @@ impl Catalog {
         } else {
             let topics = self.topics.read();
             for change in changes {
-                if let Publish::Partition { topic_id, name, partition, state } = change {
+                if let Publish::Partition {
+                    topic_id,
+                    name,
+                    partition,
+                    state,
+                } = change
+                {
                     update_partition(&topics, topic_id, &name, partition, &state);
                 }
             }
@@ -150,13 +172,24 @@ fn apply_change(topics: &mut HashMap<String, Arc<TopicView>>, change: Publish) {
         Publish::TopicRemoved { name } => {
             topics.remove(&name);
         }
-        Publish::Partition { topic_id, name, partition, state } => {
+        Publish::Partition {
+            topic_id,
+            name,
+            partition,
+            state,
+        } => {
             update_partition(topics, topic_id, &name, partition, &state);
         }
     }
 }
 
-fn update_partition(topics: &HashMap<String, Arc<TopicView>>, topic_id: u32, name: &str, partition: u32, state: &PartitionState) {
+fn update_partition(
+    topics: &HashMap<String, Arc<TopicView>>,
+    topic_id: u32,
+    name: &str,
+    partition: u32,
+    state: &PartitionState,
+) {
     if let Some(view) = topics.get(name).filter(|v| v.record.id == topic_id)
         && let Some(p) = view.partition(partition)
     {

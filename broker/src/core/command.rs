@@ -37,7 +37,12 @@ pub struct AutoCreate {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// Creates a topic; a topic that exists is left as it is (idempotent).
-    CreateTopic { name: String, partitions: u32, config: TopicConfig, created_ms: i64 },
+    CreateTopic {
+        name: String,
+        partitions: u32,
+        config: TopicConfig,
+        created_ms: i64,
+    },
     /// Deletes a topic and all its records; a missing topic is not an error.
     DeleteTopic { name: String },
     /// Appends records to one partition at the log end.
@@ -51,11 +56,22 @@ pub enum Command {
     /// Records that a consumer group exists (SUBSCRIBE with a group id).
     EnsureGroup { topic: String, group: String },
     /// Stores a group's next offset to read for a partition.
-    CommitOffset { topic: String, group: String, partition: u32, offset: u64 },
+    CommitOffset {
+        topic: String,
+        group: String,
+        partition: u32,
+        offset: u64,
+    },
     /// Deletes a group and all its committed offsets.
     DeleteGroup { topic: String, group: String },
     /// Retention: drops the batches before `new_start` (a batch boundary).
-    Truncate { topic: String, topic_id: u32, partition: u32, new_start: u64, removed_bytes: u64 },
+    Truncate {
+        topic: String,
+        topic_id: u32,
+        partition: u32,
+        new_start: u64,
+        removed_bytes: u64,
+    },
 }
 
 impl Command {
@@ -71,11 +87,22 @@ impl Command {
 /// What applying a command did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Applied {
-    TopicCreated { created: bool },
-    TopicDeleted { existed: bool },
-    Appended { partition: u32, base_offset: u64, count: u32, timestamp_ms: i64 },
+    TopicCreated {
+        created: bool,
+    },
+    TopicDeleted {
+        existed: bool,
+    },
+    Appended {
+        partition: u32,
+        base_offset: u64,
+        count: u32,
+        timestamp_ms: i64,
+    },
     GroupEnsured,
     OffsetCommitted,
     GroupDeleted,
-    Truncated { new_start: u64 },
+    Truncated {
+        new_start: u64,
+    },
 }

@@ -14,8 +14,16 @@ pub enum BrokerError {
     PartitionNotFound { topic: String, partition: i64, count: u32 },
     #[error("partition {partition} out of range (topic '{topic}' has {count} partitions)")]
     PartitionOutOfRange { topic: String, partition: i64, count: u32 },
-    #[error("EOF: offset {offset} is not stored in partition {partition} of '{topic}' (retained offsets {start}..{end})")]
-    OffsetNotFound { topic: String, partition: u32, offset: u64, start: u64, end: u64 },
+    #[error(
+        "EOF: offset {offset} is not stored in partition {partition} of '{topic}' (retained offsets {start}..{end})"
+    )]
+    OffsetNotFound {
+        topic: String,
+        partition: u32,
+        offset: u64,
+        start: u64,
+        end: u64,
+    },
     #[error("consumer group not found: {topic}:{group}")]
     GroupNotFound { topic: String, group: String },
     #[error("invalid topic name '{name}': {reason}")]

@@ -40,7 +40,10 @@ impl Members {
 
     pub fn count(&self, topic: &str, group: &str) -> u32 {
         let inner = self.inner.lock();
-        inner.groups.get(&(topic.to_owned(), group.to_owned())).map_or(0, |m| m.len() as u32)
+        inner
+            .groups
+            .get(&(topic.to_owned(), group.to_owned()))
+            .map_or(0, |m| m.len() as u32)
     }
 
     fn remove(inner: &mut Inner, id: &GroupId, connection: u64) {

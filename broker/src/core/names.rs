@@ -10,7 +10,12 @@ pub const MAX_PARTITIONS: u32 = 10_000;
 
 /// Topic names: 1-249 characters of `[A-Za-z0-9._-]`, not `.` or `..`.
 pub fn validate_topic_name(name: &str) -> Result<(), BrokerError> {
-    let invalid = |reason| Err(BrokerError::InvalidTopicName { name: name.to_owned(), reason });
+    let invalid = |reason| {
+        Err(BrokerError::InvalidTopicName {
+            name: name.to_owned(),
+            reason,
+        })
+    };
     if name.is_empty() {
         return invalid("it is empty");
     }
@@ -20,7 +25,10 @@ pub fn validate_topic_name(name: &str) -> Result<(), BrokerError> {
     if name == "." || name == ".." {
         return invalid("'.' and '..' are reserved");
     }
-    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')) {
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
         return invalid("use only letters, digits, '.', '_' and '-'");
     }
     Ok(())
@@ -28,7 +36,12 @@ pub fn validate_topic_name(name: &str) -> Result<(), BrokerError> {
 
 /// Group ids: 1-255 bytes without control characters.
 pub fn validate_group_id(group: &str) -> Result<(), BrokerError> {
-    let invalid = |reason| Err(BrokerError::InvalidGroupId { group: group.to_owned(), reason });
+    let invalid = |reason| {
+        Err(BrokerError::InvalidGroupId {
+            group: group.to_owned(),
+            reason,
+        })
+    };
     if group.is_empty() {
         return invalid("it is empty");
     }

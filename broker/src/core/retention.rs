@@ -36,13 +36,17 @@ pub async fn enforce_once(broker: &Arc<Broker>) -> BrokerResult<u64> {
             continue;
         }
         for partition in 0..view.partition_count() {
-            let Some(state) = view.partition(partition) else { continue };
+            let Some(state) = view.partition(partition) else {
+                continue;
+            };
             let (start, end, size) = (state.start_offset(), state.next_offset(), state.size_bytes());
             let topic_id = view.record.id;
             let store = broker.store().clone();
-            let infos = tokio::task::spawn_blocking(move || store.batch_infos(topic_id, partition, start, end, BATCHES_PER_PASS))
-                .await
-                .map_err(|e| super::BrokerError::Storage(format!("retention task failed: {e}")))??;
+            let infos = tokio::task::spawn_blocking(move || {
+                store.batch_infos(topic_id, partition, start, end, BATCHES_PER_PASS)
+            })
+            .await
+            .map_err(|e| super::BrokerError::Storage(format!("retention task failed: {e}")))??;
             let cutoff = config.retention_ms.map(|ms| now_ms().saturating_sub(ms as i64));
             let (mut new_start, mut removed, mut remaining) = (start, 0u64, size);
             for info in infos {
@@ -65,7 +69,14 @@ pub async fn enforce_once(broker: &Arc<Broker>) -> BrokerResult<u64> {
                         removed_bytes: removed,
                     })
                     .await?;
-                tracing::info!(topic = view.name(), partition, from = start, to = new_start, bytes = removed, "retention removed old records");
+                tracing::info!(
+                    topic = view.name(),
+                    partition,
+                    from = start,
+                    to = new_start,
+                    bytes = removed,
+                    "retention removed old records"
+                );
                 truncated += new_start - start;
             }
         }

@@ -53,22 +53,38 @@ impl StateMachine {
             .map(|(record, partitions)| (record.name.clone(), TopicEntry { record, partitions }))
             .collect::<HashMap<_, _>>();
         let stored_next = match store.get_cluster_value(NEXT_TOPIC_ID)? {
-            Some(bytes) => u32::from_be_bytes(
-                bytes.as_slice().try_into().map_err(|_| StorageError::Corrupt { what: "next topic id".into() })?,
-            ),
+            Some(bytes) => u32::from_be_bytes(bytes.as_slice().try_into().map_err(|_| StorageError::Corrupt {
+                what: "next topic id".into(),
+            })?),
             None => 1,
         };
         let max_id = topics.values().map(|t| t.record.id).max().unwrap_or(0);
-        Ok(Self { store, topics, next_topic_id: stored_next.max(max_id + 1) })
+        Ok(Self {
+            store,
+            topics,
+            next_topic_id: stored_next.max(max_id + 1),
+        })
     }
 
     /// Applies `commands` in order. Nothing is visible until the caller writes
     /// `batch`; if that write fails the caller must `load` the state again.
     pub fn apply_all(&mut self, commands: impl IntoIterator<Item = Command>) -> ApplyOutput {
-        let mut run = Run { batch: WriteBatch::default(), publish: Vec::new(), pending: Vec::new(), dirty: Vec::new() };
-        let results = commands.into_iter().map(|command| self.apply(&mut run, command)).collect();
+        let mut run = Run {
+            batch: WriteBatch::default(),
+            publish: Vec::new(),
+            pending: Vec::new(),
+            dirty: Vec::new(),
+        };
+        let results = commands
+            .into_iter()
+            .map(|command| self.apply(&mut run, command))
+            .collect();
         self.flush(&mut run);
-        ApplyOutput { batch: run.batch, results, publish: run.publish }
+        ApplyOutput {
+            batch: run.batch,
+            results,
+            publish: run.publish,
+        }
     }
 
     fn apply(&mut self, run: &mut Run, command: Command) -> BrokerResult<Applied> {
@@ -77,7 +93,12 @@ impl StateMachine {
             self.flush(run);
         }
         match command {
-            Command::CreateTopic { name, partitions, config, created_ms } => {
+            Command::CreateTopic {
+                name,
+                partitions,
+                config,
+                created_ms,
+            } => {
                 let created = self.create_topic(run, &name, partitions, config, created_ms)?;
                 Ok(Applied::TopicCreated { created })
             }
@@ -89,45 +110,81 @@ impl StateMachine {
                 run.publish.push(Publish::TopicRemoved { name });
                 Ok(Applied::TopicDeleted { existed: true })
             }
-            Command::Append { topic, partition, timestamp_ms, records, auto_create } => {
-                self.append(run, topic, partition, timestamp_ms, records, auto_create)
-            }
+            Command::Append {
+                topic,
+                partition,
+                timestamp_ms,
+                records,
+                auto_create,
+            } => self.append(run, topic, partition, timestamp_ms, records, auto_create),
             Command::EnsureGroup { topic, group } => {
                 validate_group_id(&group)?;
                 self.store.put_group_marker(&mut run.batch, &topic, &group);
                 Ok(Applied::GroupEnsured)
             }
-            Command::CommitOffset { topic, group, partition, offset } => {
+            Command::CommitOffset {
+                topic,
+                group,
+                partition,
+                offset,
+            } => {
                 validate_group_id(&group)?;
-                self.store.put_committed_offset(&mut run.batch, &topic, &group, partition, offset);
+                self.store
+                    .put_committed_offset(&mut run.batch, &topic, &group, partition, offset);
                 Ok(Applied::OffsetCommitted)
             }
             Command::DeleteGroup { topic, group } => {
                 self.store.delete_group(&mut run.batch, &topic, &group);
                 Ok(Applied::GroupDeleted)
             }
-            Command::Truncate { topic, topic_id, partition, new_start, removed_bytes } => {
+            Command::Truncate {
+                topic,
+                topic_id,
+                partition,
+                new_start,
+                removed_bytes,
+            } => {
                 let Some(entry) = self.topics.get_mut(&topic).filter(|t| t.record.id == topic_id) else {
                     return Err(BrokerError::TopicNotFound(topic));
                 };
                 let Some(state) = entry.partitions.get_mut(partition as usize) else {
-                    return Err(BrokerError::PartitionNotFound { topic, partition: partition.into(), count: entry.record.partitions });
+                    return Err(BrokerError::PartitionNotFound {
+                        topic,
+                        partition: partition.into(),
+                        count: entry.record.partitions,
+                    });
                 };
                 if new_start <= state.start_offset || new_start > state.next_offset {
-                    return Ok(Applied::Truncated { new_start: state.start_offset });
+                    return Ok(Applied::Truncated {
+                        new_start: state.start_offset,
+                    });
                 }
-                self.store.delete_batches(&mut run.batch, topic_id, partition, state.start_offset, new_start);
+                self.store
+                    .delete_batches(&mut run.batch, topic_id, partition, state.start_offset, new_start);
                 state.start_offset = new_start;
                 state.size_bytes = state.size_bytes.saturating_sub(removed_bytes);
                 let state = *state;
-                self.store.put_partition_state(&mut run.batch, topic_id, partition, &state);
-                run.publish.push(Publish::Partition { topic_id, name: topic, partition, state });
+                self.store
+                    .put_partition_state(&mut run.batch, topic_id, partition, &state);
+                run.publish.push(Publish::Partition {
+                    topic_id,
+                    name: topic,
+                    partition,
+                    state,
+                });
                 Ok(Applied::Truncated { new_start })
             }
         }
     }
 
-    fn create_topic(&mut self, run: &mut Run, name: &str, partitions: u32, config: TopicConfig, created_ms: i64) -> BrokerResult<bool> {
+    fn create_topic(
+        &mut self,
+        run: &mut Run,
+        name: &str,
+        partitions: u32,
+        config: TopicConfig,
+        created_ms: i64,
+    ) -> BrokerResult<bool> {
         validate_topic_name(name)?;
         if partitions == 0 || partitions > MAX_PARTITIONS {
             return Err(BrokerError::InvalidArgument(format!(
@@ -137,16 +194,33 @@ impl StateMachine {
         if self.topics.contains_key(name) {
             return Ok(false);
         }
-        let record = TopicRecord { id: self.next_topic_id, name: name.to_owned(), partitions, created_ms, config };
+        let record = TopicRecord {
+            id: self.next_topic_id,
+            name: name.to_owned(),
+            partitions,
+            created_ms,
+            config,
+        };
         self.next_topic_id += 1;
-        self.store.put_cluster_value(&mut run.batch, NEXT_TOPIC_ID, &self.next_topic_id.to_be_bytes());
+        self.store
+            .put_cluster_value(&mut run.batch, NEXT_TOPIC_ID, &self.next_topic_id.to_be_bytes());
         self.store.put_topic(&mut run.batch, &record);
         let states = vec![PartitionState::default(); partitions as usize];
         for (p, state) in states.iter().enumerate() {
-            self.store.put_partition_state(&mut run.batch, record.id, p as u32, state);
+            self.store
+                .put_partition_state(&mut run.batch, record.id, p as u32, state);
         }
-        run.publish.push(Publish::TopicUpserted { record: record.clone(), states: states.clone() });
-        self.topics.insert(name.to_owned(), TopicEntry { record, partitions: states });
+        run.publish.push(Publish::TopicUpserted {
+            record: record.clone(),
+            states: states.clone(),
+        });
+        self.topics.insert(
+            name.to_owned(),
+            TopicEntry {
+                record,
+                partitions: states,
+            },
+        );
         Ok(true)
     }
 
@@ -160,7 +234,9 @@ impl StateMachine {
         auto_create: Option<AutoCreate>,
     ) -> BrokerResult<Applied> {
         if records.is_empty() {
-            return Err(BrokerError::InvalidArgument("a produce must carry at least one record".into()));
+            return Err(BrokerError::InvalidArgument(
+                "a produce must carry at least one record".into(),
+            ));
         }
         if !self.topics.contains_key(&topic) {
             match auto_create {
@@ -177,12 +253,20 @@ impl StateMachine {
         let count = entry.record.partitions;
         let topic_id = entry.record.id;
         let Some(state) = entry.partitions.get_mut(partition as usize) else {
-            return Err(BrokerError::PartitionNotFound { topic, partition: partition.into(), count });
+            return Err(BrokerError::PartitionNotFound {
+                topic,
+                partition: partition.into(),
+                count,
+            });
         };
         // Timestamps never go backwards within a partition (seek by time relies on it).
         let timestamp_ms = timestamp_ms.max(state.last_timestamp);
         let base_offset = state.next_offset;
-        let pending = match run.pending.iter().position(|p| p.topic_id == topic_id && p.partition == partition) {
+        let pending = match run
+            .pending
+            .iter()
+            .position(|p| p.topic_id == topic_id && p.partition == partition)
+        {
             Some(i) => &mut run.pending[i],
             None => {
                 run.pending.push(PendingAppend {
@@ -197,29 +281,52 @@ impl StateMachine {
             }
         };
         for record in &records {
-            pending.builder.push(timestamp_ms, record.flags, &record.key, &record.value);
+            pending
+                .builder
+                .push(timestamp_ms, record.flags, &record.key, &record.value);
         }
         let n = records.len() as u32;
         state.next_offset += u64::from(n);
         state.last_timestamp = timestamp_ms;
-        Ok(Applied::Appended { partition, base_offset, count: n, timestamp_ms })
+        Ok(Applied::Appended {
+            partition,
+            base_offset,
+            count: n,
+            timestamp_ms,
+        })
     }
 
     /// Writes coalesced appends and their partition states into the batch.
     fn flush(&mut self, run: &mut Run) {
         for pending in run.pending.drain(..) {
             let value = pending.builder.finish();
-            self.store.put_batch(&mut run.batch, pending.topic_id, pending.partition, pending.first_offset, &value);
-            if let Some(entry) = self.topics.get_mut(&pending.topic).filter(|t| t.record.id == pending.topic_id)
+            self.store.put_batch(
+                &mut run.batch,
+                pending.topic_id,
+                pending.partition,
+                pending.first_offset,
+                &value,
+            );
+            if let Some(entry) = self
+                .topics
+                .get_mut(&pending.topic)
+                .filter(|t| t.record.id == pending.topic_id)
                 && let Some(state) = entry.partitions.get_mut(pending.partition as usize)
             {
                 state.size_bytes += value.len() as u64;
-                run.dirty.push((pending.topic, pending.topic_id, pending.partition, *state));
+                run.dirty
+                    .push((pending.topic, pending.topic_id, pending.partition, *state));
             }
         }
         for (name, topic_id, partition, state) in run.dirty.drain(..) {
-            self.store.put_partition_state(&mut run.batch, topic_id, partition, &state);
-            run.publish.push(Publish::Partition { topic_id, name, partition, state });
+            self.store
+                .put_partition_state(&mut run.batch, topic_id, partition, &state);
+            run.publish.push(Publish::Partition {
+                topic_id,
+                name,
+                partition,
+                state,
+            });
         }
     }
 }
@@ -241,13 +348,21 @@ mod tests {
             topic: topic.into(),
             partition,
             timestamp_ms: ts,
-            records: values.iter().map(|v| NewRecord::new(Bytes::new(), Bytes::from(v.to_string()))).collect(),
+            records: values
+                .iter()
+                .map(|v| NewRecord::new(Bytes::new(), Bytes::from(v.to_string())))
+                .collect(),
             auto_create: None,
         }
     }
 
     fn create(name: &str, partitions: u32) -> Command {
-        Command::CreateTopic { name: name.into(), partitions, config: TopicConfig::default(), created_ms: 1 }
+        Command::CreateTopic {
+            name: name.into(),
+            partitions,
+            config: TopicConfig::default(),
+            created_ms: 1,
+        }
     }
 
     #[test]
@@ -255,16 +370,53 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let mut sm = StateMachine::load(store.clone()).unwrap();
-        let out = sm.apply_all(vec![create("t", 2), append("t", 0, 10, &["a", "b"]), append("t", 1, 10, &["c"]), append("t", 0, 5, &["d"])]);
-        assert_eq!(out.results[1], Ok(Applied::Appended { partition: 0, base_offset: 0, count: 2, timestamp_ms: 10 }));
-        assert_eq!(out.results[2], Ok(Applied::Appended { partition: 1, base_offset: 0, count: 1, timestamp_ms: 10 }));
+        let out = sm.apply_all(vec![
+            create("t", 2),
+            append("t", 0, 10, &["a", "b"]),
+            append("t", 1, 10, &["c"]),
+            append("t", 0, 5, &["d"]),
+        ]);
+        assert_eq!(
+            out.results[1],
+            Ok(Applied::Appended {
+                partition: 0,
+                base_offset: 0,
+                count: 2,
+                timestamp_ms: 10
+            })
+        );
+        assert_eq!(
+            out.results[2],
+            Ok(Applied::Appended {
+                partition: 1,
+                base_offset: 0,
+                count: 1,
+                timestamp_ms: 10
+            })
+        );
         // An older timestamp is raised to the partition's last one.
-        assert_eq!(out.results[3], Ok(Applied::Appended { partition: 0, base_offset: 2, count: 1, timestamp_ms: 10 }));
+        assert_eq!(
+            out.results[3],
+            Ok(Applied::Appended {
+                partition: 0,
+                base_offset: 2,
+                count: 1,
+                timestamp_ms: 10
+            })
+        );
         store.write(out.batch, true).unwrap();
 
         let mut sm = StateMachine::load(store.clone()).unwrap();
         let out = sm.apply_all(vec![append("t", 0, 20, &["e"])]);
-        assert_eq!(out.results[0], Ok(Applied::Appended { partition: 0, base_offset: 3, count: 1, timestamp_ms: 20 }));
+        assert_eq!(
+            out.results[0],
+            Ok(Applied::Appended {
+                partition: 0,
+                base_offset: 3,
+                count: 1,
+                timestamp_ms: 20
+            })
+        );
         store.write(out.batch, true).unwrap();
         let mut seen = Vec::new();
         store
@@ -273,7 +425,10 @@ mod tests {
                 std::ops::ControlFlow::Continue(())
             })
             .unwrap();
-        assert_eq!(seen, vec![(0, "a".into()), (1, "b".into()), (2, "d".into()), (3, "e".into())]);
+        assert_eq!(
+            seen,
+            vec![(0, "a".into()), (1, "b".into()), (2, "d".into()), (3, "e".into())]
+        );
     }
 
     #[test]
@@ -290,10 +445,21 @@ mod tests {
             append("t", 0, 1, &["ok"]),
         ]);
         assert_eq!(out.results[1], Err(BrokerError::TopicNotFound("missing".into())));
-        assert!(matches!(out.results[2], Err(BrokerError::PartitionNotFound { partition: 3, .. })));
+        assert!(matches!(
+            out.results[2],
+            Err(BrokerError::PartitionNotFound { partition: 3, .. })
+        ));
         assert!(matches!(out.results[3], Err(BrokerError::InvalidTopicName { .. })));
         assert!(matches!(out.results[4], Err(BrokerError::InvalidArgument(_))));
-        assert_eq!(out.results[5], Ok(Applied::Appended { partition: 0, base_offset: 0, count: 1, timestamp_ms: 1 }));
+        assert_eq!(
+            out.results[5],
+            Ok(Applied::Appended {
+                partition: 0,
+                base_offset: 0,
+                count: 1,
+                timestamp_ms: 1
+            })
+        );
     }
 
     #[test]

@@ -74,7 +74,14 @@ impl Writer {
     ) -> std::io::Result<(Writer, WriterThread)> {
         let (tx, rx) = crossbeam_channel::unbounded();
         let handle = std::thread::Builder::new().name("flymq-writer".into()).spawn(move || {
-            WriterLoop { machine, store, catalog, durability, metrics }.run(rx)
+            WriterLoop {
+                machine,
+                store,
+                catalog,
+                durability,
+                metrics,
+            }
+            .run(rx)
         })?;
         Ok((Writer { tx }, WriterThread { handle: Some(handle) }))
     }

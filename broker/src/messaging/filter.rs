@@ -23,12 +23,21 @@ impl RecordFilter {
             return Ok(None);
         }
         if filter.len() > MAX_FILTER_LEN {
-            return Err(format!("filter is {} bytes; the limit is {MAX_FILTER_LEN}", filter.len()));
+            return Err(format!(
+                "filter is {} bytes; the limit is {MAX_FILTER_LEN}",
+                filter.len()
+            ));
         }
-        let json_path = filter.strip_prefix("$.").map(|path| path.split('.').map(str::to_owned).collect());
+        let json_path = filter
+            .strip_prefix("$.")
+            .map(|path| path.split('.').map(str::to_owned).collect());
         // Not every filter is a valid regex (e.g. "a(b"): then only the other rules apply.
         let regex = RegexBuilder::new(filter).size_limit(REGEX_SIZE_LIMIT).build().ok();
-        Ok(Some(Self { needle_lower: filter.to_lowercase().into_bytes(), json_path, regex }))
+        Ok(Some(Self {
+            needle_lower: filter.to_lowercase().into_bytes(),
+            json_path,
+            regex,
+        }))
     }
 
     pub fn matches(&self, key: &[u8], value: &[u8]) -> bool {
@@ -40,7 +49,9 @@ impl RecordFilter {
         if contains_ignore_case(value, &self.needle_lower) || contains_ignore_case(key, &self.needle_lower) {
             return true;
         }
-        self.regex.as_ref().is_some_and(|re| re.is_match(value) || re.is_match(key))
+        self.regex
+            .as_ref()
+            .is_some_and(|re| re.is_match(value) || re.is_match(key))
     }
 }
 
@@ -62,7 +73,9 @@ fn contains_ignore_case(haystack: &[u8], needle_lower: &[u8]) -> bool {
     if needle_lower.len() > haystack.len() {
         return false;
     }
-    haystack.windows(needle_lower.len()).any(|w| w.iter().zip(needle_lower).all(|(a, b)| a.to_ascii_lowercase() == *b))
+    haystack
+        .windows(needle_lower.len())
+        .any(|w| w.iter().zip(needle_lower).all(|(a, b)| a.to_ascii_lowercase() == *b))
 }
 
 #[cfg(test)]
@@ -70,7 +83,10 @@ mod tests {
     use super::*;
 
     fn keep(filter: &str, key: &str, value: &str) -> bool {
-        RecordFilter::parse(filter).unwrap().unwrap().matches(key.as_bytes(), value.as_bytes())
+        RecordFilter::parse(filter)
+            .unwrap()
+            .unwrap()
+            .matches(key.as_bytes(), value.as_bytes())
     }
 
     #[test]

@@ -17,7 +17,10 @@ use crate::shutdown::Shutdown;
 async fn metrics(State(broker): State<Arc<Broker>>) -> impl IntoResponse {
     broker.refresh_gauges();
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         broker.metrics().encode(),
     )
 }
@@ -60,10 +63,16 @@ pub fn health_router(broker: Arc<Broker>) -> Router {
 
 /// Serves `router` on an already bound listener until shutdown.
 pub async fn serve(listener: TcpListener, router: Router, mut shutdown: Shutdown) -> std::io::Result<()> {
-    axum::serve(listener, router).with_graceful_shutdown(async move { shutdown.recv().await }).await
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move { shutdown.recv().await })
+        .await
 }
 
 /// Binds an HTTP listener, naming the config key on failure.
 pub async fn bind(addr: SocketAddr, key: &str) -> Result<TcpListener, crate::StartError> {
-    TcpListener::bind(addr).await.map_err(|source| crate::StartError::Bind { key: key.to_owned(), addr, source })
+    TcpListener::bind(addr).await.map_err(|source| crate::StartError::Bind {
+        key: key.to_owned(),
+        addr,
+        source,
+    })
 }

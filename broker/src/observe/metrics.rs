@@ -74,18 +74,66 @@ impl Metrics {
             group_commit_latency: latency_histogram(),
             registry: Registry::default(),
         };
-        registry.register("messages_produced", "Records appended, by topic", metrics.messages_produced.clone());
-        registry.register("bytes_produced", "Key and value bytes appended, by topic", metrics.bytes_produced.clone());
-        registry.register("messages_consumed", "Records returned by CONSUME and FETCH, by topic", metrics.messages_consumed.clone());
-        registry.register("bytes_consumed", "Key and value bytes returned, by topic", metrics.bytes_consumed.clone());
-        registry.register("produce_latency_seconds", "Time from a produce request to its durable acknowledgement", metrics.produce_latency.clone());
-        registry.register("fetch_latency_seconds", "Time to serve a CONSUME or FETCH request", metrics.fetch_latency.clone());
-        registry.register("active_connections", "Open client connections", metrics.active_connections.clone());
-        registry.register("request_errors", "Requests answered with an error frame, by opcode", metrics.request_errors.clone());
-        registry.register("storage_size_bytes", "Approximate bytes stored by RocksDB", metrics.storage_size.clone());
-        registry.register("consumer_group_lag", "Log end minus committed offset, by topic, group and partition", metrics.group_lag.clone());
-        registry.register("group_commit_commands", "Commands written per group commit", metrics.group_commit_size.clone());
-        registry.register("group_commit_seconds", "Time to apply and write one group commit (including the WAL sync)", metrics.group_commit_latency.clone());
+        registry.register(
+            "messages_produced",
+            "Records appended, by topic",
+            metrics.messages_produced.clone(),
+        );
+        registry.register(
+            "bytes_produced",
+            "Key and value bytes appended, by topic",
+            metrics.bytes_produced.clone(),
+        );
+        registry.register(
+            "messages_consumed",
+            "Records returned by CONSUME and FETCH, by topic",
+            metrics.messages_consumed.clone(),
+        );
+        registry.register(
+            "bytes_consumed",
+            "Key and value bytes returned, by topic",
+            metrics.bytes_consumed.clone(),
+        );
+        registry.register(
+            "produce_latency_seconds",
+            "Time from a produce request to its durable acknowledgement",
+            metrics.produce_latency.clone(),
+        );
+        registry.register(
+            "fetch_latency_seconds",
+            "Time to serve a CONSUME or FETCH request",
+            metrics.fetch_latency.clone(),
+        );
+        registry.register(
+            "active_connections",
+            "Open client connections",
+            metrics.active_connections.clone(),
+        );
+        registry.register(
+            "request_errors",
+            "Requests answered with an error frame, by opcode",
+            metrics.request_errors.clone(),
+        );
+        registry.register(
+            "storage_size_bytes",
+            "Approximate bytes stored by RocksDB",
+            metrics.storage_size.clone(),
+        );
+        registry.register(
+            "consumer_group_lag",
+            "Log end minus committed offset, by topic, group and partition",
+            metrics.group_lag.clone(),
+        );
+        registry.register(
+            "group_commit_commands",
+            "Commands written per group commit",
+            metrics.group_commit_size.clone(),
+        );
+        registry.register(
+            "group_commit_seconds",
+            "Time to apply and write one group commit (including the WAL sync)",
+            metrics.group_commit_latency.clone(),
+        );
         Self { registry, ..metrics }
     }
 
@@ -95,7 +143,9 @@ impl Metrics {
     }
 
     pub fn record_produced(&self, topic: &str, messages: u64, bytes: u64) {
-        let labels = TopicLabels { topic: topic.to_owned() };
+        let labels = TopicLabels {
+            topic: topic.to_owned(),
+        };
         self.messages_produced.get_or_create(&labels).inc_by(messages);
         self.bytes_produced.get_or_create(&labels).inc_by(bytes);
     }
@@ -104,13 +154,19 @@ impl Metrics {
         if messages == 0 {
             return;
         }
-        let labels = TopicLabels { topic: topic.to_owned() };
+        let labels = TopicLabels {
+            topic: topic.to_owned(),
+        };
         self.messages_consumed.get_or_create(&labels).inc_by(messages);
         self.bytes_consumed.get_or_create(&labels).inc_by(bytes);
     }
 
     pub fn record_error(&self, opcode: &str) {
-        self.request_errors.get_or_create(&ErrorLabels { opcode: opcode.to_owned() }).inc();
+        self.request_errors
+            .get_or_create(&ErrorLabels {
+                opcode: opcode.to_owned(),
+            })
+            .inc();
     }
 
     /// Text exposition format.

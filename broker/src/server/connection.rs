@@ -48,7 +48,16 @@ pub struct Connection {
 
 impl Connection {
     pub fn new(id: u64, peer: SocketAddr, broker: Arc<Broker>, limits: ConnectionLimits, shutdown: Shutdown) -> Self {
-        Self { context: ConnectionContext { id, peer, username: String::new() }, broker, limits, shutdown }
+        Self {
+            context: ConnectionContext {
+                id,
+                peer,
+                username: String::new(),
+            },
+            broker,
+            limits,
+            shutdown,
+        }
     }
 
     pub async fn run(mut self, stream: TcpStream) {

@@ -37,7 +37,9 @@ impl Reply {
 
     /// A reply that waits for `fut`.
     pub fn pending(fut: impl Future<Output = Result<Response, BrokerError>> + Send + 'static) -> Reply {
-        Reply::Pending(Box::pin(async move { fut.await.unwrap_or_else(|e| Response::error(e.to_string())) }))
+        Reply::Pending(Box::pin(async move {
+            fut.await.unwrap_or_else(|e| Response::error(e.to_string()))
+        }))
     }
 }
 
@@ -49,7 +51,10 @@ pub struct Outgoing {
 
 pub fn dispatch(conn: &mut ConnectionContext, broker: &Arc<Broker>, frame: Frame) -> Outgoing {
     let opcode = frame.opcode;
-    let reply = match frame.decompressed_payload().and_then(|payload| Request::decode_bytes(opcode, payload)) {
+    let reply = match frame
+        .decompressed_payload()
+        .and_then(|payload| Request::decode_bytes(opcode, payload))
+    {
         Ok(request) => route(conn, broker, request),
         // Decode errors keep the connection open (WIRE.md §3).
         Err(err) => Reply::error(err),

@@ -16,7 +16,13 @@ use crate::shutdown::Shutdown;
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Serves the client protocol on `listener` until shutdown.
-pub async fn serve(listener: TcpListener, broker: Arc<Broker>, limits: ConnectionLimits, max_connections: usize, mut shutdown: Shutdown) {
+pub async fn serve(
+    listener: TcpListener,
+    broker: Arc<Broker>,
+    limits: ConnectionLimits,
+    max_connections: usize,
+    mut shutdown: Shutdown,
+) {
     let permits = Arc::new(Semaphore::new(max_connections));
     let next_id = AtomicU64::new(1);
     let mut connections = JoinSet::new();
@@ -49,8 +55,14 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, limits: Connectio
             drop(permit);
         });
     }
-    tracing::info!(open = connections.len(), "client listener stopped; draining connections");
-    let drained = tokio::time::timeout(DRAIN_TIMEOUT, async { while connections.join_next().await.is_some() {} }).await;
+    tracing::info!(
+        open = connections.len(),
+        "client listener stopped; draining connections"
+    );
+    let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
     if drained.is_err() {
         tracing::warn!("connections did not finish within {DRAIN_TIMEOUT:?}; closing them");
         connections.abort_all();

@@ -92,7 +92,11 @@ pub fn parse_group_key(key: &[u8]) -> Option<GroupKey> {
         4 => Some(u32::from_be_bytes(rest.try_into().ok()?)),
         _ => return None,
     };
-    Some(GroupKey { topic, group, partition })
+    Some(GroupKey {
+        topic,
+        group,
+        partition,
+    })
 }
 
 fn take_str16(buf: &[u8]) -> Option<(String, &[u8])> {
@@ -107,14 +111,12 @@ mod tests {
 
     #[test]
     fn log_keys_sort_by_topic_partition_offset() {
-        let mut keys = vec![
-            log_key(2, 0, 0),
-            log_key(1, 1, 0),
-            log_key(1, 0, 300),
-            log_key(1, 0, 2),
-        ];
+        let mut keys = vec![log_key(2, 0, 0), log_key(1, 1, 0), log_key(1, 0, 300), log_key(1, 0, 2)];
         keys.sort();
-        assert_eq!(keys, vec![log_key(1, 0, 2), log_key(1, 0, 300), log_key(1, 1, 0), log_key(2, 0, 0)]);
+        assert_eq!(
+            keys,
+            vec![log_key(1, 0, 2), log_key(1, 0, 300), log_key(1, 1, 0), log_key(2, 0, 0)]
+        );
         assert_eq!(log_key_offset(&log_key(7, 3, 99)), Some(99));
     }
 
@@ -123,7 +125,11 @@ mod tests {
         let marker = group_key("orders", "billing");
         assert_eq!(
             parse_group_key(&marker),
-            Some(GroupKey { topic: "orders".into(), group: "billing".into(), partition: None })
+            Some(GroupKey {
+                topic: "orders".into(),
+                group: "billing".into(),
+                partition: None
+            })
         );
         let offset = group_offset_key("orders", "billing", 5);
         assert!(offset.starts_with(&marker));

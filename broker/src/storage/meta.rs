@@ -132,7 +132,11 @@ impl Store {
     }
 
     pub fn put_partition_state(&self, batch: &mut WriteBatch, topic_id: u32, partition: u32, state: &PartitionState) {
-        batch.put_cf(&self.cf(CF_META), keys::partition_state_key(topic_id, partition), state.encode());
+        batch.put_cf(
+            &self.cf(CF_META),
+            keys::partition_state_key(topic_id, partition),
+            state.encode(),
+        );
     }
 
     pub fn put_group_marker(&self, batch: &mut WriteBatch, topic: &str, group: &str) {
@@ -142,7 +146,11 @@ impl Store {
     pub fn put_committed_offset(&self, batch: &mut WriteBatch, topic: &str, group: &str, partition: u32, offset: u64) {
         let cf = self.cf(CF_OFFSETS);
         batch.put_cf(&cf, keys::group_key(topic, group), []);
-        batch.put_cf(&cf, keys::group_offset_key(topic, group, partition), offset.to_be_bytes());
+        batch.put_cf(
+            &cf,
+            keys::group_offset_key(topic, group, partition),
+            offset.to_be_bytes(),
+        );
     }
 
     pub fn delete_group(&self, batch: &mut WriteBatch, topic: &str, group: &str) {
@@ -152,7 +160,10 @@ impl Store {
     }
 
     pub fn group_exists(&self, topic: &str, group: &str) -> Result<bool, StorageError> {
-        Ok(self.db().get_pinned_cf(&self.cf(CF_OFFSETS), keys::group_key(topic, group))?.is_some())
+        Ok(self
+            .db()
+            .get_pinned_cf(&self.cf(CF_OFFSETS), keys::group_key(topic, group))?
+            .is_some())
     }
 
     pub fn committed_offset(&self, topic: &str, group: &str, partition: u32) -> Result<Option<u64>, StorageError> {
@@ -172,9 +183,15 @@ impl Store {
         for item in self.db().iterator_cf(&self.cf(CF_OFFSETS), IteratorMode::Start) {
             let (key, value) = item?;
             let parsed = keys::parse_group_key(&key).ok_or_else(|| corrupt("offsets key"))?;
-            let same = groups.last().is_some_and(|g| g.topic == parsed.topic && g.group == parsed.group);
+            let same = groups
+                .last()
+                .is_some_and(|g| g.topic == parsed.topic && g.group == parsed.group);
             if !same {
-                groups.push(GroupOffsets { topic: parsed.topic, group: parsed.group, offsets: Vec::new() });
+                groups.push(GroupOffsets {
+                    topic: parsed.topic,
+                    group: parsed.group,
+                    offsets: Vec::new(),
+                });
             }
             if let (Some(partition), Some(group)) = (parsed.partition, groups.last_mut()) {
                 let raw: [u8; 8] = value.as_ref().try_into().map_err(|_| corrupt("committed offset"))?;
@@ -193,7 +210,12 @@ mod tests {
 
     #[test]
     fn partition_state_round_trips() {
-        let state = PartitionState { next_offset: 10, start_offset: 2, size_bytes: 999, last_timestamp: -5 };
+        let state = PartitionState {
+            next_offset: 10,
+            start_offset: 2,
+            size_bytes: 999,
+            last_timestamp: -5,
+        };
         assert_eq!(PartitionState::decode(&state.encode()), Some(state));
         assert_eq!(PartitionState::decode(&[0; 5]), None);
     }
@@ -212,7 +234,10 @@ mod tests {
                 config: TopicConfig::default(),
             };
             store.put_topic(&mut batch, &record);
-            let state = PartitionState { next_offset: 3, ..Default::default() };
+            let state = PartitionState {
+                next_offset: 3,
+                ..Default::default()
+            };
             store.put_partition_state(&mut batch, 1, 1, &state);
             store.put_committed_offset(&mut batch, "orders", "billing", 1, 42);
             store.put_group_marker(&mut batch, "orders", "empty");

@@ -12,7 +12,9 @@ pub mod record_batch;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rocksdb::{BoundColumnFamily, ColumnFamilyDescriptor, DBWithThreadMode, MultiThreaded, Options, WriteBatch, WriteOptions};
+use rocksdb::{
+    BoundColumnFamily, ColumnFamilyDescriptor, DBWithThreadMode, MultiThreaded, Options, WriteBatch, WriteOptions,
+};
 use thiserror::Error;
 
 pub use meta::{GroupOffsets, PartitionState, TopicConfig, TopicRecord};
@@ -47,7 +49,10 @@ pub struct Store {
 impl Store {
     /// Opens (or creates) the database in `dir`.
     pub fn open(dir: &Path) -> Result<Self, StorageError> {
-        std::fs::create_dir_all(dir).map_err(|source| StorageError::CreateDir { path: dir.to_path_buf(), source })?;
+        std::fs::create_dir_all(dir).map_err(|source| StorageError::CreateDir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
@@ -66,12 +71,21 @@ impl Store {
         log_opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
         // Record batches are large values; point lookups are seeks, so no bloom filter.
         let descriptors = COLUMN_FAMILIES.iter().map(|name| {
-            let cf_opts = if *name == CF_LOG { log_opts.clone() } else { Options::default() };
+            let cf_opts = if *name == CF_LOG {
+                log_opts.clone()
+            } else {
+                Options::default()
+            };
             ColumnFamilyDescriptor::new(*name, cf_opts)
         });
-        let db = Db::open_cf_descriptors(&opts, dir, descriptors)
-            .map_err(|source| StorageError::Open { path: dir.to_path_buf(), source })?;
-        Ok(Self { db: Arc::new(db), path: dir.to_path_buf() })
+        let db = Db::open_cf_descriptors(&opts, dir, descriptors).map_err(|source| StorageError::Open {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        Ok(Self {
+            db: Arc::new(db),
+            path: dir.to_path_buf(),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -80,7 +94,9 @@ impl Store {
 
     pub(crate) fn cf(&self, name: &str) -> Arc<BoundColumnFamily<'_>> {
         // The column families are created at open, so the handle always exists.
-        self.db.cf_handle(name).unwrap_or_else(|| unreachable!("column family {name} missing"))
+        self.db
+            .cf_handle(name)
+            .unwrap_or_else(|| unreachable!("column family {name} missing"))
     }
 
     pub(crate) fn db(&self) -> &Db {
@@ -107,8 +123,16 @@ impl Store {
             .iter()
             .map(|name| {
                 let cf = self.cf(name);
-                let sst = self.db.property_int_value_cf(&cf, "rocksdb.total-sst-files-size").ok().flatten();
-                let mem = self.db.property_int_value_cf(&cf, "rocksdb.cur-size-all-mem-tables").ok().flatten();
+                let sst = self
+                    .db
+                    .property_int_value_cf(&cf, "rocksdb.total-sst-files-size")
+                    .ok()
+                    .flatten();
+                let mem = self
+                    .db
+                    .property_int_value_cf(&cf, "rocksdb.cur-size-all-mem-tables")
+                    .ok()
+                    .flatten();
                 sst.unwrap_or(0) + mem.unwrap_or(0)
             })
             .sum()

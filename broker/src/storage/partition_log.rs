@@ -23,12 +23,18 @@ impl BatchInfo {
 }
 
 fn corrupt(topic_id: u32, partition: u32, offset: u64, err: impl std::fmt::Display) -> StorageError {
-    StorageError::Corrupt { what: format!("batch at topic id {topic_id} partition {partition} offset {offset}: {err}") }
+    StorageError::Corrupt {
+        what: format!("batch at topic id {topic_id} partition {partition} offset {offset}: {err}"),
+    }
 }
 
 impl Store {
     pub fn put_batch(&self, batch: &mut WriteBatch, topic_id: u32, partition: u32, first_offset: u64, value: &[u8]) {
-        batch.put_cf(&self.cf(CF_LOG), keys::log_key(topic_id, partition, first_offset), value);
+        batch.put_cf(
+            &self.cf(CF_LOG),
+            keys::log_key(topic_id, partition, first_offset),
+            value,
+        );
     }
 
     /// Deletes the batches whose first offset is in `[from, to)`.
@@ -52,7 +58,14 @@ impl Store {
     /// it returns `Break`. `end` must be the committed log end, so only whole,
     /// durable batches are read. Returns the offset after the last record visited
     /// (or `from` when none was).
-    pub fn read_records<F>(&self, topic_id: u32, partition: u32, from: u64, end: u64, mut visit: F) -> Result<u64, StorageError>
+    pub fn read_records<F>(
+        &self,
+        topic_id: u32,
+        partition: u32,
+        from: u64,
+        end: u64,
+        mut visit: F,
+    ) -> Result<u64, StorageError>
     where
         F: FnMut(u64, RecordRef<'_>) -> ControlFlow<()>,
     {
@@ -67,7 +80,9 @@ impl Store {
         }
         let mut next = from;
         while iter.valid() {
-            let (Some(key), Some(value)) = (iter.key(), iter.value()) else { break };
+            let (Some(key), Some(value)) = (iter.key(), iter.value()) else {
+                break;
+            };
             let first = keys::log_key_offset(key).ok_or_else(|| corrupt(topic_id, partition, from, "bad key"))?;
             let (_, reader) = BatchReader::new(value).map_err(|e| corrupt(topic_id, partition, first, e))?;
             for (i, record) in reader.enumerate() {
@@ -91,12 +106,21 @@ impl Store {
     }
 
     /// The first `limit` batches of a partition starting at or after `from`.
-    pub fn batch_infos(&self, topic_id: u32, partition: u32, from: u64, end: u64, limit: usize) -> Result<Vec<BatchInfo>, StorageError> {
+    pub fn batch_infos(
+        &self,
+        topic_id: u32,
+        partition: u32,
+        from: u64,
+        end: u64,
+        limit: usize,
+    ) -> Result<Vec<BatchInfo>, StorageError> {
         let mut iter = self.partition_iter(topic_id, partition, end);
         iter.seek(keys::log_key(topic_id, partition, from));
         let mut infos = Vec::new();
         while iter.valid() && infos.len() < limit {
-            let (Some(key), Some(value)) = (iter.key(), iter.value()) else { break };
+            let (Some(key), Some(value)) = (iter.key(), iter.value()) else {
+                break;
+            };
             let first = keys::log_key_offset(key).ok_or_else(|| corrupt(topic_id, partition, from, "bad key"))?;
             let header = read_header(value).map_err(|e| corrupt(topic_id, partition, first, e))?;
             infos.push(BatchInfo {
@@ -114,7 +138,14 @@ impl Store {
     /// The first offset in `[start, end)` whose record timestamp is at least
     /// `timestamp_ms`, or `end` if none. Timestamps never decrease within a
     /// partition, so this is a binary search over batches.
-    pub fn offset_for_timestamp(&self, topic_id: u32, partition: u32, start: u64, end: u64, timestamp_ms: i64) -> Result<u64, StorageError> {
+    pub fn offset_for_timestamp(
+        &self,
+        topic_id: u32,
+        partition: u32,
+        start: u64,
+        end: u64,
+        timestamp_ms: i64,
+    ) -> Result<u64, StorageError> {
         let mut iter = self.partition_iter(topic_id, partition, end);
         let (mut lo, mut hi) = (start, end);
         let mut candidate: Option<u64> = None;
@@ -124,7 +155,9 @@ impl Store {
             if !iter.valid() {
                 iter.seek(keys::log_key(topic_id, partition, mid));
             }
-            let (Some(key), Some(value)) = (iter.key(), iter.value()) else { break };
+            let (Some(key), Some(value)) = (iter.key(), iter.value()) else {
+                break;
+            };
             let first = keys::log_key_offset(key).ok_or_else(|| corrupt(topic_id, partition, mid, "bad key"))?;
             let header = read_header(value).map_err(|e| corrupt(topic_id, partition, first, e))?;
             if header.max_timestamp < timestamp_ms {
@@ -178,7 +211,11 @@ mod tests {
         let next = store
             .read_records(1, 0, from, end, |_, r| {
                 out.push(String::from_utf8(r.value.to_vec()).unwrap());
-                if out.len() == max { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+                if out.len() == max {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
             })
             .unwrap();
         (out, next)
@@ -187,7 +224,16 @@ mod tests {
     #[test]
     fn reads_from_the_middle_of_a_batch_and_stops_at_end() {
         let (_dir, store) = store_with_batches();
-        assert_eq!(values(&store, 1, 6, 100), (vec!["v1", "v2", "v3", "v4", "v5"].into_iter().map(String::from).collect(), 6));
+        assert_eq!(
+            values(&store, 1, 6, 100),
+            (
+                vec!["v1", "v2", "v3", "v4", "v5"]
+                    .into_iter()
+                    .map(String::from)
+                    .collect(),
+                6
+            )
+        );
         assert_eq!(values(&store, 4, 5, 100).0, vec!["v4"]);
         assert_eq!(values(&store, 2, 6, 2), (vec!["v2".to_string(), "v3".to_string()], 4));
         assert_eq!(values(&store, 6, 6, 10), (vec![], 6));

@@ -47,7 +47,11 @@ impl BatchBuilder {
         let mut buf = Vec::with_capacity(4096);
         buf.push(FORMAT_V1);
         buf.extend_from_slice(&[0u8; 12]);
-        Self { buf, count: 0, max_timestamp: i64::MIN }
+        Self {
+            buf,
+            count: 0,
+            max_timestamp: i64::MIN,
+        }
     }
 
     pub fn push(&mut self, timestamp: i64, flags: u8, key: &[u8], value: &[u8]) {
@@ -99,8 +103,7 @@ pub fn read_header(value: &[u8]) -> Result<BatchHeader, BatchError> {
         return Err(BatchError::UnknownFormat(header[0]));
     }
     let count = u32::from_be_bytes(header[1..5].try_into().map_err(|_| BatchError::Corrupt("count"))?);
-    let max_timestamp =
-        i64::from_be_bytes(header[5..13].try_into().map_err(|_| BatchError::Corrupt("timestamp"))?);
+    let max_timestamp = i64::from_be_bytes(header[5..13].try_into().map_err(|_| BatchError::Corrupt("timestamp"))?);
     Ok(BatchHeader { count, max_timestamp })
 }
 
@@ -113,7 +116,13 @@ pub struct BatchReader<'a> {
 impl<'a> BatchReader<'a> {
     pub fn new(value: &'a [u8]) -> Result<(BatchHeader, Self), BatchError> {
         let header = read_header(value)?;
-        Ok((header, Self { rest: &value[HEADER_LEN..], remaining: header.count }))
+        Ok((
+            header,
+            Self {
+                rest: &value[HEADER_LEN..],
+                remaining: header.count,
+            },
+        ))
     }
 
     fn take(&mut self, n: usize) -> Result<&'a [u8], BatchError> {
@@ -147,7 +156,12 @@ impl<'a> Iterator for BatchReader<'a> {
             let key = self.take(key_len)?;
             let value_len = self.take_u32()?;
             let value = self.take(value_len)?;
-            Ok(RecordRef { timestamp, flags, key, value })
+            Ok(RecordRef {
+                timestamp,
+                flags,
+                key,
+                value,
+            })
         };
         let record = read();
         if record.is_err() {
@@ -169,10 +183,24 @@ mod tests {
         builder.push(11, 0, b"key", b"third");
         let value = builder.finish();
         let (header, reader) = BatchReader::new(&value).unwrap();
-        assert_eq!(header, BatchHeader { count: 3, max_timestamp: 12 });
+        assert_eq!(
+            header,
+            BatchHeader {
+                count: 3,
+                max_timestamp: 12
+            }
+        );
         let records: Vec<_> = reader.map(Result::unwrap).collect();
         assert_eq!(records.len(), 3);
-        assert_eq!(records[0], RecordRef { timestamp: 10, flags: 0, key: b"", value: b"first" });
+        assert_eq!(
+            records[0],
+            RecordRef {
+                timestamp: 10,
+                flags: 0,
+                key: b"",
+                value: b"first"
+            }
+        );
         assert_eq!(records[1].key, b"k");
         assert_eq!(records[2].value, b"third");
     }

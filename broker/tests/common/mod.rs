@@ -20,9 +20,15 @@ pub struct RawClient {
 
 impl RawClient {
     pub async fn connect(addr: SocketAddr) -> Self {
-        let stream = tokio::time::timeout(TIMEOUT, TcpStream::connect(addr)).await.expect("connect timeout").expect("connect");
+        let stream = tokio::time::timeout(TIMEOUT, TcpStream::connect(addr))
+            .await
+            .expect("connect timeout")
+            .expect("connect");
         stream.set_nodelay(true).unwrap();
-        Self { stream, buf: BytesMut::new() }
+        Self {
+            stream,
+            buf: BytesMut::new(),
+        }
     }
 
     pub async fn send(&mut self, request: &Request) {

@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use flymq_proto::{ClusterMetadata, ClusterMetadataRequest, ClusterNode, ClusterStatus, PartitionMetadata, Response, TopicMetadata};
+use flymq_proto::{
+    ClusterMetadata, ClusterMetadataRequest, ClusterNode, ClusterStatus, PartitionMetadata, Response, TopicMetadata,
+};
 
 use crate::core::Broker;
 use crate::server::dispatch::Reply;
@@ -38,7 +40,12 @@ pub fn status(broker: &Arc<Broker>) -> Reply {
     let nodes = broker
         .cluster_members()
         .into_iter()
-        .map(|m| ClusterNode { node_id: m.node_id, address: m.address, role: m.role.to_owned(), state: m.state.to_owned() })
+        .map(|m| ClusterNode {
+            node_id: m.node_id,
+            address: m.address,
+            role: m.role.to_owned(),
+            state: m.state.to_owned(),
+        })
         .collect();
     Reply::Response(Response::ClusterStatus(ClusterStatus {
         cluster_id: broker.cluster_id().to_owned(),

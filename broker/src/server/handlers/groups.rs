@@ -16,7 +16,14 @@ fn group_record(info: GroupInfo) -> GroupRecord {
         topic: info.topic,
         group_id: info.group,
         members: info.members,
-        offsets: info.offsets.into_iter().map(|(p, offset)| PartitionOffset { partition: p as i32, offset }).collect(),
+        offsets: info
+            .offsets
+            .into_iter()
+            .map(|(p, offset)| PartitionOffset {
+                partition: p as i32,
+                offset,
+            })
+            .collect(),
     }
 }
 
@@ -24,7 +31,9 @@ pub fn subscribe(conn: &ConnectionContext, broker: &Arc<Broker>, req: SubscribeR
     let broker = broker.clone();
     let connection = conn.id;
     Reply::pending(async move {
-        let offset = broker.subscribe(&req.topic, &req.group_id, req.partition, &req.mode, connection).await?;
+        let offset = broker
+            .subscribe(&req.topic, &req.group_id, req.partition, &req.mode, connection)
+            .await?;
         Ok(Response::Subscribe(OffsetResponse { offset }))
     })
 }
@@ -50,26 +59,37 @@ pub fn get_offset(broker: &Arc<Broker>, req: GroupPartitionRequest) -> Reply {
 pub fn reset_offset(broker: &Arc<Broker>, req: ResetOffsetRequest) -> Reply {
     let broker = broker.clone();
     Reply::pending(async move {
-        broker.reset_offset(&req.topic, &req.group_id, req.partition, &req.mode, req.offset).await?;
+        broker
+            .reset_offset(&req.topic, &req.group_id, req.partition, &req.mode, req.offset)
+            .await?;
         Ok(Response::ResetOffset)
     })
 }
 
 pub fn list(broker: &Arc<Broker>) -> Reply {
-    Reply::from_result(
-        broker
-            .list_groups()
-            .map(|groups| Response::ListGroups(ListGroupsResponse { groups: groups.into_iter().map(group_record).collect() })),
-    )
+    Reply::from_result(broker.list_groups().map(|groups| {
+        Response::ListGroups(ListGroupsResponse {
+            groups: groups.into_iter().map(group_record).collect(),
+        })
+    }))
 }
 
 pub fn describe(broker: &Arc<Broker>, req: GroupRequest) -> Reply {
-    Reply::from_result(broker.describe_group(&req.topic, &req.group_id).map(|g| Response::DescribeGroup(group_record(g))))
+    Reply::from_result(
+        broker
+            .describe_group(&req.topic, &req.group_id)
+            .map(|g| Response::DescribeGroup(group_record(g))),
+    )
 }
 
 pub fn lag(broker: &Arc<Broker>, req: GroupPartitionRequest) -> Reply {
     Reply::from_result(broker.lag(&req.topic, &req.group_id, req.partition).map(|lag| {
-        Response::GetLag(LagInfo { current: lag.committed, committed: lag.committed, latest: lag.latest, lag: lag.lag })
+        Response::GetLag(LagInfo {
+            current: lag.committed,
+            committed: lag.committed,
+            latest: lag.latest,
+            lag: lag.lag,
+        })
     }))
 }
 

@@ -21,7 +21,10 @@ pub fn produce(broker: &Arc<Broker>, req: ProduceRequest) -> Reply {
     let topic = req.topic;
     Reply::pending(async move {
         let ack = pending.await?;
-        broker.metrics().produce_latency.observe(started.elapsed().as_secs_f64());
+        broker
+            .metrics()
+            .produce_latency
+            .observe(started.elapsed().as_secs_f64());
         Ok(Response::Produce(RecordMetadata {
             topic,
             partition: ack.partition as i32,
@@ -35,7 +38,11 @@ pub fn produce(broker: &Arc<Broker>, req: ProduceRequest) -> Reply {
 
 pub fn produce_batch(broker: &Arc<Broker>, req: ProduceBatchRequest) -> Reply {
     let started = Instant::now();
-    let records = req.records.into_iter().map(|r| NewRecord::new(r.key, r.value)).collect();
+    let records = req
+        .records
+        .into_iter()
+        .map(|r| NewRecord::new(r.key, r.value))
+        .collect();
     let pending = match broker.submit_produce(&req.topic, req.partition, records) {
         Ok(pending) => pending,
         Err(err) => return Reply::error(err),
@@ -44,7 +51,10 @@ pub fn produce_batch(broker: &Arc<Broker>, req: ProduceBatchRequest) -> Reply {
     let topic = req.topic;
     Reply::pending(async move {
         let ack = pending.await?;
-        broker.metrics().produce_latency.observe(started.elapsed().as_secs_f64());
+        broker
+            .metrics()
+            .produce_latency
+            .observe(started.elapsed().as_secs_f64());
         Ok(Response::ProduceBatch(ProduceBatchResponse {
             topic,
             partition: ack.partition as i32,

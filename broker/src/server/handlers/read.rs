@@ -4,7 +4,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::BytesMut;
-use flymq_proto::{ConsumeRequest, ConsumeResponse, FetchRequest, FetchResponseWriter, Opcode, OffsetResponse, Response, SeekToTimestampRequest};
+use flymq_proto::{
+    ConsumeRequest, ConsumeResponse, FetchRequest, FetchResponseWriter, OffsetResponse, Opcode, Response,
+    SeekToTimestampRequest,
+};
 
 use crate::core::Broker;
 use crate::messaging::filter::RecordFilter;
@@ -19,10 +22,16 @@ const MIN_SCAN: usize = 1000;
 
 pub fn consume(broker: &Arc<Broker>, req: ConsumeRequest, zero_copy_opcode: bool) -> Reply {
     let started = Instant::now();
-    let result = broker.consume(&req.topic, req.partition, req.offset).map(|(key, value)| {
-        let body = ConsumeResponse { key, value };
-        if zero_copy_opcode { Response::ConsumeZeroCopy(body) } else { Response::Consume(body) }
-    });
+    let result = broker
+        .consume(&req.topic, req.partition, req.offset)
+        .map(|(key, value)| {
+            let body = ConsumeResponse { key, value };
+            if zero_copy_opcode {
+                Response::ConsumeZeroCopy(body)
+            } else {
+                Response::Consume(body)
+            }
+        });
     broker.metrics().fetch_latency.observe(started.elapsed().as_secs_f64());
     Reply::from_result(result)
 }
@@ -38,11 +47,21 @@ pub fn fetch(broker: &Arc<Broker>, req: FetchRequest, binary_opcode: bool) -> Re
         Ok(n) => n.min(MAX_FETCH_MESSAGES),
     };
     let mut out = BytesMut::new();
-    let opcode = if binary_opcode { Opcode::FetchBinary } else { Opcode::Fetch };
+    let opcode = if binary_opcode {
+        Opcode::FetchBinary
+    } else {
+        Opcode::Fetch
+    };
     let mut writer = FetchResponseWriter::with_opcode(&mut out, opcode);
-    let result = broker.fetch(&req.topic, req.partition, req.offset, max, max.max(MIN_SCAN), filter.as_ref(), |offset, key, value| {
-        writer.push(offset, key, value)
-    });
+    let result = broker.fetch(
+        &req.topic,
+        req.partition,
+        req.offset,
+        max,
+        max.max(MIN_SCAN),
+        filter.as_ref(),
+        |offset, key, value| writer.push(offset, key, value),
+    );
     let reply = match result {
         Ok(next_offset) => {
             writer.finish(next_offset);

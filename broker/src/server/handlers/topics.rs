@@ -31,5 +31,7 @@ pub fn delete(broker: &Arc<Broker>, req: TopicRequest) -> Reply {
 }
 
 pub fn list(broker: &Arc<Broker>) -> Reply {
-    Reply::Response(Response::ListTopics(ListTopicsResponse { topics: broker.list_topics() }))
+    Reply::Response(Response::ListTopics(ListTopicsResponse {
+        topics: broker.list_topics(),
+    }))
 }

@@ -11,7 +11,12 @@ use crate::server::dispatch::Reply;
 /// the user name (WIRE.md §6.2), since pyflymq sends it whenever configured.
 pub fn auth_disabled(conn: &mut ConnectionContext, req: AuthRequest) -> Reply {
     conn.username = req.username.clone();
-    Reply::Response(Response::Auth(AuthResponse { success: true, username: req.username, roles: vec![], error: String::new() }))
+    Reply::Response(Response::Auth(AuthResponse {
+        success: true,
+        username: req.username,
+        roles: vec![],
+        error: String::new(),
+    }))
 }
 
 pub fn whoami(conn: &ConnectionContext) -> Reply {
