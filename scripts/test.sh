@@ -21,9 +21,9 @@ cargo fmt --all -- --check
 step "cargo clippy (warnings are errors)"
 cargo clippy --release --workspace --all-targets --locked -- -D warnings
 
-step "cargo build (binaries used by the process-level tests)"
-cargo build --release --workspace --bins --locked
-
+# `cargo test` also builds the `flymq` and `flymq-cli` binaries the
+# process-level tests run. clippy --all-targets and test resolve the same
+# features, so RocksDB's C++ is compiled once for both.
 step "cargo test"
 cargo test --release --workspace --locked --no-fail-fast -- --test-threads="${FLYMQ_TEST_THREADS:-2}"
 
