@@ -1,0 +1,134 @@
+//! `flymq-cli` run as a process against the real broker.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use flymq_broker::testing::TestBroker;
+
+fn cli(addr: &str, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_flymq-cli"))
+        .arg("--bootstrap")
+        .arg(addr)
+        .args(args)
+        .env_remove("FLYMQ_BOOTSTRAP")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run flymq-cli");
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write stdin");
+    } else {
+        drop(child.stdin.take());
+    }
+    child.wait_with_output().expect("flymq-cli output")
+}
+
+fn ok(addr: &str, args: &[&str], stdin: Option<&str>) -> String {
+    let out = cli(addr, args, stdin);
+    assert!(
+        out.status.success(),
+        "flymq-cli {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}
+
+fn json_lines(text: &str) -> Vec<serde_json::Value> {
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_commands_against_a_real_broker() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let broker = TestBroker::start(dir.path()).await.expect("start broker");
+    let addr = broker.client_addr().to_string();
+
+    let run = tokio::task::spawn_blocking(move || {
+        let a = addr.as_str();
+        assert!(ok(a, &["topic", "create", "orders", "-p", "2"], None).contains("created topic 'orders'"));
+        assert_eq!(ok(a, &["topic", "list"], None).trim(), "orders");
+        let info = json_lines(&ok(a, &["topic", "info", "orders", "-o", "json"], None));
+        assert_eq!(info.len(), 2);
+
+        let one = json_lines(&ok(a, &["produce", "orders", "hello", "-p", "1", "-o", "json"], None));
+        assert_eq!(one[0]["partition"], 1);
+        assert_eq!(one[0]["offset"], 0);
+
+        let many = json_lines(&ok(
+            a,
+            &["produce", "orders", "--partition", "0", "-o", "json"],
+            Some("a\nb\nc\n"),
+        ));
+        let offsets: Vec<u64> = many.iter().map(|v| v["offset"].as_u64().expect("offset")).collect();
+        assert_eq!(offsets, vec![0, 1, 2]);
+
+        assert_eq!(ok(a, &["consume", "orders", "-p", "0"], None), "a\nb\nc\n");
+        let records = json_lines(&ok(
+            a,
+            &["consume", "orders", "-p", "0", "--offset", "1", "-n", "1", "-o", "json"],
+            None,
+        ));
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0]["value"], "b");
+        assert_eq!(records[0]["key"], serde_json::Value::Null);
+
+        let sub = ok(
+            a,
+            &["subscribe", "orders", "--group", "g1", "--from", "earliest", "-n", "4"],
+            None,
+        );
+        let mut lines: Vec<&str> = sub.lines().collect();
+        lines.sort_unstable();
+        assert_eq!(lines, vec!["a", "b", "c", "hello"]);
+        let lag = json_lines(&ok(a, &["groups", "lag", "orders", "g1", "-o", "json"], None));
+        assert!(lag.iter().all(|p| p["lag"] == 0), "{lag:?}");
+        assert!(ok(a, &["groups", "list"], None).contains("g1"));
+
+        let bench = json_lines(&ok(
+            a,
+            &[
+                "bench", "produce", "-n", "2000", "--batch", "50", "-c", "2", "-q", "-o", "json", "-t", "b",
+            ],
+            None,
+        ));
+        assert_eq!(bench[0]["messages"], 2000);
+        assert_eq!(bench[0]["errors"], 0);
+        assert!(bench[0]["latency"]["count"].as_u64().expect("count") >= 40);
+        let consume = json_lines(&ok(a, &["bench", "consume", "-q", "-o", "json", "-t", "b"], None));
+        assert_eq!(consume[0]["messages"], 2000);
+        let latency = json_lines(&ok(
+            a,
+            &["bench", "latency", "-n", "100", "-q", "-o", "json", "-t", "b"],
+            None,
+        ));
+        assert_eq!(latency[0]["latency"]["count"], 100);
+
+        let empty = cli(a, &["bench", "consume", "-q", "-t", "nothing-here"], None);
+        assert!(!empty.status.success());
+        let missing = cli(a, &["topic", "info", "no-such-topic"], None);
+        assert!(!missing.status.success());
+        let stderr = String::from_utf8_lossy(&missing.stderr);
+        assert!(
+            stderr.starts_with("error: ") && stderr.contains("does not exist"),
+            "{stderr}"
+        );
+    });
+    run.await.expect("cli run");
+    broker.shutdown().await;
+}
+
+#[test]
+fn unreachable_broker_fails_clearly() {
+    let out = cli("127.0.0.1:1", &["topic", "list", "--timeout", "1s"], None);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("could not connect"), "{stderr}");
+}
