@@ -78,6 +78,15 @@ pub struct ClusterMember {
     pub state: &'static str,
 }
 
+/// How much one FETCH may return and examine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FetchLimits {
+    /// Most records returned.
+    pub max_records: usize,
+    /// Most records examined (matters with a filter).
+    pub max_scanned: usize,
+}
+
 /// Lag of a group on one partition (GET_LAG).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Lag {
@@ -441,16 +450,14 @@ impl Broker {
         Ok(record)
     }
 
-    /// FETCH: calls `emit(offset, key, value)` for up to `max` records from
-    /// `offset` that pass `filter`, until `emit` returns false. At most
-    /// `scan_limit` records are examined. Returns the next offset to read.
+    /// FETCH: calls `emit(offset, key, value)` for the records from `offset`
+    /// that pass `filter`, within `limits`, until `emit` returns false. Returns the next offset to read.
     pub fn fetch(
         &self,
         topic: &str,
         partition: i32,
         offset: u64,
-        max: usize,
-        scan_limit: usize,
+        limits: FetchLimits,
         filter: Option<&crate::messaging::filter::RecordFilter>,
         mut emit: impl FnMut(u64, &[u8], &[u8]) -> bool,
     ) -> BrokerResult<u64> {
@@ -472,7 +479,7 @@ impl Broker {
                 emitted += 1;
                 bytes += (r.key.len() + r.value.len()) as u64;
             }
-            if emitted >= max || scanned >= scan_limit {
+            if emitted >= limits.max_records || scanned >= limits.max_scanned {
                 ControlFlow::Break(())
             } else {
                 ControlFlow::Continue(())

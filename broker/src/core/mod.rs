@@ -12,7 +12,7 @@ pub mod retention;
 pub mod state_machine;
 pub mod writer;
 
-pub use broker::{Broker, BrokerSettings, ClusterMember, GroupInfo, PartitionInfo, ProduceAck, TopicInfo};
+pub use broker::{Broker, BrokerSettings, ClusterMember, FetchLimits, GroupInfo, PartitionInfo, ProduceAck, TopicInfo};
 pub use command::{Applied, Command, NewRecord};
 pub use error::{BrokerError, BrokerResult};
 pub use writer::Durability;

@@ -9,7 +9,7 @@ use flymq_proto::{
     SeekToTimestampRequest,
 };
 
-use crate::core::Broker;
+use crate::core::{Broker, FetchLimits};
 use crate::messaging::filter::RecordFilter;
 use crate::server::dispatch::Reply;
 
@@ -57,8 +57,10 @@ pub fn fetch(broker: &Arc<Broker>, req: FetchRequest, binary_opcode: bool) -> Re
         &req.topic,
         req.partition,
         req.offset,
-        max,
-        max.max(MIN_SCAN),
+        FetchLimits {
+            max_records: max,
+            max_scanned: max.max(MIN_SCAN),
+        },
         filter.as_ref(),
         |offset, key, value| writer.push(offset, key, value),
     );
