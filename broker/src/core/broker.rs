@@ -78,6 +78,14 @@ pub struct ClusterMember {
     pub state: &'static str,
 }
 
+/// Where one partition's retained log starts and ends.
+struct Position {
+    topic_id: u32,
+    partition: u32,
+    start: u64,
+    end: u64,
+}
+
 /// How much one FETCH may return and examine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FetchLimits {
@@ -227,6 +235,21 @@ impl Broker {
                 count,
             }),
         }
+    }
+
+    /// The published position of one addressed partition.
+    fn position(&self, topic: &str, partition: i32) -> BrokerResult<Position> {
+        let view = self.topic(topic)?;
+        let p = Self::checked_partition(&view, partition)?;
+        let state = view
+            .partition(p)
+            .ok_or_else(|| BrokerError::TopicNotFound(topic.to_owned()))?;
+        Ok(Position {
+            topic_id: view.record.id,
+            partition: p,
+            start: state.start_offset(),
+            end: state.next_offset(),
+        })
     }
 
     // ---- topics ----
@@ -461,30 +484,28 @@ impl Broker {
         filter: Option<&crate::messaging::filter::RecordFilter>,
         mut emit: impl FnMut(u64, &[u8], &[u8]) -> bool,
     ) -> BrokerResult<u64> {
-        let view = self.topic(topic)?;
-        let p = Self::checked_partition(&view, partition)?;
-        let state = view
-            .partition(p)
-            .ok_or_else(|| BrokerError::TopicNotFound(topic.to_owned()))?;
-        let end = state.next_offset();
+        let pos = self.position(topic, partition)?;
+        let end = pos.end;
         let (mut emitted, mut scanned, mut bytes) = (0usize, 0usize, 0u64);
         let mut did_not_fit = None;
-        let next = self.store.read_records(view.record.id, p, offset, end, |off, r| {
-            scanned += 1;
-            if filter.is_none_or(|f| f.matches(r.key, r.value)) {
-                if !emit(off, r.key, r.value) {
-                    did_not_fit = Some(off);
-                    return ControlFlow::Break(());
+        let next = self
+            .store
+            .read_records(pos.topic_id, pos.partition, offset, end, |off, r| {
+                scanned += 1;
+                if filter.is_none_or(|f| f.matches(r.key, r.value)) {
+                    if !emit(off, r.key, r.value) {
+                        did_not_fit = Some(off);
+                        return ControlFlow::Break(());
+                    }
+                    emitted += 1;
+                    bytes += (r.key.len() + r.value.len()) as u64;
                 }
-                emitted += 1;
-                bytes += (r.key.len() + r.value.len()) as u64;
-            }
-            if emitted >= limits.max_records || scanned >= limits.max_scanned {
-                ControlFlow::Break(())
-            } else {
-                ControlFlow::Continue(())
-            }
-        })?;
+                if emitted >= limits.max_records || scanned >= limits.max_scanned {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            })?;
         self.metrics.record_consumed(topic, emitted as u64, bytes);
         // A record that did not fit in the response is read again next time.
         Ok(did_not_fit.unwrap_or(next))
@@ -492,18 +513,10 @@ impl Broker {
 
     /// First offset at or after `timestamp_ms` (log end when none).
     pub fn offset_for_timestamp(&self, topic: &str, partition: i32, timestamp_ms: i64) -> BrokerResult<u64> {
-        let view = self.topic(topic)?;
-        let p = Self::checked_partition(&view, partition)?;
-        let state = view
-            .partition(p)
-            .ok_or_else(|| BrokerError::TopicNotFound(topic.to_owned()))?;
-        Ok(self.store.offset_for_timestamp(
-            view.record.id,
-            p,
-            state.start_offset(),
-            state.next_offset(),
-            timestamp_ms,
-        )?)
+        let pos = self.position(topic, partition)?;
+        Ok(self
+            .store
+            .offset_for_timestamp(pos.topic_id, pos.partition, pos.start, pos.end, timestamp_ms)?)
     }
 
     // ---- consumer groups ----
@@ -518,17 +531,13 @@ impl Broker {
         mode: &str,
         connection: u64,
     ) -> BrokerResult<u64> {
-        let view = self.topic(topic)?;
-        let p = Self::checked_partition(&view, partition)?;
-        let state = view
-            .partition(p)
-            .ok_or_else(|| BrokerError::TopicNotFound(topic.to_owned()))?;
+        let pos = self.position(topic, partition)?;
         let committed = if group.is_empty() {
             None
         } else {
-            self.store.committed_offset(topic, group, p)?
+            self.store.committed_offset(topic, group, pos.partition)?
         };
-        let offset = start_offset(mode, state.start_offset(), state.next_offset(), committed)?;
+        let offset = start_offset(mode, pos.start, pos.end, committed)?;
         if !group.is_empty() {
             validate_group_id(group)?;
             if !self.store.group_exists(topic, group)? {
@@ -597,16 +606,8 @@ impl Broker {
         let target = match mode {
             "offset" => offset,
             "earliest" | "latest" => {
-                let view = self.topic(topic)?;
-                let p = Self::checked_partition(&view, partition)?;
-                let state = view
-                    .partition(p)
-                    .ok_or_else(|| BrokerError::TopicNotFound(topic.to_owned()))?;
-                if mode == "earliest" {
-                    state.start_offset()
-                } else {
-                    state.next_offset()
-                }
+                let pos = self.position(topic, partition)?;
+                if mode == "earliest" { pos.start } else { pos.end }
             }
             other => return Err(BrokerError::UnknownResetMode(other.to_owned())),
         };
@@ -616,13 +617,9 @@ impl Broker {
     /// GET_LAG for one partition.
     pub fn lag(&self, topic: &str, group: &str, partition: i32) -> BrokerResult<Lag> {
         self.require_group(topic, group)?;
-        let view = self.topic(topic)?;
-        let p = Self::checked_partition(&view, partition)?;
-        let state = view
-            .partition(p)
-            .ok_or_else(|| BrokerError::TopicNotFound(topic.to_owned()))?;
-        let committed = self.store.committed_offset(topic, group, p)?.unwrap_or(0);
-        let latest = state.next_offset();
+        let pos = self.position(topic, partition)?;
+        let committed = self.store.committed_offset(topic, group, pos.partition)?.unwrap_or(0);
+        let latest = pos.end;
         Ok(Lag {
             committed,
             latest,
