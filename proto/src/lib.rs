@@ -37,6 +37,7 @@
 pub mod error;
 pub mod fetch_writer;
 pub mod frame;
+pub mod grpc;
 pub mod messages;
 pub mod opcode;
 pub mod request;
