@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use flymq_proto::{
@@ -13,7 +14,7 @@ use flymq_proto::{
     ResetOffsetRequest, Response, SeekToTimestampRequest, SubscribeRequest, TopicMetadata, TopicRequest,
 };
 
-use crate::config::{ClientConfig, Credentials};
+use crate::config::{ClientConfig, Credentials, check_address};
 use crate::connection::Connection;
 use crate::error::{Error, Result};
 
@@ -24,6 +25,9 @@ const MAX_ATTEMPTS: u32 = 3;
 const MAX_LEADER_CONNECTIONS: usize = 64;
 /// Most (topic, partition) -> leader hints remembered.
 const MAX_LEADER_HINTS: usize = 16_384;
+/// How long a leader address that refused a connection is avoided (requests
+/// go to the bootstrap connection meanwhile, which forwards or redirects).
+const UNREACHABLE_FOR: Duration = Duration::from_secs(2);
 
 /// The (topic, partition) a request is about, for leader routing.
 type Route<'a> = Option<(&'a str, i32)>;
@@ -90,10 +94,13 @@ struct Inner {
     connecting: tokio::sync::Mutex<()>,
     /// Index in the bootstrap list of the address to try first.
     next_addr: AtomicUsize,
-    /// Connections to partition leaders named by "not leader" replies.
+    /// Connections to partition leaders (from metadata or "not leader" replies).
     leaders: tokio::sync::Mutex<HashMap<String, Arc<Connection>>>,
-    /// Leader address per (topic, partition), learnt from redirects.
+    /// Leader address per (topic, partition), learnt from CLUSTER_METADATA
+    /// answers and from redirects.
     leader_hints: Mutex<HashMap<(String, i32), String>>,
+    /// Leader addresses whose last connect attempt failed, with its time.
+    unreachable: Mutex<HashMap<String, Instant>>,
     /// Incremented for every new connection.
     generation: AtomicU64,
 }
@@ -110,6 +117,7 @@ impl Client {
                 next_addr: AtomicUsize::new(0),
                 leaders: tokio::sync::Mutex::new(HashMap::new()),
                 leader_hints: Mutex::new(HashMap::new()),
+                unreachable: Mutex::new(HashMap::new()),
                 generation: AtomicU64::new(0),
             }),
         };
@@ -202,17 +210,33 @@ impl Client {
         Ok(conn)
     }
 
-    /// A connection to a leader named by a redirect (the main connection if
-    /// it already goes there).
+    /// A connection to a partition leader (the main connection if it
+    /// already goes there). The lock is not held while connecting, so a slow
+    /// leader does not hold up requests to the others.
     async fn connection_to(&self, addr: &str) -> Result<Arc<Connection>> {
         if let Some(conn) = self.current().filter(|c| !c.is_closed() && c.addr() == addr) {
             return Ok(conn);
         }
-        let mut leaders = self.inner.leaders.lock().await;
-        if let Some(conn) = leaders.get(addr).filter(|c| !c.is_closed()) {
+        if let Some(conn) = self.inner.leaders.lock().await.get(addr).filter(|c| !c.is_closed()) {
             return Ok(conn.clone());
         }
-        let conn = Arc::new(self.open_to(addr).await?);
+        let conn = match self.open_to(addr).await {
+            Ok(conn) => Arc::new(conn),
+            Err(err) => {
+                if err.is_connection_error()
+                    && let Ok(mut unreachable) = self.inner.unreachable.lock()
+                {
+                    unreachable.retain(|_, at| at.elapsed() < UNREACHABLE_FOR);
+                    unreachable.insert(addr.to_owned(), Instant::now());
+                }
+                return Err(err);
+            }
+        };
+        let mut leaders = self.inner.leaders.lock().await;
+        // Another task may have connected meanwhile: keep one connection.
+        if let Some(existing) = leaders.get(addr).filter(|c| !c.is_closed()) {
+            return Ok(existing.clone());
+        }
         leaders.retain(|_, c| !c.is_closed());
         if leaders.len() >= MAX_LEADER_CONNECTIONS {
             leaders.clear();
@@ -221,10 +245,63 @@ impl Client {
         Ok(conn)
     }
 
+    /// True when a connect to `addr` failed less than [`UNREACHABLE_FOR`] ago.
+    fn is_unreachable(&self, addr: &str) -> bool {
+        self.inner
+            .unreachable
+            .lock()
+            .ok()
+            .and_then(|u| u.get(addr).map(|at| at.elapsed() < UNREACHABLE_FOR))
+            .unwrap_or(false)
+    }
+
+    /// The leader to send a partition's request to, unless it was just
+    /// found unreachable (then the bootstrap connection is used).
     fn leader_hint(&self, route: Route<'_>) -> Option<String> {
         let (topic, partition) = route?;
+        let leader = self.leader_for(topic, partition)?;
+        (!self.is_unreachable(&leader)).then_some(leader)
+    }
+
+    /// The address requests about `topic`/`partition` are sent to, when the
+    /// client knows the partition's leader (from CLUSTER_METADATA or a
+    /// redirect); `None` means the bootstrap connection.
+    pub fn leader_for(&self, topic: &str, partition: i32) -> Option<String> {
         let hints = self.inner.leader_hints.lock().ok()?;
         hints.get(&(topic.to_owned(), partition)).cloned()
+    }
+
+    /// Forgets the leader of `topic`/`partition` (after a failure), so the
+    /// next request goes to the bootstrap connection until metadata or a
+    /// redirect names the leader again.
+    pub(crate) fn forget_leader(&self, topic: &str, partition: i32) {
+        self.set_leader_hint(Some((topic, partition)), None);
+    }
+
+    /// Takes the partition leaders of a CLUSTER_METADATA answer as routing
+    /// hints. A topic whose replicas all live on one node (a standalone
+    /// broker) gets none: the bootstrap connection reaches that node
+    /// already, and its advertised address may not be reachable from here
+    /// (a pod IP behind a port-forward). Partitions without a usable leader
+    /// address lose their hint.
+    fn learn_leaders(&self, topic: &TopicMetadata) {
+        let mut nodes: Vec<&str> = topic
+            .partitions
+            .iter()
+            .flat_map(|p| std::iter::once(p.leader_id.as_str()).chain(p.replicas.iter().map(String::as_str)))
+            .filter(|id| !id.is_empty())
+            .collect();
+        nodes.sort_unstable();
+        nodes.dedup();
+        let single_node = nodes.len() <= 1;
+        for p in &topic.partitions {
+            let leader = (!single_node
+                && !p.leader_addr.is_empty()
+                && !p.state.eq_ignore_ascii_case("offline")
+                && check_address(&p.leader_addr).is_ok())
+            .then(|| p.leader_addr.clone());
+            self.set_leader_hint(Some((topic.topic.as_str(), p.partition)), leader);
+        }
     }
 
     fn set_leader_hint(&self, route: Route<'_>, leader: Option<String>) {
@@ -266,8 +343,9 @@ impl Client {
     }
 
     /// Like [`Client::request_frame`] for a request about one partition:
-    /// it goes to the partition's leader when a redirect taught the client
-    /// where that is, and a redirect updates that knowledge.
+    /// it goes to the partition's leader when CLUSTER_METADATA or a redirect
+    /// taught the client where that is, and a redirect updates that
+    /// knowledge.
     pub(crate) async fn request_routed(&self, opcode: Opcode, frame: Bytes, route: Route<'_>) -> Result<Response> {
         let op = opcode.name();
         let repeatable = is_repeatable(opcode);
@@ -311,7 +389,7 @@ impl Client {
                 Err(Error::NotLeader {
                     leader_addr: Some(leader),
                     ..
-                }) if attempt < MAX_ATTEMPTS => {
+                }) if attempt < MAX_ATTEMPTS && !self.is_unreachable(&leader) => {
                     tracing::debug!(op, from = conn.addr(), to = %leader, "following not-leader redirect");
                     self.set_leader_hint(route, Some(leader.clone()));
                     target = Some(leader);
@@ -368,16 +446,24 @@ impl Client {
     }
 
     /// Partitions, leaders and replicas of every topic (CLUSTER_METADATA).
+    /// The leaders become the client's routing table (see
+    /// [`Client::leader_for`]).
     pub async fn cluster_metadata(&self) -> Result<ClusterMetadata> {
         let req = Request::ClusterMetadata(ClusterMetadataRequest { topic: String::new() });
         match self.request(&req).await? {
-            Response::ClusterMetadata(meta) => Ok(meta),
+            Response::ClusterMetadata(meta) => {
+                for topic in &meta.topics {
+                    self.learn_leaders(topic);
+                }
+                Ok(meta)
+            }
             other => Err(unexpected("CLUSTER_METADATA", &other)),
         }
     }
 
-    /// Partitions, leaders and replicas of one topic. A missing topic is
-    /// [`Error::Server`] with "topic not found".
+    /// Partitions, leaders and replicas of one topic; its leaders become the
+    /// client's routing table. A missing topic is [`Error::Server`] with
+    /// "topic not found".
     pub async fn topic_metadata(&self, topic: &str) -> Result<TopicMetadata> {
         let req = Request::ClusterMetadata(ClusterMetadataRequest {
             topic: topic.to_owned(),
@@ -386,13 +472,16 @@ impl Client {
             Response::ClusterMetadata(meta) => meta,
             other => return Err(unexpected("CLUSTER_METADATA", &other)),
         };
-        meta.topics
+        let topic_meta = meta
+            .topics
             .into_iter()
             .find(|t| t.topic == topic)
             .ok_or_else(|| Error::Server {
                 op: "CLUSTER_METADATA",
                 message: format!("topic not found: {topic}"),
-            })
+            })?;
+        self.learn_leaders(&topic_meta);
+        Ok(topic_meta)
     }
 
     /// The cluster's nodes and leader (FlyMQ extension CLUSTER_STATUS).

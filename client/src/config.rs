@@ -133,7 +133,7 @@ pub fn parse_bootstrap(list: &str) -> Result<Vec<String>> {
     Ok(addrs)
 }
 
-fn check_address(addr: &str) -> Result<()> {
+pub(crate) fn check_address(addr: &str) -> Result<()> {
     let valid = addr
         .rsplit_once(':')
         .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());

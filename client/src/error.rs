@@ -146,6 +146,28 @@ pub enum Error {
     /// The producer or consumer was closed.
     #[error("the {0} is closed")]
     Closed(&'static str),
+
+    /// The admin gRPC API could not be reached (connection refused, timeout,
+    /// not a gRPC endpoint). Nothing was carried out.
+    #[error("cannot reach the admin API at {addr}: {reason}")]
+    AdminUnavailable {
+        /// The admin address (`host:port`).
+        addr: String,
+        /// Why, e.g. "connection refused".
+        reason: String,
+    },
+
+    /// The admin gRPC API answered with an error status; `message` is the
+    /// broker's text, unchanged.
+    #[error("admin {op} failed: {message}")]
+    Admin {
+        /// The admin operation (`ClusterStatus`, `Decommission`, ...).
+        op: &'static str,
+        /// The gRPC status code (`NotFound`, `FailedPrecondition`, `Unavailable`, ...).
+        code: tonic::Code,
+        /// The status message (the code's description when the broker sent none).
+        message: String,
+    },
 }
 
 impl Error {
@@ -174,13 +196,31 @@ impl Error {
                 | Error::ConnectionClosed { .. }
                 | Error::Timeout { .. }
                 | Error::Frame { .. }
+                | Error::AdminUnavailable { .. }
         )
     }
 
     /// True when retrying the same request later may succeed (connection
-    /// problems and leader changes).
+    /// problems, leader changes, and admin calls answered UNAVAILABLE while
+    /// no leader is known).
     pub fn is_retriable(&self) -> bool {
-        self.is_connection_error() || matches!(self, Error::NotLeader { .. })
+        self.is_connection_error()
+            || matches!(
+                self,
+                Error::NotLeader { .. }
+                    | Error::Admin {
+                        code: tonic::Code::Unavailable,
+                        ..
+                    }
+            )
+    }
+
+    /// The gRPC status code of an [`Error::Admin`] answer.
+    pub fn admin_code(&self) -> Option<tonic::Code> {
+        match self {
+            Error::Admin { code, .. } => Some(*code),
+            _ => None,
+        }
     }
 
     /// True for "topic not found" refusals.

@@ -27,6 +27,56 @@ pub struct Behaviour {
     pub close_after: Option<usize>,
     /// Never answer anything.
     pub silent: bool,
+    /// Act as one node of a multi-node cluster: CLUSTER_METADATA names the
+    /// cluster's partition leaders, and partition requests for partitions
+    /// this node does not lead are answered `not leader`.
+    pub cluster: Option<Arc<FakeCluster>>,
+}
+
+/// Partition leadership shared by the fakes of one pretend cluster. Each
+/// fake keeps its own records; only leadership is shared.
+#[derive(Debug, Default)]
+pub struct FakeCluster {
+    /// Node addresses (replicas of every partition).
+    nodes: Mutex<Vec<String>>,
+    /// Leader address per partition (of every topic); `None` = no leader
+    /// elected. Partitions missing here are led by whichever node is asked.
+    leaders: Mutex<HashMap<i32, Option<String>>>,
+}
+
+impl FakeCluster {
+    /// A cluster without nodes yet.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// Adds a node (its address is known only once it listens).
+    pub fn add_node(&self, addr: &str) {
+        if let Ok(mut nodes) = self.nodes.lock() {
+            nodes.push(addr.to_owned());
+        }
+    }
+
+    /// Makes `leader` (an address, or `None` for "no leader elected") the
+    /// leader of `partition`.
+    pub fn set_leader(&self, partition: i32, leader: Option<&str>) {
+        if let Ok(mut leaders) = self.leaders.lock() {
+            leaders.insert(partition, leader.map(str::to_owned));
+        }
+    }
+
+    fn leader(&self, partition: i32) -> Option<Option<String>> {
+        self.leaders.lock().ok()?.get(&partition).cloned()
+    }
+
+    fn nodes(&self) -> Vec<String> {
+        self.nodes.lock().map(|n| n.clone()).unwrap_or_default()
+    }
+}
+
+/// The node id the fake cluster gives an address.
+fn node_id(addr: &str) -> String {
+    format!("node-{}", addr.rsplit(':').next().unwrap_or(addr))
 }
 
 #[derive(Debug, Default)]
@@ -44,6 +94,8 @@ pub struct State {
     requests: Mutex<HashMap<u8, usize>>,
     /// Connections accepted.
     pub connections: AtomicUsize,
+    /// `not leader` answers sent (cluster mode).
+    pub not_leader_replies: AtomicUsize,
 }
 
 impl State {
@@ -71,6 +123,7 @@ pub struct FakeBroker {
     pub addr: SocketAddr,
     /// Its state.
     pub state: Arc<State>,
+    stop: tokio::sync::watch::Sender<bool>,
 }
 
 impl FakeBroker {
@@ -85,14 +138,28 @@ impl FakeBroker {
         let addr = listener.local_addr().expect("fake broker address");
         let state = Arc::new(State::default());
         let accept_state = state.clone();
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let own = addr.to_string();
         tokio::spawn(async move {
-            while let Ok((socket, _)) = listener.accept().await {
+            loop {
+                let socket = tokio::select! {
+                    accepted = listener.accept() => match accepted {
+                        Ok((socket, _)) => socket,
+                        Err(_) => return,
+                    },
+                    _ = stopped.changed() => return,
+                };
                 accept_state.connections.fetch_add(1, Ordering::SeqCst);
                 let (state, behaviour) = (accept_state.clone(), behaviour.clone());
-                tokio::spawn(serve(socket, state, behaviour));
+                tokio::spawn(serve(socket, state, behaviour, own.clone(), stopped.clone()));
             }
         });
-        Self { addr, state }
+        Self { addr, state, stop }
+    }
+
+    /// Stops listening and closes every connection, like a crashed broker.
+    pub fn stop(&self) {
+        let _ = self.stop.send(true);
     }
 
     /// `host:port` of the broker.
@@ -101,7 +168,16 @@ impl FakeBroker {
     }
 }
 
-async fn serve(mut socket: tokio::net::TcpStream, state: Arc<State>, behaviour: Behaviour) {
+async fn serve(
+    mut socket: tokio::net::TcpStream,
+    state: Arc<State>,
+    behaviour: Behaviour,
+    own_addr: String,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) {
+    if *stopped.borrow() {
+        return;
+    }
     let mut buf = BytesMut::new();
     let mut served = 0usize;
     loop {
@@ -120,7 +196,10 @@ async fn serve(mut socket: tokio::net::TcpStream, state: Arc<State>, behaviour: 
             let reply = match &behaviour.redirect_to {
                 Some(leader) => Response::error(format!("not leader: leader_addr={leader} current leader is node-2")),
                 None => match Request::decode_frame(&frame) {
-                    Ok(req) => handle(&state, req),
+                    Ok(req) => match &behaviour.cluster {
+                        Some(cluster) => handle_in_cluster(&state, cluster, &own_addr, req),
+                        None => handle(&state, req),
+                    },
                     Err(e) => Response::error(e.to_string()),
                 },
             };
@@ -134,11 +213,59 @@ async fn serve(mut socket: tokio::net::TcpStream, state: Arc<State>, behaviour: 
                 return;
             }
         }
-        match socket.read_buf(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
+        tokio::select! {
+            read = socket.read_buf(&mut buf) => match read {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            },
+            _ = stopped.changed() => return,
         }
     }
+}
+
+/// Cluster mode: metadata names the shared leaders; partition requests for
+/// partitions led elsewhere get the WIRE.md redirect texts.
+fn handle_in_cluster(state: &State, cluster: &FakeCluster, own_addr: &str, req: Request) -> Response {
+    let partition = match &req {
+        Request::Produce(r) => Some(r.partition),
+        Request::ProduceBatch(r) => Some(r.partition),
+        Request::Fetch(r) => Some(r.partition),
+        Request::Consume(r) => Some(r.partition),
+        Request::ClusterMetadata(_) => {
+            return match handle(state, req) {
+                Response::ClusterMetadata(mut meta) => {
+                    let nodes = cluster.nodes();
+                    for topic in &mut meta.topics {
+                        for p in &mut topic.partitions {
+                            let leader = cluster.leader(p.partition).unwrap_or_else(|| Some(own_addr.to_owned()));
+                            p.leader_addr = leader.clone().unwrap_or_default();
+                            p.leader_id = leader.as_deref().map(node_id).unwrap_or_default();
+                            p.state = if leader.is_some() { "online" } else { "offline" }.into();
+                            p.replicas = nodes.iter().map(|n| node_id(n)).collect();
+                            p.isr = p.replicas.clone();
+                        }
+                    }
+                    Response::ClusterMetadata(meta)
+                }
+                other => other,
+            };
+        }
+        _ => None,
+    };
+    if let Some(partition) = partition.filter(|p| *p >= 0)
+        && let Some(leader) = cluster.leader(partition)
+        && leader.as_deref() != Some(own_addr)
+    {
+        state.not_leader_replies.fetch_add(1, Ordering::SeqCst);
+        return match leader {
+            Some(addr) => Response::error(format!(
+                "not leader: leader_addr={addr} current leader is {}",
+                node_id(&addr)
+            )),
+            None => Response::error("not leader: no leader elected"),
+        };
+    }
+    handle(state, req)
 }
 
 fn handle(state: &State, req: Request) -> Response {

@@ -6,11 +6,14 @@
 //!   requests, with linger, retries and per-record results.
 //! - [`Consumer`]: reads every partition of a topic as a member of a
 //!   consumer group, with automatic or manual offset commits.
+//! - [`admin::AdminClient`]: the broker's admin gRPC API (cluster status,
+//!   decommission, leadership transfer, topics with replication factors).
 //!
 //! All wire types come from [`flymq_proto`]; the most used ones are
 //! re-exported here.
 
 mod accumulator;
+pub mod admin;
 mod client;
 mod config;
 mod connection;
@@ -23,6 +26,7 @@ mod producer;
 #[cfg(test)]
 mod sdk_tests;
 
+pub use admin::AdminClient;
 pub use client::{Client, ResetTo, StartFrom};
 pub use config::{ClientConfig, Credentials, DEFAULT_BOOTSTRAP, parse_bootstrap};
 pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord};

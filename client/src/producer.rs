@@ -5,13 +5,21 @@
 //! else FNV-1a-32(key) mod partitions, else round robin per topic, with
 //! partition counts from CLUSTER_METADATA), groups records per (topic,
 //! partition) and sends each group as one PRODUCE_BATCH when it is full or
-//! its linger time has passed. Up to `max_in_flight` batches are pipelined;
-//! retriable failures (broken connection, timeout, leader change) are
-//! retried with exponential backoff.
+//! its linger time has passed. Up to `max_in_flight` batches are pipelined.
 //!
-//! Delivery is at least once: a batch whose connection broke after the
-//! broker stored it is sent again. With `max_in_flight > 1`, a retried batch
-//! can land after a later batch of the same partition.
+//! Routing: the CLUSTER_METADATA answer that gives the partition count also
+//! names each partition's leader, and the [`Client`] sends a partition's
+//! batches straight to that leader's address. Retriable failures (`not
+//! leader`, `no leader elected`, broken connection, timeout) are retried with
+//! exponential backoff; before each retry the partition's leader is
+//! forgotten and the topic's metadata is read again, so a batch follows a
+//! leader change. Retries stop after `retries` attempts or once
+//! `retry_timeout` (10 s by default) has passed, whichever comes first.
+//!
+//! Delivery is at least once: a batch whose connection broke (or whose
+//! response timed out) after the broker stored it is sent again, so it can
+//! be stored twice. With `max_in_flight > 1`, a retried batch can land after
+//! a later batch of the same partition.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -46,8 +54,12 @@ pub struct ProducerConfig {
     pub linger: Duration,
     /// Batch requests outstanding at once.
     pub max_in_flight: usize,
-    /// Retries of a batch after a retriable error.
+    /// Retries of a batch after a retriable error (at most; see also
+    /// `retry_timeout`).
     pub retries: u32,
+    /// Time after which a batch that keeps failing with retriable errors is
+    /// given up (counted from its first attempt); no retry starts later.
+    pub retry_timeout: Duration,
     /// Pause before the first retry; doubled for each further retry.
     pub retry_backoff: Duration,
     /// Longest pause between retries.
@@ -65,9 +77,10 @@ impl Default for ProducerConfig {
             batch_max_bytes: 1024 * 1024,
             linger: Duration::from_millis(5),
             max_in_flight: 8,
-            retries: 3,
+            retries: 20,
+            retry_timeout: Duration::from_secs(10),
             retry_backoff: Duration::from_millis(100),
-            max_retry_backoff: Duration::from_secs(5),
+            max_retry_backoff: Duration::from_secs(1),
             queue_capacity: 10_000,
             metadata_max_age: Duration::from_secs(30),
         }
@@ -379,6 +392,7 @@ impl Worker {
 #[derive(Debug, Clone, Copy)]
 struct RetryPolicy {
     retries: u32,
+    timeout: Duration,
     backoff: Duration,
     max_backoff: Duration,
 }
@@ -387,6 +401,7 @@ impl From<&ProducerConfig> for RetryPolicy {
     fn from(c: &ProducerConfig) -> Self {
         Self {
             retries: c.retries,
+            timeout: c.retry_timeout,
             backoff: c.retry_backoff,
             max_backoff: c.max_retry_backoff,
         }
@@ -398,6 +413,17 @@ impl RetryPolicy {
     fn delay(&self, attempt: u32) -> Duration {
         let factor = 1u32 << attempt.saturating_sub(1).min(16);
         self.backoff.saturating_mul(factor).min(self.max_backoff)
+    }
+
+    /// The pause before retry number `attempt` after `err`, or `None` when
+    /// the batch must be given up (not retriable, out of retries, or the
+    /// retry would start after `timeout` since the first attempt).
+    fn next_retry(&self, err: &Error, attempt: u32, elapsed: Duration) -> Option<Duration> {
+        if !err.is_retriable() || attempt > self.retries {
+            return None;
+        }
+        let delay = self.delay(attempt);
+        (elapsed.saturating_add(delay) <= self.timeout).then_some(delay)
     }
 }
 
@@ -416,7 +442,10 @@ async fn deliver(client: &Client, batch: Batch<Completion>, retry: RetryPolicy) 
         let sends = records.into_iter().zip(completions).map(|((key, value), completion)| {
             let topic = topic.as_str();
             async move {
-                let result = with_retries(retry, || client.produce_with_key(topic, key.clone(), value.clone())).await;
+                let result = with_retries(client, topic, -1, retry, || {
+                    client.produce_with_key(topic, key.clone(), value.clone())
+                })
+                .await;
                 completion.complete(result);
             }
         });
@@ -441,7 +470,10 @@ async fn deliver(client: &Client, batch: Batch<Completion>, retry: RetryPolicy) 
             return;
         }
     };
-    let result = with_retries(retry, || client.produce_batch_frame(&topic, partition, frame.clone())).await;
+    let result = with_retries(client, &topic, partition, retry, || {
+        client.produce_batch_frame(&topic, partition, frame.clone())
+    })
+    .await;
     match result {
         Ok(resp) => {
             for (i, (completion, (key_size, value_size))) in completions.into_iter().zip(sizes).enumerate() {
@@ -459,20 +491,40 @@ async fn deliver(client: &Client, batch: Batch<Completion>, retry: RetryPolicy) 
     }
 }
 
-async fn with_retries<T, F, Fut>(retry: RetryPolicy, mut attempt_fn: F) -> Result<T>
+/// Runs `attempt_fn` until it succeeds, fails for good, or `retry` is
+/// exhausted. Before each retry the partition's leader is forgotten and the
+/// topic's metadata is read again, so the retry goes to the current leader.
+async fn with_retries<T, F, Fut>(
+    client: &Client,
+    topic: &str,
+    partition: i32,
+    retry: RetryPolicy,
+    mut attempt_fn: F,
+) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T>>,
 {
+    let started = Instant::now();
     let mut attempt = 0;
     loop {
-        match attempt_fn().await {
-            Err(err) if err.is_retriable() && attempt < retry.retries => {
-                attempt += 1;
-                tracing::debug!(error = %err, attempt, "retrying produce");
-                tokio::time::sleep(retry.delay(attempt)).await;
-            }
-            other => return other,
+        let err = match attempt_fn().await {
+            Err(err) => err,
+            ok => return ok,
+        };
+        attempt += 1;
+        let Some(delay) = retry.next_retry(&err, attempt, started.elapsed()) else {
+            return Err(err);
+        };
+        tracing::debug!(topic, partition, error = %err, attempt, ?delay, "retrying produce");
+        tokio::time::sleep(delay).await;
+        if partition >= 0 {
+            client.forget_leader(topic, partition);
+        }
+        // Best effort: when metadata cannot be read either, the retry goes to
+        // the bootstrap connection, which forwards or redirects.
+        if let Err(err) = client.topic_metadata(topic).await {
+            tracing::debug!(topic, error = %err, "metadata refresh before retry failed");
         }
     }
 }
@@ -495,6 +547,7 @@ mod tests {
     fn backoff_doubles_and_caps() {
         let p = RetryPolicy {
             retries: 10,
+            timeout: Duration::from_secs(10),
             backoff: Duration::from_millis(100),
             max_backoff: Duration::from_millis(700),
         };
@@ -503,6 +556,45 @@ mod tests {
         assert_eq!(p.delay(3), Duration::from_millis(400));
         assert_eq!(p.delay(4), Duration::from_millis(700));
         assert_eq!(p.delay(40), Duration::from_millis(700));
+    }
+
+    #[test]
+    fn retries_stop_at_count_time_or_fatal_error() {
+        let p = RetryPolicy {
+            retries: 3,
+            timeout: Duration::from_secs(1),
+            backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_millis(400),
+        };
+        let not_leader = Error::from_server("PRODUCE_BATCH", "not leader: no leader elected".into());
+        assert_eq!(
+            p.next_retry(&not_leader, 1, Duration::ZERO),
+            Some(Duration::from_millis(100))
+        );
+        assert_eq!(
+            p.next_retry(&not_leader, 3, Duration::from_millis(300)),
+            Some(Duration::from_millis(400))
+        );
+        assert_eq!(p.next_retry(&not_leader, 4, Duration::ZERO), None, "out of retries");
+        assert_eq!(
+            p.next_retry(&not_leader, 2, Duration::from_millis(850)),
+            None,
+            "past the retry timeout"
+        );
+        let fatal = Error::from_server("PRODUCE_BATCH", "topic not found: t".into());
+        assert_eq!(p.next_retry(&fatal, 1, Duration::ZERO), None);
+    }
+
+    #[test]
+    fn default_retry_budget_is_about_ten_seconds() {
+        let c = ProducerConfig::default();
+        let p = RetryPolicy::from(&c);
+        let sleeping: Duration = (1..=c.retries).map(|a| p.delay(a)).sum();
+        assert!(
+            sleeping >= c.retry_timeout,
+            "the timeout, not the count, bounds the defaults"
+        );
+        assert_eq!(c.retry_timeout, Duration::from_secs(10));
     }
 
     #[test]

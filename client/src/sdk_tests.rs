@@ -2,13 +2,14 @@
 //! fake broker (real sockets, real codec). End-to-end tests against the
 //! real broker live in `tests/`.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
 use flymq_proto::Opcode;
 
-use crate::fake_broker::{Behaviour, FakeBroker};
+use crate::fake_broker::{Behaviour, FakeBroker, FakeCluster};
 use crate::partitioner::partition_for_key;
 use crate::{
     Client, ClientConfig, Consumer, ConsumerConfig, Credentials, Error, Producer, ProducerConfig, ProducerRecord,
@@ -67,6 +68,9 @@ async fn topics_produce_and_fetch() {
     assert!(values.contains(&&b"b"[..]));
     let one = client.consume("orders", 2, explicit.offset).await.expect("consume");
     assert_eq!(&one.value[..], b"b");
+
+    // A single-node cluster's advertised address is not used for routing.
+    assert_eq!(client.leader_for("orders", 0), None);
 
     client.delete_topic("orders").await.expect("delete");
     assert!(client.list_topics().await.expect("list").is_empty());
@@ -416,4 +420,148 @@ async fn credentials_are_sent_on_connect() {
         }
         other => panic!("expected Authentication, got {other:?}"),
     }
+}
+
+/// Two fake brokers forming one pretend cluster; each stores its own records,
+/// the leadership table is shared. `topic` exists on both with `partitions`.
+async fn two_node_cluster(topic: &str, partitions: u32) -> (Arc<FakeCluster>, FakeBroker, FakeBroker) {
+    let cluster = FakeCluster::new();
+    let behaviour = Behaviour {
+        cluster: Some(cluster.clone()),
+        ..Behaviour::default()
+    };
+    let a = FakeBroker::start_with(behaviour.clone()).await;
+    let b = FakeBroker::start_with(behaviour).await;
+    cluster.add_node(&a.address());
+    cluster.add_node(&b.address());
+    for broker in [&a, &b] {
+        connect(broker)
+            .await
+            .create_topic(topic, partitions)
+            .await
+            .expect("create");
+    }
+    (cluster, a, b)
+}
+
+fn fast_retries() -> ProducerConfig {
+    ProducerConfig {
+        linger: Duration::from_millis(2),
+        retry_backoff: Duration::from_millis(20),
+        max_retry_backoff: Duration::from_millis(100),
+        ..ProducerConfig::default()
+    }
+}
+
+#[tokio::test]
+async fn producer_sends_each_partition_to_its_leader_from_metadata() {
+    let (cluster, a, b) = two_node_cluster("t", 2).await;
+    cluster.set_leader(0, Some(&a.address()));
+    cluster.set_leader(1, Some(&b.address()));
+    // Several bootstrap addresses: the dead one is skipped.
+    let client = Client::connect(config(&[dead_address().await, a.address()]))
+        .await
+        .expect("connect");
+    let producer = Producer::new(client.clone(), fast_retries());
+    let sends: Vec<_> = (0..100)
+        .map(|i| producer.send(ProducerRecord::new("t", format!("v{i}"))))
+        .collect();
+    for result in futures::future::join_all(sends).await {
+        result.expect("delivered");
+    }
+    assert_eq!((a.state.partition_len("t", 0), a.state.partition_len("t", 1)), (50, 0));
+    assert_eq!((b.state.partition_len("t", 0), b.state.partition_len("t", 1)), (0, 50));
+    // Routed by metadata, not by trial and error.
+    assert_eq!(a.state.not_leader_replies.load(Ordering::SeqCst), 0);
+    assert_eq!(b.state.not_leader_replies.load(Ordering::SeqCst), 0);
+    assert_eq!(client.leader_for("t", 1), Some(b.address()));
+    assert_eq!(client.connected_to(), Some(a.address()));
+
+    // The plain Client routes partition requests the same way.
+    let page = client.fetch("t", 1, 0, 100, "").await.expect("fetch from the leader");
+    assert_eq!(page.records.len(), 50);
+    assert_eq!(a.state.requests(Opcode::Fetch), 0);
+}
+
+#[tokio::test]
+async fn producer_waits_out_an_election_and_follows_the_new_leader() {
+    let (cluster, a, b) = two_node_cluster("t", 1).await;
+    cluster.set_leader(0, Some(&a.address()));
+    let client = connect(&a).await;
+    let producer = Producer::new(client.clone(), fast_retries());
+    let first = producer.send(ProducerRecord::new("t", "before")).await.expect("first");
+    assert_eq!((first.partition, first.offset), (0, 0));
+
+    // The leader steps down: "no leader elected" for a while, then B leads.
+    cluster.set_leader(0, None);
+    let elect = {
+        let (cluster, b_addr) = (cluster.clone(), b.address());
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            cluster.set_leader(0, Some(&b_addr));
+        })
+    };
+    let second = producer.send(ProducerRecord::new("t", "after")).await.expect("second");
+    elect.await.expect("election task");
+    assert_eq!((second.partition, second.offset), (0, 0), "B's log starts at 0");
+    assert_eq!(a.state.partition_len("t", 0), 1);
+    assert_eq!(b.state.partition_len("t", 0), 1);
+    assert!(a.state.not_leader_replies.load(Ordering::SeqCst) >= 1);
+    assert!(
+        a.state.requests(Opcode::ClusterMetadata) >= 3,
+        "metadata is read again before retries"
+    );
+    assert_eq!(client.leader_for("t", 0), Some(b.address()));
+}
+
+#[tokio::test]
+async fn producer_follows_a_redirect_without_waiting_for_metadata() {
+    let (cluster, a, b) = two_node_cluster("t", 1).await;
+    cluster.set_leader(0, Some(&a.address()));
+    let client = connect(&a).await;
+    let producer = Producer::new(client.clone(), fast_retries());
+    producer.send(ProducerRecord::new("t", "x")).await.expect("first");
+    // Leadership moves; the client's metadata still names A, which redirects.
+    cluster.set_leader(0, Some(&b.address()));
+    producer.send(ProducerRecord::new("t", "y")).await.expect("redirected");
+    assert_eq!(b.state.partition_len("t", 0), 1);
+    assert_eq!(a.state.not_leader_replies.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn producer_recovers_when_the_leader_dies() {
+    let (cluster, a, b) = two_node_cluster("t", 1).await;
+    cluster.set_leader(0, Some(&b.address()));
+    let client = connect(&a).await;
+    let producer = Producer::new(client.clone(), fast_retries());
+    producer.send(ProducerRecord::new("t", "x")).await.expect("to B");
+    assert_eq!(b.state.partition_len("t", 0), 1);
+
+    // B crashes and A takes over.
+    b.stop();
+    cluster.set_leader(0, Some(&a.address()));
+    let meta = producer.send(ProducerRecord::new("t", "y")).await.expect("to A");
+    assert_eq!((meta.partition, meta.offset), (0, 0));
+    assert_eq!(a.state.partition_len("t", 0), 1);
+}
+
+#[tokio::test]
+async fn producer_gives_up_after_the_retry_timeout() {
+    let (cluster, a, _b) = two_node_cluster("t", 1).await;
+    cluster.set_leader(0, None);
+    let client = connect(&a).await;
+    let producer = Producer::new(
+        client,
+        ProducerConfig {
+            retry_timeout: Duration::from_millis(400),
+            ..fast_retries()
+        },
+    );
+    let started = std::time::Instant::now();
+    let err = producer.send(ProducerRecord::new("t", "x")).await.unwrap_err();
+    let took = started.elapsed();
+    assert!(matches!(err, Error::NotLeader { leader_addr: None, .. }), "{err}");
+    assert!(took < Duration::from_secs(2), "gave up after {took:?}");
+    assert!(a.state.not_leader_replies.load(Ordering::SeqCst) >= 3, "retried");
+    assert_eq!(a.state.partition_len("t", 0), 0);
 }

@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
+use flymq_client::admin::DEFAULT_ADMIN_ADDR;
 
 use crate::bench::BenchCommand;
 
@@ -20,6 +21,10 @@ pub struct Cli {
         default_value = "127.0.0.1:9092"
     )]
     pub bootstrap: String,
+
+    /// Admin API address (host:port) used by the `cluster` membership commands.
+    #[arg(long, global = true, env = "FLYMQ_ADMIN_ADDR", default_value = DEFAULT_ADMIN_ADDR)]
+    pub admin: String,
 
     /// Output format: `text` for people, `json` for one JSON object per line.
     #[arg(long, short = 'o', global = true, value_enum, default_value_t = OutputFormat::Text)]
@@ -72,7 +77,7 @@ pub enum Command {
     /// List, describe and inspect consumer groups.
     #[command(subcommand)]
     Groups(GroupsCommand),
-    /// Cluster information.
+    /// Cluster status and membership (admin API), metadata (binary protocol).
     #[command(subcommand)]
     Cluster(ClusterCommand),
     /// Measure throughput and latency of a broker.
@@ -225,10 +230,48 @@ pub enum GroupsCommand {
 /// `cluster ...`
 #[derive(Debug, Subcommand)]
 pub enum ClusterCommand {
-    /// Show the cluster's nodes and leader.
-    Status,
-    /// Show every topic's partitions with leaders and replicas.
+    /// Members, their health and roles, and under-replicated partitions (admin API).
+    Status {
+        /// Also list every Raft group with its leader, term and replicas.
+        #[arg(long)]
+        groups: bool,
+    },
+    /// The member table only (admin API).
+    Members,
+    /// Move every replica off a node, then remove it from the cluster (admin API).
+    Decommission {
+        /// Id of the node to remove.
+        node_id: u64,
+        /// How long to wait for the replicas to move.
+        #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+        wait: Duration,
+    },
+    /// Move the leadership of a Raft group, or of every group a node leads (admin API).
+    #[command(group(ArgGroup::new("which").required(true).args(["group", "from"])))]
+    TransferLeader {
+        /// Raft group id (0 = the metadata group; see `cluster status --groups`).
+        #[arg(long)]
+        group: Option<u64>,
+        /// Move every group this node leads instead of one group.
+        #[arg(long)]
+        from: Option<u64>,
+        /// Node that should lead.
+        #[arg(long)]
+        to: u64,
+    },
+    /// Cluster id, answering node and nodes over the binary protocol (CLUSTER_STATUS,
+    /// port 9092); this was `cluster status` before the admin API existed.
+    WireStatus,
+    /// Show every topic's partitions with leaders and replicas (CLUSTER_METADATA).
     Metadata,
+}
+
+impl ClusterCommand {
+    /// True for the commands that talk to the admin API rather than the
+    /// binary protocol.
+    pub fn uses_admin_api(&self) -> bool {
+        !matches!(self, ClusterCommand::WireStatus | ClusterCommand::Metadata)
+    }
 }
 
 #[cfg(test)]
@@ -257,6 +300,9 @@ mod tests {
         assert_eq!(cli.output, OutputFormat::Text);
         assert_eq!(cli.timeout, Duration::from_secs(10));
         assert!(matches!(cli.command, Command::Topic(TopicCommand::List)));
+        if std::env::var_os("FLYMQ_ADMIN_ADDR").is_none() {
+            assert_eq!(cli.admin, "127.0.0.1:9096");
+        }
     }
 
     #[test]
@@ -324,6 +370,45 @@ mod tests {
                 assert_eq!(s.from, FromArg::Earliest);
             }
             other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn cluster_commands() {
+        let cli = parse(&["cluster", "status", "--admin", "http://b:9096", "-o", "json"]);
+        assert_eq!(cli.admin, "http://b:9096");
+        assert!(matches!(
+            cli.command,
+            Command::Cluster(ClusterCommand::Status { groups: false })
+        ));
+        let cli = parse(&["cluster", "decommission", "2"]);
+        match cli.command {
+            Command::Cluster(ClusterCommand::Decommission { node_id, wait }) => {
+                assert_eq!((node_id, wait), (2, Duration::from_secs(600)));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        let cli = parse(&["cluster", "transfer-leader", "--group", "0", "--to", "3"]);
+        match cli.command {
+            Command::Cluster(ref c @ ClusterCommand::TransferLeader { group, from, to }) => {
+                assert_eq!((group, from, to), (Some(0), None, 3));
+                assert!(c.uses_admin_api());
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        let cli = parse(&["cluster", "wire-status"]);
+        match cli.command {
+            Command::Cluster(c) => assert!(!c.uses_admin_api()),
+            other => panic!("unexpected {other:?}"),
+        }
+        for bad in [
+            &["cluster", "transfer-leader", "--to", "3"][..],
+            &["cluster", "transfer-leader", "--group", "1", "--from", "2", "--to", "3"],
+            &["cluster", "transfer-leader", "--group", "1"],
+            &["cluster", "decommission"],
+        ] {
+            let args = std::iter::once("flymq-cli").chain(bad.iter().copied());
+            assert!(Cli::try_parse_from(args).is_err(), "{bad:?} should be refused");
         }
     }
 

@@ -20,11 +20,17 @@ use output::Output;
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let out = Output::new(cli.output);
     let config = client_config(&cli)?;
-    if let Command::Bench(cmd) = cli.command {
-        return bench::run(cmd, config, out).await;
-    }
+    let command = match cli.command {
+        Command::Bench(cmd) => return bench::run(cmd, config, out).await,
+        // Membership commands talk to the admin API only: no broker
+        // connection on the binary protocol is needed.
+        Command::Cluster(cmd) if cmd.uses_admin_api() => {
+            return cluster::run_admin(&cli.admin, cli.timeout, cmd, out).await;
+        }
+        other => other,
+    };
     let client = Client::connect(config).await?;
-    match cli.command {
+    match command {
         Command::Topic(cmd) => topic::run(&client, cmd, out).await,
         Command::Produce(args) => produce::run(&client, args, out).await,
         Command::Consume(args) => consume::consume(&client, args, out).await,

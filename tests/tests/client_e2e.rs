@@ -1,4 +1,5 @@
-//! The SDK against the real broker (RocksDB in a temporary directory,
+//! The Rust SDK (`flymq-client`) against the real broker, in process
+//! (`flymq_broker::testing::TestBroker`: RocksDB in a temporary directory,
 //! loopback port 0).
 
 use std::time::Duration;

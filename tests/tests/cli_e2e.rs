@@ -1,12 +1,46 @@
-//! `flymq-cli` run as a process against the real broker.
+//! `flymq-cli` run as a process against the real broker (in process,
+//! RocksDB in a temporary directory, loopback port 0).
+//!
+//! The CLI binary is not built by this crate: it is looked up next to the
+//! test executable (`<target>/<profile>/flymq-cli`), like the broker binary
+//! in [`flymq_tests::flymq_binary`]; `cargo test --workspace` builds it
+//! (flymq-client has integration tests of its own), otherwise run
+//! `cargo build -p flymq-client --bins` with the same profile first, or set
+//! `FLYMQ_CLI_BIN`.
 
+use std::ffi::OsStr;
 use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use flymq_broker::testing::TestBroker;
 
+/// Path of the `flymq-cli` binary: `$FLYMQ_CLI_BIN` when set, else next to
+/// the running test executable (`<target>/<profile>/flymq-cli`).
+fn cli_binary() -> PathBuf {
+    if let Some(bin) = std::env::var_os("FLYMQ_CLI_BIN").filter(|v| !v.is_empty()) {
+        let bin = PathBuf::from(bin);
+        assert!(bin.is_file(), "FLYMQ_CLI_BIN={} does not exist", bin.display());
+        return bin;
+    }
+    let exe = std::env::current_exe().expect("the test executable's path");
+    let mut dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
+    // Integration tests run from <target>/<profile>/deps/.
+    if dir.file_name() == Some(OsStr::new("deps")) {
+        dir.pop();
+    }
+    let bin = dir.join(format!("flymq-cli{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.is_file(),
+        "the flymq-cli binary is missing at {}: run `cargo build -p flymq-client --bins` first \
+         (same profile and CARGO_TARGET_DIR as the tests), or set FLYMQ_CLI_BIN",
+        bin.display()
+    );
+    bin
+}
+
 fn cli(addr: &str, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_flymq-cli"))
+    let mut child = Command::new(cli_binary())
         .arg("--bootstrap")
         .arg(addr)
         .args(args)

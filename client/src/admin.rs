@@ -1,0 +1,467 @@
+//! Client of the broker's admin gRPC API (port 9096): cluster status,
+//! membership changes and topic administration with replication factors.
+//!
+//! The messages are the types generated from `proto/grpc/admin.proto` in
+//! [`flymq_proto::grpc::admin`], re-exported here. Every call returns the
+//! SDK's [`Error`]: a refusal by the broker is [`Error::Admin`] with the gRPC
+//! code and the broker's message unchanged; an address that does not answer
+//! is [`Error::AdminUnavailable`].
+//!
+//! ```no_run
+//! # async fn demo() -> flymq_client::Result<()> {
+//! use std::time::Duration;
+//! use flymq_client::admin::{AdminClient, NewTopic};
+//!
+//! let admin = AdminClient::connect("127.0.0.1:9096", Duration::from_secs(5)).await?;
+//! let status = admin.cluster_status().await?;
+//! println!("cluster {} has {} members", status.cluster_id, status.members.len());
+//! admin.create_topic(NewTopic::new("orders", 6).replication_factor(3)).await?;
+//! # Ok(())
+//! # }
+//! ```
+
+use std::future::Future;
+use std::time::Duration;
+
+use flymq_proto::grpc::admin as pb;
+use pb::admin_client::AdminClient as GrpcAdmin;
+use tonic::transport::{Channel, Endpoint};
+
+pub use pb::{ClusterStatusReply, GroupStatus, Member, PartitionInfo, TopicConfig, TopicInfo};
+
+use crate::error::{Error, Result};
+
+/// Default admin API address.
+pub const DEFAULT_ADMIN_ADDR: &str = "127.0.0.1:9096";
+
+/// Default wait for one admin call (except [`AdminClient::decommission`]).
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Default wait for [`AdminClient::decommission`], which returns only once
+/// every replica has moved off the node.
+pub const DEFAULT_DECOMMISSION_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// A topic to create through the admin API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewTopic {
+    /// Topic name.
+    pub name: String,
+    /// Number of partitions.
+    pub partitions: u32,
+    /// Replicas per partition; 0 = the cluster default, min(3, brokers).
+    pub replication_factor: u32,
+    /// Retention by age in milliseconds; 0 = keep forever.
+    pub retention_ms: u64,
+    /// Retention by size in bytes per partition; 0 = no limit.
+    pub retention_bytes: u64,
+    /// When true an existing topic is not an error.
+    pub if_not_exists: bool,
+}
+
+impl NewTopic {
+    /// A topic with `partitions` partitions and the cluster's defaults.
+    pub fn new(name: impl Into<String>, partitions: u32) -> Self {
+        Self {
+            name: name.into(),
+            partitions,
+            replication_factor: 0,
+            retention_ms: 0,
+            retention_bytes: 0,
+            if_not_exists: false,
+        }
+    }
+
+    /// Sets the replication factor (0 = cluster default).
+    pub fn replication_factor(mut self, replicas: u32) -> Self {
+        self.replication_factor = replicas;
+        self
+    }
+
+    /// Sets retention by age and size (0 = unlimited).
+    pub fn retention(mut self, retention_ms: u64, retention_bytes: u64) -> Self {
+        self.retention_ms = retention_ms;
+        self.retention_bytes = retention_bytes;
+        self
+    }
+
+    /// Makes creating an existing topic succeed.
+    pub fn if_not_exists(mut self, yes: bool) -> Self {
+        self.if_not_exists = yes;
+        self
+    }
+}
+
+/// Admin API client. Cheap to clone: clones share one HTTP/2 channel, which
+/// reconnects by itself after a broken connection.
+#[derive(Debug, Clone)]
+pub struct AdminClient {
+    grpc: GrpcAdmin<Channel>,
+    addr: String,
+    request_timeout: Duration,
+    decommission_timeout: Duration,
+}
+
+impl AdminClient {
+    /// Connects to the admin API at `addr` (`host:port`, optionally with an
+    /// `http://` prefix) within `connect_timeout`.
+    pub async fn connect(addr: &str, connect_timeout: Duration) -> Result<Self> {
+        let addr = normalize_admin_addr(addr)?;
+        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|err| Error::Config(format!("admin address '{addr}' is not usable: {err}")))?
+            .connect_timeout(connect_timeout);
+        let channel = match tokio::time::timeout(connect_timeout, endpoint.connect()).await {
+            Ok(Ok(channel)) => channel,
+            Ok(Err(err)) => {
+                return Err(Error::AdminUnavailable {
+                    reason: root_cause(&err),
+                    addr,
+                });
+            }
+            Err(_) => {
+                return Err(Error::AdminUnavailable {
+                    reason: format!("no connection within {connect_timeout:?}"),
+                    addr,
+                });
+            }
+        };
+        Ok(Self {
+            grpc: GrpcAdmin::new(channel),
+            addr,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            decommission_timeout: DEFAULT_DECOMMISSION_TIMEOUT,
+        })
+    }
+
+    /// Sets how long each call waits for its answer (default 30 s).
+    pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// Sets how long [`AdminClient::decommission`] waits (default 10 min).
+    pub fn with_decommission_timeout(mut self, timeout: Duration) -> Self {
+        self.decommission_timeout = timeout;
+        self
+    }
+
+    /// The admin address (`host:port`).
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// Members, Raft groups and under-replicated partitions, as seen by the
+    /// node answering.
+    pub async fn cluster_status(&self) -> Result<ClusterStatusReply> {
+        let mut grpc = self.grpc.clone();
+        self.call(
+            "ClusterStatus",
+            self.request_timeout,
+            pb::ClusterStatusRequest {},
+            |req| async move { grpc.cluster_status(req).await },
+        )
+        .await
+    }
+
+    /// Creates a topic with a replication factor.
+    pub async fn create_topic(&self, topic: NewTopic) -> Result<TopicInfo> {
+        let request = pb::CreateTopicRequest {
+            name: topic.name,
+            partitions: topic.partitions,
+            replication_factor: topic.replication_factor,
+            config: Some(TopicConfig {
+                retention_ms: topic.retention_ms,
+                retention_bytes: topic.retention_bytes,
+            }),
+            if_not_exists: topic.if_not_exists,
+        };
+        let mut grpc = self.grpc.clone();
+        self.call("CreateTopic", self.request_timeout, request, |req| async move {
+            grpc.create_topic(req).await
+        })
+        .await
+    }
+
+    /// Deletes a topic; returns whether it existed.
+    pub async fn delete_topic(&self, name: &str) -> Result<bool> {
+        let request = pb::DeleteTopicRequest { name: name.to_owned() };
+        let mut grpc = self.grpc.clone();
+        let reply = self
+            .call("DeleteTopic", self.request_timeout, request, |req| async move {
+                grpc.delete_topic(req).await
+            })
+            .await?;
+        Ok(reply.existed)
+    }
+
+    /// One topic's partitions, replicas and offsets. A missing topic is
+    /// [`Error::Admin`] with code `NotFound`.
+    pub async fn describe_topic(&self, name: &str) -> Result<TopicInfo> {
+        let request = pb::DescribeTopicRequest { name: name.to_owned() };
+        let mut grpc = self.grpc.clone();
+        self.call("DescribeTopic", self.request_timeout, request, |req| async move {
+            grpc.describe_topic(req).await
+        })
+        .await
+    }
+
+    /// Every topic.
+    pub async fn list_topics(&self) -> Result<Vec<TopicInfo>> {
+        let mut grpc = self.grpc.clone();
+        let reply = self
+            .call(
+                "ListTopics",
+                self.request_timeout,
+                pb::ListTopicsRequest {},
+                |req| async move { grpc.list_topics(req).await },
+            )
+            .await?;
+        Ok(reply.topics)
+    }
+
+    /// Moves every replica off `node_id`, then removes the node from every
+    /// group. Returns the number of partition groups whose replicas moved.
+    /// Waits up to the decommission timeout (default 10 min).
+    pub async fn decommission(&self, node_id: u64) -> Result<u32> {
+        let mut grpc = self.grpc.clone();
+        let reply = self
+            .call(
+                "Decommission",
+                self.decommission_timeout,
+                pb::DecommissionRequest { node_id },
+                |req| async move { grpc.decommission(req).await },
+            )
+            .await?;
+        Ok(reply.moved)
+    }
+
+    /// Moves the leadership of one Raft group (0 = the metadata group) to
+    /// `to_node`. Returns the number of groups transferred.
+    pub async fn transfer_leadership(&self, group_id: u64, to_node: u64) -> Result<u32> {
+        let request = pb::TransferLeadershipRequest {
+            group_id,
+            to_node,
+            from_node: 0,
+            has_from: false,
+        };
+        self.transfer(request).await
+    }
+
+    /// Moves the leadership of every group led by `from_node` to `to_node`.
+    /// Returns the number of groups transferred.
+    pub async fn transfer_leadership_from(&self, from_node: u64, to_node: u64) -> Result<u32> {
+        let request = pb::TransferLeadershipRequest {
+            group_id: 0,
+            to_node,
+            from_node,
+            has_from: true,
+        };
+        self.transfer(request).await
+    }
+
+    async fn transfer(&self, request: pb::TransferLeadershipRequest) -> Result<u32> {
+        let mut grpc = self.grpc.clone();
+        let reply = self
+            .call("TransferLeadership", self.request_timeout, request, |req| async move {
+                grpc.transfer_leadership(req).await
+            })
+            .await?;
+        Ok(reply.transferred)
+    }
+
+    /// Runs one unary call with a deadline (sent to the broker as
+    /// `grpc-timeout` and enforced here) and maps its failure.
+    async fn call<Req, Resp, F, Fut>(&self, op: &'static str, timeout: Duration, message: Req, send: F) -> Result<Resp>
+    where
+        F: FnOnce(tonic::Request<Req>) -> Fut,
+        Fut: Future<Output = std::result::Result<tonic::Response<Resp>, tonic::Status>>,
+    {
+        let mut request = tonic::Request::new(message);
+        request.set_timeout(timeout);
+        match tokio::time::timeout(timeout, send(request)).await {
+            Ok(Ok(response)) => Ok(response.into_inner()),
+            Ok(Err(status)) => Err(status_error(op, &self.addr, timeout, status)),
+            Err(_) => Err(Error::Timeout {
+                op,
+                addr: self.addr.clone(),
+                after: timeout,
+            }),
+        }
+    }
+}
+
+/// `host:port` from `host:port` or `http://host:port[/]`.
+pub fn normalize_admin_addr(addr: &str) -> Result<String> {
+    let trimmed = addr.trim();
+    if trimmed.starts_with("https://") {
+        return Err(Error::Config(format!(
+            "admin address '{trimmed}': TLS for the admin API is not supported by this client yet; use host:port"
+        )));
+    }
+    let bare = trimmed.strip_prefix("http://").unwrap_or(trimmed).trim_end_matches('/');
+    let valid = bare
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && !host.contains('/') && port.parse::<u16>().is_ok());
+    if valid {
+        Ok(bare.to_owned())
+    } else {
+        Err(Error::Config(format!(
+            "admin address '{trimmed}' is not host:port (for example {DEFAULT_ADMIN_ADDR})"
+        )))
+    }
+}
+
+/// Maps a failed call: statuses made on this side from a local error (they
+/// carry it as their source) are [`Error::Timeout`] when the deadline
+/// expired and [`Error::AdminUnavailable`] otherwise; statuses the broker
+/// sent are [`Error::Admin`] with its message unchanged.
+fn status_error(op: &'static str, addr: &str, timeout: Duration, status: tonic::Status) -> Error {
+    if let Some(source) = std::error::Error::source(&status) {
+        let mut cause = Some(source);
+        while let Some(err) = cause {
+            if err.is::<tonic::TimeoutExpired>() {
+                return Error::Timeout {
+                    op,
+                    addr: addr.to_owned(),
+                    after: timeout,
+                };
+            }
+            cause = err.source();
+        }
+        return Error::AdminUnavailable {
+            addr: addr.to_owned(),
+            reason: root_cause(source),
+        };
+    }
+    let code = status.code();
+    let message = if status.message().is_empty() {
+        match code {
+            tonic::Code::Unimplemented => {
+                format!("the broker at {addr} does not implement {op} (UNIMPLEMENTED)")
+            }
+            other => format!("{other} ({other:?})"),
+        }
+    } else {
+        status.message().to_owned()
+    };
+    Error::Admin { op, code, message }
+}
+
+/// The innermost cause of a transport error, as people say it:
+/// "connection refused" rather than "transport error".
+fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = err;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+        match io.kind() {
+            std::io::ErrorKind::ConnectionRefused => return "connection refused".into(),
+            std::io::ErrorKind::TimedOut => return "connection timed out".into(),
+            std::io::ErrorKind::ConnectionReset => return "connection reset by the peer".into(),
+            _ => {}
+        }
+    }
+    let text = cause.to_string();
+    // "Connection refused (os error 111)" -> "connection refused"
+    let text = match text.find(" (os error ") {
+        Some(at) => text[..at].to_owned(),
+        None => text,
+    };
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) if chars.clone().next().is_some_and(char::is_lowercase) => {
+            first.to_lowercase().chain(chars).collect()
+        }
+        _ => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_with_and_without_scheme() {
+        assert_eq!(normalize_admin_addr("127.0.0.1:9096").unwrap(), "127.0.0.1:9096");
+        assert_eq!(
+            normalize_admin_addr(" http://broker-0:9096/ ").unwrap(),
+            "broker-0:9096"
+        );
+        assert_eq!(normalize_admin_addr("[::1]:9096").unwrap(), "[::1]:9096");
+        for bad in ["broker", "broker:x", ":9096", "http://", "http://a/b:1"] {
+            let err = normalize_admin_addr(bad).unwrap_err().to_string();
+            assert!(err.contains("not host:port"), "{bad}: {err}");
+        }
+        let err = normalize_admin_addr("https://b:9096").unwrap_err().to_string();
+        assert!(err.contains("TLS"), "{err}");
+    }
+
+    #[test]
+    fn broker_statuses_keep_their_message() {
+        let t = Duration::from_secs(1);
+        let err = status_error(
+            "Decommission",
+            "h:1",
+            t,
+            tonic::Status::failed_precondition("cannot decommission node 1: it is the last voter"),
+        );
+        assert_eq!(
+            err.to_string(),
+            "admin Decommission failed: cannot decommission node 1: it is the last voter"
+        );
+        assert_eq!(err.admin_code(), Some(tonic::Code::FailedPrecondition));
+        assert!(!err.is_retriable());
+
+        let err = status_error(
+            "ClusterStatus",
+            "h:1",
+            t,
+            tonic::Status::unavailable("no metadata leader known"),
+        );
+        assert!(err.is_retriable());
+        assert!(!err.is_connection_error());
+
+        let err = status_error("Decommission", "h:1", t, tonic::Status::unimplemented(""));
+        assert!(err.to_string().contains("does not implement Decommission"), "{err}");
+    }
+
+    #[test]
+    fn transport_failures_are_unavailable() {
+        let io = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let status = tonic::Status::from_error(Box::new(io));
+        let err = status_error("ClusterStatus", "127.0.0.1:9096", Duration::from_secs(1), status);
+        assert_eq!(
+            err.to_string(),
+            "cannot reach the admin API at 127.0.0.1:9096: connection refused"
+        );
+        assert!(err.is_connection_error() && err.is_retriable());
+
+        let status = tonic::Status::from_error(Box::new(tonic::TimeoutExpired(())));
+        let err = status_error("Decommission", "h:1", Duration::from_secs(3), status);
+        assert!(
+            matches!(err, Error::Timeout { op: "Decommission", after, .. } if after == Duration::from_secs(3)),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn root_cause_is_short() {
+        let io = std::io::Error::other("Broken thing (os error 5)");
+        assert_eq!(root_cause(&io), "broken thing");
+        let io = std::io::Error::other("TLS handshake");
+        assert_eq!(root_cause(&io), "TLS handshake");
+    }
+
+    #[test]
+    fn new_topic_builder() {
+        let t = NewTopic::new("orders", 6)
+            .replication_factor(3)
+            .retention(1000, 2000)
+            .if_not_exists(true);
+        assert_eq!(
+            (t.partitions, t.replication_factor, t.retention_ms, t.retention_bytes),
+            (6, 3, 1000, 2000)
+        );
+        assert!(t.if_not_exists);
+    }
+}
