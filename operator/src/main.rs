@@ -42,6 +42,11 @@ struct RunArgs {
     /// Instance name used in events (set to the pod name by the chart).
     #[arg(long, env = "POD_NAME")]
     instance: Option<String>,
+    /// URL of each cluster's admin gRPC API; `{name}` and `{namespace}` are
+    /// replaced by the FlyMQCluster's. Change it to run the operator outside
+    /// the cluster (e.g. through `kubectl port-forward`).
+    #[arg(long, env = "FLYMQ_OPERATOR_ADMIN_URL_TEMPLATE", default_value = flymq_operator::admin::DEFAULT_URL_TEMPLATE)]
+    admin_url_template: String,
 }
 
 fn init_logging(args: &RunArgs) -> anyhow::Result<()> {
@@ -73,6 +78,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 namespaces: cli.run.namespaces.into_iter().filter(|n| !n.is_empty()).collect(),
                 http_addr: cli.run.http_addr,
                 instance: cli.run.instance,
+                admin_url_template: cli.run.admin_url_template,
             };
             tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

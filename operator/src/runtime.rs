@@ -19,7 +19,7 @@ use kube::runtime::{Controller, watcher};
 use kube::{Api, Client, CustomResourceExt};
 use tracing::{error, info, warn};
 
-use crate::admin::Unavailable;
+use crate::admin::{AdminSync, GrpcAdmin};
 use crate::builders::OsRandomness;
 use crate::controller::admin_object::{self, AdminContext, AdminObject};
 use crate::controller::cluster::{self, Context, FIELD_MANAGER};
@@ -35,6 +35,9 @@ pub struct Config {
     pub http_addr: SocketAddr,
     /// Name of this operator instance in events (usually the pod name).
     pub instance: Option<String>,
+    /// URL of each cluster's admin API, with `{name}` and `{namespace}`
+    /// placeholders ([`crate::admin::DEFAULT_URL_TEMPLATE`]).
+    pub admin_url_template: String,
 }
 
 /// Why the operator stopped.
@@ -169,17 +172,17 @@ fn shutdown_trigger(stop: &tokio::sync::watch::Receiver<bool>) -> impl Future<Ou
     rx.map(|_| ())
 }
 
-/// The controller of one broker-side kind. Until the admin API exists it
-/// only reports `Ready=False`, reason `AdminApiUnavailable`.
+/// The controller of one broker-side kind.
 fn admin_controller<K: AdminObject>(
     client: &Client,
     ns: Option<&str>,
+    admin: Arc<dyn AdminSync<K>>,
     metrics: &Arc<Metrics>,
     stop: &tokio::sync::watch::Receiver<bool>,
 ) -> impl Future<Output = ()> + Send + 'static {
     let ctx = Arc::new(AdminContext::<K> {
         client: client.clone(),
-        admin: Arc::new(Unavailable),
+        admin,
         clock: cluster::system_clock(),
         metrics: metrics.clone(),
     });
@@ -236,10 +239,13 @@ pub async fn run(config: Config) -> Result<(), RuntimeError> {
         controller: FIELD_MANAGER.into(),
         instance: config.instance.clone(),
     };
+    // One admin client (one HTTP/2 connection per cluster) for every controller.
+    let admin = Arc::new(GrpcAdmin::new(config.admin_url_template.clone()));
+    info!(template = %config.admin_url_template, "reaching the brokers' admin API");
     let ctx = Arc::new(Context {
         client: client.clone(),
         recorder: Recorder::new(client.clone(), reporter),
-        admin: Arc::new(Unavailable),
+        admin: admin.clone(),
         random: Arc::new(OsRandomness),
         clock: cluster::system_clock(),
         metrics,
@@ -280,9 +286,9 @@ pub async fn run(config: Config) -> Result<(), RuntimeError> {
                 })
                 .boxed(),
         );
-        controllers.push(admin_controller::<Topic>(&client, ns, &ctx.metrics, &stop_rx).boxed());
-        controllers.push(admin_controller::<User>(&client, ns, &ctx.metrics, &stop_rx).boxed());
-        controllers.push(admin_controller::<Acl>(&client, ns, &ctx.metrics, &stop_rx).boxed());
+        controllers.push(admin_controller::<Topic>(&client, ns, admin.clone(), &ctx.metrics, &stop_rx).boxed());
+        controllers.push(admin_controller::<User>(&client, ns, admin.clone(), &ctx.metrics, &stop_rx).boxed());
+        controllers.push(admin_controller::<Acl>(&client, ns, admin.clone(), &ctx.metrics, &stop_rx).boxed());
         info!(
             namespace = scope.as_deref().unwrap_or("<all>"),
             "watching FlyMQClusters, Topics, Users and ACLs"

@@ -39,6 +39,15 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 - apiGroups: ["flymq.io"]
   resources: ["flymqclusters/status", "topics/status", "users/status", "acls/status"]
   verbs: ["get", "patch"]
+# The flymq.io/finalizer on Topics, Users and ACLs is added and removed with patches.
+- apiGroups: ["flymq.io"]
+  resources: ["topics", "users", "acls"]
+  verbs: ["patch"]
+# Owner references that block the owner's deletion need this where the
+# OwnerReferencesPermissionEnforcement admission plugin is on.
+- apiGroups: ["flymq.io"]
+  resources: ["flymqclusters/finalizers"]
+  verbs: ["update"]
 - apiGroups: ["apps"]
   resources: ["statefulsets"]
   verbs: ["get", "list", "watch", "create", "patch"]

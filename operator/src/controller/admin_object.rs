@@ -2,11 +2,9 @@
 //! and `ACL`. It hands the resource to an [`AdminSync`] implementation and
 //! reports the outcome in the `Ready` condition.
 //!
-//! With the admin API missing, the binary wires in [`crate::admin::Unavailable`]:
-//! every resource then gets `Ready=False`, reason `AdminApiUnavailable`, and
-//! nothing is pretended to exist on the brokers. No finalizer is added yet,
-//! so deleting a resource is never blocked by an operation that cannot run;
-//! `deletionPolicy` is honoured once the admin API exists.
+//! Every resource carries the finalizer [`FINALIZER`]: when it is deleted,
+//! the broker-side object is deleted first (unless `deletionPolicy` is
+//! `Retain`, or the FlyMQCluster is gone), then the finalizer is removed.
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -15,21 +13,29 @@ use std::time::Duration;
 use k8s_openapi::NamespaceResourceScope;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
+use kube::runtime::finalizer::{Event, finalizer};
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tracing::warn;
+use tracing::{info, warn};
 
 use super::cluster::{Clock, FIELD_MANAGER};
 use super::error::Error;
 use super::status::{READY, make_condition};
-use crate::admin::{AdminError, AdminSync, ClusterEndpoint};
+use crate::admin::{AdminError, AdminSync, ClusterEndpoint, Synced};
 use crate::builders::BuildError;
-use crate::crd::{Acl, AdminObjectStatus, Topic, User};
+use crate::crd::{Acl, AdminObjectStatus, DeletionPolicy, FlyMQCluster, Topic, User};
 use crate::metrics::Metrics;
 
+/// The finalizer that makes deleting a resource delete its broker-side object.
+pub const FINALIZER: &str = "flymq.io/finalizer";
 /// Periodic resync: drift on the brokers is corrected at least this often.
 pub const RESYNC: Duration = Duration::from_secs(300);
+/// How often a resource the brokers do not support yet is tried again (a
+/// broker upgrade may have added it).
+pub const NOT_SUPPORTED_RETRY: Duration = Duration::from_secs(1800);
+/// Retry after a transient failure (admin API unreachable, Kubernetes API).
+pub const RETRY: Duration = Duration::from_secs(30);
 
 /// A custom resource mirrored by an object on the brokers.
 pub trait AdminObject:
@@ -46,6 +52,8 @@ pub trait AdminObject:
     fn cluster_name(&self) -> &str;
     /// The current status, if any.
     fn admin_status(&self) -> Option<&AdminObjectStatus>;
+    /// What deleting the resource does to the broker-side object.
+    fn deletion_policy(&self) -> DeletionPolicy;
 }
 
 impl AdminObject for Topic {
@@ -54,6 +62,9 @@ impl AdminObject for Topic {
     }
     fn admin_status(&self) -> Option<&AdminObjectStatus> {
         self.status.as_ref()
+    }
+    fn deletion_policy(&self) -> DeletionPolicy {
+        self.spec.deletion_policy
     }
 }
 
@@ -64,6 +75,9 @@ impl AdminObject for User {
     fn admin_status(&self) -> Option<&AdminObjectStatus> {
         self.status.as_ref()
     }
+    fn deletion_policy(&self) -> DeletionPolicy {
+        self.spec.deletion_policy
+    }
 }
 
 impl AdminObject for Acl {
@@ -72,6 +86,10 @@ impl AdminObject for Acl {
     }
     fn admin_status(&self) -> Option<&AdminObjectStatus> {
         self.status.as_ref()
+    }
+    /// An ACL without its resource grants nothing anyone asked for.
+    fn deletion_policy(&self) -> DeletionPolicy {
+        DeletionPolicy::Delete
     }
 }
 
@@ -87,39 +105,97 @@ pub struct AdminContext<K> {
     pub metrics: Arc<Metrics>,
 }
 
+/// The `Ready` condition's reason for a failed admin call.
+pub fn failure_reason(e: &AdminError) -> &'static str {
+    match e {
+        AdminError::Unreachable { .. } => "AdminApiUnreachable",
+        AdminError::NotSupported { .. } => "NotSupported",
+        AdminError::Rejected { reason, .. } => reason,
+        AdminError::NotFound { .. } | AdminError::Failed { .. } => "AdminCallFailed",
+    }
+}
+
 /// The status for an outcome of [`AdminSync::apply`].
 pub fn status_for(
     previous: Option<&AdminObjectStatus>,
     generation: Option<i64>,
     cluster: &str,
-    outcome: &Result<(), AdminError>,
+    outcome: &Result<Synced, AdminError>,
+    now: &str,
+) -> AdminObjectStatus {
+    let (ok, reason, message) = match outcome {
+        Ok(synced) => (
+            true,
+            "Synced",
+            format!("in sync with FlyMQCluster {cluster}: {}", synced.message),
+        ),
+        Err(e) => (false, failure_reason(e), e.to_string()),
+    };
+    condition_status(previous, generation, ok, reason, message, now)
+}
+
+fn condition_status(
+    previous: Option<&AdminObjectStatus>,
+    generation: Option<i64>,
+    ok: bool,
+    reason: &str,
+    message: String,
     now: &str,
 ) -> AdminObjectStatus {
     let previous = previous.map(|s| s.conditions.as_slice()).unwrap_or_default();
-    let (ok, reason, message) = match outcome {
-        Ok(()) => (true, "Synced", format!("in sync with FlyMQCluster {cluster}")),
-        Err(e @ AdminError::NotAvailable { .. }) => (false, "AdminApiUnavailable", e.to_string()),
-        Err(e @ AdminError::Failed { .. }) => (false, "AdminCallFailed", e.to_string()),
-    };
     AdminObjectStatus {
         observed_generation: generation,
         conditions: vec![make_condition(previous, READY, ok, reason, message, generation, now)],
     }
 }
 
-/// Reconciles one Topic, User or ACL.
+/// Writes `status` unless the object already has it.
+async fn write_status<K: AdminObject>(api: &Api<K>, obj: &K, status: AdminObjectStatus) -> Result<(), Error> {
+    if obj.admin_status() == Some(&status) {
+        return Ok(());
+    }
+    let name = obj.name_any();
+    let patch = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    });
+    api.patch_status(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
+        .await
+        .map_err(Error::kube(format!(
+            "updating status of {} {}/{name}",
+            K::kind(&()),
+            obj.namespace().unwrap_or_default()
+        )))?;
+    Ok(())
+}
+
+fn endpoint<K: AdminObject>(obj: &K, ns: &str) -> ClusterEndpoint {
+    ClusterEndpoint {
+        namespace: ns.to_string(),
+        name: obj.cluster_name().to_string(),
+    }
+}
+
+/// Reconciles one Topic, User or ACL: adds the finalizer, then applies it
+/// to the brokers, or, when it is being deleted, cleans up.
 pub async fn reconcile<K: AdminObject>(obj: Arc<K>, ctx: Arc<AdminContext<K>>) -> Result<Action, Error> {
     let _timer = ctx.metrics.start_reconcile(&K::kind(&()));
     let ns = obj.namespace().ok_or(BuildError::MissingMetadata("namespace"))?;
-    let name = obj.name_any();
-    if obj.meta().deletion_timestamp.is_some() {
-        return Ok(Action::await_change());
-    }
-    let endpoint = ClusterEndpoint {
-        namespace: ns.clone(),
-        name: obj.cluster_name().to_string(),
-    };
-    let outcome = ctx.admin.apply(&endpoint, &obj).await;
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
+    let (ctx, api_ref, ns_ref) = (ctx.as_ref(), &api, ns.as_str());
+    finalizer(&api, FINALIZER, obj, |event| async move {
+        match event {
+            Event::Apply(obj) => apply::<K>(&obj, ctx, api_ref, ns_ref).await,
+            Event::Cleanup(obj) => cleanup::<K>(&obj, ctx, api_ref, ns_ref).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::from_finalizer(FINALIZER, e))
+}
+
+async fn apply<K: AdminObject>(obj: &K, ctx: &AdminContext<K>, api: &Api<K>, ns: &str) -> Result<Action, Error> {
+    let outcome = ctx.admin.apply(&endpoint(obj, ns), obj).await;
     let status = status_for(
         obj.admin_status(),
         obj.meta().generation,
@@ -127,26 +203,59 @@ pub async fn reconcile<K: AdminObject>(obj: Arc<K>, ctx: Arc<AdminContext<K>>) -
         &outcome,
         &(ctx.clock)(),
     );
-    if obj.admin_status() != Some(&status) {
-        let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
-        let patch = serde_json::json!({
-            "apiVersion": K::api_version(&()),
-            "kind": K::kind(&()),
-            "status": status,
-        });
-        api.patch_status(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
-            .await
-            .map_err(Error::kube(format!("updating status of {} {ns}/{name}", K::kind(&()))))?;
-    }
+    write_status(api, obj, status).await?;
     match outcome {
-        Ok(()) => Ok(Action::requeue(RESYNC)),
-        // Nothing to retry until a build with the admin API replaces this one.
-        Err(AdminError::NotAvailable { .. }) => Ok(Action::await_change()),
+        Ok(_) => Ok(Action::requeue(RESYNC)),
+        // Not an error of this resource: wait for a broker that has it.
+        Err(AdminError::NotSupported { .. }) => Ok(Action::requeue(NOT_SUPPORTED_RETRY)),
         Err(e) => Err(e.into()),
     }
 }
 
-/// Retry policy of failed Topic/User/ACL reconciles.
+async fn cleanup<K: AdminObject>(obj: &K, ctx: &AdminContext<K>, api: &Api<K>, ns: &str) -> Result<Action, Error> {
+    let what = format!("{} {ns}/{}", K::kind(&()), obj.name_any());
+    if obj.deletion_policy() == DeletionPolicy::Retain {
+        info!(object = %what, "deleted; deletionPolicy Retain keeps it on the brokers");
+        return Ok(Action::await_change());
+    }
+    let clusters: Api<FlyMQCluster> = Api::namespaced(ctx.client.clone(), ns);
+    let cluster = obj.cluster_name();
+    let gone = match clusters
+        .get_opt(cluster)
+        .await
+        .map_err(Error::kube(format!("reading FlyMQCluster {ns}/{cluster}")))?
+    {
+        None => true,
+        Some(c) => c.metadata.deletion_timestamp.is_some(),
+    };
+    if gone {
+        // Its brokers are gone or going; waiting for them would keep this
+        // resource (and its namespace) from ever being deleted.
+        info!(object = %what, cluster, "deleted; its FlyMQCluster is gone, nothing to delete on the brokers");
+        return Ok(Action::await_change());
+    }
+    match ctx.admin.delete(&endpoint(obj, ns), obj).await {
+        Ok(()) => {
+            info!(object = %what, "deleted from the brokers");
+            Ok(Action::await_change())
+        }
+        Err(e) => {
+            let status = condition_status(
+                obj.admin_status(),
+                obj.meta().generation,
+                false,
+                "DeletionFailed",
+                format!("{e}; the resource is kept until the brokers have deleted it"),
+                &(ctx.clock)(),
+            );
+            write_status(api, obj, status).await?;
+            Err(e.into())
+        }
+    }
+}
+
+/// Retry policy of failed Topic/User/ACL reconciles: refusals wait for the
+/// next resync (or a spec change), everything else is retried soon.
 pub fn error_policy<K: AdminObject>(obj: Arc<K>, error: &Error, ctx: Arc<AdminContext<K>>) -> Action {
     ctx.metrics.failed(&K::kind(&()), error.category());
     warn!(
@@ -156,62 +265,61 @@ pub fn error_policy<K: AdminObject>(obj: Arc<K>, error: &Error, ctx: Arc<AdminCo
         error = %error,
         "reconcile failed"
     );
-    Action::requeue(Duration::from_secs(30))
+    match error {
+        Error::Admin(AdminError::Rejected { .. }) | Error::InvalidSpec(_) => Action::requeue(RESYNC),
+        _ => Action::requeue(RETRY),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::admin::{AdminFuture, Unavailable};
-    use crate::controller::mock::{Reply, client, serve, step};
-    use serde_json::json;
-    use std::sync::Mutex;
+    use crate::admin::GrpcAdmin;
+    use crate::admin::fake_broker::{self, FakeBroker};
+    use crate::controller::mock::{Reply, Seen, Step, client, serve, step};
+    use serde_json::{Value, json};
+    use tonic::Status;
 
-    /// An admin API that records calls and answers with a fixed result.
-    struct FakeAdmin {
-        calls: Mutex<Vec<String>>,
-        result: Result<(), AdminError>,
-    }
-
-    impl AdminSync<Topic> for FakeAdmin {
-        fn apply<'a>(&'a self, cluster: &'a ClusterEndpoint, obj: &'a Topic) -> AdminFuture<'a, ()> {
-            self.calls.lock().expect("lock").push(format!(
-                "apply {}/{} topic={} partitions={}",
-                cluster.namespace,
-                cluster.name,
-                obj.topic_name(),
-                obj.spec.partitions
-            ));
-            let result = self.result.clone();
-            Box::pin(async move { result })
-        }
-        fn delete<'a>(&'a self, _: &'a ClusterEndpoint, obj: &'a Topic) -> AdminFuture<'a, ()> {
-            self.calls
-                .lock()
-                .expect("lock")
-                .push(format!("delete {}", obj.topic_name()));
-            Box::pin(async { Ok(()) })
-        }
-    }
-
+    const TOPIC: &str = "/apis/flymq.io/v1alpha1/namespaces/prod/topics/orders";
     const STATUS: &str = "/apis/flymq.io/v1alpha1/namespaces/prod/topics/orders/status";
+    const USER_STATUS: &str = "/apis/flymq.io/v1alpha1/namespaces/prod/users/alice/status";
+    const CLUSTER: &str = "/apis/flymq.io/v1alpha1/namespaces/prod/flymqclusters/demo";
 
-    fn topic() -> Topic {
+    fn topic(spec: Value) -> Topic {
+        let mut spec = spec;
+        spec["clusterRef"] = json!({"name": "demo"});
         let mut t: Topic = serde_json::from_value(json!({
             "apiVersion": "flymq.io/v1alpha1", "kind": "Topic",
-            "metadata": {"name": "orders", "namespace": "prod", "generation": 2},
-            "spec": {"clusterRef": {"name": "demo"}, "partitions": 6}
+            "metadata": {"name": "orders", "namespace": "prod", "generation": 2, "uid": "u",
+                         "finalizers": [FINALIZER]},
+            "spec": spec
         }))
         .expect("topic");
         t.metadata.uid = Some("u".into());
         t
     }
 
-    async fn run(
-        t: Topic,
-        admin: Arc<dyn AdminSync<Topic>>,
-        steps: Vec<crate::controller::mock::Step>,
-    ) -> (Result<Action, Error>, Vec<crate::controller::mock::Seen>) {
+    fn deleting(mut t: Topic) -> Topic {
+        t.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+        ));
+        t
+    }
+
+    fn with_status(t: &Topic) -> Reply {
+        Reply::WithStatus(serde_json::to_value(t).expect("json"))
+    }
+
+    fn cluster_object() -> Value {
+        json!({"apiVersion": "flymq.io/v1alpha1", "kind": "FlyMQCluster",
+               "metadata": {"name": "demo", "namespace": "prod"}, "spec": {}})
+    }
+
+    async fn run<K: AdminObject>(
+        obj: K,
+        admin: Arc<dyn AdminSync<K>>,
+        steps: Vec<Step>,
+    ) -> (Result<Action, Error>, Vec<Seen>) {
         let (client, handle) = client();
         let ctx = Arc::new(AdminContext {
             client,
@@ -220,71 +328,277 @@ mod tests {
             metrics: Arc::new(Metrics::new()),
         });
         let server = tokio::spawn(serve(handle, steps));
-        let result = tokio::time::timeout(Duration::from_secs(10), reconcile(Arc::new(t), ctx))
+        let result = tokio::time::timeout(Duration::from_secs(10), reconcile(Arc::new(obj), ctx))
             .await
             .expect("reconcile hung on an unscripted request");
         (result, server.await.expect("fake API server"))
     }
 
+    fn broker() -> (Arc<FakeBroker>, Arc<GrpcAdmin>) {
+        let fake = Arc::new(FakeBroker::default());
+        let admin = Arc::new(GrpcAdmin::new(fake_broker::serve(fake.clone())));
+        (fake, admin)
+    }
+
+    fn ready(seen: &Seen) -> &Value {
+        &seen.body["status"]["conditions"][0]
+    }
+
     #[tokio::test]
-    async fn synced_topic_reports_ready_and_resyncs() {
-        let t = topic();
-        let fake = Arc::new(FakeAdmin {
-            calls: Mutex::default(),
-            result: Ok(()),
-        });
-        let steps = vec![step(
-            "PATCH",
-            STATUS,
-            Reply::WithStatus(serde_json::to_value(&t).expect("json")),
-        )];
-        let (result, seen) = run(t, fake.clone(), steps).await;
-        assert_eq!(result.expect("reconciles"), Action::requeue(RESYNC));
+    async fn the_finalizer_is_added_before_anything_reaches_the_brokers() {
+        let mut t = topic(json!({}));
+        t.metadata.finalizers = None;
+        let (fake, admin) = broker();
+        let (result, seen) = run(
+            t.clone(),
+            admin,
+            vec![step(
+                "PATCH",
+                TOPIC,
+                Reply::Json(serde_json::to_value(&t).expect("json")),
+            )],
+        )
+        .await;
+        assert_eq!(result.expect("reconciles"), Action::await_change());
         assert_eq!(
-            *fake.calls.lock().expect("lock"),
-            vec!["apply prod/demo topic=orders partitions=6".to_string()]
+            seen[0].body,
+            json!([{"op": "test", "path": "/metadata/finalizers", "value": null},
+                   {"op": "add", "path": "/metadata/finalizers", "value": ["flymq.io/finalizer"]}])
         );
-        let ready = &seen[0].body["status"]["conditions"][0];
+        assert!(
+            fake.calls().is_empty(),
+            "the brokers are not touched before the finalizer is in place"
+        );
+    }
+
+    #[tokio::test]
+    async fn synced_topic_reports_what_the_brokers_hold_and_resyncs() {
+        let t = topic(json!({"partitions": 6, "config": {"retention": {"time": "7d"}}}));
+        let (fake, admin) = broker();
+        let (result, seen) = run(t.clone(), admin, vec![step("PATCH", STATUS, with_status(&t))]).await;
+        assert_eq!(result.expect("reconciles"), Action::requeue(RESYNC));
+        assert_eq!(fake.topics.lock().expect("lock")["orders"].partitions, 6);
+        let ready = ready(&seen[0]);
         assert_eq!(
             (ready["status"].as_str(), ready["reason"].as_str()),
             (Some("True"), Some("Synced"))
+        );
+        assert_eq!(
+            ready["message"],
+            json!(
+                "in sync with FlyMQCluster demo: topic 'orders': 6 partitions, replication factor 3, retention 7d, no size limit"
+            )
         );
         assert_eq!(seen[0].body["status"]["observedGeneration"], json!(2));
     }
 
     #[tokio::test]
-    async fn without_the_admin_api_the_topic_says_so_and_is_not_retried() {
-        let t = topic();
-        let steps = vec![step(
-            "PATCH",
-            STATUS,
-            Reply::WithStatus(serde_json::to_value(&t).expect("json")),
-        )];
-        let (result, seen) = run(t, Arc::new(Unavailable), steps).await;
-        assert_eq!(result.expect("not an error"), Action::await_change());
-        let ready = &seen[0].body["status"]["conditions"][0];
+    async fn an_unchanged_status_is_not_rewritten() {
+        let mut t = topic(json!({}));
+        let (_, admin) = broker();
+        let (_, seen) = run(t.clone(), admin.clone(), vec![step("PATCH", STATUS, with_status(&t))]).await;
+        t.status = Some(serde_json::from_value(seen[0].body["status"].clone()).expect("status"));
+        let (result, seen) = run(t, admin, vec![]).await;
+        assert_eq!(result.expect("reconciles"), Action::requeue(RESYNC));
+        assert!(seen.is_empty());
+    }
+
+    #[tokio::test]
+    async fn shrinking_partitions_is_reported_and_not_retried_hot() {
+        let t = topic(json!({"partitions": 2}));
+        let (fake, admin) = broker();
+        fake.topics.lock().expect("lock").insert(
+            "orders".into(),
+            flymq_proto::grpc::admin::TopicInfo {
+                name: "orders".into(),
+                partitions: 4,
+                replication_factor: 3,
+                config: None,
+                partition_info: Vec::new(),
+            },
+        );
+        let (result, seen) = run(t.clone(), admin, vec![step("PATCH", STATUS, with_status(&t))]).await;
+        let err = result.expect_err("refused");
+        assert_eq!(err.category(), "admin_rejected");
+        let ready = ready(&seen[0]);
         assert_eq!(ready["status"], json!("False"));
-        assert_eq!(ready["reason"], json!("AdminApiUnavailable"));
+        assert_eq!(ready["reason"], json!("PartitionsCannotShrink"));
+        assert!(
+            ready["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("set spec.partitions to 4 or more"),
+            "{ready}"
+        );
+        let (client, _handle) = client();
+        let ctx = Arc::new(AdminContext::<Topic> {
+            client,
+            admin: Arc::new(GrpcAdmin::default()),
+            clock: Arc::new(|| "T0".to_string()),
+            metrics: Arc::new(Metrics::new()),
+        });
         assert_eq!(
-            ready["message"],
-            json!("reconciling this resource requires the admin API (not supported yet)")
+            error_policy(Arc::new(t.clone()), &err, ctx.clone()),
+            Action::requeue(RESYNC)
+        );
+        let unreachable = Error::Admin(AdminError::Unreachable {
+            operation: "CreateTopic",
+            message: "x".into(),
+        });
+        assert_eq!(error_policy(Arc::new(t), &unreachable, ctx), Action::requeue(RETRY));
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_cluster_is_reported_and_retried() {
+        let t = topic(json!({}));
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        drop(listener);
+        let (result, seen) = run(
+            t.clone(),
+            Arc::new(GrpcAdmin::new(url)),
+            vec![step("PATCH", STATUS, with_status(&t))],
+        )
+        .await;
+        assert_eq!(result.expect_err("unreachable").category(), "admin_unavailable");
+        assert_eq!(ready(&seen[0])["reason"], json!("AdminApiUnreachable"));
+    }
+
+    fn user() -> User {
+        serde_json::from_value(json!({
+            "apiVersion": "flymq.io/v1alpha1", "kind": "User",
+            "metadata": {"name": "alice", "namespace": "prod", "generation": 1, "finalizers": [FINALIZER]},
+            "spec": {"clusterRef": {"name": "demo"}, "roles": ["producer"]}
+        }))
+        .expect("user")
+    }
+
+    #[tokio::test]
+    async fn users_on_a_broker_without_them_say_not_supported_and_wait_long() {
+        let u = user();
+        let (fake, admin) = broker();
+        let (result, seen) = run(
+            u.clone(),
+            admin,
+            vec![step(
+                "PATCH",
+                USER_STATUS,
+                Reply::WithStatus(serde_json::to_value(&u).expect("json")),
+            )],
+        )
+        .await;
+        assert_eq!(result.expect("not an error"), Action::requeue(NOT_SUPPORTED_RETRY));
+        let ready = ready(&seen[0]);
+        assert_eq!(ready["status"], json!("False"));
+        assert_eq!(ready["reason"], json!("NotSupported"));
+        assert!(
+            ready["message"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("the broker does not support users/ACLs yet"),
+            "{ready}"
+        );
+        assert_eq!(fake.calls(), vec!["ListUsers"]);
+    }
+
+    #[tokio::test]
+    async fn deleting_with_policy_delete_deletes_the_topic_then_the_finalizer() {
+        let t = deleting(topic(json!({"deletionPolicy": "Delete"})));
+        let (fake, admin) = broker();
+        fake.topics.lock().expect("lock").insert(
+            "orders".into(),
+            flymq_proto::grpc::admin::TopicInfo {
+                name: "orders".into(),
+                partitions: 1,
+                replication_factor: 3,
+                config: None,
+                partition_info: Vec::new(),
+            },
+        );
+        let steps = vec![
+            step("GET", CLUSTER, Reply::Json(cluster_object())),
+            step("PATCH", TOPIC, Reply::Json(serde_json::to_value(&t).expect("json"))),
+        ];
+        let (result, seen) = run(t, admin, steps).await;
+        assert_eq!(result.expect("cleaned up"), Action::await_change());
+        assert_eq!(fake.calls(), vec!["DeleteTopic orders"]);
+        assert!(fake.topics.lock().expect("lock").is_empty());
+        assert_eq!(
+            seen[1].body,
+            json!([{"op": "test", "path": "/metadata/finalizers/0", "value": "flymq.io/finalizer"},
+                   {"op": "remove", "path": "/metadata/finalizers/0"}])
         );
     }
 
     #[tokio::test]
-    async fn failed_admin_call_is_an_error_and_unchanged_status_is_not_rewritten() {
-        let mut t = topic();
-        let failure = AdminError::Failed {
-            operation: "CreateTopic",
-            message: "boom".into(),
-        };
-        t.status = Some(status_for(None, Some(2), "demo", &Err(failure.clone()), "T0"));
-        let fake = Arc::new(FakeAdmin {
-            calls: Mutex::default(),
-            result: Err(failure),
-        });
-        let (result, seen) = run(t, fake, vec![]).await;
-        assert_eq!(result.expect_err("fails").category(), "admin_api");
-        assert!(seen.is_empty(), "the status already says AdminCallFailed");
+    async fn deleting_with_policy_retain_keeps_the_topic_on_the_brokers() {
+        let t = deleting(topic(json!({})));
+        assert_eq!(t.spec.deletion_policy, DeletionPolicy::Retain, "the Topic default");
+        let (fake, admin) = broker();
+        let steps = vec![step(
+            "PATCH",
+            TOPIC,
+            Reply::Json(serde_json::to_value(&t).expect("json")),
+        )];
+        let (result, seen) = run(t, admin, steps).await;
+        assert_eq!(result.expect("cleaned up"), Action::await_change());
+        assert!(fake.calls().is_empty());
+        assert_eq!(seen[0].body[1]["op"], json!("remove"));
+    }
+
+    #[tokio::test]
+    async fn deleting_after_the_cluster_is_gone_only_removes_the_finalizer() {
+        let t = deleting(topic(json!({"deletionPolicy": "Delete"})));
+        let (fake, admin) = broker();
+        let steps = vec![
+            step("GET", CLUSTER, Reply::NotFound),
+            step("PATCH", TOPIC, Reply::Json(serde_json::to_value(&t).expect("json"))),
+        ];
+        let (result, _) = run(t, admin, steps).await;
+        assert_eq!(result.expect("cleaned up"), Action::await_change());
+        assert!(fake.calls().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_failed_delete_keeps_the_finalizer_and_says_why() {
+        let t = deleting(topic(json!({"deletionPolicy": "Delete"})));
+        let (fake, admin) = broker();
+        fake.fail("DeleteTopic", Status::unavailable("no metadata leader"));
+        let steps = vec![
+            step("GET", CLUSTER, Reply::Json(cluster_object())),
+            step("PATCH", STATUS, with_status(&t)),
+        ];
+        let (result, seen) = run(t, admin, steps).await;
+        assert_eq!(result.expect_err("retried").category(), "admin_unavailable");
+        let ready = ready(&seen[1]);
+        assert_eq!(ready["reason"], json!("DeletionFailed"));
+        assert!(
+            ready["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("no metadata leader"),
+            "{ready}"
+        );
+        assert_eq!(seen.len(), 2, "the finalizer stays");
+    }
+
+    #[tokio::test]
+    async fn deleting_a_user_on_a_broker_without_users_completes() {
+        let mut u = user();
+        u.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+        ));
+        let (fake, admin) = broker();
+        let steps = vec![
+            step("GET", CLUSTER, Reply::Json(cluster_object())),
+            step(
+                "PATCH",
+                "/apis/flymq.io/v1alpha1/namespaces/prod/users/alice",
+                Reply::Json(serde_json::to_value(&u).expect("json")),
+            ),
+        ];
+        let (result, _) = run(u, admin, steps).await;
+        assert_eq!(result.expect("cleaned up"), Action::await_change());
+        assert_eq!(fake.calls(), vec!["DeleteUser alice"]);
     }
 }

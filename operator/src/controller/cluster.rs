@@ -13,11 +13,11 @@ use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::error::Error;
 use super::status::{self, DEGRADED, Observation, Problem, READY};
-use crate::admin::{AdminError, BrokerAdmin, ClusterEndpoint};
+use crate::admin::{AdminError, BrokerAdmin, ClusterEndpoint, ClusterInfo};
 use crate::builders::{self, Desired, Inputs, Randomness, admin_secret_name, ns_name};
 use crate::crd::cluster::{FlyMQCluster, FlyMQClusterStatus};
 use crate::metrics::Metrics;
@@ -83,28 +83,31 @@ pub async fn reconcile(cluster: Arc<FlyMQCluster>, ctx: Arc<Context>) -> Result<
         return Ok(Action::await_change());
     }
 
-    // Scale-down must decommission brokers through the admin API first.
+    let endpoint = ClusterEndpoint {
+        namespace: ns.clone(),
+        name: name.clone(),
+    };
+    // Scale-down decommissions brokers through the admin API before the
+    // StatefulSet loses their pods.
     let mut effective = (*cluster).clone();
     let mut problem = None;
     let current_replicas = current.as_ref().and_then(|s| s.spec.as_ref()?.replicas);
     if let Some(cur) = current_replicas
         && cluster.spec.replicas < cur
     {
-        let endpoint = ClusterEndpoint {
-            namespace: ns.clone(),
-            name: name.clone(),
-        };
-        if let Err(e) = decommission(ctx.admin.as_ref(), &endpoint, cur, cluster.spec.replicas).await {
-            effective.spec.replicas = cur;
+        let (keep, failure) = decommission(ctx.admin.as_ref(), &endpoint, cur, cluster.spec.replicas).await;
+        effective.spec.replicas = keep;
+        if let Some(e) = failure {
             let reason = match e {
-                AdminError::NotAvailable { .. } => "ScaleDownUnsupported",
-                AdminError::Failed { .. } => "DecommissionFailed",
+                AdminError::NotSupported { .. } => "ScaleDownUnsupported",
+                _ => "DecommissionFailed",
             };
             problem = Some(Problem {
                 reason,
                 message: format!(
-                    "cannot scale from {cur} to {} brokers: {e}; keeping {cur}",
-                    cluster.spec.replicas
+                    "cannot scale from {cur} to {} brokers: decommissioning broker {} failed: {e}; keeping {keep}",
+                    cluster.spec.replicas,
+                    keep - 1
                 ),
             });
         }
@@ -156,28 +159,54 @@ pub async fn reconcile(cluster: Arc<FlyMQCluster>, ctx: Arc<Context>) -> Result<
         info!(cluster = %format!("{ns}/{name}"), "created broker StatefulSet");
     }
 
+    let membership = membership(ctx.admin.as_ref(), &endpoint, &applied).await;
     let obs = Observation {
         stateful_set: Some(&applied),
         problem,
         paused: false,
         admin_secret_name: Some(admin_secret),
+        membership: membership.as_ref(),
     };
     let new_status = publish_status(&cluster, &ctx, &obs).await?;
     let ready = status::condition(&new_status, READY).is_some_and(|c| c.status == "True");
     Ok(Action::requeue(if ready { REQUEUE_READY } else { REQUEUE_NOT_READY }))
 }
 
-/// Decommissions brokers `desired..current` (highest ordinal first).
+/// Decommissions brokers `desired..current`, highest ordinal first, and
+/// stops at the first failure. Returns how many brokers the StatefulSet
+/// keeps (every broker above that number was decommissioned) and the
+/// failure, if any.
 async fn decommission(
     admin: &dyn BrokerAdmin,
     endpoint: &ClusterEndpoint,
     current: i32,
     desired: i32,
-) -> Result<(), AdminError> {
+) -> (i32, Option<AdminError>) {
     for node in (desired..current).rev() {
-        admin.decommission(endpoint, node).await?;
+        if let Err(e) = admin.decommission(endpoint, node).await {
+            warn!(cluster = %format!("{}/{}", endpoint.namespace, endpoint.name), node, error = %e, "decommission failed");
+            return (node + 1, Some(e));
+        }
+        info!(cluster = %format!("{}/{}", endpoint.namespace, endpoint.name), node, "broker decommissioned");
     }
-    Ok(())
+    (desired, None)
+}
+
+/// The metadata group as the brokers report it, once at least one broker is
+/// ready (before that there is nobody to ask). A failure leaves the status'
+/// last known leader and members in place.
+async fn membership(admin: &dyn BrokerAdmin, endpoint: &ClusterEndpoint, sts: &StatefulSet) -> Option<ClusterInfo> {
+    let ready = sts.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0);
+    if ready == 0 {
+        return None;
+    }
+    match admin.cluster_status(endpoint).await {
+        Ok(info) => Some(info),
+        Err(e) => {
+            debug!(cluster = %format!("{}/{}", endpoint.namespace, endpoint.name), error = %e, "no cluster status");
+            None
+        }
+    }
 }
 
 /// Server-side applies every desired object, configuration and Secrets
@@ -355,7 +384,8 @@ mod tests {
     //! Reconcile sequences against a scripted fake API server
     //! (kube-rs's tower-test mock-service pattern).
     use super::*;
-    use crate::admin::Unavailable;
+    use crate::admin::GrpcAdmin;
+    use crate::admin::fake_broker::{self, FakeBroker};
     use crate::builders::test_support::{Fixed, cluster};
     use crate::controller::mock::{Reply, Seen, Step, client, serve, step};
     use crate::crd::cluster::PAUSED_ANNOTATION;
@@ -374,7 +404,14 @@ mod tests {
     const CERTIFICATE: &str = "/apis/cert-manager.io/v1/namespaces/prod/certificates/demo-tls";
     const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/prod/events";
 
-    fn context() -> (Arc<Context>, crate::controller::mock::Handle) {
+    /// A fake broker admin API with `n` members, node 0 leading.
+    fn broker(n: u64) -> Arc<FakeBroker> {
+        let fake = Arc::new(FakeBroker::default());
+        *fake.members.lock().expect("lock") = (0..n).map(|id| FakeBroker::member(id, id == 0)).collect();
+        fake
+    }
+
+    fn context(fake: &Arc<FakeBroker>) -> (Arc<Context>, crate::controller::mock::Handle) {
         let (client, handle) = client();
         let reporter = Reporter {
             controller: FIELD_MANAGER.into(),
@@ -383,7 +420,7 @@ mod tests {
         let ctx = Context {
             client: client.clone(),
             recorder: Recorder::new(client, reporter),
-            admin: Arc::new(Unavailable),
+            admin: Arc::new(GrpcAdmin::new(fake_broker::serve(fake.clone()))),
             random: Arc::new(Fixed),
             clock: Arc::new(|| NOW.to_string()),
             metrics: Arc::new(Metrics::new()),
@@ -394,7 +431,12 @@ mod tests {
     /// Runs one reconcile against the scripted steps; fails if the
     /// reconciler makes a request that is not scripted.
     async fn run(c: FlyMQCluster, steps: Vec<Step>) -> (Result<Action, Error>, Vec<Seen>) {
-        let (ctx, handle) = context();
+        run_with(&broker(3), c, steps).await
+    }
+
+    /// [`run`] against the given fake broker.
+    async fn run_with(fake: &Arc<FakeBroker>, c: FlyMQCluster, steps: Vec<Step>) -> (Result<Action, Error>, Vec<Seen>) {
+        let (ctx, handle) = context(fake);
         let server = tokio::spawn(serve(handle, steps));
         let result = tokio::time::timeout(Duration::from_secs(10), reconcile(Arc::new(c), ctx))
             .await
@@ -512,8 +554,13 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn scale_down_is_refused_with_condition_and_event() {
+    async fn scale_down_on_brokers_without_decommission_is_refused_with_condition_and_event() {
         let c = cluster(json!({"replicas": 1}));
+        let fake = broker(3);
+        fake.fail(
+            "Decommission",
+            tonic::Status::unimplemented("decommission is not supported yet"),
+        );
         let mut steps = vec![
             step("GET", STS, Reply::Json(existing_sts(3, 3))),
             step("GET", ADMIN_SECRET, Reply::NotFound),
@@ -526,9 +573,10 @@ mod tests {
             Reply::WithStatus(serde_json::to_value(&c).expect("json")),
         ));
         steps.push(step("POST", EVENTS, Reply::Echo));
-        let (result, seen) = run(c, steps).await;
+        let (result, seen) = run_with(&fake, c, steps).await;
 
         assert!(result.is_ok());
+        assert_eq!(fake.calls(), vec!["Decommission 2"], "stops at the first refusal");
         let sts = &seen[6].body;
         assert_eq!(sts["spec"]["replicas"], json!(3), "the StatefulSet keeps its brokers");
         let status = &seen[10].body["status"];
@@ -536,16 +584,100 @@ mod tests {
         assert_eq!(degraded["status"], json!("True"));
         assert_eq!(degraded["reason"], json!("ScaleDownUnsupported"));
         let message = degraded["message"].as_str().unwrap_or_default();
-        assert!(
-            message.contains("scale-down requires the admin API (not supported yet)"),
-            "{message}"
+        assert_eq!(
+            message,
+            "cannot scale from 3 to 1 brokers: decommissioning broker 2 failed: the broker does not support \
+             decommissioning brokers yet (Decommission: decommission is not supported yet); keeping 3"
         );
         assert_eq!(status["phase"], json!("Degraded"));
         let event = &seen[11].body;
         assert_eq!(event["type"], json!("Warning"));
         assert_eq!(event["reason"], json!("ScaleDownUnsupported"));
-        assert!(event["note"].as_str().unwrap_or_default().contains("not supported yet"));
+        assert!(event["note"].as_str().unwrap_or_default().contains("does not support"));
         assert_eq!(event["regarding"]["kind"], json!("FlyMQCluster"));
+    }
+
+    #[tokio::test]
+    async fn scale_down_decommissions_highest_first_before_the_statefulset_shrinks() {
+        let c = cluster(json!({"replicas": 3}));
+        let fake = broker(5);
+        let mut steps = vec![
+            step("GET", STS, Reply::Json(existing_sts(5, 5))),
+            step("GET", ADMIN_SECRET, Reply::NotFound),
+        ];
+        let mut apply = applies(true);
+        let seen_by_then = fake.clone();
+        apply[4] = step("PATCH", STS, Reply::Json(existing_sts(3, 3))).checking(move || {
+            assert_eq!(
+                seen_by_then.calls(),
+                vec!["Decommission 4", "Decommission 3"],
+                "both brokers are decommissioned before the StatefulSet is shrunk"
+            );
+        });
+        steps.extend(apply);
+        steps.extend(cleanup_lookups());
+        steps.push(step(
+            "PATCH",
+            STATUS,
+            Reply::WithStatus(serde_json::to_value(&c).expect("json")),
+        ));
+        steps.push(step("POST", EVENTS, Reply::Echo));
+        let (result, seen) = run_with(&fake, c, steps).await;
+
+        assert_eq!(result.expect("reconciles"), Action::requeue(REQUEUE_READY));
+        assert_eq!(seen[6].body["spec"]["replicas"], json!(3));
+        let status = &seen[10].body["status"];
+        assert_eq!(cond(status, "Degraded")["status"], json!("False"));
+        assert_eq!(status["leader"], json!("demo-0"));
+        let ids: Vec<i64> = status["members"]
+            .as_array()
+            .expect("members")
+            .iter()
+            .filter_map(|m| m["id"].as_i64())
+            .collect();
+        assert_eq!(ids, vec![0, 1, 2], "the decommissioned brokers left the group");
+        assert_eq!(
+            status["members"][1],
+            json!({"id": 1, "address": "demo-1.demo-headless.prod.svc:9092", "role": "voter", "health": "up"})
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_decommission_keeps_that_broker_and_reports_why() {
+        let c = cluster(json!({"replicas": 3}));
+        let fake = broker(5);
+        fake.refuse_decommission.lock().expect("lock").insert(3);
+        let mut steps = vec![
+            step("GET", STS, Reply::Json(existing_sts(5, 5))),
+            step("GET", ADMIN_SECRET, Reply::NotFound),
+        ];
+        steps.extend(applies(true));
+        steps.extend(cleanup_lookups());
+        steps.push(step(
+            "PATCH",
+            STATUS,
+            Reply::WithStatus(serde_json::to_value(&c).expect("json")),
+        ));
+        steps.push(step("POST", EVENTS, Reply::Echo));
+        let (result, seen) = run_with(&fake, c, steps).await;
+
+        assert!(result.is_ok());
+        assert_eq!(fake.calls(), vec!["Decommission 4", "Decommission 3"]);
+        assert_eq!(
+            seen[6].body["spec"]["replicas"],
+            json!(4),
+            "broker 4 was decommissioned and goes; broker 3 stays"
+        );
+        let degraded = cond(&seen[10].body["status"], "Degraded");
+        assert_eq!(degraded["reason"], json!("DecommissionFailed"));
+        assert_eq!(
+            degraded["message"],
+            json!(
+                "cannot scale from 5 to 3 brokers: decommissioning broker 3 failed: Decommission refused: \
+                 node 3 holds the only in-sync replica of orders/0; keeping 4"
+            )
+        );
+        assert_eq!(seen[11].body["reason"], json!("DecommissionFailed"));
     }
 
     #[tokio::test]
@@ -607,6 +739,8 @@ mod tests {
         let (result, seen) = run(c.clone(), steps).await;
         assert_eq!(result.expect("reconciles"), Action::requeue(REQUEUE_READY));
         assert_eq!(seen[11].body["reason"], json!("ClusterReady"));
+        assert_eq!(seen[10].body["status"]["leader"], json!("demo-0"));
+        assert_eq!(seen[10].body["status"]["members"].as_array().map(Vec::len), Some(3));
 
         // Second pass: the stored status is what the operator would write.
         let mut again = c;

@@ -23,6 +23,14 @@ pub enum Error {
     /// A broker admin call failed or is not available.
     #[error(transparent)]
     Admin(#[from] AdminError),
+    /// The finalizer could not be managed.
+    #[error("cannot manage the {finalizer} finalizer: {message}")]
+    Finalizer {
+        /// The finalizer's name.
+        finalizer: &'static str,
+        /// What went wrong.
+        message: String,
+    },
     /// An object could not be serialised for an apply.
     #[error("cannot serialise {what}: {source}")]
     Serialize {
@@ -39,10 +47,34 @@ impl Error {
     pub fn category(&self) -> &'static str {
         match self {
             Error::InvalidSpec(_) => "invalid_spec",
-            Error::Kube { .. } => "kube_api",
-            Error::Admin(AdminError::NotAvailable { .. }) => "admin_unavailable",
-            Error::Admin(AdminError::Failed { .. }) => "admin_api",
+            Error::Kube { .. } | Error::Finalizer { .. } => "kube_api",
+            Error::Admin(AdminError::Unreachable { .. }) => "admin_unavailable",
+            Error::Admin(AdminError::NotSupported { .. }) => "admin_unsupported",
+            Error::Admin(AdminError::Rejected { .. }) => "admin_rejected",
+            Error::Admin(AdminError::NotFound { .. } | AdminError::Failed { .. }) => "admin_api",
             Error::Serialize { .. } => "serialize",
+        }
+    }
+
+    /// Flattens an error of [`kube::runtime::finalizer()`]: the reconcile's
+    /// own error, or a failed finalizer patch.
+    pub fn from_finalizer(finalizer: &'static str, e: kube::runtime::finalizer::Error<Error>) -> Error {
+        use kube::runtime::finalizer::Error as F;
+        match e {
+            F::ApplyFailed(e) | F::CleanupFailed(e) => e,
+            F::AddFinalizer(source) => Error::Kube {
+                action: format!("adding the {finalizer} finalizer"),
+                source,
+            },
+            F::RemoveFinalizer(source) => Error::Kube {
+                action: format!("removing the {finalizer} finalizer"),
+                source,
+            },
+            F::UnnamedObject => Error::InvalidSpec(BuildError::MissingMetadata("name")),
+            F::InvalidFinalizer => Error::Finalizer {
+                finalizer,
+                message: "not a valid JSON pointer segment".into(),
+            },
         }
     }
 
@@ -63,9 +95,36 @@ mod tests {
             Error::InvalidSpec(BuildError::MissingMetadata("name")).category(),
             "invalid_spec"
         );
+        let admin = |e| Error::Admin(e).category();
         assert_eq!(
-            Error::Admin(AdminError::NotAvailable { operation: "x" }).category(),
+            admin(AdminError::Unreachable {
+                operation: "x",
+                message: "y".into()
+            }),
             "admin_unavailable"
+        );
+        assert_eq!(
+            admin(AdminError::NotSupported {
+                feature: "f",
+                operation: "x",
+                message: "y".into()
+            }),
+            "admin_unsupported"
+        );
+        assert_eq!(
+            admin(AdminError::Rejected {
+                operation: "x",
+                reason: "R",
+                message: "y".into()
+            }),
+            "admin_rejected"
+        );
+        assert_eq!(
+            admin(AdminError::Failed {
+                operation: "x",
+                message: "y".into()
+            }),
+            "admin_api"
         );
     }
 }

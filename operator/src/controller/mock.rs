@@ -29,11 +29,27 @@ pub struct Step {
     pub path: &'static str,
     /// The answer.
     pub reply: Reply,
+    /// Runs when the request arrives, before the answer (asserts what must
+    /// have happened elsewhere by then).
+    pub check: Option<Box<dyn FnOnce() + Send>>,
 }
 
 /// Shorthand for a [`Step`].
 pub fn step(method: &'static str, path: &'static str, reply: Reply) -> Step {
-    Step { method, path, reply }
+    Step {
+        method,
+        path,
+        reply,
+        check: None,
+    }
+}
+
+impl Step {
+    /// Runs `check` when this request arrives.
+    pub fn checking(mut self, check: impl FnOnce() + Send + 'static) -> Step {
+        self.check = Some(Box::new(check));
+        self
+    }
 }
 
 /// What the reconciler sent.
@@ -75,6 +91,9 @@ pub async fn serve(mut handle: Handle, steps: Vec<Step>) -> Vec<Seen> {
             (step.method, step.path),
             "request {i} is not the expected one"
         );
+        if let Some(check) = step.check {
+            check();
+        }
         let (code, reply) = match step.reply {
             Reply::NotFound => (
                 404,

@@ -1,6 +1,6 @@
 //! Controllers: `FlyMQCluster` ([`cluster`]) and the broker-side kinds
-//! `Topic`, `User`, `ACL` ([`admin_object`]), which report that the broker
-//! admin API is not available yet.
+//! `Topic`, `User`, `ACL` ([`admin_object`]), which are kept in step through
+//! the broker admin API.
 
 pub mod admin_object;
 pub mod cluster;

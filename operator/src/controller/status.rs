@@ -6,6 +6,7 @@
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 
+use crate::admin::ClusterInfo;
 use crate::crd::Condition;
 use crate::crd::cluster::{FlyMQCluster, FlyMQClusterStatus};
 
@@ -36,6 +37,9 @@ pub struct Observation<'a> {
     pub paused: bool,
     /// The admin Secret name in use.
     pub admin_secret_name: Option<String>,
+    /// The metadata group as the admin API reported it in this reconcile;
+    /// `None` keeps the previous leader and members.
+    pub membership: Option<&'a ClusterInfo>,
 }
 
 /// Computes the status. `now` (RFC 3339) is used only for conditions whose
@@ -129,8 +133,16 @@ pub fn compute(cluster: &FlyMQCluster, obs: &Observation<'_>, now: &str) -> FlyM
         replicas,
         ready_replicas: ready,
         version: Some(cluster.spec.image.version()),
-        leader: previous.leader,
-        members: previous.members,
+        leader: match obs.membership {
+            Some(m) => m
+                .leader
+                .map(|id| format!("{}-{id}", cluster.metadata.name.as_deref().unwrap_or_default())),
+            None => previous.leader,
+        },
+        members: match obs.membership {
+            Some(m) => m.members.clone(),
+            None => previous.members,
+        },
         admin_secret_name: obs.admin_secret_name.clone().or(previous.admin_secret_name),
         conditions: vec![ready_cond, progressing, degraded],
     }
@@ -274,6 +286,60 @@ mod tests {
             (ready.status.as_str(), ready.message.as_str()),
             ("True", "3/3 brokers ready")
         );
+    }
+
+    #[test]
+    fn leader_and_members_come_from_the_admin_api_and_are_kept_when_it_is_silent() {
+        use crate::crd::cluster::ClusterMember;
+        let mut c = cluster(serde_json::json!({}));
+        let s = sts(3, 3, 3);
+        let member = |id: i64| ClusterMember {
+            id,
+            address: format!("demo-{id}.demo-headless.prod.svc:9092"),
+            role: "voter".into(),
+            health: "up".into(),
+        };
+        let info = ClusterInfo {
+            leader: Some(1),
+            members: vec![member(0), member(1), member(2)],
+        };
+        let st = compute(
+            &c,
+            &Observation {
+                stateful_set: Some(&s),
+                membership: Some(&info),
+                ..Default::default()
+            },
+            "T1",
+        );
+        assert_eq!(st.leader.as_deref(), Some("demo-1"));
+        assert_eq!(st.members, info.members);
+
+        c.status = Some(st.clone());
+        let silent = compute(
+            &c,
+            &Observation {
+                stateful_set: Some(&s),
+                ..Default::default()
+            },
+            "T2",
+        );
+        assert_eq!((silent.leader, silent.members), (st.leader, st.members));
+
+        let leaderless = ClusterInfo {
+            leader: None,
+            members: vec![member(0)],
+        };
+        let st = compute(
+            &c,
+            &Observation {
+                stateful_set: Some(&s),
+                membership: Some(&leaderless),
+                ..Default::default()
+            },
+            "T3",
+        );
+        assert_eq!(st.leader, None, "no leader elected right now");
     }
 
     #[test]

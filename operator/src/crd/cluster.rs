@@ -356,19 +356,35 @@ pub struct FlyMQClusterStatus {
     /// Broker version (the image tag) the cluster is converging to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
-    /// Node id of the metadata Raft leader (reported through the admin API;
-    /// empty until it exists).
+    /// Pod of the metadata Raft leader (`<cluster>-<node id>`), as last
+    /// reported by the admin API's ClusterStatus.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub leader: Option<String>,
-    /// Members of the metadata Raft group (admin API; empty until it exists).
+    /// Members of the metadata Raft group, as last reported by the admin API.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub members: Vec<String>,
+    pub members: Vec<ClusterMember>,
     /// Name of the Secret with the admin credentials.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin_secret_name: Option<String>,
     /// `Ready`, `Progressing` and `Degraded`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+}
+
+/// A member of the metadata Raft group.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterMember {
+    /// Node id (the broker pod's ordinal).
+    pub id: i64,
+    /// Address the broker advertises to clients (or, when it has none, its
+    /// cluster address).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub address: String,
+    /// `voter` or `learner`.
+    pub role: String,
+    /// `up` when the metadata leader heard from it recently, else `down`.
+    pub health: String,
 }
 
 impl FlyMQCluster {

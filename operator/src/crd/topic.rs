@@ -143,6 +143,27 @@ pub enum SchemaType {
     Protobuf,
 }
 
+/// Parses a duration in the CRDs' format (`<digits><unit>`, unit one of
+/// `ms`, `s`, `m`, `h`, `d`) into milliseconds. `None` when malformed or too
+/// large for a `u64`.
+pub fn duration_ms(text: &str) -> Option<u64> {
+    let split = text.find(|c: char| !c.is_ascii_digit())?;
+    let (digits, unit) = text.split_at(split);
+    if digits.is_empty() {
+        return None;
+    }
+    let value: u64 = digits.parse().ok()?;
+    let factor: u64 = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return None,
+    };
+    value.checked_mul(factor)
+}
+
 impl Topic {
     /// The topic's name on the brokers.
     pub fn topic_name(&self) -> String {
@@ -162,6 +183,20 @@ mod tests {
         let spec: TopicSpec =
             serde_json::from_value(serde_json::json!({"clusterRef": {"name": "demo"}})).expect("valid spec");
         Topic::new("orders", spec)
+    }
+
+    #[test]
+    fn durations_parse_to_milliseconds() {
+        assert_eq!(duration_ms("250ms"), Some(250));
+        assert_eq!(duration_ms("30s"), Some(30_000));
+        assert_eq!(duration_ms("15m"), Some(900_000));
+        assert_eq!(duration_ms("2h"), Some(7_200_000));
+        assert_eq!(duration_ms("7d"), Some(604_800_000));
+        assert_eq!(duration_ms("0s"), Some(0));
+        for bad in ["", "7", "d", "7w", "1.5h", "-1s", "7d ", "99999999999999999999d"] {
+            assert_eq!(duration_ms(bad), None, "{bad:?}");
+        }
+        assert_eq!(duration_ms("999999999999999d"), None, "overflows u64 milliseconds");
     }
 
     #[test]

@@ -1,0 +1,290 @@
+//! A fake broker admin API for tests: the generated tonic server
+//! (`admin_server::Admin`) on 127.0.0.1:0, holding topics and members in
+//! memory and recording every call. The operator's client talks real gRPC
+//! over HTTP/2 to it.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use flymq_proto::grpc::admin as pb;
+use pb::admin_server::{Admin, AdminServer};
+use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
+use tonic::{Request, Response, Status};
+
+/// In-memory broker state and the calls received.
+#[derive(Default)]
+pub struct FakeBroker {
+    /// Every call, as `Method arg...`, in order.
+    pub calls: Mutex<Vec<String>>,
+    /// Topics by name.
+    pub topics: Mutex<BTreeMap<String, pb::TopicInfo>>,
+    /// Metadata group members.
+    pub members: Mutex<Vec<pb::Member>>,
+    /// Users and ACLs answer OK instead of UNIMPLEMENTED.
+    pub users_supported: bool,
+    /// A status every call of a method (`"CreateTopic"`) answers with.
+    pub failures: Mutex<HashMap<&'static str, Status>>,
+    /// Nodes whose Decommission is refused (FAILED_PRECONDITION).
+    pub refuse_decommission: Mutex<BTreeSet<u64>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl FakeBroker {
+    /// Makes every call of `method` fail with `status`.
+    pub fn fail(&self, method: &'static str, status: Status) {
+        lock(&self.failures).insert(method, status);
+    }
+
+    /// The recorded calls.
+    pub fn calls(&self) -> Vec<String> {
+        lock(&self.calls).clone()
+    }
+
+    /// A member (voter, up) with the pod-style addresses of `demo-<id>`.
+    pub fn member(id: u64, leader: bool) -> pb::Member {
+        pb::Member {
+            node_id: id,
+            cluster_addr: format!("10.0.0.{id}:9093"),
+            client_addr: format!("demo-{id}.demo-headless.prod.svc:9092"),
+            admin_addr: format!("10.0.0.{id}:9096"),
+            role: "voter".into(),
+            health: "up".into(),
+            is_metadata_leader: leader,
+            leading: 0,
+        }
+    }
+
+    fn record(&self, method: &'static str, call: String) -> Result<(), Status> {
+        lock(&self.calls).push(call);
+        match lock(&self.failures).get(method) {
+            Some(status) => Err(status.clone()),
+            None => Ok(()),
+        }
+    }
+
+    fn users(&self) -> Result<(), Status> {
+        if self.users_supported {
+            Ok(())
+        } else {
+            Err(Status::unimplemented("users and ACLs are not supported yet"))
+        }
+    }
+
+    fn topic(&self, name: &str) -> Result<pb::TopicInfo, Status> {
+        lock(&self.topics)
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Status::not_found(format!("topic '{name}' does not exist")))
+    }
+}
+
+fn config_text(c: Option<pb::TopicConfig>) -> String {
+    let c = c.unwrap_or_default();
+    format!("retention_ms={} retention_bytes={}", c.retention_ms, c.retention_bytes)
+}
+
+#[tonic::async_trait]
+impl Admin for FakeBroker {
+    async fn create_topic(&self, req: Request<pb::CreateTopicRequest>) -> Result<Response<pb::TopicInfo>, Status> {
+        let r = req.into_inner();
+        self.record(
+            "CreateTopic",
+            format!(
+                "CreateTopic {} partitions={} rf={} {} if_not_exists={}",
+                r.name,
+                r.partitions,
+                r.replication_factor,
+                config_text(r.config),
+                r.if_not_exists
+            ),
+        )?;
+        if r.partitions == 0 {
+            return Err(Status::invalid_argument("partitions must be at least 1"));
+        }
+        let mut topics = lock(&self.topics);
+        if let Some(existing) = topics.get(&r.name) {
+            return if r.if_not_exists {
+                Ok(Response::new(existing.clone()))
+            } else {
+                Err(Status::already_exists(format!("topic '{}' exists", r.name)))
+            };
+        }
+        let info = pb::TopicInfo {
+            name: r.name.clone(),
+            partitions: r.partitions,
+            replication_factor: r.replication_factor,
+            config: r.config,
+            partition_info: Vec::new(),
+        };
+        topics.insert(r.name, info.clone());
+        Ok(Response::new(info))
+    }
+
+    async fn delete_topic(
+        &self,
+        req: Request<pb::DeleteTopicRequest>,
+    ) -> Result<Response<pb::DeleteTopicReply>, Status> {
+        let r = req.into_inner();
+        self.record("DeleteTopic", format!("DeleteTopic {}", r.name))?;
+        let existed = lock(&self.topics).remove(&r.name).is_some();
+        Ok(Response::new(pb::DeleteTopicReply { existed }))
+    }
+
+    async fn describe_topic(&self, req: Request<pb::DescribeTopicRequest>) -> Result<Response<pb::TopicInfo>, Status> {
+        let r = req.into_inner();
+        self.record("DescribeTopic", format!("DescribeTopic {}", r.name))?;
+        Ok(Response::new(self.topic(&r.name)?))
+    }
+
+    async fn list_topics(&self, _: Request<pb::ListTopicsRequest>) -> Result<Response<pb::ListTopicsReply>, Status> {
+        self.record("ListTopics", "ListTopics".into())?;
+        let topics = lock(&self.topics).values().cloned().collect();
+        Ok(Response::new(pb::ListTopicsReply { topics }))
+    }
+
+    async fn update_topic_config(
+        &self,
+        req: Request<pb::UpdateTopicConfigRequest>,
+    ) -> Result<Response<pb::TopicInfo>, Status> {
+        let r = req.into_inner();
+        self.record(
+            "UpdateTopicConfig",
+            format!("UpdateTopicConfig {} {}", r.name, config_text(r.config)),
+        )?;
+        let mut topics = lock(&self.topics);
+        let info = topics
+            .get_mut(&r.name)
+            .ok_or_else(|| Status::not_found(format!("topic '{}' does not exist", r.name)))?;
+        info.config = r.config;
+        Ok(Response::new(info.clone()))
+    }
+
+    async fn add_partitions(&self, req: Request<pb::AddPartitionsRequest>) -> Result<Response<pb::TopicInfo>, Status> {
+        let r = req.into_inner();
+        self.record("AddPartitions", format!("AddPartitions {} to={}", r.name, r.partitions))?;
+        let mut topics = lock(&self.topics);
+        let info = topics
+            .get_mut(&r.name)
+            .ok_or_else(|| Status::not_found(format!("topic '{}' does not exist", r.name)))?;
+        if r.partitions <= info.partitions {
+            return Err(Status::invalid_argument(format!(
+                "topic '{}' already has {} partitions",
+                r.name, info.partitions
+            )));
+        }
+        info.partitions = r.partitions;
+        Ok(Response::new(info.clone()))
+    }
+
+    async fn cluster_status(
+        &self,
+        _: Request<pb::ClusterStatusRequest>,
+    ) -> Result<Response<pb::ClusterStatusReply>, Status> {
+        self.record("ClusterStatus", "ClusterStatus".into())?;
+        Ok(Response::new(pb::ClusterStatusReply {
+            cluster_id: "fake".into(),
+            node_id: 0,
+            members: lock(&self.members).clone(),
+            groups: Vec::new(),
+            under_replicated: Vec::new(),
+        }))
+    }
+
+    async fn join_node(&self, req: Request<pb::JoinNodeRequest>) -> Result<Response<pb::JoinNodeReply>, Status> {
+        self.record("JoinNode", format!("JoinNode {}", req.into_inner().node_id))?;
+        Ok(Response::new(pb::JoinNodeReply {}))
+    }
+
+    async fn decommission(
+        &self,
+        req: Request<pb::DecommissionRequest>,
+    ) -> Result<Response<pb::DecommissionReply>, Status> {
+        let node = req.into_inner().node_id;
+        self.record("Decommission", format!("Decommission {node}"))?;
+        let mut members = lock(&self.members);
+        let Some(at) = members.iter().position(|m| m.node_id == node) else {
+            return Err(Status::not_found(format!("node {node} is not a member")));
+        };
+        if lock(&self.refuse_decommission).contains(&node) {
+            return Err(Status::failed_precondition(format!(
+                "node {node} holds the only in-sync replica of orders/0"
+            )));
+        }
+        if members.len() == 1 {
+            return Err(Status::failed_precondition("cannot decommission the last node"));
+        }
+        members.remove(at);
+        Ok(Response::new(pb::DecommissionReply { moved: 2 }))
+    }
+
+    async fn transfer_leadership(
+        &self,
+        _: Request<pb::TransferLeadershipRequest>,
+    ) -> Result<Response<pb::TransferLeadershipReply>, Status> {
+        self.record("TransferLeadership", "TransferLeadership".into())?;
+        Ok(Response::new(pb::TransferLeadershipReply { transferred: 0 }))
+    }
+
+    async fn upsert_user(&self, req: Request<pb::UpsertUserRequest>) -> Result<Response<pb::UpsertUserReply>, Status> {
+        let r = req.into_inner();
+        // The password is deliberately not recorded.
+        self.record("UpsertUser", format!("UpsertUser {} roles={:?}", r.username, r.roles))?;
+        self.users()?;
+        Ok(Response::new(pb::UpsertUserReply {}))
+    }
+
+    async fn delete_user(&self, req: Request<pb::DeleteUserRequest>) -> Result<Response<pb::DeleteUserReply>, Status> {
+        self.record("DeleteUser", format!("DeleteUser {}", req.into_inner().username))?;
+        self.users()?;
+        Ok(Response::new(pb::DeleteUserReply {}))
+    }
+
+    async fn list_users(&self, _: Request<pb::ListUsersRequest>) -> Result<Response<pb::ListUsersReply>, Status> {
+        self.record("ListUsers", "ListUsers".into())?;
+        self.users()?;
+        Ok(Response::new(pb::ListUsersReply { users: Vec::new() }))
+    }
+
+    async fn upsert_acl(&self, req: Request<pb::UpsertAclRequest>) -> Result<Response<pb::UpsertAclReply>, Status> {
+        let r = req.into_inner();
+        self.record(
+            "UpsertAcl",
+            format!(
+                "UpsertAcl {} pattern={} public={} users={:?} roles={:?}",
+                r.topic, r.is_pattern, r.public, r.users, r.roles
+            ),
+        )?;
+        self.users()?;
+        Ok(Response::new(pb::UpsertAclReply {}))
+    }
+
+    async fn delete_acl(&self, req: Request<pb::DeleteAclRequest>) -> Result<Response<pb::DeleteAclReply>, Status> {
+        let r = req.into_inner();
+        self.record("DeleteAcl", format!("DeleteAcl {} pattern={}", r.topic, r.is_pattern))?;
+        self.users()?;
+        Ok(Response::new(pb::DeleteAclReply {}))
+    }
+
+    async fn list_acls(&self, _: Request<pb::ListAclsRequest>) -> Result<Response<pb::ListAclsReply>, Status> {
+        self.record("ListAcls", "ListAcls".into())?;
+        self.users()?;
+        Ok(Response::new(pb::ListAclsReply { acls: Vec::new() }))
+    }
+}
+
+/// Serves `fake` on 127.0.0.1 with an OS-chosen port until the test's
+/// runtime ends; returns its `http://127.0.0.1:<port>` URL.
+pub fn serve(fake: Arc<FakeBroker>) -> String {
+    let incoming = TcpIncoming::bind("127.0.0.1:0".parse().expect("loopback address")).expect("bind 127.0.0.1:0");
+    let addr = incoming.local_addr().expect("bound address");
+    tokio::spawn(async move {
+        let _ = Server::builder()
+            .serve_with_incoming(AdminServer::from_arc(fake), incoming)
+            .await;
+    });
+    format!("http://{addr}")
+}

@@ -1,0 +1,562 @@
+//! [`GrpcAdmin`]: [`BrokerAdmin`] and [`AdminSync`] over the broker's admin
+//! gRPC API (`proto/grpc/admin.proto`, port 9096 of the client Service).
+//!
+//! Every call has a deadline (sent to the broker as `grpc-timeout` and
+//! enforced locally), and every gRPC status is turned into an
+//! [`AdminError`] by what the reconciler should do about it.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use flymq_proto::grpc::admin as pb;
+use pb::admin_client::AdminClient;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status};
+use tracing::debug;
+
+use super::{
+    AdminError, AdminFuture, AdminSync, BrokerAdmin, ClusterEndpoint, ClusterInfo, DEFAULT_URL_TEMPLATE, Synced,
+};
+use crate::crd::cluster::ClusterMember;
+use crate::crd::topic::duration_ms;
+use crate::crd::{Acl, Topic, User};
+
+/// What the broker lacks when users and ACLs answer UNIMPLEMENTED.
+const USERS_ACLS: &str = "users/ACLs";
+/// What the broker lacks when topic calls answer UNIMPLEMENTED.
+const TOPICS: &str = "topic management";
+
+/// Deadlines of admin calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Establishing the HTTP/2 connection.
+    pub connect: Duration,
+    /// Ordinary calls (topics, users, ACLs).
+    pub call: Duration,
+    /// ClusterStatus, made on every FlyMQCluster reconcile.
+    pub status: Duration,
+    /// Decommission, which moves every replica off a broker.
+    pub decommission: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(5),
+            call: Duration::from_secs(30),
+            status: Duration::from_secs(10),
+            decommission: Duration::from_secs(600),
+        }
+    }
+}
+
+/// The admin API client of the operator. One HTTP/2 connection per cluster,
+/// opened lazily and re-established by tonic when it breaks.
+pub struct GrpcAdmin {
+    url_template: String,
+    timeouts: Timeouts,
+    channels: Mutex<HashMap<String, Channel>>,
+}
+
+impl Default for GrpcAdmin {
+    fn default() -> Self {
+        GrpcAdmin::new(DEFAULT_URL_TEMPLATE)
+    }
+}
+
+impl GrpcAdmin {
+    /// A client reaching each cluster at `url_template` (`{name}` and
+    /// `{namespace}` are replaced; see [`DEFAULT_URL_TEMPLATE`]).
+    pub fn new(url_template: impl Into<String>) -> Self {
+        GrpcAdmin {
+            url_template: url_template.into(),
+            timeouts: Timeouts::default(),
+            channels: Mutex::default(),
+        }
+    }
+
+    /// Replaces the default deadlines.
+    pub fn with_timeouts(mut self, timeouts: Timeouts) -> Self {
+        self.timeouts = timeouts;
+        self
+    }
+
+    /// A client for the cluster's admin API and its URL (for messages).
+    fn client(&self, cluster: &ClusterEndpoint) -> Result<(AdminClient<Channel>, String), AdminError> {
+        let url = cluster.url_from(&self.url_template);
+        // A poisoned map is still a valid map of channels.
+        let mut channels = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(channel) = channels.get(&url) {
+            return Ok((AdminClient::new(channel.clone()), url));
+        }
+        let endpoint = Endpoint::from_shared(url.clone()).map_err(|e| AdminError::Rejected {
+            operation: "connect",
+            reason: "InvalidAdminUrl",
+            message: format!("'{url}' is not a valid admin API URL ({e}); fix --admin-url-template"),
+        })?;
+        let channel = endpoint
+            .connect_timeout(self.timeouts.connect)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(30))
+            .keep_alive_timeout(Duration::from_secs(10))
+            .connect_lazy();
+        channels.insert(url.clone(), channel.clone());
+        Ok((AdminClient::new(channel), url))
+    }
+}
+
+/// Awaits one call with a deadline and maps its status.
+async fn call<T>(
+    operation: &'static str,
+    feature: &'static str,
+    url: &str,
+    timeout: Duration,
+    fut: impl Future<Output = Result<tonic::Response<T>, Status>>,
+) -> Result<T, AdminError> {
+    match tokio::time::timeout(timeout, fut).await {
+        Ok(Ok(response)) => Ok(response.into_inner()),
+        Ok(Err(status)) => Err(from_status(operation, feature, url, &status)),
+        Err(_) => Err(AdminError::Unreachable {
+            operation,
+            message: format!("no answer from {url} within {}s", timeout.as_secs_f32()),
+        }),
+    }
+}
+
+/// A request carrying its deadline to the broker.
+fn request<T>(message: T, timeout: Duration) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(message);
+    req.set_timeout(timeout);
+    req
+}
+
+/// Maps a gRPC status of `operation` to the operator's error.
+pub fn from_status(operation: &'static str, feature: &'static str, url: &str, status: &Status) -> AdminError {
+    let message = if status.message().is_empty() {
+        status.code().description().to_string()
+    } else {
+        status.message().to_string()
+    };
+    match status.code() {
+        Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Aborted | Code::ResourceExhausted => {
+            AdminError::Unreachable {
+                operation,
+                message: format!("{url}: {message}"),
+            }
+        }
+        Code::Unimplemented => AdminError::NotSupported {
+            feature,
+            operation,
+            message,
+        },
+        Code::InvalidArgument => AdminError::Rejected {
+            operation,
+            reason: "InvalidArgument",
+            message,
+        },
+        Code::FailedPrecondition => AdminError::Rejected {
+            operation,
+            reason: "BrokerRefused",
+            message,
+        },
+        Code::NotFound => AdminError::NotFound { operation, message },
+        code => AdminError::Failed {
+            operation,
+            message: format!("{code:?}: {message}"),
+        },
+    }
+}
+
+/// A spec value the admin API cannot take.
+fn invalid_spec(operation: &'static str, message: String) -> AdminError {
+    AdminError::Rejected {
+        operation,
+        reason: "InvalidSpec",
+        message,
+    }
+}
+
+/// `7d`, `2h`, `15m`, `30s` or `250ms`: the largest unit that divides `ms`.
+fn format_ms(ms: u64) -> String {
+    for (unit, factor) in [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1_000)] {
+        if ms.is_multiple_of(factor) {
+            return format!("{}{unit}", ms / factor);
+        }
+    }
+    format!("{ms}ms")
+}
+
+/// The retention a Topic asks for. `None` leaves the brokers' value alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct WantedConfig {
+    retention_ms: Option<u64>,
+    retention_bytes: Option<u64>,
+}
+
+impl WantedConfig {
+    fn from_topic(topic: &Topic) -> Result<Self, AdminError> {
+        let retention = topic.spec.config.retention.as_ref();
+        let retention_ms = match retention.and_then(|r| r.time.as_deref()) {
+            None => None,
+            Some(text) => Some(duration_ms(text).ok_or_else(|| {
+                invalid_spec(
+                    "CreateTopic",
+                    format!("spec.config.retention.time '{text}' is not a duration such as 7d, 12h, 30m, 10s or 500ms"),
+                )
+            })?),
+        };
+        let retention_bytes = match retention.and_then(|r| r.bytes) {
+            None => None,
+            Some(b) => Some(u64::try_from(b).map_err(|_| {
+                invalid_spec(
+                    "CreateTopic",
+                    format!("spec.config.retention.bytes must be positive, not {b}"),
+                )
+            })?),
+        };
+        Ok(WantedConfig {
+            retention_ms,
+            retention_bytes,
+        })
+    }
+
+    /// The configuration to hold: the spec's values over `current`'s.
+    fn over(self, current: pb::TopicConfig) -> pb::TopicConfig {
+        pb::TopicConfig {
+            retention_ms: self.retention_ms.unwrap_or(current.retention_ms),
+            retention_bytes: self.retention_bytes.unwrap_or(current.retention_bytes),
+        }
+    }
+}
+
+/// Spec fields the admin API has no setting for (yet), for the status.
+fn unapplied_topic_fields(topic: &Topic) -> Vec<&'static str> {
+    let config = &topic.spec.config;
+    let mut fields = Vec::new();
+    if config.message_ttl.is_some() {
+        fields.push("config.messageTtl");
+    }
+    if config.dead_letter.is_some() {
+        fields.push("config.deadLetter");
+    }
+    if config.schema.is_some() {
+        fields.push("config.schema");
+    }
+    fields
+}
+
+/// "topic 'orders': 6 partitions, replication factor 3, retention 7d, no size limit".
+fn describe_topic(info: &pb::TopicInfo, unapplied: &[&str]) -> String {
+    let config = info.config.unwrap_or_default();
+    let time = match config.retention_ms {
+        0 => "no time limit".to_string(),
+        ms => format!("retention {}", format_ms(ms)),
+    };
+    let bytes = match config.retention_bytes {
+        0 => "no size limit".to_string(),
+        b => format!("at most {b} bytes per partition"),
+    };
+    let mut text = format!(
+        "topic '{}': {} partitions, replication factor {}, {time}, {bytes}",
+        info.name, info.partitions, info.replication_factor
+    );
+    if !unapplied.is_empty() {
+        text.push_str(&format!(
+            "; not applied (the admin API has no setting for them yet): {}",
+            unapplied.join(", ")
+        ));
+    }
+    text
+}
+
+impl GrpcAdmin {
+    /// CreateTopic (if missing), then DescribeTopic, UpdateTopicConfig when
+    /// the retention differs and AddPartitions when the spec asks for more.
+    async fn apply_topic(&self, cluster: &ClusterEndpoint, topic: &Topic) -> Result<Synced, AdminError> {
+        let name = topic.topic_name();
+        let partitions = u32::try_from(topic.spec.partitions)
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| {
+                invalid_spec(
+                    "CreateTopic",
+                    format!("spec.partitions must be at least 1, not {}", topic.spec.partitions),
+                )
+            })?;
+        let replication_factor = u32::try_from(topic.spec.replication_factor)
+            .ok()
+            .filter(|r| *r > 0)
+            .ok_or_else(|| {
+                invalid_spec(
+                    "CreateTopic",
+                    format!(
+                        "spec.replicationFactor must be at least 1, not {}",
+                        topic.spec.replication_factor
+                    ),
+                )
+            })?;
+        let wanted = WantedConfig::from_topic(topic)?;
+        let (mut client, url) = self.client(cluster)?;
+        let t = self.timeouts.call;
+
+        let create = pb::CreateTopicRequest {
+            name: name.clone(),
+            partitions,
+            replication_factor,
+            config: Some(wanted.over(pb::TopicConfig::default())),
+            if_not_exists: true,
+        };
+        call("CreateTopic", TOPICS, &url, t, client.create_topic(request(create, t))).await?;
+        let describe = pb::DescribeTopicRequest { name: name.clone() };
+        let mut info = call(
+            "DescribeTopic",
+            TOPICS,
+            &url,
+            t,
+            client.describe_topic(request(describe, t)),
+        )
+        .await?;
+
+        let current = info.config.unwrap_or_default();
+        let desired = wanted.over(current);
+        if desired != current {
+            debug!(topic = %name, ?current, ?desired, "updating topic configuration");
+            let update = pb::UpdateTopicConfigRequest {
+                name: name.clone(),
+                config: Some(desired),
+            };
+            info = call(
+                "UpdateTopicConfig",
+                TOPICS,
+                &url,
+                t,
+                client.update_topic_config(request(update, t)),
+            )
+            .await?;
+        }
+
+        if info.partitions > partitions {
+            return Err(AdminError::Rejected {
+                operation: "AddPartitions",
+                reason: "PartitionsCannotShrink",
+                message: format!(
+                    "topic '{name}' has {} partitions on the brokers but spec.partitions is {partitions}; \
+                     partitions cannot be removed: set spec.partitions to {} or more",
+                    info.partitions, info.partitions
+                ),
+            });
+        }
+        if info.partitions < partitions {
+            debug!(topic = %name, from = info.partitions, to = partitions, "adding partitions");
+            let add = pb::AddPartitionsRequest {
+                name: name.clone(),
+                partitions,
+            };
+            info = call("AddPartitions", TOPICS, &url, t, client.add_partitions(request(add, t))).await?;
+        }
+        if info.replication_factor != replication_factor {
+            return Err(AdminError::Rejected {
+                operation: "CreateTopic",
+                reason: "ReplicationFactorMismatch",
+                message: format!(
+                    "topic '{name}' has replication factor {} on the brokers but spec.replicationFactor is \
+                     {replication_factor}; the replication factor of an existing topic cannot be changed yet",
+                    info.replication_factor
+                ),
+            });
+        }
+        Ok(Synced {
+            message: describe_topic(&info, &unapplied_topic_fields(topic)),
+        })
+    }
+}
+
+impl AdminSync<Topic> for GrpcAdmin {
+    fn apply<'a>(&'a self, cluster: &'a ClusterEndpoint, topic: &'a Topic) -> AdminFuture<'a, Synced> {
+        Box::pin(self.apply_topic(cluster, topic))
+    }
+
+    fn delete<'a>(&'a self, cluster: &'a ClusterEndpoint, topic: &'a Topic) -> AdminFuture<'a, ()> {
+        Box::pin(async move {
+            let (mut client, url) = self.client(cluster)?;
+            let t = self.timeouts.call;
+            let req = pb::DeleteTopicRequest {
+                name: topic.topic_name(),
+            };
+            match call("DeleteTopic", TOPICS, &url, t, client.delete_topic(request(req, t))).await {
+                Ok(_) | Err(AdminError::NotFound { .. }) => Ok(()),
+                Err(e) => Err(e),
+            }
+        })
+    }
+}
+
+impl AdminSync<User> for GrpcAdmin {
+    /// Users carry a password, which the admin API takes only over TLS, and
+    /// this operator reaches the brokers in plain text. So it asks whether
+    /// the brokers support users at all (ListUsers): today they answer
+    /// UNIMPLEMENTED, which becomes `NotSupported`; a broker that does
+    /// support them gets no password in plain text (`InsecureAdminConnection`).
+    fn apply<'a>(&'a self, cluster: &'a ClusterEndpoint, user: &'a User) -> AdminFuture<'a, Synced> {
+        Box::pin(async move {
+            let (mut client, url) = self.client(cluster)?;
+            let t = self.timeouts.call;
+            call(
+                "ListUsers",
+                USERS_ACLS,
+                &url,
+                t,
+                client.list_users(request(pb::ListUsersRequest {}, t)),
+            )
+            .await?;
+            Err(AdminError::Rejected {
+                operation: "UpsertUser",
+                reason: "InsecureAdminConnection",
+                message: format!(
+                    "the brokers support users, but the operator reaches their admin API without TLS ({url}) and \
+                     never sends passwords in plain text; user '{}' was not created (admin API TLS is not \
+                     supported yet)",
+                    user.username()
+                ),
+            })
+        })
+    }
+
+    fn delete<'a>(&'a self, cluster: &'a ClusterEndpoint, user: &'a User) -> AdminFuture<'a, ()> {
+        Box::pin(async move {
+            let (mut client, url) = self.client(cluster)?;
+            let t = self.timeouts.call;
+            let req = pb::DeleteUserRequest {
+                username: user.username(),
+            };
+            match call("DeleteUser", USERS_ACLS, &url, t, client.delete_user(request(req, t))).await {
+                // A broker without users holds none to delete.
+                Ok(_) | Err(AdminError::NotFound { .. } | AdminError::NotSupported { .. }) => Ok(()),
+                Err(e) => Err(e),
+            }
+        })
+    }
+}
+
+/// The topic (or pattern) an ACL covers, as the admin API names it.
+fn acl_target(acl: &Acl) -> Result<(String, bool), AdminError> {
+    match (&acl.spec.topic.name, &acl.spec.topic.pattern) {
+        (Some(name), None) => Ok((name.clone(), false)),
+        (None, Some(pattern)) => Ok((pattern.clone(), true)),
+        _ => Err(invalid_spec(
+            "UpsertAcl",
+            "set exactly one of spec.topic.name and spec.topic.pattern".into(),
+        )),
+    }
+}
+
+impl AdminSync<Acl> for GrpcAdmin {
+    fn apply<'a>(&'a self, cluster: &'a ClusterEndpoint, acl: &'a Acl) -> AdminFuture<'a, Synced> {
+        Box::pin(async move {
+            let (topic, is_pattern) = acl_target(acl)?;
+            let (mut client, url) = self.client(cluster)?;
+            let t = self.timeouts.call;
+            let req = pb::UpsertAclRequest {
+                topic: topic.clone(),
+                is_pattern,
+                public: acl.spec.public,
+                users: acl.spec.users.clone(),
+                roles: acl.spec.roles.clone(),
+            };
+            call("UpsertAcl", USERS_ACLS, &url, t, client.upsert_acl(request(req, t))).await?;
+            let what = if is_pattern { "topics matching" } else { "topic" };
+            Ok(Synced {
+                message: format!(
+                    "ACL on {what} '{topic}': public={}, {} users, {} roles",
+                    acl.spec.public,
+                    acl.spec.users.len(),
+                    acl.spec.roles.len()
+                ),
+            })
+        })
+    }
+
+    fn delete<'a>(&'a self, cluster: &'a ClusterEndpoint, acl: &'a Acl) -> AdminFuture<'a, ()> {
+        Box::pin(async move {
+            let (topic, is_pattern) = acl_target(acl)?;
+            let (mut client, url) = self.client(cluster)?;
+            let t = self.timeouts.call;
+            let req = pb::DeleteAclRequest { topic, is_pattern };
+            match call("DeleteAcl", USERS_ACLS, &url, t, client.delete_acl(request(req, t))).await {
+                Ok(_) | Err(AdminError::NotFound { .. } | AdminError::NotSupported { .. }) => Ok(()),
+                Err(e) => Err(e),
+            }
+        })
+    }
+}
+
+/// The status view of one member.
+fn member(m: &pb::Member) -> ClusterMember {
+    ClusterMember {
+        id: i64::try_from(m.node_id).unwrap_or(i64::MAX),
+        address: if m.client_addr.is_empty() {
+            m.cluster_addr.clone()
+        } else {
+            m.client_addr.clone()
+        },
+        role: m.role.clone(),
+        health: m.health.clone(),
+    }
+}
+
+impl BrokerAdmin for GrpcAdmin {
+    fn decommission<'a>(&'a self, cluster: &'a ClusterEndpoint, node_id: i32) -> AdminFuture<'a, ()> {
+        Box::pin(async move {
+            let node = u64::try_from(node_id)
+                .map_err(|_| invalid_spec("Decommission", format!("node id {node_id} is negative")))?;
+            let (mut client, url) = self.client(cluster)?;
+            let t = self.timeouts.decommission;
+            let req = pb::DecommissionRequest { node_id: node };
+            match call(
+                "Decommission",
+                "decommissioning brokers",
+                &url,
+                t,
+                client.decommission(request(req, t)),
+            )
+            .await
+            {
+                Ok(reply) => {
+                    debug!(node, moved = reply.moved, "broker decommissioned");
+                    Ok(())
+                }
+                // Not a member any more: decommissioned by an earlier reconcile.
+                Err(AdminError::NotFound { .. }) => Ok(()),
+                Err(e) => Err(e),
+            }
+        })
+    }
+
+    fn cluster_status<'a>(&'a self, cluster: &'a ClusterEndpoint) -> AdminFuture<'a, ClusterInfo> {
+        Box::pin(async move {
+            let (mut client, url) = self.client(cluster)?;
+            let t = self.timeouts.status;
+            let reply = call(
+                "ClusterStatus",
+                "cluster status",
+                &url,
+                t,
+                client.cluster_status(request(pb::ClusterStatusRequest {}, t)),
+            )
+            .await?;
+            let mut members: Vec<ClusterMember> = reply.members.iter().map(member).collect();
+            members.sort_by_key(|m| m.id);
+            let leader = reply
+                .members
+                .iter()
+                .find(|m| m.is_metadata_leader)
+                .map(|m| i64::try_from(m.node_id).unwrap_or(i64::MAX));
+            Ok(ClusterInfo { leader, members })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;
