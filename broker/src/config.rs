@@ -70,6 +70,21 @@ pub struct Config {
     pub max_in_flight_per_connection: usize,
     /// Close connections idle this long; 0 never closes them.
     pub idle_timeout_secs: u64,
+    /// Cluster mode: comma-separated `host:port` cluster addresses of brokers to
+    /// join through (DNS names may resolve to several). Empty runs standalone.
+    pub seeds: String,
+    /// Cluster id to join or create; empty learns it from the cluster (node 0 creates one).
+    pub cluster_id: String,
+    /// Cluster address other brokers should dial; defaults to `POD_IP` or the bound `cluster_addr`.
+    pub advertise_cluster: Option<String>,
+    /// Replicas of each partition of new topics (capped by the number of brokers).
+    pub replication_factor: u32,
+    /// Raft heartbeat interval.
+    pub raft_heartbeat_ms: u64,
+    /// Raft election timeout (randomised between this and twice this).
+    pub raft_election_timeout_ms: u64,
+    /// Raft entries between snapshots; older entries are purged after a snapshot.
+    pub raft_snapshot_logs: u64,
 }
 
 impl Default for Config {
@@ -96,6 +111,13 @@ impl Default for Config {
             max_connections: 10_000,
             max_in_flight_per_connection: 1024,
             idle_timeout_secs: 600,
+            seeds: String::new(),
+            cluster_id: String::new(),
+            advertise_cluster: None,
+            replication_factor: 3,
+            raft_heartbeat_ms: 100,
+            raft_election_timeout_ms: 1000,
+            raft_snapshot_logs: 10_000,
         }
     }
 }
@@ -135,10 +157,21 @@ impl Config {
             Some(path) => Self::from_file(path)?,
             None => Self::default(),
         };
+        let env: Vec<(String, String)> = env.into_iter().collect();
+        let hostname = env.iter().find(|(k, _)| k == "HOSTNAME").map(|(_, v)| v.clone());
         let mut overrides = env_overrides(env);
         overrides.extend(flags);
+        let node_id_set = file.is_some_and(|_| config.node_id != 0) || overrides.iter().any(|o| o.key == "node_id");
         for o in overrides {
             config = config.with_override(&o)?;
+        }
+        // In a StatefulSet the node id is the ordinal of the pod name
+        // `<name>-<n>`, unless FLYMQ_NODE_ID, the file or a flag sets it.
+        if config.is_cluster()
+            && !node_id_set
+            && let Some(ordinal) = hostname.as_deref().and_then(hostname_ordinal)
+        {
+            config.node_id = ordinal;
         }
         config.validate()?;
         Ok(config)
@@ -233,6 +266,23 @@ impl Config {
         if self.retention_check_interval_ms == 0 {
             return Err(Self::invalid("retention_check_interval_ms", "must be at least 1"));
         }
+        if self.raft_heartbeat_ms == 0 || self.raft_election_timeout_ms <= self.raft_heartbeat_ms {
+            return Err(Self::invalid(
+                "raft_election_timeout_ms",
+                "must be larger than raft_heartbeat_ms (which must be at least 1)",
+            ));
+        }
+        if self.raft_snapshot_logs == 0 {
+            return Err(Self::invalid("raft_snapshot_logs", "must be at least 1"));
+        }
+        if self.replication_factor == 0 {
+            return Err(Self::invalid("replication_factor", "must be at least 1"));
+        }
+        for seed in self.seed_list() {
+            if !seed.contains(':') {
+                return Err(Self::invalid("seeds", format!("'{seed}' is not host:port")));
+            }
+        }
         if self.data_dir.as_os_str().is_empty() {
             return Err(Self::invalid("data_dir", "must not be empty"));
         }
@@ -258,6 +308,52 @@ impl Config {
             },
         }
     }
+}
+
+impl Config {
+    /// The seeds, trimmed; empty means standalone.
+    pub fn seed_list(&self) -> Vec<String> {
+        self.seeds
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Cluster mode is on when seeds are configured.
+    pub fn is_cluster(&self) -> bool {
+        !self.seed_list().is_empty()
+    }
+
+    /// Cluster-mode settings, given the bound listener addresses.
+    pub fn cluster_settings(
+        &self,
+        client: &str,
+        cluster: SocketAddr,
+        admin: SocketAddr,
+    ) -> crate::cluster::ClusterSettings {
+        crate::cluster::ClusterSettings {
+            node_id: u64::from(self.node_id),
+            cluster_id: (!self.cluster_id.is_empty()).then(|| self.cluster_id.clone()),
+            me: crate::cluster::types::NodeInfo {
+                cluster_addr: self.advertise_cluster.clone().unwrap_or_else(|| advertised(cluster)),
+                client_addr: client.to_owned(),
+                admin_addr: advertised(admin),
+            },
+            seeds: self.seed_list(),
+            replication_factor: self.replication_factor,
+            heartbeat_ms: self.raft_heartbeat_ms,
+            election_timeout_ms: self.raft_election_timeout_ms,
+            snapshot_logs: self.raft_snapshot_logs,
+        }
+    }
+}
+
+/// `n` from a StatefulSet pod name `<name>-<n>`.
+fn hostname_ordinal(host: &str) -> Option<u32> {
+    let (_, ordinal) = host.rsplit_once('-')?;
+    ordinal.parse().ok()
 }
 
 /// The address clients should dial: `POD_IP` if set, else the bound address

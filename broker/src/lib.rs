@@ -5,6 +5,7 @@
 //! `core` (state machine, group-commit writer, broker operations), `server`
 //! (client protocol), `messaging` (filters), `observe` (metrics, health, logs).
 
+pub mod cluster;
 pub mod config;
 pub mod core;
 pub mod messaging;
@@ -42,6 +43,8 @@ pub enum StartError {
     },
     #[error("storage: {0}")]
     Storage(String),
+    #[error("cluster: {0}")]
+    Cluster(String),
     #[error("cannot start a thread: {0}")]
     Thread(String),
 }
@@ -58,6 +61,7 @@ pub struct RunningBroker {
     client_addr: SocketAddr,
     metrics_addr: SocketAddr,
     health_addr: SocketAddr,
+    admin_addr: SocketAddr,
     trigger: ShutdownTrigger,
     shutdown: Shutdown,
     tasks: JoinSet<()>,
@@ -93,15 +97,38 @@ impl RunningBroker {
             .local_addr()
             .map_err(|e| StartError::Storage(e.to_string()))?;
 
+        let admin_listener = bind(&config.admin_addr, "admin_addr").await?;
+        let admin_addr = admin_listener
+            .local_addr()
+            .map_err(|e| StartError::Storage(e.to_string()))?;
+        let cluster_listener = match config.is_cluster() {
+            true => Some(bind(&config.cluster_addr, "cluster_addr").await?),
+            false => None,
+        };
+
         let data_dir = config.data_dir.clone();
         let store = tokio::task::spawn_blocking(move || Store::open(&data_dir))
             .await
             .map_err(|e| StartError::Thread(e.to_string()))??;
         let metrics = Arc::new(Metrics::new());
-        let broker = Arc::new(Broker::open(store, config.broker_settings(client_addr), metrics)?);
+        let settings = config.broker_settings(client_addr);
+        let broker = Arc::new(match &cluster_listener {
+            None => Broker::open(store, settings, metrics)?,
+            Some(listener) => {
+                let cluster_addr = listener.local_addr().map_err(|e| StartError::Storage(e.to_string()))?;
+                let cluster = config.cluster_settings(&settings.advertised_addr, cluster_addr, admin_addr);
+                Broker::open_cluster(store, settings, metrics, cluster).await?
+            }
+        });
 
         let (trigger, shutdown) = shutdown::channel();
         let mut tasks = JoinSet::new();
+        tasks.spawn(cluster::serve_admin(admin_listener, broker.clone(), shutdown.clone()));
+        if let (Some(listener), Some(node)) = (cluster_listener, broker.cluster().cloned()) {
+            tasks.spawn(cluster::serve_cluster(listener, node.clone(), shutdown.clone()));
+            tasks.spawn(node.clone().run_reconciler(shutdown.clone()));
+            tasks.spawn(node.run_join(shutdown.clone()));
+        }
         let limits = ConnectionLimits {
             max_in_flight: config.max_in_flight_per_connection,
             idle_timeout: (config.idle_timeout_secs > 0).then(|| Duration::from_secs(config.idle_timeout_secs)),
@@ -133,7 +160,8 @@ impl RunningBroker {
         ));
         broker.set_ready(true);
         tracing::info!(
-            client = %client_addr, metrics = %metrics_addr, health = %health_addr,
+            client = %client_addr, metrics = %metrics_addr, health = %health_addr, admin = %admin_addr,
+            mode = if broker.cluster().is_some() { "cluster" } else { "standalone" },
             data_dir = %config.data_dir.display(), node_id = config.node_id, acks = ?config.acks,
             cluster_id = broker.cluster_id(), "FlyMQ broker ready"
         );
@@ -142,6 +170,7 @@ impl RunningBroker {
             client_addr,
             metrics_addr,
             health_addr,
+            admin_addr,
             trigger,
             shutdown,
             tasks,
@@ -160,6 +189,10 @@ impl RunningBroker {
         self.health_addr
     }
 
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+
     pub fn broker(&self) -> &Arc<Broker> {
         &self.broker
     }
@@ -175,6 +208,9 @@ impl RunningBroker {
         self.broker.set_ready(false);
         self.trigger.trigger();
         while self.tasks.join_next().await.is_some() {}
+        if let Some(node) = self.broker.cluster() {
+            node.shutdown().await;
+        }
         let broker = self.broker.clone();
         let _ = tokio::task::spawn_blocking(move || broker.close()).await;
         tracing::info!("shutdown complete");

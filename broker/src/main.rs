@@ -43,6 +43,22 @@ struct Args {
     /// Print the effective configuration as YAML and exit.
     #[arg(long)]
     print_config: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Run a local cluster of several brokers in this process, on loopback
+    /// addresses 127.0.0.2, 127.0.0.3, ... (standard ports on each). Ctrl-C stops it.
+    Dev {
+        /// Number of brokers.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=9))]
+        nodes: u8,
+        /// Parent directory of the brokers' data (node-0, node-1, ...).
+        #[arg(long, value_name = "DIR", default_value = "flymq-dev")]
+        dir: PathBuf,
+    },
 }
 
 impl Args {
@@ -96,6 +112,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(Command::Dev { nodes, dir }) = &args.command {
+        return dev(config, *nodes, dir.clone());
+    }
     if args.print_config {
         print!("{}", serde_yaml::to_string(&config).unwrap_or_default());
         return ExitCode::SUCCESS;
@@ -116,6 +135,69 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(run(config))
+}
+
+/// `flymq dev`: N brokers on 127.0.0.2.. sharing this process.
+fn dev(base: Config, nodes: u8, dir: PathBuf) -> ExitCode {
+    if let Err(err) = flymq_broker::observe::logging::init(&base.log_level, base.log_json) {
+        eprintln!("flymq: configuration error: invalid value for `log_level`: {err}");
+        return ExitCode::from(2);
+    }
+    let host = |i: u8| format!("127.0.0.{}", i + 2);
+    let seeds: Vec<String> = (0..nodes).map(|i| format!("{}:9093", host(i))).collect();
+    let configs: Vec<Config> = (0..nodes)
+        .map(|i| Config {
+            node_id: u32::from(i),
+            data_dir: dir.join(format!("node-{i}")),
+            bind_addr: format!("{}:9092", host(i)),
+            cluster_addr: format!("{}:9093", host(i)),
+            metrics_addr: format!("{}:9094", host(i)),
+            health_addr: format!("{}:9095", host(i)),
+            admin_addr: format!("{}:9096", host(i)),
+            advertise_addr: None,
+            advertise_cluster: None,
+            seeds: seeds.join(","),
+            ..base.clone()
+        })
+        .collect();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("flymq: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let mut brokers = Vec::new();
+        for config in &configs {
+            match RunningBroker::start(config).await {
+                Ok(broker) => brokers.push(broker),
+                Err(err) => {
+                    eprintln!("flymq dev: node {} failed to start: {err}", config.node_id);
+                    for broker in brokers {
+                        broker.shutdown().await;
+                    }
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        let bootstrap: Vec<String> = configs.iter().map(|c| c.bind_addr.clone()).collect();
+        eprintln!("FlyMQ dev cluster: {nodes} brokers, data in {}", dir.display());
+        for config in &configs {
+            eprintln!(
+                "  node {}: client {}  admin {}  health http://{}/health",
+                config.node_id, config.bind_addr, config.admin_addr, config.health_addr
+            );
+        }
+        eprintln!("connect:  flymq-cli --bootstrap {} topic list", bootstrap.join(","));
+        eprintln!("status:   flymq-cli --admin {} cluster status", configs[0].admin_addr);
+        eprintln!("Ctrl-C stops every broker.");
+        wait_for_signal().await;
+        for broker in brokers {
+            broker.shutdown().await;
+        }
+        ExitCode::SUCCESS
+    })
 }
 
 async fn run(config: Config) -> ExitCode {

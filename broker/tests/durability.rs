@@ -20,6 +20,7 @@ fn spawn_broker(data_dir: &Path) -> (Child, SocketAddr) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_flymq"))
         .args(["--data-dir", data_dir.to_str().unwrap(), "--bind-addr", "127.0.0.1:0"])
         .args(["--set", "metrics_addr=127.0.0.1:0", "--set", "health_addr=127.0.0.1:0"])
+        .args(["--set", "admin_addr=127.0.0.1:0"])
         .env("FLYMQ_LOG_LEVEL", "info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -61,6 +61,7 @@ pub struct ReadyInfo {
     pub client: SocketAddr,
     pub metrics: Option<SocketAddr>,
     pub health: Option<SocketAddr>,
+    pub admin: Option<SocketAddr>,
 }
 
 /// Parses one JSON log line; `Some` when it is the ready line. The broker logs
@@ -87,6 +88,7 @@ pub fn parse_ready_line(line: &str) -> Option<ReadyInfo> {
         client: addr("client")?,
         metrics: addr("metrics"),
         health: addr("health"),
+        admin: addr("admin"),
     })
 }
 
@@ -110,6 +112,10 @@ impl BrokerProcess {
 
     pub fn health_addr(&self) -> Option<SocketAddr> {
         self.ready.health
+    }
+
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.ready.admin
     }
 
     pub fn pid(&self) -> u32 {
@@ -179,6 +185,8 @@ pub fn try_spawn_standalone(extra: &[&str]) -> anyhow::Result<BrokerProcess> {
         "metrics_addr=127.0.0.1:0".into(),
         "--set".into(),
         "health_addr=127.0.0.1:0".into(),
+        "--set".into(),
+        "admin_addr=127.0.0.1:0".into(),
     ];
     args.extend(extra.iter().map(|s| s.to_string()));
     let mut broker = try_spawn_flymq(&args)?;

@@ -3,6 +3,8 @@
 
 use std::ops::ControlFlow;
 use std::sync::Arc;
+
+use openraft::async_runtime::WatchReceiver;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -16,6 +18,8 @@ use super::names::{is_internal, validate_group_id, validate_topic_name};
 use super::partitioner::partition_for_key;
 use super::state_machine::StateMachine;
 use super::writer::{Durability, Writer, WriterThread, await_applied};
+use crate::cluster::types::{META_GROUP, partition_group};
+use crate::cluster::{ClusterNode, ClusterSettings, SharedState};
 use crate::observe::metrics::Metrics;
 use crate::storage::{Store, TopicConfig};
 
@@ -103,16 +107,35 @@ pub struct Lag {
     pub lag: u64,
 }
 
+/// How commands become durable: the local group-commit writer (standalone)
+/// or Raft groups (cluster mode).
+enum Replication {
+    Local {
+        writer: Writer,
+        thread: parking_lot::Mutex<Option<WriterThread>>,
+    },
+    Cluster(Arc<ClusterNode>),
+}
+
 pub struct Broker {
     store: Store,
     catalog: Arc<Catalog>,
-    writer: Writer,
-    writer_thread: parking_lot::Mutex<Option<WriterThread>>,
+    replication: Replication,
     members: Members,
     metrics: Arc<Metrics>,
     settings: BrokerSettings,
     cluster_id: String,
     ready: AtomicBool,
+}
+
+/// Waits (briefly) until a just-created topic is visible here: in cluster
+/// mode a topic created through another broker reaches this one when the
+/// metadata group's entry is applied locally.
+async fn wait_for_topic(catalog: &Catalog, name: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while catalog.topic(name).is_none() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 pub fn now_ms() -> i64 {
@@ -148,14 +171,78 @@ impl Broker {
         Ok(Self {
             store,
             catalog,
-            writer,
-            writer_thread: parking_lot::Mutex::new(Some(thread)),
+            replication: Replication::Local {
+                writer,
+                thread: parking_lot::Mutex::new(Some(thread)),
+            },
             members: Members::default(),
             metrics,
             settings,
             cluster_id,
             ready: AtomicBool::new(false),
         })
+    }
+
+    /// Opens the core in cluster mode: every change goes through a Raft group.
+    pub async fn open_cluster(
+        store: Store,
+        settings: BrokerSettings,
+        metrics: Arc<Metrics>,
+        cluster: ClusterSettings,
+    ) -> Result<Self, crate::StartError> {
+        let machine = StateMachine::load(store.clone())?;
+        let catalog = Arc::new(Catalog::load(store.load_topics()?));
+        let shared = Arc::new(SharedState {
+            store: store.clone(),
+            machine: parking_lot::Mutex::new(machine),
+            catalog: catalog.clone(),
+        });
+        let node = ClusterNode::start(cluster, shared)
+            .await
+            .map_err(|e| crate::StartError::Cluster(e.to_string()))?;
+        Ok(Self {
+            store,
+            catalog,
+            replication: Replication::Cluster(node),
+            members: Members::default(),
+            metrics,
+            settings,
+            cluster_id: String::new(),
+            ready: AtomicBool::new(false),
+        })
+    }
+
+    /// The cluster node, in cluster mode.
+    pub fn cluster(&self) -> Option<&Arc<ClusterNode>> {
+        match &self.replication {
+            Replication::Cluster(node) => Some(node),
+            Replication::Local { .. } => None,
+        }
+    }
+
+    /// The Raft group a command belongs to (cluster mode).
+    fn group_for(&self, command: &Command) -> u64 {
+        match command {
+            Command::Append { topic, partition, .. } => self
+                .catalog
+                .topic(topic)
+                .map_or(META_GROUP, |t| partition_group(t.record.id, *partition)),
+            Command::Truncate {
+                topic_id, partition, ..
+            } => partition_group(*topic_id, *partition),
+            _ => META_GROUP,
+        }
+    }
+
+    /// Queues a command; the receiver yields its result once durable.
+    fn submit(&self, command: Command) -> tokio::sync::oneshot::Receiver<BrokerResult<Applied>> {
+        match &self.replication {
+            Replication::Local { writer, .. } => writer.submit(command),
+            Replication::Cluster(node) => {
+                let group = self.group_for(&command);
+                node.submit(group, command)
+            }
+        }
     }
 
     /// The cluster id is stamped on disk on first start and never changes.
@@ -173,9 +260,11 @@ impl Broker {
     /// Stops the writer after the queued commands and waits for it.
     pub fn close(&self) {
         self.ready.store(false, Ordering::SeqCst);
-        self.writer.stop();
-        if let Some(thread) = self.writer_thread.lock().take() {
-            thread.join();
+        if let Replication::Local { writer, thread } = &self.replication {
+            writer.stop();
+            if let Some(thread) = thread.lock().take() {
+                thread.join();
+            }
         }
     }
 
@@ -199,12 +288,30 @@ impl Broker {
         self.settings.node_id.to_string()
     }
 
-    pub fn cluster_id(&self) -> &str {
-        &self.cluster_id
+    pub fn cluster_id(&self) -> String {
+        match self.cluster() {
+            Some(node) => node.cluster_id(),
+            None => self.cluster_id.clone(),
+        }
     }
 
+    /// Serving: started, and in cluster mode joined with a metadata leader known
+    /// and the local metadata state caught up with what is committed.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::SeqCst)
+        if !self.ready.load(Ordering::SeqCst) {
+            return false;
+        }
+        match self.cluster() {
+            None => true,
+            Some(node) => {
+                let meta = node.meta();
+                let metrics = meta.raft.metrics().borrow_watched().clone();
+                node.has_joined()
+                    && metrics.current_leader.is_some()
+                    && metrics.last_applied.as_ref().map(|l| l.index)
+                        >= metrics.local_committed.as_ref().map(|l| l.index)
+            }
+        }
     }
 
     pub fn set_ready(&self, ready: bool) {
@@ -216,7 +323,7 @@ impl Broker {
     }
 
     pub async fn propose(&self, command: Command) -> BrokerResult<Applied> {
-        self.writer.propose(command).await
+        await_applied(self.submit(command)).await
     }
 
     fn topic(&self, name: &str) -> BrokerResult<Arc<TopicView>> {
@@ -237,10 +344,43 @@ impl Broker {
         }
     }
 
+    /// Whether this broker leads the partition (always, standalone).
+    pub fn leads(&self, topic_id: u32, partition: u32) -> bool {
+        match self.cluster() {
+            None => true,
+            Some(node) => node
+                .group(partition_group(topic_id, partition))
+                .is_some_and(|g| g.raft.is_leader()),
+        }
+    }
+
+    /// Cluster mode: a read of a partition with no replica here is redirected
+    /// to the broker that leads it (or its preferred leader).
+    fn check_local_replica(&self, view: &TopicView, partition: u32) -> BrokerResult<()> {
+        let Some(node) = self.cluster() else { return Ok(()) };
+        let group = partition_group(view.record.id, partition);
+        if node.group(group).is_some() {
+            return Ok(());
+        }
+        let target = node
+            .replicas_of(group)
+            .first()
+            .and_then(|id| node.node_info(*id))
+            .map(|info| info.client_addr);
+        Err(BrokerError::NotLeader(match target {
+            Some(addr) => format!(
+                "leader_addr={addr} (partition {partition} of '{}' has no replica on this broker)",
+                view.name()
+            ),
+            None => "no leader elected".into(),
+        }))
+    }
+
     /// The published position of one addressed partition.
     fn position(&self, topic: &str, partition: i32) -> BrokerResult<Position> {
         let view = self.topic(topic)?;
         let p = Self::checked_partition(&view, partition)?;
+        self.check_local_replica(&view, p)?;
         let state = view
             .partition(p)
             .ok_or_else(|| BrokerError::TopicNotFound(topic.to_owned()))?;
@@ -266,16 +406,53 @@ impl Broker {
             }
             p => p as u32,
         };
-        let command = Command::CreateTopic {
+        self.create_topic_with(name, partitions, 0, self.settings.default_topic_config.clone())
+            .await
+    }
+
+    /// Creates a topic with an explicit replication factor (0 = the default)
+    /// and configuration; `Ok(false)` when it already existed. Returns once
+    /// the topic is visible on this broker.
+    pub async fn create_topic_with(
+        &self,
+        name: &str,
+        partitions: u32,
+        replication_factor: u32,
+        config: TopicConfig,
+    ) -> BrokerResult<bool> {
+        validate_topic_name(name)?;
+        let command = self.create_topic_command(name, partitions, replication_factor, config)?;
+        let created = match self.propose(command).await? {
+            Applied::TopicCreated { created } => created,
+            other => return Err(unexpected(other)),
+        };
+        wait_for_topic(&self.catalog, name).await;
+        Ok(created)
+    }
+
+    fn create_topic_command(
+        &self,
+        name: &str,
+        partitions: u32,
+        replication_factor: u32,
+        config: TopicConfig,
+    ) -> BrokerResult<Command> {
+        let replicas = match self.cluster() {
+            Some(node) => node.assign(name, partitions, replication_factor)?,
+            None if replication_factor > 1 => {
+                return Err(BrokerError::InvalidArgument(format!(
+                    "replication factor {replication_factor} needs a cluster; a standalone broker keeps one copy"
+                )));
+            }
+            None => Vec::new(),
+        };
+        Ok(Command::CreateTopic {
             name: name.to_owned(),
             partitions,
-            config: self.settings.default_topic_config.clone(),
+            config,
             created_ms: now_ms(),
-        };
-        match self.propose(command).await? {
-            Applied::TopicCreated { created } => Ok(created),
-            other => Err(unexpected(other)),
-        }
+            replicas,
+        })
     }
 
     /// Deletes a topic; `Ok(false)` when it did not exist.
@@ -307,6 +484,12 @@ impl Broker {
         } else {
             vec![self.topic(topic)?]
         };
+        if let Some(cluster) = self.cluster() {
+            return Ok(views
+                .iter()
+                .map(|view| self.cluster_topic_info(cluster, view))
+                .collect());
+        }
         let node = self.node_id();
         Ok(views
             .iter()
@@ -333,12 +516,67 @@ impl Broker {
     }
 
     pub fn cluster_members(&self) -> Vec<ClusterMember> {
-        vec![ClusterMember {
-            node_id: self.node_id(),
-            address: self.settings.advertised_addr.clone(),
-            role: "leader",
-            state: if self.is_ready() { "online" } else { "starting" },
-        }]
+        let Some(cluster) = self.cluster() else {
+            return vec![ClusterMember {
+                node_id: self.node_id(),
+                address: self.settings.advertised_addr.clone(),
+                role: "leader",
+                state: if self.is_ready() { "online" } else { "starting" },
+            }];
+        };
+        let meta = cluster.group_view(META_GROUP);
+        cluster
+            .members()
+            .into_iter()
+            .map(|(id, info, voter)| ClusterMember {
+                node_id: id.to_string(),
+                address: info.client_addr,
+                role: match (meta.leader == Some(id), voter) {
+                    (true, _) => "leader",
+                    (false, true) => "follower",
+                    (false, false) => "learner",
+                },
+                state: if meta.in_sync.contains(&id) || meta.leader == Some(id) {
+                    "online"
+                } else {
+                    "unknown"
+                },
+            })
+            .collect()
+    }
+
+    fn cluster_topic_info(&self, cluster: &Arc<ClusterNode>, view: &TopicView) -> TopicInfo {
+        let addr = |id: u64| cluster.node_info(id).map(|i| i.client_addr).unwrap_or_default();
+        TopicInfo {
+            name: view.name().to_owned(),
+            partitions: view
+                .partitions
+                .iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    let group = partition_group(view.record.id, i as u32);
+                    let g = cluster.group_view(group);
+                    let replicas = view.record.replicas.get(i).cloned().unwrap_or_default();
+                    // Not a replica here: point at the preferred leader, which redirects if needed.
+                    let leader = g.leader.or_else(|| replicas.first().copied());
+                    PartitionInfo {
+                        partition: i as u32,
+                        leader_id: leader.map(|l| l.to_string()).unwrap_or_default(),
+                        leader_addr: leader.map(addr).unwrap_or_default(),
+                        epoch: g.term,
+                        state: if g.leader.is_some() || !g.local {
+                            "online"
+                        } else {
+                            "offline"
+                        },
+                        replicas: replicas.iter().map(u64::to_string).collect(),
+                        isr: g.in_sync.iter().map(u64::to_string).collect(),
+                        start_offset: p.start_offset(),
+                        end_offset: p.next_offset(),
+                    }
+                })
+                .collect(),
+        }
     }
 
     // ---- produce ----
@@ -399,16 +637,59 @@ impl Broker {
         };
         let bytes: u64 = records.iter().map(|r| (r.key.len() + r.value.len()) as u64).sum();
         let messages = records.len() as u64;
-        let rx = self.writer.submit(Command::Append {
+        let append = Command::Append {
             topic: topic.to_owned(),
             partition,
             timestamp_ms: now_ms(),
             records,
-            auto_create,
-        });
+            auto_create: None,
+        };
+        // Standalone: the writer creates a missing topic in the same commit.
+        // Cluster: the metadata group creates it first, then the partition group appends.
+        let (rx, create) = match (self.cluster(), auto_create) {
+            (None, auto_create) => (
+                Some(self.submit(match append {
+                    Command::Append {
+                        topic,
+                        partition,
+                        timestamp_ms,
+                        records,
+                        ..
+                    } => Command::Append {
+                        topic,
+                        partition,
+                        timestamp_ms,
+                        records,
+                        auto_create,
+                    },
+                    other => other,
+                })),
+                None,
+            ),
+            (Some(node), Some(auto)) => {
+                let create = self.create_topic_command(topic, auto.partitions, 0, auto.config)?;
+                (None, Some((node.clone(), self.catalog.clone(), create, append)))
+            }
+            (Some(_), None) => (Some(self.submit(append)), None),
+        };
         let metrics = self.metrics.clone();
         let topic = topic.to_owned();
         Ok(async move {
+            let rx = match (rx, create) {
+                (Some(rx), _) => rx,
+                (None, Some((node, catalog, create, append))) => {
+                    node.propose(META_GROUP, create).await?;
+                    wait_for_topic(&catalog, &topic).await;
+                    let view = catalog
+                        .topic(&topic)
+                        .ok_or_else(|| BrokerError::TopicNotFound(topic.clone()))?;
+                    let Command::Append { partition, .. } = &append else {
+                        unreachable!("built above as an append")
+                    };
+                    node.submit(partition_group(view.record.id, *partition), append)
+                }
+                (None, None) => unreachable!("one of them is set above"),
+            };
             match await_applied(rx).await? {
                 Applied::Appended {
                     partition,
@@ -563,7 +844,7 @@ impl Broker {
         validate_group_id(group)?;
         let partition = u32::try_from(partition)
             .map_err(|_| BrokerError::InvalidArgument(format!("partition {partition} must not be negative")))?;
-        let rx = self.writer.submit(Command::CommitOffset {
+        let rx = self.submit(Command::CommitOffset {
             topic: topic.to_owned(),
             group: group.to_owned(),
             partition,

@@ -108,9 +108,18 @@ pub enum Publish {
     },
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Catalog {
     topics: RwLock<HashMap<String, Arc<TopicView>>>,
+    /// Bumped whenever the set of topics or their replica assignments change
+    /// (cluster mode watches it to start and stop partition groups).
+    version: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for Catalog {
+    fn default() -> Self {
+        Self::load(Vec::new())
+    }
 }
 
 impl Catalog {
@@ -121,7 +130,23 @@ impl Catalog {
             .collect();
         Self {
             topics: RwLock::new(map),
+            version: tokio::sync::watch::Sender::new(0),
         }
+    }
+
+    /// Replaces every topic (after a metadata snapshot is installed).
+    pub fn reload(&self, topics: Vec<(TopicRecord, Vec<PartitionState>)>) {
+        let map = topics
+            .into_iter()
+            .map(|(record, states)| (record.name.clone(), Arc::new(TopicView::new(record, &states))))
+            .collect();
+        *self.topics.write() = map;
+        self.version.send_modify(|v| *v += 1);
+    }
+
+    /// Changes whenever topics are created, deleted or reassigned.
+    pub fn watch_topics(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.version.subscribe()
     }
 
     pub fn topic(&self, name: &str) -> Option<Arc<TopicView>> {
@@ -147,6 +172,8 @@ impl Catalog {
             for change in changes {
                 apply_change(&mut topics, change);
             }
+            drop(topics);
+            self.version.send_modify(|v| *v += 1);
         } else {
             let topics = self.topics.read();
             for change in changes {

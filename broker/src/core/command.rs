@@ -4,11 +4,12 @@
 //! the same commands in the same order gives the same state on every replica.
 
 use bytes::Bytes;
+use serde::{Deserialize, Serialize};
 
 use crate::storage::TopicConfig;
 
 /// A record to append.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewRecord {
     pub key: Bytes,
     pub value: Bytes,
@@ -28,13 +29,13 @@ impl NewRecord {
 }
 
 /// How to create a topic that an append finds missing.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AutoCreate {
     pub partitions: u32,
     pub config: TopicConfig,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
     /// Creates a topic; a topic that exists is left as it is (idempotent).
     CreateTopic {
@@ -42,6 +43,15 @@ pub enum Command {
         partitions: u32,
         config: TopicConfig,
         created_ms: i64,
+        /// Node ids holding each partition, preferred leader first (cluster
+        /// mode; empty on a standalone broker).
+        replicas: Vec<Vec<u64>>,
+    },
+    /// Moves one partition's replicas (cluster mode: decommission, repair).
+    Reassign {
+        topic: String,
+        partition: u32,
+        replicas: Vec<u64>,
     },
     /// Deletes a topic and all its records; a missing topic is not an error.
     DeleteTopic { name: String },
@@ -85,7 +95,7 @@ impl Command {
 }
 
 /// What applying a command did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Applied {
     TopicCreated {
         created: bool,
@@ -105,4 +115,5 @@ pub enum Applied {
     Truncated {
         new_start: u64,
     },
+    Reassigned,
 }

@@ -42,6 +42,13 @@ pub enum BrokerError {
     Storage(String),
     #[error("the broker is shutting down; retry on another broker")]
     ShuttingDown,
+    /// Cluster mode: this broker cannot serve the request; the text follows
+    /// WIRE.md's redirect wording so SDKs reconnect to `leader_addr`.
+    #[error("not leader: {0}")]
+    NotLeader(String),
+    /// An error another broker (or the Raft apply) reported, as its text.
+    #[error("{0}")]
+    Remote(String),
 }
 
 impl From<StorageError> for BrokerError {

@@ -39,6 +39,10 @@ pub async fn enforce_once(broker: &Arc<Broker>) -> BrokerResult<u64> {
             let Some(state) = view.partition(partition) else {
                 continue;
             };
+            // In a cluster only the partition's leader decides what to drop.
+            if !broker.leads(view.record.id, partition) {
+                continue;
+            }
             let (start, end, size) = (state.start_offset(), state.next_offset(), state.size_bytes());
             let topic_id = view.record.id;
             let store = broker.store().clone();

@@ -98,8 +98,9 @@ impl StateMachine {
                 partitions,
                 config,
                 created_ms,
+                replicas,
             } => {
-                let created = self.create_topic(run, &name, partitions, config, created_ms)?;
+                let created = self.create_topic(run, &name, partitions, config, created_ms, replicas)?;
                 Ok(Applied::TopicCreated { created })
             }
             Command::DeleteTopic { name } => {
@@ -136,6 +137,27 @@ impl StateMachine {
             Command::DeleteGroup { topic, group } => {
                 self.store.delete_group(&mut run.batch, &topic, &group);
                 Ok(Applied::GroupDeleted)
+            }
+            Command::Reassign {
+                topic,
+                partition,
+                replicas,
+            } => {
+                let Some(entry) = self.topics.get_mut(&topic) else {
+                    return Err(BrokerError::TopicNotFound(topic));
+                };
+                let slot = entry.record.replicas.get_mut(partition as usize).ok_or_else(|| {
+                    BrokerError::InvalidArgument(format!(
+                        "partition {partition} of '{topic}' has no replica assignment"
+                    ))
+                })?;
+                *slot = replicas;
+                self.store.put_topic(&mut run.batch, &entry.record);
+                run.publish.push(Publish::TopicUpserted {
+                    record: entry.record.clone(),
+                    states: entry.partitions.clone(),
+                });
+                Ok(Applied::Reassigned)
             }
             Command::Truncate {
                 topic,
@@ -184,6 +206,7 @@ impl StateMachine {
         partitions: u32,
         config: TopicConfig,
         created_ms: i64,
+        replicas: Vec<Vec<u64>>,
     ) -> BrokerResult<bool> {
         validate_topic_name(name)?;
         if partitions == 0 || partitions > MAX_PARTITIONS {
@@ -200,6 +223,7 @@ impl StateMachine {
             partitions,
             created_ms,
             config,
+            replicas,
         };
         self.next_topic_id += 1;
         self.store
@@ -242,7 +266,7 @@ impl StateMachine {
             match auto_create {
                 Some(auto) => {
                     self.flush(run);
-                    self.create_topic(run, &topic, auto.partitions, auto.config, timestamp_ms)?;
+                    self.create_topic(run, &topic, auto.partitions, auto.config, timestamp_ms, Vec::new())?;
                 }
                 None => return Err(BrokerError::TopicNotFound(topic)),
             }
@@ -361,6 +385,7 @@ mod tests {
             name: name.into(),
             partitions,
             config: TopicConfig::default(),
+            replicas: vec![],
             created_ms: 1,
         }
     }

@@ -23,6 +23,10 @@ pub struct TopicRecord {
     pub partitions: u32,
     pub created_ms: i64,
     pub config: TopicConfig,
+    /// Node ids holding each partition, preferred leader first; empty on a
+    /// standalone broker (every partition is local).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replicas: Vec<Vec<u64>>,
 }
 
 /// Position and size of one partition log, stored under `p/[topic id][partition]`
@@ -232,6 +236,7 @@ mod tests {
                 partitions: 2,
                 created_ms: 5,
                 config: TopicConfig::default(),
+                replicas: vec![],
             };
             store.put_topic(&mut batch, &record);
             let state = PartitionState {

@@ -25,7 +25,11 @@ type Db = DBWithThreadMode<MultiThreaded>;
 pub const CF_META: &str = "meta";
 pub const CF_LOG: &str = "log";
 pub const CF_OFFSETS: &str = "offsets";
-const COLUMN_FAMILIES: [&str; 3] = [CF_META, CF_LOG, CF_OFFSETS];
+/// Raft log entries of every group, keyed `[group id][index]` (cluster mode).
+pub const CF_RAFT_LOG: &str = "raft_log";
+/// Raft votes, purge points and applied pointers, keyed `[group id][tag]`.
+pub const CF_RAFT_META: &str = "raft_meta";
+const COLUMN_FAMILIES: [&str; 5] = [CF_META, CF_LOG, CF_OFFSETS, CF_RAFT_LOG, CF_RAFT_META];
 
 #[derive(Debug, Error)]
 pub enum StorageError {

@@ -1,0 +1,341 @@
+//! The admin gRPC API (port 9096): topics, cluster status, membership and
+//! leadership. Used by the operator and `flymq-cli`. Works on a standalone
+//! broker too (membership calls then answer FAILED_PRECONDITION).
+
+use std::sync::Arc;
+
+use flymq_proto::grpc::admin::admin_client::AdminClient;
+use flymq_proto::grpc::admin::admin_server::Admin;
+use flymq_proto::grpc::admin::*;
+use tonic::{Request, Response, Status};
+
+use super::types::{META_GROUP, NodeInfo, partition_group};
+use crate::core::Broker;
+use crate::core::error::BrokerError;
+use crate::storage::TopicConfig as StoredTopicConfig;
+
+pub struct AdminService {
+    pub broker: Arc<Broker>,
+}
+
+/// Maps a broker error to the gRPC status the API documents.
+pub fn status_of(err: BrokerError) -> Status {
+    let msg = err.to_string();
+    match err {
+        BrokerError::TopicNotFound(_) | BrokerError::GroupNotFound { .. } => Status::not_found(msg),
+        BrokerError::InvalidTopicName { .. }
+        | BrokerError::InvalidGroupId { .. }
+        | BrokerError::InvalidArgument(_)
+        | BrokerError::PartitionNotFound { .. }
+        | BrokerError::PartitionOutOfRange { .. } => Status::invalid_argument(msg),
+        BrokerError::NotLeader(_) | BrokerError::ShuttingDown => Status::unavailable(msg),
+        BrokerError::NotSupported(_) => Status::unimplemented(msg),
+        _ => Status::internal(msg),
+    }
+}
+
+fn not_supported(what: &str) -> Status {
+    Status::unimplemented(format!(
+        "{what} is not supported yet by this broker (authentication has not landed; see the README's feature list)"
+    ))
+}
+
+fn stored_config(config: Option<TopicConfig>) -> StoredTopicConfig {
+    let config = config.unwrap_or_default();
+    StoredTopicConfig {
+        retention_ms: (config.retention_ms > 0).then_some(config.retention_ms),
+        retention_bytes: (config.retention_bytes > 0).then_some(config.retention_bytes),
+    }
+}
+
+impl AdminService {
+    fn cluster(&self) -> Result<&Arc<super::ClusterNode>, Status> {
+        self.broker
+            .cluster()
+            .ok_or_else(|| Status::failed_precondition("this broker runs standalone (no cluster membership to manage)"))
+    }
+
+    /// An admin client for the metadata leader, when it is another broker.
+    async fn leader_admin(&self) -> Result<Option<AdminClient<tonic::transport::Channel>>, Status> {
+        let node = self.cluster()?;
+        if node.meta().raft.is_leader() {
+            return Ok(None);
+        }
+        let (_, info): (u64, NodeInfo) = node
+            .leader_of(META_GROUP)
+            .ok_or_else(|| Status::unavailable("no metadata leader elected yet; retry"))?;
+        let client = AdminClient::connect(format!("http://{}", info.admin_addr))
+            .await
+            .map_err(|e| {
+                Status::unavailable(format!("cannot reach the metadata leader at {}: {e}", info.admin_addr))
+            })?;
+        Ok(Some(client))
+    }
+
+    fn topic_info(&self, name: &str) -> Result<TopicInfo, Status> {
+        let info = self
+            .broker
+            .topic_metadata(name)
+            .map_err(status_of)?
+            .pop()
+            .ok_or_else(|| Status::not_found(format!("topic not found: {name}")))?;
+        let view = self
+            .broker
+            .catalog()
+            .topic(name)
+            .ok_or_else(|| Status::not_found(format!("topic not found: {name}")))?;
+        let parse = |s: &str| s.parse::<u64>().unwrap_or(0);
+        Ok(TopicInfo {
+            name: info.name,
+            partitions: info.partitions.len() as u32,
+            replication_factor: view.record.replicas.first().map_or(1, |r| r.len() as u32),
+            config: Some(TopicConfig {
+                retention_ms: view.record.config.retention_ms.unwrap_or(0),
+                retention_bytes: view.record.config.retention_bytes.unwrap_or(0),
+            }),
+            partition_info: info
+                .partitions
+                .into_iter()
+                .map(|p| PartitionInfo {
+                    partition: p.partition,
+                    group_id: partition_group(view.record.id, p.partition),
+                    leader: parse(&p.leader_id),
+                    has_leader: p.state == "online" && !p.leader_id.is_empty(),
+                    replicas: p.replicas.iter().map(|r| parse(r)).collect(),
+                    in_sync: p.isr.iter().map(|r| parse(r)).collect(),
+                    start_offset: p.start_offset,
+                    end_offset: p.end_offset,
+                })
+                .collect(),
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl Admin for AdminService {
+    async fn create_topic(&self, request: Request<CreateTopicRequest>) -> Result<Response<TopicInfo>, Status> {
+        let req = request.into_inner();
+        let partitions = if req.partitions == 0 { 1 } else { req.partitions };
+        let created = self
+            .broker
+            .create_topic_with(&req.name, partitions, req.replication_factor, stored_config(req.config))
+            .await
+            .map_err(status_of)?;
+        if !created && !req.if_not_exists {
+            return Err(Status::already_exists(format!("topic '{}' already exists", req.name)));
+        }
+        self.topic_info(&req.name).map(Response::new)
+    }
+
+    async fn delete_topic(&self, request: Request<DeleteTopicRequest>) -> Result<Response<DeleteTopicReply>, Status> {
+        let name = request.into_inner().name;
+        let existed = self.broker.delete_topic(&name).await.map_err(status_of)?;
+        Ok(Response::new(DeleteTopicReply { existed }))
+    }
+
+    async fn describe_topic(&self, request: Request<DescribeTopicRequest>) -> Result<Response<TopicInfo>, Status> {
+        self.topic_info(&request.into_inner().name).map(Response::new)
+    }
+
+    async fn list_topics(&self, _request: Request<ListTopicsRequest>) -> Result<Response<ListTopicsReply>, Status> {
+        let topics = self
+            .broker
+            .list_topics()
+            .iter()
+            .filter_map(|name| self.topic_info(name).ok())
+            .collect();
+        Ok(Response::new(ListTopicsReply { topics }))
+    }
+
+    async fn update_topic_config(
+        &self,
+        _request: Request<UpdateTopicConfigRequest>,
+    ) -> Result<Response<TopicInfo>, Status> {
+        Err(Status::unimplemented(
+            "changing a topic's configuration after creation is not supported yet (see the README's feature list)",
+        ))
+    }
+
+    async fn add_partitions(&self, _request: Request<AddPartitionsRequest>) -> Result<Response<TopicInfo>, Status> {
+        Err(Status::unimplemented(
+            "adding partitions to an existing topic is not supported yet (see the README's feature list)",
+        ))
+    }
+
+    async fn cluster_status(
+        &self,
+        _request: Request<ClusterStatusRequest>,
+    ) -> Result<Response<ClusterStatusReply>, Status> {
+        let Some(node) = self.broker.cluster() else {
+            let addr = self.broker.settings().advertised_addr.clone();
+            return Ok(Response::new(ClusterStatusReply {
+                cluster_id: self.broker.cluster_id(),
+                node_id: u64::from(self.broker.settings().node_id),
+                members: vec![Member {
+                    node_id: u64::from(self.broker.settings().node_id),
+                    client_addr: addr,
+                    role: "voter".into(),
+                    health: "up".into(),
+                    is_metadata_leader: true,
+                    ..Default::default()
+                }],
+                groups: Vec::new(),
+                under_replicated: Vec::new(),
+            }));
+        };
+        let meta = node.group_view(META_GROUP);
+        let mut groups = vec![GroupStatus {
+            group_id: META_GROUP,
+            name: "metadata".into(),
+            leader: meta.leader.unwrap_or(0),
+            has_leader: meta.leader.is_some(),
+            term: meta.term,
+            committed_index: meta.committed,
+            applied_index: meta.applied,
+            voters: meta.voters.clone(),
+            in_sync: meta.in_sync.clone(),
+        }];
+        let mut under_replicated = Vec::new();
+        let mut leading: std::collections::HashMap<u64, u32> = std::collections::HashMap::new();
+        for topic in self.broker.catalog().topics() {
+            for (p, replicas) in topic.record.replicas.iter().enumerate() {
+                let id = partition_group(topic.record.id, p as u32);
+                let view = node.group_view(id);
+                let name = format!("{}/{p}", topic.name());
+                if let Some(l) = view.leader {
+                    *leading.entry(l).or_default() += 1;
+                }
+                if view.local && (view.leader.is_none() || view.in_sync.len() < replicas.len()) {
+                    under_replicated.push(name.clone());
+                }
+                groups.push(GroupStatus {
+                    group_id: id,
+                    name,
+                    leader: view.leader.unwrap_or(0),
+                    has_leader: view.leader.is_some(),
+                    term: view.term,
+                    committed_index: view.committed,
+                    applied_index: view.applied,
+                    voters: view.voters,
+                    in_sync: view.in_sync,
+                });
+            }
+        }
+        let members = node
+            .members()
+            .into_iter()
+            .map(|(id, info, voter)| Member {
+                node_id: id,
+                cluster_addr: info.cluster_addr,
+                client_addr: info.client_addr,
+                admin_addr: info.admin_addr,
+                role: if voter { "voter" } else { "learner" }.into(),
+                health: if meta.in_sync.contains(&id) || meta.leader == Some(id) {
+                    "up"
+                } else {
+                    "down"
+                }
+                .into(),
+                is_metadata_leader: meta.leader == Some(id),
+                leading: leading.get(&id).copied().unwrap_or(0),
+            })
+            .collect();
+        Ok(Response::new(ClusterStatusReply {
+            cluster_id: node.cluster_id(),
+            node_id: node.node_id(),
+            members,
+            groups,
+            under_replicated,
+        }))
+    }
+
+    async fn join_node(&self, request: Request<JoinNodeRequest>) -> Result<Response<JoinNodeReply>, Status> {
+        if let Some(mut leader) = self.leader_admin().await? {
+            return leader.join_node(request.into_inner()).await;
+        }
+        let req = request.into_inner();
+        let node = self.cluster()?;
+        let info = NodeInfo {
+            cluster_addr: req.cluster_addr,
+            client_addr: req.client_addr,
+            admin_addr: req.admin_addr,
+        };
+        node.handle_join("", req.node_id, info).await?;
+        Ok(Response::new(JoinNodeReply {}))
+    }
+
+    async fn decommission(&self, request: Request<DecommissionRequest>) -> Result<Response<DecommissionReply>, Status> {
+        if let Some(mut leader) = self.leader_admin().await? {
+            return leader.decommission(request.into_inner()).await;
+        }
+        let node = self.cluster()?;
+        let moved = node
+            .decommission(request.into_inner().node_id)
+            .await
+            .map_err(status_of)?;
+        Ok(Response::new(DecommissionReply { moved }))
+    }
+
+    async fn transfer_leadership(
+        &self,
+        request: Request<TransferLeadershipRequest>,
+    ) -> Result<Response<TransferLeadershipReply>, Status> {
+        let req = request.into_inner();
+        let node = self.cluster()?;
+        let mut groups = Vec::new();
+        if req.has_from {
+            groups.push(META_GROUP);
+            for topic in self.broker.catalog().topics() {
+                for p in 0..topic.record.replicas.len() {
+                    groups.push(partition_group(topic.record.id, p as u32));
+                }
+            }
+        } else {
+            groups.push(req.group_id);
+        }
+        let mut transferred = 0;
+        for group in groups {
+            let view = node.group_view(group);
+            let Some(leader) = view.leader else { continue };
+            if req.has_from && leader != req.from_node {
+                continue;
+            }
+            let to = if req.has_from {
+                match view.voters.iter().find(|v| **v != req.from_node) {
+                    Some(v) => *v,
+                    None => continue,
+                }
+            } else {
+                req.to_node
+            };
+            if !view.voters.contains(&to) {
+                return Err(Status::invalid_argument(format!(
+                    "node {to} is not a voter of group {group}; voters are {:?}",
+                    view.voters
+                )));
+            }
+            node.transfer_leader(group, to).await.map_err(status_of)?;
+            transferred += 1;
+        }
+        Ok(Response::new(TransferLeadershipReply { transferred }))
+    }
+
+    async fn upsert_user(&self, _r: Request<UpsertUserRequest>) -> Result<Response<UpsertUserReply>, Status> {
+        Err(not_supported("managing users"))
+    }
+    async fn delete_user(&self, _r: Request<DeleteUserRequest>) -> Result<Response<DeleteUserReply>, Status> {
+        Err(not_supported("managing users"))
+    }
+    async fn list_users(&self, _r: Request<ListUsersRequest>) -> Result<Response<ListUsersReply>, Status> {
+        Err(not_supported("managing users"))
+    }
+    async fn upsert_acl(&self, _r: Request<UpsertAclRequest>) -> Result<Response<UpsertAclReply>, Status> {
+        Err(not_supported("managing ACLs"))
+    }
+    async fn delete_acl(&self, _r: Request<DeleteAclRequest>) -> Result<Response<DeleteAclReply>, Status> {
+        Err(not_supported("managing ACLs"))
+    }
+    async fn list_acls(&self, _r: Request<ListAclsRequest>) -> Result<Response<ListAclsReply>, Status> {
+        Err(not_supported("managing ACLs"))
+    }
+}

@@ -1,0 +1,110 @@
+//! The openraft type configuration shared by every Raft group of a broker,
+//! and the group-id scheme.
+
+use std::fmt;
+use std::io::Cursor;
+
+use serde::{Deserialize, Serialize};
+
+use crate::core::command::{Applied, Command};
+use crate::core::error::BrokerError;
+
+/// A broker's stable identity in every group (the StatefulSet ordinal).
+pub type NodeId = u64;
+
+/// Group id of the metadata group (topics, assignments, offsets).
+pub const META_GROUP: u64 = 0;
+
+/// Group id of one partition: topic id in the high half, partition in the low.
+pub fn partition_group(topic_id: u32, partition: u32) -> u64 {
+    (u64::from(topic_id) << 32) | u64::from(partition)
+}
+
+/// `(topic id, partition)` of a partition group; `None` for the metadata group.
+pub fn split_group(group: u64) -> Option<(u32, u32)> {
+    (group != META_GROUP).then(|| ((group >> 32) as u32, group as u32))
+}
+
+/// How to reach a broker; stored in every group's membership.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct NodeInfo {
+    /// `host:port` of the cluster (Raft) listener.
+    pub cluster_addr: String,
+    /// `host:port` clients connect to.
+    pub client_addr: String,
+    /// `host:port` of the admin gRPC API.
+    pub admin_addr: String,
+}
+
+impl fmt::Display for NodeInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.cluster_addr)
+    }
+}
+
+/// The payload of one Raft entry: many client commands batched together, so
+/// one replication round and one log sync carry many produces.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandBatch(pub Vec<Command>);
+
+impl fmt::Display for CommandBatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CommandBatch({} commands)", self.0.len())
+    }
+}
+
+/// The outcome of each command of a batch. Errors travel as their text, which
+/// is what clients see anyway.
+pub type CommandResults = Vec<Result<Applied, String>>;
+
+/// Converts a result that crossed a Raft apply or the network back.
+pub fn from_wire(result: Result<Applied, String>) -> Result<Applied, BrokerError> {
+    result.map_err(BrokerError::Remote)
+}
+
+/// FlyMQ's Raft types: u64 node ids, batches of commands as entries, and
+/// one-shot responders (openraft's defaults otherwise).
+#[derive(Debug, Clone, Copy, Default, Eq, PartialEq, Ord, PartialOrd)]
+pub struct TypeConfig {}
+
+impl openraft::RaftTypeConfig for TypeConfig {
+    type D = CommandBatch;
+    type R = CommandResults;
+    type NodeId = NodeId;
+    type Node = NodeInfo;
+    type Term = u64;
+    type LeaderId = openraft::impls::leader_id_adv::LeaderId<u64, NodeId>;
+    type Vote = openraft::impls::Vote<Self::LeaderId>;
+    type Payload = openraft::EntryPayload<CommandBatch, NodeId, NodeInfo>;
+    type Entry = openraft::Entry<<Self::LeaderId as openraft::vote::RaftLeaderId>::Committed, Self::Payload>;
+    type AsyncRuntime = openraft::impls::TokioRuntime;
+    type Responder<T>
+        = openraft::impls::OneshotResponder<Self, T>
+    where
+        T: openraft::OptionalSend + 'static;
+    type Batch<T>
+        = openraft::impls::InlineBatch<T>
+    where
+        T: openraft::OptionalSend + 'static;
+    type ErrorSource = openraft::impls::BoxedErrorSource;
+}
+
+/// Snapshots are small enough to hold in memory (see docs/replication.md).
+pub type SnapshotData = Cursor<Vec<u8>>;
+
+pub type Raft = openraft::Raft<TypeConfig, super::state_machine::GroupStateMachine>;
+pub type Entry = openraft::alias::EntryOf<TypeConfig>;
+pub type LogId = openraft::alias::LogIdOf<TypeConfig>;
+pub type Vote = openraft::alias::VoteOf<TypeConfig>;
+pub type StoredMembership = openraft::alias::StoredMembershipOf<TypeConfig>;
+pub type SnapshotMeta = openraft::alias::SnapshotMetaOf<TypeConfig>;
+pub type Snapshot = openraft::alias::SnapshotOf<TypeConfig, SnapshotData>;
+
+/// postcard encoding for everything stored in Raft column families or sent between brokers.
+pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, std::io::Error> {
+    postcard::to_stdvec(value).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+}
+
+pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, std::io::Error> {
+    postcard::from_bytes(bytes).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+}
