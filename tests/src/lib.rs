@@ -118,6 +118,17 @@ impl BrokerProcess {
         self.ready.admin
     }
 
+    /// Kills the process with SIGKILL (no shutdown) and reaps it.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Everything the broker logged so far.
+    pub fn log_text(&self) -> String {
+        self.log.lock().map(|l| l.join("\n")).unwrap_or_default()
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -199,10 +210,21 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
+    try_spawn_flymq_env(args, std::iter::empty::<(String, String)>())
+}
+
+/// Like [`try_spawn_flymq`], with extra environment variables (`POD_IP`, `FLYMQ_SEEDS`, ...).
+pub fn try_spawn_flymq_env<I, S, E>(args: I, env: E) -> anyhow::Result<BrokerProcess>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+    E: IntoIterator<Item = (String, String)>,
+{
     let bin = flymq_binary()?;
     let mut command = Command::new(&bin);
     command
         .args(args)
+        .envs(env)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());

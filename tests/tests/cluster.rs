@@ -1,0 +1,411 @@
+//! Replicated cluster tests: real `flymq` processes on distinct loopback
+//! addresses (127.0.0.x play the role of pod IPs), `POD_IP` and `FLYMQ_SEEDS`
+//! set as the operator sets them, only node 0 bootstrapping.
+//!
+//! Each test uses its own block of loopback addresses so tests can run in
+//! parallel; ports are picked free on those addresses.
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use flymq_client::{Client, ClientConfig};
+use flymq_tests::{BrokerProcess, try_spawn_flymq_env};
+
+/// One broker's addresses.
+#[derive(Clone, Debug)]
+struct NodeAddrs {
+    ip: String,
+    client: u16,
+    cluster: u16,
+    metrics: u16,
+    health: u16,
+    admin: u16,
+}
+
+fn free_port(ip: &str) -> u16 {
+    TcpListener::bind(format!("{ip}:0"))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl NodeAddrs {
+    fn on(ip: &str) -> Self {
+        Self {
+            ip: ip.to_owned(),
+            client: free_port(ip),
+            cluster: free_port(ip),
+            metrics: free_port(ip),
+            health: free_port(ip),
+            admin: free_port(ip),
+        }
+    }
+    fn client_addr(&self) -> String {
+        format!("{}:{}", self.ip, self.client)
+    }
+    fn cluster_addr(&self) -> String {
+        format!("{}:{}", self.ip, self.cluster)
+    }
+    fn health_addr(&self) -> SocketAddr {
+        format!("{}:{}", self.ip, self.health).parse().unwrap()
+    }
+}
+
+/// Starts broker `id` with its data in `dir`.
+fn start(id: u32, addrs: &NodeAddrs, seeds: &str, dir: &Path, extra_env: &[(&str, &str)]) -> BrokerProcess {
+    let args = [
+        "--data-dir".to_owned(),
+        dir.to_string_lossy().into_owned(),
+        "--bind-addr".to_owned(),
+        addrs.client_addr(),
+        "--set".to_owned(),
+        format!("cluster_addr={}", addrs.cluster_addr()),
+        "--set".to_owned(),
+        format!("metrics_addr={}:{}", addrs.ip, addrs.metrics),
+        "--set".to_owned(),
+        format!("health_addr={}", addrs.health_addr()),
+        "--set".to_owned(),
+        format!("admin_addr={}:{}", addrs.ip, addrs.admin),
+        "--set".to_owned(),
+        "raft_snapshot_logs=200".to_owned(),
+    ];
+    let mut env = vec![
+        ("FLYMQ_NODE_ID".to_owned(), id.to_string()),
+        ("POD_IP".to_owned(), addrs.ip.clone()),
+        ("FLYMQ_SEEDS".to_owned(), seeds.to_owned()),
+    ];
+    env.extend(extra_env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    try_spawn_flymq_env(args, env).unwrap_or_else(|e| panic!("node {id} did not start: {e:#}"))
+}
+
+fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).ok()?;
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
+    Some((status, body))
+}
+
+fn is_ready(addrs: &NodeAddrs) -> bool {
+    http_get(addrs.health_addr(), "/health/ready").is_some_and(|(status, _)| status == 200)
+}
+
+fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !check() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting until {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+async fn client_for(addrs: &[&NodeAddrs]) -> Client {
+    let config = ClientConfig {
+        bootstrap: addrs.iter().map(|a| a.client_addr()).collect(),
+        connect_timeout: Duration::from_secs(2),
+        request_timeout: Duration::from_secs(10),
+        connect_rounds: 2,
+        ..ClientConfig::default()
+    };
+    Client::connect(config).await.expect("connect to the cluster")
+}
+
+/// Every value in one partition, read from one broker.
+async fn read_all(addrs: &NodeAddrs, topic: &str) -> Vec<(u64, String)> {
+    let client = client_for(&[addrs]).await;
+    let mut out = Vec::new();
+    let mut offset = 0;
+    loop {
+        let fetched = client.fetch(topic, 0, offset, 1000, "").await.expect("fetch");
+        if fetched.records.is_empty() {
+            break;
+        }
+        for r in &fetched.records {
+            out.push((r.offset, String::from_utf8_lossy(&r.value).into_owned()));
+        }
+        offset = fetched.next_offset;
+    }
+    out
+}
+
+struct Cluster {
+    nodes: Vec<NodeAddrs>,
+    dirs: Vec<PathBuf>,
+    procs: Vec<Option<BrokerProcess>>,
+    seeds: String,
+    _root: tempfile::TempDir,
+}
+
+impl Cluster {
+    fn start(first_ip: u8, n: usize) -> Self {
+        let root = tempfile::tempdir().unwrap();
+        let nodes: Vec<NodeAddrs> = (0..n)
+            .map(|i| NodeAddrs::on(&format!("127.0.0.{}", first_ip as usize + i)))
+            .collect();
+        let seeds = nodes.iter().map(NodeAddrs::cluster_addr).collect::<Vec<_>>().join(",");
+        let dirs: Vec<PathBuf> = (0..n).map(|i| root.path().join(format!("node-{i}"))).collect();
+        let procs = (0..n)
+            .map(|i| Some(start(i as u32, &nodes[i], &seeds, &dirs[i], &[])))
+            .collect();
+        let cluster = Self {
+            nodes,
+            dirs,
+            procs,
+            seeds,
+            _root: root,
+        };
+        for (i, node) in cluster.nodes.iter().enumerate() {
+            wait_until(&format!("node {i} is ready"), Duration::from_secs(60), || {
+                is_ready(node)
+            });
+        }
+        cluster
+    }
+
+    fn status(&self, i: usize) -> serde_json::Value {
+        let (_, body) = http_get(self.nodes[i].health_addr(), "/health").expect("health");
+        serde_json::from_str(&body).unwrap_or(serde_json::Value::Null)
+    }
+
+    fn index_of_client(&self, addr: &str) -> Option<usize> {
+        self.nodes.iter().position(|n| n.client_addr() == addr)
+    }
+}
+
+/// Three brokers join through the seeds; topics and consumer offsets
+/// replicate; killing the partition leader with `kill -9` during continuous
+/// produce elects a new leader and loses no acknowledged record; the killed
+/// broker catches up after restart; a broker of another cluster is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_brokers_replicate_and_survive_leader_kill() {
+    let mut cluster = tokio::task::block_in_place(|| Cluster::start(11, 3));
+    let all: Vec<&NodeAddrs> = cluster.nodes.iter().collect();
+
+    // Every node sees the same membership.
+    let client = client_for(&all).await;
+    let status = client.cluster_status().await.expect("cluster status");
+    assert_eq!(status.nodes.len(), 3, "{status:?}");
+
+    // A topic created through node 1 is visible on node 2.
+    let via_1 = client_for(&[&cluster.nodes[1]]).await;
+    via_1.create_topic("orders", 1).await.expect("create topic");
+    let via_2 = client_for(&[&cluster.nodes[2]]).await;
+    let mut found = false;
+    for _ in 0..50 {
+        if via_2.list_topics().await.unwrap().contains(&"orders".to_owned()) {
+            found = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(found, "topic created on node 1 never reached node 2");
+    let meta = via_2.topic_metadata("orders").await.unwrap();
+    assert_eq!(meta.partitions[0].replicas.len(), 3, "replication factor 3: {meta:?}");
+
+    // Consumer-group offsets are replicated.
+    via_1
+        .subscribe("orders", "g1", 0, flymq_client::StartFrom::Earliest)
+        .await
+        .unwrap();
+    via_1.commit("orders", "g1", 0, 7).await.unwrap();
+    let via_0 = client_for(&[&cluster.nodes[0]]).await;
+    let mut committed = 0;
+    for _ in 0..50 {
+        committed = via_0.get_offset("orders", "g1", 0).await.unwrap_or(0);
+        if committed == 7 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(committed, 7, "offset committed via node 1 is not visible on node 0");
+
+    // Continuous produce; no retries, so an acknowledged value is stored exactly once.
+    let producer_addrs: Vec<NodeAddrs> = cluster.nodes.clone();
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let producer = tokio::spawn(async move {
+        let refs: Vec<&NodeAddrs> = producer_addrs.iter().collect();
+        let mut client = client_for(&refs).await;
+        let mut acked = Vec::new();
+        let mut seq = 0u64;
+        while !*stop_rx.borrow_and_update() {
+            let value = format!("v{seq:06}");
+            seq += 1;
+            match client.produce_to_partition("orders", 0, "", value.clone()).await {
+                Ok(meta) => acked.push((meta.offset, value)),
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    if let Ok(c) = Client::connect(client.config().clone()).await {
+                        client = c;
+                    }
+                }
+            }
+        }
+        acked
+    });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    // Kill -9 the partition's leader.
+    let meta = via_2.topic_metadata("orders").await.unwrap();
+    let leader_addr = meta.partitions[0].leader_addr.clone();
+    let victim = cluster
+        .index_of_client(&leader_addr)
+        .unwrap_or_else(|| panic!("leader {leader_addr} is not one of the brokers"));
+    cluster.procs[victim].as_mut().unwrap().kill9();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+
+    // A new leader is elected among the survivors.
+    let survivor = (0..3).find(|i| *i != victim).unwrap();
+    let via_survivor = client_for(&[&cluster.nodes[survivor]]).await;
+    let mut new_leader = String::new();
+    for _ in 0..100 {
+        let meta = via_survivor.topic_metadata("orders").await.unwrap();
+        new_leader = meta.partitions[0].leader_addr.clone();
+        if !new_leader.is_empty() && new_leader != leader_addr && meta.partitions[0].state == "online" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_ne!(new_leader, leader_addr, "no new leader after killing {leader_addr}");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stop_tx.send(true).unwrap();
+    let acked = producer.await.unwrap();
+    assert!(acked.len() > 20, "too few acknowledged records: {}", acked.len());
+
+    // Restart the killed broker: it catches up.
+    let victim_node = cluster.nodes[victim].clone();
+    cluster.procs[victim] = Some(start(
+        victim as u32,
+        &victim_node,
+        &cluster.seeds,
+        &cluster.dirs[victim],
+        &[],
+    ));
+    tokio::task::block_in_place(|| {
+        wait_until("the restarted broker is ready", Duration::from_secs(60), || {
+            is_ready(&victim_node)
+        })
+    });
+    let last_acked = acked.iter().map(|(o, _)| *o).max().unwrap();
+    for (i, node) in cluster.nodes.iter().enumerate() {
+        let mut records = Vec::new();
+        for _ in 0..100 {
+            records = read_all(node, "orders").await;
+            if records.last().is_some_and(|(o, _)| *o >= last_acked) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let by_offset: BTreeMap<u64, &str> = records.iter().map(|(o, v)| (*o, v.as_str())).collect();
+        for (offset, value) in &acked {
+            assert_eq!(
+                by_offset.get(offset).copied(),
+                Some(value.as_str()),
+                "node {i}: acknowledged record at offset {offset} is missing or different"
+            );
+        }
+        let mut seen = HashSet::new();
+        for (_, value) in &records {
+            assert!(seen.insert(value.clone()), "node {i}: {value} stored twice");
+        }
+        let values: Vec<&String> = records.iter().map(|(_, v)| v).collect();
+        assert!(values.windows(2).all(|w| w[0] < w[1]), "node {i}: records out of order");
+    }
+
+    // A broker configured for another cluster is refused and never becomes ready.
+    let stranger = NodeAddrs::on("127.0.0.15");
+    let stranger_dir = cluster.dirs[0].parent().unwrap().join("stranger");
+    let mut stranger_proc = start(
+        7,
+        &stranger,
+        &cluster.seeds,
+        &stranger_dir,
+        &[("FLYMQ_CLUSTER_ID", "some-other-cluster")],
+    );
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(!is_ready(&stranger), "a broker of another cluster became ready");
+    assert!(
+        stranger_proc.log_text().contains("refusing to join"),
+        "no refusal logged:\n{}",
+        stranger_proc.log_text()
+    );
+    stranger_proc.kill9();
+    let status = client_for(&all).await.cluster_status().await.unwrap();
+    assert_eq!(status.nodes.len(), 3, "the stranger was added: {status:?}");
+    let _ = cluster.status(0);
+}
+
+/// A broker restarted on a different address rejoins under the same id, and
+/// one that was down while the log was purged catches up from a snapshot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn restarted_broker_catches_up_from_snapshot_on_a_new_address() {
+    let mut cluster = tokio::task::block_in_place(|| Cluster::start(21, 3));
+    let all: Vec<&NodeAddrs> = cluster.nodes.iter().collect();
+    let client = client_for(&all).await;
+    client.create_topic("events", 1).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // Stop node 2, then write well past the snapshot threshold (200 entries).
+    cluster.procs[2].as_mut().unwrap().kill9();
+    let client = client_for(&all[..2]).await;
+    let old = cluster.nodes[2].client_addr();
+    for _ in 0..100 {
+        let meta = client.topic_metadata("events").await.unwrap();
+        if meta.partitions[0].leader_addr != old && meta.partitions[0].state == "online" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut acked = Vec::new();
+    for i in 0..600 {
+        let value = format!("e{i:05}");
+        let meta = client
+            .produce_to_partition("events", 0, "", value.clone())
+            .await
+            .unwrap();
+        acked.push((meta.offset, value));
+    }
+
+    // Node 2 comes back on a new address with the same id and data.
+    let moved = NodeAddrs::on("127.0.0.25");
+    cluster.procs[2] = Some(start(2, &moved, &cluster.seeds, &cluster.dirs[2], &[]));
+    tokio::task::block_in_place(|| {
+        wait_until("the moved broker is ready", Duration::from_secs(60), || {
+            is_ready(&moved)
+        })
+    });
+    let last = acked.last().unwrap().0;
+    let mut records = Vec::new();
+    for _ in 0..150 {
+        records = read_all(&moved, "events").await;
+        if records.last().is_some_and(|(o, _)| *o >= last) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(records, acked, "the moved broker did not catch up");
+
+    // The cluster knows node 2 by its new address.
+    let mut addr_updated = false;
+    for _ in 0..100 {
+        let status = client.cluster_status().await.unwrap();
+        if status
+            .nodes
+            .iter()
+            .any(|n| n.node_id == "2" && n.address == moved.client_addr())
+        {
+            addr_updated = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(addr_updated, "membership still has node 2's old address");
+}
