@@ -77,7 +77,8 @@ pub struct Config {
     pub cluster_id: String,
     /// Cluster address other brokers should dial; defaults to `POD_IP` or the bound `cluster_addr`.
     pub advertise_cluster: Option<String>,
-    /// Replicas of each partition of new topics (capped by the number of brokers).
+    /// Replicas of each partition of new topics; this default is capped by the
+    /// number of brokers (an explicit factor in a create request is not).
     pub replication_factor: u32,
     /// Raft heartbeat interval.
     pub raft_heartbeat_ms: u64,

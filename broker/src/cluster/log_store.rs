@@ -184,7 +184,7 @@ impl RaftLogStorage<TypeConfig> for GroupLogStore {
         let last_purged_log_id: Option<LogId> = self.get_meta(TAG_PURGED)?;
         let last_log_id = match self.last_entry()? {
             Some(entry) => Some(entry.log_id),
-            None => last_purged_log_id.clone(),
+            None => last_purged_log_id,
         };
         Ok(LogState {
             last_purged_log_id,
@@ -199,7 +199,7 @@ impl RaftLogStorage<TypeConfig> for GroupLogStore {
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), io::Error> {
         // A vote must be on disk before it is acted on.
         let this = self.clone();
-        let vote = vote.clone();
+        let vote = *vote;
         tokio::task::spawn_blocking(move || this.put_meta(TAG_VOTE, &vote, true))
             .await
             .map_err(io_err)?

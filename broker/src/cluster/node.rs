@@ -336,6 +336,18 @@ impl ClusterNode {
         }
     }
 
+    /// `leader`, `follower`, `candidate` or `learner` in `group` (`none` when not hosted).
+    pub fn role_of(&self, group: u64) -> &'static str {
+        let Some(g) = self.group(group) else { return "none" };
+        match g.raft.metrics().borrow_watched().state {
+            openraft::ServerState::Leader => "leader",
+            openraft::ServerState::Follower => "follower",
+            openraft::ServerState::Candidate => "candidate",
+            openraft::ServerState::Learner => "learner",
+            openraft::ServerState::Shutdown => "shutdown",
+        }
+    }
+
     // ---- proposals ----
 
     /// Queues a command for `group`; queueing is synchronous so the commands
@@ -569,10 +581,11 @@ impl ClusterNode {
         if voters.is_empty() {
             return Err(BrokerError::NotLeader("no leader elected".into()));
         }
+        // The configured default is capped by the brokers there are; an explicit factor is not.
         let rf = match replication_factor {
-            0 => self.settings.replication_factor.max(1),
-            n => n,
-        } as usize;
+            0 => (self.settings.replication_factor.max(1) as usize).min(voters.len()),
+            n => n as usize,
+        };
         if rf > voters.len() {
             return Err(BrokerError::InvalidArgument(format!(
                 "replication factor {rf} for topic '{name}' is larger than the {} brokers in the cluster",
@@ -835,6 +848,29 @@ impl ClusterNode {
                         return Ok(());
                     }
                     last = format!("{target} is not the metadata leader");
+                    // Ask the leader it named (it may not be among the seeds).
+                    if let Some(leader) = reply.leader
+                        && leader.cluster_addr != target
+                        && let Ok(mut client) = self.peers.client(&leader.cluster_addr)
+                    {
+                        let mut request = tonic::Request::new(JoinRequest {
+                            cluster_id: self.cluster_id(),
+                            node: Some(node_address(self.settings.node_id, &self.settings.me)),
+                        });
+                        request.set_timeout(Duration::from_secs(60));
+                        match client.join(request).await {
+                            Ok(reply) if reply.get_ref().joined => {
+                                let cluster_id = reply.into_inner().cluster_id;
+                                if self.cluster_id() != cluster_id {
+                                    self.stamp_cluster_id(&cluster_id).map_err(|e| e.to_string())?;
+                                }
+                                tracing::info!(via = %leader.cluster_addr, %cluster_id, "joined the cluster");
+                                return Ok(());
+                            }
+                            Ok(_) => {}
+                            Err(status) => last = format!("{}: {}", leader.cluster_addr, status.message()),
+                        }
+                    }
                 }
                 Err(status) if status.code() == tonic::Code::FailedPrecondition => {
                     tracing::error!(seed = %target, "{}", status.message());

@@ -246,7 +246,7 @@ impl RaftStateMachine<TypeConfig> for GroupStateMachine {
                 EntryPayload::Blank => {}
                 EntryPayload::Normal(batch) => commands.extend(batch.0),
                 EntryPayload::Membership(membership) => {
-                    last_membership = Some(StoredMembership::new(Some(entry.log_id.clone()), membership));
+                    last_membership = Some(StoredMembership::new(Some(entry.log_id), membership));
                 }
             }
             last_applied = Some(entry.log_id);

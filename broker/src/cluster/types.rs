@@ -22,7 +22,7 @@ pub fn partition_group(topic_id: u32, partition: u32) -> u64 {
 
 /// `(topic id, partition)` of a partition group; `None` for the metadata group.
 pub fn split_group(group: u64) -> Option<(u32, u32)> {
-    (group != META_GROUP).then(|| ((group >> 32) as u32, group as u32))
+    (group != META_GROUP).then_some(((group >> 32) as u32, group as u32))
 }
 
 /// How to reach a broker; stored in every group's membership.
