@@ -409,3 +409,61 @@ async fn restarted_broker_catches_up_from_snapshot_on_a_new_address() {
     }
     assert!(addr_updated, "membership still has node 2's old address");
 }
+
+/// Decommissioning a broker moves its replicas away (through the admin API)
+/// and removes it: no partition is left under-replicated and the data stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn decommission_moves_replicas_and_removes_the_broker() {
+    let cluster = tokio::task::block_in_place(|| Cluster::start(31, 4));
+    let admin_addr = format!("{}:{}", cluster.nodes[0].ip, cluster.nodes[0].admin);
+    let admin = flymq_client::AdminClient::connect(&admin_addr, Duration::from_secs(5))
+        .await
+        .expect("admin API");
+    let mut topic = flymq_client::admin::NewTopic::new("jobs", 4);
+    topic.replication_factor = 3;
+    admin.create_topic(topic).await.expect("create topic");
+    let all: Vec<&NodeAddrs> = cluster.nodes.iter().collect();
+    let client = client_for(&all).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for p in 0..4 {
+        client
+            .produce_to_partition("jobs", p, "", format!("job-{p}"))
+            .await
+            .expect("produce");
+    }
+
+    let moved = admin.decommission(3).await.expect("decommission node 3");
+    assert!(
+        moved > 0,
+        "node 3 held no replica of 4 partitions with RF 3 on 4 brokers"
+    );
+
+    let mut last = None;
+    for _ in 0..100 {
+        let status = admin.cluster_status().await.unwrap();
+        let done = status.members.len() == 3 && status.under_replicated.is_empty();
+        last = Some(status);
+        if done {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let status = last.unwrap();
+    assert_eq!(status.members.len(), 3, "node 3 still a member: {status:?}");
+    assert!(status.under_replicated.is_empty(), "under-replicated: {status:?}");
+    let info = admin.describe_topic("jobs").await.unwrap();
+    for p in &info.partition_info {
+        assert!(
+            !p.replicas.contains(&3),
+            "partition {} still on node 3: {p:?}",
+            p.partition
+        );
+        assert_eq!(p.replicas.len(), 3, "partition {} lost a replica: {p:?}", p.partition);
+    }
+    let survivors: Vec<&NodeAddrs> = cluster.nodes[..3].iter().collect();
+    let client = client_for(&survivors).await;
+    for p in 0..4 {
+        let fetched = client.fetch("jobs", p, 0, 10, "").await.expect("fetch");
+        assert_eq!(fetched.records.len(), 1, "partition {p} lost its record");
+    }
+}

@@ -611,6 +611,13 @@ impl ClusterNode {
         }
         for (&id, replicas) in &wanted {
             if !replicas.contains(&me) {
+                // Still leading a group this broker was moved off: hand the
+                // replicas over (the new voters exclude it; it then steps down).
+                if let Some(group) = self.group(id)
+                    && group.raft.is_leader()
+                {
+                    self.align_membership(&group, replicas);
+                }
                 continue;
             }
             let group = match self.open_group(id).await {
