@@ -49,6 +49,10 @@ impl TestBroker {
         self.running.health_addr()
     }
 
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.running.admin_addr()
+    }
+
     pub fn running(&self) -> &RunningBroker {
         &self.running
     }
