@@ -76,6 +76,13 @@ pub enum GroupOp {
     TransferLeader { to: NodeId },
 }
 
+/// What a Join request to one broker achieved.
+enum JoinOutcome {
+    Joined,
+    /// That broker is not the metadata leader; it may name the one that is.
+    NotLeader(Option<NodeAddress>),
+}
+
 struct Proposal {
     command: Command,
     reply: oneshot::Sender<BrokerResult<Applied>>,
@@ -824,69 +831,58 @@ impl ClusterNode {
                 Err(err) => tracing::debug!(seed, error = %err, "seed does not resolve yet"),
             }
         }
-        let own = [self.settings.me.cluster_addr.clone()];
-        targets.retain(|t| !own.contains(t));
+        targets.retain(|t| *t != self.settings.me.cluster_addr);
         targets.dedup();
         if targets.is_empty() {
             return Err("no seed reachable (set FLYMQ_SEEDS to host:port of a running broker's cluster port)".into());
         }
         let mut last = String::new();
         for target in targets {
-            let mut client = match self.peers.client(&target) {
-                Ok(c) => c,
-                Err(e) => {
-                    last = e;
-                    continue;
-                }
-            };
-            let mut request = tonic::Request::new(JoinRequest {
-                cluster_id: self.cluster_id(),
-                node: Some(node_address(self.settings.node_id, &self.settings.me)),
-            });
-            request.set_timeout(Duration::from_secs(60));
-            match client.join(request).await {
-                Ok(reply) => {
-                    let reply = reply.into_inner();
-                    if reply.joined {
-                        if self.cluster_id().is_empty() || self.cluster_id() != reply.cluster_id {
-                            self.stamp_cluster_id(&reply.cluster_id).map_err(|e| e.to_string())?;
-                        }
-                        tracing::info!(via = %target, cluster_id = %reply.cluster_id, "joined the cluster");
-                        return Ok(());
-                    }
+            match self.join_via(&target).await {
+                Ok(JoinOutcome::Joined) => return Ok(()),
+                Ok(JoinOutcome::NotLeader(leader)) => {
                     last = format!("{target} is not the metadata leader");
                     // Ask the leader it named (it may not be among the seeds).
-                    if let Some(leader) = reply.leader
-                        && leader.cluster_addr != target
-                        && let Ok(mut client) = self.peers.client(&leader.cluster_addr)
-                    {
-                        let mut request = tonic::Request::new(JoinRequest {
-                            cluster_id: self.cluster_id(),
-                            node: Some(node_address(self.settings.node_id, &self.settings.me)),
-                        });
-                        request.set_timeout(Duration::from_secs(60));
-                        match client.join(request).await {
-                            Ok(reply) if reply.get_ref().joined => {
-                                let cluster_id = reply.into_inner().cluster_id;
-                                if self.cluster_id() != cluster_id {
-                                    self.stamp_cluster_id(&cluster_id).map_err(|e| e.to_string())?;
-                                }
-                                tracing::info!(via = %leader.cluster_addr, %cluster_id, "joined the cluster");
-                                return Ok(());
-                            }
-                            Ok(_) => {}
-                            Err(status) => last = format!("{}: {}", leader.cluster_addr, status.message()),
+                    if let Some(leader) = leader.filter(|l| l.cluster_addr != target) {
+                        match self.join_via(&leader.cluster_addr).await {
+                            Ok(JoinOutcome::Joined) => return Ok(()),
+                            Ok(JoinOutcome::NotLeader(_)) => {}
+                            Err(err) => last = err,
                         }
                     }
                 }
-                Err(status) if status.code() == tonic::Code::FailedPrecondition => {
-                    tracing::error!(seed = %target, "{}", status.message());
-                    last = status.message().to_owned();
-                }
-                Err(status) => last = format!("{target}: {}", status.message()),
+                Err(err) => last = err,
             }
         }
         Err(last)
+    }
+
+    /// Sends one Join to `target`; on success stamps the cluster id.
+    async fn join_via(&self, target: &str) -> Result<JoinOutcome, String> {
+        let mut client = self.peers.client(target)?;
+        let mut request = tonic::Request::new(JoinRequest {
+            cluster_id: self.cluster_id(),
+            node: Some(node_address(self.settings.node_id, &self.settings.me)),
+        });
+        request.set_timeout(Duration::from_secs(60));
+        match client.join(request).await {
+            Ok(reply) => {
+                let reply = reply.into_inner();
+                if !reply.joined {
+                    return Ok(JoinOutcome::NotLeader(reply.leader));
+                }
+                if self.cluster_id() != reply.cluster_id {
+                    self.stamp_cluster_id(&reply.cluster_id).map_err(|e| e.to_string())?;
+                }
+                tracing::info!(via = %target, cluster_id = %reply.cluster_id, "joined the cluster");
+                Ok(JoinOutcome::Joined)
+            }
+            Err(status) if status.code() == tonic::Code::FailedPrecondition => {
+                tracing::error!(seed = %target, "{}", status.message());
+                Err(status.message().to_owned())
+            }
+            Err(status) => Err(format!("{target}: {}", status.message())),
+        }
     }
 
     /// On the metadata leader: adds a broker as a learner, waits for it to
