@@ -392,6 +392,13 @@ async fn restarted_broker_catches_up_from_snapshot_on_a_new_address() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    if records != acked {
+        for (i, proc) in cluster.procs.iter().enumerate() {
+            if let Some(proc) = proc {
+                eprintln!("---- node {i} log ----\n{}", proc.log_text());
+            }
+        }
+    }
     assert_eq!(records, acked, "the moved broker did not catch up");
 
     // The cluster knows node 2 by its new address.

@@ -26,6 +26,11 @@ pub struct Peers {
     pub node_id: NodeId,
     cluster_id: parking_lot::RwLock<String>,
     channels: parking_lot::Mutex<HashMap<String, Channel>>,
+    /// Latest known cluster address of each broker, learned from the
+    /// metadata group's membership. openraft keeps a replication stream (and
+    /// its client) when only a member's address changes, so clients look the
+    /// address up on every call instead of keeping the one they started with.
+    addresses: parking_lot::RwLock<HashMap<NodeId, String>>,
 }
 
 impl Peers {
@@ -34,7 +39,28 @@ impl Peers {
             node_id,
             cluster_id: parking_lot::RwLock::new(cluster_id),
             channels: parking_lot::Mutex::new(HashMap::new()),
+            addresses: parking_lot::RwLock::new(HashMap::new()),
         }
+    }
+
+    /// Records the current cluster address of brokers (from the metadata membership).
+    pub fn learn_addresses(&self, nodes: impl IntoIterator<Item = (NodeId, String)>) {
+        let mut addresses = self.addresses.write();
+        for (id, addr) in nodes {
+            if addresses.get(&id) != Some(&addr) {
+                tracing::debug!(node = id, %addr, "peer address");
+                addresses.insert(id, addr);
+            }
+        }
+    }
+
+    /// Where to reach `id`: its latest known address, else `fallback`.
+    pub fn address_of(&self, id: NodeId, fallback: &str) -> String {
+        self.addresses
+            .read()
+            .get(&id)
+            .cloned()
+            .unwrap_or_else(|| fallback.to_owned())
     }
 
     pub fn cluster_id(&self) -> String {
@@ -104,6 +130,10 @@ fn unreachable(msg: impl ToString) -> Unreachable<TypeConfig> {
 }
 
 impl GroupClient {
+    fn addr(&self) -> String {
+        self.peers.address_of(self.target, &self.addr)
+    }
+
     async fn call<Req: serde::Serialize, Resp: serde::de::DeserializeOwned>(
         &self,
         kind: RaftKind,
@@ -111,9 +141,10 @@ impl GroupClient {
         option: &RPCOption,
     ) -> Result<Resp, RPCError<TypeConfig>> {
         let payload = encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let addr = self.addr();
         let mut client = self
             .peers
-            .client(&self.addr)
+            .client(&addr)
             .map_err(|e| RPCError::Unreachable(unreachable(e)))?;
         let mut request = tonic::Request::new(RaftRequest {
             envelope: Some(self.peers.envelope(self.target, self.group)),
@@ -122,7 +153,7 @@ impl GroupClient {
         });
         request.set_timeout(option.hard_ttl());
         let reply = client.raft(request).await.map_err(|status| {
-            let msg = format!("node {} at {}: {}", self.target, self.addr, status.message());
+            let msg = format!("node {} at {addr}: {}", self.target, status.message());
             match status.code() {
                 tonic::Code::DeadlineExceeded | tonic::Code::Internal => {
                     RPCError::Network(NetworkError::from_string(msg))
@@ -193,9 +224,10 @@ impl RaftNetworkV2<TypeConfig> for GroupClient {
             first = false;
             rest = later;
         }
+        let addr = self.addr();
         let mut client = self
             .peers
-            .client(&self.addr)
+            .client(&addr)
             .map_err(|e| StreamingError::Unreachable(unreachable(e)))?;
         let mut request = tonic::Request::new(tokio_stream::iter(chunks));
         request.set_timeout(option.hard_ttl().max(Duration::from_secs(30)));
@@ -206,9 +238,8 @@ impl RaftNetworkV2<TypeConfig> for GroupClient {
         };
         let reply = reply.map_err(|status| {
             StreamingError::Unreachable(unreachable(format!(
-                "node {} at {}: {}",
+                "node {} at {addr}: {}",
                 self.target,
-                self.addr,
                 status.message()
             )))
         })?;

@@ -296,6 +296,9 @@ impl ClusterNode {
         });
         self.groups.write().insert(id, group.clone());
         tokio::spawn(self.clone().run_proposer(group.clone(), rx));
+        if id == META_GROUP {
+            tokio::spawn(learn_peer_addresses(group.raft.clone(), self.peers.clone()));
+        }
         Ok(group)
     }
 
@@ -1071,6 +1074,28 @@ impl ClusterNode {
         let groups: Vec<_> = self.groups.write().drain().map(|(_, g)| g).collect();
         for group in groups {
             let _ = group.raft.shutdown().await;
+        }
+    }
+}
+
+/// Keeps the peer address book in step with the metadata membership, which
+/// is where a broker that restarted on a new address is re-registered.
+async fn learn_peer_addresses(raft: Raft, peers: Arc<Peers>) {
+    let mut metrics = raft.metrics();
+    let mut seen = None;
+    loop {
+        let membership = metrics.borrow_watched().membership_config.clone();
+        if seen.as_ref() != Some(membership.log_id()) {
+            seen = Some(membership.log_id().clone());
+            peers.learn_addresses(
+                membership
+                    .membership()
+                    .nodes()
+                    .map(|(id, info)| (*id, info.cluster_addr.clone())),
+            );
+        }
+        if metrics.changed().await.is_err() {
+            return;
         }
     }
 }
