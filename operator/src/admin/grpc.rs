@@ -161,6 +161,13 @@ pub fn from_status(operation: &'static str, feature: &'static str, url: &str, st
             reason: "BrokerRefused",
             message,
         },
+        // The operator's credentials (or their absence) are refused:
+        // retrying soon will not help until they change.
+        Code::PermissionDenied | Code::Unauthenticated => AdminError::Rejected {
+            operation,
+            reason: "AdminAccessDenied",
+            message: format!("{url}: {message}"),
+        },
         Code::NotFound => AdminError::NotFound { operation, message },
         code => AdminError::Failed {
             operation,

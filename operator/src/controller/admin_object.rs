@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::apps::v1::StatefulSet;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event, finalizer};
@@ -177,6 +178,40 @@ fn endpoint<K: AdminObject>(obj: &K, ns: &str) -> ClusterEndpoint {
     }
 }
 
+/// Why no broker of `cluster` can take an admin call, if none can: the
+/// FlyMQCluster is gone or being deleted, or it is scaled to zero (its
+/// `spec.replicas`, or its StatefulSet's, is 0, or the StatefulSet does not
+/// exist). A cluster whose brokers merely are not ready is not such a case:
+/// the delete is retried until they are.
+async fn no_brokers(client: &Client, ns: &str, cluster: &str) -> Result<Option<&'static str>, Error> {
+    let clusters: Api<FlyMQCluster> = Api::namespaced(client.clone(), ns);
+    let Some(c) = clusters
+        .get_opt(cluster)
+        .await
+        .map_err(Error::kube(format!("reading FlyMQCluster {ns}/{cluster}")))?
+    else {
+        return Ok(Some("its FlyMQCluster does not exist"));
+    };
+    if c.metadata.deletion_timestamp.is_some() {
+        return Ok(Some("its FlyMQCluster is being deleted"));
+    }
+    if c.spec.replicas < 1 {
+        return Ok(Some("its FlyMQCluster is scaled to zero brokers"));
+    }
+    let statefulsets: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
+    let sts = statefulsets
+        .get_opt(cluster)
+        .await
+        .map_err(Error::kube(format!("reading StatefulSet {ns}/{cluster}")))?;
+    Ok(match sts {
+        None => Some("its FlyMQCluster has no StatefulSet (no brokers)"),
+        Some(s) if s.spec.as_ref().and_then(|s| s.replicas) == Some(0) => {
+            Some("its StatefulSet is scaled to zero brokers")
+        }
+        Some(_) => None,
+    })
+}
+
 /// Reconciles one Topic, User or ACL: adds the finalizer, then applies it
 /// to the brokers, or, when it is being deleted, cleans up.
 pub async fn reconcile<K: AdminObject>(obj: Arc<K>, ctx: Arc<AdminContext<K>>) -> Result<Action, Error> {
@@ -218,20 +253,11 @@ async fn cleanup<K: AdminObject>(obj: &K, ctx: &AdminContext<K>, api: &Api<K>, n
         info!(object = %what, "deleted; deletionPolicy Retain keeps it on the brokers");
         return Ok(Action::await_change());
     }
-    let clusters: Api<FlyMQCluster> = Api::namespaced(ctx.client.clone(), ns);
     let cluster = obj.cluster_name();
-    let gone = match clusters
-        .get_opt(cluster)
-        .await
-        .map_err(Error::kube(format!("reading FlyMQCluster {ns}/{cluster}")))?
-    {
-        None => true,
-        Some(c) => c.metadata.deletion_timestamp.is_some(),
-    };
-    if gone {
-        // Its brokers are gone or going; waiting for them would keep this
+    if let Some(why) = no_brokers(&ctx.client, ns, cluster).await? {
+        // Nothing can answer a delete; waiting for brokers would keep this
         // resource (and its namespace) from ever being deleted.
-        info!(object = %what, cluster, "deleted; its FlyMQCluster is gone, nothing to delete on the brokers");
+        info!(object = %what, cluster, why, "deleted; nothing to delete on the brokers");
         return Ok(Action::await_change());
     }
     match ctx.admin.delete(&endpoint(obj, ns), obj).await {
@@ -284,6 +310,7 @@ mod tests {
     const STATUS: &str = "/apis/flymq.io/v1alpha1/namespaces/prod/topics/orders/status";
     const USER_STATUS: &str = "/apis/flymq.io/v1alpha1/namespaces/prod/users/alice/status";
     const CLUSTER: &str = "/apis/flymq.io/v1alpha1/namespaces/prod/flymqclusters/demo";
+    const STS: &str = "/apis/apps/v1/namespaces/prod/statefulsets/demo";
 
     fn topic(spec: Value) -> Topic {
         let mut spec = spec;
@@ -313,6 +340,12 @@ mod tests {
     fn cluster_object() -> Value {
         json!({"apiVersion": "flymq.io/v1alpha1", "kind": "FlyMQCluster",
                "metadata": {"name": "demo", "namespace": "prod"}, "spec": {}})
+    }
+
+    fn sts_object(replicas: i32) -> Value {
+        json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
+               "metadata": {"name": "demo", "namespace": "prod"},
+               "spec": {"replicas": replicas, "selector": {}, "template": {}, "serviceName": "demo-headless"}})
     }
 
     async fn run<K: AdminObject>(
@@ -517,6 +550,7 @@ mod tests {
         );
         let steps = vec![
             step("GET", CLUSTER, Reply::Json(cluster_object())),
+            step("GET", STS, Reply::Json(sts_object(3))),
             step("PATCH", TOPIC, Reply::Json(serde_json::to_value(&t).expect("json"))),
         ];
         let (result, seen) = run(t, admin, steps).await;
@@ -524,7 +558,7 @@ mod tests {
         assert_eq!(fake.calls(), vec!["DeleteTopic orders"]);
         assert!(fake.topics.lock().expect("lock").is_empty());
         assert_eq!(
-            seen[1].body,
+            seen[2].body,
             json!([{"op": "test", "path": "/metadata/finalizers/0", "value": "flymq.io/finalizer"},
                    {"op": "remove", "path": "/metadata/finalizers/0"}])
         );
@@ -560,17 +594,55 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn deleting_while_the_cluster_has_no_brokers_only_removes_the_finalizer() {
+        let mut being_deleted = cluster_object();
+        being_deleted["metadata"]["deletionTimestamp"] = json!("2025-01-01T00:00:00Z");
+        being_deleted["metadata"]["finalizers"] = json!(["example.com/hold"]);
+        let cases: Vec<(&str, Vec<Step>)> = vec![
+            ("being deleted", vec![step("GET", CLUSTER, Reply::Json(being_deleted))]),
+            (
+                "StatefulSet at 0",
+                vec![
+                    step("GET", CLUSTER, Reply::Json(cluster_object())),
+                    step("GET", STS, Reply::Json(sts_object(0))),
+                ],
+            ),
+            (
+                "no StatefulSet",
+                vec![
+                    step("GET", CLUSTER, Reply::Json(cluster_object())),
+                    step("GET", STS, Reply::NotFound),
+                ],
+            ),
+        ];
+        for (case, mut steps) in cases {
+            let t = deleting(topic(json!({"deletionPolicy": "Delete"})));
+            let (fake, admin) = broker();
+            steps.push(step(
+                "PATCH",
+                TOPIC,
+                Reply::Json(serde_json::to_value(&t).expect("json")),
+            ));
+            let (result, seen) = run(t, admin, steps).await;
+            assert_eq!(result.expect("cleaned up"), Action::await_change(), "{case}");
+            assert!(fake.calls().is_empty(), "{case}: no admin call");
+            assert_eq!(seen.last().expect("patch").body[1]["op"], json!("remove"), "{case}");
+        }
+    }
+
+    #[tokio::test]
     async fn a_failed_delete_keeps_the_finalizer_and_says_why() {
         let t = deleting(topic(json!({"deletionPolicy": "Delete"})));
         let (fake, admin) = broker();
         fake.fail("DeleteTopic", Status::unavailable("no metadata leader"));
         let steps = vec![
             step("GET", CLUSTER, Reply::Json(cluster_object())),
+            step("GET", STS, Reply::Json(sts_object(3))),
             step("PATCH", STATUS, with_status(&t)),
         ];
         let (result, seen) = run(t, admin, steps).await;
         assert_eq!(result.expect_err("retried").category(), "admin_unavailable");
-        let ready = ready(&seen[1]);
+        let ready = ready(&seen[2]);
         assert_eq!(ready["reason"], json!("DeletionFailed"));
         assert!(
             ready["message"]
@@ -579,7 +651,7 @@ mod tests {
                 .contains("no metadata leader"),
             "{ready}"
         );
-        assert_eq!(seen.len(), 2, "the finalizer stays");
+        assert_eq!(seen.len(), 3, "the finalizer stays");
     }
 
     #[tokio::test]
@@ -591,6 +663,7 @@ mod tests {
         let (fake, admin) = broker();
         let steps = vec![
             step("GET", CLUSTER, Reply::Json(cluster_object())),
+            step("GET", STS, Reply::Json(sts_object(3))),
             step(
                 "PATCH",
                 "/apis/flymq.io/v1alpha1/namespaces/prod/users/alice",

@@ -69,8 +69,15 @@ pub fn client() -> (kube::Client, Handle) {
     (kube::Client::new(svc, "default"), handle)
 }
 
-/// Answers the scripted requests in order and returns what was sent.
+/// Answers the scripted requests in order and returns what was sent. The
+/// handle is dropped afterwards, so any further request fails.
 pub async fn serve(mut handle: Handle, steps: Vec<Step>) -> Vec<Seen> {
+    serve_ref(&mut handle, steps).await
+}
+
+/// Like [`serve`], leaving the handle to the caller (to check that no
+/// further request comes).
+pub async fn serve_ref(handle: &mut Handle, steps: Vec<Step>) -> Vec<Seen> {
     let mut seen = Vec::new();
     for (i, step) in steps.into_iter().enumerate() {
         let (req, send) = handle

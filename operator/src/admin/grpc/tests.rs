@@ -201,7 +201,9 @@ async fn grpc_statuses_map_to_typed_errors() {
         (Status::unimplemented("later"), "NotSupported"),
         (Status::not_found("gone"), "NotFound"),
         (Status::internal("disk full"), "Failed"),
-        (Status::permission_denied("no"), "Failed"),
+        (Status::permission_denied("no"), "Rejected/AdminAccessDenied"),
+        (Status::unauthenticated("who are you"), "Rejected/AdminAccessDenied"),
+        (Status::already_exists("twice"), "Failed"),
     ];
     for (status, expected) in cases {
         let fake = Arc::new(FakeBroker::default());

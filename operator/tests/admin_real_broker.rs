@@ -1,0 +1,703 @@
+//! The Topic, User and ACL controllers against a real broker.
+//!
+//! Each test starts its own standalone `flymq` process on 127.0.0.1 (port 0
+//! everywhere, a temporary data directory; `FLYMQ_BIN`, or the `flymq`
+//! binary next to the test executable as `cargo test --release --workspace`
+//! builds it), points the operator's real gRPC admin client at the admin
+//! address the broker logged, and runs the controller's reconcile with the
+//! Kubernetes API replaced by a scripted fake (the same mock service as the
+//! unit tests), asserting each API request. What the brokers hold is checked
+//! through the admin API directly.
+//!
+//! Without the broker binary these tests fail and say how to build it.
+
+#[path = "../src/controller/mock.rs"]
+#[allow(dead_code)]
+mod mock;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use flymq_operator::admin::{AdminSync, GrpcAdmin};
+use flymq_operator::controller::Error;
+use flymq_operator::controller::admin_object::{
+    AdminContext, AdminObject, FINALIZER, NOT_SUPPORTED_RETRY, RESYNC, RETRY, error_policy, reconcile,
+};
+use flymq_operator::crd::{Acl, AdminObjectStatus, Topic, User};
+use flymq_operator::metrics::Metrics;
+use flymq_proto::grpc::admin as pb;
+use flymq_tests::BrokerProcess;
+use kube::ResourceExt;
+use kube::runtime::controller::Action;
+use mock::{Reply, Seen, Step, step};
+use pb::admin_client::AdminClient;
+use serde_json::{Value, json};
+use tonic::Code;
+use tonic::transport::Channel;
+
+const NS: &str = "prod";
+const CLUSTER: &str = "/apis/flymq.io/v1alpha1/namespaces/prod/flymqclusters/demo";
+const STS: &str = "/apis/apps/v1/namespaces/prod/statefulsets/demo";
+
+/// A running broker, the operator's client for it and a direct admin client.
+struct Broker {
+    process: BrokerProcess,
+    url: String,
+    direct: AdminClient<Channel>,
+}
+
+impl Broker {
+    async fn start() -> Broker {
+        let process = tokio::task::spawn_blocking(|| flymq_tests::try_spawn_standalone(&[]))
+            .await
+            .expect("spawn thread")
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start a real broker: {e:#}\n(build it with `cargo build --release -p flymq-broker` \
+                     in the same CARGO_TARGET_DIR, or set FLYMQ_BIN to a flymq binary)"
+                )
+            });
+        let admin = process
+            .admin_addr()
+            .unwrap_or_else(|| panic!("the broker logged no admin address:\n{}", process.log_text()));
+        let url = format!("http://{admin}");
+        let direct = AdminClient::connect(url.clone()).await.expect("direct admin client");
+        Broker { process, url, direct }
+    }
+
+    /// The operator's client: a template without placeholders reaches this
+    /// broker for every FlyMQCluster.
+    fn operator_admin(&self) -> Arc<GrpcAdmin> {
+        Arc::new(GrpcAdmin::new(self.url.clone()))
+    }
+
+    async fn describe(&self, name: &str) -> Result<pb::TopicInfo, tonic::Status> {
+        let mut c = self.direct.clone();
+        c.describe_topic(pb::DescribeTopicRequest { name: name.into() })
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    async fn topic(&self, name: &str) -> pb::TopicInfo {
+        self.describe(name)
+            .await
+            .unwrap_or_else(|s| panic!("DescribeTopic {name}: {s:?}\nbroker log:\n{}", self.process.log_text()))
+    }
+
+    async fn assert_no_topic(&self, name: &str) {
+        let err = self.describe(name).await.expect_err("the topic must not exist");
+        assert_eq!(err.code(), Code::NotFound, "{err:?}");
+    }
+}
+
+fn leak(s: String) -> &'static str {
+    s.leak()
+}
+
+fn topic_path(name: &str) -> &'static str {
+    leak(format!("/apis/flymq.io/v1alpha1/namespaces/{NS}/topics/{name}"))
+}
+
+fn topic(name: &str, generation: i64, spec: Value) -> Topic {
+    let mut spec = spec;
+    spec["clusterRef"] = json!({"name": "demo"});
+    serde_json::from_value(json!({
+        "apiVersion": "flymq.io/v1alpha1", "kind": "Topic",
+        "metadata": {"name": name, "namespace": NS, "generation": generation, "uid": format!("uid-{name}"),
+                     "finalizers": [FINALIZER]},
+        "spec": spec
+    }))
+    .expect("topic")
+}
+
+fn deleting<K: kube::Resource>(mut obj: K) -> K {
+    obj.meta_mut().deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+    ));
+    obj
+}
+
+fn cluster_object(replicas: i32) -> Value {
+    json!({"apiVersion": "flymq.io/v1alpha1", "kind": "FlyMQCluster",
+           "metadata": {"name": "demo", "namespace": NS}, "spec": {"replicas": replicas}})
+}
+
+fn sts_object(replicas: i32) -> Value {
+    json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
+           "metadata": {"name": "demo", "namespace": NS},
+           "spec": {"replicas": replicas, "selector": {}, "template": {}, "serviceName": "demo-headless"}})
+}
+
+/// The answer of the API server to a status patch: the object with the
+/// patched status.
+fn with_status<K: serde::Serialize>(obj: &K) -> Reply {
+    Reply::WithStatus(serde_json::to_value(obj).expect("json"))
+}
+
+fn echo_object<K: serde::Serialize>(obj: &K) -> Reply {
+    Reply::Json(serde_json::to_value(obj).expect("json"))
+}
+
+fn context<K>(client: kube::Client, admin: Arc<dyn AdminSync<K>>) -> Arc<AdminContext<K>> {
+    Arc::new(AdminContext {
+        client,
+        admin,
+        clock: Arc::new(|| "T0".to_string()),
+        metrics: Arc::new(Metrics::new()),
+    })
+}
+
+/// One reconcile against the scripted API server; every scripted request
+/// must arrive, in order, and nothing else.
+async fn reconcile_once<K: AdminObject>(
+    obj: &K,
+    admin: Arc<dyn AdminSync<K>>,
+    steps: Vec<Step>,
+) -> (Result<Action, Error>, Vec<Seen>) {
+    let (client, mut handle) = mock::client();
+    let expected = steps.len();
+    let ctx = context(client, admin);
+    let server = tokio::spawn(async move {
+        let seen = mock::serve_ref(&mut handle, steps).await;
+        (seen, handle)
+    });
+    let result = tokio::time::timeout(Duration::from_secs(60), reconcile(Arc::new(obj.clone()), ctx))
+        .await
+        .expect("the reconcile hung (an unscripted Kubernetes request, or an admin call without deadline)");
+    let (seen, mut handle) = server.await.expect("fake API server");
+    assert_eq!(seen.len(), expected);
+    // The reconcile has returned, so any further request would have been
+    // sent already: there must be none.
+    if let Ok(Some((request, _))) = tokio::time::timeout(Duration::from_millis(50), handle.next_request()).await {
+        panic!(
+            "the reconcile sent an unscripted Kubernetes request: {} {}",
+            request.method(),
+            request.uri()
+        );
+    }
+    (result, seen)
+}
+
+/// The `Ready` condition a status patch wrote.
+fn ready(seen: &Seen) -> &Value {
+    &seen.body["status"]["conditions"][0]
+}
+
+fn message(seen: &Seen) -> &str {
+    ready(seen)["message"].as_str().unwrap_or_default()
+}
+
+/// Stores the patched status on `obj`, as the API server would.
+fn store_status<K>(obj: &mut K, seen: &Seen, set: impl FnOnce(&mut K, AdminObjectStatus)) {
+    let status: AdminObjectStatus = serde_json::from_value(seen.body["status"].clone()).expect("status");
+    set(obj, status);
+}
+
+/// Reconciles a Topic whose spec the brokers can hold and returns it with
+/// the status it got.
+async fn synced(admin: &Arc<GrpcAdmin>, t: Topic) -> Topic {
+    let mut t = t;
+    let path = leak(format!("{}/status", topic_path(&t.name_any())));
+    let (result, seen) = reconcile_once(&t, admin.clone(), vec![step("PATCH", path, with_status(&t))]).await;
+    assert_eq!(
+        result.unwrap_or_else(|e| panic!("reconcile failed: {e}")),
+        Action::requeue(RESYNC)
+    );
+    assert_eq!(ready(&seen[0])["reason"], json!("Synced"), "{}", seen[0].body);
+    store_status(&mut t, &seen[0], |t, s| t.status = Some(s));
+    t
+}
+
+#[tokio::test]
+async fn a_topic_is_created_with_its_partitions_replication_factor_and_retention() {
+    let broker = Broker::start().await;
+    let admin = broker.operator_admin();
+    let spec = json!({"partitions": 3, "replicationFactor": 1,
+                      "config": {"retention": {"time": "1d", "bytes": 1048576}}});
+
+    // A new resource gets the finalizer first; the brokers are not touched.
+    let mut fresh = topic("orders", 1, spec.clone());
+    fresh.metadata.finalizers = None;
+    let (result, seen) = reconcile_once(
+        &fresh,
+        admin.clone(),
+        vec![step("PATCH", topic_path("orders"), echo_object(&fresh))],
+    )
+    .await;
+    assert_eq!(result.expect("finalizer added"), Action::await_change());
+    assert_eq!(
+        seen[0].body,
+        json!([{"op": "test", "path": "/metadata/finalizers", "value": null},
+               {"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]}])
+    );
+    broker.assert_no_topic("orders").await;
+
+    // Then the topic is created as the spec says, and the status says so.
+    let t = topic("orders", 1, spec);
+    let (result, seen) = reconcile_once(
+        &t,
+        admin.clone(),
+        vec![step(
+            "PATCH",
+            leak(format!("{}/status", topic_path("orders"))),
+            with_status(&t),
+        )],
+    )
+    .await;
+    assert_eq!(result.expect("synced"), Action::requeue(RESYNC));
+    assert!(
+        seen[0].query.contains("fieldManager=flymq-operator") && seen[0].query.contains("force=true"),
+        "status is server-side applied: {}",
+        seen[0].query
+    );
+    assert_eq!(seen[0].body["status"]["observedGeneration"], json!(1));
+    assert_eq!(ready(&seen[0])["status"], json!("True"));
+    assert_eq!(
+        message(&seen[0]),
+        "in sync with FlyMQCluster demo: topic 'orders': 3 partitions, replication factor 1, retention 1d, \
+         at most 1048576 bytes per partition"
+    );
+    let info = broker.topic("orders").await;
+    assert_eq!((info.partitions, info.replication_factor), (3, 1));
+    assert_eq!(
+        info.config,
+        Some(pb::TopicConfig {
+            retention_ms: 86_400_000,
+            retention_bytes: 1_048_576
+        })
+    );
+
+    // A resync of an unchanged topic writes nothing.
+    let mut t = t;
+    store_status(&mut t, &seen[0], |t, s| t.status = Some(s));
+    let (result, _) = reconcile_once(&t, admin, vec![]).await;
+    assert_eq!(result.expect("in sync"), Action::requeue(RESYNC));
+}
+
+#[tokio::test]
+async fn a_replication_factor_a_standalone_broker_cannot_hold_is_a_clear_condition() {
+    let broker = Broker::start().await;
+    let admin = broker.operator_admin();
+    // replicationFactor defaults to 3; a standalone broker keeps one copy.
+    let t = topic("orders", 1, json!({"partitions": 2}));
+    let (result, seen) = reconcile_once(
+        &t,
+        admin.clone(),
+        vec![step(
+            "PATCH",
+            leak(format!("{}/status", topic_path("orders"))),
+            with_status(&t),
+        )],
+    )
+    .await;
+    let err = result.expect_err("the broker refuses");
+    assert_eq!(err.category(), "admin_rejected");
+    let ready = ready(&seen[0]);
+    assert_eq!(ready["status"], json!("False"));
+    assert_eq!(ready["reason"], json!("InvalidArgument"));
+    let text = message(&seen[0]);
+    assert!(
+        text.starts_with("CreateTopic refused: ") && text.contains("replication factor 3"),
+        "the condition carries the broker's reason: {text}"
+    );
+    broker.assert_no_topic("orders").await;
+    // Not retried hot: the spec (or the cluster) has to change first.
+    let (client, _handle) = mock::client();
+    assert_eq!(
+        error_policy(Arc::new(t), &err, context::<Topic>(client, admin)),
+        Action::requeue(RESYNC)
+    );
+}
+
+#[tokio::test]
+async fn drift_on_the_brokers_is_corrected_and_partitions_only_grow() {
+    let broker = Broker::start().await;
+    let admin = broker.operator_admin();
+    let status_path = leak(format!("{}/status", topic_path("events")));
+    let spec = json!({"partitions": 3, "replicationFactor": 1, "config": {"retention": {"time": "1h"}}});
+    let t = synced(&admin, topic("events", 1, spec.clone())).await;
+
+    // Deleted behind the operator's back: the next reconcile recreates it.
+    let mut direct = broker.direct.clone();
+    direct
+        .delete_topic(pb::DeleteTopicRequest { name: "events".into() })
+        .await
+        .expect("out-of-band delete");
+    broker.assert_no_topic("events").await;
+    let (result, seen) = reconcile_once(&t, admin.clone(), vec![]).await;
+    assert_eq!(
+        result.expect("recreated"),
+        Action::requeue(RESYNC),
+        "same status as before, so nothing is written: {seen:?}"
+    );
+    let info = broker.topic("events").await;
+    assert_eq!((info.partitions, info.replication_factor), (3, 1));
+    assert_eq!(info.config.map(|c| c.retention_ms), Some(3_600_000));
+
+    // A record in partition 0, to show that growing keeps the data.
+    let client = flymq_client::Client::connect(flymq_client::ClientConfig::new([broker
+        .process
+        .client_addr()
+        .to_string()]))
+    .await
+    .expect("client");
+    client
+        .produce_to_partition("events", 0, "", "kept")
+        .await
+        .expect("produce");
+
+    // More partitions in the spec: AddPartitions.
+    let mut grown = topic(
+        "events",
+        2,
+        json!({"partitions": 5, "replicationFactor": 1,
+                                              "config": {"retention": {"time": "1h"}}}),
+    );
+    grown.status = t.status.clone();
+    let (result, seen) = reconcile_once(
+        &grown,
+        admin.clone(),
+        vec![step("PATCH", status_path, with_status(&grown))],
+    )
+    .await;
+    assert_eq!(result.expect("grown"), Action::requeue(RESYNC), "{:?}", seen[0].body);
+    assert!(
+        message(&seen[0]).contains("topic 'events': 5 partitions"),
+        "{}",
+        message(&seen[0])
+    );
+    assert_eq!(seen[0].body["status"]["observedGeneration"], json!(2));
+    let info = broker.topic("events").await;
+    assert_eq!(info.partitions, 5);
+    let p0 = info
+        .partition_info
+        .iter()
+        .find(|p| p.partition == 0)
+        .expect("partition 0");
+    assert_eq!(p0.end_offset, 1, "partition 0 keeps its record: {info:?}");
+    let consumed = client.consume("events", 0, 0).await.expect("consume");
+    assert_eq!(consumed.value.as_ref(), b"kept");
+
+    // Other retention in the spec: UpdateTopicConfig.
+    let mut retained = topic(
+        "events",
+        3,
+        json!({"partitions": 5, "replicationFactor": 1,
+                                                 "config": {"retention": {"time": "2d", "bytes": 4096}}}),
+    );
+    store_status(&mut retained, &seen[0], |t, s| t.status = Some(s));
+    let (result, seen) = reconcile_once(
+        &retained,
+        admin.clone(),
+        vec![step("PATCH", status_path, with_status(&retained))],
+    )
+    .await;
+    assert_eq!(result.expect("updated"), Action::requeue(RESYNC), "{:?}", seen[0].body);
+    assert!(
+        message(&seen[0]).ends_with("retention 2d, at most 4096 bytes per partition"),
+        "{}",
+        message(&seen[0])
+    );
+    assert_eq!(
+        broker.topic("events").await.config,
+        Some(pb::TopicConfig {
+            retention_ms: 172_800_000,
+            retention_bytes: 4096
+        })
+    );
+
+    // Retention changed behind the operator's back: the spec wins again.
+    direct
+        .update_topic_config(pb::UpdateTopicConfigRequest {
+            name: "events".into(),
+            config: Some(pb::TopicConfig {
+                retention_ms: 1000,
+                retention_bytes: 0,
+            }),
+        })
+        .await
+        .expect("out-of-band config change");
+    store_status(&mut retained, &seen[0], |t, s| t.status = Some(s));
+    let (result, _) = reconcile_once(&retained, admin.clone(), vec![]).await;
+    assert_eq!(result.expect("corrected"), Action::requeue(RESYNC));
+    assert_eq!(
+        broker.topic("events").await.config,
+        Some(pb::TopicConfig {
+            retention_ms: 172_800_000,
+            retention_bytes: 4096
+        })
+    );
+
+    // Fewer partitions than the brokers hold: refused and reported, nothing removed.
+    let mut shrunk = topic(
+        "events",
+        4,
+        json!({"partitions": 2, "replicationFactor": 1,
+                                               "config": {"retention": {"time": "2d", "bytes": 4096}}}),
+    );
+    shrunk.status = retained.status.clone();
+    let (result, seen) = reconcile_once(
+        &shrunk,
+        admin.clone(),
+        vec![step("PATCH", status_path, with_status(&shrunk))],
+    )
+    .await;
+    let err = result.expect_err("refused");
+    assert_eq!(err.category(), "admin_rejected");
+    assert_eq!(ready(&seen[0])["status"], json!("False"));
+    assert_eq!(ready(&seen[0])["reason"], json!("PartitionsCannotShrink"));
+    assert!(
+        message(&seen[0]).contains("has 5 partitions on the brokers but spec.partitions is 2"),
+        "{}",
+        message(&seen[0])
+    );
+    assert_eq!(broker.topic("events").await.partitions, 5);
+    let (client, _handle) = mock::client();
+    assert_eq!(
+        error_policy(Arc::new(shrunk), &err, context::<Topic>(client, admin)),
+        Action::requeue(RESYNC),
+        "a refusal waits for the next resync or a spec change"
+    );
+}
+
+#[tokio::test]
+async fn deletion_policy_retain_keeps_the_topic_and_releases_the_finalizer() {
+    let broker = Broker::start().await;
+    let admin = broker.operator_admin();
+    let t = synced(&admin, topic("audit", 1, json!({"replicationFactor": 1}))).await;
+    let t = deleting(t);
+    // No read of the cluster, no admin call: only the finalizer goes.
+    let (result, seen) = reconcile_once(&t, admin, vec![step("PATCH", topic_path("audit"), echo_object(&t))]).await;
+    assert_eq!(result.expect("released"), Action::await_change());
+    assert_eq!(
+        seen[0].body,
+        json!([{"op": "test", "path": "/metadata/finalizers/0", "value": FINALIZER},
+               {"op": "remove", "path": "/metadata/finalizers/0"}])
+    );
+    assert_eq!(broker.topic("audit").await.partitions, 1, "Retain keeps the topic");
+}
+
+#[tokio::test]
+async fn deletion_policy_delete_removes_the_topic_then_the_finalizer() {
+    let broker = Broker::start().await;
+    let admin = broker.operator_admin();
+    let t = synced(
+        &admin,
+        topic(
+            "orders",
+            1,
+            json!({"partitions": 2, "replicationFactor": 1, "deletionPolicy": "Delete"}),
+        ),
+    )
+    .await;
+    let t = deleting(t);
+    let steps = || {
+        vec![
+            step("GET", CLUSTER, Reply::Json(cluster_object(1))),
+            step("GET", STS, Reply::Json(sts_object(1))),
+            step("PATCH", topic_path("orders"), echo_object(&t)),
+        ]
+    };
+    let (result, seen) = reconcile_once(&t, admin.clone(), steps()).await;
+    assert_eq!(result.expect("deleted"), Action::await_change());
+    assert_eq!(
+        seen[2].body[1],
+        json!({"op": "remove", "path": "/metadata/finalizers/0"})
+    );
+    broker.assert_no_topic("orders").await;
+
+    // Deleting again (say, the finalizer patch failed last time) is fine.
+    let (result, _) = reconcile_once(&t, admin, steps()).await;
+    assert_eq!(result.expect("nothing left to delete"), Action::await_change());
+}
+
+#[tokio::test]
+async fn the_finalizer_is_released_when_no_broker_can_answer() {
+    let broker = Broker::start().await;
+    let admin = broker.operator_admin();
+    let t = synced(
+        &admin,
+        topic("orders", 1, json!({"replicationFactor": 1, "deletionPolicy": "Delete"})),
+    )
+    .await;
+    let t = deleting(t);
+    let mut being_deleted = cluster_object(3);
+    being_deleted["metadata"]["deletionTimestamp"] = json!("2025-01-01T00:00:00Z");
+    being_deleted["metadata"]["finalizers"] = json!(["example.com/hold"]);
+    let cases: Vec<(&str, Vec<Step>)> = vec![
+        ("FlyMQCluster missing", vec![step("GET", CLUSTER, Reply::NotFound)]),
+        (
+            "FlyMQCluster being deleted",
+            vec![step("GET", CLUSTER, Reply::Json(being_deleted))],
+        ),
+        (
+            "spec.replicas 0",
+            vec![step("GET", CLUSTER, Reply::Json(cluster_object(0)))],
+        ),
+        (
+            "StatefulSet scaled to 0",
+            vec![
+                step("GET", CLUSTER, Reply::Json(cluster_object(3))),
+                step("GET", STS, Reply::Json(sts_object(0))),
+            ],
+        ),
+        (
+            "no StatefulSet",
+            vec![
+                step("GET", CLUSTER, Reply::Json(cluster_object(3))),
+                step("GET", STS, Reply::NotFound),
+            ],
+        ),
+    ];
+    for (case, mut steps) in cases {
+        steps.push(step("PATCH", topic_path("orders"), echo_object(&t)));
+        let (result, seen) = reconcile_once(&t, admin.clone(), steps).await;
+        assert_eq!(result.expect("released"), Action::await_change(), "{case}");
+        assert_eq!(
+            seen.last().expect("finalizer patch").body[1],
+            json!({"op": "remove", "path": "/metadata/finalizers/0"}),
+            "{case}"
+        );
+        // Nothing was deleted on the brokers.
+        assert_eq!(broker.topic("orders").await.partitions, 1, "{case}");
+    }
+}
+
+#[tokio::test]
+async fn a_delete_the_brokers_cannot_answer_keeps_the_finalizer() {
+    let mut broker = Broker::start().await;
+    let admin = broker.operator_admin();
+    let t = synced(
+        &admin,
+        topic("orders", 1, json!({"replicationFactor": 1, "deletionPolicy": "Delete"})),
+    )
+    .await;
+    let t = deleting(t);
+    // The cluster has brokers, but none answers.
+    broker.process.kill9();
+    let (result, seen) = reconcile_once(
+        &t,
+        admin.clone(),
+        vec![
+            step("GET", CLUSTER, Reply::Json(cluster_object(1))),
+            step("GET", STS, Reply::Json(sts_object(1))),
+            step(
+                "PATCH",
+                leak(format!("{}/status", topic_path("orders"))),
+                with_status(&t),
+            ),
+        ],
+    )
+    .await;
+    let err = result.expect_err("retried");
+    assert_eq!(err.category(), "admin_unavailable");
+    assert_eq!(ready(&seen[2])["reason"], json!("DeletionFailed"));
+    assert!(
+        message(&seen[2]).contains(&broker.url) && message(&seen[2]).contains("the resource is kept"),
+        "{}",
+        message(&seen[2])
+    );
+    let (client, _handle) = mock::client();
+    assert_eq!(
+        error_policy(Arc::new(t), &err, context::<Topic>(client, admin)),
+        Action::requeue(RETRY)
+    );
+}
+
+fn user(deletion_policy: &str) -> User {
+    serde_json::from_value(json!({
+        "apiVersion": "flymq.io/v1alpha1", "kind": "User",
+        "metadata": {"name": "alice", "namespace": NS, "generation": 1, "uid": "uid-alice",
+                     "finalizers": [FINALIZER]},
+        "spec": {"clusterRef": {"name": "demo"}, "roles": ["producer"], "deletionPolicy": deletion_policy}
+    }))
+    .expect("user")
+}
+
+fn acl() -> Acl {
+    serde_json::from_value(json!({
+        "apiVersion": "flymq.io/v1alpha1", "kind": "ACL",
+        "metadata": {"name": "orders-read", "namespace": NS, "generation": 1, "uid": "uid-acl",
+                     "finalizers": [FINALIZER]},
+        "spec": {"clusterRef": {"name": "demo"}, "topic": {"name": "orders"}, "users": ["alice"]}
+    }))
+    .expect("acl")
+}
+
+/// Apply, resync and delete of a User or ACL on brokers without
+/// authentication: `NotSupported`, a long requeue, no rewrite, and a
+/// deletion that completes.
+async fn not_supported_lifecycle<K>(broker: &Broker, obj: K, path: &'static str, broker_says: &str)
+where
+    K: AdminObject,
+    GrpcAdmin: AdminSync<K>,
+{
+    let admin: Arc<dyn AdminSync<K>> = broker.operator_admin();
+    let status_path = leak(format!("{path}/status"));
+    let (result, seen) = reconcile_once(&obj, admin.clone(), vec![step("PATCH", status_path, with_status(&obj))]).await;
+    // Not a failure of the resource: no error (so no 30 s retry), and the
+    // next try is a long way off.
+    assert_eq!(result.expect("not an error"), Action::requeue(NOT_SUPPORTED_RETRY));
+    assert!(NOT_SUPPORTED_RETRY >= Duration::from_secs(1800));
+    let ready = ready(&seen[0]);
+    assert_eq!(ready["status"], json!("False"));
+    assert_eq!(ready["reason"], json!("NotSupported"));
+    let text = message(&seen[0]);
+    assert!(
+        text.starts_with("the broker does not support users/ACLs yet (") && text.contains(broker_says),
+        "{text}"
+    );
+
+    // The next reconcile (a resync, or the watch event of that status write)
+    // finds the same status and writes nothing: no hot loop.
+    let mut obj = obj;
+    let status: AdminObjectStatus = serde_json::from_value(seen[0].body["status"].clone()).expect("status");
+    let mut value = serde_json::to_value(&obj).expect("json");
+    value["status"] = serde_json::to_value(&status).expect("json");
+    obj = serde_json::from_value(value).expect("object with status");
+    let (result, _) = reconcile_once(&obj, admin.clone(), vec![]).await;
+    assert_eq!(result.expect("not an error"), Action::requeue(NOT_SUPPORTED_RETRY));
+
+    // Deleting: the broker has nothing to delete, the finalizer goes.
+    let obj = deleting(obj);
+    let (result, seen) = reconcile_once(
+        &obj,
+        admin,
+        vec![
+            step("GET", CLUSTER, Reply::Json(cluster_object(1))),
+            step("GET", STS, Reply::Json(sts_object(1))),
+            step("PATCH", path, echo_object(&obj)),
+        ],
+    )
+    .await;
+    assert_eq!(result.expect("released"), Action::await_change());
+    assert_eq!(
+        seen[2].body[1],
+        json!({"op": "remove", "path": "/metadata/finalizers/0"})
+    );
+}
+
+#[tokio::test]
+async fn users_are_not_supported_yet_without_hot_looping_and_deletion_completes() {
+    let broker = Broker::start().await;
+    let path = "/apis/flymq.io/v1alpha1/namespaces/prod/users/alice";
+    not_supported_lifecycle(&broker, user("Delete"), path, "managing users is not supported yet").await;
+
+    // deletionPolicy Retain: nothing is asked of the cluster or the brokers.
+    let retained = deleting(user("Retain"));
+    let (result, seen) = reconcile_once(
+        &retained,
+        broker.operator_admin() as Arc<dyn AdminSync<User>>,
+        vec![step("PATCH", path, echo_object(&retained))],
+    )
+    .await;
+    assert_eq!(result.expect("released"), Action::await_change());
+    assert_eq!(seen[0].body[1]["op"], json!("remove"));
+}
+
+#[tokio::test]
+async fn acls_are_not_supported_yet_without_hot_looping_and_deletion_completes() {
+    let broker = Broker::start().await;
+    let path = "/apis/flymq.io/v1alpha1/namespaces/prod/acls/orders-read";
+    not_supported_lifecycle(&broker, acl(), path, "managing ACLs is not supported yet").await;
+}
