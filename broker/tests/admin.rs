@@ -1,10 +1,12 @@
 //! The admin gRPC API on a standalone broker: bad requests get the
 //! documented status codes and leave the broker serving.
 
+use bytes::Bytes;
 use flymq_broker::testing::TestBroker;
 use flymq_proto::grpc::admin::admin_client::AdminClient;
 use flymq_proto::grpc::admin::{
-    CreateTopicRequest, DecommissionRequest, DescribeTopicRequest, ListTopicsRequest, UpsertUserRequest,
+    AddPartitionsRequest, CreateTopicRequest, DecommissionRequest, DescribeTopicRequest, ListTopicsRequest,
+    TopicConfig, UpdateTopicConfigRequest, UpsertUserRequest,
 };
 use tonic::Code;
 
@@ -75,5 +77,96 @@ async fn bad_admin_requests_get_clear_statuses() {
     api.create_topic(again).await.expect("if_not_exists");
     let topics = api.list_topics(ListTopicsRequest {}).await.unwrap().into_inner().topics;
     assert_eq!(topics.len(), 1);
+    broker.shutdown().await;
+}
+
+/// Topics change after creation: more partitions (existing records stay
+/// where they are, the new ones take writes) and new retention settings,
+/// both surviving a restart; shrinking and unknown topics are refused.
+#[tokio::test]
+async fn topics_grow_partitions_and_change_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path()).await.expect("broker starts");
+    let mut api = admin(&broker).await;
+    api.create_topic(create("orders", 2, 0)).await.unwrap();
+    let core = broker.running().broker().clone();
+    core.produce("orders", 1, Bytes::from_static(b"k"), Bytes::from_static(b"before"))
+        .await
+        .unwrap();
+
+    let grown = api
+        .add_partitions(AddPartitionsRequest {
+            name: "orders".into(),
+            partitions: 4,
+        })
+        .await
+        .expect("add partitions")
+        .into_inner();
+    assert_eq!(grown.partitions, 4);
+    assert_eq!(grown.partition_info.len(), 4);
+    let ack = core
+        .produce("orders", 3, Bytes::from_static(b"k"), Bytes::from_static(b"after"))
+        .await
+        .expect("the new partition takes writes");
+    assert_eq!((ack.partition, ack.base_offset), (3, 0));
+    assert_eq!(core.consume("orders", 1, 0).unwrap().1, Bytes::from_static(b"before"));
+
+    for partitions in [4, 3, 100_000] {
+        let err = api
+            .add_partitions(AddPartitionsRequest {
+                name: "orders".into(),
+                partitions,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{partitions}: {err:?}");
+        assert!(err.message().contains("has 4 partitions"), "{}", err.message());
+    }
+    let err = api
+        .add_partitions(AddPartitionsRequest {
+            name: "missing".into(),
+            partitions: 2,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "{err:?}");
+
+    let config = TopicConfig {
+        retention_ms: 3_600_000,
+        retention_bytes: 1 << 30,
+    };
+    let updated = api
+        .update_topic_config(UpdateTopicConfigRequest {
+            name: "orders".into(),
+            config: Some(config),
+        })
+        .await
+        .expect("update config")
+        .into_inner();
+    assert_eq!(updated.config, Some(config));
+    let err = api
+        .update_topic_config(UpdateTopicConfigRequest {
+            name: "missing".into(),
+            config: Some(config),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "{err:?}");
+    drop(core);
+    broker.shutdown().await;
+
+    // Both changes are durable.
+    let broker = TestBroker::start(dir.path()).await.expect("broker restarts");
+    let mut api = admin(&broker).await;
+    let info = api
+        .describe_topic(DescribeTopicRequest { name: "orders".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(info.partitions, 4);
+    assert_eq!(info.config, Some(config));
+    let core = broker.running().broker().clone();
+    assert_eq!(core.consume("orders", 3, 0).unwrap().1, Bytes::from_static(b"after"));
+    drop(core);
     broker.shutdown().await;
 }

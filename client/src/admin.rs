@@ -218,6 +218,33 @@ impl AdminClient {
         Ok(reply.topics)
     }
 
+    /// Grows a topic to `partitions` in total. Existing records keep their
+    /// partitions; keyed messages written from now on may map elsewhere.
+    pub async fn add_partitions(&self, name: &str, partitions: u32) -> Result<TopicInfo> {
+        let request = pb::AddPartitionsRequest {
+            name: name.to_owned(),
+            partitions,
+        };
+        let mut grpc = self.grpc.clone();
+        self.call("AddPartitions", self.request_timeout, request, |req| async move {
+            grpc.add_partitions(req).await
+        })
+        .await
+    }
+
+    /// Replaces a topic's retention settings (0 = unlimited).
+    pub async fn update_topic_config(&self, name: &str, config: TopicConfig) -> Result<TopicInfo> {
+        let request = pb::UpdateTopicConfigRequest {
+            name: name.to_owned(),
+            config: Some(config),
+        };
+        let mut grpc = self.grpc.clone();
+        self.call("UpdateTopicConfig", self.request_timeout, request, |req| async move {
+            grpc.update_topic_config(req).await
+        })
+        .await
+    }
+
     /// Moves every replica off `node_id`, then removes the node from every
     /// group. Returns the number of partition groups whose replicas moved.
     /// Waits up to the decommission timeout (default 10 min).

@@ -84,6 +84,7 @@ async fn cli_commands_against_a_real_broker() {
     let dir = tempfile::tempdir().expect("temp dir");
     let broker = TestBroker::start(dir.path()).await.expect("start broker");
     let addr = broker.client_addr().to_string();
+    let admin = broker.admin_addr().to_string();
 
     let run = tokio::task::spawn_blocking(move || {
         let a = addr.as_str();
@@ -91,6 +92,35 @@ async fn cli_commands_against_a_real_broker() {
         assert_eq!(ok(a, &["topic", "list"], None).trim(), "orders");
         let info = json_lines(&ok(a, &["topic", "info", "orders", "-o", "json"], None));
         assert_eq!(info.len(), 2);
+
+        // `topic alter` goes through the admin API.
+        let altered = json_lines(&ok(
+            a,
+            &[
+                "--admin",
+                &admin,
+                "topic",
+                "alter",
+                "orders",
+                "-p",
+                "3",
+                "--retention",
+                "7d",
+                "-o",
+                "json",
+            ],
+            None,
+        ));
+        assert_eq!(altered[0]["partitions"], 3);
+        assert_eq!(altered[0]["retention_ms"], 7 * 24 * 3_600_000u64);
+        let shrink = cli(a, &["--admin", &admin, "topic", "alter", "orders", "-p", "1"], None);
+        assert!(!shrink.status.success());
+        let stderr = String::from_utf8_lossy(&shrink.stderr);
+        assert!(stderr.contains("has 3 partitions"), "{stderr}");
+        let nothing = cli(a, &["--admin", &admin, "topic", "alter", "orders"], None);
+        assert!(!nothing.status.success(), "alter without a change must fail");
+        let info = json_lines(&ok(a, &["topic", "info", "orders", "-o", "json"], None));
+        assert_eq!(info.len(), 3);
 
         let one = json_lines(&ok(a, &["produce", "orders", "hello", "-p", "1", "-o", "json"], None));
         assert_eq!(one[0]["partition"], 1);

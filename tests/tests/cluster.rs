@@ -120,6 +120,19 @@ async fn client_for(addrs: &[&NodeAddrs]) -> Client {
 }
 
 /// Every value in one partition, read from one broker.
+/// Produces one record, retrying while a new partition elects its leader.
+async fn produce_retrying(client: &Client, topic: &str, partition: i32, value: String) {
+    let mut last = None;
+    for _ in 0..50 {
+        match client.produce_to_partition(topic, partition, "", value.clone()).await {
+            Ok(_) => return,
+            Err(err) => last = Some(err),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("produce to {topic}/{partition} kept failing: {last:?}");
+}
+
 async fn read_all(addrs: &NodeAddrs, topic: &str) -> Vec<(u64, String)> {
     let client = client_for(&[addrs]).await;
     let mut out = Vec::new();
@@ -433,11 +446,51 @@ async fn decommission_moves_replicas_and_removes_the_broker() {
     let all: Vec<&NodeAddrs> = cluster.nodes.iter().collect();
     let client = client_for(&all).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    for p in 0..4 {
-        client
-            .produce_to_partition("jobs", p, "", format!("job-{p}"))
-            .await
-            .expect("produce");
+    // Growing the topic starts replicated groups for the new partitions.
+    let grown = admin.add_partitions("jobs", 6).await.expect("add partitions");
+    assert_eq!(grown.partitions, 6);
+    let retention = flymq_client::admin::TopicConfig {
+        retention_ms: 86_400_000,
+        retention_bytes: 0,
+    };
+    admin
+        .update_topic_config("jobs", retention)
+        .await
+        .expect("update config");
+    let other_admin = flymq_client::AdminClient::connect(
+        &format!("{}:{}", cluster.nodes[2].ip, cluster.nodes[2].admin),
+        Duration::from_secs(5),
+    )
+    .await
+    .expect("admin API of node 2");
+    let mut seen = None;
+    for _ in 0..100 {
+        let info = other_admin.describe_topic("jobs").await.unwrap();
+        let done = info.partitions == 6
+            && info.config == Some(retention)
+            && info
+                .partition_info
+                .iter()
+                .all(|p| p.has_leader && p.replicas.len() == 3);
+        seen = Some(info);
+        if done {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let info = seen.unwrap();
+    assert!(
+        info.partitions == 6 && info.config == Some(retention),
+        "node 2 does not see the grown topic: {info:?}"
+    );
+    assert!(
+        info.partition_info
+            .iter()
+            .all(|p| p.has_leader && p.replicas.len() == 3),
+        "a new partition has no leader or too few replicas: {info:?}"
+    );
+    for p in 0..6 {
+        produce_retrying(&client, "jobs", p, format!("job-{p}")).await;
     }
 
     let moved = admin.decommission(3).await.expect("decommission node 3");
@@ -470,7 +523,7 @@ async fn decommission_moves_replicas_and_removes_the_broker() {
     }
     let survivors: Vec<&NodeAddrs> = cluster.nodes[..3].iter().collect();
     let client = client_for(&survivors).await;
-    for p in 0..4 {
+    for p in 0..6 {
         let fetched = client.fetch("jobs", p, 0, 10, "").await.expect("fetch");
         assert_eq!(fetched.records.len(), 1, "partition {p} lost its record");
     }

@@ -149,17 +149,25 @@ impl Admin for AdminService {
 
     async fn update_topic_config(
         &self,
-        _request: Request<UpdateTopicConfigRequest>,
+        request: Request<UpdateTopicConfigRequest>,
     ) -> Result<Response<TopicInfo>, Status> {
-        Err(Status::unimplemented(
-            "changing a topic's configuration after creation is not supported yet (see the README's feature list)",
-        ))
+        let req = request.into_inner();
+        self.broker
+            .update_topic_config(&req.name, stored_config(req.config))
+            .await
+            .map_err(status_of)?;
+        self.topic_info(&req.name).map(Response::new)
     }
 
-    async fn add_partitions(&self, _request: Request<AddPartitionsRequest>) -> Result<Response<TopicInfo>, Status> {
-        Err(Status::unimplemented(
-            "adding partitions to an existing topic is not supported yet (see the README's feature list)",
-        ))
+    async fn add_partitions(&self, request: Request<AddPartitionsRequest>) -> Result<Response<TopicInfo>, Status> {
+        let req = request.into_inner();
+        let previous = self
+            .broker
+            .add_partitions(&req.name, req.partitions)
+            .await
+            .map_err(status_of)?;
+        tracing::info!(topic = %req.name, previous, partitions = req.partitions, "partitions added");
+        self.topic_info(&req.name).map(Response::new)
     }
 
     async fn cluster_status(

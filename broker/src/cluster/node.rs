@@ -1086,7 +1086,7 @@ async fn learn_peer_addresses(raft: Raft, peers: Arc<Peers>) {
     loop {
         let membership = metrics.borrow_watched().membership_config.clone();
         if seen.as_ref() != Some(membership.log_id()) {
-            seen = Some(membership.log_id().clone());
+            seen = Some(*membership.log_id());
             peers.learn_addresses(
                 membership
                     .membership()

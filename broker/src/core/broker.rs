@@ -132,8 +132,14 @@ pub struct Broker {
 /// mode a topic created through another broker reaches this one when the
 /// metadata group's entry is applied locally.
 async fn wait_for_topic(catalog: &Catalog, name: &str) {
+    wait_for_topic_where(catalog, name, |_| true).await;
+}
+
+/// Waits (briefly) until this broker's catalog shows a change proposed
+/// elsewhere (a forwarded proposal is applied here a moment later).
+async fn wait_for_topic_where(catalog: &Catalog, name: &str, done: impl Fn(&TopicView) -> bool) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while catalog.topic(name).is_none() && std::time::Instant::now() < deadline {
+    while !catalog.topic(name).is_some_and(|t| done(&t)) && std::time::Instant::now() < deadline {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
@@ -453,6 +459,47 @@ impl Broker {
             created_ms: now_ms(),
             replicas,
         })
+    }
+
+    /// Replaces a topic's retention settings.
+    pub async fn update_topic_config(&self, name: &str, config: TopicConfig) -> BrokerResult<()> {
+        self.topic(name)?;
+        let command = Command::UpdateTopicConfig {
+            name: name.to_owned(),
+            config: config.clone(),
+        };
+        match self.propose(command).await? {
+            Applied::TopicUpdated => {}
+            other => return Err(unexpected(other)),
+        }
+        wait_for_topic_where(&self.catalog, name, |t| t.record.config == config).await;
+        Ok(())
+    }
+
+    /// Grows a topic to `partitions` in total; returns the previous count.
+    /// New partitions get replicas like a new topic's (cluster mode).
+    pub async fn add_partitions(&self, name: &str, partitions: u32) -> BrokerResult<u32> {
+        let view = self.topic(name)?;
+        let current = view.record.partitions;
+        let replicas = match self.cluster() {
+            Some(node) if partitions > current => {
+                let rf = view.record.replicas.first().map_or(1, Vec::len) as u32;
+                let mut all = node.assign(name, partitions, rf)?;
+                all.split_off(current as usize)
+            }
+            _ => Vec::new(),
+        };
+        let command = Command::AddPartitions {
+            name: name.to_owned(),
+            partitions,
+            replicas,
+        };
+        let previous = match self.propose(command).await? {
+            Applied::PartitionsAdded { previous } => previous,
+            other => return Err(unexpected(other)),
+        };
+        wait_for_topic_where(&self.catalog, name, |t| t.record.partitions >= partitions).await;
+        Ok(previous)
     }
 
     /// Deletes a topic; `Ok(false)` when it did not exist.

@@ -82,6 +82,15 @@ pub enum Command {
         new_start: u64,
         removed_bytes: u64,
     },
+    /// Replaces a topic's retention settings.
+    UpdateTopicConfig { name: String, config: TopicConfig },
+    /// Grows a topic to `partitions` in total (never shrinks: keys would move).
+    AddPartitions {
+        name: String,
+        partitions: u32,
+        /// Replicas of each new partition (cluster mode; empty standalone).
+        replicas: Vec<Vec<u64>>,
+    },
 }
 
 impl Command {
@@ -116,4 +125,9 @@ pub enum Applied {
         new_start: u64,
     },
     Reassigned,
+    TopicUpdated,
+    PartitionsAdded {
+        /// The partition count before the change.
+        previous: u32,
+    },
 }

@@ -159,6 +159,23 @@ impl StateMachine {
                 });
                 Ok(Applied::Reassigned)
             }
+            Command::UpdateTopicConfig { name, config } => {
+                let Some(entry) = self.topics.get_mut(&name) else {
+                    return Err(BrokerError::TopicNotFound(name));
+                };
+                entry.record.config = config;
+                self.store.put_topic(&mut run.batch, &entry.record);
+                run.publish.push(Publish::TopicUpserted {
+                    record: entry.record.clone(),
+                    states: entry.partitions.clone(),
+                });
+                Ok(Applied::TopicUpdated)
+            }
+            Command::AddPartitions {
+                name,
+                partitions,
+                replicas,
+            } => self.add_partitions(run, name, partitions, replicas),
             Command::Truncate {
                 topic,
                 topic_id,
@@ -197,6 +214,46 @@ impl StateMachine {
                 Ok(Applied::Truncated { new_start })
             }
         }
+    }
+
+    fn add_partitions(
+        &mut self,
+        run: &mut Run,
+        name: String,
+        partitions: u32,
+        replicas: Vec<Vec<u64>>,
+    ) -> BrokerResult<Applied> {
+        let Some(entry) = self.topics.get_mut(&name) else {
+            return Err(BrokerError::TopicNotFound(name));
+        };
+        let previous = entry.record.partitions;
+        if partitions <= previous || partitions > MAX_PARTITIONS {
+            return Err(BrokerError::InvalidArgument(format!(
+                "topic '{name}' has {previous} partitions: the new count must be larger, and at most \
+                 {MAX_PARTITIONS} (partitions are never removed, keys would move)"
+            )));
+        }
+        let added = (partitions - previous) as usize;
+        let clustered = !entry.record.replicas.is_empty();
+        if clustered == replicas.is_empty() || (clustered && replicas.len() != added) {
+            return Err(BrokerError::InvalidArgument(format!(
+                "adding {added} partitions to '{name}' needs a replica assignment for each of them"
+            )));
+        }
+        entry.record.partitions = partitions;
+        entry.record.replicas.extend(replicas);
+        for p in previous..partitions {
+            let state = PartitionState::default();
+            self.store
+                .put_partition_state(&mut run.batch, entry.record.id, p, &state);
+            entry.partitions.push(state);
+        }
+        self.store.put_topic(&mut run.batch, &entry.record);
+        run.publish.push(Publish::TopicUpserted {
+            record: entry.record.clone(),
+            states: entry.partitions.clone(),
+        });
+        Ok(Applied::PartitionsAdded { previous })
     }
 
     fn create_topic(

@@ -22,7 +22,7 @@ pub struct Cli {
     )]
     pub bootstrap: String,
 
-    /// Admin API address (host:port) used by the `cluster` membership commands.
+    /// Admin API address (host:port) used by `cluster` membership commands and `topic alter`.
     #[arg(long, global = true, env = "FLYMQ_ADMIN_ADDR", default_value = DEFAULT_ADMIN_ADDR)]
     pub admin: String,
 
@@ -108,6 +108,37 @@ pub enum TopicCommand {
         /// Topic name.
         topic: String,
     },
+    /// Add partitions or change retention of an existing topic (admin API).
+    #[command(group(ArgGroup::new("change").required(true).multiple(true)
+        .args(["partitions", "retention", "retention_bytes"])))]
+    Alter {
+        /// Topic name.
+        topic: String,
+        /// New total number of partitions (only growing is allowed).
+        #[arg(long, short = 'p')]
+        partitions: Option<u32>,
+        /// Delete messages older than this (e.g. 7d, 12h); `0` keeps them forever.
+        #[arg(long, value_parser = parse_retention)]
+        retention: Option<Duration>,
+        /// Delete the oldest messages while a partition is larger than this many bytes; 0 = no limit.
+        #[arg(long)]
+        retention_bytes: Option<u64>,
+    },
+}
+
+impl TopicCommand {
+    /// True for the commands that talk to the admin API rather than the
+    /// binary protocol.
+    pub fn uses_admin_api(&self) -> bool {
+        matches!(self, TopicCommand::Alter { .. })
+    }
+}
+
+fn parse_retention(text: &str) -> Result<Duration, humantime::DurationError> {
+    if text.trim() == "0" {
+        return Ok(Duration::ZERO);
+    }
+    humantime::parse_duration(text)
 }
 
 /// `produce ...`

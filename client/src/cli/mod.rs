@@ -27,6 +27,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Cluster(cmd) if cmd.uses_admin_api() => {
             return cluster::run_admin(&cli.admin, cli.timeout, cmd, out).await;
         }
+        Command::Topic(cmd) if cmd.uses_admin_api() => {
+            return topic::run_admin(&cli.admin, cli.timeout, cmd, out).await;
+        }
         other => other,
     };
     let client = Client::connect(config).await?;

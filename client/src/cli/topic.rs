@@ -1,5 +1,8 @@
-//! `topic create|delete|list|info`.
+//! `topic create|delete|list|info` (binary protocol) and `topic alter` (admin API).
 
+use std::time::Duration;
+
+use flymq_client::admin::{AdminClient, TopicConfig};
 use flymq_client::{Client, PartitionMetadata};
 use serde_json::json;
 
@@ -44,7 +47,69 @@ pub async fn run(client: &Client, cmd: TopicCommand, out: Output) -> anyhow::Res
             }
             partition_table(&out, &meta.topic, &meta.partitions)?;
         }
+        TopicCommand::Alter { .. } => unreachable!("`topic alter` runs through run_admin"),
     }
+    Ok(())
+}
+
+/// Runs `topic alter` against the admin API: partitions first, then retention.
+pub async fn run_admin(addr: &str, timeout: Duration, cmd: TopicCommand, out: Output) -> anyhow::Result<()> {
+    let TopicCommand::Alter {
+        topic,
+        partitions,
+        retention,
+        retention_bytes,
+    } = cmd
+    else {
+        anyhow::bail!("only `topic alter` uses the admin API");
+    };
+    let admin = AdminClient::connect(addr, timeout)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e} (is the admin API at {addr}? set --admin / FLYMQ_ADMIN_ADDR)"))?
+        .with_request_timeout(timeout);
+    let mut info = None;
+    if let Some(partitions) = partitions {
+        info = Some(admin.add_partitions(&topic, partitions).await?);
+    }
+    if retention.is_some() || retention_bytes.is_some() {
+        let current = match &info {
+            Some(i) => i.config.unwrap_or_default(),
+            None => admin.describe_topic(&topic).await?.config.unwrap_or_default(),
+        };
+        let config = TopicConfig {
+            retention_ms: retention.map_or(current.retention_ms, |d| d.as_millis() as u64),
+            retention_bytes: retention_bytes.unwrap_or(current.retention_bytes),
+        };
+        info = Some(admin.update_topic_config(&topic, config).await?);
+    }
+    let Some(info) = info else {
+        anyhow::bail!("nothing to change: give --partitions, --retention or --retention-bytes");
+    };
+    let config = info.config.unwrap_or_default();
+    let show = |v: u64, unit: &str| {
+        if v == 0 {
+            "unlimited".to_owned()
+        } else {
+            format!("{v}{unit}")
+        }
+    };
+    out.item(
+        || {
+            format!(
+                "topic '{}': {} partition(s), retention {}, retention bytes {}",
+                info.name,
+                info.partitions,
+                show(config.retention_ms, "ms"),
+                show(config.retention_bytes, "")
+            )
+        },
+        json!({
+            "topic": info.name,
+            "partitions": info.partitions,
+            "retention_ms": config.retention_ms,
+            "retention_bytes": config.retention_bytes,
+        }),
+    )?;
     Ok(())
 }
 
