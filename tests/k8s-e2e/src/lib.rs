@@ -207,7 +207,26 @@ fn run(command: &mut Command) -> Result<(), String> {
 /// process, and waits until it is available.
 pub async fn install_operator(client: &Client, test: &str) -> Result<OperatorMode, String> {
     static INSTALLED: OnceLock<Mutex<Option<OperatorMode>>> = OnceLock::new();
-    let mode = operator_mode()?;
+    let mut mode = operator_mode()?;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), OPERATOR_NAMESPACE);
+    if env_or("FLYMQ_E2E_OPERATOR", "install") == "install"
+        && matches!(mode, OperatorMode::Helm | OperatorMode::Kustomize)
+        && deployments
+            .get_opt(OPERATOR_RELEASE)
+            .await
+            .map_err(|e| format!("looking for an installed operator: {e}"))?
+            .is_some()
+    {
+        // Never upgrade (or downgrade) an operator someone installed: use it.
+        step(
+            test,
+            &format!(
+                "an operator is already installed ({OPERATOR_NAMESPACE}/{OPERATOR_RELEASE}); using it \
+                 (FLYMQ_E2E_OPERATOR=helm or kustomize reinstalls it)"
+            ),
+        );
+        mode = OperatorMode::Deployed;
+    }
     // Always apply the current CRDs: Helm installs them only once and never
     // upgrades them.
     install_crds(client).await?;
@@ -259,7 +278,6 @@ pub async fn install_operator(client: &Client, test: &str) -> Result<OperatorMod
         }
     }
     if matches!(mode, OperatorMode::Helm | OperatorMode::Kustomize) {
-        let deployments: Api<Deployment> = Api::namespaced(client.clone(), OPERATOR_NAMESPACE);
         wait_for("the operator Deployment to be available", || {
             let deployments = deployments.clone();
             async move {

@@ -467,8 +467,7 @@ async fn lifecycle(client: Client, ns: String) -> Result<(), String> {
         ));
     }
     env.wait_cluster_ready(3).await?;
-    let expected = produce_and_consume(env, "serving after the roll", "orders", 4, "rolled", &expected).await?;
-    drop(expected);
+    produce_and_consume(env, "serving after the roll", "orders", 4, "rolled", &expected).await?;
 
     // 7. Deletion: Topics by deletionPolicy, User, ACL, then the cluster.
     step(TEST, "7. delete Topic orders (Delete) and audit (Retain)");
