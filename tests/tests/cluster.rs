@@ -120,6 +120,18 @@ async fn client_for(addrs: &[&NodeAddrs]) -> Client {
 }
 
 /// Every value in one partition, read from one broker.
+fn metrics_text(addrs: &NodeAddrs) -> String {
+    let addr: SocketAddr = format!("{}:{}", addrs.ip, addrs.metrics).parse().unwrap();
+    http_get(addr, "/metrics").expect("metrics endpoint").1
+}
+
+/// The value of one sample (`name{labels}`), 0 when absent.
+fn metric_value(text: &str, sample: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(sample)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
 /// Produces one record, retrying while a new partition elects its leader.
 async fn produce_retrying(client: &Client, topic: &str, partition: i32, value: String) {
     let mut last = None;
@@ -288,6 +300,13 @@ async fn three_brokers_replicate_and_survive_leader_kill() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_ne!(new_leader, leader_addr, "no new leader after killing {leader_addr}");
+
+    // The survivors' metrics saw the partition's leader change.
+    let text = metrics_text(&cluster.nodes[survivor]);
+    let changes = metric_value(&text, "flymq_raft_leader_changes_total{group=\"orders/0\"}");
+    assert!(changes >= 2.0, "leader changes of orders/0: {changes}\n{text}");
+    assert!(text.contains("flymq_raft_is_leader{group=\"meta\"}"), "{text}");
+    assert!(text.contains("flymq_raft_commit_seconds_count"), "{text}");
     tokio::time::sleep(Duration::from_millis(1500)).await;
     stop_tx.send(true).unwrap();
     let acked = producer.await.unwrap();

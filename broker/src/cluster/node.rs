@@ -22,6 +22,7 @@ use super::types::{
 };
 use crate::core::command::{Applied, Command};
 use crate::core::error::{BrokerError, BrokerResult};
+use crate::observe::metrics::{Metrics, RaftFollowerLabels, RaftGroupLabels};
 use crate::storage::{CF_RAFT_META, Store};
 use flymq_proto::grpc::cluster::{ForwardRequest, JoinRequest, ManageRequest, NodeAddress};
 
@@ -102,6 +103,7 @@ pub struct ClusterNode {
     pub settings: ClusterSettings,
     store: Store,
     shared: Arc<SharedState>,
+    metrics: Arc<Metrics>,
     pub peers: Arc<Peers>,
     syncer: WalSyncer,
     raft_config: Arc<openraft::Config>,
@@ -148,7 +150,11 @@ fn not_leader(leader: Option<&NodeInfo>) -> BrokerError {
 
 impl ClusterNode {
     /// Opens (or creates) this broker's cluster state and starts the metadata group.
-    pub async fn start(settings: ClusterSettings, shared: Arc<SharedState>) -> Result<Arc<Self>, ClusterError> {
+    pub async fn start(
+        settings: ClusterSettings,
+        shared: Arc<SharedState>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Arc<Self>, ClusterError> {
         let store = shared.store.clone();
         let stored_id = {
             let cf = store.cf(CF_RAFT_META);
@@ -191,6 +197,7 @@ impl ClusterNode {
             settings,
             store,
             shared,
+            metrics,
             raft_config: Arc::new(raft_config),
             groups: parking_lot::RwLock::new(HashMap::new()),
             membership: tokio::sync::Mutex::new(()),
@@ -299,6 +306,11 @@ impl ClusterNode {
         if id == META_GROUP {
             tokio::spawn(learn_peer_addresses(group.raft.clone(), self.peers.clone()));
         }
+        tokio::spawn(count_leader_changes(
+            group.raft.clone(),
+            self.metrics.clone(),
+            self.group_labels(id),
+        ));
         Ok(group)
     }
 
@@ -343,6 +355,62 @@ impl ClusterNode {
             in_sync,
             committed: m.local_committed.map_or(0, |l| l.index),
             applied: m.last_applied.map_or(0, |l| l.index),
+        }
+    }
+
+    /// How metrics name a group: `meta` or `<topic>/<partition>`.
+    fn group_labels(&self, group: u64) -> RaftGroupLabels {
+        let name = if group == META_GROUP {
+            "meta".to_owned()
+        } else {
+            let (topic_id, partition) = ((group >> 32) as u32, group as u32);
+            let topic = self
+                .shared
+                .catalog
+                .topics()
+                .into_iter()
+                .find(|t| t.record.id == topic_id);
+            match topic {
+                Some(t) => format!("{}/{partition}", t.record.name),
+                None => format!("{group}"),
+            }
+        };
+        RaftGroupLabels { group: name }
+    }
+
+    /// Sets the Raft gauges from every hosted group (when metrics are scraped).
+    pub fn refresh_metrics(&self) {
+        let metrics = &self.metrics;
+        metrics.raft_is_leader.clear();
+        metrics.raft_term.clear();
+        metrics.raft_apply_lag.clear();
+        metrics.raft_replication_lag.clear();
+        for group in self.groups() {
+            let m = group.raft.metrics().borrow_watched().clone();
+            let labels = self.group_labels(group.id);
+            let leader = m.current_leader == Some(self.settings.node_id);
+            metrics.raft_is_leader.get_or_create(&labels).set(i64::from(leader));
+            metrics.raft_term.get_or_create(&labels).set(m.current_term as i64);
+            let committed = m.local_committed.map_or(0, |l| l.index);
+            let applied = m.last_applied.map_or(0, |l| l.index);
+            metrics
+                .raft_apply_lag
+                .get_or_create(&labels)
+                .set(committed.saturating_sub(applied) as i64);
+            let last = m.last_log_index.unwrap_or(0);
+            for (follower, matched) in m.replication.iter().flatten() {
+                if *follower == self.settings.node_id {
+                    continue;
+                }
+                let behind = last.saturating_sub(matched.map_or(0, |l| l.index));
+                metrics
+                    .raft_replication_lag
+                    .get_or_create(&RaftFollowerLabels {
+                        group: labels.group.clone(),
+                        follower: *follower,
+                    })
+                    .set(behind as i64);
+            }
         }
     }
 
@@ -454,8 +522,15 @@ impl ClusterNode {
                 }
                 let node = self.clone();
                 let group_id = group.id;
+                let proposed = Instant::now();
                 tokio::spawn(async move {
-                    let outcome = match done.await {
+                    let result = done.await;
+                    if matches!(result, Ok(Ok(_))) {
+                        node.metrics
+                            .raft_commit_latency
+                            .observe(proposed.elapsed().as_secs_f64());
+                    }
+                    let outcome = match result {
                         Ok(Ok(response)) => Ok(response.data),
                         Ok(Err(ClientWriteError::ForwardToLeader(fwd))) => Err(not_leader(
                             fwd.leader_node
@@ -1074,6 +1149,19 @@ impl ClusterNode {
         let groups: Vec<_> = self.groups.write().drain().map(|(_, g)| g).collect();
         for group in groups {
             let _ = group.raft.shutdown().await;
+        }
+    }
+}
+
+/// Counts changes of a group's leader (including losing it: no leader).
+async fn count_leader_changes(raft: Raft, metrics: Arc<Metrics>, labels: RaftGroupLabels) {
+    let mut watch = raft.metrics();
+    let mut leader = watch.borrow_watched().current_leader;
+    while watch.changed().await.is_ok() {
+        let now = watch.borrow_watched().current_leader;
+        if now != leader {
+            leader = now;
+            metrics.raft_leader_changes.get_or_create(&labels).inc();
         }
     }
 }

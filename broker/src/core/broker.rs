@@ -203,7 +203,7 @@ impl Broker {
             machine: parking_lot::Mutex::new(machine),
             catalog: catalog.clone(),
         });
-        let node = ClusterNode::start(cluster, shared)
+        let node = ClusterNode::start(cluster, shared, metrics.clone())
             .await
             .map_err(|e| crate::StartError::Cluster(e.to_string()))?;
         Ok(Self {
@@ -999,6 +999,9 @@ impl Broker {
     /// Refreshes the gauges that need a scan; called when metrics are scraped.
     pub fn refresh_gauges(&self) {
         self.metrics.storage_size.set(self.store.approximate_size() as i64);
+        if let Some(node) = self.cluster() {
+            node.refresh_metrics();
+        }
         self.metrics.group_lag.clear();
         let Ok(groups) = self.store.list_groups() else { return };
         for group in groups {

@@ -23,6 +23,18 @@ pub struct LagLabels {
     pub partition: u32,
 }
 
+/// A Raft group: `meta` or `<topic>/<partition>`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RaftGroupLabels {
+    pub group: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RaftFollowerLabels {
+    pub group: String,
+    pub follower: u64,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ErrorLabels {
     pub opcode: String,
@@ -48,6 +60,13 @@ pub struct Metrics {
     pub group_lag: Family<LagLabels, Gauge>,
     pub group_commit_size: Histogram,
     pub group_commit_latency: Histogram,
+    // Cluster mode only (empty on a standalone broker).
+    pub raft_leader_changes: Family<RaftGroupLabels, Counter>,
+    pub raft_commit_latency: Histogram,
+    pub raft_is_leader: Family<RaftGroupLabels, Gauge>,
+    pub raft_term: Family<RaftGroupLabels, Gauge>,
+    pub raft_apply_lag: Family<RaftGroupLabels, Gauge>,
+    pub raft_replication_lag: Family<RaftFollowerLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -72,6 +91,12 @@ impl Metrics {
             group_lag: Family::default(),
             group_commit_size: Histogram::new(exponential_buckets(1.0, 2.0, 14)),
             group_commit_latency: latency_histogram(),
+            raft_leader_changes: Family::default(),
+            raft_commit_latency: latency_histogram(),
+            raft_is_leader: Family::default(),
+            raft_term: Family::default(),
+            raft_apply_lag: Family::default(),
+            raft_replication_lag: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -133,6 +158,32 @@ impl Metrics {
             "group_commit_seconds",
             "Time to apply and write one group commit (including the WAL sync)",
             metrics.group_commit_latency.clone(),
+        );
+        registry.register(
+            "raft_leader_changes",
+            "Times a Raft group's leader changed as seen by this broker (cluster mode)",
+            metrics.raft_leader_changes.clone(),
+        );
+        registry.register(
+            "raft_commit_seconds",
+            "Time from proposing a batch as leader until it is committed by a majority and applied",
+            metrics.raft_commit_latency.clone(),
+        );
+        registry.register(
+            "raft_is_leader",
+            "1 when this broker leads the Raft group",
+            metrics.raft_is_leader.clone(),
+        );
+        registry.register("raft_term", "Current Raft term of the group", metrics.raft_term.clone());
+        registry.register(
+            "raft_apply_lag_entries",
+            "Log entries committed but not yet applied on this broker",
+            metrics.raft_apply_lag.clone(),
+        );
+        registry.register(
+            "raft_replication_lag_entries",
+            "On a group's leader: log entries a follower is behind",
+            metrics.raft_replication_lag.clone(),
         );
         Self { registry, ..metrics }
     }
