@@ -22,6 +22,8 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
 
+pub mod cluster;
+
 /// The message of the broker's log line once every listener is bound.
 pub const READY_MESSAGE: &str = "FlyMQ broker ready";
 
@@ -220,8 +222,27 @@ where
     S: AsRef<OsStr>,
     E: IntoIterator<Item = (String, String)>,
 {
+    try_spawn_flymq_wrapped(&[], args, env)
+}
+
+/// Like [`try_spawn_flymq_env`], with the broker started through `wrapper`
+/// (e.g. `["ip", "netns", "exec", "ns1"]`, which execs the broker in place,
+/// so killing the process kills the broker).
+pub fn try_spawn_flymq_wrapped<I, S, E>(wrapper: &[&str], args: I, env: E) -> anyhow::Result<BrokerProcess>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+    E: IntoIterator<Item = (String, String)>,
+{
     let bin = flymq_binary()?;
-    let mut command = Command::new(&bin);
+    let mut command = match wrapper.split_first() {
+        Some((program, rest)) => {
+            let mut c = Command::new(program);
+            c.args(rest).arg(&bin);
+            c
+        }
+        None => Command::new(&bin),
+    };
     command
         .args(args)
         .envs(env)

@@ -5,13 +5,12 @@
 //! Each test uses its own block of loopback addresses so tests can run in
 //! parallel; ports are picked free on those addresses.
 
-use std::collections::{BTreeMap, HashSet};
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use flymq_client::{Client, ClientConfig};
+use flymq_client::Client;
+use flymq_tests::cluster::{assert_holds_acked, http_get, produce_retrying, wait_until};
 use flymq_tests::{BrokerProcess, try_spawn_flymq_env};
 
 /// One broker's addresses.
@@ -55,6 +54,32 @@ impl NodeAddrs {
     }
 }
 
+fn is_ready(addrs: &NodeAddrs) -> bool {
+    flymq_tests::cluster::is_ready(addrs.health_addr())
+}
+
+async fn client_for(addrs: &[&NodeAddrs]) -> Client {
+    let bootstrap: Vec<String> = addrs.iter().map(|a| a.client_addr()).collect();
+    flymq_tests::cluster::client_for(&bootstrap, Duration::from_secs(10)).await
+}
+
+/// Every value in partition 0 of `topic`, read from one broker.
+async fn read_all(addrs: &NodeAddrs, topic: &str) -> Vec<(u64, String)> {
+    flymq_tests::cluster::read_all(&client_for(&[addrs]).await, topic).await
+}
+
+fn metrics_text(addrs: &NodeAddrs) -> String {
+    let addr: SocketAddr = format!("{}:{}", addrs.ip, addrs.metrics).parse().unwrap();
+    http_get(addr, "/metrics").expect("metrics endpoint").1
+}
+
+/// The value of one sample (`name{labels}`), 0 when absent.
+fn metric_value(text: &str, sample: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(sample)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
 /// Starts broker `id` with its data in `dir`.
 fn start(id: u32, addrs: &NodeAddrs, seeds: &str, dir: &Path, extra_env: &[(&str, &str)]) -> BrokerProcess {
     let args = [
@@ -80,86 +105,6 @@ fn start(id: u32, addrs: &NodeAddrs, seeds: &str, dir: &Path, extra_env: &[(&str
     ];
     env.extend(extra_env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     try_spawn_flymq_env(args, env).unwrap_or_else(|e| panic!("node {id} did not start: {e:#}"))
-}
-
-fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
-    let mut text = String::new();
-    stream.read_to_string(&mut text).ok()?;
-    let status = text.split_whitespace().nth(1)?.parse().ok()?;
-    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
-    Some((status, body))
-}
-
-fn is_ready(addrs: &NodeAddrs) -> bool {
-    http_get(addrs.health_addr(), "/health/ready").is_some_and(|(status, _)| status == 200)
-}
-
-fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !check() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting until {what}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-async fn client_for(addrs: &[&NodeAddrs]) -> Client {
-    let config = ClientConfig {
-        bootstrap: addrs.iter().map(|a| a.client_addr()).collect(),
-        connect_timeout: Duration::from_secs(2),
-        request_timeout: Duration::from_secs(10),
-        connect_rounds: 2,
-        ..ClientConfig::default()
-    };
-    Client::connect(config).await.expect("connect to the cluster")
-}
-
-/// Every value in one partition, read from one broker.
-fn metrics_text(addrs: &NodeAddrs) -> String {
-    let addr: SocketAddr = format!("{}:{}", addrs.ip, addrs.metrics).parse().unwrap();
-    http_get(addr, "/metrics").expect("metrics endpoint").1
-}
-
-/// The value of one sample (`name{labels}`), 0 when absent.
-fn metric_value(text: &str, sample: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(sample)?.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
-/// Produces one record, retrying while a new partition elects its leader.
-async fn produce_retrying(client: &Client, topic: &str, partition: i32, value: String) {
-    let mut last = None;
-    for _ in 0..50 {
-        match client.produce_to_partition(topic, partition, "", value.clone()).await {
-            Ok(_) => return,
-            Err(err) => last = Some(err),
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!("produce to {topic}/{partition} kept failing: {last:?}");
-}
-
-async fn read_all(addrs: &NodeAddrs, topic: &str) -> Vec<(u64, String)> {
-    let client = client_for(&[addrs]).await;
-    let mut out = Vec::new();
-    let mut offset = 0;
-    loop {
-        let fetched = client.fetch(topic, 0, offset, 1000, "").await.expect("fetch");
-        if fetched.records.is_empty() {
-            break;
-        }
-        for r in &fetched.records {
-            out.push((r.offset, String::from_utf8_lossy(&r.value).into_owned()));
-        }
-        offset = fetched.next_offset;
-    }
-    out
 }
 
 struct Cluster {
@@ -336,20 +281,7 @@ async fn three_brokers_replicate_and_survive_leader_kill() {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let by_offset: BTreeMap<u64, &str> = records.iter().map(|(o, v)| (*o, v.as_str())).collect();
-        for (offset, value) in &acked {
-            assert_eq!(
-                by_offset.get(offset).copied(),
-                Some(value.as_str()),
-                "node {i}: acknowledged record at offset {offset} is missing or different"
-            );
-        }
-        let mut seen = HashSet::new();
-        for (_, value) in &records {
-            assert!(seen.insert(value.clone()), "node {i}: {value} stored twice");
-        }
-        let values: Vec<&String> = records.iter().map(|(_, v)| v).collect();
-        assert!(values.windows(2).all(|w| w[0] < w[1]), "node {i}: records out of order");
+        assert_holds_acked(&format!("node {i}"), &records, &acked);
     }
 
     // A broker configured for another cluster is refused and never becomes ready.

@@ -532,11 +532,18 @@ impl ClusterNode {
                     }
                     let outcome = match result {
                         Ok(Ok(response)) => Ok(response.data),
-                        Ok(Err(ClientWriteError::ForwardToLeader(fwd))) => Err(not_leader(
-                            fwd.leader_node
-                                .as_ref()
-                                .or(node.leader_of(group_id).as_ref().map(|(_, i)| i)),
-                        )),
+                        Ok(Err(ClientWriteError::ForwardToLeader(fwd))) => {
+                            // Never point a client back at this broker: a
+                            // leader that cannot take writes (cut off, or
+                            // stepping down) says no leader is known yet.
+                            let me = node.settings.node_id;
+                            tracing::debug!(group = group_id, reason = ?fwd.reason, "write refused: forward to leader");
+                            let hint = match (fwd.leader_id, fwd.leader_node) {
+                                (Some(id), Some(info)) if id != me => Some(info),
+                                _ => node.leader_of(group_id).filter(|(id, _)| *id != me).map(|(_, i)| i),
+                            };
+                            Err(not_leader(hint.as_ref()))
+                        }
                         Ok(Err(other)) => Err(BrokerError::Remote(other.to_string())),
                         Err(_) => Err(BrokerError::ShuttingDown),
                     };
