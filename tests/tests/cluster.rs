@@ -5,6 +5,7 @@
 //! Each test uses its own block of loopback addresses so tests can run in
 //! parallel; ports are picked free on those addresses.
 
+use std::collections::HashSet;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -478,4 +479,250 @@ async fn decommission_moves_replicas_and_removes_the_broker() {
         let fetched = client.fetch("jobs", p, 0, 10, "").await.expect("fetch");
         assert_eq!(fetched.records.len(), 1, "partition {p} lost its record");
     }
+}
+
+/// Five brokers: every one joins, leaders spread, and losing two (a
+/// minority) leaves the metadata group and a replication-factor-5 topic
+/// available with no acknowledged record lost; the two catch up on return.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn five_brokers_survive_losing_two() {
+    let mut cluster = tokio::task::block_in_place(|| Cluster::start(41, 5));
+    let admin_addr = format!("{}:{}", cluster.nodes[0].ip, cluster.nodes[0].admin);
+    let admin = flymq_client::AdminClient::connect(&admin_addr, Duration::from_secs(5))
+        .await
+        .expect("admin API");
+    let status = admin.cluster_status().await.unwrap();
+    assert_eq!(status.members.len(), 5, "{status:?}");
+
+    let mut spread = flymq_client::admin::NewTopic::new("spread", 5);
+    spread.replication_factor = 3;
+    let info = admin.create_topic(spread).await.expect("create spread");
+    let preferred: HashSet<u64> = info
+        .partition_info
+        .iter()
+        .filter_map(|p| p.replicas.first().copied())
+        .collect();
+    assert_eq!(
+        preferred.len(),
+        5,
+        "5 partitions should prefer 5 different leaders: {info:?}"
+    );
+
+    let mut wide = flymq_client::admin::NewTopic::new("wide", 1);
+    wide.replication_factor = 5;
+    admin.create_topic(wide).await.expect("create wide");
+    let all: Vec<&NodeAddrs> = cluster.nodes.iter().collect();
+    let client = client_for(&all).await;
+    let mut acked = Vec::new();
+    for i in 0..20 {
+        let value = format!("w{i:05}");
+        acked.push((produce_retrying(&client, "wide", 0, value.clone()).await, value));
+    }
+
+    // Lose two brokers (one of them the partition's leader when possible).
+    let meta = client.topic_metadata("wide").await.unwrap();
+    let leader = cluster.index_of_client(&meta.partitions[0].leader_addr).unwrap_or(1);
+    let victims = if leader == 0 {
+        [0, 1]
+    } else {
+        [leader, (leader % 4) + 1]
+    };
+    for v in victims {
+        cluster.procs[v].as_mut().unwrap().kill9();
+    }
+    let survivors: Vec<&NodeAddrs> = (0..5)
+        .filter(|i| !victims.contains(i))
+        .map(|i| &cluster.nodes[i])
+        .collect();
+    let client = client_for(&survivors).await;
+    for i in 20..60 {
+        let value = format!("w{i:05}");
+        // Never resent: an acknowledged value must be stored exactly once.
+        match client.produce_to_partition("wide", 0, "", value.clone()).await {
+            Ok(meta) => acked.push((meta.offset, value)),
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+    assert!(
+        acked.len() >= 40,
+        "only {} writes acknowledged with 3 of 5 brokers",
+        acked.len()
+    );
+    client
+        .create_topic("after", 1)
+        .await
+        .expect("the metadata group still has a majority");
+
+    // The two come back and catch up.
+    for v in victims {
+        let node = cluster.nodes[v].clone();
+        cluster.procs[v] = Some(start(v as u32, &node, &cluster.seeds, &cluster.dirs[v], &[]));
+    }
+    let last = acked.iter().map(|(o, _)| *o).max().unwrap();
+    for v in victims {
+        let node = cluster.nodes[v].clone();
+        tokio::task::block_in_place(|| {
+            wait_until(&format!("node {v} is ready again"), Duration::from_secs(60), || {
+                is_ready(&node)
+            })
+        });
+        let mut records = Vec::new();
+        for _ in 0..600 {
+            records = read_all(&node, "wide").await;
+            if records.last().is_some_and(|(o, _)| *o >= last) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_holds_acked(&format!("node {v}"), &records, &acked);
+    }
+}
+
+/// Bad requests on the inter-broker port (9093) get clear statuses and
+/// leave the broker serving: no envelope, another cluster's id, a stale
+/// node id, an unknown group, undecodable Raft, forward and snapshot
+/// payloads, and joins from another cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_inter_broker_requests_are_refused() {
+    use flymq_proto::grpc::cluster::cluster_client::ClusterClient;
+    use flymq_proto::grpc::cluster::{
+        Envelope, ForwardRequest, FrameRequest, JoinRequest, NodeAddress, RaftKind, RaftRequest, SnapshotChunk,
+    };
+    use tonic::Code;
+
+    let cluster = tokio::task::block_in_place(|| Cluster::start(51, 1));
+    let node = &cluster.nodes[0];
+    let health: serde_json::Value = serde_json::from_str(&http_get(node.health_addr(), "/health").unwrap().1).unwrap();
+    let cluster_id = health["cluster_id"].as_str().unwrap().to_owned();
+    assert!(!cluster_id.is_empty(), "{health}");
+    let mut rpc = ClusterClient::connect(format!("http://{}", node.cluster_addr()))
+        .await
+        .expect("cluster port");
+    let envelope = |cluster: &str, to: u64, group: u64| Envelope {
+        cluster_id: cluster.to_owned(),
+        from_node: 7,
+        to_node: to,
+        group_id: group,
+    };
+    let raft = |envelope: Option<Envelope>, kind: RaftKind, payload: &[u8]| RaftRequest {
+        envelope,
+        kind: kind as i32,
+        payload: payload.to_vec(),
+    };
+    fn expect<T>(result: Result<tonic::Response<T>, tonic::Status>, code: Code, text: &str) {
+        let Err(status) = result else {
+            panic!("a bad request was accepted (expected {code:?} '{text}')");
+        };
+        assert_eq!(status.code(), code, "{status:?}");
+        assert!(status.message().contains(text), "'{}' lacks '{text}'", status.message());
+    }
+
+    expect(
+        rpc.raft(raft(None, RaftKind::Vote, b"")).await,
+        Code::InvalidArgument,
+        "without an envelope",
+    );
+    expect(
+        rpc.raft(raft(Some(envelope("another-cluster", 0, 0)), RaftKind::Vote, b""))
+            .await,
+        Code::FailedPrecondition,
+        "cluster id mismatch",
+    );
+    expect(
+        rpc.raft(raft(Some(envelope(&cluster_id, 9, 0)), RaftKind::Vote, b""))
+            .await,
+        Code::FailedPrecondition,
+        "belongs to node 0",
+    );
+    expect(
+        rpc.raft(raft(Some(envelope(&cluster_id, 0, 424242)), RaftKind::Vote, b""))
+            .await,
+        Code::NotFound,
+        "group 424242 is not hosted",
+    );
+    for kind in [
+        RaftKind::AppendEntries,
+        RaftKind::Vote,
+        RaftKind::PreVote,
+        RaftKind::TransferLeader,
+    ] {
+        expect(
+            rpc.raft(raft(Some(envelope(&cluster_id, 0, 0)), kind, &[0xff; 64]))
+                .await,
+            Code::InvalidArgument,
+            "undecodable payload",
+        );
+    }
+    let mut unknown_kind = raft(Some(envelope(&cluster_id, 0, 0)), RaftKind::Vote, b"");
+    unknown_kind.kind = 999;
+    expect(
+        rpc.raft(unknown_kind).await,
+        Code::InvalidArgument,
+        "unknown Raft request kind",
+    );
+    expect(
+        rpc.forward(ForwardRequest {
+            envelope: Some(envelope(&cluster_id, 0, 0)),
+            commands: vec![0xff; 32],
+            hops: 1,
+        })
+        .await,
+        Code::InvalidArgument,
+        "undecodable payload",
+    );
+    let garbage_snapshot = SnapshotChunk {
+        envelope: Some(envelope(&cluster_id, 0, 0)),
+        header: vec![0xff; 16],
+        data: vec![1, 2, 3],
+    };
+    expect(
+        rpc.install_snapshot(tokio_stream::iter(vec![garbage_snapshot])).await,
+        Code::InvalidArgument,
+        "undecodable payload",
+    );
+    expect(
+        rpc.install_snapshot(tokio_stream::iter(Vec::<SnapshotChunk>::new()))
+            .await,
+        Code::InvalidArgument,
+        "empty snapshot stream",
+    );
+    expect(
+        rpc.forward_frame(FrameRequest::default()).await,
+        Code::Unimplemented,
+        "",
+    );
+    let stranger = NodeAddress {
+        node_id: 9,
+        cluster_addr: "127.0.0.59:1".into(),
+        client_addr: "127.0.0.59:2".into(),
+        admin_addr: "127.0.0.59:3".into(),
+    };
+    expect(
+        rpc.join(JoinRequest {
+            cluster_id: "another-cluster".into(),
+            node: Some(stranger),
+        })
+        .await,
+        Code::FailedPrecondition,
+        "refusing to join",
+    );
+    expect(
+        rpc.join(JoinRequest {
+            cluster_id: cluster_id.clone(),
+            node: None,
+        })
+        .await,
+        Code::InvalidArgument,
+        "join without a node",
+    );
+
+    // Still serving, with one member.
+    assert!(is_ready(node));
+    let client = client_for(&[node]).await;
+    client
+        .create_topic("still-fine", 1)
+        .await
+        .expect("create after bad requests");
+    produce_retrying(&client, "still-fine", 0, "ok".into()).await;
+    assert_eq!(client.cluster_status().await.unwrap().nodes.len(), 1);
 }
