@@ -29,6 +29,12 @@ pub const FIELD_MANAGER: &str = "flymq-operator";
 pub const REQUEUE_NOT_READY: Duration = Duration::from_secs(15);
 /// Periodic resync of a healthy cluster.
 pub const REQUEUE_READY: Duration = Duration::from_secs(300);
+/// Resync of a cluster whose spec asks for something the brokers do not
+/// support: only a spec change helps, and that triggers a reconcile anyway.
+pub const REQUEUE_NOT_SUPPORTED: Duration = Duration::from_secs(300);
+
+/// Condition reason (Ready and Degraded) of a spec the brokers cannot run.
+pub const NOT_SUPPORTED: &str = "NotSupported";
 
 /// A clock returning RFC 3339 timestamps (injected so tests are deterministic).
 pub type Clock = Arc<dyn Fn() -> String + Send + Sync>;
@@ -81,6 +87,20 @@ pub async fn reconcile(cluster: Arc<FlyMQCluster>, ctx: Arc<Context>) -> Result<
         };
         publish_status(&cluster, &ctx, &obs).await?;
         return Ok(Action::await_change());
+    }
+
+    // Brokers started with settings they do not know crash-loop (or would
+    // run without what was asked for): refuse before anything is applied or
+    // decommissioned, and say why.
+    if let Some(problem) = unsupported(&cluster) {
+        let obs = Observation {
+            stateful_set: current.as_ref(),
+            problem: Some(problem),
+            refused: true,
+            ..Default::default()
+        };
+        publish_status(&cluster, &ctx, &obs).await?;
+        return Ok(Action::requeue(REQUEUE_NOT_SUPPORTED));
     }
 
     let endpoint = ClusterEndpoint {
@@ -164,12 +184,49 @@ pub async fn reconcile(cluster: Arc<FlyMQCluster>, ctx: Arc<Context>) -> Result<
         stateful_set: Some(&applied),
         problem,
         paused: false,
+        refused: false,
         admin_secret_name: Some(admin_secret),
         membership: membership.as_ref(),
     };
     let new_status = publish_status(&cluster, &ctx, &obs).await?;
     let ready = status::condition(&new_status, READY).is_some_and(|c| c.status == "True");
     Ok(Action::requeue(if ready { REQUEUE_READY } else { REQUEUE_NOT_READY }))
+}
+
+/// The spec fields the current broker build cannot run with (`spec.tls`,
+/// `spec.encryption`), as a problem naming them and saying how to proceed.
+/// The builders still render them: that is what will be applied once the
+/// brokers support them.
+pub fn unsupported(cluster: &FlyMQCluster) -> Option<Problem> {
+    let tls = cluster.spec.tls.is_some();
+    let encryption = cluster.spec.encryption.is_some();
+    let (fields, features) = match (tls, encryption) {
+        (false, false) => return None,
+        (true, false) => ("spec.tls is", "TLS"),
+        (false, true) => ("spec.encryption is", "encryption at rest"),
+        (true, true) => ("spec.tls and spec.encryption are", "TLS or encryption at rest"),
+    };
+    // The API server refuses removing spec.encryption (a CEL rule that
+    // protects encrypted data), so that one takes a new FlyMQCluster.
+    let proceed = if encryption {
+        format!(
+            "spec.encryption cannot be removed once set, so delete this FlyMQCluster and create it again without {} \
+             to proceed (with storage.retention.whenDeleted: Retain the brokers' volumes are kept)",
+            if tls {
+                "spec.tls and spec.encryption"
+            } else {
+                "spec.encryption"
+            }
+        )
+    } else {
+        "remove spec.tls to proceed".to_string()
+    };
+    Some(Problem {
+        reason: NOT_SUPPORTED,
+        message: format!(
+            "{fields} set, but this broker version does not support {features} yet; nothing was applied: {proceed}"
+        ),
+    })
 }
 
 /// Decommissions brokers `desired..current`, highest ordinal first, and
@@ -787,5 +844,166 @@ mod tests {
         let (result, seen) = run(c, steps).await;
         assert!(result.is_ok());
         assert_eq!(seen.len(), 12, "the Certificate of another owner is left alone");
+    }
+
+    const TLS_AND_ENCRYPTION: &str = "spec.tls and spec.encryption are set, but this broker version does not support \
+        TLS or encryption at rest yet; nothing was applied: spec.encryption cannot be removed once set, so delete \
+        this FlyMQCluster and create it again without spec.tls and spec.encryption to proceed (with \
+        storage.retention.whenDeleted: Retain the brokers' volumes are kept)";
+
+    #[test]
+    fn unsupported_names_the_fields_and_how_to_proceed() {
+        assert_eq!(unsupported(&cluster(json!({}))), None);
+        let tls = unsupported(&cluster(json!({"tls": {"secretName": "demo-cert"}}))).expect("tls refused");
+        assert_eq!(
+            (tls.reason, tls.message.as_str()),
+            (
+                "NotSupported",
+                "spec.tls is set, but this broker version does not support TLS yet; nothing was applied: \
+                 remove spec.tls to proceed"
+            )
+        );
+        let enc = unsupported(&cluster(
+            json!({"encryption": {"keySecretRef": {"name": "demo-key", "key": "key"}}}),
+        ))
+        .expect("encryption refused");
+        assert_eq!(
+            enc.message,
+            "spec.encryption is set, but this broker version does not support encryption at rest yet; nothing was \
+             applied: spec.encryption cannot be removed once set, so delete this FlyMQCluster and create it again \
+             without spec.encryption to proceed (with storage.retention.whenDeleted: Retain the brokers' volumes \
+             are kept)"
+        );
+    }
+
+    fn tls_and_encryption(replicas: i32) -> FlyMQCluster {
+        cluster(json!({
+            "replicas": replicas,
+            "tls": {"certManager": {"issuerRef": {"name": "ca"}}},
+            "encryption": {"keySecretRef": {"name": "demo-key", "key": "key"}},
+        }))
+    }
+
+    #[tokio::test]
+    async fn tls_or_encryption_is_refused_with_not_supported_and_nothing_is_applied() {
+        let c = tls_and_encryption(3);
+        let steps = vec![
+            step("GET", STS, Reply::NotFound),
+            step(
+                "PATCH",
+                STATUS,
+                Reply::WithStatus(serde_json::to_value(&c).expect("json")),
+            ),
+            step("POST", EVENTS, Reply::Echo),
+        ];
+        let (result, seen) = run(c.clone(), steps).await;
+
+        // Any further request (an apply) would have failed the reconcile:
+        // the fake API server is gone after the scripted steps.
+        assert_eq!(result.expect("reconciles"), Action::requeue(REQUEUE_NOT_SUPPORTED));
+        assert_eq!(REQUEUE_NOT_SUPPORTED, Duration::from_secs(300));
+        let paths: Vec<&str> = seen.iter().map(|s| s.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            vec![STS, STATUS, EVENTS],
+            "no ConfigMap, Secret, Certificate or StatefulSet apply"
+        );
+        assert!(seen[0].body.is_null(), "the StatefulSet is only read");
+
+        let status = &seen[1].body["status"];
+        assert_eq!(status["phase"], json!("Degraded"));
+        assert_eq!(status["observedGeneration"], json!(1));
+        let ready = cond(status, "Ready");
+        assert_eq!(
+            (&ready["status"], &ready["reason"], &ready["message"]),
+            (&json!("False"), &json!("NotSupported"), &json!(TLS_AND_ENCRYPTION))
+        );
+        let degraded = cond(status, "Degraded");
+        assert_eq!(
+            (&degraded["status"], &degraded["reason"], &degraded["message"]),
+            (&json!("True"), &json!("NotSupported"), &json!(TLS_AND_ENCRYPTION))
+        );
+        assert_eq!(degraded["lastTransitionTime"], json!(NOW));
+        let progressing = cond(status, "Progressing");
+        assert_eq!(
+            (&progressing["status"], &progressing["reason"]),
+            (&json!("False"), &json!("NotSupported"))
+        );
+
+        let event = &seen[2].body;
+        assert_eq!(event["type"], json!("Warning"));
+        assert_eq!(event["reason"], json!("NotSupported"));
+        assert_eq!(event["note"], json!(TLS_AND_ENCRYPTION));
+        assert_eq!(event["regarding"]["kind"], json!("FlyMQCluster"));
+        assert_eq!(event["regarding"]["name"], json!("demo"));
+
+        // The resync: the stored status is what the operator would write, so
+        // neither the status nor the event is written again.
+        let mut again = c;
+        again.status = Some(serde_json::from_value(status.clone()).expect("status"));
+        let (result, seen) = run(again, vec![step("GET", STS, Reply::NotFound)]).await;
+        assert_eq!(result.expect("reconciles"), Action::requeue(REQUEUE_NOT_SUPPORTED));
+        assert_eq!(seen.len(), 1, "one Warning event, not one per resync");
+    }
+
+    #[tokio::test]
+    async fn tls_added_to_a_running_cluster_leaves_its_brokers_alone() {
+        // A ready cluster of 5 that now asks for 3 brokers and TLS: nothing
+        // is decommissioned and the StatefulSet is not touched.
+        let mut c = tls_and_encryption(3);
+        c.spec.encryption = None;
+        let fake = broker(5);
+        let mut running = cluster(json!({"replicas": 5}));
+        let sts: StatefulSet = serde_json::from_value(existing_sts(5, 5)).expect("sts");
+        running.status = Some(status::compute(
+            &running,
+            &Observation {
+                stateful_set: Some(&sts),
+                ..Default::default()
+            },
+            "2025-12-31T00:00:00Z",
+        ));
+        c.status = running.status.clone();
+        let steps = vec![
+            step("GET", STS, Reply::Json(existing_sts(5, 5))),
+            step(
+                "PATCH",
+                STATUS,
+                Reply::WithStatus(serde_json::to_value(&c).expect("json")),
+            ),
+            step("POST", EVENTS, Reply::Echo),
+            step("POST", EVENTS, Reply::Echo),
+        ];
+        let (result, seen) = run_with(&fake, c, steps).await;
+
+        assert_eq!(result.expect("reconciles"), Action::requeue(REQUEUE_NOT_SUPPORTED));
+        assert!(
+            fake.calls().is_empty(),
+            "no broker is decommissioned: {:?}",
+            fake.calls()
+        );
+        let status = &seen[1].body["status"];
+        assert_eq!(
+            (status["replicas"].clone(), status["readyReplicas"].clone()),
+            (json!(5), json!(5))
+        );
+        let ready = cond(status, "Ready");
+        assert_eq!(
+            (&ready["status"], &ready["reason"]),
+            (&json!("False"), &json!("NotSupported"))
+        );
+        assert_eq!(
+            ready["message"],
+            json!(
+                "spec.tls is set, but this broker version does not support TLS yet; nothing was applied: \
+                 remove spec.tls to proceed"
+            )
+        );
+        assert_eq!(cond(status, "Degraded")["reason"], json!("NotSupported"));
+        assert_eq!(
+            (&seen[2].body["type"], &seen[2].body["reason"]),
+            (&json!("Warning"), &json!("NotSupported"))
+        );
+        assert_eq!(seen[3].body["reason"], json!("ClusterNotReady"));
     }
 }

@@ -35,6 +35,10 @@ pub struct Observation<'a> {
     pub problem: Option<Problem>,
     /// The cluster is paused by annotation: nothing was applied.
     pub paused: bool,
+    /// The spec asks for something the brokers cannot do yet, so nothing was
+    /// applied; `problem` says what. `Ready` and `Progressing` are False
+    /// with the problem's reason.
+    pub refused: bool,
     /// The admin Secret name in use.
     pub admin_secret_name: Option<String>,
     /// The metadata group as the admin API reported it in this reconcile;
@@ -73,6 +77,8 @@ pub fn compute(cluster: &FlyMQCluster, obs: &Observation<'_>, now: &str) -> FlyM
         make_condition(&previous.conditions, type_, ok, reason, message, generation, now)
     };
 
+    let refusal = obs.problem.as_ref().filter(|_| obs.refused && !obs.paused);
+
     let ready_cond = if obs.paused {
         cond(
             READY,
@@ -80,6 +86,8 @@ pub fn compute(cluster: &FlyMQCluster, obs: &Observation<'_>, now: &str) -> FlyM
             "Paused",
             format!("reconciliation paused; {ready}/{sts_replicas} brokers ready"),
         )
+    } else if let Some(p) = refusal {
+        cond(READY, false, p.reason, p.message.clone())
     } else if all_ready {
         cond(
             READY,
@@ -101,6 +109,13 @@ pub fn compute(cluster: &FlyMQCluster, obs: &Observation<'_>, now: &str) -> FlyM
             false,
             "Paused",
             "remove the flymq.io/paused annotation to resume".into(),
+        )
+    } else if let Some(p) = refusal {
+        cond(
+            PROGRESSING,
+            false,
+            p.reason,
+            "nothing is applied until the spec is changed".into(),
         )
     } else if !rolled_out {
         cond(
@@ -358,5 +373,35 @@ mod tests {
         assert_eq!(st.phase.as_deref(), Some("Degraded"));
         let d = condition(&st, DEGRADED).expect("degraded");
         assert_eq!((d.status.as_str(), d.reason.as_str()), ("True", "ScaleDownUnsupported"));
+    }
+
+    #[test]
+    fn a_refused_spec_is_not_ready_not_progressing_and_degraded() {
+        let c = cluster(serde_json::json!({}));
+        let s = sts(3, 3, 3);
+        let obs = Observation {
+            stateful_set: Some(&s),
+            problem: Some(Problem {
+                reason: "NotSupported",
+                message: "spec.tls is set".into(),
+            }),
+            refused: true,
+            ..Default::default()
+        };
+        let st = compute(&c, &obs, "T1");
+        assert_eq!(st.phase.as_deref(), Some("Degraded"));
+        assert_eq!(st.ready_replicas, 3, "the brokers that run are still counted");
+        for (type_, status) in [(READY, "False"), (PROGRESSING, "False"), (DEGRADED, "True")] {
+            let c = condition(&st, type_).expect("condition");
+            assert_eq!(
+                (c.status.as_str(), c.reason.as_str()),
+                (status, "NotSupported"),
+                "{type_}"
+            );
+        }
+        assert_eq!(
+            condition(&st, READY).map(|c| c.message.as_str()),
+            Some("spec.tls is set")
+        );
     }
 }
