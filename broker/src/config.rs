@@ -131,6 +131,8 @@ pub enum ConfigError {
     ParseFile { path: PathBuf, message: String },
     #[error("unknown configuration key `{key}` ({source_desc}); see docs/configuration.md for the keys")]
     UnknownKey { key: String, source_desc: String },
+    #[error("{0}")]
+    NotSupported(String),
     #[error("invalid value for `{key}` ({source_desc}): {message}")]
     InvalidValue {
         key: String,
@@ -159,6 +161,7 @@ impl Config {
             None => Self::default(),
         };
         let env: Vec<(String, String)> = env.into_iter().collect();
+        refuse_unsupported_env(&env)?;
         let hostname = env.iter().find(|(k, _)| k == "HOSTNAME").map(|(_, v)| v.clone());
         let mut overrides = env_overrides(env);
         overrides.extend(flags);
@@ -380,6 +383,31 @@ pub fn resolve(addr: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("'{addr}' resolves to no address"))
 }
 
+/// Settings the operator (or a user) may pass that this build cannot honour
+/// safely: refuse to start rather than store data unencrypted. The value is
+/// never echoed.
+fn refuse_unsupported_env(env: &[(String, String)]) -> Result<(), ConfigError> {
+    let set = |name: &str| env.iter().any(|(k, v)| k == name && !v.trim().is_empty());
+    if set("FLYMQ_ENCRYPTION_KEY") {
+        return Err(ConfigError::NotSupported(
+            "FLYMQ_ENCRYPTION_KEY is set, but encryption at rest is not supported by this broker version; \
+             refusing to start rather than store data unencrypted. Unset it (the operator refuses \
+             spec.encryption for the same reason)"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Names of security settings that are accepted but not enforced by this
+/// build (the caller logs a warning for each).
+pub fn unenforced_env_settings(env: impl IntoIterator<Item = (String, String)>) -> Vec<String> {
+    env.into_iter()
+        .filter(|(k, v)| (k == "FLYMQ_ADMIN_USERNAME" || k == "FLYMQ_ADMIN_PASSWORD") && !v.trim().is_empty())
+        .map(|(k, _)| k)
+        .collect()
+}
+
 /// `FLYMQ_<KEY>` variables as overrides (e.g. `FLYMQ_DATA_DIR` -> `data_dir`).
 fn env_overrides(env: impl IntoIterator<Item = (String, String)>) -> Vec<Override> {
     let keys = config_keys();
@@ -463,6 +491,18 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("`acks`") && err.contains("FLYMQ_ACKS"), "{err}");
+
+        let secret = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+        let err = Config::load(None, env(&[("FLYMQ_ENCRYPTION_KEY", secret)]), vec![])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("encryption at rest is not supported"), "{err}");
+        assert!(!err.contains(secret), "the key leaked into the error");
+        assert!(Config::load(None, env(&[("FLYMQ_ENCRYPTION_KEY", "")]), vec![]).is_ok());
+        assert_eq!(
+            unenforced_env_settings(env(&[("FLYMQ_ADMIN_PASSWORD", "pw"), ("FLYMQ_ADMIN_USERNAME", "")])),
+            vec!["FLYMQ_ADMIN_PASSWORD".to_owned()]
+        );
         let err = Config::load(None, vec![], vec![flag("default_partitions", "many")])
             .unwrap_err()
             .to_string();
