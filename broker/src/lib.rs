@@ -206,6 +206,10 @@ impl RunningBroker {
     pub async fn shutdown(mut self) {
         tracing::info!("shutting down");
         self.broker.set_ready(false);
+        if let Some(node) = self.broker.cluster() {
+            // While still serving, so clients follow the new leaders at once.
+            node.hand_over_leadership(std::time::Duration::from_secs(10)).await;
+        }
         self.trigger.trigger();
         while self.tasks.join_next().await.is_some() {}
         if let Some(node) = self.broker.cluster() {

@@ -120,6 +120,23 @@ impl BrokerProcess {
         self.ready.admin
     }
 
+    /// Asks the broker to stop gracefully (SIGTERM) and waits up to
+    /// `timeout` for it to exit; `Some(status)` when it did.
+    pub fn terminate(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
     /// Kills the process with SIGKILL (no shutdown) and reaps it.
     pub fn kill9(&mut self) {
         let _ = self.child.kill();

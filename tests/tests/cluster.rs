@@ -306,6 +306,33 @@ async fn three_brokers_replicate_and_survive_leader_kill() {
     let status = client_for(&all).await.cluster_status().await.unwrap();
     assert_eq!(status.nodes.len(), 3, "the stranger was added: {status:?}");
     let _ = cluster.status(0);
+
+    // A graceful stop (SIGTERM, as in a rolling restart) hands the
+    // partition's leadership over before the broker exits: another broker
+    // leads as soon as it is gone, without waiting out an election.
+    let meta = via_survivor.topic_metadata("orders").await.unwrap();
+    let leader = cluster
+        .index_of_client(&meta.partitions[0].leader_addr)
+        .expect("orders/0 has a leader");
+    let proc = cluster.procs[leader].as_mut().unwrap();
+    let status = tokio::task::block_in_place(|| proc.terminate(Duration::from_secs(30)));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "graceful stop failed: {status:?}\n{}",
+        proc.log_text()
+    );
+    assert!(
+        proc.log_text().contains("handed over leadership before stopping"),
+        "{}",
+        proc.log_text()
+    );
+    let others: Vec<&NodeAddrs> = (0..3).filter(|i| *i != leader).map(|i| &cluster.nodes[i]).collect();
+    let meta = client_for(&others).await.topic_metadata("orders").await.unwrap();
+    let now = &meta.partitions[0].leader_addr;
+    assert!(
+        others.iter().any(|n| &n.client_addr() == now),
+        "no surviving broker leads orders/0 right after the graceful stop: {meta:?}"
+    );
 }
 
 /// A broker restarted on a different address rejoins under the same id, and

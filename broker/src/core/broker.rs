@@ -272,6 +272,7 @@ impl Broker {
                 thread.join();
             }
         }
+        self.store.quiesce();
     }
 
     pub fn metrics(&self) -> &Metrics {

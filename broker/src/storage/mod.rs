@@ -121,6 +121,17 @@ impl Store {
         Ok(())
     }
 
+    /// For a process about to exit while other handles to the database may
+    /// still exist: syncs the WAL and stops RocksDB's background flushes and
+    /// compactions, so none is running when the process tears down (RocksDB
+    /// can abort if its threads outlive its static state).
+    pub fn quiesce(&self) {
+        if let Err(err) = self.db.flush_wal(true) {
+            tracing::warn!(error = %err, "syncing the WAL at shutdown failed");
+        }
+        self.db.cancel_all_background_work(true);
+    }
+
     /// Approximate bytes on disk (SST files plus live memtables).
     pub fn approximate_size(&self) -> u64 {
         COLUMN_FAMILIES
