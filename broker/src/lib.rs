@@ -211,7 +211,20 @@ impl RunningBroker {
             node.hand_over_leadership(std::time::Duration::from_secs(10)).await;
         }
         self.trigger.trigger();
-        while self.tasks.join_next().await.is_some() {}
+        // Client connections drain within 5 s; gRPC servers wait for their
+        // peers' streams, which a busy peer can hold open: bound the wait.
+        let stopped = tokio::time::timeout(std::time::Duration::from_secs(15), async {
+            while self.tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if stopped.is_err() {
+            tracing::warn!(
+                still_running = self.tasks.len(),
+                "listeners did not stop within 15 s; aborting them"
+            );
+            self.tasks.abort_all();
+            while self.tasks.join_next().await.is_some() {}
+        }
         if let Some(node) = self.broker.cluster() {
             node.shutdown().await;
         }

@@ -203,7 +203,7 @@ fn dev(base: Config, nodes: u8, dir: PathBuf) -> ExitCode {
         for broker in brokers {
             broker.shutdown().await;
         }
-        ExitCode::SUCCESS
+        exit_now(0)
     })
 }
 
@@ -218,7 +218,21 @@ async fn run(config: Config) -> ExitCode {
     };
     wait_for_signal().await;
     broker.shutdown().await;
-    ExitCode::SUCCESS
+    exit_now(0)
+}
+
+/// Ends the process once shutdown is complete (every write synced) without
+/// running C++ static destructors: tasks and threads may still hold handles
+/// to RocksDB, and RocksDB aborts ("pthread lock: Invalid argument") when
+/// its static state is torn down under them, turning a clean stop into
+/// SIGABRT.
+fn exit_now(code: i32) -> ! {
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    // SAFETY: `_exit` only ends the process; shutdown has synced the WAL and
+    // stopped RocksDB's background work, so nothing durable is lost.
+    unsafe { libc::_exit(code) }
 }
 
 /// Ctrl-C or SIGTERM (what Kubernetes sends before killing a pod).

@@ -315,7 +315,7 @@ async fn three_brokers_replicate_and_survive_leader_kill() {
         .index_of_client(&meta.partitions[0].leader_addr)
         .expect("orders/0 has a leader");
     let proc = cluster.procs[leader].as_mut().unwrap();
-    let status = tokio::task::block_in_place(|| proc.terminate(Duration::from_secs(30)));
+    let status = tokio::task::block_in_place(|| proc.terminate(Duration::from_secs(45)));
     assert!(
         status.is_some_and(|s| s.success()),
         "graceful stop failed: {status:?}\n{}",
