@@ -66,6 +66,24 @@ pub async fn read_all(client: &Client, topic: &str) -> Vec<(u64, String)> {
     out
 }
 
+/// Reads with `read` every 100 ms, for up to 60 s, until the records reach
+/// offset `last` (a replica catching up); returns the last read.
+pub async fn read_until_offset<F, Fut>(last: u64, mut read: F) -> Vec<(u64, String)>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Vec<(u64, String)>>,
+{
+    let mut records = Vec::new();
+    for _ in 0..600 {
+        records = read().await;
+        if records.last().is_some_and(|(o, _)| *o >= last) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    records
+}
+
 /// Produces one record, retrying while a partition elects its leader.
 pub async fn produce_retrying(client: &Client, topic: &str, partition: i32, value: String) -> u64 {
     let mut last = None;

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use flymq_client::Client;
-use flymq_tests::cluster::{assert_holds_acked, http_get, produce_retrying, wait_until};
+use flymq_tests::cluster::{assert_holds_acked, http_get, produce_retrying, read_until_offset, wait_until};
 use flymq_tests::{BrokerProcess, try_spawn_flymq_env};
 
 /// One broker's addresses.
@@ -274,14 +274,7 @@ async fn three_brokers_replicate_and_survive_leader_kill() {
     });
     let last_acked = acked.iter().map(|(o, _)| *o).max().unwrap();
     for (i, node) in cluster.nodes.iter().enumerate() {
-        let mut records = Vec::new();
-        for _ in 0..600 {
-            records = read_all(node, "orders").await;
-            if records.last().is_some_and(|(o, _)| *o >= last_acked) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let records = read_until_offset(last_acked, || read_all(node, "orders")).await;
         assert_holds_acked(&format!("node {i}"), &records, &acked);
     }
 
@@ -375,15 +368,8 @@ async fn restarted_broker_catches_up_from_snapshot_on_a_new_address() {
         })
     });
     let last = acked.last().unwrap().0;
-    let mut records = Vec::new();
-    // Generous: catching up on a loaded 2-core CI machine running two clusters.
-    for _ in 0..600 {
-        records = read_all(&moved, "events").await;
-        if records.last().is_some_and(|(o, _)| *o >= last) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // Generous (60 s): catching up on a loaded 2-core CI machine running two clusters.
+    let records = read_until_offset(last, || read_all(&moved, "events")).await;
     if records != acked {
         for (i, proc) in cluster.procs.iter().enumerate() {
             if let Some(proc) = proc {
@@ -593,14 +579,7 @@ async fn five_brokers_survive_losing_two() {
                 is_ready(&node)
             })
         });
-        let mut records = Vec::new();
-        for _ in 0..600 {
-            records = read_all(&node, "wide").await;
-            if records.last().is_some_and(|(o, _)| *o >= last) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let records = read_until_offset(last, || read_all(&node, "wide")).await;
         assert_holds_acked(&format!("node {v}"), &records, &acked);
     }
 }

@@ -8,7 +8,9 @@
 use std::process::Command;
 use std::time::Duration;
 
-use flymq_tests::cluster::{assert_holds_acked, client_for, is_ready, produce_retrying, read_all, wait_until};
+use flymq_tests::cluster::{
+    assert_holds_acked, client_for, is_ready, produce_retrying, read_all, read_until_offset, wait_until,
+};
 use flymq_tests::{BrokerProcess, try_spawn_flymq_wrapped};
 
 /// Three namespaces on one bridge, removed on drop.
@@ -228,14 +230,7 @@ async fn minority_stops_acknowledging_and_catches_up_after_healing() {
     net.cut(minority, "del");
     let last = acked.iter().map(|(o, _)| *o).max().unwrap();
     let rejoined = client_for(&[client_addr(minority)], Duration::from_secs(5)).await;
-    let mut records = Vec::new();
-    for _ in 0..600 {
-        records = read_all(&rejoined, "events").await;
-        if records.last().is_some_and(|(o, _)| *o >= last) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let records = read_until_offset(last, || read_all(&rejoined, "events")).await;
     if records.last().is_none_or(|(o, _)| *o < last) {
         for (i, p) in procs.iter().enumerate() {
             eprintln!("---- node {i} log ----\n{}", p.log_text());

@@ -360,22 +360,16 @@ impl ClusterNode {
 
     /// How metrics name a group: `meta` or `<topic>/<partition>`.
     fn group_labels(&self, group: u64) -> RaftGroupLabels {
-        let name = if group == META_GROUP {
-            "meta".to_owned()
-        } else {
-            let (topic_id, partition) = ((group >> 32) as u32, group as u32);
-            let topic = self
-                .shared
-                .catalog
-                .topics()
-                .into_iter()
-                .find(|t| t.record.id == topic_id);
-            match topic {
-                Some(t) => format!("{}/{partition}", t.record.name),
-                None => format!("{group}"),
-            }
-        };
-        RaftGroupLabels { group: name }
+        group_labels(group, &self.topic_names())
+    }
+
+    fn topic_names(&self) -> HashMap<u32, String> {
+        self.shared
+            .catalog
+            .topics()
+            .iter()
+            .map(|t| (t.record.id, t.record.name.clone()))
+            .collect()
     }
 
     /// Sets the Raft gauges from every hosted group (when metrics are scraped).
@@ -385,9 +379,10 @@ impl ClusterNode {
         metrics.raft_term.clear();
         metrics.raft_apply_lag.clear();
         metrics.raft_replication_lag.clear();
+        let names = self.topic_names();
         for group in self.groups() {
             let m = group.raft.metrics().borrow_watched().clone();
-            let labels = self.group_labels(group.id);
+            let labels = group_labels(group.id, &names);
             let leader = m.current_leader == Some(self.settings.node_id);
             metrics.raft_is_leader.get_or_create(&labels).set(i64::from(leader));
             metrics.raft_term.get_or_create(&labels).set(m.current_term as i64);
@@ -1199,6 +1194,19 @@ impl ClusterNode {
             let _ = group.raft.shutdown().await;
         }
     }
+}
+
+fn group_labels(group: u64, topic_names: &HashMap<u32, String>) -> RaftGroupLabels {
+    let name = if group == META_GROUP {
+        "meta".to_owned()
+    } else {
+        let (topic_id, partition) = ((group >> 32) as u32, group as u32);
+        match topic_names.get(&topic_id) {
+            Some(topic) => format!("{topic}/{partition}"),
+            None => format!("{group}"),
+        }
+    };
+    RaftGroupLabels { group: name }
 }
 
 /// Counts changes of a group's leader (including losing it: no leader).
