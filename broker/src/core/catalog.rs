@@ -56,19 +56,40 @@ impl PartitionView {
 #[derive(Debug)]
 pub struct TopicView {
     pub record: TopicRecord,
-    pub partitions: Box<[PartitionView]>,
+    /// Shared with later versions of the topic (a reassignment or a config
+    /// change keeps the partitions' published positions).
+    pub partitions: Box<[Arc<PartitionView>]>,
     round_robin: AtomicU32,
 }
 
 impl TopicView {
     pub fn new(record: TopicRecord, states: &[PartitionState]) -> Self {
         let partitions = (0..record.partitions as usize)
-            .map(|p| PartitionView::new(states.get(p).unwrap_or(&PartitionState::default())))
+            .map(|p| Arc::new(PartitionView::new(states.get(p).unwrap_or(&PartitionState::default()))))
             .collect();
         Self {
             record,
             partitions,
             round_robin: AtomicU32::new(0),
+        }
+    }
+
+    /// A new version of `previous` (same topic id): existing partitions keep
+    /// their views, added partitions start empty.
+    fn updated(record: TopicRecord, previous: &TopicView) -> Self {
+        let partitions = (0..record.partitions as usize)
+            .map(|p| {
+                previous
+                    .partitions
+                    .get(p)
+                    .cloned()
+                    .unwrap_or_else(|| Arc::new(PartitionView::default()))
+            })
+            .collect();
+        Self {
+            record,
+            partitions,
+            round_robin: AtomicU32::new(previous.round_robin.load(Ordering::Relaxed)),
         }
     }
 
@@ -81,7 +102,7 @@ impl TopicView {
     }
 
     pub fn partition(&self, partition: u32) -> Option<&PartitionView> {
-        self.partitions.get(partition as usize)
+        self.partitions.get(partition as usize).map(|p| &**p)
     }
 
     /// Next partition for a keyless record: a per-topic counter from 0, as Go does.
@@ -93,9 +114,9 @@ impl TopicView {
 /// A change the writer publishes after a successful write.
 #[derive(Debug)]
 pub enum Publish {
+    /// A topic was created or changed (partition positions are kept).
     TopicUpserted {
         record: TopicRecord,
-        states: Vec<PartitionState>,
     },
     TopicRemoved {
         name: String,
@@ -193,8 +214,12 @@ impl Catalog {
 
 fn apply_change(topics: &mut HashMap<String, Arc<TopicView>>, change: Publish) {
     match change {
-        Publish::TopicUpserted { record, states } => {
-            topics.insert(record.name.clone(), Arc::new(TopicView::new(record, &states)));
+        Publish::TopicUpserted { record } => {
+            let view = match topics.get(&record.name).filter(|v| v.record.id == record.id) {
+                Some(previous) => TopicView::updated(record, previous),
+                None => TopicView::new(record, &[]),
+            };
+            topics.insert(view.record.name.clone(), Arc::new(view));
         }
         Publish::TopicRemoved { name } => {
             topics.remove(&name);

@@ -28,13 +28,6 @@ impl NewRecord {
     }
 }
 
-/// How to create a topic that an append finds missing.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AutoCreate {
-    pub partitions: u32,
-    pub config: TopicConfig,
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
     /// Creates a topic; a topic that exists is left as it is (idempotent).
@@ -47,6 +40,9 @@ pub enum Command {
         /// mode; empty on a standalone broker).
         replicas: Vec<Vec<u64>>,
     },
+    /// A broker came back as a new incarnation (its volume was lost): every
+    /// replica assignment naming member `old` names member `new` instead.
+    ReplaceMember { old: u64, new: u64 },
     /// Moves one partition's replicas (cluster mode: decommission, repair).
     Reassign {
         topic: String,
@@ -61,7 +57,6 @@ pub enum Command {
         partition: u32,
         timestamp_ms: i64,
         records: Vec<NewRecord>,
-        auto_create: Option<AutoCreate>,
     },
     /// Records that a consumer group exists (SUBSCRIBE with a group id).
     EnsureGroup { topic: String, group: String },
@@ -125,6 +120,10 @@ pub enum Applied {
         new_start: u64,
     },
     Reassigned,
+    MemberReplaced {
+        /// Topics whose assignment changed.
+        topics: u32,
+    },
     TopicUpdated,
     PartitionsAdded {
         /// The partition count before the change.

@@ -27,6 +27,12 @@ pub struct TopicRecord {
     /// standalone broker (every partition is local).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub replicas: Vec<Vec<u64>>,
+    /// Per partition, the member that creates its Raft group (the first
+    /// replica when the partition was made). Only it ever initialises the
+    /// group, so a replica that lost its data (a new incarnation) or was
+    /// added later can never start a second group beside the real one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub initializers: Vec<u64>,
 }
 
 /// Position and size of one partition log, stored under `p/[topic id][partition]`
@@ -108,6 +114,19 @@ impl Store {
             topics.push((record, states));
         }
         Ok(topics)
+    }
+
+    /// The stored state of one partition, if it has one.
+    pub fn partition_state(&self, topic_id: u32, partition: u32) -> Result<Option<PartitionState>, StorageError> {
+        match self
+            .db()
+            .get_pinned_cf(&self.cf(CF_META), keys::partition_state_key(topic_id, partition))?
+        {
+            Some(bytes) => Ok(Some(PartitionState::decode(&bytes).ok_or_else(|| {
+                corrupt(format!("partition state of topic id {topic_id} partition {partition}"))
+            })?)),
+            None => Ok(None),
+        }
     }
 
     pub fn get_cluster_value(&self, name: &str) -> Result<Option<Vec<u8>>, StorageError> {
@@ -237,6 +256,7 @@ mod tests {
                 created_ms: 5,
                 config: TopicConfig::default(),
                 replicas: vec![],
+                initializers: vec![],
             };
             store.put_topic(&mut batch, &record);
             let state = PartitionState {

@@ -43,6 +43,12 @@ pub enum StorageError {
     Corrupt { what: String },
 }
 
+impl From<StorageError> for std::io::Error {
+    fn from(err: StorageError) -> Self {
+        std::io::Error::other(err.to_string())
+    }
+}
+
 /// The broker's single RocksDB instance.
 #[derive(Clone)]
 pub struct Store {
@@ -50,9 +56,42 @@ pub struct Store {
     path: PathBuf,
 }
 
+/// Memory RocksDB may use.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreOptions {
+    /// All memtables together (`db_write_buffer_size`); each column family's
+    /// memtable is at most a quarter of it, capped at 64 MiB.
+    pub memtable_bytes: usize,
+    /// The block cache for reads.
+    pub block_cache_bytes: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self::for_budget(512 << 20)
+    }
+}
+
+impl StoreOptions {
+    /// How a memory budget (`memory_budget_mb`) is shared: half for
+    /// memtables, an eighth for the block cache; the rest is left to the
+    /// process (connections, Raft, snapshot chunks).
+    pub fn for_budget(bytes: usize) -> Self {
+        Self {
+            memtable_bytes: (bytes / 2).max(8 << 20),
+            block_cache_bytes: (bytes / 8).max(4 << 20),
+        }
+    }
+}
+
 impl Store {
-    /// Opens (or creates) the database in `dir`.
+    /// Opens (or creates) the database in `dir` with the default memory budget.
     pub fn open(dir: &Path) -> Result<Self, StorageError> {
+        Self::open_with(dir, StoreOptions::default())
+    }
+
+    /// Opens (or creates) the database in `dir`.
+    pub fn open_with(dir: &Path, options: StoreOptions) -> Result<Self, StorageError> {
         std::fs::create_dir_all(dir).map_err(|source| StorageError::CreateDir {
             path: dir.to_path_buf(),
             source,
@@ -64,13 +103,22 @@ impl Store {
         opts.set_max_background_jobs(2);
         // Log records are written once and read mostly in order: big memtables
         // and few levels keep write amplification low.
-        opts.set_write_buffer_size(64 << 20);
+        let memtable = (options.memtable_bytes / 4).min(64 << 20);
+        opts.set_write_buffer_size(memtable);
         opts.set_max_write_buffer_number(4);
         opts.set_keep_log_file_num(4);
+        // One budget for every column family's memtables: RocksDB flushes
+        // the largest when the total reaches it.
+        opts.set_db_write_buffer_size(options.memtable_bytes);
+        let cache = rocksdb::Cache::new_lru_cache(options.block_cache_bytes);
+        let mut table = rocksdb::BlockBasedOptions::default();
+        table.set_block_cache(&cache);
 
-        let mut log_opts = Options::default();
-        log_opts.set_write_buffer_size(64 << 20);
-        log_opts.set_max_write_buffer_number(4);
+        let mut cf_opts = Options::default();
+        cf_opts.set_write_buffer_size(memtable);
+        cf_opts.set_max_write_buffer_number(4);
+        cf_opts.set_block_based_table_factory(&table);
+        let mut log_opts = cf_opts.clone();
         log_opts.set_target_file_size_base(64 << 20);
         log_opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
         // Record batches are large values; point lookups are seeks, so no bloom filter.
@@ -78,7 +126,7 @@ impl Store {
             let cf_opts = if *name == CF_LOG {
                 log_opts.clone()
             } else {
-                Options::default()
+                cf_opts.clone()
             };
             ColumnFamilyDescriptor::new(*name, cf_opts)
         });

@@ -105,6 +105,55 @@ impl Store {
         Ok(next)
     }
 
+    /// Calls `visit(first offset, value)` for every stored batch whose first
+    /// offset is in `[from, end)`, in order, until it returns `Ok(false)`.
+    pub fn for_each_batch<E: From<StorageError>>(
+        &self,
+        topic_id: u32,
+        partition: u32,
+        from: u64,
+        end: u64,
+        mut visit: impl FnMut(u64, &[u8]) -> Result<bool, E>,
+    ) -> Result<(), E> {
+        let mut iter = self.partition_iter(topic_id, partition, end);
+        iter.seek(keys::log_key(topic_id, partition, from));
+        while iter.valid() {
+            let (Some(key), Some(value)) = (iter.key(), iter.value()) else {
+                break;
+            };
+            let first = keys::log_key_offset(key).ok_or_else(|| corrupt(topic_id, partition, from, "bad key"))?;
+            if !visit(first, value)? {
+                return Ok(());
+            }
+            iter.next();
+        }
+        iter.status().map_err(StorageError::from)?;
+        Ok(())
+    }
+
+    /// The stored batch holding `offset` (its first offset and record count),
+    /// if one does.
+    pub fn batch_holding(&self, topic_id: u32, partition: u32, offset: u64) -> Result<Option<BatchInfo>, StorageError> {
+        let mut iter = self.partition_iter(topic_id, partition, offset.saturating_add(1));
+        iter.seek_for_prev(keys::log_key(topic_id, partition, offset));
+        if !iter.valid() {
+            iter.status()?;
+            return Ok(None);
+        }
+        let (Some(key), Some(value)) = (iter.key(), iter.value()) else {
+            return Ok(None);
+        };
+        let first = keys::log_key_offset(key).ok_or_else(|| corrupt(topic_id, partition, offset, "bad key"))?;
+        let header = read_header(value).map_err(|e| corrupt(topic_id, partition, first, e))?;
+        let info = BatchInfo {
+            first_offset: first,
+            count: header.count,
+            max_timestamp: header.max_timestamp,
+            size_bytes: value.len() as u64,
+        };
+        Ok((info.end_offset() > offset).then_some(info))
+    }
+
     /// The first `limit` batches of a partition starting at or after `from`.
     pub fn batch_infos(
         &self,

@@ -1,0 +1,184 @@
+//! Consumer groups: SUBSCRIBE, COMMIT, offsets, lag, and group listing.
+//! Committed offsets live in the metadata (replicated on every broker).
+
+use super::broker::Broker;
+use super::command::Command;
+use super::error::{BrokerError, BrokerResult};
+use super::names::validate_group_id;
+use super::writer::await_applied;
+
+/// A consumer group with its live member count and committed offsets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupInfo {
+    pub topic: String,
+    pub group: String,
+    pub members: u32,
+    pub offsets: Vec<(u32, u64)>,
+}
+
+/// Lag of a group on one partition (GET_LAG).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lag {
+    pub committed: u64,
+    pub latest: u64,
+    pub lag: u64,
+}
+
+/// What a SUBSCRIBE start mode asks for.
+fn start_offset(mode: &str, start: u64, end: u64, committed: Option<u64>) -> BrokerResult<u64> {
+    match mode {
+        "earliest" => Ok(start),
+        "latest" | "" => Ok(end),
+        "commit" => Ok(committed.unwrap_or(start)),
+        other => Err(BrokerError::UnknownSubscribeMode(other.to_owned())),
+    }
+}
+
+impl Broker {
+    /// SUBSCRIBE: the start offset for `mode`; with a group id, creates the
+    /// group and registers `connection` as a member.
+    pub async fn subscribe(
+        &self,
+        topic: &str,
+        group: &str,
+        partition: i32,
+        mode: &str,
+        connection: u64,
+    ) -> BrokerResult<u64> {
+        let pos = self.position(topic, partition)?;
+        let committed = if group.is_empty() {
+            None
+        } else {
+            self.store.committed_offset(topic, group, pos.partition)?
+        };
+        let offset = start_offset(mode, pos.start, pos.end, committed)?;
+        if !group.is_empty() {
+            validate_group_id(group)?;
+            if !self.store.group_exists(topic, group)? {
+                self.propose(Command::EnsureGroup {
+                    topic: topic.to_owned(),
+                    group: group.to_owned(),
+                })
+                .await?;
+            }
+            self.members.join(connection, topic, group);
+        }
+        Ok(offset)
+    }
+
+    /// COMMIT: stores `offset` as the group's next offset to read.
+    pub fn submit_commit(
+        &self,
+        topic: &str,
+        group: &str,
+        partition: i32,
+        offset: u64,
+    ) -> BrokerResult<impl Future<Output = BrokerResult<()>> + Send + 'static> {
+        validate_group_id(group)?;
+        let partition = u32::try_from(partition)
+            .map_err(|_| BrokerError::InvalidArgument(format!("partition {partition} must not be negative")))?;
+        let rx = self.replicator.submit(Command::CommitOffset {
+            topic: topic.to_owned(),
+            group: group.to_owned(),
+            partition,
+            offset,
+        });
+        Ok(async move { await_applied(rx).await.map(|_| ()) })
+    }
+
+    pub async fn commit(&self, topic: &str, group: &str, partition: i32, offset: u64) -> BrokerResult<()> {
+        self.submit_commit(topic, group, partition, offset)?.await
+    }
+
+    fn require_group(&self, topic: &str, group: &str) -> BrokerResult<()> {
+        if self.store.group_exists(topic, group)? {
+            Ok(())
+        } else {
+            Err(BrokerError::GroupNotFound {
+                topic: topic.to_owned(),
+                group: group.to_owned(),
+            })
+        }
+    }
+
+    /// GET_OFFSET: committed offset, 0 when the group has none for the partition.
+    pub fn committed_offset(&self, topic: &str, group: &str, partition: i32) -> BrokerResult<u64> {
+        self.require_group(topic, group)?;
+        let Ok(p) = u32::try_from(partition) else { return Ok(0) };
+        Ok(self.store.committed_offset(topic, group, p)?.unwrap_or(0))
+    }
+
+    /// RESET_OFFSET: sets the committed offset to earliest, latest or `offset`.
+    pub async fn reset_offset(
+        &self,
+        topic: &str,
+        group: &str,
+        partition: i32,
+        mode: &str,
+        offset: u64,
+    ) -> BrokerResult<()> {
+        let target = match mode {
+            "offset" => offset,
+            "earliest" | "latest" => {
+                let pos = self.position(topic, partition)?;
+                if mode == "earliest" { pos.start } else { pos.end }
+            }
+            other => return Err(BrokerError::UnknownResetMode(other.to_owned())),
+        };
+        self.commit(topic, group, partition, target).await
+    }
+
+    /// GET_LAG for one partition.
+    pub fn lag(&self, topic: &str, group: &str, partition: i32) -> BrokerResult<Lag> {
+        self.require_group(topic, group)?;
+        let pos = self.position(topic, partition)?;
+        let committed = self.store.committed_offset(topic, group, pos.partition)?.unwrap_or(0);
+        let latest = pos.end;
+        Ok(Lag {
+            committed,
+            latest,
+            lag: latest.saturating_sub(committed),
+        })
+    }
+
+    pub fn list_groups(&self) -> BrokerResult<Vec<GroupInfo>> {
+        Ok(self
+            .store
+            .list_groups()?
+            .into_iter()
+            .map(|g| GroupInfo {
+                members: self.members.count(&g.topic, &g.group),
+                topic: g.topic,
+                group: g.group,
+                offsets: g.offsets,
+            })
+            .collect())
+    }
+
+    pub fn describe_group(&self, topic: &str, group: &str) -> BrokerResult<GroupInfo> {
+        self.require_group(topic, group)?;
+        let offsets = self
+            .store
+            .list_groups()?
+            .into_iter()
+            .find(|g| g.topic == topic && g.group == group)
+            .map(|g| g.offsets)
+            .unwrap_or_default();
+        Ok(GroupInfo {
+            topic: topic.to_owned(),
+            group: group.to_owned(),
+            members: self.members.count(topic, group),
+            offsets,
+        })
+    }
+
+    pub async fn delete_group(&self, topic: &str, group: &str) -> BrokerResult<()> {
+        self.require_group(topic, group)?;
+        self.propose(Command::DeleteGroup {
+            topic: topic.to_owned(),
+            group: group.to_owned(),
+        })
+        .await
+        .map(|_| ())
+    }
+}

@@ -1,0 +1,170 @@
+//! The state machine of one partition: appends and retention truncations.
+//! In a cluster each partition Raft group applies its own `PartitionMachine`,
+//! so partitions apply in parallel without a shared lock.
+//!
+//! Appends are coalesced into one stored batch per `end_entry` call. The
+//! cluster calls it after each Raft entry, so every replica stores the same
+//! batches (the same keys and values), whatever the grouping of entries into
+//! apply calls: replicas are identical byte for byte, and a truncation cuts
+//! them at the same place.
+
+use rocksdb::WriteBatch;
+
+use super::super::catalog::Publish;
+use super::super::command::{Applied, Command, NewRecord};
+use super::super::error::{BrokerError, BrokerResult};
+use crate::storage::record_batch::BatchBuilder;
+use crate::storage::{PartitionState, StorageError, Store};
+
+/// Records being coalesced into one stored batch.
+struct PendingAppend {
+    first_offset: u64,
+    builder: BatchBuilder,
+}
+
+pub struct PartitionMachine {
+    store: Store,
+    topic_id: u32,
+    partition: u32,
+    topic: String,
+    state: PartitionState,
+    pending: Option<PendingAppend>,
+    /// The state changed since the last `end_entry`.
+    dirty: bool,
+}
+
+impl PartitionMachine {
+    /// Loads the partition's state from the store (default when absent).
+    pub fn load(store: Store, topic_id: u32, partition: u32, topic: String) -> Result<Self, StorageError> {
+        let state = store.partition_state(topic_id, partition)?.unwrap_or_default();
+        Ok(Self {
+            store,
+            topic_id,
+            partition,
+            topic,
+            state,
+            pending: None,
+            dirty: false,
+        })
+    }
+
+    pub fn state(&self) -> PartitionState {
+        self.state
+    }
+
+    pub fn topic_id(&self) -> u32 {
+        self.topic_id
+    }
+
+    /// Applies an `Append` or a `Truncate` of this partition.
+    pub fn apply(
+        &mut self,
+        batch: &mut WriteBatch,
+        publish: &mut Vec<Publish>,
+        command: &Command,
+    ) -> BrokerResult<Applied> {
+        match command {
+            Command::Append {
+                partition,
+                timestamp_ms,
+                records,
+                ..
+            } if *partition == self.partition => self.append(*timestamp_ms, records),
+            Command::Truncate {
+                topic_id,
+                partition,
+                new_start,
+                removed_bytes,
+                ..
+            } if *topic_id == self.topic_id && *partition == self.partition => {
+                // Keep the WriteBatch in command order around the delete.
+                self.end_entry(batch, publish);
+                self.truncate(batch, publish, *new_start, *removed_bytes)
+            }
+            other => Err(BrokerError::InvalidArgument(format!(
+                "internal error: command for another partition reached partition {} of '{}': {other:?}",
+                self.partition, self.topic
+            ))),
+        }
+    }
+
+    fn append(&mut self, timestamp_ms: i64, records: &[NewRecord]) -> BrokerResult<Applied> {
+        if records.is_empty() {
+            return Err(BrokerError::InvalidArgument(
+                "a produce must carry at least one record".into(),
+            ));
+        }
+        // Timestamps never go backwards within a partition (seek by time relies on it).
+        let timestamp_ms = timestamp_ms.max(self.state.last_timestamp);
+        let base_offset = self.state.next_offset;
+        let pending = self.pending.get_or_insert_with(|| PendingAppend {
+            first_offset: base_offset,
+            builder: BatchBuilder::new(),
+        });
+        for record in records {
+            pending
+                .builder
+                .push(timestamp_ms, record.flags, &record.key, &record.value);
+        }
+        let count = records.len() as u32;
+        self.state.next_offset += u64::from(count);
+        self.state.last_timestamp = timestamp_ms;
+        self.dirty = true;
+        Ok(Applied::Appended {
+            partition: self.partition,
+            base_offset,
+            count,
+            timestamp_ms,
+        })
+    }
+
+    /// Retention: records before `new_start` are no longer readable. Stored
+    /// batches that end at or before it are deleted; a batch that straddles
+    /// it stays until a later truncation passes its end (reads never return
+    /// records below the start offset).
+    fn truncate(
+        &mut self,
+        batch: &mut WriteBatch,
+        publish: &mut Vec<Publish>,
+        new_start: u64,
+        removed_bytes: u64,
+    ) -> BrokerResult<Applied> {
+        let state = &mut self.state;
+        if new_start <= state.start_offset || new_start > state.next_offset {
+            return Ok(Applied::Truncated {
+                new_start: state.start_offset,
+            });
+        }
+        let cut = match self.store.batch_holding(self.topic_id, self.partition, new_start)? {
+            Some(straddling) if straddling.first_offset < new_start => straddling.first_offset,
+            _ => new_start,
+        };
+        self.store.delete_batches(batch, self.topic_id, self.partition, 0, cut);
+        state.start_offset = new_start;
+        state.size_bytes = state.size_bytes.saturating_sub(removed_bytes);
+        self.dirty = true;
+        self.end_entry(batch, publish);
+        Ok(Applied::Truncated { new_start })
+    }
+
+    /// Ends a Raft entry (or a group commit): writes the coalesced batch and
+    /// the partition state into `batch`.
+    pub fn end_entry(&mut self, batch: &mut WriteBatch, publish: &mut Vec<Publish>) {
+        if let Some(pending) = self.pending.take() {
+            let value = pending.builder.finish();
+            self.store
+                .put_batch(batch, self.topic_id, self.partition, pending.first_offset, &value);
+            self.state.size_bytes += value.len() as u64;
+        }
+        if std::mem::take(&mut self.dirty) {
+            self.store
+                .put_partition_state(batch, self.topic_id, self.partition, &self.state);
+            publish.push(Publish::Partition {
+                topic_id: self.topic_id,
+                name: self.topic.clone(),
+                partition: self.partition,
+                state: self.state,
+            });
+        }
+    }
+}
