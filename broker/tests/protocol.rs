@@ -569,3 +569,81 @@ async fn pipelined_requests_are_answered_in_order() {
     assert_eq!(expected_offset, 400);
     broker.shutdown().await;
 }
+
+/// Requests pipelined in one write take effect in the order sent: a read
+/// sees the produce before it, and a produce after CREATE_TOPIC goes to the
+/// topic as created (not auto-created with the default partition count).
+#[tokio::test]
+async fn pipelined_requests_take_effect_in_order() {
+    let (_dir, broker, mut c) = start().await;
+    let mut bytes = Vec::new();
+    bytes.extend_from_slice(&create("eight", 8).to_frame_bytes().unwrap());
+    bytes.extend_from_slice(&produce("eight", "", "first", 5).to_frame_bytes().unwrap());
+    bytes.extend_from_slice(
+        &Request::Consume(ConsumeRequest {
+            topic: "eight".into(),
+            partition: 5,
+            offset: 0,
+        })
+        .to_frame_bytes()
+        .unwrap(),
+    );
+    // A topic that does not exist yet: auto-created by the first produce,
+    // read by the consume right behind it.
+    bytes.extend_from_slice(&produce("auto", "", "a0", 0).to_frame_bytes().unwrap());
+    bytes.extend_from_slice(
+        &Request::Consume(ConsumeRequest {
+            topic: "auto".into(),
+            partition: 0,
+            offset: 0,
+        })
+        .to_frame_bytes()
+        .unwrap(),
+    );
+    for i in 0..50 {
+        bytes.extend_from_slice(&produce("auto", "", &format!("a{}", i + 1), 0).to_frame_bytes().unwrap());
+    }
+    bytes.extend_from_slice(&fetch("auto", 0, 0, 100, "").to_frame_bytes().unwrap());
+    c.send_raw(&bytes).await;
+
+    assert!(
+        matches!(c.read_response().await, Response::CreateTopic),
+        "create answered first"
+    );
+    assert_eq!(
+        meta(c.read_response().await).partition,
+        5,
+        "the produce went to partition 5 of 8"
+    );
+    match c.read_response().await {
+        Response::Consume(r) => assert_eq!(&r.value[..], b"first"),
+        other => panic!("the consume did not see the produce before it: {other:?}"),
+    }
+    assert_eq!(meta(c.read_response().await).offset, 0);
+    match c.read_response().await {
+        Response::Consume(r) => assert_eq!(&r.value[..], b"a0"),
+        other => panic!("the consume did not see the auto-created topic's record: {other:?}"),
+    }
+    for i in 0..50 {
+        assert_eq!(meta(c.read_response().await).offset, i + 1, "produce {i} in order");
+    }
+    let all = fetched(c.read_response().await);
+    let values: Vec<String> = all
+        .records
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.value).into_owned())
+        .collect();
+    let expected: Vec<String> = (0..51).map(|i| format!("a{i}")).collect();
+    assert_eq!(values, expected, "the fetch saw every earlier produce, in order");
+    c.call(Request::ListTopics).await;
+    match c
+        .call(Request::ClusterMetadata(ClusterMetadataRequest {
+            topic: "eight".into(),
+        }))
+        .await
+    {
+        Response::ClusterMetadata(m) => assert_eq!(m.topics[0].partitions.len(), 8),
+        other => panic!("{other:?}"),
+    }
+    broker.shutdown().await;
+}

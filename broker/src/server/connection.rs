@@ -14,7 +14,8 @@ use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
 
-use super::dispatch::{Outgoing, Reply, dispatch};
+use super::dispatch::{Answer, Outgoing, Reply, dispatch};
+use super::sequencer::Sequencer;
 use crate::core::Broker;
 use crate::shutdown::Shutdown;
 use flymq_proto::{Frame, Opcode, Response};
@@ -30,13 +31,20 @@ pub struct ConnectionLimits {
     pub idle_timeout: Option<Duration>,
 }
 
-/// What handlers may know about the connection a request came on.
+/// What handlers may know about the connection a request came on; shared
+/// with the tasks that run its requests.
 #[derive(Debug)]
-pub struct ConnectionContext {
+pub struct Session {
     pub id: u64,
     pub peer: SocketAddr,
     /// User bound by AUTH ("" when none).
-    pub username: String,
+    pub username: parking_lot::Mutex<String>,
+}
+
+/// Per-connection state of the reader: the session and the request order.
+pub struct ConnectionContext {
+    pub session: Arc<Session>,
+    pub sequencer: Sequencer,
 }
 
 pub struct Connection {
@@ -50,9 +58,12 @@ impl Connection {
     pub fn new(id: u64, peer: SocketAddr, broker: Arc<Broker>, limits: ConnectionLimits, shutdown: Shutdown) -> Self {
         Self {
             context: ConnectionContext {
-                id,
-                peer,
-                username: String::new(),
+                session: Arc::new(Session {
+                    id,
+                    peer,
+                    username: parking_lot::Mutex::new(String::new()),
+                }),
+                sequencer: Sequencer::default(),
             },
             broker,
             limits,
@@ -63,18 +74,18 @@ impl Connection {
     pub async fn run(mut self, stream: TcpStream) {
         let metrics_broker = self.broker.clone();
         metrics_broker.metrics().active_connections.inc();
-        tracing::debug!(peer = %self.context.peer, id = self.context.id, "connection opened");
+        tracing::debug!(peer = %self.context.session.peer, id = self.context.session.id, "connection opened");
         let (read, write) = stream.into_split();
         let (tx, rx) = mpsc::channel(self.limits.max_in_flight.max(1));
         let writer = tokio::spawn(write_replies(write, rx, self.broker.clone()));
         if let Err(reason) = self.read_requests(read, tx).await {
-            tracing::debug!(peer = %self.context.peer, %reason, "closing connection");
+            tracing::debug!(peer = %self.context.session.peer, %reason, "closing connection");
         }
         // The reader dropped its sender: the writer finishes what is queued.
         let _ = writer.await;
-        self.broker.members().leave(self.context.id);
+        self.broker.members().leave(self.context.session.id);
         metrics_broker.metrics().active_connections.dec();
-        tracing::debug!(peer = %self.context.peer, id = self.context.id, "connection closed");
+        tracing::debug!(peer = %self.context.session.peer, id = self.context.session.id, "connection closed");
     }
 
     async fn read_requests(&mut self, mut read: OwnedReadHalf, tx: mpsc::Sender<Outgoing>) -> Result<(), String> {
@@ -135,22 +146,22 @@ async fn write_replies(mut write: OwnedWriteHalf, mut rx: mpsc::Receiver<Outgoin
             Err(mpsc::error::TryRecvError::Disconnected) => break,
         };
         let Outgoing { opcode, reply } = next;
-        match reply {
-            Reply::Encoded(bytes) => out.extend_from_slice(&bytes),
-            Reply::Response(response) => encode(&broker, opcode, &response, &mut out),
-            Reply::Pending(mut pending) => {
-                let response = match (&mut pending).now_or_never() {
-                    Some(response) => response,
-                    None => {
-                        // Send what is ready before waiting (e.g. for the next group commit).
-                        if flush(&mut write, &mut out).await.is_err() {
-                            return;
-                        }
-                        pending.await
+        let answer = match reply {
+            Reply::Ready(answer) => answer,
+            Reply::Pending(mut pending) => match (&mut pending).now_or_never() {
+                Some(answer) => answer,
+                None => {
+                    // Send what is ready before waiting (e.g. for the next group commit).
+                    if flush(&mut write, &mut out).await.is_err() {
+                        return;
                     }
-                };
-                encode(&broker, opcode, &response, &mut out);
-            }
+                    pending.await
+                }
+            },
+        };
+        match answer {
+            Answer::Encoded(bytes) => out.extend_from_slice(&bytes),
+            Answer::Response(response) => encode(&broker, opcode, &response, &mut out),
         }
         if out.len() >= WRITE_FLUSH_BYTES && flush(&mut write, &mut out).await.is_err() {
             return;

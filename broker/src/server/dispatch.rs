@@ -1,46 +1,47 @@
-//! Decodes a request frame and routes it to its handler. Handlers run their
-//! synchronous part (validation, reads, queueing writes) right here, in
-//! arrival order; what must wait for a durable write is returned as a future.
+//! Decodes a request frame and routes it to its handler, through the
+//! connection's `Sequencer` so requests take effect in the order sent.
 
-use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::BytesMut;
 use flymq_proto::{Frame, Request, Response};
+use futures::FutureExt;
+use futures::future::BoxFuture;
 
-use super::connection::ConnectionContext;
+use super::connection::{ConnectionContext, Session};
 use super::handlers::{cluster, groups, produce, read, topics, unsupported};
 use crate::core::{Broker, BrokerError};
 
-pub type PendingResponse = Pin<Box<dyn Future<Output = Response> + Send + 'static>>;
-
 /// The answer to one request.
-pub enum Reply {
+pub enum Answer {
     Response(Response),
     /// An already encoded frame (FETCH encodes straight from storage).
     Encoded(BytesMut),
-    /// Answered once a write is durable.
-    Pending(PendingResponse),
 }
 
-impl Reply {
-    pub fn error(err: impl std::fmt::Display) -> Reply {
-        Reply::Response(Response::error(err.to_string()))
+impl Answer {
+    pub fn error(err: impl std::fmt::Display) -> Answer {
+        Answer::Response(Response::error(err.to_string()))
     }
 
-    pub fn from_result(result: Result<Response, BrokerError>) -> Reply {
+    pub fn from_result(result: Result<Response, BrokerError>) -> Answer {
         match result {
-            Ok(response) => Reply::Response(response),
-            Err(err) => Reply::error(err),
+            Ok(response) => Answer::Response(response),
+            Err(err) => Answer::error(err),
         }
     }
+}
 
-    /// A reply that waits for `fut`.
-    pub fn pending(fut: impl Future<Output = Result<Response, BrokerError>> + Send + 'static) -> Reply {
-        Reply::Pending(Box::pin(async move {
-            fut.await.unwrap_or_else(|e| Response::error(e.to_string()))
-        }))
+impl From<Response> for Answer {
+    fn from(response: Response) -> Self {
+        Answer::Response(response)
     }
+}
+
+/// The reply to one request: ready now, or once its work is done.
+pub enum Reply {
+    Ready(Answer),
+    Pending(BoxFuture<'static, Answer>),
 }
 
 /// A reply tagged with the request's opcode (for metrics).
@@ -51,44 +52,71 @@ pub struct Outgoing {
 
 pub fn dispatch(conn: &mut ConnectionContext, broker: &Arc<Broker>, frame: Frame) -> Outgoing {
     let opcode = frame.opcode;
-    let reply = match frame
-        .decompressed_payload()
-        .and_then(|payload| Request::decode_bytes(opcode, payload))
-    {
+    // Inflating a compressed payload is CPU work: keep it off the async
+    // workers' queue (the broker runs a multi-threaded runtime).
+    let multi_threaded = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    let payload = if frame.compression() != 0 && multi_threaded {
+        tokio::task::block_in_place(|| frame.decompressed_payload())
+    } else {
+        frame.decompressed_payload()
+    };
+    let reply = match payload.and_then(|payload| Request::decode_bytes(opcode, payload)) {
         Ok(request) => route(conn, broker, request),
         // Decode errors keep the connection open (WIRE.md §3).
-        Err(err) => Reply::error(err),
+        Err(err) => Reply::Ready(Answer::error(err)),
     };
     Outgoing { opcode, reply }
 }
 
 fn route(conn: &mut ConnectionContext, broker: &Arc<Broker>, request: Request) -> Reply {
     match request {
-        Request::Produce(r) => produce::produce(broker, r),
-        Request::ProduceBatch(r) => produce::produce_batch(broker, r),
-        Request::Consume(r) => read::consume(broker, r, false),
-        Request::ConsumeZeroCopy(r) => read::consume(broker, r, true),
-        Request::Fetch(r) => read::fetch(broker, r, false),
-        Request::FetchBinary(r) => read::fetch(broker, r, true),
-        Request::SeekToTimestamp(r) => read::seek_to_timestamp(broker, r),
-        Request::CreateTopic(r) => topics::create(broker, r),
-        Request::DeleteTopic(r) => topics::delete(broker, r),
-        Request::ListTopics => topics::list(broker),
-        Request::Subscribe(r) => groups::subscribe(conn, broker, r),
-        Request::Commit(r) => groups::commit(broker, r),
-        Request::GetOffset(r) => groups::get_offset(broker, r),
-        Request::ResetOffset(r) => groups::reset_offset(broker, r),
-        Request::ListGroups => groups::list(broker),
-        Request::DescribeGroup(r) => groups::describe(broker, r),
-        Request::GetLag(r) => groups::lag(broker, r),
-        Request::DeleteGroup(r) => groups::delete(broker, r),
-        Request::ClusterMetadata(r) => cluster::metadata(broker, r),
-        Request::ClusterStatus => cluster::status(broker),
-        Request::ClusterJoin(_) | Request::ClusterLeave => cluster::membership_change(),
-        Request::Auth(r) => unsupported::auth_disabled(conn, r),
-        Request::Whoami => unsupported::whoami(conn),
-        Request::FetchDlq(_) => unsupported::fetch_dlq_disabled(),
-        Request::PurgeDlq(_) => unsupported::purge_dlq_disabled(),
-        other => unsupported::not_supported(&other),
+        Request::Produce(r) => produce::produce(conn, broker, r),
+        Request::ProduceBatch(r) => produce::produce_batch(conn, broker, r),
+        Request::Commit(r) => groups::commit(conn, broker, r),
+        other => {
+            let work = handle(conn.session.clone(), broker.clone(), other);
+            conn.sequencer.ordered(work)
+        }
     }
+}
+
+/// Every request that is not a queued write; runs after the connection's
+/// earlier requests have taken effect.
+fn handle(session: Arc<Session>, broker: Arc<Broker>, request: Request) -> BoxFuture<'static, Answer> {
+    async move {
+        match request {
+            Request::Consume(r) => read::consume(broker, r, false).await,
+            Request::ConsumeZeroCopy(r) => read::consume(broker, r, true).await,
+            Request::Fetch(r) => read::fetch(broker, r, false).await,
+            Request::FetchBinary(r) => read::fetch(broker, r, true).await,
+            Request::SeekToTimestamp(r) => read::seek_to_timestamp(broker, r).await,
+            Request::CreateTopic(r) => topics::create(broker, r).await,
+            Request::DeleteTopic(r) => topics::delete(broker, r).await,
+            Request::ListTopics => topics::list(&broker),
+            Request::Subscribe(r) => groups::subscribe(&session, broker, r).await,
+            Request::GetOffset(r) => groups::get_offset(broker, r).await,
+            Request::ResetOffset(r) => groups::reset_offset(broker, r).await,
+            Request::ListGroups => groups::list(broker).await,
+            Request::DescribeGroup(r) => groups::describe(broker, r).await,
+            Request::GetLag(r) => groups::lag(broker, r).await,
+            Request::DeleteGroup(r) => groups::delete(broker, r).await,
+            Request::ClusterMetadata(r) => cluster::metadata(&broker, r),
+            Request::ClusterStatus => cluster::status(&broker),
+            Request::ClusterJoin(_) | Request::ClusterLeave => cluster::membership_change(),
+            Request::Auth(r) => unsupported::auth_disabled(&session, r),
+            Request::Whoami => unsupported::whoami(&session),
+            Request::FetchDlq(_) => unsupported::fetch_dlq_disabled(),
+            Request::PurgeDlq(_) => unsupported::purge_dlq_disabled(),
+            other => unsupported::not_supported(&other),
+        }
+    }
+    .boxed()
+}
+
+/// Runs a blocking read (RocksDB I/O, filter scans) off the async workers.
+pub async fn blocking(work: impl FnOnce() -> Answer + Send + 'static) -> Answer {
+    tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or_else(|e| Answer::error(format!("internal error: read task failed: {e}")))
 }

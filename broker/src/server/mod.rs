@@ -4,5 +4,6 @@ pub mod connection;
 pub mod dispatch;
 pub mod handlers;
 pub mod listener;
+pub mod sequencer;
 
 pub use listener::serve;

@@ -1,16 +1,14 @@
 //! CLUSTER_METADATA (0x53), CLUSTER_STATUS (0x52), CLUSTER_JOIN/LEAVE (0x50/0x51).
 
-use std::sync::Arc;
-
 use flymq_proto::{
     ClusterMetadata, ClusterMetadataRequest, ClusterNode, ClusterStatus, PartitionMetadata, Response, TopicMetadata,
 };
 
 use crate::core::Broker;
-use crate::server::dispatch::Reply;
+use crate::server::dispatch::Answer;
 
-pub fn metadata(broker: &Arc<Broker>, req: ClusterMetadataRequest) -> Reply {
-    Reply::from_result(broker.topic_metadata(&req.topic).map(|topics| {
+pub fn metadata(broker: &Broker, req: ClusterMetadataRequest) -> Answer {
+    Answer::from_result(broker.topic_metadata(&req.topic).map(|topics| {
         Response::ClusterMetadata(ClusterMetadata {
             cluster_id: broker.cluster_id().to_owned(),
             topics: topics
@@ -36,7 +34,7 @@ pub fn metadata(broker: &Arc<Broker>, req: ClusterMetadataRequest) -> Reply {
     }))
 }
 
-pub fn status(broker: &Arc<Broker>) -> Reply {
+pub fn status(broker: &Broker) -> Answer {
     let nodes = broker
         .cluster_members()
         .into_iter()
@@ -47,7 +45,7 @@ pub fn status(broker: &Arc<Broker>) -> Reply {
             state: m.state.to_owned(),
         })
         .collect();
-    Reply::Response(Response::ClusterStatus(ClusterStatus {
+    Answer::Response(Response::ClusterStatus(ClusterStatus {
         cluster_id: broker.cluster_id().to_owned(),
         node_id: broker.node_id(),
         leader_id: broker.node_id(),
@@ -56,6 +54,6 @@ pub fn status(broker: &Arc<Broker>) -> Reply {
 }
 
 /// Membership is managed by the admin API and the operator, not by clients.
-pub fn membership_change() -> Reply {
-    Reply::error("cluster membership is managed by the operator and the admin API, not over the client protocol")
+pub fn membership_change() -> Answer {
+    Answer::error("cluster membership is managed by the operator and the admin API, not over the client protocol")
 }

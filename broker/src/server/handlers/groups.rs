@@ -6,10 +6,11 @@ use flymq_proto::{
     CommitRequest, GroupPartitionRequest, GroupRecord, GroupRequest, LagInfo, ListGroupsResponse, OffsetResponse,
     PartitionOffset, ResetOffsetRequest, Response, SubscribeRequest,
 };
+use futures::FutureExt;
 
 use crate::core::{Broker, GroupInfo};
-use crate::server::connection::ConnectionContext;
-use crate::server::dispatch::Reply;
+use crate::server::connection::{ConnectionContext, Session};
+use crate::server::dispatch::{Answer, Reply, blocking};
 
 fn group_record(info: GroupInfo) -> GroupRecord {
     GroupRecord {
@@ -27,76 +28,93 @@ fn group_record(info: GroupInfo) -> GroupRecord {
     }
 }
 
-pub fn subscribe(conn: &ConnectionContext, broker: &Arc<Broker>, req: SubscribeRequest) -> Reply {
-    let broker = broker.clone();
-    let connection = conn.id;
-    Reply::pending(async move {
-        let offset = broker
-            .subscribe(&req.topic, &req.group_id, req.partition, &req.mode, connection)
-            .await?;
-        Ok(Response::Subscribe(OffsetResponse { offset }))
-    })
-}
-
-pub fn commit(broker: &Arc<Broker>, req: CommitRequest) -> Reply {
-    match broker.submit_commit(&req.topic, &req.group_id, req.partition, req.offset) {
-        Ok(pending) => Reply::pending(async move {
-            pending.await?;
-            Ok(Response::Commit)
-        }),
-        Err(err) => Reply::error(err),
-    }
-}
-
-pub fn get_offset(broker: &Arc<Broker>, req: GroupPartitionRequest) -> Reply {
-    Reply::from_result(
+pub async fn subscribe(session: &Session, broker: Arc<Broker>, req: SubscribeRequest) -> Answer {
+    Answer::from_result(
         broker
-            .committed_offset(&req.topic, &req.group_id, req.partition)
-            .map(|offset| Response::GetOffset(OffsetResponse { offset })),
+            .subscribe(&req.topic, &req.group_id, req.partition, &req.mode, session.id)
+            .await
+            .map(|offset| Response::Subscribe(OffsetResponse { offset })),
     )
 }
 
-pub fn reset_offset(broker: &Arc<Broker>, req: ResetOffsetRequest) -> Reply {
+/// COMMIT is a queued write: pipelined commits keep their order.
+pub fn commit(conn: &mut ConnectionContext, broker: &Arc<Broker>, req: CommitRequest) -> Reply {
     let broker = broker.clone();
-    Reply::pending(async move {
+    conn.sequencer.write(None, move || {
+        match broker.submit_commit(&req.topic, &req.group_id, req.partition, req.offset) {
+            Ok(pending) => async move {
+                match pending.await {
+                    Ok(()) => Response::Commit.into(),
+                    Err(err) => Answer::error(err),
+                }
+            }
+            .boxed(),
+            Err(err) => futures::future::ready(Answer::error(err)).boxed(),
+        }
+    })
+}
+
+pub async fn get_offset(broker: Arc<Broker>, req: GroupPartitionRequest) -> Answer {
+    blocking(move || {
+        Answer::from_result(
+            broker
+                .committed_offset(&req.topic, &req.group_id, req.partition)
+                .map(|offset| Response::GetOffset(OffsetResponse { offset })),
+        )
+    })
+    .await
+}
+
+pub async fn reset_offset(broker: Arc<Broker>, req: ResetOffsetRequest) -> Answer {
+    Answer::from_result(
         broker
             .reset_offset(&req.topic, &req.group_id, req.partition, &req.mode, req.offset)
-            .await?;
-        Ok(Response::ResetOffset)
-    })
-}
-
-pub fn list(broker: &Arc<Broker>) -> Reply {
-    Reply::from_result(broker.list_groups().map(|groups| {
-        Response::ListGroups(ListGroupsResponse {
-            groups: groups.into_iter().map(group_record).collect(),
-        })
-    }))
-}
-
-pub fn describe(broker: &Arc<Broker>, req: GroupRequest) -> Reply {
-    Reply::from_result(
-        broker
-            .describe_group(&req.topic, &req.group_id)
-            .map(|g| Response::DescribeGroup(group_record(g))),
+            .await
+            .map(|()| Response::ResetOffset),
     )
 }
 
-pub fn lag(broker: &Arc<Broker>, req: GroupPartitionRequest) -> Reply {
-    Reply::from_result(broker.lag(&req.topic, &req.group_id, req.partition).map(|lag| {
-        Response::GetLag(LagInfo {
-            current: lag.committed,
-            committed: lag.committed,
-            latest: lag.latest,
-            lag: lag.lag,
-        })
-    }))
+pub async fn list(broker: Arc<Broker>) -> Answer {
+    blocking(move || {
+        Answer::from_result(broker.list_groups().map(|groups| {
+            Response::ListGroups(ListGroupsResponse {
+                groups: groups.into_iter().map(group_record).collect(),
+            })
+        }))
+    })
+    .await
 }
 
-pub fn delete(broker: &Arc<Broker>, req: GroupRequest) -> Reply {
-    let broker = broker.clone();
-    Reply::pending(async move {
-        broker.delete_group(&req.topic, &req.group_id).await?;
-        Ok(Response::DeleteGroup)
+pub async fn describe(broker: Arc<Broker>, req: GroupRequest) -> Answer {
+    blocking(move || {
+        Answer::from_result(
+            broker
+                .describe_group(&req.topic, &req.group_id)
+                .map(|g| Response::DescribeGroup(group_record(g))),
+        )
     })
+    .await
+}
+
+pub async fn lag(broker: Arc<Broker>, req: GroupPartitionRequest) -> Answer {
+    blocking(move || {
+        Answer::from_result(broker.lag(&req.topic, &req.group_id, req.partition).map(|lag| {
+            Response::GetLag(LagInfo {
+                current: lag.committed,
+                committed: lag.committed,
+                latest: lag.latest,
+                lag: lag.lag,
+            })
+        }))
+    })
+    .await
+}
+
+pub async fn delete(broker: Arc<Broker>, req: GroupRequest) -> Answer {
+    Answer::from_result(
+        broker
+            .delete_group(&req.topic, &req.group_id)
+            .await
+            .map(|()| Response::DeleteGroup),
+    )
 }

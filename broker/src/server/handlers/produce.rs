@@ -4,15 +4,18 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use flymq_proto::{ProduceBatchRequest, ProduceBatchResponse, ProduceRequest, RecordMetadata, Response};
+use futures::FutureExt;
 
 use crate::core::{Broker, NewRecord, ProduceAck};
-use crate::server::dispatch::Reply;
+use crate::server::connection::ConnectionContext;
+use crate::server::dispatch::{Answer, Reply};
 
-pub fn produce(broker: &Arc<Broker>, req: ProduceRequest) -> Reply {
+pub fn produce(conn: &mut ConnectionContext, broker: &Arc<Broker>, req: ProduceRequest) -> Reply {
     let key_size = if req.key.is_empty() { -1 } else { req.key.len() as i32 };
     let value_size = req.value.len() as i32;
     let topic = req.topic;
     submit(
+        conn,
         broker,
         topic.clone(),
         req.partition,
@@ -30,14 +33,14 @@ pub fn produce(broker: &Arc<Broker>, req: ProduceRequest) -> Reply {
     )
 }
 
-pub fn produce_batch(broker: &Arc<Broker>, req: ProduceBatchRequest) -> Reply {
+pub fn produce_batch(conn: &mut ConnectionContext, broker: &Arc<Broker>, req: ProduceBatchRequest) -> Reply {
     let records = req
         .records
         .into_iter()
         .map(|r| NewRecord::new(r.key, r.value))
         .collect();
     let topic = req.topic;
-    submit(broker, topic.clone(), req.partition, records, move |ack| {
+    submit(conn, broker, topic.clone(), req.partition, records, move |ack| {
         Response::ProduceBatch(ProduceBatchResponse {
             topic,
             partition: ack.partition as i32,
@@ -48,9 +51,11 @@ pub fn produce_batch(broker: &Arc<Broker>, req: ProduceBatchRequest) -> Reply {
     })
 }
 
-/// Queues the records now (keeping connection order) and answers with
-/// `respond(ack)` once they are durable, recording the produce latency.
+/// Queues the records in connection order (creating the topic first when
+/// allowed) and answers with `respond(ack)` once they are durable,
+/// recording the produce latency.
 fn submit(
+    conn: &mut ConnectionContext,
     broker: &Arc<Broker>,
     topic: String,
     partition: i32,
@@ -58,17 +63,28 @@ fn submit(
     respond: impl FnOnce(ProduceAck) -> Response + Send + 'static,
 ) -> Reply {
     let started = Instant::now();
-    let pending = match broker.submit_produce(&topic, partition, records) {
-        Ok(pending) => pending,
-        Err(err) => return Reply::error(err),
-    };
+    let prepare = broker.needs_auto_create(&topic).then(|| {
+        let (broker, topic) = (broker.clone(), topic.clone());
+        async move { broker.auto_create_topic(&topic).await }.boxed()
+    });
     let broker = broker.clone();
-    Reply::pending(async move {
-        let ack = pending.await?;
-        broker
-            .metrics()
-            .produce_latency
-            .observe(started.elapsed().as_secs_f64());
-        Ok(respond(ack))
+    conn.sequencer.write(prepare, move || {
+        let pending = match broker.submit_produce(&topic, partition, records) {
+            Ok(pending) => pending,
+            Err(err) => return futures::future::ready(Answer::error(err)).boxed(),
+        };
+        async move {
+            match pending.await {
+                Ok(ack) => {
+                    broker
+                        .metrics()
+                        .produce_latency
+                        .observe(started.elapsed().as_secs_f64());
+                    Answer::Response(respond(ack))
+                }
+                Err(err) => Answer::error(err),
+            }
+        }
+        .boxed()
     })
 }

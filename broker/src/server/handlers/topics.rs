@@ -5,33 +5,38 @@ use std::sync::Arc;
 use flymq_proto::{CreateTopicRequest, ListTopicsResponse, Response, TopicRequest};
 
 use crate::core::Broker;
-use crate::server::dispatch::Reply;
+use crate::server::dispatch::Answer;
 
-/// Creating an existing topic succeeds (WIRE.md §8.3).
-pub fn create(broker: &Arc<Broker>, req: CreateTopicRequest) -> Reply {
-    let broker = broker.clone();
-    Reply::pending(async move {
-        let created = broker.create_topic(&req.topic, req.partitions).await?;
-        if created {
-            tracing::info!(topic = %req.topic, partitions = req.partitions.max(1), "topic created");
+/// Creating an existing topic succeeds (WIRE.md §8.3). The answer comes
+/// once every partition has a leader, so the next produce is accepted.
+pub async fn create(broker: Arc<Broker>, req: CreateTopicRequest) -> Answer {
+    match broker.create_topic(&req.topic, req.partitions).await {
+        Ok(created) => {
+            if created {
+                tracing::info!(topic = %req.topic, partitions = req.partitions.max(1), "topic created");
+            }
+            Response::CreateTopic.into()
         }
-        Ok(Response::CreateTopic)
-    })
+        Err(err) => Answer::error(err),
+    }
 }
 
 /// Deleting a missing topic succeeds (WIRE.md §8.4).
-pub fn delete(broker: &Arc<Broker>, req: TopicRequest) -> Reply {
-    let broker = broker.clone();
-    Reply::pending(async move {
-        if broker.delete_topic(&req.topic).await? {
-            tracing::info!(topic = %req.topic, "topic deleted");
+pub async fn delete(broker: Arc<Broker>, req: TopicRequest) -> Answer {
+    match broker.delete_topic(&req.topic).await {
+        Ok(existed) => {
+            if existed {
+                tracing::info!(topic = %req.topic, "topic deleted");
+            }
+            Response::DeleteTopic.into()
         }
-        Ok(Response::DeleteTopic)
-    })
+        Err(err) => Answer::error(err),
+    }
 }
 
-pub fn list(broker: &Arc<Broker>) -> Reply {
-    Reply::Response(Response::ListTopics(ListTopicsResponse {
+pub fn list(broker: &Broker) -> Answer {
+    Response::ListTopics(ListTopicsResponse {
         topics: broker.list_topics(),
-    }))
+    })
+    .into()
 }

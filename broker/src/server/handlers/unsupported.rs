@@ -4,14 +4,14 @@
 use flymq_proto::{AuthRequest, AuthResponse, FetchDlqResponse, OkMessage, Request, Response, WhoamiResponse};
 
 use crate::core::BrokerError;
-use crate::server::connection::ConnectionContext;
-use crate::server::dispatch::Reply;
+use crate::server::connection::Session;
+use crate::server::dispatch::Answer;
 
 /// Authentication is not enabled on this broker: AUTH must succeed and bind
 /// the user name (WIRE.md §6.2), since pyflymq sends it whenever configured.
-pub fn auth_disabled(conn: &mut ConnectionContext, req: AuthRequest) -> Reply {
-    conn.username = req.username.clone();
-    Reply::Response(Response::Auth(AuthResponse {
+pub fn auth_disabled(session: &Session, req: AuthRequest) -> Answer {
+    *session.username.lock() = req.username.clone();
+    Answer::Response(Response::Auth(AuthResponse {
         success: true,
         username: req.username,
         roles: vec![],
@@ -19,10 +19,11 @@ pub fn auth_disabled(conn: &mut ConnectionContext, req: AuthRequest) -> Reply {
     }))
 }
 
-pub fn whoami(conn: &ConnectionContext) -> Reply {
-    Reply::Response(Response::Whoami(WhoamiResponse {
-        authenticated: !conn.username.is_empty(),
-        username: conn.username.clone(),
+pub fn whoami(session: &Session) -> Answer {
+    let username = session.username.lock().clone();
+    Answer::Response(Response::Whoami(WhoamiResponse {
+        authenticated: !username.is_empty(),
+        username,
         roles: vec![],
         permissions: vec![],
     }))
@@ -30,19 +31,19 @@ pub fn whoami(conn: &ConnectionContext) -> Reply {
 
 /// Dead-letter queues are not enabled: FETCH_DLQ returns no entries, as the Go
 /// broker does with DLQs disabled (WIRE.md §11.1).
-pub fn fetch_dlq_disabled() -> Reply {
-    Reply::Response(Response::FetchDlq(FetchDlqResponse { entries: vec![] }))
+pub fn fetch_dlq_disabled() -> Answer {
+    Answer::Response(Response::FetchDlq(FetchDlqResponse { entries: vec![] }))
 }
 
 /// PURGE_DLQ with DLQs disabled: `success 0` in-band, never an error frame (§11.3).
-pub fn purge_dlq_disabled() -> Reply {
-    Reply::Response(Response::PurgeDlq(OkMessage {
+pub fn purge_dlq_disabled() -> Answer {
+    Answer::Response(Response::PurgeDlq(OkMessage {
         success: false,
         message: "dead-letter queues are not enabled on this broker (not supported yet)".into(),
     }))
 }
 
-pub fn not_supported(request: &Request) -> Reply {
+pub fn not_supported(request: &Request) -> Answer {
     let feature = match request {
         Request::RegisterSchema(_)
         | Request::GetSchema(_)
@@ -69,9 +70,9 @@ pub fn not_supported(request: &Request) -> Reply {
             "the audit trail"
         }
         Request::Metadata(_) => {
-            return Reply::error("METADATA (0x04) is not supported; use CLUSTER_METADATA (0x53)");
+            return Answer::error("METADATA (0x04) is not supported; use CLUSTER_METADATA (0x53)");
         }
         _ => "this operation",
     };
-    Reply::error(BrokerError::NotSupported(feature))
+    Answer::error(BrokerError::NotSupported(feature))
 }
