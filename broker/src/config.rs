@@ -64,6 +64,9 @@ pub struct Config {
     pub retention_check_interval_ms: u64,
     /// Largest key + value of one record.
     pub max_message_bytes: usize,
+    /// Memory RocksDB may use, in MiB: half for memtables (all column
+    /// families together), an eighth for the block cache.
+    pub memory_budget_mb: usize,
     /// Most concurrent client connections; more are refused.
     pub max_connections: usize,
     /// Most requests read ahead on one connection before the first is answered.
@@ -75,6 +78,11 @@ pub struct Config {
     pub seeds: String,
     /// Cluster id to join or create; empty learns it from the cluster (node 0 creates one).
     pub cluster_id: String,
+    /// `auto`: broker 0 creates the cluster when its data directory is empty
+    /// and no seed belongs to a cluster (first start). `never`: always join
+    /// through the seeds; set it once the cluster exists (the operator does),
+    /// so a broker 0 that lost its volume can never start a second cluster.
+    pub cluster_bootstrap: crate::cluster::Bootstrap,
     /// Cluster address other brokers should dial; defaults to `POD_IP` or the bound `cluster_addr`.
     pub advertise_cluster: Option<String>,
     /// Replicas of each partition of new topics; this default is capped by the
@@ -109,11 +117,13 @@ impl Default for Config {
             retention_bytes: 0,
             retention_check_interval_ms: 60_000,
             max_message_bytes: 8 << 20,
+            memory_budget_mb: 512,
             max_connections: 10_000,
             max_in_flight_per_connection: 1024,
             idle_timeout_secs: 600,
             seeds: String::new(),
             cluster_id: String::new(),
+            cluster_bootstrap: crate::cluster::Bootstrap::Auto,
             advertise_cluster: None,
             replication_factor: 3,
             raft_heartbeat_ms: 100,
@@ -287,6 +297,9 @@ impl Config {
                 return Err(Self::invalid("seeds", format!("'{seed}' is not host:port")));
             }
         }
+        if self.memory_budget_mb < 32 {
+            return Err(Self::invalid("memory_budget_mb", "must be at least 32"));
+        }
         if self.data_dir.as_os_str().is_empty() {
             return Err(Self::invalid("data_dir", "must not be empty"));
         }
@@ -338,8 +351,9 @@ impl Config {
         admin: SocketAddr,
     ) -> crate::cluster::ClusterSettings {
         crate::cluster::ClusterSettings {
-            node_id: u64::from(self.node_id),
+            broker_id: self.node_id,
             cluster_id: (!self.cluster_id.is_empty()).then(|| self.cluster_id.clone()),
+            bootstrap: self.cluster_bootstrap,
             me: crate::cluster::types::NodeInfo {
                 cluster_addr: self.advertise_cluster.clone().unwrap_or_else(|| advertised(cluster)),
                 client_addr: client.to_owned(),

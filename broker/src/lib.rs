@@ -58,6 +58,7 @@ impl From<StorageError> for StartError {
 /// A started broker: its listeners, background tasks and core.
 pub struct RunningBroker {
     broker: Arc<Broker>,
+    cluster: Option<Arc<cluster::ClusterNode>>,
     client_addr: SocketAddr,
     metrics_addr: SocketAddr,
     health_addr: SocketAddr,
@@ -107,24 +108,32 @@ impl RunningBroker {
         };
 
         let data_dir = config.data_dir.clone();
-        let store = tokio::task::spawn_blocking(move || Store::open(&data_dir))
+        let store_options = storage::StoreOptions::for_budget(config.memory_budget_mb << 20);
+        let store = tokio::task::spawn_blocking(move || Store::open_with(&data_dir, store_options))
             .await
             .map_err(|e| StartError::Thread(e.to_string()))??;
         let metrics = Arc::new(Metrics::new());
         let settings = config.broker_settings(client_addr);
-        let broker = Arc::new(match &cluster_listener {
-            None => Broker::open(store, settings, metrics)?,
+        let (broker, cluster) = match &cluster_listener {
+            None => (Broker::open(store, settings, metrics)?, None),
             Some(listener) => {
                 let cluster_addr = listener.local_addr().map_err(|e| StartError::Storage(e.to_string()))?;
                 let cluster = config.cluster_settings(&settings.advertised_addr, cluster_addr, admin_addr);
-                Broker::open_cluster(store, settings, metrics, cluster).await?
+                let (broker, node) = cluster::open_broker(store, settings, metrics, cluster).await?;
+                (broker, Some(node))
             }
-        });
+        };
+        let broker = Arc::new(broker);
 
         let (trigger, shutdown) = shutdown::channel();
         let mut tasks = JoinSet::new();
-        tasks.spawn(cluster::serve_admin(admin_listener, broker.clone(), shutdown.clone()));
-        if let (Some(listener), Some(node)) = (cluster_listener, broker.cluster().cloned()) {
+        tasks.spawn(cluster::serve_admin(
+            admin_listener,
+            broker.clone(),
+            cluster.clone(),
+            shutdown.clone(),
+        ));
+        if let (Some(listener), Some(node)) = (cluster_listener, cluster.clone()) {
             tasks.spawn(cluster::serve_cluster(listener, node.clone(), shutdown.clone()));
             tasks.spawn(node.clone().run_reconciler(shutdown.clone()));
             tasks.spawn(node.run_join(shutdown.clone()));
@@ -161,12 +170,13 @@ impl RunningBroker {
         broker.set_ready(true);
         tracing::info!(
             client = %client_addr, metrics = %metrics_addr, health = %health_addr, admin = %admin_addr,
-            mode = if broker.cluster().is_some() { "cluster" } else { "standalone" },
+            mode = if cluster.is_some() { "cluster" } else { "standalone" },
             data_dir = %config.data_dir.display(), node_id = config.node_id, acks = ?config.acks,
             cluster_id = broker.cluster_id(), "FlyMQ broker ready"
         );
         Ok(Self {
             broker,
+            cluster,
             client_addr,
             metrics_addr,
             health_addr,
@@ -197,6 +207,11 @@ impl RunningBroker {
         &self.broker
     }
 
+    /// The cluster node, in cluster mode.
+    pub fn cluster(&self) -> Option<&Arc<cluster::ClusterNode>> {
+        self.cluster.as_ref()
+    }
+
     /// A receiver of this broker's shutdown signal.
     pub fn shutdown_signal(&self) -> Shutdown {
         self.shutdown.clone()
@@ -206,7 +221,7 @@ impl RunningBroker {
     pub async fn shutdown(mut self) {
         tracing::info!("shutting down");
         self.broker.set_ready(false);
-        if let Some(node) = self.broker.cluster() {
+        if let Some(node) = &self.cluster {
             // While still serving, so clients follow the new leaders at once.
             node.hand_over_leadership(std::time::Duration::from_secs(10)).await;
         }
@@ -225,7 +240,7 @@ impl RunningBroker {
             self.tasks.abort_all();
             while self.tasks.join_next().await.is_some() {}
         }
-        if let Some(node) = self.broker.cluster() {
+        if let Some(node) = &self.cluster {
             node.shutdown().await;
         }
         let broker = self.broker.clone();

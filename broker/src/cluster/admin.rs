@@ -9,6 +9,7 @@ use flymq_proto::grpc::admin::admin_server::Admin;
 use flymq_proto::grpc::admin::*;
 use tonic::{Request, Response, Status};
 
+use super::identity::{broker_ids, broker_of};
 use super::types::{META_GROUP, NodeInfo, partition_group};
 use crate::core::Broker;
 use crate::core::error::BrokerError;
@@ -16,6 +17,7 @@ use crate::storage::TopicConfig as StoredTopicConfig;
 
 pub struct AdminService {
     pub broker: Arc<Broker>,
+    pub cluster: Option<Arc<super::ClusterNode>>,
 }
 
 /// Maps a broker error to the gRPC status the API documents.
@@ -50,8 +52,8 @@ fn stored_config(config: Option<TopicConfig>) -> StoredTopicConfig {
 
 impl AdminService {
     fn cluster(&self) -> Result<&Arc<super::ClusterNode>, Status> {
-        self.broker
-            .cluster()
+        self.cluster
+            .as_ref()
             .ok_or_else(|| Status::failed_precondition("this broker runs standalone (no cluster membership to manage)"))
     }
 
@@ -174,7 +176,7 @@ impl Admin for AdminService {
         &self,
         _request: Request<ClusterStatusRequest>,
     ) -> Result<Response<ClusterStatusReply>, Status> {
-        let Some(node) = self.broker.cluster() else {
+        let Some(node) = &self.cluster else {
             let addr = self.broker.settings().advertised_addr.clone();
             return Ok(Response::new(ClusterStatusReply {
                 cluster_id: self.broker.cluster_id(),
@@ -192,16 +194,17 @@ impl Admin for AdminService {
             }));
         };
         let meta = node.group_view(META_GROUP);
+        let broker = |m: u64| u64::from(broker_of(m));
         let mut groups = vec![GroupStatus {
             group_id: META_GROUP,
             name: "metadata".into(),
-            leader: meta.leader.unwrap_or(0),
+            leader: meta.leader.map_or(0, broker),
             has_leader: meta.leader.is_some(),
             term: meta.term,
             committed_index: meta.committed,
             applied_index: meta.applied,
-            voters: meta.voters.clone(),
-            in_sync: meta.in_sync.clone(),
+            voters: broker_ids(&meta.voters),
+            in_sync: broker_ids(&meta.in_sync),
         }];
         let mut under_replicated = Vec::new();
         let mut leading: std::collections::HashMap<u64, u32> = std::collections::HashMap::new();
@@ -219,13 +222,13 @@ impl Admin for AdminService {
                 groups.push(GroupStatus {
                     group_id: id,
                     name,
-                    leader: view.leader.unwrap_or(0),
+                    leader: view.leader.map_or(0, broker),
                     has_leader: view.leader.is_some(),
                     term: view.term,
                     committed_index: view.committed,
                     applied_index: view.applied,
-                    voters: view.voters,
-                    in_sync: view.in_sync,
+                    voters: broker_ids(&view.voters),
+                    in_sync: broker_ids(&view.in_sync),
                 });
             }
         }
@@ -233,7 +236,7 @@ impl Admin for AdminService {
             .members()
             .into_iter()
             .map(|(id, info, voter)| Member {
-                node_id: id,
+                node_id: broker(id),
                 cluster_addr: info.cluster_addr,
                 client_addr: info.client_addr,
                 admin_addr: info.admin_addr,
@@ -250,7 +253,7 @@ impl Admin for AdminService {
             .collect();
         Ok(Response::new(ClusterStatusReply {
             cluster_id: node.cluster_id(),
-            node_id: node.node_id(),
+            node_id: u64::from(node.broker_id()),
             members,
             groups,
             under_replicated,
@@ -268,6 +271,13 @@ impl Admin for AdminService {
             client_addr: req.client_addr,
             admin_addr: req.admin_addr,
         };
+        if req.node_id >> 32 == 0 {
+            return Err(Status::invalid_argument(format!(
+                "node_id {} is a broker id; JoinNode takes a member id (broker id << 32 | incarnation), \
+                 as `flymq-cli cluster status --groups` shows it. Brokers normally join by themselves through their seeds",
+                req.node_id
+            )));
+        }
         node.handle_join("", req.node_id, info).await?;
         Ok(Response::new(JoinNodeReply {}))
     }
@@ -277,10 +287,9 @@ impl Admin for AdminService {
             return leader.decommission(request.into_inner()).await;
         }
         let node = self.cluster()?;
-        let moved = node
-            .decommission(request.into_inner().node_id)
-            .await
-            .map_err(status_of)?;
+        let broker = u32::try_from(request.into_inner().node_id)
+            .map_err(|_| Status::invalid_argument("node_id must be a broker id (the StatefulSet ordinal)"))?;
+        let moved = node.decommission(broker).await.map_err(status_of)?;
         Ok(Response::new(DecommissionReply { moved }))
     }
 
@@ -290,6 +299,17 @@ impl Admin for AdminService {
     ) -> Result<Response<TransferLeadershipReply>, Status> {
         let req = request.into_inner();
         let node = self.cluster()?;
+        let member = |broker: u64| -> Result<u64, Status> {
+            u32::try_from(broker)
+                .ok()
+                .and_then(|b| node.member_of_broker(b))
+                .ok_or_else(|| Status::invalid_argument(format!("node {broker} is not a member of this cluster")))
+        };
+        let from = if req.has_from {
+            Some(member(req.from_node)?)
+        } else {
+            None
+        };
         let mut groups = Vec::new();
         if req.has_from {
             groups.push(META_GROUP);
@@ -305,21 +325,21 @@ impl Admin for AdminService {
         for group in groups {
             let view = node.group_view(group);
             let Some(leader) = view.leader else { continue };
-            if req.has_from && leader != req.from_node {
+            if from.is_some_and(|f| leader != f) {
                 continue;
             }
-            let to = if req.has_from {
-                match view.voters.iter().find(|v| **v != req.from_node) {
+            let to = match from {
+                Some(f) => match view.voters.iter().find(|v| **v != f) {
                     Some(v) => *v,
                     None => continue,
-                }
-            } else {
-                req.to_node
+                },
+                None => member(req.to_node)?,
             };
             if !view.voters.contains(&to) {
                 return Err(Status::invalid_argument(format!(
-                    "node {to} is not a voter of group {group}; voters are {:?}",
-                    view.voters
+                    "node {} is not a voter of group {group}; voters are {:?}",
+                    broker_of(to),
+                    broker_ids(&view.voters)
                 )));
             }
             node.transfer_leader(group, to).await.map_err(status_of)?;

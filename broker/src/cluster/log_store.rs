@@ -1,14 +1,23 @@
 //! Raft log storage for every group on the broker's RocksDB (`raft_log` and
 //! `raft_meta` column families, keys prefixed by the group id).
 //!
-//! `append` writes the entries at once (so they are readable when it
-//! returns) and reports them durable only after the WAL is synced. Syncs are
-//! group-committed: one thread serves every group, and one `fsync` covers all
-//! appends that arrived while the previous one ran.
+//! One thread (`flymq-raft-log`) does every log write of every group: it
+//! takes all waiting appends, writes them, runs one `flush_wal(sync)` and
+//! only then reports them durable. One fsync thus covers the appends of
+//! every partition that arrived meanwhile (group commit across groups), and
+//! no RocksDB write runs on an async worker.
+//!
+//! Entries are readable the moment `append` returns, as openraft requires:
+//! each group keeps its newest entries in memory (`LogCache`) until they are
+//! written and the cache is over its budget. Replication to followers and
+//! the state machine read recent entries from there, without a RocksDB read
+//! or a decode.
 
+use std::collections::VecDeque;
 use std::fmt::Debug;
 use std::io;
 use std::ops::{Bound, RangeBounds};
+use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender};
 use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
@@ -23,6 +32,13 @@ const TAG_PURGED: u8 = b'p';
 const TAG_COMMITTED: u8 = b'c';
 pub(crate) const TAG_APPLIED: u8 = b'a';
 pub(crate) const TAG_MEMBERSHIP: u8 = b'm';
+
+/// Entries a group keeps in memory once written (more while unwritten).
+const CACHE_ENTRIES: usize = 1024;
+/// Bytes of entries a group keeps in memory once written.
+const CACHE_BYTES: usize = 16 << 20;
+/// Most bytes `limited_get_log_entries` returns for one replication request.
+const READ_LIMIT_BYTES: usize = 8 << 20;
 
 pub(crate) fn log_key(group: u64, index: u64) -> [u8; 16] {
     let mut key = [0u8; 16];
@@ -42,37 +58,140 @@ fn io_err(e: impl std::fmt::Display) -> io::Error {
     io::Error::other(e.to_string())
 }
 
-/// Group-commits WAL syncs for every group's appends.
+/// Work for the log writer thread, in the order the groups asked for it.
+enum LogWrite {
+    /// Entries to write; durable (and reported so) after the next WAL sync.
+    Append {
+        batch: WriteBatch,
+        cache: Arc<parking_lot::Mutex<LogCache>>,
+        last_index: u64,
+        callback: IOFlushed<TypeConfig>,
+    },
+    /// A truncation or purge: written in order with the appends before it.
+    Apply {
+        batch: WriteBatch,
+        done: std::sync::mpsc::SyncSender<io::Result<()>>,
+    },
+}
+
+/// The broker's log writer: group-commits WAL syncs for every group.
 #[derive(Clone)]
 pub struct WalSyncer {
-    tx: Sender<IOFlushed<TypeConfig>>,
+    tx: Sender<LogWrite>,
 }
 
 impl WalSyncer {
     pub fn start(store: Store) -> io::Result<Self> {
         let (tx, rx) = crossbeam_channel::unbounded();
         std::thread::Builder::new()
-            .name("flymq-raft-sync".into())
-            .spawn(move || sync_loop(store, rx))?;
+            .name("flymq-raft-log".into())
+            .spawn(move || write_loop(store, rx))?;
         Ok(Self { tx })
     }
 
-    fn request(&self, callback: IOFlushed<TypeConfig>) {
-        if let Err(err) = self.tx.send(callback) {
-            err.into_inner()
-                .io_completed(Err(io::Error::other("the WAL sync thread has stopped")));
+    fn send(&self, write: LogWrite) {
+        if let Err(err) = self.tx.send(write) {
+            let failure = || io::Error::other("the Raft log writer has stopped");
+            match err.into_inner() {
+                LogWrite::Append { callback, .. } => callback.io_completed(Err(failure())),
+                LogWrite::Apply { done, .. } => {
+                    let _ = done.send(Err(failure()));
+                }
+            }
         }
     }
 }
 
-fn sync_loop(store: Store, rx: Receiver<IOFlushed<TypeConfig>>) {
+fn write_loop(store: Store, rx: Receiver<LogWrite>) {
     while let Ok(first) = rx.recv() {
         let mut waiting = vec![first];
         waiting.extend(rx.try_iter());
-        let result = store.db().flush_wal(true);
-        for callback in waiting {
-            callback.io_completed(result.as_ref().map(|_| ()).map_err(io_err));
+        let mut appended = Vec::new();
+        for write in waiting {
+            match write {
+                LogWrite::Append {
+                    batch,
+                    cache,
+                    last_index,
+                    callback,
+                } => {
+                    let result = store.db().write(batch).map_err(io_err);
+                    appended.push((result, cache, last_index, callback));
+                }
+                LogWrite::Apply { batch, done } => {
+                    let _ = done.send(store.db().write(batch).map_err(io_err));
+                }
+            }
         }
+        if appended.is_empty() {
+            continue;
+        }
+        let synced = store.db().flush_wal(true).map_err(io_err);
+        for (written, cache, last_index, callback) in appended {
+            let result = match (&written, &synced) {
+                (Ok(()), Ok(())) => {
+                    cache.lock().written(last_index);
+                    Ok(())
+                }
+                (Err(e), _) | (_, Err(e)) => Err(io::Error::other(e.to_string())),
+            };
+            callback.io_completed(result);
+        }
+    }
+}
+
+/// The newest entries of one group, contiguous by index.
+#[derive(Default)]
+pub struct LogCache {
+    entries: VecDeque<(Entry, usize)>,
+    bytes: usize,
+    /// Entries up to this index are in RocksDB.
+    written: u64,
+}
+
+impl LogCache {
+    fn first_index(&self) -> Option<u64> {
+        self.entries.front().map(|(e, _)| e.log_id.index)
+    }
+
+    fn push(&mut self, entry: Entry, size: usize) {
+        // A new entry must follow the cached ones; otherwise start over.
+        if self
+            .entries
+            .back()
+            .is_some_and(|(e, _)| e.log_id.index + 1 != entry.log_id.index)
+        {
+            self.entries.clear();
+            self.bytes = 0;
+        }
+        self.bytes += size;
+        self.entries.push_back((entry, size));
+        self.evict();
+    }
+
+    fn written(&mut self, index: u64) {
+        self.written = self.written.max(index);
+        self.evict();
+    }
+
+    /// Drops the oldest written entries beyond the budget.
+    fn evict(&mut self) {
+        while (self.entries.len() > CACHE_ENTRIES || self.bytes > CACHE_BYTES)
+            && self
+                .entries
+                .front()
+                .is_some_and(|(e, _)| e.log_id.index <= self.written)
+        {
+            if let Some((_, size)) = self.entries.pop_front() {
+                self.bytes -= size;
+            }
+        }
+    }
+
+    /// Removes entries after `index` (truncation) or up to it (purge).
+    fn retain(&mut self, keep: impl Fn(u64) -> bool) {
+        self.entries.retain(|(e, _)| keep(e.log_id.index));
+        self.bytes = self.entries.iter().map(|(_, s)| s).sum();
     }
 }
 
@@ -82,11 +201,17 @@ pub struct GroupLogStore {
     group: u64,
     store: Store,
     syncer: WalSyncer,
+    cache: Arc<parking_lot::Mutex<LogCache>>,
 }
 
 impl GroupLogStore {
     pub fn new(group: u64, store: Store, syncer: WalSyncer) -> Self {
-        Self { group, store, syncer }
+        Self {
+            group,
+            store,
+            syncer,
+            cache: Arc::default(),
+        }
     }
 
     fn get_meta<T: serde::de::DeserializeOwned>(&self, tag: u8) -> io::Result<Option<T>> {
@@ -106,6 +231,19 @@ impl GroupLogStore {
         self.store.db().write_opt(batch, &opts).map_err(io_err)
     }
 
+    /// Writes `batch` through the log writer, after the appends queued
+    /// before it, and waits for it (on a blocking thread).
+    async fn write_in_order(&self, batch: WriteBatch) -> io::Result<()> {
+        let (done, wait) = std::sync::mpsc::sync_channel(1);
+        self.syncer.send(LogWrite::Apply { batch, done });
+        tokio::task::spawn_blocking(move || {
+            wait.recv()
+                .unwrap_or_else(|_| Err(io::Error::other("the Raft log writer has stopped")))
+        })
+        .await
+        .map_err(io_err)?
+    }
+
     /// Deletes everything this group stored (the node left the group).
     pub fn destroy(&self) -> io::Result<()> {
         let mut batch = WriteBatch::default();
@@ -113,15 +251,35 @@ impl GroupLogStore {
         batch.delete_range_cf(&log, log_key(self.group, 0), log_key(self.group + 1, 0));
         let meta = self.store.cf(CF_RAFT_META);
         batch.delete_range_cf(&meta, meta_key(self.group, 0), meta_key(self.group + 1, 0));
+        *self.cache.lock() = LogCache::default();
         self.store.db().write(batch).map_err(io_err)
     }
 
     /// Whether this group has any Raft state on disk (it was initialised or joined).
     pub fn has_state(&self) -> io::Result<bool> {
-        Ok(self.get_meta::<Vote>(TAG_VOTE)?.is_some() || self.last_entry()?.is_some())
+        Ok(!self.cache.lock().entries.is_empty() || Self::group_has_state(&self.store, self.group)?)
     }
 
-    fn last_entry(&self) -> io::Result<Option<Entry>> {
+    /// `has_state` of `group`, before any log store is opened for it.
+    pub fn group_has_state(store: &Store, group: u64) -> io::Result<bool> {
+        let cf = store.cf(CF_RAFT_META);
+        let voted = store
+            .db()
+            .get_cf(&cf, meta_key(group, TAG_VOTE))
+            .map_err(io_err)?
+            .is_some();
+        let log = store.cf(CF_RAFT_LOG);
+        let mut it = store
+            .db()
+            .iterator_cf(&log, IteratorMode::From(&log_key(group, 0), Direction::Forward));
+        let logged = match it.next() {
+            Some(item) => item.map_err(io_err)?.0[..8] == group.to_be_bytes(),
+            None => false,
+        };
+        Ok(voted || logged)
+    }
+
+    fn last_stored_entry(&self) -> io::Result<Option<Entry>> {
         let cf = self.store.cf(CF_RAFT_LOG);
         let end = log_key(self.group + 1, 0);
         let mut it = self
@@ -139,21 +297,32 @@ impl GroupLogStore {
             None => Ok(None),
         }
     }
-}
 
-impl RaftLogReader<TypeConfig> for GroupLogStore {
-    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
-        &mut self,
-        range: RB,
-    ) -> Result<Vec<Entry>, io::Error> {
-        let start = match range.start_bound() {
-            Bound::Included(x) => *x,
-            Bound::Excluded(x) => x + 1,
-            Bound::Unbounded => 0,
+    /// Entries `[start, end)` (end `None`: to the last), at most `max_bytes`
+    /// of them after the first: from the cache where it has them, else
+    /// from RocksDB.
+    fn read(&self, start: u64, end: Option<u64>, max_bytes: usize) -> io::Result<Vec<Entry>> {
+        let in_range = |i: u64| end.is_none_or(|e| i < e);
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        let cached_from = {
+            let cache = self.cache.lock();
+            match cache.first_index() {
+                Some(first) if first <= start => {
+                    for (entry, size) in cache.entries.iter().skip((start - first) as usize) {
+                        if !in_range(entry.log_id.index) || (!out.is_empty() && bytes + size > max_bytes) {
+                            break;
+                        }
+                        bytes += size;
+                        out.push(entry.clone());
+                    }
+                    return Ok(out);
+                }
+                first => first,
+            }
         };
         let cf = self.store.cf(CF_RAFT_LOG);
         let from = log_key(self.group, start);
-        let mut out = Vec::new();
         for item in self
             .store
             .db()
@@ -164,12 +333,62 @@ impl RaftLogReader<TypeConfig> for GroupLogStore {
                 break;
             }
             let index = u64::from_be_bytes(key[8..16].try_into().map_err(io_err)?);
-            if !range.contains(&index) {
+            if !in_range(index) || cached_from.is_some_and(|c| index >= c) {
                 break;
             }
+            if !out.is_empty() && bytes + value.len() > max_bytes {
+                return Ok(out);
+            }
+            bytes += value.len();
             out.push(decode(&value)?);
         }
+        // The rest (if any) from the cache.
+        if let Some(from) = cached_from {
+            let next = out.last().map_or(start, |e: &Entry| e.log_id.index + 1);
+            if next >= from {
+                let cache = self.cache.lock();
+                if let Some(first) = cache.first_index() {
+                    for (entry, size) in cache.entries.iter().skip(next.saturating_sub(first) as usize) {
+                        if !in_range(entry.log_id.index) || (!out.is_empty() && bytes + size > max_bytes) {
+                            break;
+                        }
+                        bytes += size;
+                        out.push(entry.clone());
+                    }
+                }
+            }
+        }
         Ok(out)
+    }
+}
+
+fn range_of<RB: RangeBounds<u64>>(range: &RB) -> (u64, Option<u64>) {
+    let start = match range.start_bound() {
+        Bound::Included(x) => *x,
+        Bound::Excluded(x) => x + 1,
+        Bound::Unbounded => 0,
+    };
+    let end = match range.end_bound() {
+        Bound::Included(x) => Some(x + 1),
+        Bound::Excluded(x) => Some(*x),
+        Bound::Unbounded => None,
+    };
+    (start, end)
+}
+
+impl RaftLogReader<TypeConfig> for GroupLogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, io::Error> {
+        let (start, end) = range_of(&range);
+        self.read(start, end, usize::MAX)
+    }
+
+    /// A prefix of at most `READ_LIMIT_BYTES` (at least one entry), so one
+    /// AppendEntries stays well under the transport's message limit.
+    async fn limited_get_log_entries(&mut self, start: u64, end: u64) -> Result<Vec<Entry>, io::Error> {
+        self.read(start, Some(end), READ_LIMIT_BYTES)
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {
@@ -182,9 +401,13 @@ impl RaftLogStorage<TypeConfig> for GroupLogStore {
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, io::Error> {
         let last_purged_log_id: Option<LogId> = self.get_meta(TAG_PURGED)?;
-        let last_log_id = match self.last_entry()? {
-            Some(entry) => Some(entry.log_id),
-            None => last_purged_log_id,
+        let cached_last = self.cache.lock().entries.back().map(|(e, _)| e.log_id);
+        let last_log_id = match cached_last {
+            Some(id) => Some(id),
+            None => match self.last_stored_entry()? {
+                Some(entry) => Some(entry.log_id),
+                None => last_purged_log_id,
+            },
         };
         Ok(LogState {
             last_purged_log_id,
@@ -207,7 +430,13 @@ impl RaftLogStorage<TypeConfig> for GroupLogStore {
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
         // Not synced: it only lets a restart apply committed entries sooner.
-        self.put_meta(TAG_COMMITTED, &committed, false)
+        // Written through the log writer (no RocksDB write on this thread).
+        let cf = self.store.cf(CF_RAFT_META);
+        let mut batch = WriteBatch::default();
+        batch.put_cf(&cf, meta_key(self.group, TAG_COMMITTED), encode(&committed)?);
+        let (done, _ignored) = std::sync::mpsc::sync_channel(1);
+        self.syncer.send(LogWrite::Apply { batch, done });
+        Ok(())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {
@@ -221,30 +450,49 @@ impl RaftLogStorage<TypeConfig> for GroupLogStore {
     {
         let cf = self.store.cf(CF_RAFT_LOG);
         let mut batch = WriteBatch::default();
-        for entry in entries {
-            batch.put_cf(&cf, log_key(self.group, entry.log_id.index), encode(&entry)?);
+        let mut last_index = 0;
+        {
+            let mut cache = self.cache.lock();
+            for entry in entries {
+                let bytes = encode(&entry)?;
+                batch.put_cf(&cf, log_key(self.group, entry.log_id.index), &bytes);
+                last_index = entry.log_id.index;
+                cache.push(entry, bytes.len());
+            }
         }
-        // Written now so the entries are readable when this returns; durable
-        // (and reported so) once the syncer's fsync covers them.
-        self.store.db().write(batch).map_err(io_err)?;
-        self.syncer.request(callback);
+        // Readable now (from the cache); durable once the writer's fsync covers it.
+        self.syncer.send(LogWrite::Append {
+            batch,
+            cache: self.cache.clone(),
+            last_index,
+            callback,
+        });
         Ok(())
     }
 
     async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> Result<(), io::Error> {
         let from = last_log_id.map_or(0, |id| id.index + 1);
+        self.cache.lock().retain(|index| index < from);
         let cf = self.store.cf(CF_RAFT_LOG);
         let mut batch = WriteBatch::default();
         batch.delete_range_cf(&cf, log_key(self.group, from), log_key(self.group + 1, 0));
-        self.store.db().write(batch).map_err(io_err)
+        self.write_in_order(batch).await
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {
-        // The purge point first: entries at or before it are ignored anyway.
-        self.put_meta(TAG_PURGED, &log_id, false)?;
-        let cf = self.store.cf(CF_RAFT_LOG);
+        self.cache.lock().retain(|index| index > log_id.index);
         let mut batch = WriteBatch::default();
-        batch.delete_range_cf(&cf, log_key(self.group, 0), log_key(self.group, log_id.index + 1));
-        self.store.db().write(batch).map_err(io_err)
+        // The purge point first: entries at or before it are ignored anyway.
+        batch.put_cf(
+            &self.store.cf(CF_RAFT_META),
+            meta_key(self.group, TAG_PURGED),
+            encode(&log_id)?,
+        );
+        batch.delete_range_cf(
+            &self.store.cf(CF_RAFT_LOG),
+            log_key(self.group, 0),
+            log_key(self.group, log_id.index + 1),
+        );
+        self.write_in_order(batch).await
     }
 }

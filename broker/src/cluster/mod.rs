@@ -1,21 +1,36 @@
 //! Cluster mode: Raft replication with openraft on the broker's RocksDB.
 //!
 //! - `types`: the openraft type configuration and group ids.
+//! - `identity`: member ids (broker id + incarnation), cluster id, bootstrap.
 //! - `log_store`: the Raft log of every group (`raft_log`, `raft_meta`).
-//! - `state_machine`: a group's state machine over the shared `StateMachine`.
+//! - `state_machine`: a group's state machine (metadata or one partition).
 //! - `network` / `service`: Raft RPCs over one gRPC service (port 9093).
-//! - `node`: groups, proposals and forwarding, joining, reassignment.
+//! - `node`: the groups of this broker; `proposer`, `forwarding`, `join`,
+//!   `reconcile`, `assignment`, `leadership`, `observe`: what it does with them.
+//! - `replicator`: the broker core's `Replicator` in cluster mode.
 //! - `admin`: the admin gRPC API (port 9096).
 
 pub mod admin;
+pub mod assignment;
+pub mod forwarding;
+pub mod identity;
+pub mod join;
+pub mod leadership;
 pub mod log_store;
 pub mod network;
 pub mod node;
+pub mod observe;
+pub mod proposer;
+pub mod reconcile;
+pub mod replicator;
 pub mod service;
+pub mod snapshot;
 pub mod state_machine;
 pub mod types;
 
+pub use identity::Bootstrap;
 pub use node::{ClusterNode, ClusterSettings};
+pub use replicator::ClusterReplicator;
 pub use state_machine::SharedState;
 
 use std::sync::Arc;
@@ -25,15 +40,46 @@ use flymq_proto::grpc::cluster::cluster_server::ClusterServer;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 
-use crate::core::Broker;
+use crate::core::catalog::Catalog;
+use crate::core::state_machine::MetaMachine;
+use crate::core::{Broker, BrokerSettings};
+use crate::observe::metrics::Metrics;
 use crate::shutdown::Shutdown;
+use crate::storage::Store;
+
+/// Opens a broker in cluster mode: its cluster node (Raft groups on
+/// `store`) and the core on top of it.
+pub async fn open_broker(
+    store: Store,
+    settings: BrokerSettings,
+    metrics: Arc<Metrics>,
+    cluster: ClusterSettings,
+) -> Result<(Broker, Arc<ClusterNode>), crate::StartError> {
+    let catalog = Arc::new(Catalog::load(store.load_topics()?));
+    let shared = Arc::new(SharedState {
+        store: store.clone(),
+        meta: parking_lot::Mutex::new(MetaMachine::load(store.clone())?),
+        catalog: catalog.clone(),
+    });
+    let node = ClusterNode::start(cluster, shared, metrics.clone())
+        .await
+        .map_err(|e| crate::StartError::Cluster(e.to_string()))?;
+    let replicator = Arc::new(ClusterReplicator::new(node.clone()));
+    let broker = Broker::with_replicator(store, catalog, replicator, settings, metrics);
+    Ok((broker, node))
+}
 
 /// Largest gRPC message between brokers (snapshot chunks, big append batches).
 const MAX_GRPC_MESSAGE: usize = 64 << 20;
 
 /// Serves the admin gRPC API until shutdown.
-pub async fn serve_admin(listener: TcpListener, broker: Arc<Broker>, mut shutdown: Shutdown) {
-    let service = AdminServer::new(admin::AdminService { broker });
+pub async fn serve_admin(
+    listener: TcpListener,
+    broker: Arc<Broker>,
+    cluster: Option<Arc<ClusterNode>>,
+    mut shutdown: Shutdown,
+) {
+    let service = AdminServer::new(admin::AdminService { broker, cluster });
     let result = tonic::transport::Server::builder()
         .add_service(service)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move { shutdown.recv().await })

@@ -16,10 +16,35 @@ use openraft::raft::{
 };
 use tonic::transport::{Channel, Endpoint};
 
-use super::types::{NodeId, NodeInfo, Snapshot, SnapshotData, TypeConfig, Vote, decode, encode};
+use super::types::{NodeId, NodeInfo, Raft, Snapshot, SnapshotData, TypeConfig, Vote, decode, encode};
+use crate::storage::Store;
+use openraft::async_runtime::WatchReceiver;
+use std::sync::Arc;
 
-/// Largest snapshot chunk sent in one gRPC message.
-const SNAPSHOT_CHUNK: usize = 1 << 20;
+/// Most bytes of entries in one AppendEntries request (well under the
+/// 64 MiB gRPC message limit; one entry is at most a few MiB).
+const MAX_APPEND_BYTES: usize = 16 << 20;
+
+/// How many of `entries`, from the first, fit in `limit` bytes (at least one,
+/// so a single large entry still goes).
+fn entries_within(entries: &[super::types::Entry], limit: usize) -> usize {
+    let mut total = 0usize;
+    for (i, entry) in entries.iter().enumerate() {
+        total += entry_size(entry);
+        if total > limit && i > 0 {
+            return i;
+        }
+    }
+    entries.len()
+}
+
+/// Approximate encoded size of an entry (its payload's bytes).
+fn entry_size(entry: &super::types::Entry) -> usize {
+    match &entry.payload {
+        openraft::EntryPayload::Normal(batch) => 64 + batch.0.iter().map(|c| c.size_hint()).sum::<usize>(),
+        _ => 256,
+    }
+}
 
 /// Channels to peers and this broker's identity, shared by every group.
 pub struct Peers {
@@ -102,6 +127,8 @@ impl Peers {
 pub struct NetworkFactory {
     pub group: u64,
     pub peers: std::sync::Arc<Peers>,
+    /// Where snapshots are read from when sent.
+    pub store: Store,
 }
 
 impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
@@ -113,6 +140,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             target,
             addr: node.cluster_addr.clone(),
             peers: self.peers.clone(),
+            store: self.store.clone(),
         }
     }
 }
@@ -123,6 +151,7 @@ pub struct GroupClient {
     target: NodeId,
     addr: String,
     peers: std::sync::Arc<Peers>,
+    store: Store,
 }
 
 fn unreachable(msg: impl ToString) -> Unreachable<TypeConfig> {
@@ -168,12 +197,26 @@ impl GroupClient {
 impl RaftNetworkV2<TypeConfig> for GroupClient {
     type SnapshotData = SnapshotData;
 
+    /// Sends at most `MAX_APPEND_BYTES` of entries per request: a longer
+    /// request is cut to a prefix, and its success reported as partial so
+    /// openraft sends the rest next (a far-behind follower makes progress
+    /// whatever the size of the entries).
     async fn append_entries(
         &mut self,
-        rpc: AppendEntriesRequest<TypeConfig>,
+        mut rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call(RaftKind::AppendEntries, &rpc, &option).await
+        let keep = entries_within(&rpc.entries, MAX_APPEND_BYTES);
+        if keep == rpc.entries.len() {
+            return self.call(RaftKind::AppendEntries, &rpc, &option).await;
+        }
+        rpc.entries.truncate(keep);
+        let last = rpc.entries.last().map(|e| e.log_id);
+        let response: AppendEntriesResponse<TypeConfig> = self.call(RaftKind::AppendEntries, &rpc, &option).await?;
+        Ok(match response {
+            AppendEntriesResponse::Success => AppendEntriesResponse::PartialSuccess(last),
+            other => other,
+        })
     }
 
     async fn vote(
@@ -205,33 +248,45 @@ impl RaftNetworkV2<TypeConfig> for GroupClient {
         vote: Vote,
         snapshot: Snapshot,
         cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
-        option: RPCOption,
+        _option: RPCOption,
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
         let header =
             encode(&(vote, snapshot.meta.clone())).map_err(|e| StreamingError::Network(NetworkError::new(&e)))?;
-        let data = snapshot.snapshot.into_inner();
         let envelope = self.peers.envelope(self.target, self.group);
-        let mut chunks = Vec::new();
-        let mut first = true;
-        let mut rest = data.as_slice();
-        while first || !rest.is_empty() {
-            let (now, later) = rest.split_at(rest.len().min(SNAPSHOT_CHUNK));
-            chunks.push(SnapshotChunk {
-                envelope: first.then(|| envelope.clone()),
-                header: if first { header.clone() } else { Vec::new() },
-                data: now.to_vec(),
-            });
-            first = false;
-            rest = later;
-        }
+        // Chunks are read on a blocking thread, a few at a time: memory stays
+        // bounded whatever the snapshot's size. No overall deadline: the
+        // transfer lasts as long as it progresses (HTTP/2 keep-alive and the
+        // receiver's per-chunk limit catch a stalled peer).
+        let mut chunks = super::snapshot::stream(self.store.clone(), snapshot.snapshot);
+        let mut first = Some((envelope, header));
+        let messages = futures::stream::poll_fn(move |cx| {
+            chunks.poll_recv(cx).map(|next| match next {
+                Some(Ok(data)) => Some(match first.take() {
+                    Some((envelope, header)) => SnapshotChunk {
+                        envelope: Some(envelope),
+                        header,
+                        data,
+                    },
+                    None => SnapshotChunk {
+                        envelope: None,
+                        header: Vec::new(),
+                        data,
+                    },
+                }),
+                Some(Err(err)) => {
+                    // Ends the stream early: the receiver finds no end marker and refuses it.
+                    tracing::warn!(error = %err, "reading a snapshot to send failed");
+                    None
+                }
+                None => None,
+            })
+        });
         let addr = self.addr();
         let mut client = self
             .peers
             .client(&addr)
             .map_err(|e| StreamingError::Unreachable(unreachable(e)))?;
-        let mut request = tonic::Request::new(tokio_stream::iter(chunks));
-        request.set_timeout(option.hard_ttl().max(Duration::from_secs(30)));
-        let send = client.install_snapshot(request);
+        let send = client.install_snapshot(tonic::Request::new(messages));
         let reply = tokio::select! {
             closed = cancel => return Err(StreamingError::Closed(closed)),
             reply = send => reply,
@@ -244,5 +299,27 @@ impl RaftNetworkV2<TypeConfig> for GroupClient {
             )))
         })?;
         decode(&reply.into_inner().payload).map_err(|e| StreamingError::Network(NetworkError::new(&e)))
+    }
+}
+
+/// Keeps the peer address book in step with the metadata membership, which
+/// is where a broker that restarted on a new address is re-registered.
+pub(super) async fn learn_peer_addresses(raft: Raft, peers: Arc<Peers>) {
+    let mut metrics = raft.metrics();
+    let mut seen = None;
+    loop {
+        let membership = metrics.borrow_watched().membership_config.clone();
+        if seen.as_ref() != Some(membership.log_id()) {
+            seen = Some(*membership.log_id());
+            peers.learn_addresses(
+                membership
+                    .membership()
+                    .nodes()
+                    .map(|(id, info)| (*id, info.cluster_addr.clone())),
+            );
+        }
+        if metrics.changed().await.is_err() {
+            return;
+        }
     }
 }

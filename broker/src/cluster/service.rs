@@ -13,12 +13,32 @@ use flymq_proto::grpc::cluster::{
 };
 use tonic::{Request, Response, Status, Streaming};
 
-use super::node::{ClusterNode, Group, GroupOp, node_address};
+use super::node::{ClusterNode, Group, node_address};
+use super::snapshot;
 use super::types::{META_GROUP, NodeInfo, SnapshotData, SnapshotMeta, TypeConfig, Vote, decode, encode};
 use crate::core::command::Command;
 
+/// A snapshot transfer fails when no chunk arrives for this long.
+const SNAPSHOT_PROGRESS: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The next chunk of a snapshot stream, or an error when none comes in time.
+async fn next_chunk(stream: &mut Streaming<SnapshotChunk>) -> Result<Option<SnapshotChunk>, Status> {
+    tokio::time::timeout(SNAPSHOT_PROGRESS, stream.message())
+        .await
+        .map_err(|_| Status::deadline_exceeded("snapshot transfer stalled: no chunk for 60 s"))?
+}
+
 pub struct ClusterService {
     pub node: Arc<ClusterNode>,
+}
+
+/// Management requests sent to a group's replica (`Manage` RPC).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub enum GroupOp {
+    /// On the leader: start a leadership transfer. Answers `()`.
+    TransferLeader { to: super::types::NodeId },
+    /// On any replica: the leader it knows. Answers `Option<NodeId>`.
+    LeaderOf,
 }
 
 fn bad_payload(e: std::io::Error) -> Status {
@@ -43,22 +63,36 @@ impl ClusterService {
                 envelope.cluster_id, mine
             )));
         }
-        if envelope.to_node != self.node.node_id() {
+        let me = self.node.node_id();
+        if envelope.to_node != me {
+            use super::identity::{broker_of, incarnation_of};
+            let to = envelope.to_node;
             return Err(Status::failed_precondition(format!(
-                "this address now belongs to node {}, not node {}",
-                self.node.node_id(),
-                envelope.to_node
+                "this address now belongs to node {} (incarnation {:08x}), not node {} (incarnation {:08x}); \
+                 a broker that lost its data comes back as a new incarnation",
+                broker_of(me),
+                incarnation_of(me),
+                broker_of(to),
+                incarnation_of(to)
             )));
         }
         Ok(())
     }
 
-    fn group(&self, envelope: Option<&Envelope>) -> Result<Arc<Group>, Status> {
+    /// The group a request is for; opened on demand when it is assigned
+    /// here but the reconciler has not opened it yet (a new topic).
+    async fn group(&self, envelope: Option<&Envelope>) -> Result<Arc<Group>, Status> {
         self.check(envelope)?;
         let id = envelope.map_or(META_GROUP, |e| e.group_id);
-        self.node
-            .group(id)
-            .ok_or_else(|| Status::not_found(format!("group {id} is not hosted on node {}", self.node.node_id())))
+        match self.node.group(id) {
+            Some(group) => Ok(group),
+            None => self.node.open_assigned_group(id).await.ok_or_else(|| {
+                Status::not_found(format!(
+                    "group {id} is not hosted on node {}",
+                    super::identity::broker_of(self.node.node_id())
+                ))
+            }),
+        }
     }
 }
 
@@ -71,7 +105,7 @@ fn reply<T: serde::Serialize>(value: &T) -> Result<Response<RaftReply>, Status> 
 impl Cluster for ClusterService {
     async fn raft(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
         let req = request.into_inner();
-        let group = self.group(req.envelope.as_ref())?;
+        let group = self.group(req.envelope.as_ref()).await?;
         let raft = &group.raft;
         let unavailable = |e: &dyn std::fmt::Display| Status::unavailable(e.to_string());
         match RaftKind::try_from(req.kind).unwrap_or(RaftKind::Unspecified) {
@@ -95,25 +129,51 @@ impl Cluster for ClusterService {
         }
     }
 
+    /// Receives a snapshot into a file in the data directory, chunk by
+    /// chunk (each must arrive within `SNAPSHOT_PROGRESS`), then installs it.
     async fn install_snapshot(
         &self,
         request: Request<Streaming<SnapshotChunk>>,
     ) -> Result<Response<RaftReply>, Status> {
         let mut stream = request.into_inner();
-        let first = stream
-            .message()
+        let first = next_chunk(&mut stream)
             .await?
             .ok_or_else(|| Status::invalid_argument("empty snapshot stream"))?;
-        let group = self.group(first.envelope.as_ref())?;
+        let group = self.group(first.envelope.as_ref()).await?;
         let (vote, meta): (Vote, SnapshotMeta) = decode(&first.header).map_err(bad_payload)?;
+        let store = self.node.store.clone();
+        let group_id = group.id;
+        let mut writer = tokio::task::spawn_blocking(move || snapshot::FileWriter::create(&store, group_id))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| Status::internal(format!("cannot store the snapshot: {e}")))?;
         let mut data = first.data;
-        while let Some(chunk) = stream.message().await? {
-            data.extend_from_slice(&chunk.data);
+        loop {
+            let (back, written) = tokio::task::spawn_blocking(move || {
+                let result = writer.write(&data);
+                (writer, result)
+            })
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?;
+            writer = back;
+            if let Err(err) = written {
+                writer.abandon();
+                return Err(Status::internal(format!("cannot store the snapshot: {err}")));
+            }
+            match next_chunk(&mut stream).await {
+                Ok(Some(chunk)) => data = chunk.data,
+                Ok(None) => break,
+                Err(status) => {
+                    writer.abandon();
+                    return Err(status);
+                }
+            }
         }
-        let snapshot = openraft::alias::SnapshotOf::<TypeConfig, SnapshotData> {
-            meta,
-            snapshot: SnapshotData::new(data),
-        };
+        let data = tokio::task::spawn_blocking(move || writer.finish())
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| Status::internal(format!("cannot store the snapshot: {e}")))?;
+        let snapshot = openraft::alias::SnapshotOf::<TypeConfig, SnapshotData> { meta, snapshot: data };
         let response = group
             .raft
             .install_full_snapshot(vote, snapshot)
@@ -127,13 +187,16 @@ impl Cluster for ClusterService {
         self.check(req.envelope.as_ref())?;
         let group = req.envelope.as_ref().map_or(META_GROUP, |e| e.group_id);
         let commands: Vec<Command> = decode(&req.commands).map_err(bad_payload)?;
-        let results = self
+        let forwarded = self
             .node
             .handle_forward(group, commands, req.hops)
             .await
-            .map_err(|e| Status::unavailable(e.to_string()))?;
-        let results = encode(&results).map_err(|e| Status::internal(e.to_string()))?;
-        Ok(Response::new(ForwardReply { results }))
+            .map_err(Status::unavailable)?;
+        let results = encode(&forwarded.results).map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(ForwardReply {
+            results,
+            applied_index: forwarded.applied_index,
+        }))
     }
 
     async fn forward_frame(&self, _request: Request<FrameRequest>) -> Result<Response<FrameReply>, Status> {
@@ -179,15 +242,23 @@ impl Cluster for ClusterService {
 
     async fn manage(&self, request: Request<ManageRequest>) -> Result<Response<ManageReply>, Status> {
         let req = request.into_inner();
-        let group = self.group(req.envelope.as_ref())?;
-        match decode::<GroupOp>(&req.op).map_err(bad_payload)? {
-            GroupOp::TransferLeader { to } => group
-                .raft
-                .trigger()
-                .transfer_leader(to)
-                .await
-                .map_err(|e| Status::unavailable(e.to_string()))?,
-        }
-        Ok(Response::new(ManageReply {}))
+        let group = self.group(req.envelope.as_ref()).await?;
+        let result = match decode::<GroupOp>(&req.op).map_err(bad_payload)? {
+            GroupOp::TransferLeader { to } => {
+                group
+                    .raft
+                    .trigger()
+                    .transfer_leader(to)
+                    .await
+                    .map_err(|e| Status::unavailable(e.to_string()))?;
+                encode(&())
+            }
+            GroupOp::LeaderOf => {
+                use openraft::async_runtime::WatchReceiver;
+                encode(&group.raft.metrics().borrow_watched().current_leader)
+            }
+        };
+        let result = result.map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(ManageReply { result }))
     }
 }

@@ -1,11 +1,11 @@
 //! The Raft state machine of one group, on top of the broker's shared
 //! deterministic `StateMachine`.
 //!
-//! All groups of a broker apply through one `StateMachine` (behind a mutex):
-//! the metadata group applies topic and consumer-group commands, a partition
-//! group applies its appends and truncations. Each apply writes the data and
-//! the group's applied pointer in one WriteBatch, so a crash can never leave
-//! one without the other.
+//! The metadata group applies the shared `MetaMachine` (topics, groups,
+//! offsets); each partition group applies its own `PartitionMachine`, so
+//! partitions apply in parallel. Each apply runs on a blocking thread and
+//! writes the data and the group's applied pointer in one WriteBatch, so a
+//! crash can never leave one without the other.
 
 use std::io;
 use std::sync::Arc;
@@ -13,62 +13,109 @@ use std::sync::Arc;
 use futures::{Stream, TryStreamExt};
 use openraft::storage::{EntryResponder, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
-use rocksdb::{Direction, IteratorMode, WriteBatch, WriteOptions};
-use serde::{Deserialize, Serialize};
+use rocksdb::WriteBatch;
 
 use super::log_store::{TAG_APPLIED, TAG_MEMBERSHIP, meta_key};
+use super::snapshot::{self, LocalSnapshot};
 use super::types::{
-    CommandResults, LogId, Snapshot, SnapshotData, SnapshotMeta, StoredMembership, TypeConfig, decode, encode,
-    split_group,
+    CommandResults, LogId, META_GROUP, Snapshot, SnapshotData, SnapshotMeta, StoredMembership, TypeConfig, decode,
+    encode, split_group,
 };
-use crate::core::catalog::Catalog;
-use crate::core::state_machine::StateMachine;
-use crate::storage::{CF_LOG, CF_META, CF_OFFSETS, CF_RAFT_META, Store, keys, prefix_end};
-
-/// State every group of one broker applies to.
-pub struct SharedState {
-    pub store: Store,
-    pub machine: parking_lot::Mutex<StateMachine>,
-    pub catalog: Arc<Catalog>,
-}
-
-impl SharedState {
-    /// Reloads the in-memory state from disk (after a snapshot install or a failed write).
-    fn reload(&self, machine: &mut StateMachine) -> io::Result<()> {
-        *machine = StateMachine::load(self.store.clone()).map_err(io_err)?;
-        self.catalog.reload(self.store.load_topics().map_err(io_err)?);
-        Ok(())
-    }
-}
+use crate::core::catalog::{Catalog, Publish};
+use crate::core::command::Command;
+use crate::core::state_machine::{MetaMachine, PartitionMachine};
+use crate::storage::{CF_META, CF_RAFT_META, PartitionState, Store, keys};
 
 fn io_err(e: impl std::fmt::Display) -> io::Error {
     io::Error::other(e.to_string())
 }
 
-/// A snapshot of the metadata group: topic records, cluster values and every
-/// consumer-group offset.
-#[derive(Serialize, Deserialize)]
-struct MetaSnapshot {
-    meta: Vec<(Vec<u8>, Vec<u8>)>,
-    offsets: Vec<(Vec<u8>, Vec<u8>)>,
+/// State every group of one broker shares: the store, the metadata machine
+/// (applied by the metadata group only) and the read catalog.
+pub struct SharedState {
+    pub store: Store,
+    pub meta: parking_lot::Mutex<MetaMachine>,
+    pub catalog: Arc<Catalog>,
 }
 
-/// A snapshot of one partition group: its state and every retained batch.
-#[derive(Serialize, Deserialize)]
-struct PartitionSnapshot {
-    state: Option<Vec<u8>>,
-    batches: Vec<(Vec<u8>, Vec<u8>)>,
+impl SharedState {
+    /// Reloads the metadata machine and the catalog from disk (after a
+    /// snapshot install or a failed write).
+    fn reload_meta(&self, machine: &mut MetaMachine) -> io::Result<()> {
+        *machine = MetaMachine::load(self.store.clone()).map_err(io_err)?;
+        self.catalog.reload(self.store.load_topics().map_err(io_err)?);
+        Ok(())
+    }
+
+    /// Deletes a partition's records and state on this broker (its replica
+    /// moved away or its topic was deleted), and shows it empty to readers.
+    pub fn drop_partition_data(&self, topic_id: u32, partition: u32) -> io::Result<()> {
+        let store = &self.store;
+        let mut batch = WriteBatch::default();
+        store.delete_batches(&mut batch, topic_id, partition, 0, u64::MAX);
+        batch.delete_cf(&store.cf(CF_META), keys::partition_state_key(topic_id, partition));
+        store.db().write(batch).map_err(io_err)?;
+        if let Some(topic) = self.catalog.topics().into_iter().find(|t| t.record.id == topic_id) {
+            self.catalog.publish(vec![Publish::Partition {
+                topic_id,
+                name: topic.name().to_owned(),
+                partition,
+                state: PartitionState::default(),
+            }]);
+        }
+        Ok(())
+    }
+}
+
+/// The machine a group applies to.
+#[derive(Clone)]
+enum Machine {
+    /// The metadata group: the shared `MetaMachine`.
+    Meta,
+    /// A partition group: its own machine (no lock shared with other groups).
+    Partition(Arc<parking_lot::Mutex<PartitionMachine>>),
 }
 
 #[derive(Clone)]
 pub struct GroupStateMachine {
     group: u64,
     shared: Arc<SharedState>,
+    machine: Machine,
 }
 
+/// An entry to apply: its commands (none for blank and membership entries).
+struct PendingEntry {
+    commands: Arc<Vec<Command>>,
+    responder: Option<EntryResponderOf>,
+}
+
+type EntryResponderOf = openraft::storage::ApplyResponder<TypeConfig>;
+
 impl GroupStateMachine {
-    pub fn new(group: u64, shared: Arc<SharedState>) -> Self {
-        Self { group, shared }
+    /// The state machine of `group`, loading a partition's state from disk
+    /// (after finishing a snapshot install a crash interrupted).
+    pub fn open(group: u64, shared: Arc<SharedState>) -> io::Result<Self> {
+        snapshot::recover(&shared.store, group)?;
+        if group == META_GROUP {
+            // The metadata may have changed under the machine loaded at start.
+            let mut meta = shared.meta.lock();
+            shared.reload_meta(&mut meta)?;
+        }
+        let machine = match split_group(group) {
+            None => Machine::Meta,
+            Some((topic_id, partition)) => {
+                let name = shared
+                    .catalog
+                    .topics()
+                    .into_iter()
+                    .find(|t| t.record.id == topic_id)
+                    .map_or_else(|| format!("topic#{topic_id}"), |t| t.name().to_owned());
+                let machine =
+                    PartitionMachine::load(shared.store.clone(), topic_id, partition, name).map_err(io_err)?;
+                Machine::Partition(Arc::new(parking_lot::Mutex::new(machine)))
+            }
+        };
+        Ok(Self { group, shared, machine })
     }
 
     fn read_applied(&self) -> io::Result<(Option<LogId>, StoredMembership)> {
@@ -93,122 +140,154 @@ impl GroupStateMachine {
         Ok((applied, membership))
     }
 
-    /// Builds a snapshot of this group's current applied state.
-    fn build(&self) -> io::Result<Option<Snapshot>> {
+    /// Applies entries (on a blocking thread): every command, a stored batch
+    /// per entry, and the applied pointer in the same WriteBatch. Returns
+    /// each entry's results.
+    fn apply_blocking(
+        &self,
+        entries: &[PendingEntry],
+        last_applied: LogId,
+        last_membership: Option<StoredMembership>,
+    ) -> io::Result<Vec<CommandResults>> {
         let store = &self.shared.store;
-        // The machine lock orders this with applies, so data and applied
-        // pointer read from the RocksDB snapshot agree.
-        let (db_snapshot, (applied, membership)) = {
-            let _guard = self.shared.machine.lock();
-            (store.db().snapshot(), self.read_applied()?)
+        let mut batch = WriteBatch::default();
+        let mut publish = Vec::new();
+        let mut results = Vec::with_capacity(entries.len());
+        let write = |batch: &mut WriteBatch| -> io::Result<()> {
+            let raft_cf = store.cf(CF_RAFT_META);
+            batch.put_cf(
+                &raft_cf,
+                meta_key(self.group, TAG_APPLIED),
+                encode(&Some(last_applied))?,
+            );
+            if let Some(membership) = &last_membership {
+                batch.put_cf(&raft_cf, meta_key(self.group, TAG_MEMBERSHIP), encode(membership)?);
+            }
+            // Not synced: the entries are durable in the Raft log, and a crash
+            // re-applies from the last applied pointer written with this data.
+            store.db().write(std::mem::take(batch)).map_err(io_err)
+        };
+        match &self.machine {
+            Machine::Meta => {
+                let mut machine = self.shared.meta.lock();
+                for entry in entries.iter() {
+                    results.push(
+                        entry
+                            .commands
+                            .iter()
+                            .map(|c| {
+                                machine
+                                    .apply(&mut batch, &mut publish, c.clone())
+                                    .map_err(|e| e.to_string())
+                            })
+                            .collect(),
+                    );
+                }
+                if let Err(err) = write(&mut batch) {
+                    tracing::error!(group = self.group, error = %err, "applying committed entries failed");
+                    let _ = self.shared.reload_meta(&mut machine);
+                    return Err(err);
+                }
+                self.shared.catalog.publish(publish);
+            }
+            Machine::Partition(machine) => {
+                let mut machine = machine.lock();
+                for entry in entries.iter() {
+                    results.push(
+                        entry
+                            .commands
+                            .iter()
+                            .map(|c| machine.apply(&mut batch, &mut publish, c).map_err(|e| e.to_string()))
+                            .collect(),
+                    );
+                    // One stored batch per entry: identical on every replica.
+                    machine.end_entry(&mut batch, &mut publish);
+                }
+                if let Err(err) = write(&mut batch) {
+                    tracing::error!(group = self.group, error = %err, "applying committed entries failed");
+                    self.reload_partition(&mut machine)?;
+                    return Err(err);
+                }
+                self.shared.catalog.publish(publish);
+            }
+        }
+        Ok(results)
+    }
+
+    fn reload_partition(&self, machine: &mut PartitionMachine) -> io::Result<()> {
+        let Some((topic_id, partition)) = split_group(self.group) else {
+            return Ok(());
+        };
+        let name = self
+            .shared
+            .catalog
+            .topics()
+            .into_iter()
+            .find(|t| t.record.id == topic_id)
+            .map_or_else(|| format!("topic#{topic_id}"), |t| t.name().to_owned());
+        *machine =
+            PartitionMachine::load(self.shared.store.clone(), topic_id, partition, name.clone()).map_err(io_err)?;
+        self.shared.catalog.publish(vec![Publish::Partition {
+            topic_id,
+            name,
+            partition,
+            state: machine.state(),
+        }]);
+        Ok(())
+    }
+
+    /// A snapshot of this group's current applied state (see `snapshot.rs`:
+    /// a partition's records are read when the snapshot is sent).
+    fn build(&self) -> io::Result<Option<Snapshot>> {
+        // Holding the machine's lock orders this with applies, so the data
+        // and the applied pointer agree.
+        let (data, (applied, membership)) = match &self.machine {
+            Machine::Meta => {
+                let _guard = self.shared.meta.lock();
+                let applied = self.read_applied()?;
+                let bytes = snapshot::build_meta(&self.shared.store)?;
+                (LocalSnapshot::Meta(bytes), applied)
+            }
+            Machine::Partition(machine) => {
+                let machine = machine.lock();
+                let applied = self.read_applied()?;
+                let (topic_id, partition) = split_group(self.group).unwrap_or_default();
+                (
+                    LocalSnapshot::Partition {
+                        topic_id,
+                        partition,
+                        state: machine.state(),
+                    },
+                    applied,
+                )
+            }
         };
         if applied.is_none() {
             return Ok(None);
         }
-        let data = match split_group(self.group) {
-            None => {
-                let meta_cf = store.cf(CF_META);
-                let mut meta = Vec::new();
-                for prefix in [keys::TOPIC_META_PREFIX, b"c/".as_slice()] {
-                    for item in db_snapshot.iterator_cf(&meta_cf, IteratorMode::From(prefix, Direction::Forward)) {
-                        let (k, v) = item.map_err(io_err)?;
-                        if !k.starts_with(prefix) {
-                            break;
-                        }
-                        meta.push((k.to_vec(), v.to_vec()));
-                    }
-                }
-                let offsets_cf = store.cf(CF_OFFSETS);
-                let offsets = db_snapshot
-                    .iterator_cf(&offsets_cf, IteratorMode::Start)
-                    .map(|item| item.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(io_err))
-                    .collect::<io::Result<Vec<_>>>()?;
-                encode(&MetaSnapshot { meta, offsets })?
-            }
-            Some((topic_id, partition)) => {
-                let meta_cf = store.cf(CF_META);
-                let state = db_snapshot
-                    .get_cf(&meta_cf, keys::partition_state_key(topic_id, partition))
-                    .map_err(io_err)?;
-                let log_cf = store.cf(CF_LOG);
-                let prefix = &keys::log_key(topic_id, partition, 0)[..8];
-                let mut batches = Vec::new();
-                for item in db_snapshot.iterator_cf(&log_cf, IteratorMode::From(prefix, Direction::Forward)) {
-                    let (k, v) = item.map_err(io_err)?;
-                    if !k.starts_with(prefix) {
-                        break;
-                    }
-                    batches.push((k.to_vec(), v.to_vec()));
-                }
-                encode(&PartitionSnapshot { state, batches })?
-            }
-        };
         Ok(Some(Snapshot {
             meta: SnapshotMeta {
                 last_log_id: applied,
                 last_membership: membership,
             },
-            snapshot: SnapshotData::new(data),
+            snapshot: SnapshotData::Local(Arc::new(data)),
         }))
     }
 
-    fn install(&self, meta: &SnapshotMeta, data: &[u8]) -> io::Result<()> {
+    fn install(&self, meta: &SnapshotMeta, data: &SnapshotData) -> io::Result<()> {
         let store = &self.shared.store;
-        let mut batch = WriteBatch::default();
-        match split_group(self.group) {
-            None => {
-                let snapshot: MetaSnapshot = decode(data)?;
-                let meta_cf = store.cf(CF_META);
-                // Topics the snapshot no longer has lose their data too.
-                let keep: std::collections::HashSet<&[u8]> = snapshot.meta.iter().map(|(k, _)| k.as_slice()).collect();
-                for (record, _) in store.load_topics().map_err(io_err)? {
-                    if !keep.contains(keys::topic_meta_key(&record.name).as_slice()) {
-                        store.delete_topic(&mut batch, &record);
-                    }
-                }
-                for prefix in [keys::TOPIC_META_PREFIX, b"c/".as_slice()] {
-                    batch.delete_range_cf(&meta_cf, prefix, prefix_end(prefix).as_slice());
-                }
-                for (k, v) in &snapshot.meta {
-                    batch.put_cf(&meta_cf, k, v);
-                }
-                let offsets_cf = store.cf(CF_OFFSETS);
-                for item in store.db().iterator_cf(&offsets_cf, IteratorMode::Start) {
-                    let (k, _) = item.map_err(io_err)?;
-                    batch.delete_cf(&offsets_cf, k);
-                }
-                for (k, v) in &snapshot.offsets {
-                    batch.put_cf(&offsets_cf, k, v);
-                }
+        match &self.machine {
+            Machine::Meta => {
+                let mut machine = self.shared.meta.lock();
+                snapshot::install(store, self.group, meta, data)?;
+                self.shared.reload_meta(&mut machine)
             }
-            Some((topic_id, partition)) => {
-                let snapshot: PartitionSnapshot = decode(data)?;
-                let log_cf = store.cf(CF_LOG);
-                let prefix = keys::log_key(topic_id, partition, 0);
-                batch.delete_range_cf(&log_cf, &prefix[..8], prefix_end(&prefix[..8]).as_slice());
-                for (k, v) in &snapshot.batches {
-                    batch.put_cf(&log_cf, k, v);
-                }
-                let meta_cf = store.cf(CF_META);
-                let state_key = keys::partition_state_key(topic_id, partition);
-                match &snapshot.state {
-                    Some(state) => batch.put_cf(&meta_cf, state_key, state),
-                    None => batch.delete_cf(&meta_cf, state_key),
-                }
+            Machine::Partition(machine) => {
+                let mut machine = machine.lock();
+                snapshot::install(store, self.group, meta, data)?;
+                self.reload_partition(&mut machine)
             }
         }
-        let raft_cf = store.cf(CF_RAFT_META);
-        batch.put_cf(&raft_cf, meta_key(self.group, TAG_APPLIED), encode(&meta.last_log_id)?);
-        batch.put_cf(
-            &raft_cf,
-            meta_key(self.group, TAG_MEMBERSHIP),
-            encode(&meta.last_membership)?,
-        );
-        let mut machine = self.shared.machine.lock();
-        let mut opts = WriteOptions::default();
-        opts.set_sync(true);
-        store.db().write_opt(batch, &opts).map_err(io_err)?;
-        self.shared.reload(&mut machine)
     }
 }
 
@@ -236,54 +315,35 @@ impl RaftStateMachine<TypeConfig> for GroupStateMachine {
     where
         Strm: Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + OptionalSend,
     {
-        let mut commands = Vec::new();
-        let mut spans = Vec::new();
+        let mut pending = Vec::new();
         let mut last_applied = None;
         let mut last_membership = None;
         while let Some((entry, responder)) = entries.try_next().await? {
-            let start = commands.len();
-            match entry.payload {
-                EntryPayload::Blank => {}
-                EntryPayload::Normal(batch) => commands.extend(batch.0),
+            let commands = match entry.payload {
+                EntryPayload::Blank => Arc::default(),
+                EntryPayload::Normal(batch) => batch.0,
                 EntryPayload::Membership(membership) => {
                     last_membership = Some(StoredMembership::new(Some(entry.log_id), membership));
+                    Arc::default()
                 }
-            }
+            };
             last_applied = Some(entry.log_id);
-            spans.push((responder, start..commands.len()));
+            pending.push(PendingEntry { commands, responder });
         }
         let Some(last_applied) = last_applied else {
             return Ok(());
         };
-        let store = &self.shared.store;
-        let results = {
-            let mut machine = self.shared.machine.lock();
-            let output = machine.apply_all(commands);
-            let mut batch = output.batch;
-            let raft_cf = store.cf(CF_RAFT_META);
-            batch.put_cf(
-                &raft_cf,
-                meta_key(self.group, TAG_APPLIED),
-                encode(&Some(last_applied))?,
-            );
-            if let Some(membership) = &last_membership {
-                batch.put_cf(&raft_cf, meta_key(self.group, TAG_MEMBERSHIP), encode(membership)?);
-            }
-            // Not synced: the entries are durable in the Raft log, and a crash
-            // re-applies from the last applied pointer written with this data.
-            if let Err(err) = store.db().write(batch) {
-                tracing::error!(group = self.group, error = %err, "applying committed entries failed");
-                let _ = self.shared.reload(&mut machine);
-                return Err(io_err(err));
-            }
-            self.shared.catalog.publish(output.publish);
-            output.results
-        };
-        let mut results = results.into_iter().map(|r| r.map_err(|e| e.to_string()));
-        for (responder, span) in spans {
-            let mine: CommandResults = results.by_ref().take(span.len()).collect();
-            if let Some(responder) = responder {
-                responder.send(mine);
+        // RocksDB writes (and reads, for truncation) off the async workers.
+        let this = self.clone();
+        let (pending, results) = tokio::task::spawn_blocking(move || {
+            let results = this.apply_blocking(&pending, last_applied, last_membership);
+            (pending, results)
+        })
+        .await
+        .map_err(io_err)?;
+        for (entry, results) in pending.into_iter().zip(results?) {
+            if let Some(responder) = entry.responder {
+                responder.send(results);
             }
         }
         Ok(())
@@ -296,7 +356,7 @@ impl RaftStateMachine<TypeConfig> for GroupStateMachine {
     async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: SnapshotData) -> Result<(), io::Error> {
         let this = self.clone();
         let meta = meta.clone();
-        tokio::task::spawn_blocking(move || this.install(&meta, snapshot.get_ref()))
+        tokio::task::spawn_blocking(move || this.install(&meta, &snapshot))
             .await
             .map_err(io_err)?
     }

@@ -2,14 +2,14 @@
 //! and the group-id scheme.
 
 use std::fmt;
-use std::io::Cursor;
 
 use serde::{Deserialize, Serialize};
 
 use crate::core::command::{Applied, Command};
 use crate::core::error::BrokerError;
 
-/// A broker's stable identity in every group (the StatefulSet ordinal).
+/// A member's id in every group: broker id (the StatefulSet ordinal) in the
+/// high 32 bits, the data directory's incarnation in the low 32 (`identity`).
 pub type NodeId = u64;
 
 /// Group id of the metadata group (topics, assignments, offsets).
@@ -43,9 +43,10 @@ impl fmt::Display for NodeInfo {
 }
 
 /// The payload of one Raft entry: many client commands batched together, so
-/// one replication round and one log sync carry many produces.
+/// one replication round and one log sync carry many produces. Shared, so
+/// the log cache, replication and the state machine never copy it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CommandBatch(pub Vec<Command>);
+pub struct CommandBatch(pub std::sync::Arc<Vec<Command>>);
 
 impl fmt::Display for CommandBatch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -89,10 +90,11 @@ impl openraft::RaftTypeConfig for TypeConfig {
     type ErrorSource = openraft::impls::BoxedErrorSource;
 }
 
-/// Snapshots are small enough to hold in memory (see docs/replication.md).
-pub type SnapshotData = Cursor<Vec<u8>>;
+/// Snapshots are streamed, never held whole in memory (`snapshot.rs`).
+pub use super::snapshot::SnapshotData;
 
 pub type Raft = openraft::Raft<TypeConfig, super::state_machine::GroupStateMachine>;
+pub type RaftMetrics = openraft::RaftMetrics<TypeConfig>;
 pub type Entry = openraft::alias::EntryOf<TypeConfig>;
 pub type LogId = openraft::alias::LogIdOf<TypeConfig>;
 pub type Vote = openraft::alias::VoteOf<TypeConfig>;

@@ -46,31 +46,7 @@ async fn health(State(broker): State<Arc<Broker>>) -> impl IntoResponse {
         "role": "leader",
         "topics": broker.catalog().topics().len(),
     });
-    if let Some(node) = broker.cluster() {
-        // Raft role and apply lag of every group hosted here.
-        let groups: Vec<serde_json::Value> = node
-            .groups()
-            .iter()
-            .map(|g| {
-                let view = node.group_view(g.id);
-                serde_json::json!({
-                    "group": g.id,
-                    "role": node.role_of(g.id),
-                    "leader": view.leader,
-                    "term": view.term,
-                    "committed": view.committed,
-                    "applied": view.applied,
-                    "lag": view.committed.saturating_sub(view.applied),
-                    "voters": view.voters,
-                    "in_sync": view.in_sync,
-                })
-            })
-            .collect();
-        body["mode"] = "cluster".into();
-        body["role"] = node.role_of(crate::cluster::types::META_GROUP).into();
-        body["joined"] = node.has_joined().into();
-        body["groups"] = groups.into();
-    }
+    broker.replicator().describe_health(&mut body);
     ([(header::CONTENT_TYPE, "application/json")], body.to_string())
 }
 

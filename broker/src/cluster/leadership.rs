@@ -1,0 +1,83 @@
+//! Leadership transfers: on request (admin API), and before a planned stop
+//! so clients switch to the new leaders at once.
+
+use std::time::Duration;
+
+use openraft::async_runtime::WatchReceiver;
+
+use super::node::ClusterNode;
+use super::proposer::not_leader;
+use super::service::GroupOp;
+use super::types::{NodeId, encode};
+use crate::core::error::{BrokerError, BrokerResult};
+use flymq_proto::grpc::cluster::ManageRequest;
+
+impl ClusterNode {
+    /// Moves leadership of `group` to `to` (run on any broker; sent to the leader).
+    pub async fn transfer_leader(&self, group: u64, to: NodeId) -> BrokerResult<()> {
+        let (leader, info) = self.leader_of(group).ok_or_else(|| not_leader(None))?;
+        if leader == to {
+            return Ok(());
+        }
+        if leader == self.node_id() {
+            let g = self.group(group).ok_or_else(|| not_leader(None))?;
+            return g
+                .raft
+                .trigger()
+                .transfer_leader(to)
+                .await
+                .map_err(|e| BrokerError::Remote(e.to_string()));
+        }
+        let op = encode(&GroupOp::TransferLeader { to }).map_err(|e| BrokerError::Remote(e.to_string()))?;
+        let mut client = self.peers.client(&info.cluster_addr).map_err(BrokerError::Remote)?;
+        client
+            .manage(ManageRequest {
+                envelope: Some(self.peers.envelope(leader, group)),
+                op,
+            })
+            .await
+            .map_err(|s| BrokerError::Remote(s.message().to_owned()))?;
+        Ok(())
+    }
+
+    /// Before a planned stop (SIGTERM, a rolling restart): moves the
+    /// leadership of every group this broker leads to a voter that has the
+    /// whole log, so clients see a prompt hand-over instead of waiting out an
+    /// election timeout. Returns how many groups moved within `within`.
+    pub async fn hand_over_leadership(&self, within: Duration) -> usize {
+        let me = self.node_id();
+        let mut moving = Vec::new();
+        for group in self.groups() {
+            let m = group.raft.metrics().borrow_watched().clone();
+            if m.current_leader != Some(me) {
+                continue;
+            }
+            let last = m.last_log_index.unwrap_or(0);
+            let target = m.replication.iter().flatten().find_map(|(id, matched)| {
+                let caught_up = matched.is_some_and(|l| l.index >= last);
+                let voter = m.membership_config.membership().voter_ids().any(|v| v == *id);
+                (*id != me && voter && caught_up).then_some(*id)
+            });
+            let Some(to) = target else { continue };
+            if group.raft.trigger().transfer_leader(to).await.is_ok() {
+                moving.push(group);
+            }
+        }
+        let wanted = moving.len();
+        let deadline = tokio::time::Instant::now() + within;
+        let mut moved = 0;
+        for group in moving {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let done = group
+                .raft
+                .wait(Some(left))
+                .metrics(|m| m.current_leader.is_some_and(|l| l != me), "leadership moved")
+                .await;
+            moved += usize::from(done.is_ok());
+        }
+        if wanted > 0 {
+            tracing::info!(groups = wanted, moved, "handed over leadership before stopping");
+        }
+        moved
+    }
+}

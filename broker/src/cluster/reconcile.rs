@@ -1,0 +1,256 @@
+//! Partition groups follow the replica assignment in the metadata: every
+//! broker opens the groups it is assigned, the member that made a partition
+//! initialises its group once, leaders bring their group's voters in line
+//! with the assignment (learner first, then voter), and a broker stops and
+//! deletes the groups it is no longer assigned.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use openraft::ChangeMembers;
+use openraft::async_runtime::WatchReceiver;
+
+use super::identity::broker_of;
+use super::node::{ClusterNode, Group};
+use super::types::{META_GROUP, NodeId, NodeInfo, partition_group, split_group};
+
+/// How often partition groups are checked against the assignment.
+const RECONCILE_EVERY: Duration = Duration::from_secs(1);
+/// A replica dropped from a partition's assignment deletes its copy after this long.
+const REMOVED_REPLICA_GRACE: Duration = Duration::from_secs(15);
+
+impl ClusterNode {
+    /// Starts partition groups this broker is assigned, initialises new ones
+    /// it made, stops ones it is no longer part of, and (as a group leader)
+    /// brings memberships in line with the assignment.
+    pub async fn reconcile_groups(self: &Arc<Self>) {
+        let me = self.node_id();
+        let mut wanted: HashMap<u64, (Vec<NodeId>, Option<NodeId>)> = HashMap::new();
+        for topic in self.shared.catalog.topics() {
+            for (p, replicas) in topic.record.replicas.iter().enumerate() {
+                let initializer = topic.record.initializers.get(p).copied();
+                wanted.insert(
+                    partition_group(topic.record.id, p as u32),
+                    (replicas.clone(), initializer),
+                );
+            }
+        }
+        for (&id, (replicas, initializer)) in &wanted {
+            if !replicas.contains(&me) {
+                // Still leading a group this broker was moved off: hand the
+                // replicas over (the new voters exclude it; it then steps down).
+                if let Some(group) = self.group(id)
+                    && group.raft.is_leader()
+                {
+                    self.align_membership(&group, replicas);
+                }
+                continue;
+            }
+            let group = match self.open_group(id).await {
+                Ok(g) => g,
+                Err(err) => {
+                    tracing::error!(group = id, error = %err, "cannot start partition group");
+                    continue;
+                }
+            };
+            *group.dropped_since.lock() = None;
+            if *initializer == Some(me) {
+                self.initialize_partition(&group, replicas).await;
+            }
+            if group.raft.is_leader() {
+                self.align_membership(&group, replicas);
+            }
+        }
+        self.stop_unassigned(&wanted).await;
+        if self.meta().raft.is_leader() {
+            let voters: BTreeSet<NodeId> = self.replicas_of(META_GROUP).into_iter().collect();
+            let meta = self.meta();
+            self.sync_addresses(&meta, &voters);
+            self.repair_assignments().await;
+        }
+    }
+
+    /// Creates a new partition's group with its assigned replicas as voters
+    /// (openraft then elects a leader at once, so the topic is writable promptly).
+    async fn initialize_partition(self: &Arc<Self>, group: &Arc<Group>, replicas: &[NodeId]) {
+        if group.raft.is_initialized().await.unwrap_or(true) || group.log.has_state().unwrap_or(true) {
+            return;
+        }
+        let members: Option<BTreeMap<NodeId, NodeInfo>> = replicas
+            .iter()
+            .map(|id| self.node_info(*id).map(|info| (*id, info)))
+            .collect();
+        let Some(members) = members else { return };
+        // openraft starts the first election as soon as the group is initialised.
+        if let Err(err) = group.raft.initialize(members).await {
+            tracing::warn!(group = group.id, error = %err, "initialising partition group failed");
+        }
+    }
+
+    /// Stops the groups this broker is no longer assigned (after a grace
+    /// period, and never while leading them) and deletes their data.
+    async fn stop_unassigned(self: &Arc<Self>, wanted: &HashMap<u64, (Vec<NodeId>, Option<NodeId>)>) {
+        let me = self.node_id();
+        for group in self.groups() {
+            if group.id == META_GROUP {
+                continue;
+            }
+            if wanted.get(&group.id).is_some_and(|(r, _)| r.contains(&me)) {
+                continue;
+            }
+            let deleted = !wanted.contains_key(&group.id);
+            let expired = {
+                let mut since = group.dropped_since.lock();
+                since.get_or_insert_with(Instant::now).elapsed() > REMOVED_REPLICA_GRACE
+            };
+            if !(deleted || (expired && !group.raft.is_leader())) {
+                continue;
+            }
+            self.remove_group(group.id);
+            let _ = group.raft.shutdown().await;
+            if let Err(err) = group.log.destroy() {
+                tracing::warn!(group = group.id, error = %err, "removing a dropped group's Raft log failed");
+            }
+            if let Some((topic_id, partition)) = split_group(group.id)
+                && let Err(err) = self.shared.drop_partition_data(topic_id, partition)
+            {
+                tracing::warn!(group = group.id, error = %err, "removing a dropped replica's records failed");
+            }
+            tracing::info!(
+                group = group.id,
+                deleted,
+                "stopped partition group (no longer a replica here)"
+            );
+        }
+    }
+
+    /// On the metadata leader: assignments that still name a member that
+    /// left the cluster while a newer incarnation of the same broker is a
+    /// member move to the new one (completes a replacement interrupted by a
+    /// leader change).
+    async fn repair_assignments(self: &Arc<Self>) {
+        let members = self.members();
+        let current: BTreeSet<NodeId> = members.iter().map(|m| m.0).collect();
+        let mut stale = BTreeSet::new();
+        for topic in self.shared.catalog.topics() {
+            for replicas in &topic.record.replicas {
+                stale.extend(replicas.iter().copied().filter(|r| !current.contains(r)));
+            }
+        }
+        for old in stale {
+            if let Some((new, _, _)) = members.iter().find(|m| m.2 && broker_of(m.0) == broker_of(old)) {
+                self.replace_member(old, *new).await;
+            }
+        }
+    }
+
+    /// As the leader of a partition group: add missing replicas (as learners
+    /// first, so they catch up), then make the voters exactly the assignment.
+    fn align_membership(self: &Arc<Self>, group: &Arc<Group>, replicas: &[NodeId]) {
+        let metrics = group.raft.metrics().borrow_watched().clone();
+        let membership = metrics.membership_config.membership();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let desired: BTreeSet<NodeId> = replicas.iter().copied().collect();
+        if voters == desired || desired.is_empty() {
+            self.sync_addresses(group, &voters);
+            return;
+        }
+        if !self.changing.lock().insert(group.id) {
+            return;
+        }
+        let node = self.clone();
+        let group = group.clone();
+        tokio::spawn(async move {
+            let _guard = node.membership.lock().await;
+            let mut ok = true;
+            for id in desired.difference(&voters) {
+                let Some(info) = node.node_info(*id) else {
+                    ok = false;
+                    break;
+                };
+                if let Err(err) = group.raft.add_learner(*id, info, true).await {
+                    tracing::warn!(group = group.id, node = id, error = %err, "adding a replica failed");
+                    ok = false;
+                    break;
+                }
+            }
+            if ok {
+                match group
+                    .raft
+                    .change_membership(ChangeMembers::ReplaceAllVoters(desired.clone()), false)
+                    .await
+                {
+                    Ok(_) => tracing::info!(group = group.id, voters = ?desired, "partition replicas changed"),
+                    Err(err) => tracing::warn!(group = group.id, error = %err, "changing partition replicas failed"),
+                }
+            }
+            node.changing.lock().remove(&group.id);
+        });
+    }
+
+    /// As a group leader: update members whose address changed (a pod that
+    /// restarted with a new POD_IP) from the metadata membership.
+    fn sync_addresses(self: &Arc<Self>, group: &Arc<Group>, ids: &BTreeSet<NodeId>) {
+        let metrics = group.raft.metrics().borrow_watched().clone();
+        let membership = metrics.membership_config.membership();
+        let mut changed = BTreeMap::new();
+        for id in ids {
+            let (Some(current), Some(latest)) = (membership.get_node(id), self.node_info(*id)) else {
+                continue;
+            };
+            if *current != latest {
+                changed.insert(*id, latest);
+            }
+        }
+        if changed.is_empty() || group.id == META_GROUP || !self.changing.lock().insert(group.id) {
+            return;
+        }
+        let node = self.clone();
+        let group = group.clone();
+        tokio::spawn(async move {
+            let _guard = node.membership.lock().await;
+            if let Err(err) = group
+                .raft
+                .change_membership(ChangeMembers::SetNodes(changed), false)
+                .await
+            {
+                tracing::warn!(group = group.id, error = %err, "updating replica addresses failed");
+            }
+            node.changing.lock().remove(&group.id);
+        });
+    }
+
+    /// Opens an assigned group that is not open yet, when a Raft RPC for it
+    /// arrives before this broker's reconciler got to it (a new topic's
+    /// first election). Waits briefly for the assignment to arrive here.
+    pub async fn open_assigned_group(self: &Arc<Self>, id: u64) -> Option<Arc<Group>> {
+        let deadline = Instant::now() + Duration::from_millis(500);
+        let mut topics = self.shared.catalog.watch_topics();
+        loop {
+            if let Some(group) = self.group(id) {
+                return Some(group);
+            }
+            if self.replicas_of(id).contains(&self.node_id()) {
+                return self.open_group(id).await.ok();
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || !matches!(tokio::time::timeout(left, topics.changed()).await, Ok(Ok(()))) {
+                return None;
+            }
+        }
+    }
+
+    /// Runs `reconcile_groups` whenever topics change, and every second.
+    pub async fn run_reconciler(self: Arc<Self>, mut shutdown: crate::shutdown::Shutdown) {
+        let mut topics = self.shared.catalog.watch_topics();
+        loop {
+            tokio::select! {
+                _ = shutdown.recv() => break,
+                _ = topics.changed() => {}
+                _ = tokio::time::sleep(RECONCILE_EVERY) => {}
+            }
+            self.reconcile_groups().await;
+        }
+    }
+}
