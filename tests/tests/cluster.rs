@@ -6,151 +6,13 @@
 //! parallel; ports are picked free on those addresses.
 
 use std::collections::HashSet;
-use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use flymq_client::Client;
-use flymq_tests::cluster::{assert_holds_acked, http_get, produce_retrying, read_until_offset, wait_until};
-use flymq_tests::{BrokerProcess, try_spawn_flymq_env};
-
-/// One broker's addresses.
-#[derive(Clone, Debug)]
-struct NodeAddrs {
-    ip: String,
-    client: u16,
-    cluster: u16,
-    metrics: u16,
-    health: u16,
-    admin: u16,
-}
-
-fn free_port(ip: &str) -> u16 {
-    TcpListener::bind(format!("{ip}:0"))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-impl NodeAddrs {
-    fn on(ip: &str) -> Self {
-        Self {
-            ip: ip.to_owned(),
-            client: free_port(ip),
-            cluster: free_port(ip),
-            metrics: free_port(ip),
-            health: free_port(ip),
-            admin: free_port(ip),
-        }
-    }
-    fn client_addr(&self) -> String {
-        format!("{}:{}", self.ip, self.client)
-    }
-    fn cluster_addr(&self) -> String {
-        format!("{}:{}", self.ip, self.cluster)
-    }
-    fn health_addr(&self) -> SocketAddr {
-        format!("{}:{}", self.ip, self.health).parse().unwrap()
-    }
-}
-
-fn is_ready(addrs: &NodeAddrs) -> bool {
-    flymq_tests::cluster::is_ready(addrs.health_addr())
-}
-
-async fn client_for(addrs: &[&NodeAddrs]) -> Client {
-    let bootstrap: Vec<String> = addrs.iter().map(|a| a.client_addr()).collect();
-    flymq_tests::cluster::client_for(&bootstrap, Duration::from_secs(10)).await
-}
-
-/// Every value in partition 0 of `topic`, read from one broker.
-async fn read_all(addrs: &NodeAddrs, topic: &str) -> Vec<(u64, String)> {
-    flymq_tests::cluster::read_all(&client_for(&[addrs]).await, topic).await
-}
-
-fn metrics_text(addrs: &NodeAddrs) -> String {
-    let addr: SocketAddr = format!("{}:{}", addrs.ip, addrs.metrics).parse().unwrap();
-    http_get(addr, "/metrics").expect("metrics endpoint").1
-}
-
-/// The value of one sample (`name{labels}`), 0 when absent.
-fn metric_value(text: &str, sample: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(sample)?.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
-/// Starts broker `id` with its data in `dir`.
-fn start(id: u32, addrs: &NodeAddrs, seeds: &str, dir: &Path, extra_env: &[(&str, &str)]) -> BrokerProcess {
-    let args = [
-        "--data-dir".to_owned(),
-        dir.to_string_lossy().into_owned(),
-        "--bind-addr".to_owned(),
-        addrs.client_addr(),
-        "--set".to_owned(),
-        format!("cluster_addr={}", addrs.cluster_addr()),
-        "--set".to_owned(),
-        format!("metrics_addr={}:{}", addrs.ip, addrs.metrics),
-        "--set".to_owned(),
-        format!("health_addr={}", addrs.health_addr()),
-        "--set".to_owned(),
-        format!("admin_addr={}:{}", addrs.ip, addrs.admin),
-        "--set".to_owned(),
-        "raft_snapshot_logs=200".to_owned(),
-    ];
-    let mut env = vec![
-        ("FLYMQ_NODE_ID".to_owned(), id.to_string()),
-        ("POD_IP".to_owned(), addrs.ip.clone()),
-        ("FLYMQ_SEEDS".to_owned(), seeds.to_owned()),
-    ];
-    env.extend(extra_env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    try_spawn_flymq_env(args, env).unwrap_or_else(|e| panic!("node {id} did not start: {e:#}"))
-}
-
-struct Cluster {
-    nodes: Vec<NodeAddrs>,
-    dirs: Vec<PathBuf>,
-    procs: Vec<Option<BrokerProcess>>,
-    seeds: String,
-    _root: tempfile::TempDir,
-}
-
-impl Cluster {
-    fn start(first_ip: u8, n: usize) -> Self {
-        let root = tempfile::tempdir().unwrap();
-        let nodes: Vec<NodeAddrs> = (0..n)
-            .map(|i| NodeAddrs::on(&format!("127.0.0.{}", first_ip as usize + i)))
-            .collect();
-        let seeds = nodes.iter().map(NodeAddrs::cluster_addr).collect::<Vec<_>>().join(",");
-        let dirs: Vec<PathBuf> = (0..n).map(|i| root.path().join(format!("node-{i}"))).collect();
-        let procs = (0..n)
-            .map(|i| Some(start(i as u32, &nodes[i], &seeds, &dirs[i], &[])))
-            .collect();
-        let cluster = Self {
-            nodes,
-            dirs,
-            procs,
-            seeds,
-            _root: root,
-        };
-        for (i, node) in cluster.nodes.iter().enumerate() {
-            wait_until(&format!("node {i} is ready"), Duration::from_secs(60), || {
-                is_ready(node)
-            });
-        }
-        cluster
-    }
-
-    fn status(&self, i: usize) -> serde_json::Value {
-        let (_, body) = http_get(self.nodes[i].health_addr(), "/health").expect("health");
-        serde_json::from_str(&body).unwrap_or(serde_json::Value::Null)
-    }
-
-    fn index_of_client(&self, addr: &str) -> Option<usize> {
-        self.nodes.iter().position(|n| n.client_addr() == addr)
-    }
-}
+use flymq_tests::cluster::{
+    Cluster, NodeAddrs, assert_holds_acked, client_for, http_get, is_node_ready as is_ready, metric_value,
+    metrics_text, produce_retrying, read_all, read_until_offset, start_broker as start, wait_until,
+};
 
 /// Three brokers join through the seeds; topics and consumer offsets
 /// replicate; killing the partition leader with `kill -9` during continuous
@@ -601,6 +463,8 @@ async fn bad_inter_broker_requests_are_refused() {
     let health: serde_json::Value = serde_json::from_str(&http_get(node.health_addr(), "/health").unwrap().1).unwrap();
     let cluster_id = health["cluster_id"].as_str().unwrap().to_owned();
     assert!(!cluster_id.is_empty(), "{health}");
+    // Raft addresses members: broker id and incarnation.
+    let me = health["member_id"].as_u64().expect("member id in /health");
     let mut rpc = ClusterClient::connect(format!("http://{}", node.cluster_addr()))
         .await
         .expect("cluster port");
@@ -638,10 +502,10 @@ async fn bad_inter_broker_requests_are_refused() {
         rpc.raft(raft(Some(envelope(&cluster_id, 9, 0)), RaftKind::Vote, b""))
             .await,
         Code::FailedPrecondition,
-        "belongs to node 0",
+        "now belongs to",
     );
     expect(
-        rpc.raft(raft(Some(envelope(&cluster_id, 0, 424242)), RaftKind::Vote, b""))
+        rpc.raft(raft(Some(envelope(&cluster_id, me, 424242)), RaftKind::Vote, b""))
             .await,
         Code::NotFound,
         "group 424242 is not hosted",
@@ -653,13 +517,13 @@ async fn bad_inter_broker_requests_are_refused() {
         RaftKind::TransferLeader,
     ] {
         expect(
-            rpc.raft(raft(Some(envelope(&cluster_id, 0, 0)), kind, &[0xff; 64]))
+            rpc.raft(raft(Some(envelope(&cluster_id, me, 0)), kind, &[0xff; 64]))
                 .await,
             Code::InvalidArgument,
             "undecodable payload",
         );
     }
-    let mut unknown_kind = raft(Some(envelope(&cluster_id, 0, 0)), RaftKind::Vote, b"");
+    let mut unknown_kind = raft(Some(envelope(&cluster_id, me, 0)), RaftKind::Vote, b"");
     unknown_kind.kind = 999;
     expect(
         rpc.raft(unknown_kind).await,
@@ -668,7 +532,7 @@ async fn bad_inter_broker_requests_are_refused() {
     );
     expect(
         rpc.forward(ForwardRequest {
-            envelope: Some(envelope(&cluster_id, 0, 0)),
+            envelope: Some(envelope(&cluster_id, me, 0)),
             commands: vec![0xff; 32],
             hops: 1,
         })
@@ -677,7 +541,7 @@ async fn bad_inter_broker_requests_are_refused() {
         "undecodable payload",
     );
     let garbage_snapshot = SnapshotChunk {
-        envelope: Some(envelope(&cluster_id, 0, 0)),
+        envelope: Some(envelope(&cluster_id, me, 0)),
         header: vec![0xff; 16],
         data: vec![1, 2, 3],
     };

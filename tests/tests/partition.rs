@@ -9,7 +9,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use flymq_tests::cluster::{
-    assert_holds_acked, client_for, is_ready, produce_retrying, read_all, read_until_offset, wait_until,
+    assert_holds_acked, client_for_addrs as client_for, is_ready, produce_retrying, read_all_from as read_all,
+    read_until_offset, wait_until,
 };
 use flymq_tests::{BrokerProcess, try_spawn_flymq_wrapped};
 

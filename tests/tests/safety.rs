@@ -1,0 +1,355 @@
+//! Replication safety on a cluster of real `flymq` processes (127.0.0.x
+//! play the role of pod IPs): lost volumes, topics writable on creation,
+//! per-connection order through a follower, deterministic retention.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use flymq_client::Client;
+use flymq_proto::{ClusterMetadataRequest, ConsumeRequest, CreateTopicRequest, ProduceRequest, Request, Response};
+use flymq_tests::cluster::{Cluster, assert_holds_acked, client_for, read_all, read_until_offset};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Produces `n` records to partition 0 of `topic` one at a time; returns
+/// every acknowledged `(offset, value)`.
+async fn produce_n(client: &Client, topic: &str, prefix: &str, n: usize, cluster: &Cluster) -> Vec<(u64, String)> {
+    let mut acked = Vec::new();
+    for i in 0..n {
+        let value = format!("{prefix}-{i:06}");
+        match client.produce_to_partition(topic, 0, "", value.clone()).await {
+            Ok(meta) => acked.push((meta.offset, value)),
+            Err(e) => panic!("produce {value}: {e}\n{}", cluster.logs()),
+        }
+    }
+    acked
+}
+
+/// Sends `requests` in one write on one connection; returns the responses in order.
+async fn pipeline(addr: &str, requests: &[Request]) -> Vec<Response> {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let mut bytes = Vec::new();
+    for r in requests {
+        bytes.extend_from_slice(&r.to_frame_bytes().expect("encode"));
+    }
+    stream.write_all(&bytes).await.expect("write");
+    let mut buf = bytes::BytesMut::new();
+    let mut out = Vec::new();
+    while out.len() < requests.len() {
+        if let Some(frame) = flymq_proto::Frame::decode(&mut buf).expect("frame") {
+            out.push(Response::decode_frame(&frame).expect("response"));
+            continue;
+        }
+        let n = tokio::time::timeout(Duration::from_secs(30), stream.read_buf(&mut buf))
+            .await
+            .expect("response within 30 s")
+            .expect("read");
+        assert!(n > 0, "broker closed the connection after {} responses", out.len());
+    }
+    out
+}
+
+fn produce(topic: &str, partition: i32, value: &str) -> Request {
+    Request::Produce(ProduceRequest {
+        topic: topic.into(),
+        key: bytes::Bytes::new(),
+        value: bytes::Bytes::from(value.to_owned()),
+        partition,
+    })
+}
+
+/// Polls a broker's `/health` until it is ready, asserting meanwhile that it
+/// never reports a cluster id other than `cluster_id` (no second cluster).
+fn wait_ready_in_cluster(cluster: &Cluster, i: usize, cluster_id: &str, timeout: Duration) -> serde_json::Value {
+    let deadline = Instant::now() + timeout;
+    let mut saw_not_ready = false;
+    loop {
+        let health = cluster.status(i);
+        let id = health["cluster_id"].as_str().unwrap_or_default();
+        assert!(
+            id.is_empty() || id == cluster_id,
+            "node {i} reports cluster '{id}', not '{cluster_id}': a second cluster formed\n{}",
+            cluster.logs()
+        );
+        if health["status"] == "ready" {
+            assert!(saw_not_ready || Instant::now() < deadline);
+            return health;
+        }
+        saw_not_ready = true;
+        assert!(
+            Instant::now() < deadline,
+            "node {i} not ready after {timeout:?}: {health}\n{}",
+            cluster.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A broker whose volume is lost comes back as a new incarnation of its
+/// node id: it never creates a second cluster (node 0) nor votes with a
+/// forgotten log, is not ready until caught up, and then serves every
+/// acknowledged record.
+async fn wiped_broker_rejoins(first_ip: u8, victim: usize) {
+    let mut cluster = tokio::task::block_in_place(|| Cluster::start(first_ip, 3));
+    let all: Vec<_> = cluster.nodes.iter().collect();
+    let client = client_for(&all).await;
+    client.create_topic("kept", 1).await.expect("create");
+    let mut acked = produce_n(&client, "kept", "1-before", 300, &cluster).await;
+    let cluster_id = cluster.status(0)["cluster_id"].as_str().unwrap().to_owned();
+    let old_incarnation = cluster.status(victim)["incarnation"].as_str().unwrap().to_owned();
+
+    cluster.kill9(victim);
+    cluster.wipe(victim);
+    // Writes go on while it is away.
+    let survivors: Vec<_> = (0..3).filter(|i| *i != victim).map(|i| &cluster.nodes[i]).collect();
+    let survivors_client = client_for(&survivors).await;
+    acked.extend(produce_n(&survivors_client, "kept", "2-away", 100, &cluster).await);
+
+    cluster.restart(victim, &[]);
+    let health =
+        tokio::task::block_in_place(|| wait_ready_in_cluster(&cluster, victim, &cluster_id, Duration::from_secs(90)));
+    let incarnation = health["incarnation"].as_str().unwrap().to_owned();
+    assert_ne!(
+        incarnation, old_incarnation,
+        "a wiped broker must be a new incarnation: {health}"
+    );
+    // Ready means caught up: the metadata and the partition are there.
+    let via_victim = client_for(&[&cluster.nodes[victim]]).await;
+    assert!(
+        via_victim.list_topics().await.unwrap().contains(&"kept".to_owned()),
+        "the rejoined broker lists no topics: {health}"
+    );
+    let last = acked.last().unwrap().0;
+    let records = read_until_offset(last, || read_all(&cluster.nodes[victim], "kept")).await;
+    assert_holds_acked(&format!("wiped node {victim}"), &records, &acked);
+
+    // One cluster of three: the old incarnation is gone from the membership
+    // and from the partition's replicas, and everyone is a voter.
+    let admin = flymq_client::AdminClient::connect(&cluster.admin_addr((victim + 1) % 3), Duration::from_secs(5))
+        .await
+        .expect("admin");
+    wait_until_async(
+        "the old incarnation is replaced everywhere",
+        Duration::from_secs(60),
+        || {
+            let admin = &admin;
+            async move {
+                let status = admin.cluster_status().await.expect("status");
+                let members_ok = status.members.len() == 3 && status.members.iter().all(|m| m.role == "voter");
+                let group_ok = status
+                    .groups
+                    .iter()
+                    .filter(|g| g.name == "kept/0")
+                    .all(|g| g.has_leader && g.voters.len() == 3 && g.in_sync.len() == 3);
+                members_ok && group_ok
+            }
+        },
+    )
+    .await;
+    // And it takes part in writes again.
+    acked.extend(produce_n(&via_victim, "kept", "3-after", 50, &cluster).await);
+    for i in 0..3 {
+        let last = acked.last().unwrap().0;
+        let records = read_until_offset(last, || read_all(&cluster.nodes[i], "kept")).await;
+        assert_holds_acked(&format!("node {i}"), &records, &acked);
+        assert_eq!(
+            records.len(),
+            acked.len(),
+            "node {i} holds exactly the acknowledged records"
+        );
+    }
+}
+
+async fn wait_until_async<F, Fut>(what: &str, timeout: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while !check().await {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn wiped_broker_0_rejoins_instead_of_starting_a_new_cluster() {
+    wiped_broker_rejoins(61, 0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn wiped_broker_2_rejoins_as_a_new_incarnation() {
+    wiped_broker_rejoins(71, 2).await;
+}
+
+/// `cluster_bootstrap: never`: a broker 0 with an empty volume and no
+/// reachable cluster waits for one instead of creating it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bootstrap_never_waits_for_an_existing_cluster() {
+    let root = tempfile::tempdir().unwrap();
+    let node = flymq_tests::cluster::NodeAddrs::on("127.0.0.78");
+    let mut proc = flymq_tests::cluster::start_broker(
+        0,
+        &node,
+        &node.cluster_addr(),
+        &root.path().join("node-0"),
+        &[("FLYMQ_CLUSTER_BOOTSTRAP", "never")],
+    );
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let health: serde_json::Value =
+        serde_json::from_str(&flymq_tests::cluster::http_get(node.health_addr(), "/health").unwrap().1).unwrap();
+    assert_ne!(health["status"], "ready", "{health}");
+    assert_eq!(health["cluster_id"], "", "no cluster may be created: {health}");
+    proc.kill9();
+}
+
+/// A topic is writable when CREATE_TOPIC answers, on every broker, without
+/// retrying; and requests pipelined through a follower take effect in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn new_topics_are_writable_and_pipelines_keep_their_order() {
+    let cluster = tokio::task::block_in_place(|| Cluster::start(81, 3));
+    for (i, node) in cluster.nodes.iter().enumerate() {
+        let client = client_for(&[node]).await;
+        for t in 0..3 {
+            let topic = format!("fresh-{i}-{t}");
+            client.create_topic(&topic, 3).await.expect("create");
+            for p in 0..3 {
+                if let Err(e) = client.produce_to_partition(&topic, p, "", "first").await {
+                    panic!(
+                        "first produce to {topic}/{p} through node {i} failed: {e}\n{}",
+                        cluster.logs()
+                    );
+                }
+            }
+        }
+    }
+
+    // Through every broker (a follower or a leader of each partition):
+    // CREATE_TOPIC(8) then a produce to partition 7 then a consume of it,
+    // in one write; then an auto-created topic's produce and consume.
+    for (i, node) in cluster.nodes.iter().enumerate() {
+        let topic = format!("piped-{i}");
+        let responses = pipeline(
+            &node.client_addr(),
+            &[
+                Request::CreateTopic(CreateTopicRequest {
+                    topic: topic.clone(),
+                    partitions: 8,
+                }),
+                produce(&topic, 7, "hello"),
+                Request::Consume(ConsumeRequest {
+                    topic: topic.clone(),
+                    partition: 7,
+                    offset: 0,
+                }),
+                produce(&format!("auto-{i}"), 0, "auto"),
+                Request::Consume(ConsumeRequest {
+                    topic: format!("auto-{i}"),
+                    partition: 0,
+                    offset: 0,
+                }),
+                Request::ClusterMetadata(ClusterMetadataRequest { topic: topic.clone() }),
+            ],
+        )
+        .await;
+        assert!(
+            matches!(responses[0], Response::CreateTopic),
+            "node {i}: {:?}",
+            responses[0]
+        );
+        assert!(
+            matches!(responses[1], Response::Produce(_)),
+            "node {i}: {:?}\n{}",
+            responses[1],
+            cluster.logs()
+        );
+        match &responses[2] {
+            Response::Consume(r) => assert_eq!(&r.value[..], b"hello", "node {i}"),
+            // Through a broker without a replica of partition 7 the read is redirected.
+            Response::Error(e) if e.message.starts_with("not leader") => {}
+            other => panic!("node {i}: the consume did not see the produce before it: {other:?}"),
+        }
+        assert!(
+            matches!(responses[3], Response::Produce(_)),
+            "node {i}: {:?}",
+            responses[3]
+        );
+        match &responses[4] {
+            Response::Consume(r) => assert_eq!(&r.value[..], b"auto", "node {i}"),
+            Response::Error(e) if e.message.starts_with("not leader") => {}
+            other => panic!("node {i}: the consume did not see the auto-created topic's record: {other:?}"),
+        }
+        match &responses[5] {
+            Response::ClusterMetadata(m) => assert_eq!(m.topics[0].partitions.len(), 8, "node {i}"),
+            other => panic!("node {i}: {other:?}"),
+        }
+    }
+}
+
+/// Retention is a replicated truncation applied identically everywhere:
+/// after it ran, every replica holds exactly the same records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_hold_the_same_records_after_retention() {
+    let cluster = tokio::task::block_in_place(|| {
+        Cluster::start_with(
+            91,
+            3,
+            &[
+                ("FLYMQ_RETENTION_BYTES", "200000"),
+                ("FLYMQ_RETENTION_CHECK_INTERVAL_MS", "300"),
+            ],
+        )
+    });
+    let all: Vec<_> = cluster.nodes.iter().collect();
+    let client = client_for(&all).await;
+    client.create_topic("sized", 1).await.expect("create");
+    // Four pipelined writers through different brokers.
+    let mut writers = Vec::new();
+    for w in 0..4 {
+        let addr = cluster.nodes[w % 3].client_addr();
+        writers.push(tokio::spawn(async move {
+            for chunk in 0..30 {
+                let requests: Vec<Request> = (0..64)
+                    .map(|i| produce("sized", 0, &format!("w{w}-{chunk:03}-{i:03}-{}", "x".repeat(40))))
+                    .collect();
+                for r in pipeline(&addr, &requests).await {
+                    assert!(matches!(r, Response::Produce(_)), "{r:?}");
+                }
+            }
+        }));
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    // Wait until retention has cut the partition on every replica and the
+    // replicas agree.
+    let mut copies: Vec<Vec<(u64, String)>> = Vec::new();
+    for _ in 0..100 {
+        copies.clear();
+        for node in &cluster.nodes {
+            copies.push(read_all(node, "sized").await);
+        }
+        let first_offsets: Vec<Option<u64>> = copies.iter().map(|c| c.first().map(|r| r.0)).collect();
+        let lasts: Vec<Option<u64>> = copies.iter().map(|c| c.last().map(|r| r.0)).collect();
+        let cut = first_offsets.iter().all(|f| f.is_some_and(|o| o > 0));
+        if cut && first_offsets.windows(2).all(|w| w[0] == w[1]) && lasts.windows(2).all(|w| w[0] == w[1]) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(copies[0].first().is_some_and(|r| r.0 > 0), "retention never ran");
+    let as_map = |c: &Vec<(u64, String)>| c.iter().cloned().collect::<BTreeMap<u64, String>>();
+    assert_eq!(
+        as_map(&copies[0]),
+        as_map(&copies[1]),
+        "replicas 0 and 1 differ after retention"
+    );
+    assert_eq!(
+        as_map(&copies[0]),
+        as_map(&copies[2]),
+        "replicas 0 and 2 differ after retention"
+    );
+    assert_eq!(copies[0].last().unwrap().0, 4 * 30 * 64 - 1);
+}
