@@ -13,7 +13,7 @@
 #      the ServiceMonitor and Certificate CRDs;
 #   4. runs the operator binary with a kubeconfig holding the chart's
 #      ServiceAccount token (`kubectl create token`), so RBAC is exercised;
-#   5. runs `cargo test -p flymq-k8s-e2e` with FLYMQ_E2E_OPERATOR=deployed
+#   5. runs the tests of tests/k8s-e2e with FLYMQ_E2E_OPERATOR=deployed
 #      and the client Service reached directly (kube-node-emu resolves
 #      Service names through /etc/hosts);
 #   6. always tears everything down (operator, kube-node-emu, control plane).
@@ -41,9 +41,13 @@ cd "$root"
 started=$(date +%s)
 log() { echo "k8s-e2e [$(( $(date +%s) - started ))s]: $*"; }
 
+# The e2e test targets and the flymq-operator binary, with the features
+# `cargo test --workspace` resolves (scripts/test.sh built exactly these
+# before, so nothing is compiled again there). `crds` also names the
+# operator's CRD drift test, which runs in a second.
+targets=(--workspace --test crds --test lifecycle --test volume_loss)
 log "building the operator and the tests"
-cargo build --release --locked -p flymq-operator --bin flymq-operator
-cargo test --release --locked -p flymq-k8s-e2e --no-run
+cargo test --release --locked "${targets[@]}" --no-run
 
 # A control plane of this run's own: its state (and etcd data) in one
 # directory, wiped first, so every run starts from an empty cluster.
@@ -129,4 +133,4 @@ operator_pid=$!
 log "running tests/k8s-e2e"
 KUBECONFIG=$admin_kc FLYMQ_E2E_OPERATOR=deployed FLYMQ_E2E_CLIENT_ACCESS=in-cluster \
   FLYMQ_E2E_TIMEOUT_SECS=${FLYMQ_E2E_TIMEOUT_SECS:-240} FLYMQ_E2E_EMU_ROOT="$work/emu" FLYMQ_E2E_BROKER_BIN="$FLYMQ_BIN" \
-  cargo test --release --locked -p flymq-k8s-e2e -- --test-threads=1 --nocapture
+  cargo test --release --locked "${targets[@]}" -- --test-threads=1 --nocapture
