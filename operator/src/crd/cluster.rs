@@ -468,6 +468,19 @@ mod tests {
     }
 
     #[test]
+    fn kubectl_scale_and_autoscalers_drive_replicas() {
+        let crd = serde_json::to_value(FlyMQCluster::crd()).expect("crd json");
+        assert_eq!(
+            crd["spec"]["versions"][0]["subresources"]["scale"],
+            serde_json::json!({
+                "specReplicasPath": ".spec.replicas",
+                "statusReplicasPath": ".status.replicas",
+                "labelSelectorPath": ".status.selector"
+            })
+        );
+    }
+
+    #[test]
     fn image_version_from_reference() {
         let mut image = ImageSpec {
             name: "registry:5000/flymq".into(),
