@@ -11,7 +11,8 @@
 //!    must be Ready=False with reason NotSupported;
 //! 4. produce and consume through the client Service (port-forward, or
 //!    directly from a pod; see `FLYMQ_E2E_CLIENT_ACCESS`);
-//! 5. scale 3 -> 5 -> 3 (the operator decommissions broker 4, shrinks the
+//! 5. scale 3 -> 5 (through the scale subresource, as `kubectl scale` does)
+//!    -> 3 (the operator decommissions broker 4, shrinks the
 //!    StatefulSet to 4, then broker 3 and 3): 3 members left, never
 //!    Degraded, the StatefulSet never below the brokers still members,
 //!    every message still readable;
@@ -411,9 +412,26 @@ async fn lifecycle(client: Client, ns: String) -> Result<(), String> {
     .await?;
 
     // 5. Scale 3 -> 5 -> 3; the scale-down decommissions brokers first.
-    step(TEST, "5. scale to 5 brokers");
-    env.apply_cluster(5, &no_config).await?;
+    step(
+        TEST,
+        "5. scale to 5 brokers through the scale subresource (kubectl scale)",
+    );
+    let scale = env
+        .clusters
+        .patch_scale(
+            CLUSTER,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 5}})),
+        )
+        .await
+        .map_err(|e| format!("scaling through the scale subresource: {e}"))?;
+    let selector = scale.status.and_then(|s| s.selector).unwrap_or_default();
+    if !selector.contains("app.kubernetes.io/instance=e2e") {
+        return Err(format!("the scale subresource reports the selector {selector:?}"));
+    }
     env.wait_cluster_ready(5).await?;
+    // Own spec.replicas again for the applies below.
+    env.apply_cluster(5, &no_config).await?;
     step(
         TEST,
         "5. scale back to 3 brokers (decommission 4, then 3, one per step)",
