@@ -28,8 +28,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use flymq_k8s_e2e::{
-    ServiceClient, brief, cluster_or_skip, condition, env_or, in_namespace, install_operator, service_client, step,
-    wait_for,
+    ServiceClient, brief, cluster_or_skip, condition, env_or, in_namespace, install_operator, record, service_client,
+    step, wait_for,
 };
 use flymq_operator::builders::statefulset::CONFIG_HASH_ANNOTATION;
 use flymq_operator::controller::admin_object::{AdminObject, FINALIZER};
@@ -436,44 +436,51 @@ async fn lifecycle(client: Client, ns: String) -> Result<(), String> {
         TEST,
         "5. scale back to 3 brokers (decommission 4, then 3, one per step)",
     );
+    // Watches, not polls: every StatefulSet size and Progressing reason.
+    let sizes = record(env.statefulsets.clone(), CLUSTER, |s: &StatefulSet| {
+        s.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0)
+    });
+    let reasons = record(env.clusters.clone(), CLUSTER, |c: &FlyMQCluster| {
+        c.status
+            .as_ref()
+            .and_then(|s| condition(&s.conditions, "Progressing"))
+            .map(|p| p.reason.clone())
+            .unwrap_or_default()
+    });
     env.apply_cluster(3, &no_config).await?;
-    let seen_replicas = std::sync::Mutex::new(BTreeSet::new());
-    let seen_reasons = std::sync::Mutex::new(BTreeSet::new());
-    wait_for("the StatefulSet at 3 with members 0, 1, 2", || {
-        let (seen_replicas, seen_reasons) = (&seen_replicas, &seen_reasons);
-        async move {
-            let c = env.clusters.get(CLUSTER).await?;
-            let s = c.status.unwrap_or_default();
-            let sts = env.statefulsets.get(CLUSTER).await?;
-            let replicas = sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
-            let members: BTreeSet<i64> = s.members.iter().map(|m| m.id).collect();
-            if let Some(d) = condition(&s.conditions, "Degraded").filter(|d| d.status == "True") {
-                return Ok(Err(format!(
-                    "Degraded during the scale-down: {} {}",
-                    d.reason, d.message
-                )));
-            }
-            if let Some(p) = condition(&s.conditions, "Progressing") {
-                seen_reasons.lock().map(|mut r| r.insert(p.reason.clone())).ok();
-            }
-            seen_replicas.lock().map(|mut r| r.insert(replicas)).ok();
-            Ok(if replicas == 3 && members == BTreeSet::from([0, 1, 2]) {
-                Ok(())
-            } else {
-                Err(format!("StatefulSet replicas {replicas}, members {members:?}"))
-            })
+    wait_for("the StatefulSet at 3 with members 0, 1, 2", || async move {
+        let c = env.clusters.get(CLUSTER).await?;
+        let s = c.status.unwrap_or_default();
+        let sts = env.statefulsets.get(CLUSTER).await?;
+        let replicas = sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
+        let members: BTreeSet<i64> = s.members.iter().map(|m| m.id).collect();
+        if let Some(d) = condition(&s.conditions, "Degraded").filter(|d| d.status == "True") {
+            return Ok(Err(format!(
+                "Degraded during the scale-down: {} {}",
+                d.reason, d.message
+            )));
         }
+        Ok(if replicas == 3 && members == BTreeSet::from([0, 1, 2]) {
+            Ok(())
+        } else {
+            Err(format!("StatefulSet replicas {replicas}, members {members:?}"))
+        })
     })
     .await?;
     env.wait_cluster_ready(3).await?;
+    let (sizes, reasons) = (sizes.values(), reasons.values());
     step(
         TEST,
-        &format!(
-            "StatefulSet replicas seen during the scale-down: {:?}; Progressing reasons: {:?}",
-            seen_replicas.lock().map(|r| r.clone()).unwrap_or_default(),
-            seen_reasons.lock().map(|r| r.clone()).unwrap_or_default()
-        ),
+        &format!("StatefulSet sizes during the scale-down: {sizes:?}; Progressing reasons: {reasons:?}"),
     );
+    if sizes != vec![5, 4, 3] {
+        return Err(format!(
+            "the StatefulSet should shrink one broker at a time, each after its decommission: {sizes:?}"
+        ));
+    }
+    if !reasons.iter().any(|r| r == "Decommissioning") {
+        return Err(format!("Progressing never said Decommissioning: {reasons:?}"));
+    }
     wait_for("only broker pods e2e-0, e2e-1 and e2e-2 left", || async move {
         let pods = env.broker_pods().await?;
         let names: BTreeSet<&str> = pods.keys().map(String::as_str).collect();
