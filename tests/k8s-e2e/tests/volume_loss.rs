@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use flymq_k8s_e2e::{
-    brief, cluster_or_skip, condition, env_or, in_namespace, install_operator, service_client, step, wait_for,
+    brief, cluster_or_skip, condition, env_or, in_namespace, install_operator, record, service_client, step, wait_for,
 };
 use flymq_operator::crd::FlyMQCluster;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
@@ -136,6 +136,13 @@ async fn volume_loss(client: Client, ns: String) -> Result<(), String> {
     }
 
     step(TEST, "2. delete broker 1's volume claim and pod");
+    let catching_up = record(clusters.clone(), CLUSTER, |c: &FlyMQCluster| {
+        c.status
+            .as_ref()
+            .and_then(|s| condition(&s.conditions, "CatchingUp"))
+            .map(|c| format!("{} {}", c.status, c.message))
+            .unwrap_or_default()
+    });
     let old_uid = pods
         .get(&format!("{CLUSTER}-1"))
         .await
@@ -179,23 +186,15 @@ async fn volume_loss(client: Client, ns: String) -> Result<(), String> {
     }
 
     step(TEST, "3. broker 1 rejoins as a new incarnation and catches up");
-    let mut saw_learner = false;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline && !saw_learner {
-        let s = clusters
-            .get(CLUSTER)
-            .await
-            .map_err(|e| e.to_string())?
-            .status
-            .unwrap_or_default();
-        saw_learner = condition(&s.conditions, "CatchingUp").is_some_and(|c| c.status == "True");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    let after = ready(Some(cluster_id.clone())).await?;
+    let seen = catching_up.values();
     step(
         TEST,
-        &format!("CatchingUp=True seen while broker 1 was a learner: {saw_learner} (it may catch up between polls)"),
+        &format!(
+            "CatchingUp as the status showed it (watched): {seen:?} (broker 1 may catch up between the operator's \
+             ClusterStatus calls)"
+        ),
     );
-    let after = ready(Some(cluster_id.clone())).await?;
     if after.cluster_id.as_deref() != Some(cluster_id.as_str()) {
         return Err(format!(
             "cluster id changed: {:?} -> {:?}",
