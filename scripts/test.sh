@@ -31,3 +31,10 @@ if [ -x operator/scripts/validate-manifests.sh ]; then
   step "Kubernetes manifests and Helm chart"
   operator/scripts/validate-manifests.sh
 fi
+
+# The operator end to end against a real API server and controller manager
+# (../shared/tools/kube-local) with the broker pods run by
+# ../shared/tools/kube-node-emu, the operator on its chart ServiceAccount's
+# token. Uses the flymq binary `cargo test` built above.
+step "Kubernetes end to end (tests/k8s-e2e/run.sh)"
+tests/k8s-e2e/run.sh

@@ -14,6 +14,7 @@ use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::core::DeserializeGuard;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::{Controller, watcher};
 use kube::{Api, Client, CustomResourceExt};
@@ -22,7 +23,10 @@ use tracing::{error, info, warn};
 use crate::admin::{AdminSync, GrpcAdmin};
 use crate::builders::OsRandomness;
 use crate::controller::admin_object::{self, AdminContext, AdminObject};
+use crate::controller::backoff::Backoff;
 use crate::controller::cluster::{self, Context, FIELD_MANAGER};
+use crate::controller::decommission::{self, Decommissions};
+use crate::controller::discovery::OptionalApis;
 use crate::crd::{Acl, FlyMQCluster, Topic, User};
 use crate::metrics::Metrics;
 
@@ -180,15 +184,21 @@ fn admin_controller<K: AdminObject>(
     metrics: &Arc<Metrics>,
     stop: &tokio::sync::watch::Receiver<bool>,
 ) -> impl Future<Output = ()> + Send + 'static {
+    let controller = Controller::new(scoped::<DeserializeGuard<K>>(client, ns), watcher::Config::default());
     let ctx = Arc::new(AdminContext::<K> {
         client: client.clone(),
         admin,
         clock: cluster::system_clock(),
         metrics: metrics.clone(),
+        peers: Some(controller.store()),
     });
-    Controller::new(scoped::<K>(client, ns), watcher::Config::default())
+    controller
         .graceful_shutdown_on(shutdown_trigger(stop))
-        .run(admin_object::reconcile::<K>, admin_object::error_policy::<K>, ctx)
+        .run(
+            admin_object::reconcile_guarded::<K>,
+            admin_object::error_policy_guarded::<K>,
+            ctx,
+        )
         .for_each(|res| async move {
             if let Err(e) = res {
                 tracing::debug!(error = %e, "reconcile error");
@@ -239,6 +249,17 @@ pub async fn run(config: Config) -> Result<(), RuntimeError> {
         controller: FIELD_MANAGER.into(),
         instance: config.instance.clone(),
     };
+    // Optional APIs (ServiceMonitor, Certificate) are discovered now and
+    // every minute, never assumed.
+    let apis = Arc::new(OptionalApis::default());
+    if let Err(e) = apis.refresh(&client).await {
+        warn!(error = %e, "cannot discover the optional APIs yet; retrying every minute");
+    }
+    let discovery = tokio::spawn({
+        let (apis, client) = (apis.clone(), client.clone());
+        async move { apis.refresh_forever(client).await }
+    });
+
     // One admin client (one HTTP/2 connection per cluster) for every controller.
     let admin = Arc::new(GrpcAdmin::new(config.admin_url_template.clone()));
     info!(template = %config.admin_url_template, "reaching the brokers' admin API");
@@ -249,6 +270,10 @@ pub async fn run(config: Config) -> Result<(), RuntimeError> {
         random: Arc::new(OsRandomness),
         clock: cluster::system_clock(),
         metrics,
+        apis,
+        decommissions: Decommissions::default(),
+        decommission_wait: decommission::PASS_WAIT,
+        backoff: Backoff::default(),
     });
 
     let scopes: Vec<Option<String>> = if config.namespaces.is_empty() {
@@ -260,7 +285,7 @@ pub async fn run(config: Config) -> Result<(), RuntimeError> {
     for scope in scopes {
         let ns = scope.as_deref();
         let (clusters, sts, cms, svcs, secrets) = (
-            scoped::<FlyMQCluster>(&client, ns),
+            scoped::<DeserializeGuard<FlyMQCluster>>(&client, ns),
             scoped::<StatefulSet>(&client, ns),
             scoped::<ConfigMap>(&client, ns),
             scoped::<Service>(&client, ns),
@@ -277,7 +302,7 @@ pub async fn run(config: Config) -> Result<(), RuntimeError> {
                 .owns(svcs, owned.clone())
                 .owns(secrets, owned)
                 .graceful_shutdown_on(shutdown_trigger(&stop_rx))
-                .run(cluster::reconcile, cluster::error_policy, cluster_ctx)
+                .run(cluster::reconcile_guarded, cluster::error_policy_guarded, cluster_ctx)
                 .for_each(|res| async move {
                     match res {
                         Ok((obj, _)) => tracing::debug!(object = %obj, "reconciled"),
@@ -297,6 +322,7 @@ pub async fn run(config: Config) -> Result<(), RuntimeError> {
     state.ready.store(true, Ordering::Relaxed);
     futures::future::join_all(controllers).await;
     info!("controllers stopped");
+    discovery.abort();
     signal.abort();
     let _ = http.await;
     Ok(())

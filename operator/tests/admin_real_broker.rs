@@ -138,12 +138,13 @@ fn echo_object<K: serde::Serialize>(obj: &K) -> Reply {
     Reply::Json(serde_json::to_value(obj).expect("json"))
 }
 
-fn context<K>(client: kube::Client, admin: Arc<dyn AdminSync<K>>) -> Arc<AdminContext<K>> {
+fn context<K: AdminObject>(client: kube::Client, admin: Arc<dyn AdminSync<K>>) -> Arc<AdminContext<K>> {
     Arc::new(AdminContext {
         client,
         admin,
         clock: Arc::new(|| "T0".to_string()),
         metrics: Arc::new(Metrics::new()),
+        peers: None,
     })
 }
 

@@ -29,9 +29,16 @@ fn doc<T: serde::Serialize>(out: &mut String, obj: &T) {
 fn render(name: &str) -> String {
     let input = std::fs::read_to_string(dir().join("fixtures").join(format!("{name}.yaml"))).expect("read fixture");
     let cluster: FlyMQCluster = serde_yaml::from_str(&input).expect("fixture is a FlyMQCluster");
-    let d = builders::build(&cluster, &Inputs::default(), &Fixed).expect("fixture builds");
+    // The full fixture renders a cluster after its first bootstrap: the
+    // identity ConfigMap turns bootstrapping off and carries the id.
+    let inputs = Inputs {
+        cluster_id: (name == "full").then(|| "4f1c2a9e-golden".to_string()),
+        ..Inputs::default()
+    };
+    let d = builders::build(&cluster, &inputs, &Fixed).expect("fixture builds");
     let mut out = String::new();
     doc(&mut out, &d.config_map);
+    doc(&mut out, &d.identity);
     for s in &d.secrets {
         doc(&mut out, s);
     }
@@ -70,6 +77,7 @@ fn full_fixture_exercises_every_optional_object() {
         "kind: ServiceMonitor",
         "FLYMQ_ENCRYPTION_KEY",
         "tolerations:",
+        "bootstrap: never",
     ] {
         assert!(yaml.contains(kind), "full golden lacks {kind}");
     }

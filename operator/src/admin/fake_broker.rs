@@ -27,6 +27,12 @@ pub struct FakeBroker {
     pub failures: Mutex<HashMap<&'static str, Status>>,
     /// Nodes whose Decommission is refused (FAILED_PRECONDITION).
     pub refuse_decommission: Mutex<BTreeSet<u64>>,
+    /// The cluster id ClusterStatus reports (`fake` when unset).
+    pub cluster_id: Mutex<Option<String>>,
+    /// Partitions ClusterStatus reports as under-replicated.
+    pub under_replicated: Mutex<Vec<String>>,
+    /// How long each Decommission takes.
+    pub decommission_delay: Mutex<std::time::Duration>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -186,11 +192,11 @@ impl Admin for FakeBroker {
     ) -> Result<Response<pb::ClusterStatusReply>, Status> {
         self.record("ClusterStatus", "ClusterStatus".into())?;
         Ok(Response::new(pb::ClusterStatusReply {
-            cluster_id: "fake".into(),
+            cluster_id: lock(&self.cluster_id).clone().unwrap_or_else(|| "fake".into()),
             node_id: 0,
             members: lock(&self.members).clone(),
             groups: Vec::new(),
-            under_replicated: Vec::new(),
+            under_replicated: lock(&self.under_replicated).clone(),
         }))
     }
 
@@ -205,6 +211,10 @@ impl Admin for FakeBroker {
     ) -> Result<Response<pb::DecommissionReply>, Status> {
         let node = req.into_inner().node_id;
         self.record("Decommission", format!("Decommission {node}"))?;
+        let delay = *lock(&self.decommission_delay);
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
         let mut members = lock(&self.members);
         let Some(at) = members.iter().position(|m| m.node_id == node) else {
             return Err(Status::not_found(format!("node {node} is not a member")));
@@ -223,10 +233,27 @@ impl Admin for FakeBroker {
 
     async fn transfer_leadership(
         &self,
-        _: Request<pb::TransferLeadershipRequest>,
+        req: Request<pb::TransferLeadershipRequest>,
     ) -> Result<Response<pb::TransferLeadershipReply>, Status> {
-        self.record("TransferLeadership", "TransferLeadership".into())?;
-        Ok(Response::new(pb::TransferLeadershipReply { transferred: 0 }))
+        let r = req.into_inner();
+        self.record("TransferLeadership", format!("TransferLeadership from {}", r.from_node))?;
+        let mut members = lock(&self.members);
+        let was_leader = members.iter().any(|m| m.node_id == r.from_node && m.is_metadata_leader);
+        if r.has_from && was_leader {
+            // The metadata leadership moves to the lowest other voter.
+            for m in members.iter_mut() {
+                m.is_metadata_leader = false;
+            }
+            if let Some(m) = members
+                .iter_mut()
+                .find(|m| m.node_id != r.from_node && m.role == "voter")
+            {
+                m.is_metadata_leader = true;
+            }
+        }
+        Ok(Response::new(pb::TransferLeadershipReply {
+            transferred: u32::from(was_leader),
+        }))
     }
 
     async fn upsert_user(&self, req: Request<pb::UpsertUserRequest>) -> Result<Response<pb::UpsertUserReply>, Status> {

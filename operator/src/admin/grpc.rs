@@ -560,7 +560,36 @@ impl BrokerAdmin for GrpcAdmin {
                 .iter()
                 .find(|m| m.is_metadata_leader)
                 .map(|m| i64::try_from(m.node_id).unwrap_or(i64::MAX));
-            Ok(ClusterInfo { leader, members })
+            Ok(ClusterInfo {
+                cluster_id: reply.cluster_id,
+                leader,
+                members,
+                under_replicated: reply.under_replicated,
+            })
+        })
+    }
+
+    fn transfer_leadership<'a>(&'a self, cluster: &'a ClusterEndpoint, from_node: i32) -> AdminFuture<'a, u32> {
+        Box::pin(async move {
+            let node = u64::try_from(from_node)
+                .map_err(|_| invalid_spec("TransferLeadership", format!("node id {from_node} is negative")))?;
+            let (mut client, url) = self.client(cluster)?;
+            let t = self.timeouts.call;
+            let req = pb::TransferLeadershipRequest {
+                group_id: 0,
+                to_node: 0,
+                from_node: node,
+                has_from: true,
+            };
+            let reply = call(
+                "TransferLeadership",
+                "leadership transfer",
+                &url,
+                t,
+                client.transfer_leadership(request(req, t)),
+            )
+            .await?;
+            Ok(reply.transferred)
         })
     }
 }

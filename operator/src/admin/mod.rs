@@ -104,10 +104,22 @@ impl ClusterEndpoint {
 /// The metadata Raft group as the brokers report it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClusterInfo {
+    /// Id of the cluster the brokers belong to (empty when not reported).
+    pub cluster_id: String,
     /// Node id of the metadata leader, if one is known.
     pub leader: Option<i64>,
     /// Every member, ordered by node id.
     pub members: Vec<ClusterMember>,
+    /// `<topic>/<partition>` of partition groups with fewer in-sync replicas
+    /// than replicas.
+    pub under_replicated: Vec<String>,
+}
+
+impl ClusterInfo {
+    /// The member with node id `id`.
+    pub fn member(&self, id: i64) -> Option<&ClusterMember> {
+        self.members.iter().find(|m| m.id == id)
+    }
 }
 
 /// What the brokers hold after a successful [`AdminSync::apply`].
@@ -126,6 +138,9 @@ pub trait BrokerAdmin: Send + Sync {
     fn decommission<'a>(&'a self, cluster: &'a ClusterEndpoint, node_id: i32) -> AdminFuture<'a, ()>;
     /// The metadata group's leader and members.
     fn cluster_status<'a>(&'a self, cluster: &'a ClusterEndpoint) -> AdminFuture<'a, ClusterInfo>;
+    /// Moves every Raft leadership `from_node` holds to caught-up voters;
+    /// returns how many moved.
+    fn transfer_leadership<'a>(&'a self, cluster: &'a ClusterEndpoint, from_node: i32) -> AdminFuture<'a, u32>;
 }
 
 /// Keeps one kind of broker-side object (topic, user, ACL) in step with its

@@ -39,6 +39,8 @@ pub const RESERVED_KEYS: &[&str] = &[
     "advertise_addr",
     "advertise_cluster",
     "encryption_key",
+    "cluster_id",
+    "cluster_bootstrap",
 ];
 
 fn is_reserved(key: &str) -> bool {

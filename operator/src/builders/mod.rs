@@ -3,6 +3,7 @@
 //! reads the clock or draws randomness on its own.
 
 pub mod config;
+pub mod identity;
 pub mod monitoring;
 pub mod pdb;
 pub mod secret;
@@ -59,6 +60,8 @@ pub enum BuildError {
 pub struct Desired {
     /// Rendered broker configuration.
     pub config_map: ConfigMap,
+    /// Bootstrap mode and cluster id, read by the brokers at start.
+    pub identity: ConfigMap,
     /// Operator-generated Secrets (admin credentials when not provided).
     pub secrets: Vec<Secret>,
     /// cert-manager Certificate when `spec.tls.certManager` is set.
@@ -81,6 +84,8 @@ pub struct Inputs {
     /// Password already stored in the generated admin Secret, if it exists.
     /// Reusing it keeps resyncs from rotating the password.
     pub existing_admin_password: Option<String>,
+    /// The cluster id recorded in the status after the first bootstrap.
+    pub cluster_id: Option<String>,
 }
 
 /// Source of generated secret values, injected so builders stay pure.
@@ -115,6 +120,7 @@ pub fn build(cluster: &FlyMQCluster, inputs: &Inputs, random: &dyn Randomness) -
     }
     Ok(Desired {
         config_map,
+        identity: identity::config_map(cluster, inputs.cluster_id.as_deref())?,
         secrets,
         certificate: tls::certificate(cluster)?,
         headless_service: service::headless(cluster)?,

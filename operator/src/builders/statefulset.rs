@@ -6,16 +6,17 @@ use k8s_openapi::api::apps::v1::{
     StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec, StatefulSetUpdateStrategy,
 };
 use k8s_openapi::api::core::v1::{
-    Affinity, Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
-    EnvVarSource, HTTPGetAction, ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec,
-    PodAffinityTerm, PodAntiAffinity, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile,
-    SecretKeySelector, SecretVolumeSource, SecurityContext, TopologySpreadConstraint, Volume, VolumeMount,
-    VolumeResourceRequirements, WeightedPodAffinityTerm,
+    Affinity, Capabilities, ConfigMapKeySelector, ConfigMapVolumeSource, Container, ContainerPort,
+    EmptyDirVolumeSource, EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector, PersistentVolumeClaim,
+    PersistentVolumeClaimSpec, PodAffinityTerm, PodAntiAffinity, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
+    SeccompProfile, SecretKeySelector, SecretVolumeSource, SecurityContext, TopologySpreadConstraint, Volume,
+    VolumeMount, VolumeResourceRequirements, WeightedPodAffinityTerm,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::config::{CONFIG_DIR, CONFIG_FILE, DATA_MOUNT, TLS_DIR, config_map_name};
+use super::identity::{BOOTSTRAP_KEY, CLUSTER_ID_KEY, identity_name};
 use super::{
     ADMIN_PORT, BuildError, CLIENT_PORT, CLUSTER_PORT, HEALTH_PORT, METRICS_PORT, admin_secret_name, headless_name,
     labels, ns_name, owned_meta, selector_labels, tls,
@@ -74,6 +75,21 @@ fn env_secret(name: &str, secret: &str, key: &str) -> EnvVar {
         value_from: Some(EnvVarSource {
             secret_key_ref: Some(SecretKeySelector {
                 name: secret.into(),
+                key: key.into(),
+                optional: Some(false),
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }
+}
+
+fn env_config_map(name: &str, config_map: &str, key: &str) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value_from: Some(EnvVarSource {
+            config_map_key_ref: Some(ConfigMapKeySelector {
+                name: config_map.into(),
                 key: key.into(),
                 optional: Some(false),
             }),
@@ -162,6 +178,11 @@ pub fn stateful_set(cluster: &FlyMQCluster, config_hash: &str) -> Result<Statefu
             format!("$(POD_NAME).{headless}.{ns}.svc:{CLIENT_PORT}"),
         ),
     ];
+    // Read at container start from the identity ConfigMap: recording the
+    // cluster id after the first bootstrap changes no pod template.
+    let identity = identity_name(&name);
+    env_vars.push(env_config_map("FLYMQ_CLUSTER_BOOTSTRAP", &identity, BOOTSTRAP_KEY));
+    env_vars.push(env_config_map("FLYMQ_CLUSTER_ID", &identity, CLUSTER_ID_KEY));
     let admin_secret = admin_secret_name(cluster, &name);
     env_vars.push(env_secret("FLYMQ_ADMIN_USERNAME", &admin_secret, "username"));
     env_vars.push(env_secret("FLYMQ_ADMIN_PASSWORD", &admin_secret, "password"));
@@ -292,7 +313,7 @@ pub fn stateful_set(cluster: &FlyMQCluster, config_hash: &str) -> Result<Statefu
             access_modes: Some(vec!["ReadWriteOnce".into()]),
             storage_class_name: spec.storage.storage_class_name.clone(),
             resources: Some(VolumeResourceRequirements {
-                requests: Some([("storage".to_string(), spec.storage.size.clone())].into()),
+                requests: Some([("storage".to_string(), spec.storage.size())].into()),
                 ..VolumeResourceRequirements::default()
             }),
             ..PersistentVolumeClaimSpec::default()
@@ -306,8 +327,11 @@ pub fn stateful_set(cluster: &FlyMQCluster, config_hash: &str) -> Result<Statefu
             replicas: Some(spec.replicas),
             service_name: Some(headless),
             pod_management_policy: Some("Parallel".into()),
+            // The operator rolls the brokers itself (see controller::roll):
+            // one pod at a time, only when every voter is up and caught up,
+            // leaderships moved off first, the metadata leader last.
             update_strategy: Some(StatefulSetUpdateStrategy {
-                type_: Some("RollingUpdate".into()),
+                type_: Some("OnDelete".into()),
                 ..StatefulSetUpdateStrategy::default()
             }),
             persistent_volume_claim_retention_policy: Some(StatefulSetPersistentVolumeClaimRetentionPolicy {
@@ -375,6 +399,33 @@ mod tests {
             field("FLYMQ_NODE_ID").as_deref(),
             Some("metadata.labels['apps.kubernetes.io/pod-index']")
         );
+    }
+
+    #[test]
+    fn bootstrap_and_cluster_id_come_from_the_identity_config_map() {
+        let s = stateful_set(&cluster(serde_json::json!({})), "h").expect("builds");
+        let env = env_of(&s);
+        let from = |n: &str| {
+            env.iter()
+                .find(|e| e.name == n)
+                .and_then(|e| e.value_from.as_ref()?.config_map_key_ref.as_ref())
+                .map(|r| (r.name.clone(), r.key.clone()))
+        };
+        assert_eq!(
+            from("FLYMQ_CLUSTER_BOOTSTRAP"),
+            Some(("demo-identity".into(), "bootstrap".into()))
+        );
+        assert_eq!(
+            from("FLYMQ_CLUSTER_ID"),
+            Some(("demo-identity".into(), "cluster-id".into()))
+        );
+    }
+
+    #[test]
+    fn the_operator_drives_rolls() {
+        let s = stateful_set(&cluster(serde_json::json!({})), "h").expect("builds");
+        let strategy = s.spec.and_then(|s| s.update_strategy).and_then(|u| u.type_);
+        assert_eq!(strategy.as_deref(), Some("OnDelete"));
     }
 
     #[test]

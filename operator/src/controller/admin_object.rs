@@ -13,8 +13,10 @@ use std::time::Duration;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use kube::api::{Api, Patch, PatchParams};
+use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event, finalizer};
+use kube::runtime::reflector::Store;
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -55,6 +57,11 @@ pub trait AdminObject:
     fn admin_status(&self) -> Option<&AdminObjectStatus>;
     /// What deleting the resource does to the broker-side object.
     fn deletion_policy(&self) -> DeletionPolicy;
+    /// The name of the broker-side object when two resources could claim
+    /// the same one (a Topic's `topicName`); `None` when names cannot clash.
+    fn broker_name(&self) -> Option<String> {
+        None
+    }
 }
 
 impl AdminObject for Topic {
@@ -66,6 +73,9 @@ impl AdminObject for Topic {
     }
     fn deletion_policy(&self) -> DeletionPolicy {
         self.spec.deletion_policy
+    }
+    fn broker_name(&self) -> Option<String> {
+        Some(self.topic_name())
     }
 }
 
@@ -95,7 +105,7 @@ impl AdminObject for Acl {
 }
 
 /// What the reconciler of one kind needs.
-pub struct AdminContext<K> {
+pub struct AdminContext<K: AdminObject> {
     /// Kubernetes client.
     pub client: Client,
     /// Keeps the broker-side objects in step.
@@ -104,6 +114,37 @@ pub struct AdminContext<K> {
     pub clock: Clock,
     /// Operator metrics.
     pub metrics: Arc<Metrics>,
+    /// Every resource of the kind the controller has seen (its watch
+    /// cache), to find two resources claiming one broker-side object.
+    pub peers: Option<Store<DeserializeGuard<K>>>,
+}
+
+/// Condition reason of a Topic whose `topicName` an earlier Topic manages.
+pub const DUPLICATE_TOPIC_NAME: &str = "DuplicateTopicName";
+
+/// The earlier resource (by creation, then name) of the same namespace and
+/// cluster that claims the same broker-side object as `obj`, if any: that
+/// one manages it, `obj` makes no admin calls.
+pub fn claimed_by<K: AdminObject>(obj: &K, peers: &[Arc<DeserializeGuard<K>>]) -> Option<String> {
+    let name = obj.broker_name()?;
+    let rank = |o: &K| (o.meta().creation_timestamp.as_ref().map(|t| t.0), o.name_any());
+    let mine = rank(obj);
+    peers
+        .iter()
+        .filter_map(|g| g.0.as_ref().ok())
+        .filter(|o| {
+            o.namespace() == obj.namespace()
+                && o.name_any() != obj.name_any()
+                && o.cluster_name() == obj.cluster_name()
+                && o.broker_name().as_deref() == Some(name.as_str())
+                && rank(o) < mine
+        })
+        .min_by_key(|o| rank(o))
+        .map(ResourceExt::name_any)
+}
+
+fn duplicate_of<K: AdminObject>(obj: &K, ctx: &AdminContext<K>) -> Option<String> {
+    claimed_by(obj, &ctx.peers.as_ref()?.state())
 }
 
 /// The `Ready` condition's reason for a failed admin call.
@@ -230,6 +271,27 @@ pub async fn reconcile<K: AdminObject>(obj: Arc<K>, ctx: Arc<AdminContext<K>>) -
 }
 
 async fn apply<K: AdminObject>(obj: &K, ctx: &AdminContext<K>, api: &Api<K>, ns: &str) -> Result<Action, Error> {
+    if let Some(first) = duplicate_of(obj, ctx) {
+        let kind = K::kind(&());
+        let message = format!(
+            "{kind} {first} (created earlier) already manages '{}' on FlyMQCluster {}; this {kind} makes no admin \
+             calls: give it another name or delete it",
+            obj.broker_name().unwrap_or_default(),
+            obj.cluster_name()
+        );
+        warn!(object = %format!("{kind} {ns}/{}", obj.name_any()), %message, "duplicate");
+        let status = condition_status(
+            obj.admin_status(),
+            obj.meta().generation,
+            false,
+            DUPLICATE_TOPIC_NAME,
+            message,
+            &(ctx.clock)(),
+        );
+        write_status(api, obj, status).await?;
+        // Checked again soon: the earlier one may be deleted.
+        return Ok(Action::requeue(RETRY));
+    }
     let outcome = ctx.admin.apply(&endpoint(obj, ns), obj).await;
     let status = status_for(
         obj.admin_status(),
@@ -251,6 +313,10 @@ async fn cleanup<K: AdminObject>(obj: &K, ctx: &AdminContext<K>, api: &Api<K>, n
     let what = format!("{} {ns}/{}", K::kind(&()), obj.name_any());
     if obj.deletion_policy() == DeletionPolicy::Retain {
         info!(object = %what, "deleted; deletionPolicy Retain keeps it on the brokers");
+        return Ok(Action::await_change());
+    }
+    if let Some(first) = duplicate_of(obj, ctx) {
+        info!(object = %what, manager = %first, "deleted; the broker-side object belongs to another resource and stays");
         return Ok(Action::await_change());
     }
     let cluster = obj.cluster_name();
@@ -277,6 +343,32 @@ async fn cleanup<K: AdminObject>(obj: &K, ctx: &AdminContext<K>, api: &Api<K>, n
             write_status(api, obj, status).await?;
             Err(e.into())
         }
+    }
+}
+
+/// [`reconcile`] behind a [`DeserializeGuard`](kube::core::DeserializeGuard):
+/// a resource that does not decode is reported on itself instead of
+/// stopping the controller of its kind.
+pub async fn reconcile_guarded<K: AdminObject>(
+    obj: Arc<kube::core::DeserializeGuard<K>>,
+    ctx: Arc<AdminContext<K>>,
+) -> Result<Action, Error> {
+    match (&obj.0, super::guard::decoded(&obj)) {
+        (_, Some(k)) => reconcile(k, ctx).await,
+        (Err(invalid), None) => super::guard::report_invalid::<K>(&ctx.client, invalid, &ctx.clock).await,
+        (Ok(_), None) => Ok(Action::await_change()),
+    }
+}
+
+/// [`error_policy`] behind a [`DeserializeGuard`](kube::core::DeserializeGuard).
+pub fn error_policy_guarded<K: AdminObject>(
+    obj: Arc<kube::core::DeserializeGuard<K>>,
+    error: &Error,
+    ctx: Arc<AdminContext<K>>,
+) -> Action {
+    match super::guard::decoded(&obj) {
+        Some(k) => error_policy(k, error, ctx),
+        None => Action::requeue(RETRY),
     }
 }
 
@@ -359,6 +451,7 @@ mod tests {
             admin,
             clock: Arc::new(|| "T0".to_string()),
             metrics: Arc::new(Metrics::new()),
+            peers: None,
         });
         let server = tokio::spawn(serve(handle, steps));
         let result = tokio::time::timeout(Duration::from_secs(10), reconcile(Arc::new(obj), ctx))
@@ -469,6 +562,7 @@ mod tests {
             admin: Arc::new(GrpcAdmin::default()),
             clock: Arc::new(|| "T0".to_string()),
             metrics: Arc::new(Metrics::new()),
+            peers: None,
         });
         assert_eq!(
             error_policy(Arc::new(t.clone()), &err, ctx.clone()),
@@ -673,5 +767,102 @@ mod tests {
         let (result, _) = run(u, admin, steps).await;
         assert_eq!(result.expect("cleaned up"), Action::await_change());
         assert_eq!(fake.calls(), vec!["DeleteUser alice"]);
+    }
+
+    fn named(name: &str, topic_name: Option<&str>, created: i64) -> Arc<DeserializeGuard<Topic>> {
+        let mut t = topic(json!({}));
+        t.metadata.name = Some(name.into());
+        t.spec.topic_name = topic_name.map(String::from);
+        t.metadata.creation_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            k8s_openapi::jiff::Timestamp::from_second(created).expect("time"),
+        ));
+        Arc::new(DeserializeGuard(Ok(t)))
+    }
+
+    #[test]
+    fn the_earlier_topic_claims_a_topic_name() {
+        let first = named("orders", None, 100);
+        let second = named("orders-copy", Some("orders"), 200);
+        let other = named("audit", None, 50);
+        let peers = vec![first.clone(), second.clone(), other];
+        let get = |g: &Arc<DeserializeGuard<Topic>>| g.0.clone().expect("valid");
+        assert_eq!(claimed_by(&get(&first), &peers), None, "the first one manages it");
+        assert_eq!(claimed_by(&get(&second), &peers).as_deref(), Some("orders"));
+        // Another cluster's topic of the same name is no clash.
+        let mut elsewhere = get(&second);
+        elsewhere.spec.cluster_ref.name = "other".into();
+        assert_eq!(claimed_by(&elsewhere, &peers), None);
+    }
+
+    #[tokio::test]
+    async fn a_duplicate_topic_name_gets_a_condition_and_no_admin_calls() {
+        use kube::runtime::{reflector, watcher};
+        let (reader, mut writer) = reflector::store::<DeserializeGuard<Topic>>();
+        let first = named("orders", None, 100);
+        let mut dup = topic(json!({"topicName": "orders", "deletionPolicy": "Delete"}));
+        dup.metadata.name = Some("orders-copy".into());
+        dup.metadata.creation_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            k8s_openapi::jiff::Timestamp::from_second(200).expect("time"),
+        ));
+        writer.apply_watcher_event(&watcher::Event::Apply((*first).clone()));
+        writer.apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(dup.clone()))));
+
+        let (fake, admin) = broker();
+        let (kube_client, handle) = client();
+        let ctx = Arc::new(AdminContext::<Topic> {
+            client: kube_client,
+            admin,
+            clock: Arc::new(|| "T0".to_string()),
+            metrics: Arc::new(Metrics::new()),
+            peers: Some(reader),
+        });
+        let server = tokio::spawn(serve(
+            handle,
+            vec![step(
+                "PATCH",
+                "/apis/flymq.io/v1alpha1/namespaces/prod/topics/orders-copy/status",
+                with_status(&dup),
+            )],
+        ));
+        let result = reconcile(Arc::new(dup.clone()), ctx.clone()).await;
+        assert_eq!(result.expect("reconciles"), Action::requeue(RETRY));
+        let seen = server.await.expect("server");
+        let c = ready(&seen[0]);
+        assert_eq!(
+            (&c["status"], &c["reason"]),
+            (&json!("False"), &json!("DuplicateTopicName"))
+        );
+        assert_eq!(
+            c["message"],
+            json!(
+                "Topic orders (created earlier) already manages 'orders' on FlyMQCluster demo; this Topic makes no \
+                 admin calls: give it another name or delete it"
+            )
+        );
+        assert!(fake.calls().is_empty(), "no admin call: {:?}", fake.calls());
+
+        // Deleting the duplicate (policy Delete) leaves the topic alone.
+        let gone = deleting(dup);
+        let gone_json = serde_json::to_value(&gone).expect("json");
+        let (kube_client, handle) = client();
+        let ctx = Arc::new(AdminContext::<Topic> {
+            client: kube_client,
+            admin: ctx.admin.clone(),
+            clock: Arc::new(|| "T0".to_string()),
+            metrics: Arc::new(Metrics::new()),
+            peers: ctx.peers.clone(),
+        });
+        let server = tokio::spawn(serve(
+            handle,
+            vec![step(
+                "PATCH",
+                "/apis/flymq.io/v1alpha1/namespaces/prod/topics/orders-copy",
+                Reply::Json(gone_json),
+            )],
+        ));
+        let result = reconcile(Arc::new(gone), ctx).await;
+        assert!(result.is_ok(), "{result:?}");
+        server.await.expect("server");
+        assert!(fake.calls().is_empty(), "no DeleteTopic: {:?}", fake.calls());
     }
 }

@@ -1,4 +1,19 @@
-//! The FlyMQCluster reconciler: observe, build, apply, report.
+//! The FlyMQCluster reconciler, in stages (no side effect before the spec
+//! has passed validation):
+//!
+//! 1. **fetch**: the StatefulSet and the stored admin password;
+//! 2. **validate**: every refusal (a setting the brokers cannot run, a spec
+//!    the builders refuse, an optional API the spec needs but the cluster
+//!    does not serve) ends the pass with a condition, before anything is
+//!    applied or decommissioned;
+//! 3. **plan**: the StatefulSet's replicas for this pass (one broker
+//!    decommissioned at a time, [`super::decommission`]);
+//! 4. **build and apply** every desired object (server-side apply);
+//! 5. **sweep** optional objects this cluster owns but no longer wants, by
+//!    label and owner, on every pass;
+//! 6. **observe** the brokers (admin ClusterStatus), record the cluster id,
+//!    and take the next step of a roll ([`super::roll`]);
+//! 7. **status**.
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -6,19 +21,23 @@ use std::time::Duration;
 
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
+use super::backoff::Backoff;
+use super::decommission::{DecommissionState, Decommissions};
+use super::discovery::{OptionalApis, Served, unserved};
 use super::error::Error;
+use super::roll::{self, PodView, RollStep};
 use super::status::{self, DEGRADED, Observation, Problem, READY};
 use crate::admin::{AdminError, BrokerAdmin, ClusterEndpoint, ClusterInfo};
-use crate::builders::{self, Desired, Inputs, Randomness, admin_secret_name, ns_name};
+use crate::builders::{self, Desired, Inputs, MANAGER, Randomness, admin_secret_name, ns_name, selector_labels};
 use crate::crd::cluster::{FlyMQCluster, FlyMQClusterStatus};
 use crate::metrics::Metrics;
 
@@ -27,6 +46,8 @@ pub const FIELD_MANAGER: &str = "flymq-operator";
 
 /// Requeue interval while brokers are not ready yet.
 pub const REQUEUE_NOT_READY: Duration = Duration::from_secs(15);
+/// Requeue interval while a step (decommission, roll) is in progress.
+pub const REQUEUE_PROGRESS: Duration = Duration::from_secs(5);
 /// Periodic resync of a healthy cluster.
 pub const REQUEUE_READY: Duration = Duration::from_secs(300);
 /// Resync of a cluster whose spec asks for something the brokers do not
@@ -35,6 +56,8 @@ pub const REQUEUE_NOT_SUPPORTED: Duration = Duration::from_secs(300);
 
 /// Condition reason (Ready and Degraded) of a spec the brokers cannot run.
 pub const NOT_SUPPORTED: &str = "NotSupported";
+/// Progressing reason while brokers are decommissioned.
+pub const DECOMMISSIONING: &str = "Decommissioning";
 
 /// A clock returning RFC 3339 timestamps (injected so tests are deterministic).
 pub type Clock = Arc<dyn Fn() -> String + Send + Sync>;
@@ -62,17 +85,40 @@ pub struct Context {
     pub clock: Clock,
     /// Operator metrics.
     pub metrics: Arc<Metrics>,
+    /// The optional APIs the API server serves (discovered, never assumed).
+    pub apis: Arc<OptionalApis>,
+    /// Decommissions in flight.
+    pub decommissions: Decommissions,
+    /// How long a pass waits for a decommission before reporting progress.
+    pub decommission_wait: Duration,
+    /// Per-object retry delays (failed reconciles, silent admin API).
+    pub backoff: Backoff,
+}
+
+/// What stops a spec from being applied at all.
+struct Refusal {
+    problem: Problem,
+    /// Returned from the reconcile (for its metrics category), if any.
+    error: Option<Box<Error>>,
+    requeue: Duration,
 }
 
 /// Reconciles one FlyMQCluster.
 pub async fn reconcile(cluster: Arc<FlyMQCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
     let _timer = ctx.metrics.start_reconcile("FlyMQCluster");
     let (ns, name) = ns_name(&cluster)?;
+    let endpoint = ClusterEndpoint {
+        namespace: ns.clone(),
+        name: name.clone(),
+    };
+    let key = format!("{ns}/{name}");
     if cluster.metadata.deletion_timestamp.is_some() {
         // Owner references let Kubernetes delete the children.
+        ctx.decommissions.forget(&endpoint);
         return Ok(Action::await_change());
     }
 
+    // 1. Fetch.
     let sts_api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &ns);
     let current = sts_api
         .get_opt(&name)
@@ -80,6 +126,7 @@ pub async fn reconcile(cluster: Arc<FlyMQCluster>, ctx: Arc<Context>) -> Result<
         .map_err(Error::kube(format!("reading StatefulSet {ns}/{name}")))?;
 
     if cluster.is_paused() {
+        ctx.decommissions.forget(&endpoint);
         let obs = Observation {
             stateful_set: current.as_ref(),
             paused: true,
@@ -89,108 +136,258 @@ pub async fn reconcile(cluster: Arc<FlyMQCluster>, ctx: Arc<Context>) -> Result<
         return Ok(Action::await_change());
     }
 
-    // Brokers started with settings they do not know crash-loop (or would
-    // run without what was asked for): refuse before anything is applied or
-    // decommissioned, and say why.
-    if let Some(problem) = unsupported(&cluster) {
-        let obs = Observation {
-            stateful_set: current.as_ref(),
-            problem: Some(problem),
-            refused: true,
-            ..Default::default()
-        };
-        publish_status(&cluster, &ctx, &obs).await?;
-        return Ok(Action::requeue(REQUEUE_NOT_SUPPORTED));
-    }
-
-    let endpoint = ClusterEndpoint {
-        namespace: ns.clone(),
-        name: name.clone(),
-    };
-    // Scale-down decommissions brokers through the admin API before the
-    // StatefulSet loses their pods.
-    let mut effective = (*cluster).clone();
-    let mut problem = None;
-    let current_replicas = current.as_ref().and_then(|s| s.spec.as_ref()?.replicas);
-    if let Some(cur) = current_replicas
-        && cluster.spec.replicas < cur
-    {
-        let (keep, failure) = decommission(ctx.admin.as_ref(), &endpoint, cur, cluster.spec.replicas).await;
-        effective.spec.replicas = keep;
-        if let Some(e) = failure {
-            let reason = match e {
-                AdminError::NotSupported { .. } => "ScaleDownUnsupported",
-                _ => "DecommissionFailed",
+    // 2. Validate. Brokers started with settings they do not know
+    // crash-loop (or would run without what was asked for): refuse before
+    // anything is applied or decommissioned, and say why.
+    let served = ctx.apis.get();
+    let validated = match unsupported(&cluster) {
+        Some(problem) => Err(Refusal {
+            problem,
+            error: None,
+            requeue: REQUEUE_NOT_SUPPORTED,
+        }),
+        None => {
+            let admin_secret = admin_secret_name(&cluster, &name);
+            let existing_admin_password = if cluster.spec.auth.admin_secret_name.is_none() {
+                let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+                secrets
+                    .get_opt(&admin_secret)
+                    .await
+                    .map_err(Error::kube(format!("reading Secret {ns}/{admin_secret}")))?
+                    .as_ref()
+                    .and_then(builders::secret::stored_password)
+            } else {
+                None
             };
-            problem = Some(Problem {
-                reason,
-                message: format!(
-                    "cannot scale from {cur} to {} brokers: decommissioning broker {} failed: {e}; keeping {keep}",
-                    cluster.spec.replicas,
-                    keep - 1
-                ),
-            });
+            let inputs = Inputs {
+                existing_admin_password,
+                cluster_id: cluster.status.as_ref().and_then(|s| s.cluster_id.clone()),
+            };
+            validate(&cluster, &inputs, served, ctx.random.as_ref())
         }
-    }
-
-    let admin_secret = admin_secret_name(&cluster, &name);
-    let existing_admin_password = if cluster.spec.auth.admin_secret_name.is_none() {
-        let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
-        secrets
-            .get_opt(&admin_secret)
-            .await
-            .map_err(Error::kube(format!("reading Secret {ns}/{admin_secret}")))?
-            .as_ref()
-            .and_then(builders::secret::stored_password)
-    } else {
-        None
     };
-
-    let desired = match builders::build(
-        &effective,
-        &Inputs {
-            existing_admin_password,
-        },
-        ctx.random.as_ref(),
-    ) {
-        Ok(d) => d,
-        Err(e) => {
+    let (mut desired, warnings) = match validated {
+        Ok(v) => v,
+        Err(refusal) => {
+            ctx.decommissions.forget(&endpoint);
             let obs = Observation {
                 stateful_set: current.as_ref(),
-                problem: Some(Problem {
-                    reason: "InvalidSpec",
-                    message: e.to_string(),
-                }),
+                problem: Some(refusal.problem),
+                refused: true,
                 ..Default::default()
             };
             publish_status(&cluster, &ctx, &obs).await?;
-            return Err(e.into());
+            return match refusal.error {
+                Some(e) => Err(*e),
+                None => Ok(Action::requeue(refusal.requeue)),
+            };
         }
     };
+    let mut problems = warnings;
 
-    let applied = apply_all(&ctx.client, &ns, &desired).await?;
-    // Optional objects switched off in the spec are removed once per spec
-    // change (not on every resync: that would cost two GETs each time).
-    let spec_changed = cluster.status.as_ref().and_then(|s| s.observed_generation) != cluster.metadata.generation;
-    if spec_changed {
-        remove_switched_off(&ctx.client, &cluster, &desired).await?;
+    // 3. Plan: how many brokers the StatefulSet keeps in this pass.
+    let wanted = cluster.spec.replicas;
+    let current_replicas = current.as_ref().and_then(|s| s.spec.as_ref()?.replicas);
+    let mut progress = None;
+    let planned = match current_replicas {
+        Some(cur) if cur > wanted => {
+            let node = cur - 1;
+            let step = ctx
+                .decommissions
+                .step(ctx.admin.clone(), &endpoint, node, ctx.decommission_wait)
+                .await;
+            match step {
+                DecommissionState::Done => {
+                    if node > wanted {
+                        progress = Some(Problem {
+                            reason: DECOMMISSIONING,
+                            message: format!(
+                                "scaling from {cur} to {wanted} brokers: broker {name}-{node} decommissioned, \
+                                 {} more to go",
+                                node - wanted
+                            ),
+                        });
+                    }
+                    node
+                }
+                DecommissionState::Running => {
+                    progress = Some(Problem {
+                        reason: DECOMMISSIONING,
+                        message: format!(
+                            "scaling from {cur} to {wanted} brokers: decommissioning broker {name}-{node} (moving its \
+                             replicas to the other brokers; {} of {} to go)",
+                            cur - wanted,
+                            cur - wanted
+                        ),
+                    });
+                    cur
+                }
+                DecommissionState::Failed(e) => {
+                    let reason = match e {
+                        AdminError::NotSupported { .. } => "ScaleDownUnsupported",
+                        _ => "DecommissionFailed",
+                    };
+                    problems.push(Problem {
+                        reason,
+                        message: format!(
+                            "cannot scale from {cur} to {wanted} brokers: decommissioning broker {node} failed: {e}; \
+                             keeping {cur}"
+                        ),
+                    });
+                    cur
+                }
+            }
+        }
+        _ => {
+            ctx.decommissions.forget(&endpoint);
+            wanted
+        }
+    };
+    if let Some(spec) = desired.stateful_set.spec.as_mut() {
+        spec.replicas = Some(planned);
     }
+
+    // 4. Apply.
+    let applied = apply_all(&ctx.client, &ns, &desired, served).await?;
     if current.is_none() {
-        info!(cluster = %format!("{ns}/{name}"), "created broker StatefulSet");
+        info!(cluster = %key, "created broker StatefulSet");
     }
 
-    let membership = membership(ctx.admin.as_ref(), &endpoint, &applied).await;
+    // 5. Sweep what this cluster owns but no longer wants.
+    sweep(&ctx.client, &cluster, &desired, served).await?;
+
+    // 6. Observe the brokers; record the cluster id; roll.
+    let (membership, admin_error) = observe(ctx.admin.as_ref(), &endpoint, &applied).await;
+    let recorded = cluster.status.as_ref().and_then(|s| s.cluster_id.clone());
+    let mut cluster_id = None;
+    if let Some(info) = membership.as_ref().filter(|i| !i.cluster_id.is_empty()) {
+        match &recorded {
+            None => {
+                info!(cluster = %key, cluster_id = %info.cluster_id, "cluster bootstrapped; brokers now join it and never bootstrap again");
+                desired.identity = builders::identity::config_map(&cluster, Some(&info.cluster_id))?;
+                apply(&ctx.client, &ns, &desired.identity).await?;
+                cluster_id = Some(info.cluster_id.clone());
+            }
+            Some(id) if *id != info.cluster_id => problems.push(Problem {
+                reason: "ClusterIdMismatch",
+                message: format!(
+                    "the brokers report cluster id '{}', but this FlyMQCluster recorded '{id}' at its first \
+                     bootstrap: they formed a different cluster (were all volumes replaced?); the brokers keep \
+                     '{id}' as the expected id",
+                    info.cluster_id
+                ),
+            }),
+            Some(_) => {}
+        }
+    }
+    if progress.is_none() && planned == wanted {
+        match roll_step(&ctx, &endpoint, &applied, membership.as_ref()).await? {
+            RollStep::Idle => {}
+            RollStep::Wait { reason, message } => progress = Some(Problem { reason, message }),
+            RollStep::Restart { message, .. } => {
+                progress = Some(Problem {
+                    reason: roll::ROLLING,
+                    message,
+                })
+            }
+            RollStep::Blocked { message } => {
+                problems.push(Problem {
+                    reason: roll::ROLL_BLOCKED,
+                    message: message.clone(),
+                });
+                progress = Some(Problem {
+                    reason: roll::ROLL_BLOCKED,
+                    message,
+                });
+            }
+        }
+    }
+
+    // 7. Status.
+    let ready_pods = applied.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0);
+    let silent = admin_error.is_some() && ready_pods > 0;
     let obs = Observation {
         stateful_set: Some(&applied),
-        problem,
+        problem: combine(problems),
         paused: false,
         refused: false,
-        admin_secret_name: Some(admin_secret),
+        admin_secret_name: Some(admin_secret_name(&cluster, &name)),
         membership: membership.as_ref(),
+        admin_error: admin_error.map(|e| e.to_string()),
+        progress: progress.clone(),
+        cluster_id,
     };
     let new_status = publish_status(&cluster, &ctx, &obs).await?;
     let ready = status::condition(&new_status, READY).is_some_and(|c| c.status == "True");
-    Ok(Action::requeue(if ready { REQUEUE_READY } else { REQUEUE_NOT_READY }))
+    ctx.backoff.reset(&reconcile_key(&cluster));
+    let status_key = format!("cluster-status:{key}");
+    Ok(Action::requeue(if silent {
+        // A normal race right after the pods became ready (the Service does
+        // not answer yet): ask again soon, a little later each time.
+        ctx.backoff.failed(&status_key)
+    } else {
+        ctx.backoff.reset(&status_key);
+        if progress.is_some() {
+            REQUEUE_PROGRESS
+        } else if ready {
+            REQUEUE_READY
+        } else {
+            REQUEUE_NOT_READY
+        }
+    }))
+}
+
+/// Stage 2: every refusal, then the desired objects. Returns them with the
+/// problems that do not stop the rest from being applied (an optional
+/// object the cluster cannot hold).
+fn validate(
+    cluster: &FlyMQCluster,
+    inputs: &Inputs,
+    served: Served,
+    random: &dyn Randomness,
+) -> Result<(Desired, Vec<Problem>), Refusal> {
+    let desired = builders::build(cluster, inputs, random).map_err(|e| Refusal {
+        problem: Problem {
+            reason: "InvalidSpec",
+            message: e.to_string(),
+        },
+        error: Some(Box::new(e.into())),
+        requeue: REQUEUE_READY,
+    })?;
+    if desired.certificate.is_some() && !served.certificate {
+        return Err(Refusal {
+            problem: Problem {
+                reason: "CertificateApiUnavailable",
+                message: "spec.tls.certManager needs cert-manager's Certificate API (cert-manager.io/v1), which \
+                          this cluster does not serve; install cert-manager or use spec.tls.secretName"
+                    .into(),
+            },
+            error: None,
+            requeue: REQUEUE_NOT_SUPPORTED,
+        });
+    }
+    let mut warnings = Vec::new();
+    if desired.service_monitor.is_some() && !served.service_monitor {
+        warnings.push(Problem {
+            reason: "ServiceMonitorUnavailable",
+            message: "metrics.serviceMonitor.enabled is set, but this cluster does not serve the Prometheus \
+                      Operator's ServiceMonitor API (monitoring.coreos.com/v1); no ServiceMonitor is created: install \
+                      the Prometheus Operator or set metrics.serviceMonitor.enabled: false"
+                .into(),
+        });
+    }
+    Ok((desired, warnings))
+}
+
+/// The first problem's reason with every message (none: `None`).
+fn combine(problems: Vec<Problem>) -> Option<Problem> {
+    let reason = problems.first()?.reason;
+    let message = problems
+        .iter()
+        .map(|p| p.message.as_str())
+        .collect::<Vec<_>>()
+        .join("; ");
+    Some(Problem { reason, message })
 }
 
 /// The spec fields the current broker build cannot run with (`spec.tls`,
@@ -229,58 +426,109 @@ pub fn unsupported(cluster: &FlyMQCluster) -> Option<Problem> {
     })
 }
 
-/// Decommissions brokers `desired..current`, highest ordinal first, and
-/// stops at the first failure. Returns how many brokers the StatefulSet
-/// keeps (every broker above that number was decommissioned) and the
-/// failure, if any.
-async fn decommission(
+/// The metadata group as the brokers report it, once at least one broker is
+/// ready (before that there is nobody to ask), or why it is not known.
+async fn observe(
     admin: &dyn BrokerAdmin,
     endpoint: &ClusterEndpoint,
-    current: i32,
-    desired: i32,
-) -> (i32, Option<AdminError>) {
-    for node in (desired..current).rev() {
-        if let Err(e) = admin.decommission(endpoint, node).await {
-            warn!(cluster = %format!("{}/{}", endpoint.namespace, endpoint.name), node, error = %e, "decommission failed");
-            return (node + 1, Some(e));
-        }
-        info!(cluster = %format!("{}/{}", endpoint.namespace, endpoint.name), node, "broker decommissioned");
-    }
-    (desired, None)
-}
-
-/// The metadata group as the brokers report it, once at least one broker is
-/// ready (before that there is nobody to ask). A failure leaves the status'
-/// last known leader and members in place.
-async fn membership(admin: &dyn BrokerAdmin, endpoint: &ClusterEndpoint, sts: &StatefulSet) -> Option<ClusterInfo> {
+    sts: &StatefulSet,
+) -> (Option<ClusterInfo>, Option<AdminError>) {
     let ready = sts.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0);
     if ready == 0 {
-        return None;
+        return (None, None);
     }
     match admin.cluster_status(endpoint).await {
-        Ok(info) => Some(info),
+        Ok(info) => (Some(info), None),
         Err(e) => {
-            debug!(cluster = %format!("{}/{}", endpoint.namespace, endpoint.name), error = %e, "no cluster status");
-            None
+            warn!(cluster = %format!("{}/{}", endpoint.namespace, endpoint.name), error = %e, "ClusterStatus did not answer; retrying soon");
+            (None, Some(e))
         }
     }
+}
+
+/// One step of a roll the operator drives: nothing to do, a wait, or a
+/// broker restarted (its leaderships moved away first, then its pod deleted).
+async fn roll_step(
+    ctx: &Context,
+    endpoint: &ClusterEndpoint,
+    sts: &StatefulSet,
+    info: Option<&ClusterInfo>,
+) -> Result<RollStep, Error> {
+    let (ns, name) = (&endpoint.namespace, &endpoint.name);
+    let replicas = sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
+    let status = sts.status.clone().unwrap_or_default();
+    let Some(update_revision) = status.update_revision.clone() else {
+        return Ok(RollStep::Idle);
+    };
+    // The StatefulSet controller's own count says when nothing is outdated;
+    // only then are the pods not listed.
+    if status.current_revision.as_ref() == Some(&update_revision) && status.updated_replicas == Some(replicas) {
+        return Ok(RollStep::Idle);
+    }
+    let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
+    let selector = status::selector(name);
+    let pods = pods_api
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(Error::kube(format!("listing the broker pods of {ns}/{name}")))?;
+    let views: Vec<PodView> = pods.items.iter().filter_map(|p| pod_view(name, p)).collect();
+    let step = roll::next(&update_revision, replicas, &views, info);
+    if let RollStep::Restart { pod, node, .. } = &step {
+        match ctx.admin.transfer_leadership(endpoint, *node).await {
+            Ok(moved) => info!(pod = %pod, moved, "leaderships moved off the broker before its restart"),
+            // The broker also hands its leaderships over on SIGTERM: a
+            // failed transfer slows the failover, it does not lose data.
+            Err(e) => warn!(pod = %pod, error = %e, "cannot move leaderships off the broker; restarting it anyway"),
+        }
+        match pods_api.delete(pod, &DeleteParams::default()).await {
+            Ok(_) => info!(pod = %format!("{ns}/{pod}"), "restarted a broker to roll out the new pod template"),
+            Err(kube::Error::Api(s)) if s.is_not_found() => {}
+            Err(e) => return Err(Error::kube(format!("deleting pod {ns}/{pod}"))(e)),
+        }
+    }
+    Ok(step)
+}
+
+/// A broker pod of cluster `name` as the roll sees it (`None` for a pod
+/// whose name has no ordinal).
+fn pod_view(name: &str, pod: &Pod) -> Option<PodView> {
+    let pod_name = pod.name_any();
+    let ordinal = pod_name.strip_prefix(&format!("{name}-"))?.parse().ok()?;
+    let ready = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+    Some(PodView {
+        revision: pod
+            .labels()
+            .get("controller-revision-hash")
+            .cloned()
+            .unwrap_or_default(),
+        deleting: pod.metadata.deletion_timestamp.is_some(),
+        name: pod_name,
+        ordinal,
+        ready,
+    })
 }
 
 /// Server-side applies every desired object, configuration and Secrets
-/// first; returns the StatefulSet as the API server stored it.
-async fn apply_all(client: &Client, ns: &str, d: &Desired) -> Result<StatefulSet, Error> {
+/// first; returns the StatefulSet as the API server stored it. Optional
+/// objects whose API is not served are not sent.
+async fn apply_all(client: &Client, ns: &str, d: &Desired, served: Served) -> Result<StatefulSet, Error> {
     apply(client, ns, &d.config_map).await?;
+    apply(client, ns, &d.identity).await?;
     for s in &d.secrets {
         apply(client, ns, s).await?;
     }
-    if let Some(cert) = &d.certificate {
+    if let Some(cert) = d.certificate.as_ref().filter(|_| served.certificate) {
         apply_dynamic(client, ns, cert, &builders::tls::certificate_resource()).await?;
     }
     apply(client, ns, &d.headless_service).await?;
     apply(client, ns, &d.client_service).await?;
     let sts = apply(client, ns, &d.stateful_set).await?;
     apply(client, ns, &d.pdb).await?;
-    if let Some(sm) = &d.service_monitor {
+    if let Some(sm) = d.service_monitor.as_ref().filter(|_| served.service_monitor) {
         apply_dynamic(client, ns, sm, &builders::monitoring::service_monitor_resource()).await?;
     }
     Ok(sts)
@@ -297,41 +545,64 @@ where
         .map_err(Error::kube(format!("applying {} {ns}/{name}", K::kind(&()))))
 }
 
-/// Deletes the ServiceMonitor and the Certificate the operator created
-/// earlier if the spec no longer asks for them. Only objects controlled by
-/// this FlyMQCluster are deleted; a missing object (or a missing CRD) is fine.
-async fn remove_switched_off(client: &Client, cluster: &FlyMQCluster, d: &Desired) -> Result<(), Error> {
+/// Deletes the optional objects (ServiceMonitor, Certificate) of this
+/// FlyMQCluster that the spec no longer asks for, on every pass: every
+/// object of a served kind carrying the cluster's labels and controlled by
+/// it, whose name is not desired. Kinds the API server does not serve hold
+/// nothing to sweep and are not asked for.
+async fn sweep(client: &Client, cluster: &FlyMQCluster, d: &Desired, served: Served) -> Result<(), Error> {
     let (ns, name) = ns_name(cluster)?;
-    let mut unwanted = Vec::new();
-    if d.service_monitor.is_none() {
-        unwanted.push((builders::monitoring::service_monitor_resource(), name.clone()));
-    }
-    if d.certificate.is_none() {
-        unwanted.push((builders::tls::certificate_resource(), format!("{name}-tls")));
-    }
+    let kinds: [(bool, ApiResource, Option<String>); 2] = [
+        (
+            served.service_monitor,
+            builders::monitoring::service_monitor_resource(),
+            d.service_monitor.as_ref().map(ResourceExt::name_any),
+        ),
+        (
+            served.certificate,
+            builders::tls::certificate_resource(),
+            d.certificate.as_ref().map(ResourceExt::name_any),
+        ),
+    ];
+    let mut labels = selector_labels(&name);
+    labels.insert("app.kubernetes.io/managed-by".into(), MANAGER.into());
+    let selector = labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",");
     let uid = cluster.metadata.uid.as_deref();
-    for (resource, object) in unwanted {
+    for (is_served, resource, keep) in kinds {
+        if !is_served {
+            continue;
+        }
         let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &resource);
-        let what = format!("{} {ns}/{object}", resource.kind);
-        let existing = match api.get_opt(&object).await {
-            Ok(Some(o)) => o,
-            Ok(None) => continue,
+        let list = match api.list(&ListParams::default().labels(&selector)).await {
+            Ok(l) => l,
             // Not allowed to manage this kind (e.g. the chart's
-            // rbac.certManager is off): then the operator never created one.
-            Err(kube::Error::Api(status)) if status.is_forbidden() => continue,
-            Err(e) => return Err(Error::kube(format!("reading {what}"))(e)),
+            // rbac.certManager is off), or the CRD went away since the last
+            // discovery: then there is nothing of ours to remove.
+            Err(kube::Error::Api(s)) if s.is_forbidden() => continue,
+            Err(e) if unserved(&e) => continue,
+            Err(e) => return Err(Error::kube(format!("listing {} in {ns}", resource.plural))(e)),
         };
-        let ours = existing
-            .metadata
-            .owner_references
-            .iter()
-            .flatten()
-            .any(|r| r.controller == Some(true) && Some(r.uid.as_str()) == uid);
-        if ours {
-            api.delete(&object, &Default::default())
-                .await
-                .map_err(Error::kube(format!("deleting {what}")))?;
-            info!(object = %what, "deleted: switched off in the spec");
+        for obj in list.items {
+            let object = obj.name_any();
+            let ours = obj
+                .metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .any(|r| r.controller == Some(true) && Some(r.uid.as_str()) == uid);
+            if !ours || keep.as_deref() == Some(object.as_str()) {
+                continue;
+            }
+            let what = format!("{} {ns}/{object}", resource.kind);
+            match api.delete(&object, &DeleteParams::default()).await {
+                Ok(_) => info!(object = %what, "deleted: no longer in the spec"),
+                Err(kube::Error::Api(s)) if s.is_not_found() => {}
+                Err(e) => return Err(Error::kube(format!("deleting {what}"))(e)),
+            }
         }
     }
     Ok(())
@@ -420,6 +691,34 @@ pub fn transition_events(old: &FlyMQClusterStatus, new: &FlyMQClusterStatus) -> 
     events
 }
 
+/// [`reconcile`] behind a [`DeserializeGuard`]: a FlyMQCluster that does not
+/// decode is reported on itself instead of stopping the controller.
+pub async fn reconcile_guarded(
+    obj: Arc<kube::core::DeserializeGuard<FlyMQCluster>>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    match (&obj.0, super::guard::decoded(&obj)) {
+        (_, Some(cluster)) => reconcile(cluster, ctx).await,
+        (Err(invalid), None) => super::guard::report_invalid::<FlyMQCluster>(&ctx.client, invalid, &ctx.clock).await,
+        (Ok(_), None) => Ok(Action::await_change()),
+    }
+}
+
+/// [`error_policy`] behind a [`DeserializeGuard`](kube::core::DeserializeGuard).
+pub fn error_policy_guarded(
+    obj: Arc<kube::core::DeserializeGuard<FlyMQCluster>>,
+    error: &Error,
+    ctx: Arc<Context>,
+) -> Action {
+    match super::guard::decoded(&obj) {
+        Some(cluster) => error_policy(cluster, error, ctx),
+        None => {
+            ctx.metrics.failed("FlyMQCluster", error.category());
+            Action::requeue(REQUEUE_NOT_READY)
+        }
+    }
+}
+
 /// Decides when a failed reconcile is retried, and counts the failure.
 pub fn error_policy(cluster: Arc<FlyMQCluster>, error: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics.failed("FlyMQCluster", error.category());
@@ -432,19 +731,31 @@ pub fn error_policy(cluster: Arc<FlyMQCluster>, error: &Error, ctx: Arc<Context>
     match error {
         // Retrying cannot help until the spec changes (which triggers a reconcile anyway).
         Error::InvalidSpec(_) => Action::requeue(REQUEUE_READY),
-        _ => Action::requeue(REQUEUE_NOT_READY),
+        // Each object backs off on its own: one failing cluster is retried
+        // later and later, the others keep their pace.
+        _ => Action::requeue(ctx.backoff.failed(&reconcile_key(&cluster))),
     }
+}
+
+/// The backoff key of an object's failed reconciles.
+fn reconcile_key(cluster: &FlyMQCluster) -> String {
+    format!(
+        "reconcile:{}/{}",
+        cluster.namespace().unwrap_or_default(),
+        cluster.name_any()
+    )
 }
 
 #[cfg(test)]
 mod tests {
     //! Reconcile sequences against a scripted fake API server
-    //! (kube-rs's tower-test mock-service pattern).
+    //! (kube-rs's tower-test mock-service pattern) and a fake broker admin
+    //! API (real gRPC on loopback).
     use super::*;
     use crate::admin::GrpcAdmin;
     use crate::admin::fake_broker::{self, FakeBroker};
     use crate::builders::test_support::{Fixed, cluster};
-    use crate::controller::mock::{Reply, Seen, Step, client, serve, step};
+    use crate::controller::mock::{Handle, Reply, Seen, Step, client, serve, step};
     use crate::crd::cluster::PAUSED_ANNOTATION;
     use kube::runtime::events::Reporter;
     use serde_json::{Value, json};
@@ -453,12 +764,15 @@ mod tests {
     const STS: &str = "/apis/apps/v1/namespaces/prod/statefulsets/demo";
     const ADMIN_SECRET: &str = "/api/v1/namespaces/prod/secrets/demo-admin";
     const CONFIG_MAP: &str = "/api/v1/namespaces/prod/configmaps/demo-config";
+    const IDENTITY: &str = "/api/v1/namespaces/prod/configmaps/demo-identity";
     const HEADLESS: &str = "/api/v1/namespaces/prod/services/demo-headless";
     const CLIENT: &str = "/api/v1/namespaces/prod/services/demo";
     const PDB: &str = "/apis/policy/v1/namespaces/prod/poddisruptionbudgets/demo";
     const STATUS: &str = "/apis/flymq.io/v1alpha1/namespaces/prod/flymqclusters/demo/status";
+    const MONITORS: &str = "/apis/monitoring.coreos.com/v1/namespaces/prod/servicemonitors";
     const MONITOR: &str = "/apis/monitoring.coreos.com/v1/namespaces/prod/servicemonitors/demo";
-    const CERTIFICATE: &str = "/apis/cert-manager.io/v1/namespaces/prod/certificates/demo-tls";
+    const CERTIFICATES: &str = "/apis/cert-manager.io/v1/namespaces/prod/certificates";
+    const PODS: &str = "/api/v1/namespaces/prod/pods";
     const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/prod/events";
 
     /// A fake broker admin API with `n` members, node 0 leading.
@@ -468,7 +782,7 @@ mod tests {
         fake
     }
 
-    fn context(fake: &Arc<FakeBroker>) -> (Arc<Context>, crate::controller::mock::Handle) {
+    fn context_serving(fake: &Arc<FakeBroker>, served: Served) -> (Arc<Context>, Handle) {
         let (client, handle) = client();
         let reporter = Reporter {
             controller: FIELD_MANAGER.into(),
@@ -481,8 +795,16 @@ mod tests {
             random: Arc::new(Fixed),
             clock: Arc::new(|| NOW.to_string()),
             metrics: Arc::new(Metrics::new()),
+            apis: Arc::new(OptionalApis::new(served)),
+            decommissions: Decommissions::default(),
+            decommission_wait: Duration::from_secs(5),
+            backoff: Backoff::default(),
         };
         (Arc::new(ctx), handle)
+    }
+
+    fn context(fake: &Arc<FakeBroker>) -> (Arc<Context>, Handle) {
+        context_serving(fake, Served::default())
     }
 
     /// Runs one reconcile against the scripted steps; fails if the
@@ -494,34 +816,60 @@ mod tests {
     /// [`run`] against the given fake broker.
     async fn run_with(fake: &Arc<FakeBroker>, c: FlyMQCluster, steps: Vec<Step>) -> (Result<Action, Error>, Vec<Seen>) {
         let (ctx, handle) = context(fake);
+        run_ctx(ctx, handle, c, steps).await
+    }
+
+    /// [`run`] with a given context (its state carries over between passes).
+    async fn run_ctx(
+        ctx: Arc<Context>,
+        handle: Handle,
+        c: FlyMQCluster,
+        steps: Vec<Step>,
+    ) -> (Result<Action, Error>, Vec<Seen>) {
         let server = tokio::spawn(serve(handle, steps));
-        let result = tokio::time::timeout(Duration::from_secs(10), reconcile(Arc::new(c), ctx))
+        let result = tokio::time::timeout(Duration::from_secs(20), reconcile(Arc::new(c), ctx))
             .await
             .expect("reconcile hung: it made a request the test did not script");
         let seen = server.await.expect("fake API server failed");
         (result, seen)
     }
 
-    fn applies(admin_secret: bool) -> Vec<Step> {
-        let mut s = vec![step("PATCH", CONFIG_MAP, Reply::Echo)];
+    /// The applies of every object, in order; the StatefulSet's reply is
+    /// `sts` (the request body when `None`).
+    fn applies_with(admin_secret: bool, sts: Option<Value>) -> Vec<Step> {
+        let mut s = vec![
+            step("PATCH", CONFIG_MAP, Reply::Echo),
+            step("PATCH", IDENTITY, Reply::Echo),
+        ];
         if admin_secret {
             s.push(step("PATCH", ADMIN_SECRET, Reply::Echo));
         }
         s.extend([
             step("PATCH", HEADLESS, Reply::Echo),
             step("PATCH", CLIENT, Reply::Echo),
-            step("PATCH", STS, Reply::Echo),
+            step(
+                "PATCH",
+                STS,
+                match sts {
+                    Some(v) => Reply::Json(v),
+                    None => Reply::Echo,
+                },
+            ),
             step("PATCH", PDB, Reply::Echo),
         ]);
         s
     }
 
-    /// The look-ups for switched-off optional objects after a spec change.
-    fn cleanup_lookups() -> Vec<Step> {
-        vec![
-            step("GET", MONITOR, Reply::NotFound),
-            step("GET", CERTIFICATE, Reply::NotFound),
-        ]
+    fn applies(admin_secret: bool) -> Vec<Step> {
+        applies_with(admin_secret, None)
+    }
+
+    fn status_step(c: &FlyMQCluster) -> Step {
+        step(
+            "PATCH",
+            STATUS,
+            Reply::WithStatus(serde_json::to_value(c).expect("json")),
+        )
     }
 
     fn cond<'a>(status: &'a Value, type_: &str) -> &'a Value {
@@ -531,30 +879,76 @@ mod tests {
             .unwrap_or(&Value::Null)
     }
 
+    /// The one request of `method` to `path`.
+    fn sent<'a>(seen: &'a [Seen], method: &str, path: &str) -> &'a Seen {
+        let found: Vec<&Seen> = seen.iter().filter(|s| s.method == method && s.path == path).collect();
+        assert_eq!(found.len(), 1, "{method} {path} sent {} times", found.len());
+        found[0]
+    }
+
     fn existing_sts(replicas: i32, ready: i32) -> Value {
         json!({
             "apiVersion": "apps/v1", "kind": "StatefulSet",
             "metadata": {"name": "demo", "namespace": "prod", "generation": 4},
             "spec": {"replicas": replicas, "selector": {}, "template": {}},
             "status": {"replicas": replicas, "readyReplicas": ready, "updatedReplicas": replicas,
-                       "observedGeneration": 4}
+                       "observedGeneration": 4, "currentRevision": "demo-r1", "updateRevision": "demo-r1"}
         })
     }
 
+    /// A StatefulSet of 3 ready pods whose template changed: `updated` pods
+    /// run revision `demo-r2`.
+    fn rolling_sts(updated: i32) -> Value {
+        let mut s = existing_sts(3, 3);
+        s["status"]["updateRevision"] = json!("demo-r2");
+        s["status"]["updatedReplicas"] = json!(updated);
+        s
+    }
+
+    fn pod(ordinal: i32, revision: &str, ready: bool) -> Value {
+        json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": format!("demo-{ordinal}"), "namespace": "prod",
+                         "labels": {"controller-revision-hash": revision}},
+            "status": {"conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]}
+        })
+    }
+
+    fn pod_list(pods: Vec<Value>) -> Reply {
+        Reply::Json(json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": pods}))
+    }
+
+    /// `c` with the status a previous pass recorded (cluster id and Ready).
+    fn running(mut c: FlyMQCluster, replicas: i32) -> FlyMQCluster {
+        let sts: StatefulSet = serde_json::from_value(existing_sts(replicas, replicas)).expect("sts");
+        let info = ClusterInfo {
+            cluster_id: "fake".into(),
+            leader: Some(0),
+            members: Vec::new(),
+            under_replicated: Vec::new(),
+        };
+        c.status = Some(status::compute(
+            &c,
+            &Observation {
+                stateful_set: Some(&sts),
+                membership: Some(&info),
+                cluster_id: Some("fake".into()),
+                ..Default::default()
+            },
+            "2025-12-31T00:00:00Z",
+        ));
+        c
+    }
+
     #[tokio::test]
-    async fn new_cluster_applies_config_and_secrets_before_the_statefulset() {
+    async fn new_cluster_applies_config_identity_and_secrets_before_the_statefulset() {
         let c = cluster(json!({}));
         let mut steps = vec![
             step("GET", STS, Reply::NotFound),
             step("GET", ADMIN_SECRET, Reply::NotFound),
         ];
         steps.extend(applies(true));
-        steps.extend(cleanup_lookups());
-        steps.push(step(
-            "PATCH",
-            STATUS,
-            Reply::WithStatus(serde_json::to_value(&c).expect("json")),
-        ));
+        steps.push(status_step(&c));
         let (result, seen) = run(c, steps).await;
 
         assert_eq!(result.expect("reconciles"), Action::requeue(REQUEUE_NOT_READY));
@@ -568,20 +962,24 @@ mod tests {
             );
             assert!(s.query.contains("force=true"), "{}: {}", s.path, s.query);
         }
-        let secret = &seen[3].body;
+        let identity = &sent(&seen, "PATCH", IDENTITY).body;
+        assert_eq!(identity["data"], json!({"bootstrap": "auto", "cluster-id": ""}));
+        let secret = &sent(&seen, "PATCH", ADMIN_SECRET).body;
         assert_eq!(
             secret["data"]["password"],
             json!("eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHg=")
         );
-        let sts = &seen[6].body;
+        let sts = &sent(&seen, "PATCH", STS).body;
         assert_eq!(sts["spec"]["replicas"], json!(3));
-        let status = &seen[10].body["status"];
+        assert_eq!(sts["spec"]["updateStrategy"]["type"], json!("OnDelete"));
+        let status = &sent(&seen, "PATCH", STATUS).body["status"];
         assert_eq!(status["phase"], json!("Pending"));
         assert_eq!(status["observedGeneration"], json!(1));
         assert_eq!(cond(status, "Ready")["reason"], json!("BrokersNotReady"));
         assert_eq!(cond(status, "Ready")["lastTransitionTime"], json!(NOW));
         assert_eq!(cond(status, "Degraded")["status"], json!("False"));
-        assert_eq!(seen.len(), 11, "no event for an ordinary first reconcile");
+        assert_eq!(status.get("clusterId"), None);
+        assert_eq!(seen.len(), 10, "no event for an ordinary first reconcile");
     }
 
     #[tokio::test]
@@ -595,97 +993,190 @@ mod tests {
             step("GET", ADMIN_SECRET, Reply::Json(existing)),
         ];
         steps.extend(applies(true));
-        steps.extend(cleanup_lookups());
-        steps.push(step(
-            "PATCH",
-            STATUS,
-            Reply::WithStatus(serde_json::to_value(&c).expect("json")),
-        ));
+        steps.push(status_step(&c));
         let (_, seen) = run(c, steps).await;
-        assert_eq!(seen[3].path, ADMIN_SECRET);
         assert_eq!(
-            seen[3].body["data"]["password"],
+            sent(&seen, "PATCH", ADMIN_SECRET).body["data"]["password"],
             json!("a2VwdA=="),
             "the stored password is reused"
         );
     }
 
     #[tokio::test]
-    async fn scale_down_on_brokers_without_decommission_is_refused_with_condition_and_event() {
-        let c = cluster(json!({"replicas": 1}));
+    async fn the_first_answer_records_the_cluster_id_and_turns_bootstrapping_off() {
+        let c = cluster(json!({}));
         let fake = broker(3);
-        fake.fail(
-            "Decommission",
-            tonic::Status::unimplemented("decommission is not supported yet"),
-        );
+        *fake.cluster_id.lock().expect("lock") = Some("7d1e-cluster".into());
         let mut steps = vec![
             step("GET", STS, Reply::Json(existing_sts(3, 3))),
             step("GET", ADMIN_SECRET, Reply::NotFound),
         ];
-        steps.extend(applies(true));
-        steps.extend(cleanup_lookups());
-        steps.push(step(
-            "PATCH",
-            STATUS,
-            Reply::WithStatus(serde_json::to_value(&c).expect("json")),
-        ));
+        steps.extend(applies_with(true, Some(existing_sts(3, 3))));
+        steps.push(step("PATCH", IDENTITY, Reply::Echo));
+        steps.push(status_step(&c));
         steps.push(step("POST", EVENTS, Reply::Echo));
-        let (result, seen) = run_with(&fake, c, steps).await;
+        let (result, seen) = run_with(&fake, c.clone(), steps).await;
 
-        assert!(result.is_ok());
-        assert_eq!(fake.calls(), vec!["Decommission 2"], "stops at the first refusal");
-        let sts = &seen[6].body;
-        assert_eq!(sts["spec"]["replicas"], json!(3), "the StatefulSet keeps its brokers");
-        let status = &seen[10].body["status"];
-        let degraded = cond(status, "Degraded");
-        assert_eq!(degraded["status"], json!("True"));
-        assert_eq!(degraded["reason"], json!("ScaleDownUnsupported"));
-        let message = degraded["message"].as_str().unwrap_or_default();
+        assert_eq!(result.expect("reconciles"), Action::requeue(REQUEUE_READY));
         assert_eq!(
-            message,
-            "cannot scale from 3 to 1 brokers: decommissioning broker 2 failed: the broker does not support \
-             decommissioning brokers yet (Decommission: decommission is not supported yet); keeping 3"
+            seen[3].body["data"]["bootstrap"],
+            json!("auto"),
+            "applied before the answer"
         );
-        assert_eq!(status["phase"], json!("Degraded"));
-        let event = &seen[11].body;
-        assert_eq!(event["type"], json!("Warning"));
-        assert_eq!(event["reason"], json!("ScaleDownUnsupported"));
-        assert!(event["note"].as_str().unwrap_or_default().contains("does not support"));
-        assert_eq!(event["regarding"]["kind"], json!("FlyMQCluster"));
+        assert_eq!(
+            seen[9].body["data"],
+            json!({"bootstrap": "never", "cluster-id": "7d1e-cluster"}),
+            "re-applied once the brokers named their cluster"
+        );
+        let status = &seen[10].body["status"];
+        assert_eq!(status["clusterId"], json!("7d1e-cluster"));
+        assert_eq!(cond(status, "Ready")["status"], json!("True"));
+        assert_eq!(seen[11].body["reason"], json!("ClusterReady"));
+
+        // From then on the identity carries the id from the first apply.
+        let mut again = c;
+        again.status = Some(serde_json::from_value(status.clone()).expect("status"));
+        let mut steps = vec![
+            step("GET", STS, Reply::Json(existing_sts(3, 3))),
+            step("GET", ADMIN_SECRET, Reply::NotFound),
+        ];
+        steps.extend(applies_with(true, Some(existing_sts(3, 3))));
+        let (result, seen) = run_with(&fake, again, steps).await;
+        assert_eq!(result.expect("reconciles"), Action::requeue(REQUEUE_READY));
+        assert_eq!(
+            seen[3].body["data"],
+            json!({"bootstrap": "never", "cluster-id": "7d1e-cluster"})
+        );
     }
 
     #[tokio::test]
-    async fn scale_down_decommissions_highest_first_before_the_statefulset_shrinks() {
+    async fn a_silent_admin_api_is_not_ready_is_shown_and_is_asked_again_soon() {
+        let c = cluster(json!({}));
+        let fake = broker(3);
+        fake.fail("ClusterStatus", tonic::Status::unavailable("connection refused"));
+        let mut steps = vec![
+            step("GET", STS, Reply::Json(existing_sts(3, 3))),
+            step("GET", ADMIN_SECRET, Reply::NotFound),
+        ];
+        steps.extend(applies_with(true, Some(existing_sts(3, 3))));
+        steps.push(status_step(&c));
+        let (result, seen) = run_with(&fake, c, steps).await;
+
+        assert_eq!(
+            result.expect("reconciles"),
+            Action::requeue(Duration::from_secs(2)),
+            "retried with a short backoff, not at the 5-minute resync"
+        );
+        let status = &sent(&seen, "PATCH", STATUS).body["status"];
+        let ready = cond(status, "Ready");
+        assert_eq!(
+            (&ready["status"], &ready["reason"]),
+            (&json!("False"), &json!("AdminApiUnavailable"))
+        );
+        let message = ready["message"].as_str().unwrap_or_default();
+        assert!(
+            message.starts_with("3/3 brokers ready, but the admin API has not answered ClusterStatus: cannot reach"),
+            "{message}"
+        );
+        assert!(message.contains("connection refused"), "{message}");
+        assert_eq!(status.get("leader"), None);
+        assert_eq!(status["phase"], json!("Pending"));
+    }
+
+    #[tokio::test]
+    async fn a_silent_admin_api_backs_off_per_cluster_and_resets_on_an_answer() {
+        let fake = broker(3);
+        fake.fail("ClusterStatus", tonic::Status::unavailable("connection refused"));
+        let (ctx, handle) = context(&fake);
+        let c = cluster(json!({}));
+        let mut handle = Some(handle);
+        let mut delays = Vec::new();
+        let mut stored = c.clone();
+        for _ in 0..3 {
+            let mut steps = vec![
+                step("GET", STS, Reply::Json(existing_sts(3, 3))),
+                step("GET", ADMIN_SECRET, Reply::NotFound),
+            ];
+            steps.extend(applies_with(true, Some(existing_sts(3, 3))));
+            if stored.status.is_none() {
+                steps.push(status_step(&stored));
+            }
+            let h = handle.take().expect("handle");
+            let server = tokio::spawn(async move {
+                let mut h = h;
+                let seen = crate::controller::mock::serve_ref(&mut h, steps).await;
+                (h, seen)
+            });
+            let result = reconcile(Arc::new(stored.clone()), ctx.clone()).await;
+            let (h, seen) = server.await.expect("server");
+            handle = Some(h);
+            if let Some(s) = seen.iter().find(|s| s.path == STATUS) {
+                stored.status = Some(serde_json::from_value(s.body["status"].clone()).expect("status"));
+            }
+            delays.push(result.expect("reconciles"));
+        }
+        assert_eq!(
+            delays,
+            vec![
+                Action::requeue(Duration::from_secs(2)),
+                Action::requeue(Duration::from_secs(4)),
+                Action::requeue(Duration::from_secs(8)),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn scale_down_decommissions_one_broker_per_pass_and_shrinks_after_each() {
         let c = cluster(json!({"replicas": 3}));
         let fake = broker(5);
+        let (ctx, handle) = context(&fake);
+        let c5 = running(c.clone(), 5);
         let mut steps = vec![
             step("GET", STS, Reply::Json(existing_sts(5, 5))),
             step("GET", ADMIN_SECRET, Reply::NotFound),
         ];
-        let mut apply = applies(true);
         let seen_by_then = fake.clone();
-        apply[4] = step("PATCH", STS, Reply::Json(existing_sts(3, 3))).checking(move || {
+        let mut apply = applies_with(true, Some(existing_sts(4, 4)));
+        apply[5] = step("PATCH", STS, Reply::Json(existing_sts(4, 4))).checking(move || {
             assert_eq!(
                 seen_by_then.calls(),
-                vec!["Decommission 4", "Decommission 3"],
-                "both brokers are decommissioned before the StatefulSet is shrunk"
+                vec!["Decommission 4"],
+                "broker 4 is decommissioned before the StatefulSet loses it, and only broker 4"
             );
         });
         steps.extend(apply);
-        steps.extend(cleanup_lookups());
-        steps.push(step(
-            "PATCH",
-            STATUS,
-            Reply::WithStatus(serde_json::to_value(&c).expect("json")),
-        ));
-        steps.push(step("POST", EVENTS, Reply::Echo));
-        let (result, seen) = run_with(&fake, c, steps).await;
-
-        assert_eq!(result.expect("reconciles"), Action::requeue(REQUEUE_READY));
-        assert_eq!(seen[6].body["spec"]["replicas"], json!(3));
-        let status = &seen[10].body["status"];
+        steps.push(status_step(&c5));
+        let (result, seen) = run_ctx(ctx, handle, c5.clone(), steps).await;
+        assert_eq!(result.expect("reconciles"), Action::requeue(REQUEUE_PROGRESS));
+        assert_eq!(sent(&seen, "PATCH", STS).body["spec"]["replicas"], json!(4));
+        let status = &sent(&seen, "PATCH", STATUS).body["status"];
+        let progressing = cond(status, "Progressing");
+        assert_eq!(
+            (&progressing["status"], &progressing["reason"], &progressing["message"]),
+            (
+                &json!("True"),
+                &json!("Decommissioning"),
+                &json!("scaling from 5 to 3 brokers: broker demo-4 decommissioned, 1 more to go")
+            )
+        );
         assert_eq!(cond(status, "Degraded")["status"], json!("False"));
-        assert_eq!(status["leader"], json!("demo-0"));
+
+        // The next pass finds 4 and decommissions broker 3.
+        let mut c4 = c5;
+        c4.status = Some(serde_json::from_value(status.clone()).expect("status"));
+        let (ctx, handle) = context(&fake);
+        let mut steps = vec![
+            step("GET", STS, Reply::Json(existing_sts(4, 4))),
+            step("GET", ADMIN_SECRET, Reply::NotFound),
+        ];
+        steps.extend(applies_with(true, Some(existing_sts(3, 3))));
+        steps.push(status_step(&c4));
+        let (result, seen) = run_ctx(ctx, handle, c4, steps).await;
+        assert_eq!(result.expect("reconciles"), Action::requeue(REQUEUE_READY));
+        assert_eq!(fake.calls().iter().filter(|c| c.starts_with("Decommission")).count(), 2);
+        assert_eq!(sent(&seen, "PATCH", STS).body["spec"]["replicas"], json!(3));
+        let status = &sent(&seen, "PATCH", STATUS).body["status"];
+        assert_eq!(cond(status, "Progressing")["reason"], json!("RolloutComplete"));
         let ids: Vec<i64> = status["members"]
             .as_array()
             .expect("members")
@@ -700,41 +1191,179 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_failed_decommission_keeps_that_broker_and_reports_why() {
-        let c = cluster(json!({"replicas": 3}));
-        let fake = broker(5);
-        fake.refuse_decommission.lock().expect("lock").insert(3);
+    async fn a_long_decommission_runs_in_the_background_and_resumes_after_an_operator_restart() {
+        let c = running(cluster(json!({"replicas": 3})), 4);
+        let fake = broker(4);
+        *fake.decommission_delay.lock().expect("lock") = Duration::from_secs(3);
+        let (ctx, handle) = context(&fake);
+        let ctx = Arc::new(Context {
+            decommission_wait: Duration::from_millis(200),
+            ..Arc::try_unwrap(ctx).unwrap_or_else(|_| panic!("one owner"))
+        });
         let mut steps = vec![
-            step("GET", STS, Reply::Json(existing_sts(5, 5))),
+            step("GET", STS, Reply::Json(existing_sts(4, 4))),
             step("GET", ADMIN_SECRET, Reply::NotFound),
         ];
-        steps.extend(applies(true));
-        steps.extend(cleanup_lookups());
-        steps.push(step(
-            "PATCH",
-            STATUS,
-            Reply::WithStatus(serde_json::to_value(&c).expect("json")),
-        ));
+        steps.extend(applies_with(true, Some(existing_sts(4, 4))));
+        steps.push(status_step(&c));
+        let started = std::time::Instant::now();
+        let (result, seen) = run_ctx(ctx.clone(), handle, c.clone(), steps).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "the pass does not wait for the decommission"
+        );
+        assert_eq!(result.expect("reconciles"), Action::requeue(REQUEUE_PROGRESS));
+        assert_eq!(
+            sent(&seen, "PATCH", STS).body["spec"]["replicas"],
+            json!(4),
+            "broker 3 keeps its pod while it is decommissioned"
+        );
+        let status = &sent(&seen, "PATCH", STATUS).body["status"];
+        assert_eq!(
+            cond(status, "Progressing")["message"],
+            json!(
+                "scaling from 4 to 3 brokers: decommissioning broker demo-3 (moving its replicas to the other \
+                 brokers; 1 of 1 to go)"
+            )
+        );
+        assert_eq!(
+            ctx.decommissions.in_flight(&ClusterEndpoint {
+                namespace: "prod".into(),
+                name: "demo".into()
+            }),
+            Some(3)
+        );
+
+        // The operator restarts: its tasks are gone, the StatefulSet still
+        // has 4 brokers. The new operator asks for broker 3 again; the broker
+        // finishes it (a node no longer a member counts as done).
+        drop(ctx);
+        *fake.decommission_delay.lock().expect("lock") = Duration::ZERO;
+        let mut resumed = c;
+        resumed.status = Some(serde_json::from_value(status.clone()).expect("status"));
+        let (ctx, handle) = context(&fake);
+        let mut steps = vec![
+            step("GET", STS, Reply::Json(existing_sts(4, 4))),
+            step("GET", ADMIN_SECRET, Reply::NotFound),
+        ];
+        steps.extend(applies_with(true, Some(existing_sts(3, 3))));
+        steps.push(status_step(&resumed));
+        let (result, seen) = run_ctx(ctx, handle, resumed, steps).await;
+        assert_eq!(result.expect("reconciles"), Action::requeue(REQUEUE_READY));
+        assert_eq!(sent(&seen, "PATCH", STS).body["spec"]["replicas"], json!(3));
+        assert_eq!(
+            fake.calls().iter().filter(|c| *c == "Decommission 3").count(),
+            2,
+            "asked again after the restart"
+        );
+    }
+
+    #[tokio::test]
+    async fn scale_down_on_brokers_without_decommission_is_refused_with_condition_and_event() {
+        let c = running(cluster(json!({"replicas": 1})), 3);
+        let fake = broker(3);
+        fake.fail(
+            "Decommission",
+            tonic::Status::unimplemented("decommission is not supported yet"),
+        );
+        let mut steps = vec![
+            step("GET", STS, Reply::Json(existing_sts(3, 3))),
+            step("GET", ADMIN_SECRET, Reply::NotFound),
+        ];
+        steps.extend(applies_with(true, Some(existing_sts(3, 3))));
+        steps.push(status_step(&c));
         steps.push(step("POST", EVENTS, Reply::Echo));
         let (result, seen) = run_with(&fake, c, steps).await;
 
         assert!(result.is_ok());
-        assert_eq!(fake.calls(), vec!["Decommission 4", "Decommission 3"]);
         assert_eq!(
-            seen[6].body["spec"]["replicas"],
-            json!(4),
-            "broker 4 was decommissioned and goes; broker 3 stays"
+            fake.calls(),
+            vec!["Decommission 2", "ClusterStatus"],
+            "stops at the first refusal"
         );
-        let degraded = cond(&seen[10].body["status"], "Degraded");
+        let sts = &sent(&seen, "PATCH", STS).body;
+        assert_eq!(sts["spec"]["replicas"], json!(3), "the StatefulSet keeps its brokers");
+        let status = &sent(&seen, "PATCH", STATUS).body["status"];
+        let degraded = cond(status, "Degraded");
+        assert_eq!(degraded["status"], json!("True"));
+        assert_eq!(degraded["reason"], json!("ScaleDownUnsupported"));
+        assert_eq!(
+            degraded["message"],
+            json!(
+                "cannot scale from 3 to 1 brokers: decommissioning broker 2 failed: the broker does not support \
+                 decommissioning brokers yet (Decommission: decommission is not supported yet); keeping 3"
+            )
+        );
+        assert_eq!(status["phase"], json!("Degraded"));
+        let event = &sent(&seen, "POST", EVENTS).body;
+        assert_eq!(event["type"], json!("Warning"));
+        assert_eq!(event["reason"], json!("ScaleDownUnsupported"));
+        assert_eq!(event["regarding"]["kind"], json!("FlyMQCluster"));
+    }
+
+    #[tokio::test]
+    async fn a_failed_decommission_keeps_that_broker_and_reports_why() {
+        let c = running(cluster(json!({"replicas": 3})), 4);
+        let fake = broker(4);
+        fake.refuse_decommission.lock().expect("lock").insert(3);
+        let mut steps = vec![
+            step("GET", STS, Reply::Json(existing_sts(4, 4))),
+            step("GET", ADMIN_SECRET, Reply::NotFound),
+        ];
+        steps.extend(applies_with(true, Some(existing_sts(4, 4))));
+        steps.push(status_step(&c));
+        steps.push(step("POST", EVENTS, Reply::Echo));
+        let (result, seen) = run_with(&fake, c, steps).await;
+
+        assert!(result.is_ok());
+        assert_eq!(sent(&seen, "PATCH", STS).body["spec"]["replicas"], json!(4));
+        let degraded = cond(&sent(&seen, "PATCH", STATUS).body["status"], "Degraded");
         assert_eq!(degraded["reason"], json!("DecommissionFailed"));
         assert_eq!(
             degraded["message"],
             json!(
-                "cannot scale from 5 to 3 brokers: decommissioning broker 3 failed: Decommission refused: \
+                "cannot scale from 4 to 3 brokers: decommissioning broker 3 failed: Decommission refused: \
                  node 3 holds the only in-sync replica of orders/0; keeping 4"
             )
         );
-        assert_eq!(seen[11].body["reason"], json!("DecommissionFailed"));
+        assert_eq!(sent(&seen, "POST", EVENTS).body["reason"], json!("DecommissionFailed"));
+    }
+
+    #[tokio::test]
+    async fn a_refusal_found_after_a_scale_down_was_requested_decommissions_nothing() {
+        // 5 -> 3 together with a reserved config key: the spec is refused as
+        // a whole, before any broker is decommissioned or anything applied.
+        let c = running(cluster(json!({"replicas": 3, "config": {"data_dir": "/elsewhere"}})), 5);
+        let fake = broker(5);
+        let steps = vec![
+            step("GET", STS, Reply::Json(existing_sts(5, 5))),
+            step("GET", ADMIN_SECRET, Reply::NotFound),
+            status_step(&c),
+            step("POST", EVENTS, Reply::Echo),
+            step("POST", EVENTS, Reply::Echo),
+        ];
+        let (result, seen) = run_with(&fake, c, steps).await;
+
+        let err = result.expect_err("an invalid spec fails");
+        assert_eq!(err.category(), "invalid_spec");
+        assert!(fake.calls().is_empty(), "no decommission: {:?}", fake.calls());
+        let paths: Vec<&str> = seen.iter().map(|s| s.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            vec![STS, ADMIN_SECRET, STATUS, EVENTS, EVENTS],
+            "nothing applied"
+        );
+        let status = &seen[2].body["status"];
+        assert_eq!(status["replicas"], json!(5));
+        for type_ in ["Ready", "Degraded"] {
+            assert_eq!(cond(status, type_)["reason"], json!("InvalidSpec"), "{type_}");
+        }
+        assert!(
+            cond(status, "Degraded")["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("spec.config key 'data_dir' is managed by the operator")
+        );
     }
 
     #[tokio::test]
@@ -743,11 +1372,7 @@ mod tests {
         let steps = vec![
             step("GET", STS, Reply::NotFound),
             step("GET", ADMIN_SECRET, Reply::NotFound),
-            step(
-                "PATCH",
-                STATUS,
-                Reply::WithStatus(serde_json::to_value(&c).expect("json")),
-            ),
+            status_step(&c),
             step("POST", EVENTS, Reply::Echo),
         ];
         let (result, seen) = run(c, steps).await;
@@ -763,87 +1388,268 @@ mod tests {
     async fn paused_cluster_only_reports_status() {
         let mut c = cluster(json!({}));
         c.metadata.annotations = Some([(PAUSED_ANNOTATION.to_string(), "true".to_string())].into());
-        let steps = vec![
-            step("GET", STS, Reply::Json(existing_sts(3, 3))),
-            step(
-                "PATCH",
-                STATUS,
-                Reply::WithStatus(serde_json::to_value(&c).expect("json")),
-            ),
-        ];
+        let steps = vec![step("GET", STS, Reply::Json(existing_sts(3, 3))), status_step(&c)];
         let (result, seen) = run(c, steps).await;
         assert_eq!(result.expect("reconciles"), Action::await_change());
         assert_eq!(seen[1].body["status"]["phase"], json!("Paused"));
+        assert_eq!(
+            seen[1].body["status"].get("observedGeneration"),
+            None,
+            "a paused pass does not claim the generation"
+        );
     }
 
     #[tokio::test]
     async fn becoming_ready_publishes_an_event_and_an_unchanged_status_is_not_rewritten() {
-        let c = cluster(json!({}));
+        let c = running(cluster(json!({})), 3);
+        let mut fresh = c.clone();
+        fresh.status = None;
+        fresh.status = Some(FlyMQClusterStatus {
+            cluster_id: Some("fake".into()),
+            ..Default::default()
+        });
         let mut steps = vec![
             step("GET", STS, Reply::Json(existing_sts(3, 3))),
             step("GET", ADMIN_SECRET, Reply::NotFound),
         ];
-        let mut apply = applies(true);
-        apply[4] = step("PATCH", STS, Reply::Json(existing_sts(3, 3)));
-        steps.extend(apply);
-        steps.extend(cleanup_lookups());
-        steps.push(step(
-            "PATCH",
-            STATUS,
-            Reply::WithStatus(serde_json::to_value(&c).expect("json")),
-        ));
+        steps.extend(applies_with(true, Some(existing_sts(3, 3))));
+        steps.push(status_step(&fresh));
         steps.push(step("POST", EVENTS, Reply::Echo));
-        let (result, seen) = run(c.clone(), steps).await;
+        let (result, seen) = run(fresh.clone(), steps).await;
         assert_eq!(result.expect("reconciles"), Action::requeue(REQUEUE_READY));
-        assert_eq!(seen[11].body["reason"], json!("ClusterReady"));
-        assert_eq!(seen[10].body["status"]["leader"], json!("demo-0"));
-        assert_eq!(seen[10].body["status"]["members"].as_array().map(Vec::len), Some(3));
+        assert_eq!(seen[10].body["reason"], json!("ClusterReady"));
+        assert_eq!(seen[9].body["status"]["leader"], json!("demo-0"));
+        assert_eq!(seen[9].body["status"]["members"].as_array().map(Vec::len), Some(3));
 
         // Second pass: the stored status is what the operator would write.
-        let mut again = c;
-        again.status = Some(serde_json::from_value(seen[10].body["status"].clone()).expect("status"));
+        let mut again = fresh;
+        again.status = Some(serde_json::from_value(seen[9].body["status"].clone()).expect("status"));
         let mut steps = vec![
             step("GET", STS, Reply::Json(existing_sts(3, 3))),
             step("GET", ADMIN_SECRET, Reply::NotFound),
         ];
-        let mut apply = applies(true);
-        apply[4] = step("PATCH", STS, Reply::Json(existing_sts(3, 3)));
-        steps.extend(apply);
+        steps.extend(applies_with(true, Some(existing_sts(3, 3))));
         let (result, seen) = run(again, steps).await;
         assert_eq!(result.expect("reconciles"), Action::requeue(REQUEUE_READY));
-        assert_eq!(seen.len(), 8, "no status write and no event when nothing changed");
+        assert_eq!(seen.len(), 9, "no status write and no event when nothing changed");
     }
 
     #[tokio::test]
-    async fn a_switched_off_service_monitor_is_deleted_only_if_ours() {
-        let c = cluster(json!({}));
+    async fn a_service_monitor_the_cluster_cannot_hold_is_reported_and_nothing_is_asked_of_the_missing_api() {
+        let c = running(cluster(json!({"metrics": {"serviceMonitor": {"enabled": true}}})), 3);
+        let mut steps = vec![
+            step("GET", STS, Reply::Json(existing_sts(3, 3))),
+            step("GET", ADMIN_SECRET, Reply::NotFound),
+        ];
+        steps.extend(applies_with(true, Some(existing_sts(3, 3))));
+        steps.push(status_step(&c));
+        steps.push(step("POST", EVENTS, Reply::Echo));
+        let (result, seen) = run(c, steps).await;
+
+        // Any request to monitoring.coreos.com would have hung the reconcile.
+        assert_eq!(result.expect("reconciles"), Action::requeue(REQUEUE_READY));
+        assert!(seen.iter().all(|s| !s.path.contains("monitoring.coreos.com")));
+        let status = &sent(&seen, "PATCH", STATUS).body["status"];
+        assert_eq!(cond(status, "Ready")["status"], json!("True"), "the brokers run");
+        let degraded = cond(status, "Degraded");
+        assert_eq!(degraded["reason"], json!("ServiceMonitorUnavailable"));
+        assert!(
+            degraded["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("install the Prometheus Operator or set metrics.serviceMonitor.enabled: false")
+        );
+    }
+
+    #[tokio::test]
+    async fn orphans_are_swept_by_label_and_owner_on_every_pass() {
+        let c = running(cluster(json!({})), 3);
         let uid = c.metadata.uid.clone().expect("uid");
-        let owned = |owner_uid: &str| {
+        let monitor = |name: &str, owner_uid: &str| {
             json!({"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor",
-                   "metadata": {"name": "demo", "namespace": "prod", "ownerReferences": [
+                   "metadata": {"name": name, "namespace": "prod", "ownerReferences": [
                        {"apiVersion": "flymq.io/v1alpha1", "kind": "FlyMQCluster", "name": "demo",
                         "uid": owner_uid, "controller": true}]}})
         };
+        let fake = broker(3);
+        let (ctx, handle) = context_serving(
+            &fake,
+            Served {
+                service_monitor: true,
+                certificate: true,
+            },
+        );
         let mut steps = vec![
-            step("GET", STS, Reply::NotFound),
+            step("GET", STS, Reply::Json(existing_sts(3, 3))),
             step("GET", ADMIN_SECRET, Reply::NotFound),
         ];
-        steps.extend(applies(true));
-        steps.push(step("GET", MONITOR, Reply::Json(owned(&uid))));
+        steps.extend(applies_with(true, Some(existing_sts(3, 3))));
+        steps.push(step(
+            "GET",
+            MONITORS,
+            Reply::Json(
+                json!({"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitorList",
+                               "metadata": {}, "items": [monitor("demo", &uid), monitor("other", "someone-else")]}),
+            ),
+        ));
         steps.push(step(
             "DELETE",
             MONITOR,
             Reply::Json(json!({"kind": "Status", "apiVersion": "v1", "status": "Success"})),
         ));
-        steps.push(step("GET", CERTIFICATE, Reply::Json(owned("someone-else"))));
+        // cert-manager was uninstalled since the last discovery: the API
+        // server's plain-text answer for an unserved type is not an error.
+        steps.push(step("GET", CERTIFICATES, Reply::Text(404, "404 page not found\n")));
+        steps.push(status_step(&c));
+        let (result, seen) = run_ctx(ctx, handle, c, steps).await;
+        assert_eq!(result.expect("reconciles"), Action::requeue(REQUEUE_READY));
+        let list = sent(&seen, "GET", MONITORS);
+        assert!(
+            list.query.contains("app.kubernetes.io%2Fmanaged-by%3Dflymq-operator")
+                || list.query.contains("app.kubernetes.io/managed-by=flymq-operator"),
+            "{}",
+            list.query
+        );
+        assert_eq!(
+            seen.iter().filter(|s| s.method == "DELETE").count(),
+            1,
+            "the ServiceMonitor of another owner is left alone"
+        );
+    }
+
+    fn roll_steps(pods: Vec<Value>) -> Vec<Step> {
+        let mut steps = vec![
+            step("GET", STS, Reply::Json(rolling_sts(1))),
+            step("GET", ADMIN_SECRET, Reply::NotFound),
+        ];
+        steps.extend(applies_with(true, Some(rolling_sts(1))));
+        steps.push(step("GET", PODS, pod_list(pods)));
+        steps
+    }
+
+    #[tokio::test]
+    async fn a_roll_waits_for_the_restarted_broker_to_catch_up() {
+        let c = running(cluster(json!({})), 3);
+        let fake = broker(3);
+        fake.members.lock().expect("lock")[2].role = "learner".into();
+        let mut steps = roll_steps(vec![
+            pod(0, "demo-r1", true),
+            pod(1, "demo-r1", true),
+            pod(2, "demo-r2", true),
+        ]);
+        steps.push(status_step(&c));
+        steps.push(step("POST", EVENTS, Reply::Echo));
+        let (result, seen) = run_with(&fake, c, steps).await;
+
+        assert_eq!(result.expect("reconciles"), Action::requeue(REQUEUE_PROGRESS));
+        assert_eq!(
+            fake.calls(),
+            vec!["ClusterStatus"],
+            "no leadership moved, no pod deleted"
+        );
+        assert!(seen.iter().all(|s| s.method != "DELETE"));
+        let pods = sent(&seen, "GET", PODS);
+        assert!(pods.query.contains("labelSelector="), "{}", pods.query);
+        let status = &sent(&seen, "PATCH", STATUS).body["status"];
+        let progressing = cond(status, "Progressing");
+        assert_eq!(
+            (&progressing["status"], &progressing["reason"], &progressing["message"]),
+            (
+                &json!("True"),
+                &json!("WaitingForCatchUp"),
+                &json!("1/3 brokers updated; waiting for catch-up: broker 2 is a learner (catching up)")
+            )
+        );
+        assert_eq!(cond(status, "CatchingUp")["status"], json!("True"));
+        assert_eq!(cond(status, "Ready")["status"], json!("False"), "rolling out");
+    }
+
+    #[tokio::test]
+    async fn a_caught_up_cluster_restarts_the_next_follower_after_moving_its_leaderships() {
+        let c = running(cluster(json!({})), 3);
+        let fake = broker(3);
+        let mut steps = roll_steps(vec![
+            pod(0, "demo-r1", true),
+            pod(1, "demo-r1", true),
+            pod(2, "demo-r2", true),
+        ]);
+        let by_then = fake.clone();
+        steps.push(
+            step(
+                "DELETE",
+                "/api/v1/namespaces/prod/pods/demo-1",
+                Reply::Json(pod(1, "demo-r1", true)),
+            )
+            .checking(move || {
+                assert_eq!(
+                    by_then.calls(),
+                    vec!["ClusterStatus", "TransferLeadership from 1"],
+                    "leaderships move before the pod goes"
+                );
+            }),
+        );
+        steps.push(status_step(&c));
+        steps.push(step("POST", EVENTS, Reply::Echo));
+        let (result, seen) = run_with(&fake, c, steps).await;
+
+        assert_eq!(result.expect("reconciles"), Action::requeue(REQUEUE_PROGRESS));
+        let progressing = cond(&sent(&seen, "PATCH", STATUS).body["status"], "Progressing");
+        assert_eq!(
+            (&progressing["reason"], &progressing["message"]),
+            (&json!("Rolling"), &json!("1/3 brokers updated; restarting demo-1"))
+        );
+    }
+
+    #[tokio::test]
+    async fn the_metadata_leader_is_restarted_last() {
+        let c = running(cluster(json!({})), 3);
+        let fake = broker(3);
+        let mut steps = roll_steps(vec![
+            pod(0, "demo-r1", true),
+            pod(1, "demo-r2", true),
+            pod(2, "demo-r2", true),
+        ]);
         steps.push(step(
-            "PATCH",
-            STATUS,
-            Reply::WithStatus(serde_json::to_value(&c).expect("json")),
+            "DELETE",
+            "/api/v1/namespaces/prod/pods/demo-0",
+            Reply::Json(pod(0, "demo-r1", true)),
         ));
-        let (result, seen) = run(c, steps).await;
+        steps.push(status_step(&c));
+        steps.push(step("POST", EVENTS, Reply::Echo));
+        let (result, _) = run_with(&fake, c, steps).await;
+        assert_eq!(result.expect("reconciles"), Action::requeue(REQUEUE_PROGRESS));
+        assert_eq!(fake.calls(), vec!["ClusterStatus", "TransferLeadership from 0"]);
+        assert!(
+            fake.members.lock().expect("lock")[1].is_metadata_leader,
+            "the leadership moved before the leader's pod went"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_roll_that_would_lose_quorum_is_refused_with_a_condition() {
+        let c = running(cluster(json!({})), 3);
+        let fake = broker(3);
+        fake.members.lock().expect("lock")[2].health = "down".into();
+        let mut steps = roll_steps(vec![
+            pod(0, "demo-r1", true),
+            pod(1, "demo-r1", true),
+            pod(2, "demo-r1", true),
+        ]);
+        steps.push(status_step(&c));
+        steps.push(step("POST", EVENTS, Reply::Echo));
+        steps.push(step("POST", EVENTS, Reply::Echo));
+        let (result, seen) = run_with(&fake, c, steps).await;
         assert!(result.is_ok());
-        assert_eq!(seen.len(), 12, "the Certificate of another owner is left alone");
+        assert!(seen.iter().all(|s| s.method != "DELETE"), "no pod deleted");
+        let degraded = cond(&sent(&seen, "PATCH", STATUS).body["status"], "Degraded");
+        assert_eq!(degraded["reason"], json!("RollBlocked"));
+        assert!(
+            degraded["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("would leave 1 of 3 voters up, below the quorum of 2"),
+            "{degraded}"
+        );
     }
 
     const TLS_AND_ENCRYPTION: &str = "spec.tls and spec.encryption are set, but this broker version does not support \
@@ -889,11 +1695,7 @@ mod tests {
         let c = tls_and_encryption(3);
         let steps = vec![
             step("GET", STS, Reply::NotFound),
-            step(
-                "PATCH",
-                STATUS,
-                Reply::WithStatus(serde_json::to_value(&c).expect("json")),
-            ),
+            status_step(&c),
             step("POST", EVENTS, Reply::Echo),
         ];
         let (result, seen) = run(c.clone(), steps).await;
@@ -953,24 +1755,10 @@ mod tests {
         let mut c = tls_and_encryption(3);
         c.spec.encryption = None;
         let fake = broker(5);
-        let mut running = cluster(json!({"replicas": 5}));
-        let sts: StatefulSet = serde_json::from_value(existing_sts(5, 5)).expect("sts");
-        running.status = Some(status::compute(
-            &running,
-            &Observation {
-                stateful_set: Some(&sts),
-                ..Default::default()
-            },
-            "2025-12-31T00:00:00Z",
-        ));
-        c.status = running.status.clone();
+        let c = running(c, 5);
         let steps = vec![
             step("GET", STS, Reply::Json(existing_sts(5, 5))),
-            step(
-                "PATCH",
-                STATUS,
-                Reply::WithStatus(serde_json::to_value(&c).expect("json")),
-            ),
+            status_step(&c),
             step("POST", EVENTS, Reply::Echo),
             step("POST", EVENTS, Reply::Echo),
         ];

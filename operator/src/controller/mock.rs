@@ -19,6 +19,9 @@ pub enum Reply {
     Json(Value),
     /// 200 with this object, its status replaced by the patch's.
     WithStatus(Value),
+    /// This code with a plain-text body (what kube-apiserver sends for a
+    /// resource type it does not serve: 404 `404 page not found`).
+    Text(u16, &'static str),
 }
 
 /// A request the fake API server expects, in order.
@@ -55,6 +58,8 @@ impl Step {
 /// What the reconciler sent.
 #[derive(Debug)]
 pub struct Seen {
+    /// HTTP method.
+    pub method: String,
     /// URL path.
     pub path: String,
     /// Query string.
@@ -101,7 +106,24 @@ pub async fn serve_ref(handle: &mut Handle, steps: Vec<Step>) -> Vec<Seen> {
         if let Some(check) = step.check {
             check();
         }
+        if let Reply::Text(code, text) = step.reply {
+            let response = Response::builder()
+                .status(code)
+                .header("content-type", "text/plain; charset=utf-8")
+                .body(Body::from(text.as_bytes().to_vec()))
+                .expect("response");
+            send.send_response(response);
+            seen.push(Seen {
+                method: method.clone(),
+                path,
+                query,
+                body,
+            });
+            continue;
+        }
         let (code, reply) = match step.reply {
+            Reply::Text(..) => unreachable!("answered above"),
+
             Reply::NotFound => (
                 404,
                 json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
@@ -119,7 +141,12 @@ pub async fn serve_ref(handle: &mut Handle, steps: Vec<Step>) -> Vec<Seen> {
             .body(Body::from(serde_json::to_vec(&reply).expect("reply serialises")))
             .expect("response");
         send.send_response(response);
-        seen.push(Seen { path, query, body });
+        seen.push(Seen {
+            method,
+            path,
+            query,
+            body,
+        });
     }
     seen
 }

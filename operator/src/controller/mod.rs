@@ -3,10 +3,15 @@
 //! the broker admin API.
 
 pub mod admin_object;
+pub mod backoff;
 pub mod cluster;
+pub mod decommission;
+pub mod discovery;
 pub mod error;
+pub mod guard;
 #[cfg(test)]
 pub(crate) mod mock;
+pub mod roll;
 pub mod status;
 
 pub use error::Error;

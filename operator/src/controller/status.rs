@@ -16,6 +16,11 @@ pub const READY: &str = "Ready";
 pub const PROGRESSING: &str = "Progressing";
 /// Condition types.
 pub const DEGRADED: &str = "Degraded";
+/// Condition types: True while a member of the metadata group is a learner
+/// (a new broker, or one whose volume was lost, copying the cluster's data).
+pub const CATCHING_UP: &str = "CatchingUp";
+/// Ready reason when every pod is ready but ClusterStatus did not answer.
+pub const ADMIN_API_UNAVAILABLE: &str = "AdminApiUnavailable";
 
 /// Something that keeps the cluster from converging to its spec.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +49,13 @@ pub struct Observation<'a> {
     /// The metadata group as the admin API reported it in this reconcile;
     /// `None` keeps the previous leader and members.
     pub membership: Option<&'a ClusterInfo>,
+    /// Why ClusterStatus did not answer in this reconcile, if it was asked.
+    pub admin_error: Option<String>,
+    /// A step in progress (decommission, roll): `Progressing=True` with
+    /// this reason and message.
+    pub progress: Option<Problem>,
+    /// The cluster id to record (the status keeps an earlier one).
+    pub cluster_id: Option<String>,
 }
 
 /// Computes the status. `now` (RFC 3339) is used only for conditions whose
@@ -88,6 +100,18 @@ pub fn compute(cluster: &FlyMQCluster, obs: &Observation<'_>, now: &str) -> FlyM
         )
     } else if let Some(p) = refusal {
         cond(READY, false, p.reason, p.message.clone())
+    } else if all_ready && obs.membership.is_none() {
+        // Pods pass their readiness probe, but nobody has confirmed the
+        // brokers form a cluster: not Ready until the admin API answers.
+        cond(
+            READY,
+            false,
+            ADMIN_API_UNAVAILABLE,
+            format!(
+                "{ready}/{sts_replicas} brokers ready, but the admin API has not answered ClusterStatus: {}; retrying",
+                obs.admin_error.as_deref().unwrap_or("not asked yet")
+            ),
+        )
     } else if all_ready {
         cond(
             READY,
@@ -117,6 +141,8 @@ pub fn compute(cluster: &FlyMQCluster, obs: &Observation<'_>, now: &str) -> FlyM
             p.reason,
             "nothing is applied until the spec is changed".into(),
         )
+    } else if let Some(p) = &obs.progress {
+        cond(PROGRESSING, true, p.reason, p.message.clone())
     } else if !rolled_out {
         cond(
             PROGRESSING,
@@ -132,18 +158,62 @@ pub fn compute(cluster: &FlyMQCluster, obs: &Observation<'_>, now: &str) -> FlyM
         None => cond(DEGRADED, false, "AsExpected", String::new()),
     };
 
+    let catching_up = match obs.membership {
+        Some(m) => {
+            let learners: Vec<String> = m
+                .members
+                .iter()
+                .filter(|m| m.role != "voter")
+                .map(|m| format!("{}-{} (node {}, {})", name_of(cluster), m.id, m.id, m.role))
+                .collect();
+            if learners.is_empty() {
+                cond(CATCHING_UP, false, "AllCaughtUp", "every member is a voter".into())
+            } else {
+                cond(
+                    CATCHING_UP,
+                    true,
+                    "CatchingUp",
+                    format!(
+                        "catching up: {}; a new broker, or one that came back with an empty volume, joins as a \
+                         learner and becomes a voter once it has the cluster's data",
+                        learners.join(", ")
+                    ),
+                )
+            }
+        }
+        None => previous
+            .conditions
+            .iter()
+            .find(|c| c.type_ == CATCHING_UP)
+            .cloned()
+            .unwrap_or_else(|| {
+                cond(
+                    CATCHING_UP,
+                    false,
+                    "Unknown",
+                    "the admin API has not reported the members yet".into(),
+                )
+            }),
+    };
+
     let phase = if obs.paused {
         "Paused"
     } else if obs.problem.is_some() {
         "Degraded"
-    } else if all_ready {
+    } else if all_ready && obs.membership.is_some() {
         "Running"
     } else {
         "Pending"
     };
 
     FlyMQClusterStatus {
-        observed_generation: generation,
+        // A paused cluster's spec was not acted on: a later pass must still
+        // see the generation as new (orphan sweep, rolls).
+        observed_generation: if obs.paused {
+            previous.observed_generation
+        } else {
+            generation
+        },
         phase: Some(phase.into()),
         replicas,
         ready_replicas: ready,
@@ -159,8 +229,23 @@ pub fn compute(cluster: &FlyMQCluster, obs: &Observation<'_>, now: &str) -> FlyM
             None => previous.members,
         },
         admin_secret_name: obs.admin_secret_name.clone().or(previous.admin_secret_name),
-        conditions: vec![ready_cond, progressing, degraded],
+        cluster_id: previous.cluster_id.or_else(|| obs.cluster_id.clone()),
+        selector: Some(selector(name_of(cluster))),
+        conditions: vec![ready_cond, progressing, degraded, catching_up],
     }
+}
+
+fn name_of(cluster: &FlyMQCluster) -> &str {
+    cluster.metadata.name.as_deref().unwrap_or_default()
+}
+
+/// The broker pods' label selector, as the scale subresource reports it.
+pub fn selector(name: &str) -> String {
+    crate::builders::selector_labels(name)
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Builds a condition, keeping the previous `lastTransitionTime` unless the
@@ -221,18 +306,41 @@ mod tests {
         s
     }
 
+    fn voters(n: i64) -> ClusterInfo {
+        ClusterInfo {
+            cluster_id: "c-1".into(),
+            leader: Some(0),
+            members: (0..n)
+                .map(|id| crate::crd::cluster::ClusterMember {
+                    id,
+                    address: String::new(),
+                    role: "voter".into(),
+                    health: "up".into(),
+                })
+                .collect(),
+            under_replicated: Vec::new(),
+        }
+    }
+
     #[test]
     fn all_ready() {
         let c = cluster(serde_json::json!({}));
         let s = sts(3, 3, 3);
+        let info = voters(3);
         let st = compute(
             &c,
             &Observation {
                 stateful_set: Some(&s),
+                membership: Some(&info),
                 ..Default::default()
             },
             "T1",
         );
+        assert_eq!(
+            st.selector.as_deref(),
+            Some("app.kubernetes.io/component=broker,app.kubernetes.io/instance=demo,app.kubernetes.io/name=flymq")
+        );
+        assert_eq!(condition(&st, CATCHING_UP).map(|c| c.status.as_str()), Some("False"));
         assert_eq!(st.phase.as_deref(), Some("Running"));
         assert_eq!(condition(&st, READY).map(|c| c.status.as_str()), Some("True"));
         assert_eq!(
@@ -266,10 +374,12 @@ mod tests {
         );
         assert_eq!(first, again, "an unchanged world gives an identical status");
         let s = sts(3, 3, 3);
+        let info = voters(3);
         let flipped = compute(
             &c,
             &Observation {
                 stateful_set: Some(&s),
+                membership: Some(&info),
                 ..Default::default()
             },
             "T3",
@@ -288,10 +398,12 @@ mod tests {
     fn refused_scale_down_counts_the_brokers_that_stay() {
         let c = cluster(serde_json::json!({"replicas": 1}));
         let s = sts(3, 3, 3);
+        let info = voters(3);
         let st = compute(
             &c,
             &Observation {
                 stateful_set: Some(&s),
+                membership: Some(&info),
                 ..Default::default()
             },
             "T1",
@@ -317,6 +429,7 @@ mod tests {
         let info = ClusterInfo {
             leader: Some(1),
             members: vec![member(0), member(1), member(2)],
+            ..Default::default()
         };
         let st = compute(
             &c,
@@ -344,6 +457,7 @@ mod tests {
         let leaderless = ClusterInfo {
             leader: None,
             members: vec![member(0)],
+            ..Default::default()
         };
         let st = compute(
             &c,
@@ -355,6 +469,102 @@ mod tests {
             "T3",
         );
         assert_eq!(st.leader, None, "no leader elected right now");
+    }
+
+    #[test]
+    fn ready_pods_without_an_answer_from_the_admin_api_are_not_ready() {
+        let c = cluster(serde_json::json!({}));
+        let s = sts(3, 3, 3);
+        let st = compute(
+            &c,
+            &Observation {
+                stateful_set: Some(&s),
+                admin_error: Some("cannot reach the broker admin API for ClusterStatus: connection refused".into()),
+                ..Default::default()
+            },
+            "T1",
+        );
+        let ready = condition(&st, READY).expect("ready");
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str(), ready.message.as_str()),
+            (
+                "False",
+                "AdminApiUnavailable",
+                "3/3 brokers ready, but the admin API has not answered ClusterStatus: cannot reach the broker \
+                 admin API for ClusterStatus: connection refused; retrying"
+            )
+        );
+        assert_eq!(st.phase.as_deref(), Some("Pending"));
+        assert_eq!(st.leader, None);
+    }
+
+    #[test]
+    fn a_learner_is_shown_catching_up_and_the_cluster_id_is_kept() {
+        let mut c = cluster(serde_json::json!({}));
+        let s = sts(3, 2, 3);
+        let mut info = voters(3);
+        info.members[1].role = "learner".into();
+        let st = compute(
+            &c,
+            &Observation {
+                stateful_set: Some(&s),
+                membership: Some(&info),
+                cluster_id: Some("c-1".into()),
+                ..Default::default()
+            },
+            "T1",
+        );
+        let catching_up = condition(&st, CATCHING_UP).expect("condition");
+        assert_eq!(
+            (catching_up.status.as_str(), catching_up.reason.as_str()),
+            ("True", "CatchingUp")
+        );
+        assert!(
+            catching_up
+                .message
+                .starts_with("catching up: demo-1 (node 1, learner);"),
+            "{}",
+            catching_up.message
+        );
+        assert_eq!(st.cluster_id.as_deref(), Some("c-1"));
+        c.status = Some(st);
+        let later = compute(
+            &c,
+            &Observation {
+                stateful_set: Some(&s),
+                cluster_id: Some("other".into()),
+                ..Default::default()
+            },
+            "T2",
+        );
+        assert_eq!(later.cluster_id.as_deref(), Some("c-1"), "the first id recorded stays");
+        assert_eq!(
+            condition(&later, CATCHING_UP).map(|c| c.status.as_str()),
+            Some("True"),
+            "kept while the admin API is silent"
+        );
+    }
+
+    #[test]
+    fn a_paused_cluster_does_not_claim_to_have_observed_its_generation() {
+        let mut c = cluster(serde_json::json!({}));
+        c.status = Some(FlyMQClusterStatus {
+            observed_generation: Some(1),
+            ..Default::default()
+        });
+        c.metadata.generation = Some(2);
+        let s = sts(3, 3, 3);
+        let st = compute(
+            &c,
+            &Observation {
+                stateful_set: Some(&s),
+                paused: true,
+                ..Default::default()
+            },
+            "T1",
+        );
+        assert_eq!(st.observed_generation, Some(1));
+        assert_eq!(st.phase.as_deref(), Some("Paused"));
     }
 
     #[test]

@@ -40,13 +40,20 @@ pub const DEFAULT_IMAGE: &str = "ghcr.io/flymq/flymq:0.1.0";
     printcolumn(name = "Replicas", type_ = "integer", json_path = ".spec.replicas"),
     printcolumn(name = "Leader", type_ = "string", json_path = ".status.leader"),
     printcolumn(name = "Version", type_ = "string", json_path = ".status.version"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    scale(
+        spec_replicas_path = ".spec.replicas",
+        status_replicas_path = ".status.replicas",
+        label_selector_path = ".status.selector"
+    )
 )]
 #[x_kube(validation = Rule::new("!has(oldSelf.encryption) || (has(self.encryption) && self.encryption == oldSelf.encryption)").message("spec.encryption cannot be changed or removed once set: the data at rest is encrypted with that key"))]
 #[serde(rename_all = "camelCase")]
 pub struct FlyMQClusterSpec {
-    /// Number of brokers. Scaling down requires the broker admin API
-    /// (decommission) and is refused until it exists.
+    /// Number of brokers (also set by `kubectl scale` and autoscalers through
+    /// the scale subresource). Scaling down decommissions brokers one at a
+    /// time, highest ordinal first: each one's replicas move to the others and
+    /// it leaves the Raft membership before its pod is removed.
     #[serde(default = "default_replicas")]
     #[schemars(range(min = 1, max = 99))]
     pub replicas: i32,
@@ -158,13 +165,14 @@ impl PullPolicy {
 
 /// Persistent storage of each broker (one PersistentVolumeClaim per pod).
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[x_kube(validation = Rule::new("self.size == oldSelf.size").message("storage.size cannot be changed yet: the operator does not resize volumes"))]
+#[x_kube(validation = Rule::new("has(self.size) == has(oldSelf.size) && (!has(self.size) || self.size == oldSelf.size)").message("storage.size cannot be changed yet: the operator does not resize volumes"))]
 #[x_kube(validation = Rule::new("has(self.storageClassName) == has(oldSelf.storageClassName) && (!has(self.storageClassName) || self.storageClassName == oldSelf.storageClassName)").message("storage.storageClassName is immutable"))]
 #[serde(rename_all = "camelCase")]
 pub struct StorageSpec {
-    /// Size of each broker's volume. Immutable for now.
-    #[serde(default = "default_storage_size")]
-    pub size: Quantity,
+    /// Size of each broker's volume (`10Gi` when absent or null). Immutable
+    /// for now.
+    #[serde(default = "default_storage_size", skip_serializing_if = "Option::is_none")]
+    pub size: Option<Quantity>,
     /// StorageClass of the volumes; absent uses the cluster default. Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage_class_name: Option<String>,
@@ -173,8 +181,21 @@ pub struct StorageSpec {
     pub retention: RetentionSpec,
 }
 
-fn default_storage_size() -> Quantity {
-    Quantity("10Gi".to_string())
+/// The volume size used when `storage.size` is absent or null.
+pub const DEFAULT_STORAGE_SIZE: &str = "10Gi";
+
+fn default_storage_size() -> Option<Quantity> {
+    Some(Quantity(DEFAULT_STORAGE_SIZE.to_string()))
+}
+
+impl StorageSpec {
+    /// The requested volume size, with the default for an absent or null
+    /// `size`.
+    pub fn size(&self) -> Quantity {
+        self.size
+            .clone()
+            .unwrap_or_else(|| Quantity(DEFAULT_STORAGE_SIZE.to_string()))
+    }
 }
 
 impl Default for StorageSpec {
@@ -366,7 +387,16 @@ pub struct FlyMQClusterStatus {
     /// Name of the Secret with the admin credentials.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin_secret_name: Option<String>,
-    /// `Ready`, `Progressing` and `Degraded`.
+    /// Id of the cluster the brokers formed, recorded after the first
+    /// bootstrap. From then on every broker starts with it and with
+    /// bootstrapping off, so a broker whose volume was lost rejoins this
+    /// cluster instead of founding a new one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_id: Option<String>,
+    /// Label selector of the broker pods (for the scale subresource).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<String>,
+    /// `Ready`, `Progressing`, `Degraded` and `CatchingUp`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
 }
@@ -401,6 +431,7 @@ impl FlyMQCluster {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kube::CustomResourceExt;
     use kube::core::cel::{validate_cel, validate_cel_update};
 
     fn cluster(spec: FlyMQClusterSpec) -> FlyMQCluster {
@@ -416,8 +447,37 @@ mod tests {
         let spec = minimal();
         assert_eq!(spec.replicas, 3);
         assert_eq!(spec.image.name, DEFAULT_IMAGE);
-        assert_eq!(spec.storage.size, Quantity("10Gi".into()));
+        assert_eq!(spec.storage.size(), Quantity("10Gi".into()));
         assert_eq!(spec.image.version(), "0.1.0");
+    }
+
+    #[test]
+    fn a_null_storage_size_decodes_and_takes_the_default() {
+        let spec: FlyMQClusterSpec =
+            serde_json::from_value(serde_json::json!({"storage": {"size": null}})).expect("null size decodes");
+        assert_eq!(spec.storage.size, None);
+        assert_eq!(spec.storage.size(), Quantity("10Gi".into()));
+        let schema = serde_json::to_value(FlyMQCluster::crd()).expect("crd json");
+        let size = &schema["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["storage"]
+            ["properties"]["size"];
+        assert_eq!(
+            size["nullable"],
+            serde_json::json!(true),
+            "the CRD says what Rust accepts: {size}"
+        );
+    }
+
+    #[test]
+    fn kubectl_scale_and_autoscalers_drive_replicas() {
+        let crd = serde_json::to_value(FlyMQCluster::crd()).expect("crd json");
+        assert_eq!(
+            crd["spec"]["versions"][0]["subresources"]["scale"],
+            serde_json::json!({
+                "specReplicasPath": ".spec.replicas",
+                "statusReplicasPath": ".status.replicas",
+                "labelSelectorPath": ".status.selector"
+            })
+        );
     }
 
     #[test]
@@ -446,7 +506,7 @@ mod tests {
     fn storage_size_is_immutable() {
         let old = cluster(minimal());
         let mut new = old.clone();
-        new.spec.storage.size = Quantity("20Gi".into());
+        new.spec.storage.size = Some(Quantity("20Gi".into()));
         let err = validate_cel_update(&new, &old).expect_err("resizing must be refused");
         assert!(err.to_string().contains("storage.size"), "{err}");
     }

@@ -66,7 +66,7 @@ pub enum DeletionPolicy {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Condition {
-    /// Condition type: `Ready`, `Progressing` or `Degraded`.
+    /// Condition type: `Ready`, `Progressing`, `Degraded` or `CatchingUp`.
     #[serde(rename = "type")]
     pub type_: String,
     /// `True`, `False` or `Unknown`.

@@ -357,6 +357,60 @@ where
     }
 }
 
+/// Every distinct value `f` gives for the object `name` of `api`, in the
+/// order the API server's watch delivered its versions (nothing is missed
+/// between polls); stops watching on drop.
+pub struct History<T> {
+    values: std::sync::Arc<Mutex<Vec<T>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl<T: Clone> History<T> {
+    /// The values seen so far (consecutive repeats collapsed).
+    pub fn values(&self) -> Vec<T> {
+        self.values.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+}
+
+impl<T> Drop for History<T> {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Starts recording [`History`] of `f` over the object `name` of `api`.
+pub fn record<K, T, F>(api: Api<K>, name: &str, f: F) -> History<T>
+where
+    K: kube::Resource + Clone + Debug + k8s_openapi::serde::de::DeserializeOwned + Send + 'static,
+    K::DynamicType: Default,
+    T: PartialEq + Send + 'static,
+    F: Fn(&K) -> T + Send + 'static,
+{
+    use futures::StreamExt;
+    use kube::runtime::watcher;
+    let values = std::sync::Arc::new(Mutex::new(Vec::new()));
+    let sink = values.clone();
+    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let task = tokio::spawn(async move {
+        let mut events = std::pin::pin!(watcher(api, config));
+        while let Some(event) = events.next().await {
+            let (watcher::Event::Apply(obj) | watcher::Event::InitApply(obj)) = (match event {
+                Ok(e) => e,
+                Err(_) => continue,
+            }) else {
+                continue;
+            };
+            let value = f(&obj);
+            if let Ok(mut v) = sink.lock()
+                && v.last() != Some(&value)
+            {
+                v.push(value);
+            }
+        }
+    });
+    History { values, task }
+}
+
 /// A `kubectl port-forward` to a local port; stopped on drop.
 pub struct PortForward {
     child: Child,

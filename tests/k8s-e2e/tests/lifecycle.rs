@@ -2,19 +2,23 @@
 //!
 //! 1. install the operator (Helm chart, kustomize or in-process, see
 //!    `FLYMQ_E2E_OPERATOR`), apply a 3-broker FlyMQCluster, wait for Ready
-//!    with 3 members and a metadata leader;
+//!    with 3 members and a metadata leader; the cluster id the brokers
+//!    report is recorded in the status and the identity ConfigMap turns
+//!    bootstrapping off;
 //! 2. apply Topics `orders` (deletionPolicy Delete) and `audit` (Retain),
 //!    wait until both are Synced with the finalizer; grow `orders`;
 //! 3. apply a User and an ACL: until the brokers have authentication they
 //!    must be Ready=False with reason NotSupported;
 //! 4. produce and consume through the client Service (port-forward, or
 //!    directly from a pod; see `FLYMQ_E2E_CLIENT_ACCESS`);
-//! 5. scale 3 -> 5 -> 3 (the operator decommissions brokers 4 and 3 before
-//!    shrinking the StatefulSet): 3 members left, not Degraded, every
-//!    message still readable;
-//! 6. roll a configuration change: the pod template's config hash changes,
-//!    the pods are replaced one at a time (never two unready), and the
-//!    cluster is Ready and serving afterwards;
+//! 5. scale 3 -> 5 (through the scale subresource, as `kubectl scale` does)
+//!    -> 3 (the operator decommissions broker 4, shrinks the
+//!    StatefulSet to 4, then broker 3 and 3): 3 members left, never
+//!    Degraded, the StatefulSet never below the brokers still members,
+//!    every message still readable;
+//! 6. roll a configuration change: the StatefulSet is `OnDelete` and the
+//!    operator replaces the pods one at a time (never two unready), the
+//!    metadata leader last, and the cluster is Ready and serving afterwards;
 //! 7. delete both Topics (the Delete one disappears from the brokers, the
 //!    Retain one stays), the User and the ACL, then the cluster.
 //!
@@ -24,14 +28,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use flymq_k8s_e2e::{
-    ServiceClient, brief, cluster_or_skip, condition, env_or, in_namespace, install_operator, service_client, step,
-    wait_for,
+    ServiceClient, brief, cluster_or_skip, condition, env_or, in_namespace, install_operator, record, service_client,
+    step, wait_for,
 };
 use flymq_operator::builders::statefulset::CONFIG_HASH_ANNOTATION;
 use flymq_operator::controller::admin_object::{AdminObject, FINALIZER};
 use flymq_operator::crd::{Acl, Condition, FlyMQCluster, FlyMQClusterStatus, Topic, User};
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
@@ -58,6 +62,7 @@ struct Env {
     users: Api<User>,
     acls: Api<Acl>,
     statefulsets: Api<StatefulSet>,
+    config_maps: Api<ConfigMap>,
     pods: Api<Pod>,
     ssa: PatchParams,
     image: String,
@@ -78,6 +83,7 @@ impl Env {
             users: Api::namespaced(client.clone(), &ns),
             acls: Api::namespaced(client.clone(), &ns),
             statefulsets: Api::namespaced(client.clone(), &ns),
+            config_maps: Api::namespaced(client.clone(), &ns),
             pods: Api::namespaced(client, &ns),
             ns,
             ssa: PatchParams::apply(flymq_k8s_e2e::MANAGER).force(),
@@ -305,7 +311,32 @@ async fn lifecycle(client: Client, ns: String) -> Result<(), String> {
     // 1. Three brokers.
     step(TEST, "1. FlyMQCluster with 3 brokers");
     env.apply_cluster(3, &no_config).await?;
-    env.wait_cluster_ready(3).await?;
+    let ready = env.wait_cluster_ready(3).await?;
+    let cluster_id = wait_for(
+        "the cluster id in the status and the identity ConfigMap",
+        || async move {
+            let s = env.clusters.get(CLUSTER).await?.status.unwrap_or_default();
+            let identity = env.config_maps.get(&format!("{CLUSTER}-identity")).await?;
+            let data = identity.data.unwrap_or_default();
+            Ok(match &s.cluster_id {
+                Some(id)
+                    if data.get("bootstrap").map(String::as_str) == Some("never")
+                        && data.get("cluster-id") == Some(id) =>
+                {
+                    Ok(id.clone())
+                }
+                other => Err(format!("status clusterId {other:?}, identity {data:?}")),
+            })
+        },
+    )
+    .await?;
+    step(
+        TEST,
+        &format!(
+            "cluster id {cluster_id} recorded; brokers now start with bootstrapping off (leader {:?})",
+            ready.leader
+        ),
+    );
 
     // 2. Topics, synced through the admin API, guarded by the finalizer.
     step(TEST, "2. Topics orders (Delete) and audit (Retain)");
@@ -381,12 +412,75 @@ async fn lifecycle(client: Client, ns: String) -> Result<(), String> {
     .await?;
 
     // 5. Scale 3 -> 5 -> 3; the scale-down decommissions brokers first.
-    step(TEST, "5. scale to 5 brokers");
-    env.apply_cluster(5, &no_config).await?;
+    step(
+        TEST,
+        "5. scale to 5 brokers through the scale subresource (kubectl scale)",
+    );
+    let scale = env
+        .clusters
+        .patch_scale(
+            CLUSTER,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 5}})),
+        )
+        .await
+        .map_err(|e| format!("scaling through the scale subresource: {e}"))?;
+    let selector = scale.status.and_then(|s| s.selector).unwrap_or_default();
+    if !selector.contains("app.kubernetes.io/instance=e2e") {
+        return Err(format!("the scale subresource reports the selector {selector:?}"));
+    }
     env.wait_cluster_ready(5).await?;
-    step(TEST, "5. scale back to 3 brokers (decommission 4 and 3 first)");
+    // Own spec.replicas again for the applies below.
+    env.apply_cluster(5, &no_config).await?;
+    step(
+        TEST,
+        "5. scale back to 3 brokers (decommission 4, then 3, one per step)",
+    );
+    // Watches, not polls: every StatefulSet size and Progressing reason.
+    let sizes = record(env.statefulsets.clone(), CLUSTER, |s: &StatefulSet| {
+        s.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0)
+    });
+    let reasons = record(env.clusters.clone(), CLUSTER, |c: &FlyMQCluster| {
+        c.status
+            .as_ref()
+            .and_then(|s| condition(&s.conditions, "Progressing"))
+            .map(|p| p.reason.clone())
+            .unwrap_or_default()
+    });
     env.apply_cluster(3, &no_config).await?;
+    wait_for("the StatefulSet at 3 with members 0, 1, 2", || async move {
+        let c = env.clusters.get(CLUSTER).await?;
+        let s = c.status.unwrap_or_default();
+        let sts = env.statefulsets.get(CLUSTER).await?;
+        let replicas = sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
+        let members: BTreeSet<i64> = s.members.iter().map(|m| m.id).collect();
+        if let Some(d) = condition(&s.conditions, "Degraded").filter(|d| d.status == "True") {
+            return Ok(Err(format!(
+                "Degraded during the scale-down: {} {}",
+                d.reason, d.message
+            )));
+        }
+        Ok(if replicas == 3 && members == BTreeSet::from([0, 1, 2]) {
+            Ok(())
+        } else {
+            Err(format!("StatefulSet replicas {replicas}, members {members:?}"))
+        })
+    })
+    .await?;
     env.wait_cluster_ready(3).await?;
+    let (sizes, reasons) = (sizes.values(), reasons.values());
+    step(
+        TEST,
+        &format!("StatefulSet sizes during the scale-down: {sizes:?}; Progressing reasons: {reasons:?}"),
+    );
+    if sizes != vec![5, 4, 3] {
+        return Err(format!(
+            "the StatefulSet should shrink one broker at a time, each after its decommission: {sizes:?}"
+        ));
+    }
+    if !reasons.iter().any(|r| r == "Decommissioning") {
+        return Err(format!("Progressing never said Decommissioning: {reasons:?}"));
+    }
     wait_for("only broker pods e2e-0, e2e-1 and e2e-2 left", || async move {
         let pods = env.broker_pods().await?;
         let names: BTreeSet<&str> = pods.keys().map(String::as_str).collect();
@@ -430,13 +524,40 @@ async fn lifecycle(client: Client, ns: String) -> Result<(), String> {
         .values()
         .map(|(uid, _, _)| uid.clone())
         .collect();
+    let strategy = before
+        .spec
+        .as_ref()
+        .and_then(|s| s.update_strategy.as_ref())
+        .and_then(|u| u.type_.clone());
+    if strategy.as_deref() != Some("OnDelete") {
+        return Err(format!(
+            "the StatefulSet's update strategy is {strategy:?}, not OnDelete"
+        ));
+    }
+    let leader = env
+        .clusters
+        .get(CLUSTER)
+        .await
+        .map_err(|e| format!("reading the FlyMQCluster: {e}"))?
+        .status
+        .and_then(|s| s.leader)
+        .ok_or("no metadata leader before the roll")?;
     env.apply_cluster(3, &BTreeMap::from([("log_level", "debug")])).await?;
     let most_unready = AtomicUsize::new(0);
+    let replaced_order = std::sync::Mutex::new(Vec::<String>::new());
     wait_for("every broker replaced with the new configuration", || {
-        let (env, old_hash, old_uids, most_unready) = (env, &old_hash, &old_uids, &most_unready);
+        let (env, old_hash, old_uids, most_unready, replaced_order) =
+            (env, &old_hash, &old_uids, &most_unready, &replaced_order);
         async move {
             let sts = env.statefulsets.get(CLUSTER).await?;
             let pods = env.broker_pods().await?;
+            if let Ok(mut order) = replaced_order.lock() {
+                for (name, (uid, _, _)) in &pods {
+                    if !old_uids.contains(uid) && !order.contains(name) {
+                        order.push(name.clone());
+                    }
+                }
+            }
             // A pod being replaced counts whether it is unready or missing.
             let unready = 3usize.saturating_sub(pods.values().filter(|(_, ready, _)| *ready).count());
             most_unready.fetch_max(unready, Ordering::Relaxed);
@@ -465,6 +586,14 @@ async fn lifecycle(client: Client, ns: String) -> Result<(), String> {
         return Err(format!(
             "{most_unready} brokers were unready at once during the roll; expected one at a time"
         ));
+    }
+    let order = replaced_order.into_inner().unwrap_or_default();
+    step(
+        TEST,
+        &format!("pods replaced in this order: {order:?} (metadata leader {leader})"),
+    );
+    if order.last() != Some(&leader) {
+        return Err(format!("the metadata leader {leader} was not replaced last: {order:?}"));
     }
     env.wait_cluster_ready(3).await?;
     produce_and_consume(env, "serving after the roll", "orders", 4, "rolled", &expected).await?;
