@@ -1,0 +1,318 @@
+//! gRPC (tonic 0.14) over the TLS configurations of this crate, and the
+//! admin API's credential contract.
+//!
+//! tonic's own TLS (`tls-ring`) takes a fixed PEM identity, so it cannot
+//! serve a reloading certificate. Instead:
+//!
+//! - **Server**: [`TlsIncoming`] accepts TCP connections, runs each TLS
+//!   handshake in its own task (a slow or plaintext client holds up nobody)
+//!   and yields the established streams for
+//!   `Server::builder()...serve_with_incoming(incoming)`. Each stream
+//!   carries a [`TlsConnectInfo`] that handlers read with
+//!   `request.extensions().get::<TlsConnectInfo>()` to learn the peer's
+//!   certificate identity (mTLS).
+//! - **Client**: [`channel`] / [`lazy_channel`] build a tonic `Channel`
+//!   whose connector dials TCP and runs the rustls handshake (ALPN `h2`).
+//!
+//! ## Admin API credentials
+//!
+//! A client authenticates each admin call either with a client certificate
+//! (mTLS; the identity is [`CertIdentity::username`]) or with the metadata
+//! entry `authorization: Basic base64(user ":" password)` (RFC 7617,
+//! standard base64 with padding, UTF-8). Build it with
+//! [`basic_authorization`]; the broker parses it with
+//! [`parse_basic_authorization`]. Send it only over TLS.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use futures::Stream;
+use rustls::pki_types::CertificateDer;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
+use tonic::transport::server::Connected;
+use tonic::transport::{Channel, Endpoint};
+
+use super::identity::CertIdentity;
+use super::server::accept;
+use super::{TlsClient, TlsError};
+
+/// Most established connections waiting to be picked up by the server.
+const INCOMING_QUEUE: usize = 64;
+
+/// What a gRPC handler can learn about the TLS connection of a call.
+#[derive(Debug, Clone)]
+pub struct TlsConnectInfo {
+    /// The client's address.
+    pub remote_addr: Option<SocketAddr>,
+    /// The local address.
+    pub local_addr: Option<SocketAddr>,
+    /// The verified client certificate chain, when the client sent one
+    /// (needs [`ClientAuth::Optional`](super::ClientAuth) or `Required`).
+    pub peer_certificates: Option<Arc<Vec<CertificateDer<'static>>>>,
+    /// Names of the client certificate.
+    pub identity: Option<CertIdentity>,
+}
+
+impl TlsConnectInfo {
+    /// The user the client certificate stands for.
+    pub fn username(&self) -> Option<&str> {
+        self.identity.as_ref().and_then(CertIdentity::username)
+    }
+}
+
+/// A server-side TLS connection for tonic.
+pub struct TlsConnection {
+    stream: tokio_rustls::server::TlsStream<TcpStream>,
+    info: TlsConnectInfo,
+}
+
+impl fmt::Debug for TlsConnection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsConnection").field("info", &self.info).finish()
+    }
+}
+
+impl TlsConnection {
+    /// Wraps an established server-side stream.
+    pub fn new(stream: tokio_rustls::server::TlsStream<TcpStream>) -> Self {
+        let (tcp, conn) = stream.get_ref();
+        let peer_certificates = conn
+            .peer_certificates()
+            .map(|chain| Arc::new(chain.iter().map(|c| c.clone().into_owned()).collect::<Vec<_>>()));
+        let identity = CertIdentity::of_peer(peer_certificates.as_deref().map(Vec::as_slice));
+        let info = TlsConnectInfo {
+            remote_addr: tcp.peer_addr().ok(),
+            local_addr: tcp.local_addr().ok(),
+            peer_certificates,
+            identity,
+        };
+        Self { stream, info }
+    }
+
+    /// The connection's details.
+    pub fn info(&self) -> &TlsConnectInfo {
+        &self.info
+    }
+}
+
+impl Connected for TlsConnection {
+    type ConnectInfo = TlsConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.info.clone()
+    }
+}
+
+impl AsyncRead for TlsConnection {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for TlsConnection {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+}
+
+/// A stream of established TLS connections for tonic's
+/// `serve_with_incoming`. Failed handshakes are logged at debug level and
+/// skipped. Dropping the stream stops the accept task.
+pub struct TlsIncoming {
+    rx: mpsc::Receiver<TlsConnection>,
+    task: tokio::task::AbortHandle,
+}
+
+impl fmt::Debug for TlsIncoming {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsIncoming").finish_non_exhaustive()
+    }
+}
+
+impl TlsIncoming {
+    /// Accepts on `listener`, handshaking with `acceptor` (build it from
+    /// [`ServerTls::config_with_alpn`](super::ServerTls::config_with_alpn)
+    /// with `h2`) within `handshake_timeout`. Needs a tokio runtime.
+    pub fn new(listener: TcpListener, acceptor: TlsAcceptor, handshake_timeout: Duration) -> Self {
+        let (tx, rx) = mpsc::channel(INCOMING_QUEUE);
+        let task = tokio::spawn(async move {
+            loop {
+                let (socket, peer) = tokio::select! {
+                    accepted = listener.accept() => match accepted {
+                        Ok(pair) => pair,
+                        Err(err) => {
+                            // EMFILE and friends: back off instead of spinning.
+                            tracing::warn!(error = %err, "accept failed on a TLS gRPC listener");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            continue;
+                        }
+                    },
+                    () = tx.closed() => return,
+                };
+                let _ = socket.set_nodelay(true);
+                let (acceptor, tx) = (acceptor.clone(), tx.clone());
+                tokio::spawn(async move {
+                    match accept(&acceptor, socket, handshake_timeout).await {
+                        Ok(stream) => {
+                            let _ = tx.send(TlsConnection::new(stream)).await;
+                        }
+                        Err(err) => tracing::debug!(%peer, error = %err, "TLS handshake failed on a gRPC listener"),
+                    }
+                });
+            }
+        })
+        .abort_handle();
+        Self { rx, task }
+    }
+}
+
+impl Drop for TlsIncoming {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Stream for TlsIncoming {
+    type Item = Result<TlsConnection, std::io::Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.rx.poll_recv(cx).map(|conn| conn.map(Ok))
+    }
+}
+
+fn endpoint(addr: &str, connect_timeout: Duration) -> Result<Endpoint, TlsError> {
+    Endpoint::from_shared(format!("http://{addr}"))
+        .map(|e| e.connect_timeout(connect_timeout))
+        .map_err(|e| TlsError::Config(format!("address '{addr}' is not usable: {e}")))
+}
+
+/// The tower connector: TCP, then the rustls handshake.
+fn connector(
+    tls: TlsClient,
+) -> impl tower::Service<
+    http::Uri,
+    Response = hyper_util::rt::TokioIo<tokio_rustls::client::TlsStream<TcpStream>>,
+    Error = std::io::Error,
+    Future = impl Future<Output = Result<hyper_util::rt::TokioIo<tokio_rustls::client::TlsStream<TcpStream>>, std::io::Error>>
+                 + Send,
+> + Clone
++ Send
++ 'static {
+    tower::service_fn(move |uri: http::Uri| {
+        let tls = tls.clone();
+        async move {
+            let host = uri.host().unwrap_or_default().to_owned();
+            let port = uri.port_u16().unwrap_or(443);
+            let tcp = TcpStream::connect((host.trim_start_matches('[').trim_end_matches(']'), port)).await?;
+            let _ = tcp.set_nodelay(true);
+            let stream = tls.connect(&host, tcp).await.map_err(std::io::Error::other)?;
+            Ok(hyper_util::rt::TokioIo::new(stream))
+        }
+    })
+}
+
+/// Connects a tonic channel to `addr` (`host:port`) over TLS. `tls` should
+/// come from [`TlsClient::for_grpc`] (ALPN `h2`).
+pub async fn channel(addr: &str, tls: TlsClient, connect_timeout: Duration) -> Result<Channel, tonic::transport::Error> {
+    let endpoint = Endpoint::from_shared(format!("http://{addr}"))?.connect_timeout(connect_timeout);
+    endpoint.connect_with_connector(connector(tls)).await
+}
+
+/// A tonic channel to `addr` that connects (over TLS) on first use and
+/// reconnects by itself, for inter-broker clients.
+pub fn lazy_channel(addr: &str, tls: TlsClient, connect_timeout: Duration) -> Result<Channel, TlsError> {
+    Ok(endpoint(addr, connect_timeout)?.connect_with_connector_lazy(connector(tls)))
+}
+
+/// User name and password from an `authorization: Basic` value. `Debug`
+/// hides the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct BasicCredentials {
+    /// User name.
+    pub username: String,
+    /// Password.
+    pub password: String,
+}
+
+impl fmt::Debug for BasicCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BasicCredentials")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+/// The gRPC metadata key of the credentials.
+pub const AUTHORIZATION_METADATA: &str = "authorization";
+
+/// `Basic base64(user:password)`, the value of the `authorization` metadata
+/// entry of admin API calls.
+pub fn basic_authorization(username: &str, password: &str) -> String {
+    format!("Basic {}", STANDARD.encode(format!("{username}:{password}")))
+}
+
+/// Parses an `authorization` value. `None` when it is not `Basic` with
+/// valid base64 of UTF-8 `user:password` (the user name cannot contain
+/// `:`; the password may). The scheme name is case-insensitive.
+pub fn parse_basic_authorization(value: &str) -> Option<BasicCredentials> {
+    let (scheme, encoded) = value.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = zeroize::Zeroizing::new(STANDARD.decode(encoded.trim()).ok()?);
+    let text = std::str::from_utf8(&decoded).ok()?;
+    let (username, password) = text.split_once(':')?;
+    Some(BasicCredentials {
+        username: username.to_owned(),
+        password: password.to_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_authorization_round_trip() {
+        let value = basic_authorization("alice", "p:ss w\u{f6}rd");
+        assert_eq!(value, format!("Basic {}", STANDARD.encode("alice:p:ss w\u{f6}rd")));
+        let creds = parse_basic_authorization(&value).expect("parse");
+        assert_eq!(creds.username, "alice");
+        assert_eq!(creds.password, "p:ss w\u{f6}rd");
+        assert!(!format!("{creds:?}").contains("ss w"));
+        assert!(parse_basic_authorization(&value.replace("Basic", "bAsIc")).is_some());
+        for bad in ["", "Basic", "Bearer abc", "Basic !!!", "Basic YWxpY2U="] {
+            assert!(parse_basic_authorization(bad).is_none(), "{bad:?}");
+        }
+    }
+}
