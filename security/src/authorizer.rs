@@ -130,8 +130,8 @@ pub fn required_check(opcode: Opcode) -> Check {
         Produce | ProduceBatch | ProduceDelayed | ProduceWithTtl | ProduceWithSchema | ProduceTx => {
             Check::Topic(Permission::Write)
         }
-        Consume | Fetch | ConsumeZeroCopy | FetchBinary | Subscribe | GetOffset | GetLag | Commit
-        | SeekToTimestamp | FetchDlq => Check::Topic(Permission::Read),
+        Consume | Fetch | ConsumeZeroCopy | FetchBinary | Subscribe | GetOffset | GetLag | Commit | SeekToTimestamp
+        | FetchDlq => Check::Topic(Permission::Read),
         CreateTopic | DeleteTopic | ResetOffset => Check::Admin,
         RegisterSchema | DeleteSchema | ReplayDlq | PurgeDlq => Check::Admin,
         GetSchema | ListSchemas | ValidateSchema => Check::Permission(Permission::Read),
@@ -450,7 +450,8 @@ impl Authorizer {
             self.known_enabled(caller)?;
             return Ok(PasswordChangeMode::OwnAccount);
         }
-        self.check_user_management(caller).map(|()| PasswordChangeMode::Administrator)
+        self.check_user_management(caller)
+            .map(|()| PasswordChangeMode::Administrator)
     }
 
     /// The stored hash of `user`, for the own-account password change.
@@ -713,7 +714,10 @@ mod tests {
             "a wrong password does not reveal that the account is disabled"
         );
         // Certificate-only user (no hash) cannot log in with a password.
-        assert_eq!(a.authenticate(&hasher, "prod", ""), Err(AuthFailure::InvalidCredentials));
+        assert_eq!(
+            a.authenticate(&hasher, "prod", ""),
+            Err(AuthFailure::InvalidCredentials)
+        );
         // Auth disabled: any AUTH succeeds, no roles.
         let open = Authorizer::new(&SecurityState::default());
         let ok = open.authenticate(&hasher, "whoever", "x").expect("disabled auth");
@@ -730,12 +734,20 @@ mod tests {
             AclRule::new(false, ["nobody"], Vec::<String>::new()).expect("rule"),
         );
         let after = Authorizer::new(&s);
-        assert_eq!(after.check_topic("nobody", "team.x", Read), Err(Unauthorized), "unknown user");
+        assert_eq!(
+            after.check_topic("nobody", "team.x", Read),
+            Err(Unauthorized),
+            "unknown user"
+        );
         s.create_user("nobody", Vec::new(), HashedPassword::default(), true, 2)
             .expect("user");
         let after = Authorizer::new(&s);
         assert_eq!(after.check_topic("nobody", "team.x", Read), Ok(()));
-        assert_eq!(before.check_topic("nobody", "team.x", Read), Err(Unauthorized), "old snapshot unchanged");
+        assert_eq!(
+            before.check_topic("nobody", "team.x", Read),
+            Err(Unauthorized),
+            "old snapshot unchanged"
+        );
     }
 
     /// Every row of §6.5's table maps to the recommended check.
@@ -745,7 +757,15 @@ mod tests {
         let rows: &[(&[Opcode], Check)] = &[
             (&[O::Produce], Check::Topic(Write)),
             (
-                &[O::Consume, O::Fetch, O::ConsumeZeroCopy, O::FetchBinary, O::Subscribe, O::GetOffset, O::GetLag],
+                &[
+                    O::Consume,
+                    O::Fetch,
+                    O::ConsumeZeroCopy,
+                    O::FetchBinary,
+                    O::Subscribe,
+                    O::GetOffset,
+                    O::GetLag,
+                ],
                 Check::Topic(Read),
             ),
             (&[O::CreateTopic, O::DeleteTopic, O::ResetOffset], Check::Admin),
@@ -781,7 +801,10 @@ mod tests {
                 &[O::RegisterSchema, O::DeleteSchema, O::ReplayDlq, O::PurgeDlq],
                 Check::Admin,
             ),
-            (&[O::GetSchema, O::ListSchemas, O::ValidateSchema], Check::Permission(Read)),
+            (
+                &[O::GetSchema, O::ListSchemas, O::ValidateSchema],
+                Check::Permission(Read),
+            ),
             (&[O::FetchDlq], Check::Topic(Read)),
             (
                 &[O::ListTopics, O::ClusterMetadata, O::Auth, O::Whoami, O::RoleList],

@@ -174,7 +174,9 @@ pub enum CryptoError {
     #[error("sealed value has unsupported format version {0}")]
     UnsupportedVersion(u8),
     /// The value was sealed with a key the keyring does not have.
-    #[error("data was encrypted with key id {key_id}, which is not configured (configured key ids: {configured}); add that key after the active one in FLYMQ_ENCRYPTION_KEY")]
+    #[error(
+        "data was encrypted with key id {key_id}, which is not configured (configured key ids: {configured}); add that key after the active one in FLYMQ_ENCRYPTION_KEY"
+    )]
     UnknownKeyId {
         /// The id in the header.
         key_id: KeyId,
@@ -183,14 +185,18 @@ pub enum CryptoError {
     },
     /// Authentication failed: tampered or truncated data, wrong additional
     /// data, or a different key under the same id.
-    #[error("decryption with key id {key_id} failed: the data was modified, or the key with this id is not the one it was written with")]
+    #[error(
+        "decryption with key id {key_id} failed: the data was modified, or the key with this id is not the one it was written with"
+    )]
     Decrypt {
         /// The id in the header.
         key_id: KeyId,
     },
     /// A key check entry failed: the key configured under this id is not
     /// the one the data directory was written with.
-    #[error("wrong encryption key for key id {key_id}: it does not decrypt this node's key check; restore the key that was used with this data directory")]
+    #[error(
+        "wrong encryption key for key id {key_id}: it does not decrypt this node's key check; restore the key that was used with this data directory"
+    )]
     WrongKey {
         /// The id.
         key_id: KeyId,
@@ -220,8 +226,11 @@ pub struct Keyring {
     /// Active key first.
     keys: Vec<MasterKey>,
     session: Mutex<Session>,
-    subkeys: Mutex<HashMap<(KeyId, [u8; 16]), Arc<Aes256Gcm>>>,
+    subkeys: Mutex<SubkeyCache>,
 }
+
+/// Derived subkeys by (key id, session salt).
+type SubkeyCache = HashMap<(KeyId, [u8; 16]), Arc<Aes256Gcm>>;
 
 impl fmt::Debug for Keyring {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -357,7 +366,11 @@ impl Keyring {
     }
 
     fn configured(&self) -> String {
-        self.key_ids().iter().map(KeyId::to_string).collect::<Vec<_>>().join(", ")
+        self.key_ids()
+            .iter()
+            .map(KeyId::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     /// Encrypts `plaintext` with the active key; `aad` is authenticated but
@@ -635,8 +648,13 @@ mod tests {
         let err = Keyring::parse(&format!("{K2},{bad_hex}")).unwrap_err().to_string();
         assert!(err.contains("#2") && err.contains("not hexadecimal"), "{err}");
         assert!(!err.contains(&bad_hex) && !err.contains('z'), "{err}");
-        let err = Keyring::parse(&format!("0000000a:{}", &K1[..10])).unwrap_err().to_string();
-        assert!(err.contains("key id 0000000a") && err.contains("10 characters"), "{err}");
+        let err = Keyring::parse(&format!("0000000a:{}", &K1[..10]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("key id 0000000a") && err.contains("10 characters"),
+            "{err}"
+        );
         assert!(!err.contains(&K1[..10]), "{err}");
         let err = Keyring::parse(&format!("xyz:{K1}")).unwrap_err().to_string();
         assert!(err.contains("#1") && !err.contains(K1), "{err}");
@@ -677,7 +695,10 @@ mod tests {
         assert_eq!(check.entries.len(), 2);
         rotated.verify_key_check(&check).expect("both keys present");
         assert!(check.retire(derived.active_key_id()));
-        Keyring::parse(K2).expect("key").verify_key_check(&check).expect("old key retired");
+        Keyring::parse(K2)
+            .expect("key")
+            .verify_key_check(&check)
+            .expect("old key retired");
         let json = serde_json::to_string(&check).expect("serialize");
         assert_eq!(serde_json::from_str::<KeyCheck>(&json).expect("deserialize"), check);
     }

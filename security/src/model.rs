@@ -192,7 +192,10 @@ pub fn validate_role_name(name: &str) -> Result<(), ModelError> {
     if !name.starts_with(|c: char| c.is_ascii_alphabetic()) {
         return fail("it must start with a letter");
     }
-    if !name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-')) {
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'))
+    {
         return fail("use only letters, digits, '_' and '-'");
     }
     Ok(())
@@ -637,10 +640,7 @@ impl SecurityState {
 
     /// Every ACL: exact topics then patterns, each sorted by text.
     pub fn acls(&self) -> impl Iterator<Item = (AclTarget, &AclRule)> {
-        let topics = self
-            .topic_acls
-            .iter()
-            .map(|(t, r)| (AclTarget::Topic(t.clone()), r));
+        let topics = self.topic_acls.iter().map(|(t, r)| (AclTarget::Topic(t.clone()), r));
         let patterns = self
             .pattern_acls
             .iter()
@@ -703,7 +703,9 @@ mod tests {
             state.upsert_role("guest", [], ""),
             Err(ModelError::BuiltInRole(_))
         ));
-        state.update_user("alice", Some(vec![]), Some(false), 5).expect("update");
+        state
+            .update_user("alice", Some(vec![]), Some(false), 5)
+            .expect("update");
         assert!(!state.users["alice"].enabled);
         assert_eq!(state.users["alice"].updated_at, 5);
         state.delete_role("ops").expect("no longer used");
@@ -717,7 +719,9 @@ mod tests {
         state
             .upsert_user("op", vec!["admin".into()], Some(hash()), 1)
             .expect("create");
-        state.upsert_user("op", vec!["consumer".into()], None, 2).expect("update");
+        state
+            .upsert_user("op", vec!["consumer".into()], None, 2)
+            .expect("update");
         let op = &state.users["op"];
         assert_eq!(op.password_hash, hash());
         assert_eq!(op.roles.iter().collect::<Vec<_>>(), ["consumer"]);
@@ -726,11 +730,17 @@ mod tests {
 
     #[test]
     fn acl_targets() {
-        assert_eq!(AclTarget::parse("orders").expect("topic"), AclTarget::Topic("orders".into()));
+        assert_eq!(
+            AclTarget::parse("orders").expect("topic"),
+            AclTarget::Topic("orders".into())
+        );
         assert!(AclTarget::parse("orders.*").expect("pattern").is_pattern());
         assert!(AclTarget::parse("bad topic").is_err());
         assert!(AclTarget::from_parts("orders.*", false).is_err());
-        assert!(AclTarget::from_parts("orders", true).is_err(), "a pattern needs a wildcard");
+        assert!(
+            AclTarget::from_parts("orders", true).is_err(),
+            "a pattern needs a wildcard"
+        );
         let mut state = SecurityState::default();
         let target = AclTarget::parse("orders.#").expect("pattern");
         state.set_acl(&target, AclRule::new(false, ["alice"], ["ops"]).expect("rule"));

@@ -249,7 +249,11 @@ mod tests {
         let hasher = PasswordHasher::new(PasswordParams::OWASP).expect("params");
         let a = hasher.hash("correct horse").expect("hash");
         let b = hasher.hash("correct horse").expect("hash");
-        assert!(a.as_phc().starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{}", a.as_phc());
+        assert!(
+            a.as_phc().starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{}",
+            a.as_phc()
+        );
         assert_ne!(a, b, "each hash has its own salt");
         hasher.verify("correct horse", &a).expect("right password");
         hasher.verify("correct horse", &b).expect("right password");
@@ -276,12 +280,14 @@ mod tests {
         assert!(matches!(hasher.hash(&long), Err(PasswordError::InvalidPassword(_))));
         let ok = hasher.hash("p").expect("hash");
         assert_eq!(hasher.verify(&long, &ok), Err(PasswordError::Mismatch));
-        assert!(PasswordHasher::new(PasswordParams {
-            memory_kib: 1,
-            iterations: 1,
-            parallelism: 1
-        })
-        .is_err());
+        assert!(
+            PasswordHasher::new(PasswordParams {
+                memory_kib: 1,
+                iterations: 1,
+                parallelism: 1
+            })
+            .is_err()
+        );
     }
 
     #[test]

@@ -143,7 +143,9 @@ impl TopicPattern {
             });
         }
         if !has_level_wildcard {
-            return Err(fail("it has no wildcard ('*', '+' or '#'); use an exact topic ACL instead"));
+            return Err(fail(
+                "it has no wildcard ('*', '+' or '#'); use an exact topic ACL instead",
+            ));
         }
         let parts: Vec<&str> = text.split(is_separator).collect();
         let mut levels = Vec::with_capacity(parts.len());
@@ -206,7 +208,11 @@ impl TopicPattern {
     pub fn specificity(&self) -> (usize, std::cmp::Reverse<usize>, std::cmp::Reverse<&str>) {
         let wildcards = self.source.chars().filter(|c| matches!(c, '*' | '+' | '#')).count();
         let literal = self.source.len() - wildcards;
-        (literal, std::cmp::Reverse(wildcards), std::cmp::Reverse(self.source.as_str()))
+        (
+            literal,
+            std::cmp::Reverse(wildcards),
+            std::cmp::Reverse(self.source.as_str()),
+        )
     }
 }
 

@@ -46,7 +46,9 @@ pub struct TlsClient {
 
 impl fmt::Debug for TlsClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TlsClient").field("server_name", &self.server_name).finish()
+        f.debug_struct("TlsClient")
+            .field("server_name", &self.server_name)
+            .finish()
     }
 }
 
@@ -68,9 +70,7 @@ impl TlsClient {
         let server_name = options
             .server_name
             .as_deref()
-            .map(|name| {
-                ServerName::try_from(name.to_owned()).map_err(|_| TlsError::InvalidServerName(name.to_owned()))
-            })
+            .map(|name| ServerName::try_from(name.to_owned()).map_err(|_| TlsError::InvalidServerName(name.to_owned())))
             .transpose()?;
         Ok(Self {
             connector: TlsConnector::from(Arc::new(config)),

@@ -222,8 +222,9 @@ fn connector(
     http::Uri,
     Response = hyper_util::rt::TokioIo<tokio_rustls::client::TlsStream<TcpStream>>,
     Error = std::io::Error,
-    Future = impl Future<Output = Result<hyper_util::rt::TokioIo<tokio_rustls::client::TlsStream<TcpStream>>, std::io::Error>>
-                 + Send,
+    Future = impl Future<
+        Output = Result<hyper_util::rt::TokioIo<tokio_rustls::client::TlsStream<TcpStream>>, std::io::Error>,
+    > + Send,
 > + Clone
 + Send
 + 'static {
@@ -242,7 +243,11 @@ fn connector(
 
 /// Connects a tonic channel to `addr` (`host:port`) over TLS. `tls` should
 /// come from [`TlsClient::for_grpc`] (ALPN `h2`).
-pub async fn channel(addr: &str, tls: TlsClient, connect_timeout: Duration) -> Result<Channel, tonic::transport::Error> {
+pub async fn channel(
+    addr: &str,
+    tls: TlsClient,
+    connect_timeout: Duration,
+) -> Result<Channel, tonic::transport::Error> {
     let endpoint = Endpoint::from_shared(format!("http://{addr}"))?.connect_timeout(connect_timeout);
     endpoint.connect_with_connector(connector(tls)).await
 }

@@ -34,7 +34,8 @@ pub use identity::CertIdentity;
 pub use server::{ClientAuth, ReloadingCertResolver, ServerTls, ServerTlsOptions};
 
 /// The protocol versions offered and accepted.
-pub static PROTOCOL_VERSIONS: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13, &rustls::version::TLS12];
+pub static PROTOCOL_VERSIONS: &[&rustls::SupportedProtocolVersion] =
+    &[&rustls::version::TLS13, &rustls::version::TLS12];
 
 /// Errors of loading certificates and keys and of TLS connections.
 #[derive(Debug, thiserror::Error)]
