@@ -107,7 +107,7 @@ impl TlsClient {
 /// Explains common handshake failures in words a user can act on.
 fn describe_handshake_error(err: &std::io::Error) -> String {
     let text = err.to_string();
-    if text.contains("UnknownIssuer") {
+    if text.contains("UnknownIssuer") || text.contains("BadSignature") {
         format!("{text} (the server certificate is not signed by a trusted CA; pass the CA with --tls-ca)")
     } else if text.contains("NotValidForName") {
         format!("{text} (the server certificate does not name this host; set --tls-server-name)")
