@@ -166,7 +166,7 @@ pub enum UserCommand {
     /// --new-password-stdin or FLYMQ_NEW_PASSWORD.
     Create {
         /// User name.
-        username: String,
+        name: String,
         /// Role (repeat for several): admin, producer, consumer, guest or a custom role.
         #[arg(long = "role", short = 'r', value_name = "ROLE")]
         roles: Vec<String>,
@@ -177,7 +177,7 @@ pub enum UserCommand {
     #[command(group(ArgGroup::new("change").required(true).multiple(true).args(["roles", "no_roles", "enable", "disable"])))]
     Update {
         /// User name.
-        username: String,
+        name: String,
         /// New roles, replacing the current ones (repeat for several).
         #[arg(long = "role", short = 'r', value_name = "ROLE", conflicts_with = "no_roles")]
         roles: Vec<String>,
@@ -194,20 +194,20 @@ pub enum UserCommand {
     /// Delete a user.
     Delete {
         /// User name.
-        username: String,
+        name: String,
     },
     /// List users.
     List,
     /// Show one user with its permissions.
     Get {
         /// User name.
-        username: String,
+        name: String,
     },
     /// Change a password: your own (the old one is the FLYMQ_PASSWORD /
     /// --password-file of --username), or anyone's as an administrator.
     Passwd {
         /// User whose password changes (default: --username).
-        username: Option<String>,
+        name: Option<String>,
         #[command(flatten)]
         password: NewPasswordArgs,
     },
@@ -700,12 +700,9 @@ mod tests {
         assert_eq!(cli.tls.tls_server_name.as_deref(), Some("broker"));
         assert_eq!(cli.password_file.as_deref(), Some(std::path::Path::new("/pw")));
         match cli.command {
-            Command::User(UserCommand::Create {
-                username,
-                roles,
-                password,
-            }) => {
-                assert_eq!(username, "bob");
+            Command::User(UserCommand::Create { name, roles, password }) => {
+                assert_eq!(name, "bob");
+                assert_eq!(cli.username.as_deref(), Some("alice"));
                 assert_eq!(roles, ["producer", "consumer"]);
                 assert!(password.new_password_stdin);
             }

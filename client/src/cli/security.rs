@@ -66,7 +66,7 @@ pub async fn user(
 ) -> anyhow::Result<()> {
     match cmd {
         UserCommand::Create {
-            username,
+            name: username,
             roles,
             password,
         } => {
@@ -78,7 +78,7 @@ pub async fn user(
             )?;
         }
         UserCommand::Update {
-            username,
+            name: username,
             roles,
             no_roles,
             enable,
@@ -113,7 +113,7 @@ pub async fn user(
                 json!({"updated": true, "username": username, "roles": update.roles, "enabled": update.enabled}),
             )?;
         }
-        UserCommand::Delete { username } => {
+        UserCommand::Delete { name: username } => {
             client.delete_user(&username).await?;
             out.item(
                 || format!("deleted user '{username}'"),
@@ -129,7 +129,7 @@ pub async fn user(
                 user_json,
             )?;
         }
-        UserCommand::Get { username } => {
+        UserCommand::Get { name: username } => {
             let u = client.get_user(&username).await?;
             out.item(
                 || {
@@ -146,7 +146,10 @@ pub async fn user(
                 user_json(&u),
             )?;
         }
-        UserCommand::Passwd { username, password } => {
+        UserCommand::Passwd {
+            name: username,
+            password,
+        } => {
             let own = credentials.map(|c| c.username.clone());
             let target = username
                 .or_else(|| own.clone())
