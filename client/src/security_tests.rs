@@ -282,8 +282,10 @@ async fn user_role_acl_and_audit_operations() {
 
 #[test]
 fn config_debug_hides_the_password() {
-    let mut cfg = ClientConfig::default();
-    cfg.credentials = Some(Credentials::new("alice", "s3cret-pw"));
+    let cfg = ClientConfig {
+        credentials: Some(Credentials::new("alice", "s3cret-pw")),
+        ..ClientConfig::default()
+    };
     let text = format!("{cfg:?}");
     assert!(text.contains("alice") && !text.contains("s3cret-pw"), "{text}");
 }
