@@ -13,7 +13,8 @@ use anyhow::{Context, bail};
 use bytes::{Buf, BytesMut};
 use flymq_client::{ClientConfig, Credentials};
 use flymq_proto::{AuthRequest, Frame, Opcode, Request, Response};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use flymq_security::tls::TlsClient;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::bench::stats::{Stats, progress_line};
@@ -47,19 +48,41 @@ pub struct Progress {
 /// every response has arrived.
 pub async fn run_connection<W: Workload>(
     target: &Target,
-    mut workload: W,
+    workload: W,
     in_flight: usize,
     progress: Arc<Progress>,
 ) -> anyhow::Result<Stats> {
     let addr = target.addr.as_str();
-    let mut stream = TcpStream::connect(addr)
+    let stream = TcpStream::connect(addr)
         .await
         .with_context(|| format!("bench could not connect to {addr}"))?;
     stream.set_nodelay(true)?;
+    match &target.tls {
+        None => drive(stream, target, workload, in_flight, progress).await,
+        Some(tls) => {
+            let host = addr.rsplit_once(':').map_or(addr, |(host, _)| host);
+            let stream = tls.connect(host, stream).await?;
+            drive(stream, target, workload, in_flight, progress).await
+        }
+    }
+}
+
+async fn drive<S, W>(
+    mut stream: S,
+    target: &Target,
+    mut workload: W,
+    in_flight: usize,
+    progress: Arc<Progress>,
+) -> anyhow::Result<Stats>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    W: Workload,
+{
+    let addr = target.addr.as_str();
     if let Some(credentials) = &target.credentials {
         authenticate(&mut stream, addr, credentials).await?;
     }
-    let (mut reader, mut writer) = stream.split();
+    let (mut reader, mut writer) = tokio::io::split(stream);
     let in_flight = in_flight.max(1);
     let mut stats = Stats::new();
     let mut wbuf = BytesMut::with_capacity(64 * 1024);
@@ -109,6 +132,8 @@ pub async fn run_connection<W: Workload>(
             written = writer.write(&wbuf), if !wbuf.is_empty() => {
                 let n = written.with_context(|| format!("writing to {addr}"))?;
                 wbuf.advance(n);
+                // TLS keeps records until flushed; a no-op on TCP.
+                writer.flush().await.with_context(|| format!("writing to {addr}"))?;
             }
         }
     }
@@ -122,6 +147,8 @@ pub struct Target {
     pub addr: String,
     /// AUTH sent first when set.
     pub credentials: Option<Credentials>,
+    /// Implicit TLS when set.
+    pub tls: Option<TlsClient>,
 }
 
 impl Target {
@@ -130,17 +157,23 @@ impl Target {
         Ok(Self {
             addr: config.bootstrap.first().cloned().context("no bootstrap address")?,
             credentials: config.credentials.clone(),
+            tls: config.tls.as_ref().map(TlsClient::new).transpose()?,
         })
     }
 }
 
 /// One AUTH exchange before the pipelined traffic starts.
-async fn authenticate(stream: &mut TcpStream, addr: &str, credentials: &Credentials) -> anyhow::Result<()> {
+async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    addr: &str,
+    credentials: &Credentials,
+) -> anyhow::Result<()> {
     let request = Request::Auth(AuthRequest {
         username: credentials.username.clone(),
         password: credentials.password.clone(),
     });
     stream.write_all(&request.to_frame_bytes()?).await?;
+    stream.flush().await?;
     let mut buf = BytesMut::with_capacity(1024);
     let frame = loop {
         if let Some(frame) = Frame::decode(&mut buf)? {
@@ -289,6 +322,7 @@ mod tests {
         let target = Target {
             addr: addr.to_string(),
             credentials: None,
+            tls: None,
         };
         let stats = run_connection(&target, Fixed { frame, left: 100 }, 16, progress.clone())
             .await
