@@ -203,7 +203,16 @@ struct Inner {
     /// Topic -> the ACL that applies (None = no ACL): pattern matching
     /// runs once per topic and snapshot.
     resolved: RwLock<HashMap<String, Option<Arc<CompiledAcl>>>>,
+    /// User -> HMAC of the last password verified for it in this snapshot
+    /// (see [`Authorizer::authenticate_cached`]).
+    verified: parking_lot::Mutex<HashMap<String, [u8; 32]>>,
+    /// Random per-snapshot HMAC key: the cache holds nothing that can be
+    /// guessed offline.
+    cache_key: [u8; 32],
 }
+
+/// Most users whose verified password is cached per snapshot.
+const MAX_CACHED_CREDENTIALS: usize = 4096;
 
 /// An immutable authorization snapshot with a decision cache. Clones share
 /// the snapshot.
@@ -272,6 +281,12 @@ impl Authorizer {
                 topic_acls,
                 pattern_acls,
                 resolved: RwLock::new(HashMap::new()),
+                verified: parking_lot::Mutex::new(HashMap::new()),
+                cache_key: {
+                    let mut key = [0u8; 32];
+                    rand::RngCore::fill_bytes(&mut rand::rng(), &mut key);
+                    key
+                },
             }),
         }
     }
@@ -343,6 +358,75 @@ impl Authorizer {
             Some(_) => Err(AuthFailure::AccountDisabled),
             None => Err(AuthFailure::InvalidCredentials),
         }
+    }
+
+    /// [`Authorizer::authenticate`] with a per-snapshot cache of verified
+    /// credentials, for callers that send the password with every request
+    /// (admin gRPC `authorization: Basic`): the first call costs one argon2
+    /// verification, later calls with the same password an HMAC. The cache
+    /// holds HMACs under a random per-snapshot key, never passwords, and
+    /// dies with the snapshot, so a password change or a disabled account
+    /// takes effect with the next snapshot. Failures are never cached.
+    pub fn authenticate_cached(
+        &self,
+        hasher: &PasswordHasher,
+        username: &str,
+        password: &str,
+    ) -> Result<Authenticated, AuthFailure> {
+        if !self.auth_enabled() {
+            return self.authenticate(hasher, username, password);
+        }
+        let Some(tag) = self.credential_tag(username, password) else {
+            return self.authenticate(hasher, username, password);
+        };
+        let hit = self
+            .inner
+            .verified
+            .lock()
+            .get(username)
+            .is_some_and(|known| bool::from(subtle::ConstantTimeEq::ct_eq(&known[..], &tag[..])));
+        if hit && let Some(user) = self.inner.users.get(username).filter(|u| u.enabled) {
+            return Ok(Authenticated {
+                username: username.to_owned(),
+                roles: user.roles.clone(),
+            });
+        }
+        let result = self.authenticate(hasher, username, password);
+        if result.is_ok() {
+            let mut verified = self.inner.verified.lock();
+            if verified.len() >= MAX_CACHED_CREDENTIALS {
+                verified.clear();
+            }
+            verified.insert(username.to_owned(), tag);
+        }
+        result
+    }
+
+    fn credential_tag(&self, username: &str, password: &str) -> Option<[u8; 32]> {
+        use hmac::Mac;
+        // HMAC accepts keys of any length; None only keeps this panic-free.
+        let mut mac = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(&self.inner.cache_key).ok()?;
+        mac.update(&(username.len() as u64).to_be_bytes());
+        mac.update(username.as_bytes());
+        mac.update(password.as_bytes());
+        Some(mac.finalize().into_bytes().into())
+    }
+
+    /// [`Authorizer::authenticate_cached`] on tokio's blocking pool.
+    pub async fn authenticate_cached_blocking(
+        &self,
+        hasher: Arc<PasswordHasher>,
+        username: String,
+        password: String,
+    ) -> Result<Authenticated, AuthFailure> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.authenticate_cached(&hasher, &username, &password))
+            .await
+            .unwrap_or_else(|e| {
+                Err(AuthFailure::Internal {
+                    detail: format!("authentication task failed: {e}"),
+                })
+            })
     }
 
     /// [`Authorizer::authenticate`] on tokio's blocking pool.
@@ -507,6 +591,33 @@ impl Authorizer {
             .iter()
             .find(|(p, _)| p.matches(topic))
             .map(|(p, _)| p.as_str().to_owned())
+    }
+}
+
+/// The broker's current snapshot, swapped after every change. Readers get
+/// a clone (one `Arc` increment) and keep using it for the whole request.
+#[derive(Debug, Clone, Default)]
+pub struct SharedAuthorizer {
+    current: Arc<RwLock<Authorizer>>,
+}
+
+impl SharedAuthorizer {
+    /// Starts with the snapshot of `state`.
+    pub fn new(state: &SecurityState) -> Self {
+        Self {
+            current: Arc::new(RwLock::new(Authorizer::new(state))),
+        }
+    }
+
+    /// The current snapshot.
+    pub fn current(&self) -> Authorizer {
+        self.current.read().clone()
+    }
+
+    /// Replaces the snapshot (call after applying a change to the state).
+    pub fn rebuild(&self, state: &SecurityState) {
+        let next = Authorizer::new(state);
+        *self.current.write() = next;
     }
 }
 
@@ -722,6 +833,38 @@ mod tests {
         let open = Authorizer::new(&SecurityState::default());
         let ok = open.authenticate(&hasher, "whoever", "x").expect("disabled auth");
         assert_eq!((ok.username.as_str(), ok.roles.len()), ("whoever", 0));
+    }
+
+    #[test]
+    fn cached_authentication() {
+        let hasher = PasswordHasher::new(PasswordParams::INSECURE_FAST_FOR_TESTS).expect("hasher");
+        let mut s = state(ON);
+        s.set_password("cons", hasher.hash("pw").expect("h"), 1).expect("set");
+        let shared = SharedAuthorizer::new(&s);
+        let a = shared.current();
+        assert!(a.authenticate_cached(&hasher, "cons", "pw").is_ok());
+        assert!(a.authenticate_cached(&hasher, "cons", "pw").is_ok(), "from the cache");
+        assert_eq!(
+            a.authenticate_cached(&hasher, "cons", "other"),
+            Err(AuthFailure::InvalidCredentials),
+            "a different password is verified again"
+        );
+        // A password change makes a new snapshot: the old password stops working.
+        s.set_password("cons", hasher.hash("pw2").expect("h"), 2).expect("set");
+        shared.rebuild(&s);
+        let b = shared.current();
+        assert_eq!(
+            b.authenticate_cached(&hasher, "cons", "pw"),
+            Err(AuthFailure::InvalidCredentials)
+        );
+        assert!(b.authenticate_cached(&hasher, "cons", "pw2").is_ok());
+        // Disabling also applies at once.
+        s.update_user("cons", None, Some(false), 3).expect("disable");
+        shared.rebuild(&s);
+        assert_eq!(
+            shared.current().authenticate_cached(&hasher, "cons", "pw2"),
+            Err(AuthFailure::AccountDisabled)
+        );
     }
 
     #[test]

@@ -16,7 +16,7 @@ pub mod model;
 pub mod password;
 pub mod pattern;
 
-pub use authorizer::{AuthFailure, Authenticated, Authorizer, AuthzError, Check, required_check};
+pub use authorizer::{AuthFailure, Authenticated, Authorizer, AuthzError, Check, SharedAuthorizer, required_check};
 pub use model::{AclRule, AclTarget, Permission, Permissions, Role, SecuritySettings, SecurityState, User};
 pub use password::{HashedPassword, PasswordError, PasswordHasher, PasswordParams};
 pub use pattern::TopicPattern;
