@@ -327,6 +327,21 @@ impl Keyring {
         Self::parse(&text)
     }
 
+    /// The keyring configured by `FLYMQ_ENCRYPTION_KEY` (`env_value`) or a
+    /// key file; `Ok(None)` when neither is set (encryption off). Both at
+    /// once is an error, so that a forgotten variable cannot silently win.
+    pub fn from_sources(env_value: Option<&str>, key_file: Option<&Path>) -> Result<Option<Self>, CryptoError> {
+        match (env_value.filter(|v| !v.trim().is_empty()), key_file) {
+            (None, None) => Ok(None),
+            (Some(spec), None) => Self::parse(spec).map(Some),
+            (None, Some(path)) => Self::from_file(path).map(Some),
+            (Some(_), Some(path)) => Err(CryptoError::KeyFile {
+                path: path.display().to_string(),
+                source: std::io::Error::other("both FLYMQ_ENCRYPTION_KEY and a key file are set; keep only one"),
+            }),
+        }
+    }
+
     fn build(keys: Vec<MasterKey>) -> Result<Self, CryptoError> {
         let Some(active) = keys.first() else {
             return Err(CryptoError::NoKey);
@@ -636,6 +651,20 @@ mod tests {
         assert_eq!(from_file.open(&sealed, b"").expect("open"), b"x");
         let err = Keyring::from_file(&dir.path().join("missing")).unwrap_err().to_string();
         assert!(err.contains("missing"), "{err}");
+    }
+
+    #[test]
+    fn sources() {
+        assert!(Keyring::from_sources(None, None).expect("none").is_none());
+        assert!(Keyring::from_sources(Some("  "), None).expect("blank").is_none());
+        assert!(Keyring::from_sources(Some(K1), None).expect("env").is_some());
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("key");
+        std::fs::write(&path, K2).expect("write");
+        let ring = Keyring::from_sources(None, Some(&path)).expect("file").expect("some");
+        assert_eq!(ring.active_key_id(), KeyId::derive(&hex32(K2)));
+        let err = Keyring::from_sources(Some(K1), Some(&path)).unwrap_err().to_string();
+        assert!(err.contains("keep only one") && !err.contains(K1), "{err}");
     }
 
     #[test]

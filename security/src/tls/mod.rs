@@ -31,7 +31,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 pub use client::{ClientTlsOptions, TlsClient};
 pub use identity::CertIdentity;
-pub use server::{ClientAuth, ReloadingCertResolver, ServerTls, ServerTlsOptions};
+pub use server::{ClientAuth, ReloadingCertResolver, ReloadingClientVerifier, ServerTls, ServerTlsOptions};
 
 /// The protocol versions offered and accepted.
 pub static PROTOCOL_VERSIONS: &[&rustls::SupportedProtocolVersion] =
@@ -157,8 +157,14 @@ pub fn load_certificates(what: &'static str, path: &Path) -> Result<Vec<Certific
 
 /// Reads a CA bundle into a root store.
 pub fn load_root_store(path: &Path) -> Result<rustls::RootCertStore, TlsError> {
+    let pem = read_file("CA certificate", path)?;
+    root_store_from_pem(path, &pem)
+}
+
+/// Parses a PEM CA bundle (read from `path`) into a root store.
+pub fn root_store_from_pem(path: &Path, pem: &[u8]) -> Result<rustls::RootCertStore, TlsError> {
     let mut roots = rustls::RootCertStore::empty();
-    for cert in load_certificates("CA certificate", path)? {
+    for cert in parse_certificates("CA certificate", path, pem)? {
         roots.add(cert).map_err(|e| TlsError::BadPem {
             what: "CA certificate",
             path: path.display().to_string(),

@@ -25,7 +25,12 @@ use sha2::{Digest, Sha256};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 
-use super::{PROTOCOL_VERSIONS, TlsError, certified_key, crypto_provider, load_root_store, read_file};
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::pki_types::{CertificateDer, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+
+use super::{PROTOCOL_VERSIONS, TlsError, certified_key, crypto_provider, read_file, root_store_from_pem};
 
 /// Default interval between two checks of the certificate files.
 pub const DEFAULT_RELOAD_INTERVAL: Duration = Duration::from_secs(5);
@@ -170,37 +175,54 @@ impl ReloadingCertResolver {
     /// `interval` and logs the outcome. The task stops when the returned
     /// handle is dropped. Needs a tokio runtime.
     pub fn spawn_reloader(self: &Arc<Self>, interval: Duration) -> ReloadTask {
-        let resolver = Arc::downgrade(self);
-        let task = tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(interval);
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            ticker.tick().await;
-            loop {
-                ticker.tick().await;
-                let Some(resolver) = resolver.upgrade() else {
-                    return;
-                };
-                // File reads are small, but keep them off the runtime threads.
-                let r = resolver.clone();
-                let outcome = tokio::task::spawn_blocking(move || r.reload()).await;
-                match outcome {
-                    Ok(Ok(true)) => tracing::info!(
-                        cert = %resolver.cert_path.display(),
-                        "TLS certificate reloaded; new handshakes use it"
-                    ),
-                    Ok(Ok(false)) => {}
-                    Ok(Err(err)) => tracing::error!(
-                        cert = %resolver.cert_path.display(),
-                        key = %resolver.key_path.display(),
-                        error = %err,
-                        "TLS certificate reload failed; keeping the previous certificate"
-                    ),
-                    Err(err) => tracing::error!(error = %err, "TLS certificate reload task failed"),
-                }
-            }
-        });
-        ReloadTask(task.abort_handle())
+        spawn_reload_loop(self, interval)
     }
+}
+
+/// Something that re-reads its files.
+trait Reload: Send + Sync + 'static {
+    /// See [`ReloadingCertResolver::reload`].
+    fn reload(&self) -> Result<bool, TlsError>;
+    /// The files, for log lines.
+    fn files(&self) -> String;
+}
+
+impl Reload for ReloadingCertResolver {
+    fn reload(&self) -> Result<bool, TlsError> {
+        ReloadingCertResolver::reload(self)
+    }
+
+    fn files(&self) -> String {
+        format!("{} + {}", self.cert_path.display(), self.key_path.display())
+    }
+}
+
+fn spawn_reload_loop<T: Reload>(target: &Arc<T>, interval: Duration) -> ReloadTask {
+    let target = Arc::downgrade(target);
+    let task = tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker.tick().await;
+        loop {
+            ticker.tick().await;
+            let Some(target) = target.upgrade() else {
+                return;
+            };
+            // File reads are small, but keep them off the runtime threads.
+            let t = target.clone();
+            match tokio::task::spawn_blocking(move || t.reload()).await {
+                Ok(Ok(true)) => tracing::info!(files = %target.files(), "TLS files reloaded; new handshakes use them"),
+                Ok(Ok(false)) => {}
+                Ok(Err(err)) => tracing::error!(
+                    files = %target.files(),
+                    error = %err,
+                    "TLS certificate reload failed; keeping the previous certificate"
+                ),
+                Err(err) => tracing::error!(error = %err, "TLS certificate reload task failed"),
+            }
+        }
+    });
+    ReloadTask(task.abort_handle())
 }
 
 impl ResolvesServerCert for ReloadingCertResolver {
@@ -219,16 +241,132 @@ impl Drop for ReloadTask {
     }
 }
 
+/// A client-certificate verifier that rebuilds itself when the CA file
+/// changes (a new or additional client CA applies without a restart; a
+/// garbage file keeps the previous CA). It sends no CA names in its
+/// certificate request: clients send their certificate anyway.
+pub struct ReloadingClientVerifier {
+    ca_path: PathBuf,
+    mode: ClientAuth,
+    provider: Arc<CryptoProvider>,
+    current: RwLock<Arc<dyn ClientCertVerifier>>,
+    last_seen: Mutex<[u8; 32]>,
+}
+
+impl fmt::Debug for ReloadingClientVerifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReloadingClientVerifier")
+            .field("ca_path", &self.ca_path)
+            .field("mode", &self.mode)
+            .finish()
+    }
+}
+
+impl ReloadingClientVerifier {
+    /// Loads the CA file; fails if it is not usable.
+    pub fn load(
+        ca_path: impl Into<PathBuf>,
+        mode: ClientAuth,
+        provider: Arc<CryptoProvider>,
+    ) -> Result<Self, TlsError> {
+        let ca_path = ca_path.into();
+        let pem = read_file("client CA", &ca_path)?;
+        let verifier = client_verifier(&ca_path, &pem, mode, provider.clone())?;
+        Ok(Self {
+            last_seen: Mutex::new(digest(&pem, b"")),
+            ca_path,
+            mode,
+            provider,
+            current: RwLock::new(verifier),
+        })
+    }
+
+    /// Re-reads the CA file (see [`ReloadingCertResolver::reload`]).
+    pub fn reload(&self) -> Result<bool, TlsError> {
+        let pem = read_file("client CA", &self.ca_path)?;
+        let seen = digest(&pem, b"");
+        {
+            let mut last = self.last_seen.lock();
+            if *last == seen {
+                return Ok(false);
+            }
+            *last = seen;
+        }
+        let verifier = client_verifier(&self.ca_path, &pem, self.mode, self.provider.clone())?;
+        *self.current.write() = verifier;
+        Ok(true)
+    }
+
+    fn current(&self) -> Arc<dyn ClientCertVerifier> {
+        self.current.read().clone()
+    }
+}
+
+impl Reload for ReloadingClientVerifier {
+    fn reload(&self) -> Result<bool, TlsError> {
+        ReloadingClientVerifier::reload(self)
+    }
+
+    fn files(&self) -> String {
+        self.ca_path.display().to_string()
+    }
+}
+
+impl ClientCertVerifier for ReloadingClientVerifier {
+    fn offer_client_auth(&self) -> bool {
+        self.current().offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.current().client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        self.current().verify_client_cert(end_entity, intermediates, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.current().verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.current().verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.current().supported_verify_schemes()
+    }
+}
+
 /// A TLS listener's configuration: one reloading certificate, shared by
 /// every configuration built from it (client port without ALPN, gRPC ports
 /// with `h2`).
 #[derive(Debug, Clone)]
 pub struct ServerTls {
     resolver: Arc<ReloadingCertResolver>,
-    verifier: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
+    verifier: Option<Arc<ReloadingClientVerifier>>,
     provider: Arc<CryptoProvider>,
     config: Arc<rustls::ServerConfig>,
-    _reloader: Option<Arc<ReloadTask>>,
+    _reloaders: Arc<Vec<ReloadTask>>,
 }
 
 impl ServerTls {
@@ -243,7 +381,7 @@ impl ServerTls {
         )?);
         let verifier = match (options.client_auth, &options.client_ca_file) {
             (ClientAuth::None, _) => None,
-            (mode, Some(ca)) => Some(client_verifier(ca, mode, provider.clone())?),
+            (mode, Some(ca)) => Some(Arc::new(ReloadingClientVerifier::load(ca, mode, provider.clone())?)),
             (mode, None) => {
                 return Err(TlsError::Config(format!(
                     "client certificate verification ({mode:?}) needs a client CA file"
@@ -251,15 +389,19 @@ impl ServerTls {
             }
         };
         let config = build_config(&provider, &resolver, &verifier, Vec::new())?;
-        let reloader = options
-            .reload_interval
-            .map(|interval| Arc::new(resolver.spawn_reloader(interval)));
+        let mut reloaders = Vec::new();
+        if let Some(interval) = options.reload_interval {
+            reloaders.push(spawn_reload_loop(&resolver, interval));
+            if let Some(verifier) = &verifier {
+                reloaders.push(spawn_reload_loop(verifier, interval));
+            }
+        }
         Ok(Self {
             resolver,
             verifier,
             provider,
             config,
-            _reloader: reloader,
+            _reloaders: Arc::new(reloaders),
         })
     }
 
@@ -289,14 +431,14 @@ impl ServerTls {
 fn build_config(
     provider: &Arc<CryptoProvider>,
     resolver: &Arc<ReloadingCertResolver>,
-    verifier: &Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
+    verifier: &Option<Arc<ReloadingClientVerifier>>,
     alpn: Vec<Vec<u8>>,
 ) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(PROTOCOL_VERSIONS)
         .map_err(|e| TlsError::Config(e.to_string()))?;
     let builder = match verifier {
-        Some(v) => builder.with_client_cert_verifier(v.clone()),
+        Some(v) => builder.with_client_cert_verifier(v.clone() as Arc<dyn ClientCertVerifier>),
         None => builder.with_no_client_auth(),
     };
     let mut config = builder.with_cert_resolver(resolver.clone());
@@ -306,10 +448,11 @@ fn build_config(
 
 fn client_verifier(
     ca_file: &Path,
+    pem: &[u8],
     mode: ClientAuth,
     provider: Arc<CryptoProvider>,
-) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, TlsError> {
-    let roots = Arc::new(load_root_store(ca_file)?);
+) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
+    let roots = Arc::new(root_store_from_pem(ca_file, pem)?);
     let builder = WebPkiClientVerifier::builder_with_provider(roots, provider);
     let builder = if mode == ClientAuth::Optional {
         builder.allow_unauthenticated()
