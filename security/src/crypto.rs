@@ -767,6 +767,36 @@ mod tests {
         ));
     }
 
+    /// Throughput of seal/open on this machine (run on purpose:
+    /// `cargo test --release -p flymq-security seal_throughput -- --ignored --nocapture`).
+    #[test]
+    #[ignore]
+    fn seal_throughput() {
+        let ring = Keyring::parse(K1).expect("key");
+        for size in [100usize, 1024, 16 * 1024] {
+            let value = vec![7u8; size];
+            let rounds = (64 * 1024 * 1024 / size).max(1000);
+            let start = std::time::Instant::now();
+            let mut last = Vec::new();
+            for _ in 0..rounds {
+                last = ring.seal(&value, b"topic/0/123").expect("seal");
+            }
+            let sealed = start.elapsed();
+            let start = std::time::Instant::now();
+            for _ in 0..rounds {
+                ring.open(&last, b"topic/0/123").expect("open");
+            }
+            let opened = start.elapsed();
+            let mb = (rounds * size) as f64 / 1e6;
+            println!(
+                "{size:>6} B: seal {:>7.0} MB/s {:>9.0} values/s, open {:>7.0} MB/s",
+                mb / sealed.as_secs_f64(),
+                rounds as f64 / sealed.as_secs_f64(),
+                mb / opened.as_secs_f64()
+            );
+        }
+    }
+
     #[test]
     fn concurrent_seals_never_share_a_nonce() {
         let ring = Arc::new(Keyring::parse(K1).expect("key"));
