@@ -277,33 +277,46 @@ mod tests {
 
     /// Answers every PRODUCE with RecordMetadata, and every fifth with an error.
     async fn fake_broker() -> std::net::SocketAddr {
+        fake_broker_with(None).await
+    }
+
+    /// The same, over TLS when `tls` is given.
+    async fn fake_broker_with(tls: Option<tokio_rustls::TlsAcceptor>) -> std::net::SocketAddr {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         tokio::spawn(async move {
-            let (mut socket, _) = listener.accept().await.expect("accept");
-            let mut buf = BytesMut::new();
-            let mut n = 0u64;
-            loop {
-                while let Some(frame) = Frame::decode(&mut buf).expect("frame") {
-                    let Ok(Request::Produce(p)) = Request::decode_frame(&frame) else {
-                        panic!("expected PRODUCE");
-                    };
-                    let reply = if n % 5 == 4 {
-                        Response::error("broker says no")
-                    } else {
-                        Response::Produce(RecordMetadata::new(p.topic, 0, n, 0, &p.key, &p.value))
-                    };
-                    n += 1;
-                    let mut out = BytesMut::new();
-                    reply.encode_frame(&mut out).expect("encode");
-                    socket.write_all(&out).await.expect("write");
-                }
-                if socket.read_buf(&mut buf).await.expect("read") == 0 {
-                    return;
-                }
+            let (socket, _) = listener.accept().await.expect("accept");
+            match tls {
+                None => answer_produces(socket).await,
+                Some(acceptor) => answer_produces(acceptor.accept(socket).await.expect("TLS handshake")).await,
             }
         });
         addr
+    }
+
+    async fn answer_produces<S: AsyncRead + AsyncWrite + Unpin>(mut socket: S) {
+        let mut buf = BytesMut::new();
+        let mut n = 0u64;
+        loop {
+            while let Some(frame) = Frame::decode(&mut buf).expect("frame") {
+                let Ok(Request::Produce(p)) = Request::decode_frame(&frame) else {
+                    panic!("expected PRODUCE");
+                };
+                let reply = if n % 5 == 4 {
+                    Response::error("broker says no")
+                } else {
+                    Response::Produce(RecordMetadata::new(p.topic, 0, n, 0, &p.key, &p.value))
+                };
+                n += 1;
+                let mut out = BytesMut::new();
+                reply.encode_frame(&mut out).expect("encode");
+                socket.write_all(&out).await.expect("write");
+                socket.flush().await.expect("flush");
+            }
+            if socket.read_buf(&mut buf).await.expect("read") == 0 {
+                return;
+            }
+        }
     }
 
     #[tokio::test]
@@ -333,6 +346,46 @@ mod tests {
         assert_eq!(stats.first_error.as_deref(), Some("broker says no"));
         assert_eq!(stats.latency.len(), 100);
         assert_eq!(progress.messages.load(Ordering::Relaxed), 80);
+    }
+
+    /// The bench speaks TLS when the configuration asks for it.
+    #[tokio::test]
+    async fn pipelined_requests_over_tls() {
+        use flymq_security::tls::{ClientTlsOptions, ServerTls, ServerTlsOptions};
+        let dir = tempfile::tempdir().expect("tmp");
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+            .expect("params")
+            .self_signed(&key)
+            .expect("cert");
+        let (cert_path, key_path) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+        std::fs::write(&cert_path, cert.pem()).expect("write");
+        std::fs::write(&key_path, key.serialize_pem()).expect("write");
+        let server = ServerTls::new(ServerTlsOptions::new(&cert_path, &key_path).with_reload_interval(None))
+            .expect("server TLS");
+        let addr = fake_broker_with(Some(server.acceptor())).await;
+        let config = ClientConfig {
+            tls: Some(ClientTlsOptions {
+                ca_file: Some(cert_path.clone()),
+                ..ClientTlsOptions::default()
+            }),
+            ..ClientConfig::new([format!("localhost:{}", addr.port())])
+        };
+        let target = Target::from_config(&config).expect("target");
+        let frame = Request::Produce(ProduceRequest {
+            topic: "t".into(),
+            value: Bytes::from_static(b"hi"),
+            partition: -1,
+            ..Default::default()
+        })
+        .to_frame_bytes()
+        .expect("encode")
+        .freeze();
+        let progress = Arc::new(Progress::default());
+        let stats = run_connection(&target, Fixed { frame, left: 500 }, 64, progress)
+            .await
+            .expect("run over TLS");
+        assert_eq!((stats.messages, stats.errors), (400, 100));
     }
 
     #[test]
