@@ -303,6 +303,85 @@ pub fn parse_basic_authorization(value: &str) -> Option<BasicCredentials> {
     })
 }
 
+/// Metadata key of the shared cluster secret on inter-broker calls when
+/// TLS is off.
+pub const CLUSTER_SECRET_METADATA: &str = "x-flymq-cluster-secret";
+
+/// Shortest cluster secret accepted, in bytes.
+pub const MIN_CLUSTER_SECRET_LEN: usize = 16;
+
+/// The secret every broker of one cluster shares, sent with each
+/// inter-broker RPC when mutual TLS is not in use. `Debug` hides it.
+#[derive(Clone)]
+pub struct ClusterSecret(Arc<zeroize::Zeroizing<String>>);
+
+impl fmt::Debug for ClusterSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ClusterSecret(<redacted>)")
+    }
+}
+
+impl ClusterSecret {
+    /// A secret from text (surrounding whitespace removed): at least
+    /// [`MIN_CLUSTER_SECRET_LEN`] bytes of printable ASCII (it travels as
+    /// gRPC metadata).
+    pub fn new(text: &str) -> Result<Self, TlsError> {
+        let secret = text.trim();
+        if secret.len() < MIN_CLUSTER_SECRET_LEN {
+            return Err(TlsError::Config(format!(
+                "the cluster secret is {} bytes long; use at least {MIN_CLUSTER_SECRET_LEN} (for example `openssl rand -hex 32`)",
+                secret.len()
+            )));
+        }
+        if !secret.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(TlsError::Config(
+                "the cluster secret must be printable ASCII without spaces (for example `openssl rand -hex 32`)".into(),
+            ));
+        }
+        Ok(Self(Arc::new(zeroize::Zeroizing::new(secret.to_owned()))))
+    }
+
+    /// Reads the secret from a file (a Kubernetes Secret volume).
+    pub fn from_file(path: &std::path::Path) -> Result<Self, TlsError> {
+        let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|source| TlsError::Io {
+            what: "cluster secret",
+            path: path.display().to_string(),
+            source,
+        })?);
+        Self::new(&text)
+    }
+
+    /// Adds the secret to an outgoing request.
+    pub fn attach<T>(&self, request: &mut tonic::Request<T>) {
+        if let Ok(mut value) = tonic::metadata::MetadataValue::try_from(self.0.as_str()) {
+            value.set_sensitive(true);
+            request.metadata_mut().insert(CLUSTER_SECRET_METADATA, value);
+        }
+    }
+
+    /// Checks an incoming request in constant time. The refusal names
+    /// what is missing, never the secret.
+    pub fn check<T>(&self, request: &tonic::Request<T>) -> Result<(), tonic::Status> {
+        use subtle::ConstantTimeEq;
+        let Some(given) = request.metadata().get(CLUSTER_SECRET_METADATA) else {
+            return Err(tonic::Status::unauthenticated(
+                "inter-broker call without the cluster secret: is this peer a member of this cluster?",
+            ));
+        };
+        let expected = self.0.as_bytes();
+        let given = given.as_bytes();
+        // Length is not secret (it is fixed per cluster); content is
+        // compared in constant time.
+        if given.len() == expected.len() && bool::from(given.ct_eq(expected)) {
+            Ok(())
+        } else {
+            Err(tonic::Status::unauthenticated(
+                "wrong cluster secret: this peer belongs to another cluster or has an old secret",
+            ))
+        }
+    }
+}
+
 /// How the caller of a gRPC request identified itself.
 #[derive(Clone, PartialEq, Eq)]
 pub enum CallCredentials {
@@ -398,6 +477,28 @@ mod tests {
     use crate::authorizer::Authorizer;
     use crate::model::{SecuritySettings, SecurityState};
     use crate::password::{PasswordHasher, PasswordParams};
+
+    #[test]
+    fn cluster_secret() {
+        assert!(ClusterSecret::new("short").is_err());
+        assert!(ClusterSecret::new("has a space in the middle").is_err());
+        let secret = ClusterSecret::new(" 0123456789abcdef0123 \n").expect("secret");
+        assert!(!format!("{secret:?}").contains("0123"));
+        let mut req = tonic::Request::new(());
+        assert_eq!(secret.check(&req).unwrap_err().code(), tonic::Code::Unauthenticated);
+        secret.attach(&mut req);
+        secret.check(&req).expect("same secret");
+        let other = ClusterSecret::new("another-cluster-secret").expect("secret");
+        let err = other.check(&req).unwrap_err();
+        assert!(err.message().contains("another cluster") && !err.message().contains("0123"));
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("secret");
+        std::fs::write(&path, "0123456789abcdef0123\n").expect("write");
+        ClusterSecret::from_file(&path)
+            .expect("file")
+            .check(&req)
+            .expect("same");
+    }
 
     #[tokio::test]
     async fn admin_calls_need_an_admin() {
