@@ -7,6 +7,11 @@
 //! code and the broker's message unchanged; an address that does not answer
 //! is [`Error::AdminUnavailable`].
 //!
+//! With TLS and credentials ([`AdminClient::connect_with`]) every call
+//! carries the metadata entry `authorization: Basic base64(user:password)`
+//! (the contract of [`flymq_security::tls::grpc`]); a client certificate
+//! (mTLS) is the alternative way to authenticate.
+//!
 //! ```no_run
 //! # async fn demo() -> flymq_client::Result<()> {
 //! use std::time::Duration;
@@ -24,11 +29,18 @@ use std::future::Future;
 use std::time::Duration;
 
 use flymq_proto::grpc::admin as pb;
+use flymq_security::tls::grpc::{AUTHORIZATION_METADATA, basic_authorization};
+use flymq_security::tls::{ClientTlsOptions, TlsClient};
 use pb::admin_client::AdminClient as GrpcAdmin;
+use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::{Channel, Endpoint};
 
-pub use pb::{ClusterStatusReply, GroupStatus, Member, PartitionInfo, TopicConfig, TopicInfo};
+pub use pb::{
+    ClusterStatusReply, GroupStatus, Member, PartitionInfo, TopicConfig, TopicInfo, UpsertAclRequest as AclEntry,
+    UserInfo as AdminUserInfo,
+};
 
+use crate::config::Credentials;
 use crate::error::{Error, Result};
 
 /// Default admin API address.
@@ -91,27 +103,109 @@ impl NewTopic {
     }
 }
 
+/// How to reach and authenticate to the admin API.
+#[derive(Debug, Clone)]
+pub struct AdminOptions {
+    /// Limit for the TCP connect and TLS handshake.
+    pub connect_timeout: Duration,
+    /// TLS settings; `None` = plaintext (an `https://` address turns TLS on
+    /// with default settings).
+    pub tls: Option<ClientTlsOptions>,
+    /// Sent with every call as `authorization: Basic ...`.
+    pub credentials: Option<Credentials>,
+}
+
+impl Default for AdminOptions {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(10),
+            tls: None,
+            credentials: None,
+        }
+    }
+}
+
 /// Admin API client. Cheap to clone: clones share one HTTP/2 channel, which
 /// reconnects by itself after a broken connection.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct AdminClient {
     grpc: GrpcAdmin<Channel>,
     addr: String,
     request_timeout: Duration,
     decommission_timeout: Duration,
+    /// `Basic ...`, marked sensitive (never indexed by HPACK, never printed).
+    authorization: Option<MetadataValue<Ascii>>,
+}
+
+impl std::fmt::Debug for AdminClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminClient")
+            .field("addr", &self.addr)
+            .field("request_timeout", &self.request_timeout)
+            .field("authenticated", &self.authorization.is_some())
+            .finish()
+    }
 }
 
 impl AdminClient {
     /// Connects to the admin API at `addr` (`host:port`, optionally with an
-    /// `http://` prefix) within `connect_timeout`.
+    /// `http://` prefix) within `connect_timeout`, in plaintext without
+    /// credentials.
     pub async fn connect(addr: &str, connect_timeout: Duration) -> Result<Self> {
+        Self::connect_with(
+            addr,
+            AdminOptions {
+                connect_timeout,
+                ..AdminOptions::default()
+            },
+        )
+        .await
+    }
+
+    /// Connects with TLS and/or credentials (`addr` may start with
+    /// `http://` or `https://`).
+    pub async fn connect_with(addr: &str, options: AdminOptions) -> Result<Self> {
+        let https = addr.trim().starts_with("https://");
         let addr = normalize_admin_addr(addr)?;
+        let connect_timeout = options.connect_timeout;
+        let tls_options = match (options.tls, https) {
+            (Some(tls), _) => Some(tls),
+            (None, true) => Some(ClientTlsOptions::default()),
+            (None, false) => None,
+        };
+        let authorization = match &options.credentials {
+            Some(credentials) => {
+                if tls_options.is_none() {
+                    tracing::warn!(
+                        addr = %addr,
+                        "sending admin credentials without TLS; anyone on the network path can read them"
+                    );
+                }
+                let mut value: MetadataValue<Ascii> = basic_authorization(&credentials.username, &credentials.password)
+                    .parse()
+                    .map_err(|_| Error::Config("admin credentials cannot be encoded".into()))?;
+                value.set_sensitive(true);
+                Some(value)
+            }
+            None => None,
+        };
         let endpoint = Endpoint::from_shared(format!("http://{addr}"))
             .map_err(|err| Error::Config(format!("admin address '{addr}' is not usable: {err}")))?
             .connect_timeout(connect_timeout);
-        let channel = match tokio::time::timeout(connect_timeout, endpoint.connect()).await {
-            Ok(Ok(channel)) => channel,
-            Ok(Err(err)) => {
+        let connecting = async {
+            match &tls_options {
+                Some(tls) => {
+                    let client =
+                        TlsClient::for_grpc(tls).map_err(|e| Error::Config(format!("admin TLS settings: {e}")))?;
+                    Ok(flymq_security::tls::grpc::channel(&addr, client, connect_timeout).await)
+                }
+                None => Ok(endpoint.connect().await),
+            }
+        };
+        let channel = match tokio::time::timeout(connect_timeout, connecting).await {
+            Ok(Err(config_error)) => return Err(config_error),
+            Ok(Ok(Ok(channel))) => channel,
+            Ok(Ok(Err(err))) => {
                 return Err(Error::AdminUnavailable {
                     reason: root_cause(&err),
                     addr,
@@ -129,6 +223,7 @@ impl AdminClient {
             addr,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             decommission_timeout: DEFAULT_DECOMMISSION_TIMEOUT,
+            authorization,
         })
     }
 
@@ -295,6 +390,87 @@ impl AdminClient {
         Ok(reply.transferred)
     }
 
+    /// Creates a user or replaces its roles; an empty `password` keeps the
+    /// current one.
+    pub async fn upsert_user(&self, username: &str, roles: Vec<String>, password: &str) -> Result<()> {
+        let request = pb::UpsertUserRequest {
+            username: username.to_owned(),
+            roles,
+            password: password.to_owned(),
+        };
+        let mut grpc = self.grpc.clone();
+        self.call("UpsertUser", self.request_timeout, request, |req| async move {
+            grpc.upsert_user(req).await
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Deletes a user.
+    pub async fn delete_user(&self, username: &str) -> Result<()> {
+        let request = pb::DeleteUserRequest {
+            username: username.to_owned(),
+        };
+        let mut grpc = self.grpc.clone();
+        self.call("DeleteUser", self.request_timeout, request, |req| async move {
+            grpc.delete_user(req).await
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Every user with its roles.
+    pub async fn list_users(&self) -> Result<Vec<AdminUserInfo>> {
+        let mut grpc = self.grpc.clone();
+        let reply = self
+            .call(
+                "ListUsers",
+                self.request_timeout,
+                pb::ListUsersRequest {},
+                |req| async move { grpc.list_users(req).await },
+            )
+            .await?;
+        Ok(reply.users)
+    }
+
+    /// Creates or replaces the ACL of a topic or pattern.
+    pub async fn upsert_acl(&self, acl: AclEntry) -> Result<()> {
+        let mut grpc = self.grpc.clone();
+        self.call("UpsertAcl", self.request_timeout, acl, |req| async move {
+            grpc.upsert_acl(req).await
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Deletes the ACL of a topic or pattern.
+    pub async fn delete_acl(&self, topic: &str, is_pattern: bool) -> Result<()> {
+        let request = pb::DeleteAclRequest {
+            topic: topic.to_owned(),
+            is_pattern,
+        };
+        let mut grpc = self.grpc.clone();
+        self.call("DeleteAcl", self.request_timeout, request, |req| async move {
+            grpc.delete_acl(req).await
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Every ACL.
+    pub async fn list_acls(&self) -> Result<Vec<AclEntry>> {
+        let mut grpc = self.grpc.clone();
+        let reply = self
+            .call(
+                "ListAcls",
+                self.request_timeout,
+                pb::ListAclsRequest {},
+                |req| async move { grpc.list_acls(req).await },
+            )
+            .await?;
+        Ok(reply.acls)
+    }
+
     /// Runs one unary call with a deadline (sent to the broker as
     /// `grpc-timeout` and enforced here) and maps its failure.
     async fn call<Req, Resp, F, Fut>(&self, op: &'static str, timeout: Duration, message: Req, send: F) -> Result<Resp>
@@ -304,6 +480,9 @@ impl AdminClient {
     {
         let mut request = tonic::Request::new(message);
         request.set_timeout(timeout);
+        if let Some(value) = &self.authorization {
+            request.metadata_mut().insert(AUTHORIZATION_METADATA, value.clone());
+        }
         match tokio::time::timeout(timeout, send(request)).await {
             Ok(Ok(response)) => Ok(response.into_inner()),
             Ok(Err(status)) => Err(status_error(op, &self.addr, timeout, status)),
@@ -316,15 +495,15 @@ impl AdminClient {
     }
 }
 
-/// `host:port` from `host:port` or `http://host:port[/]`.
+/// `host:port` from `host:port`, `http://host:port[/]` or
+/// `https://host:port[/]`.
 pub fn normalize_admin_addr(addr: &str) -> Result<String> {
     let trimmed = addr.trim();
-    if trimmed.starts_with("https://") {
-        return Err(Error::Config(format!(
-            "admin address '{trimmed}': TLS for the admin API is not supported by this client yet; use host:port"
-        )));
-    }
-    let bare = trimmed.strip_prefix("http://").unwrap_or(trimmed).trim_end_matches('/');
+    let bare = trimmed
+        .strip_prefix("http://")
+        .or_else(|| trimmed.strip_prefix("https://"))
+        .unwrap_or(trimmed)
+        .trim_end_matches('/');
     let valid = bare
         .rsplit_once(':')
         .is_some_and(|(host, port)| !host.is_empty() && !host.contains('/') && port.parse::<u16>().is_ok());
@@ -419,8 +598,7 @@ mod tests {
             let err = normalize_admin_addr(bad).unwrap_err().to_string();
             assert!(err.contains("not host:port"), "{bad}: {err}");
         }
-        let err = normalize_admin_addr("https://b:9096").unwrap_err().to_string();
-        assert!(err.contains("TLS"), "{err}");
+        assert_eq!(normalize_admin_addr("https://b:9096/").unwrap(), "b:9096");
     }
 
     #[test]

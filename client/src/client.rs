@@ -14,6 +14,8 @@ use flymq_proto::{
     ResetOffsetRequest, Response, SeekToTimestampRequest, SubscribeRequest, TopicMetadata, TopicRequest,
 };
 
+use flymq_security::tls::TlsClient;
+
 use crate::config::{ClientConfig, Credentials, check_address};
 use crate::connection::Connection;
 use crate::error::{Error, Result};
@@ -88,6 +90,8 @@ pub struct Client {
 #[derive(Debug)]
 struct Inner {
     config: ClientConfig,
+    /// The TLS connector built from `config.tls`.
+    tls: Option<TlsClient>,
     /// The live connection, if any. A std mutex: only held to clone the Arc.
     current: Mutex<Option<Arc<Connection>>>,
     /// Serialises reconnects so that concurrent failures open one connection.
@@ -109,9 +113,16 @@ impl Client {
     /// Validates `config` and connects to the first reachable bootstrap broker.
     pub async fn connect(config: ClientConfig) -> Result<Self> {
         config.validate()?;
+        let tls = config
+            .tls
+            .as_ref()
+            .map(TlsClient::new)
+            .transpose()
+            .map_err(|e| Error::Config(format!("TLS settings: {e}")))?;
         let client = Client {
             inner: Arc::new(Inner {
                 config,
+                tls,
                 current: Mutex::new(None),
                 connecting: tokio::sync::Mutex::new(()),
                 next_addr: AtomicUsize::new(0),
@@ -169,6 +180,7 @@ impl Client {
         let start = self.inner.next_addr.load(Ordering::Relaxed);
         let n = cfg.bootstrap.len();
         let mut last_error = String::from("no address tried");
+        let mut last_tls_error = None;
         for round in 0..cfg.connect_rounds {
             if round > 0 {
                 tokio::time::sleep(cfg.reconnect_backoff).await;
@@ -189,9 +201,15 @@ impl Client {
                             Error::Io { source, .. } => format!("{addr}: {source}"),
                             other => format!("{addr}: {other}"),
                         };
+                        last_tls_error = matches!(err, Error::Tls { .. }).then_some(err);
                     }
                 }
             }
+        }
+        // A broker was reached but TLS failed: that error says more than
+        // "no broker available".
+        if let Some(err) = last_tls_error {
+            return Err(err);
         }
         Err(Error::NoBrokerAvailable {
             addrs: cfg.bootstrap.clone(),
@@ -200,10 +218,12 @@ impl Client {
         })
     }
 
-    /// Connects to one address and authenticates when configured.
+    /// Connects to one address (TLS when configured) and authenticates
+    /// when credentials are configured: every new connection, including a
+    /// reconnect after a failure, sends AUTH before any other request.
     async fn open_to(&self, addr: &str) -> Result<Connection> {
         let cfg = &self.inner.config;
-        let conn = Connection::connect(addr, cfg.connect_timeout, cfg.max_in_flight).await?;
+        let conn = Connection::connect(addr, self.inner.tls.as_ref(), cfg.connect_timeout, cfg.max_in_flight).await?;
         if let Some(credentials) = &cfg.credentials {
             authenticate(&conn, credentials, cfg.request_timeout).await?;
         }

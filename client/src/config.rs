@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use flymq_security::tls::ClientTlsOptions;
+
 use crate::error::{Error, Result};
 
 /// Default broker address, as used by the other FlyMQ clients.
@@ -24,8 +26,12 @@ pub struct ClientConfig {
     pub connect_rounds: u32,
     /// Pause between two rounds over the bootstrap list.
     pub reconnect_backoff: Duration,
-    /// User to authenticate as (AUTH) on every new connection; `None` sends no AUTH.
+    /// User to authenticate as (AUTH) on every new connection, including
+    /// each reconnect; `None` sends no AUTH.
     pub credentials: Option<Credentials>,
+    /// Implicit TLS (WIRE.md §7): the handshake starts right after the TCP
+    /// connect; `None` = plaintext.
+    pub tls: Option<ClientTlsOptions>,
 }
 
 /// A user name and password for brokers with authentication enabled.
@@ -66,6 +72,7 @@ impl Default for ClientConfig {
             connect_rounds: 3,
             reconnect_backoff: Duration::from_millis(200),
             credentials: None,
+            tls: None,
         }
     }
 }
@@ -108,6 +115,11 @@ impl ClientConfig {
         }
         if self.connect_rounds == 0 {
             return Err(Error::Config("connect_rounds must be at least 1".into()));
+        }
+        if let Some(credentials) = &self.credentials
+            && credentials.username.is_empty()
+        {
+            return Err(Error::Config("the user name of the credentials is empty".into()));
         }
         Ok(())
     }

@@ -1,4 +1,4 @@
-//! One pipelined TCP connection to a broker.
+//! One pipelined connection (TCP, or TLS over TCP) to a broker.
 //!
 //! The protocol has no request ids: responses come back strictly in request
 //! order. A connection therefore runs one task that drives a writer half and
@@ -14,9 +14,9 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use flymq_proto::Frame;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use flymq_security::tls::TlsClient;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::AbortHandle;
 
@@ -52,32 +52,69 @@ impl std::fmt::Debug for Outgoing {
 }
 
 impl Connection {
-    /// Connects to `addr` within `connect_timeout`, allowing up to
-    /// `max_in_flight` outstanding requests.
-    pub async fn connect(addr: &str, connect_timeout: Duration, max_in_flight: usize) -> Result<Self> {
-        let stream = match tokio::time::timeout(connect_timeout, TcpStream::connect(addr)).await {
+    /// Connects to `addr` within `connect_timeout` (TCP connect and, with
+    /// `tls`, the TLS handshake), allowing up to `max_in_flight`
+    /// outstanding requests.
+    pub async fn connect(
+        addr: &str,
+        tls: Option<&TlsClient>,
+        connect_timeout: Duration,
+        max_in_flight: usize,
+    ) -> Result<Self> {
+        let timed_out = || Error::Timeout {
+            op: "connect",
+            addr: addr.to_owned(),
+            after: connect_timeout,
+        };
+        let deadline = tokio::time::Instant::now() + connect_timeout;
+        let stream = match tokio::time::timeout_at(deadline, TcpStream::connect(addr)).await {
             Ok(Ok(stream)) => stream,
             Ok(Err(source)) => return Err(Error::io(addr, source)),
-            Err(_) => {
-                return Err(Error::Timeout {
-                    op: "connect",
-                    addr: addr.to_owned(),
-                    after: connect_timeout,
-                });
-            }
+            Err(_) => return Err(timed_out()),
         };
         // Requests are small and latency matters more than packet count;
         // the writer already coalesces what is queued.
         stream.set_nodelay(true).map_err(|source| Error::io(addr, source))?;
-        Ok(Self::from_stream(stream, addr.to_owned(), max_in_flight))
+        let Some(tls) = tls else {
+            return Ok(Self::from_stream(stream, addr.to_owned(), max_in_flight));
+        };
+        let host = addr.rsplit_once(':').map_or(addr, |(host, _)| host);
+        match tokio::time::timeout_at(deadline, tls.connect(host, stream)).await {
+            Ok(Ok(stream)) => Ok(Self::from_io(stream, addr.to_owned(), max_in_flight)),
+            Ok(Err(err)) => Err(Error::Tls {
+                addr: addr.to_owned(),
+                reason: match err {
+                    flymq_security::tls::TlsError::Handshake { reason, .. } => reason,
+                    other => other.to_string(),
+                },
+            }),
+            Err(_) => Err(timed_out()),
+        }
     }
 
-    /// Wraps an established stream.
+    /// Wraps an established TCP stream.
     pub fn from_stream(stream: TcpStream, addr: String, max_in_flight: usize) -> Self {
+        let (read_half, write_half) = stream.into_split();
+        Self::from_halves(read_half, write_half, addr, max_in_flight)
+    }
+
+    /// Wraps any established byte stream (a TLS stream, for instance).
+    pub fn from_io<S>(stream: S, addr: String, max_in_flight: usize) -> Self
+    where
+        S: AsyncRead + AsyncWrite + Send + 'static,
+    {
+        let (read_half, write_half) = tokio::io::split(stream);
+        Self::from_halves(read_half, write_half, addr, max_in_flight)
+    }
+
+    fn from_halves<R, W>(read_half: R, write_half: W, addr: String, max_in_flight: usize) -> Self
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
         let max_in_flight = max_in_flight.max(1);
         let (requests, request_rx) = mpsc::channel(max_in_flight);
         let (slot_tx, slot_rx) = mpsc::channel(max_in_flight);
-        let (read_half, write_half) = stream.into_split();
         let task_addr = addr.clone();
         let closed = Arc::new(AtomicBool::new(false));
         let task_closed = closed.clone();
@@ -168,8 +205,8 @@ impl Drop for Connection {
     }
 }
 
-async fn write_loop(
-    mut socket: OwnedWriteHalf,
+async fn write_loop<W: AsyncWrite + Unpin>(
+    mut socket: W,
     mut requests: mpsc::Receiver<Outgoing>,
     slots: mpsc::Sender<ReplySlot>,
 ) -> std::io::Result<()> {
@@ -185,6 +222,7 @@ async fn write_loop(
                 Ok(permit) => permit,
                 Err(mpsc::error::TrySendError::Full(())) => {
                     socket.write_all_buf(&mut buf).await?;
+                    socket.flush().await?;
                     match slots.reserve().await {
                         Ok(permit) => permit,
                         Err(_) => return Ok(()),
@@ -200,11 +238,17 @@ async fn write_loop(
             next = requests.try_recv().ok();
         }
         socket.write_all_buf(&mut buf).await?;
+        // TLS buffers records until flushed; a no-op on TCP.
+        socket.flush().await?;
     }
     Ok(())
 }
 
-async fn read_loop(mut socket: OwnedReadHalf, mut slots: mpsc::Receiver<ReplySlot>, addr: &str) -> Result<()> {
+async fn read_loop<R: AsyncRead + Unpin>(
+    mut socket: R,
+    mut slots: mpsc::Receiver<ReplySlot>,
+    addr: &str,
+) -> Result<()> {
     let mut buf = BytesMut::with_capacity(READ_BUFFER_BYTES);
     loop {
         while let Some(frame) = Frame::decode(&mut buf).map_err(|source| Error::Frame {

@@ -134,6 +134,16 @@ pub enum Error {
         message: String,
     },
 
+    /// The TLS handshake with a broker failed (untrusted or expired
+    /// certificate, wrong name, plaintext port, client certificate refused).
+    #[error("TLS with {addr} failed: {reason}")]
+    Tls {
+        /// The broker address.
+        addr: String,
+        /// What went wrong, with a hint.
+        reason: String,
+    },
+
     /// The broker refused the configured credentials.
     #[error("authentication as '{username}' failed: {reason}")]
     Authentication {
@@ -197,6 +207,7 @@ impl Error {
                 | Error::Timeout { .. }
                 | Error::Frame { .. }
                 | Error::AdminUnavailable { .. }
+                | Error::Tls { .. }
         )
     }
 
@@ -220,6 +231,21 @@ impl Error {
         match self {
             Error::Admin { code, .. } => Some(*code),
             _ => None,
+        }
+    }
+
+    /// True when the broker refused the request for lack of
+    /// authentication or permission (`authentication required`,
+    /// `unauthorized`, `user account is disabled`), or refused AUTH.
+    pub fn is_auth_error(&self) -> bool {
+        match self {
+            Error::Authentication { .. } => true,
+            Error::Server { message, .. } => {
+                message == "authentication required"
+                    || message == "unauthorized"
+                    || message == "user account is disabled"
+            }
+            _ => false,
         }
     }
 

@@ -31,6 +31,11 @@ pub struct Behaviour {
     /// cluster's partition leaders, and partition requests for partitions
     /// this node does not lead are answered `not leader`.
     pub cluster: Option<Arc<FakeCluster>>,
+    /// Serve implicit TLS with this configuration.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Refuse every request but AUTH on connections that have not
+    /// authenticated (`authentication required`).
+    pub require_auth: bool,
 }
 
 /// Partition leadership shared by the fakes of one pretend cluster. Each
@@ -90,6 +95,14 @@ struct Topic {
 pub struct State {
     topics: Mutex<HashMap<String, Topic>>,
     offsets: Mutex<HashMap<(String, String, i32), u64>>,
+    /// Users (name -> (roles, enabled)) and ACLs of the security opcodes.
+    users: Mutex<std::collections::BTreeMap<String, (Vec<String>, bool)>>,
+    acls: Mutex<std::collections::BTreeMap<String, flymq_proto::AclSetRequest>>,
+    /// Passwords received by USER_CREATE / PASSWORD_CHANGE (to check what
+    /// the client sent).
+    pub passwords: Mutex<HashMap<String, String>>,
+    /// The last audit query received.
+    pub last_audit_query: Mutex<Option<flymq_proto::AuditQuery>>,
     /// Requests received per opcode.
     requests: Mutex<HashMap<u8, usize>>,
     /// Connections accepted.
@@ -151,7 +164,20 @@ impl FakeBroker {
                 };
                 accept_state.connections.fetch_add(1, Ordering::SeqCst);
                 let (state, behaviour) = (accept_state.clone(), behaviour.clone());
-                tokio::spawn(serve(socket, state, behaviour, own.clone(), stopped.clone()));
+                match behaviour.tls.clone() {
+                    None => {
+                        tokio::spawn(serve(socket, state, behaviour, own.clone(), stopped.clone()));
+                    }
+                    Some(config) => {
+                        let acceptor = tokio_rustls::TlsAcceptor::from(config);
+                        let (own, stopped) = (own.clone(), stopped.clone());
+                        tokio::spawn(async move {
+                            if let Ok(stream) = acceptor.accept(socket).await {
+                                serve(stream, state, behaviour, own, stopped).await;
+                            }
+                        });
+                    }
+                }
             }
         });
         Self { addr, state, stop }
@@ -168,8 +194,8 @@ impl FakeBroker {
     }
 }
 
-async fn serve(
-    mut socket: tokio::net::TcpStream,
+async fn serve<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    mut socket: S,
     state: Arc<State>,
     behaviour: Behaviour,
     own_addr: String,
@@ -180,6 +206,8 @@ async fn serve(
     }
     let mut buf = BytesMut::new();
     let mut served = 0usize;
+    // The user bound by AUTH on this connection.
+    let mut user: Option<String> = None;
     loop {
         loop {
             let frame = match Frame::decode(&mut buf) {
@@ -196,9 +224,20 @@ async fn serve(
             let reply = match &behaviour.redirect_to {
                 Some(leader) => Response::error(format!("not leader: leader_addr={leader} current leader is node-2")),
                 None => match Request::decode_frame(&frame) {
-                    Ok(req) => match &behaviour.cluster {
-                        Some(cluster) => handle_in_cluster(&state, cluster, &own_addr, req),
-                        None => handle(&state, req),
+                    Ok(Request::Auth(auth)) => {
+                        let reply = handle(&state, Request::Auth(auth.clone()));
+                        if matches!(&reply, Response::Auth(r) if r.success) {
+                            user = Some(auth.username);
+                        }
+                        reply
+                    }
+                    Ok(_) if behaviour.require_auth && user.is_none() => Response::error("authentication required"),
+                    Ok(req) => match handle_security(&state, user.as_deref(), &req) {
+                        Some(reply) => reply,
+                        None => match &behaviour.cluster {
+                            Some(cluster) => handle_in_cluster(&state, cluster, &own_addr, req),
+                            None => handle(&state, req),
+                        },
                     },
                     Err(e) => Response::error(e.to_string()),
                 },
@@ -486,6 +525,160 @@ fn handle(state: &State, req: Request) -> Response {
         }
         other => Response::error(format!("unknown opcode: {}", other.opcode().code())),
     }
+}
+
+/// The user, role, ACL and audit opcodes (§12), in memory.
+fn handle_security(state: &State, user: Option<&str>, req: &Request) -> Option<Response> {
+    use flymq_proto::{
+        AclAck, AclInfo, AclListEntry, AclListResponse, AuditDetail, AuditEvent, AuditExportResponse,
+        AuditQueryResponse, OkMessage, RoleInfo, RoleListResponse, UserInfo, UserListResponse, WhoamiResponse,
+    };
+    let info = |name: &str, roles: &[String], enabled: bool| UserInfo {
+        username: name.to_owned(),
+        roles: roles.to_vec(),
+        permissions: if roles.iter().any(|r| r == "admin") {
+            vec!["read".into(), "write".into(), "admin".into()]
+        } else {
+            Vec::new()
+        },
+        enabled,
+        created: 1_700_000_000,
+        updated: 1_700_000_000,
+    };
+    let mut users = state.users.lock().ok()?;
+    let mut acls = state.acls.lock().ok()?;
+    Some(match req {
+        Request::Whoami => Response::Whoami(WhoamiResponse {
+            authenticated: user.is_some(),
+            username: user.unwrap_or_default().to_owned(),
+            roles: user.map(|_| vec!["admin".to_owned()]).unwrap_or_default(),
+            permissions: user.map(|_| vec!["admin".to_owned()]).unwrap_or_default(),
+        }),
+        Request::UserCreate(r) => {
+            if users.contains_key(&r.username) {
+                return Some(Response::error(format!("user already exists: {}", r.username)));
+            }
+            users.insert(r.username.clone(), (r.roles.clone(), true));
+            if let Ok(mut p) = state.passwords.lock() {
+                p.insert(r.username.clone(), r.password.clone());
+            }
+            Response::UserCreate(info(&r.username, &r.roles, true))
+        }
+        Request::UserUpdate(r) => match users.get_mut(&r.username) {
+            Some(entry) => {
+                *entry = (r.roles.clone(), r.enabled);
+                Response::UserUpdate(OkMessage::ok("user updated"))
+            }
+            None => Response::error(format!("user not found: {}", r.username)),
+        },
+        Request::UserDelete(r) => match users.remove(&r.username) {
+            Some(_) => Response::UserDelete(OkMessage::ok(r.username.clone())),
+            None => Response::error(format!("user not found: {}", r.username)),
+        },
+        Request::UserList => Response::UserList(UserListResponse {
+            users: users
+                .iter()
+                .map(|(n, (roles, enabled))| UserInfo {
+                    permissions: Vec::new(),
+                    ..info(n, roles, *enabled)
+                })
+                .collect(),
+        }),
+        Request::UserGet(r) => match users.get(&r.username) {
+            Some((roles, enabled)) => Response::UserGet(info(&r.username, roles, *enabled)),
+            None => Response::error(format!("user not found: {}", r.username)),
+        },
+        Request::PasswordChange(r) => {
+            if let Ok(mut p) = state.passwords.lock() {
+                p.insert(r.username.clone(), r.password.clone());
+            }
+            Response::PasswordChange(OkMessage::ok("password changed"))
+        }
+        Request::RoleList => Response::RoleList(RoleListResponse {
+            roles: vec![
+                RoleInfo {
+                    name: "admin".into(),
+                    permissions: vec!["read".into(), "write".into(), "admin".into()],
+                    description: "Full access".into(),
+                },
+                RoleInfo {
+                    name: "guest".into(),
+                    permissions: Vec::new(),
+                    description: "Public topics only".into(),
+                },
+            ],
+        }),
+        Request::AclSet(r) => {
+            acls.insert(r.topic.clone(), r.clone());
+            Response::AclSet(AclAck {
+                success: true,
+                topic: r.topic.clone(),
+            })
+        }
+        Request::AclGet(r) => Response::AclGet(match acls.get(&r.topic) {
+            Some(acl) => AclInfo {
+                topic: acl.topic.clone(),
+                exists: true,
+                public: acl.public,
+                default_public: true,
+                users: acl.users.clone(),
+                roles: acl.roles.clone(),
+            },
+            None => AclInfo {
+                topic: r.topic.clone(),
+                exists: false,
+                default_public: true,
+                ..AclInfo::default()
+            },
+        }),
+        Request::AclDelete(r) => Response::AclDelete(AclAck {
+            success: acls.remove(&r.topic).is_some(),
+            topic: r.topic.clone(),
+        }),
+        Request::AclList => Response::AclList(AclListResponse {
+            entries: acls
+                .values()
+                .map(|a| AclListEntry {
+                    topic: a.topic.clone(),
+                    exists: true,
+                    public: a.public,
+                    users: a.users.clone(),
+                    roles: a.roles.clone(),
+                })
+                .collect(),
+            default_public: true,
+        }),
+        Request::AuditQuery(q) | Request::AuditQueryAlt(q) => {
+            if let Ok(mut last) = state.last_audit_query.lock() {
+                *last = Some(q.clone());
+            }
+            let event = AuditEvent {
+                id: "ev-1".into(),
+                timestamp_ms: 1_700_000_000_000,
+                event_type: "auth_failure".into(),
+                user: "mallory".into(),
+                client_ip: "127.0.0.1".into(),
+                resource: "".into(),
+                action: "AUTH".into(),
+                result: "failure".into(),
+                node_id: "1".into(),
+                details: vec![AuditDetail {
+                    key: "reason".into(),
+                    value: "invalid username or password".into(),
+                }],
+            };
+            Response::AuditQuery(AuditQueryResponse {
+                events: vec![event],
+                total: 3,
+                has_more: true,
+            })
+        }
+        Request::AuditExport(r) | Request::AuditExportAlt(r) => Response::AuditExport(AuditExportResponse {
+            format: r.format.clone(),
+            data: Bytes::from(format!("{{\"format\":\"{}\",\"limit\":{}}}", r.format, r.query.limit)),
+        }),
+        _ => return None,
+    })
 }
 
 fn log<'a>(topics: &'a HashMap<String, Topic>, topic: &str, partition: i32) -> Option<&'a Vec<(Bytes, Bytes)>> {

@@ -7,7 +7,12 @@
 //! - [`Consumer`]: reads every partition of a topic as a member of a
 //!   consumer group, with automatic or manual offset commits.
 //! - [`admin::AdminClient`]: the broker's admin gRPC API (cluster status,
-//!   decommission, leadership transfer, topics with replication factors).
+//!   decommission, leadership transfer, topics with replication factors,
+//!   users and ACLs), over TLS with credentials when configured.
+//!
+//! Security: [`ClientConfig::tls`] turns on implicit TLS and
+//! [`ClientConfig::credentials`] sends AUTH on every new connection;
+//! [`Client`] also has the user, role, ACL and audit operations.
 //!
 //! All wire types come from [`flymq_proto`]; the most used ones are
 //! re-exported here.
@@ -25,13 +30,20 @@ pub mod partitioner;
 mod producer;
 #[cfg(test)]
 mod sdk_tests;
+mod security;
+#[cfg(test)]
+mod security_tests;
 
-pub use admin::AdminClient;
+pub use admin::{AdminClient, AdminOptions};
 pub use client::{Client, ResetTo, StartFrom};
 pub use config::{ClientConfig, Credentials, DEFAULT_BOOTSTRAP, parse_bootstrap};
 pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord};
 pub use error::{Error, Result, parse_leader_addr};
 pub use producer::{Callback, Delivery, Producer, ProducerConfig, ProducerRecord};
+pub use security::UserUpdate;
+
+/// TLS settings of [`ClientConfig::tls`] and [`AdminOptions::tls`].
+pub use flymq_security::tls::ClientTlsOptions;
 
 pub use flymq_proto::{
     ClusterMetadata, ClusterNode, ClusterStatus, ConsumeResponse, FetchResponse, FetchedRecord, GroupRecord, LagInfo,

@@ -13,7 +13,8 @@ use anyhow::{Context, bail};
 use bytes::{Buf, BytesMut};
 use flymq_client::{ClientConfig, Credentials};
 use flymq_proto::{AuthRequest, Frame, Opcode, Request, Response};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use flymq_security::tls::TlsClient;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::bench::stats::{Stats, progress_line};
@@ -47,19 +48,41 @@ pub struct Progress {
 /// every response has arrived.
 pub async fn run_connection<W: Workload>(
     target: &Target,
-    mut workload: W,
+    workload: W,
     in_flight: usize,
     progress: Arc<Progress>,
 ) -> anyhow::Result<Stats> {
     let addr = target.addr.as_str();
-    let mut stream = TcpStream::connect(addr)
+    let stream = TcpStream::connect(addr)
         .await
         .with_context(|| format!("bench could not connect to {addr}"))?;
     stream.set_nodelay(true)?;
+    match &target.tls {
+        None => drive(stream, target, workload, in_flight, progress).await,
+        Some(tls) => {
+            let host = addr.rsplit_once(':').map_or(addr, |(host, _)| host);
+            let stream = tls.connect(host, stream).await?;
+            drive(stream, target, workload, in_flight, progress).await
+        }
+    }
+}
+
+async fn drive<S, W>(
+    mut stream: S,
+    target: &Target,
+    mut workload: W,
+    in_flight: usize,
+    progress: Arc<Progress>,
+) -> anyhow::Result<Stats>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    W: Workload,
+{
+    let addr = target.addr.as_str();
     if let Some(credentials) = &target.credentials {
         authenticate(&mut stream, addr, credentials).await?;
     }
-    let (mut reader, mut writer) = stream.split();
+    let (mut reader, mut writer) = tokio::io::split(stream);
     let in_flight = in_flight.max(1);
     let mut stats = Stats::new();
     let mut wbuf = BytesMut::with_capacity(64 * 1024);
@@ -109,6 +132,8 @@ pub async fn run_connection<W: Workload>(
             written = writer.write(&wbuf), if !wbuf.is_empty() => {
                 let n = written.with_context(|| format!("writing to {addr}"))?;
                 wbuf.advance(n);
+                // TLS keeps records until flushed; a no-op on TCP.
+                writer.flush().await.with_context(|| format!("writing to {addr}"))?;
             }
         }
     }
@@ -122,6 +147,8 @@ pub struct Target {
     pub addr: String,
     /// AUTH sent first when set.
     pub credentials: Option<Credentials>,
+    /// Implicit TLS when set.
+    pub tls: Option<TlsClient>,
 }
 
 impl Target {
@@ -130,17 +157,23 @@ impl Target {
         Ok(Self {
             addr: config.bootstrap.first().cloned().context("no bootstrap address")?,
             credentials: config.credentials.clone(),
+            tls: config.tls.as_ref().map(TlsClient::new).transpose()?,
         })
     }
 }
 
 /// One AUTH exchange before the pipelined traffic starts.
-async fn authenticate(stream: &mut TcpStream, addr: &str, credentials: &Credentials) -> anyhow::Result<()> {
+async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    addr: &str,
+    credentials: &Credentials,
+) -> anyhow::Result<()> {
     let request = Request::Auth(AuthRequest {
         username: credentials.username.clone(),
         password: credentials.password.clone(),
     });
     stream.write_all(&request.to_frame_bytes()?).await?;
+    stream.flush().await?;
     let mut buf = BytesMut::with_capacity(1024);
     let frame = loop {
         if let Some(frame) = Frame::decode(&mut buf)? {
@@ -244,33 +277,46 @@ mod tests {
 
     /// Answers every PRODUCE with RecordMetadata, and every fifth with an error.
     async fn fake_broker() -> std::net::SocketAddr {
+        fake_broker_with(None).await
+    }
+
+    /// The same, over TLS when `tls` is given.
+    async fn fake_broker_with(tls: Option<tokio_rustls::TlsAcceptor>) -> std::net::SocketAddr {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         tokio::spawn(async move {
-            let (mut socket, _) = listener.accept().await.expect("accept");
-            let mut buf = BytesMut::new();
-            let mut n = 0u64;
-            loop {
-                while let Some(frame) = Frame::decode(&mut buf).expect("frame") {
-                    let Ok(Request::Produce(p)) = Request::decode_frame(&frame) else {
-                        panic!("expected PRODUCE");
-                    };
-                    let reply = if n % 5 == 4 {
-                        Response::error("broker says no")
-                    } else {
-                        Response::Produce(RecordMetadata::new(p.topic, 0, n, 0, &p.key, &p.value))
-                    };
-                    n += 1;
-                    let mut out = BytesMut::new();
-                    reply.encode_frame(&mut out).expect("encode");
-                    socket.write_all(&out).await.expect("write");
-                }
-                if socket.read_buf(&mut buf).await.expect("read") == 0 {
-                    return;
-                }
+            let (socket, _) = listener.accept().await.expect("accept");
+            match tls {
+                None => answer_produces(socket).await,
+                Some(acceptor) => answer_produces(acceptor.accept(socket).await.expect("TLS handshake")).await,
             }
         });
         addr
+    }
+
+    async fn answer_produces<S: AsyncRead + AsyncWrite + Unpin>(mut socket: S) {
+        let mut buf = BytesMut::new();
+        let mut n = 0u64;
+        loop {
+            while let Some(frame) = Frame::decode(&mut buf).expect("frame") {
+                let Ok(Request::Produce(p)) = Request::decode_frame(&frame) else {
+                    panic!("expected PRODUCE");
+                };
+                let reply = if n % 5 == 4 {
+                    Response::error("broker says no")
+                } else {
+                    Response::Produce(RecordMetadata::new(p.topic, 0, n, 0, &p.key, &p.value))
+                };
+                n += 1;
+                let mut out = BytesMut::new();
+                reply.encode_frame(&mut out).expect("encode");
+                socket.write_all(&out).await.expect("write");
+                socket.flush().await.expect("flush");
+            }
+            if socket.read_buf(&mut buf).await.expect("read") == 0 {
+                return;
+            }
+        }
     }
 
     #[tokio::test]
@@ -289,6 +335,7 @@ mod tests {
         let target = Target {
             addr: addr.to_string(),
             credentials: None,
+            tls: None,
         };
         let stats = run_connection(&target, Fixed { frame, left: 100 }, 16, progress.clone())
             .await
@@ -299,6 +346,46 @@ mod tests {
         assert_eq!(stats.first_error.as_deref(), Some("broker says no"));
         assert_eq!(stats.latency.len(), 100);
         assert_eq!(progress.messages.load(Ordering::Relaxed), 80);
+    }
+
+    /// The bench speaks TLS when the configuration asks for it.
+    #[tokio::test]
+    async fn pipelined_requests_over_tls() {
+        use flymq_security::tls::{ClientTlsOptions, ServerTls, ServerTlsOptions};
+        let dir = tempfile::tempdir().expect("tmp");
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+            .expect("params")
+            .self_signed(&key)
+            .expect("cert");
+        let (cert_path, key_path) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+        std::fs::write(&cert_path, cert.pem()).expect("write");
+        std::fs::write(&key_path, key.serialize_pem()).expect("write");
+        let server = ServerTls::new(ServerTlsOptions::new(&cert_path, &key_path).with_reload_interval(None))
+            .expect("server TLS");
+        let addr = fake_broker_with(Some(server.acceptor())).await;
+        let config = ClientConfig {
+            tls: Some(ClientTlsOptions {
+                ca_file: Some(cert_path.clone()),
+                ..ClientTlsOptions::default()
+            }),
+            ..ClientConfig::new([format!("localhost:{}", addr.port())])
+        };
+        let target = Target::from_config(&config).expect("target");
+        let frame = Request::Produce(ProduceRequest {
+            topic: "t".into(),
+            value: Bytes::from_static(b"hi"),
+            partition: -1,
+            ..Default::default()
+        })
+        .to_frame_bytes()
+        .expect("encode")
+        .freeze();
+        let progress = Arc::new(Progress::default());
+        let stats = run_connection(&target, Fixed { frame, left: 500 }, 64, progress)
+            .await
+            .expect("run over TLS");
+        assert_eq!((stats.messages, stats.errors), (400, 100));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Command-line arguments of `flymq-cli` (clap derive).
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
@@ -35,22 +36,70 @@ pub struct Cli {
     pub timeout: Duration,
 
     /// User to authenticate as, when the broker has authentication enabled.
+    /// The password comes from FLYMQ_PASSWORD or --password-file, never
+    /// from a flag (command lines are visible to every local user).
     #[arg(long, short = 'u', global = true, env = "FLYMQ_USERNAME")]
     pub username: Option<String>,
 
-    /// Password of --username (prefer the environment variable over the flag).
-    #[arg(
-        long,
-        global = true,
-        env = "FLYMQ_PASSWORD",
-        hide_env_values = true,
-        requires = "username"
-    )]
-    pub password: Option<String>,
+    /// File whose first line is the password of --username (instead of FLYMQ_PASSWORD).
+    #[arg(long, global = true, env = "FLYMQ_PASSWORD_FILE", value_name = "PATH")]
+    pub password_file: Option<PathBuf>,
+
+    /// TLS options for the broker port and the admin API.
+    #[command(flatten)]
+    pub tls: TlsArgs,
 
     /// The command to run.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// TLS options (global). Any of them turns TLS on; without --tls-ca the
+/// system's trusted CAs verify the broker. They apply to the admin API too,
+/// unless --admin starts with `http://`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct TlsArgs {
+    /// Connect with TLS (implied by the other --tls-* options).
+    #[arg(long, global = true, env = "FLYMQ_TLS")]
+    pub tls: bool,
+    /// PEM file of the CA that signed the broker certificate.
+    #[arg(long, global = true, env = "FLYMQ_TLS_CA", value_name = "PATH")]
+    pub tls_ca: Option<PathBuf>,
+    /// PEM client certificate (mutual TLS); needs --tls-key.
+    #[arg(
+        long,
+        global = true,
+        env = "FLYMQ_TLS_CERT",
+        value_name = "PATH",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(
+        long,
+        global = true,
+        env = "FLYMQ_TLS_KEY",
+        value_name = "PATH",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
+    /// Name to verify the broker certificate against (default: the host dialled).
+    #[arg(long, global = true, env = "FLYMQ_TLS_SERVER_NAME", value_name = "NAME")]
+    pub tls_server_name: Option<String>,
+    /// Accept any broker certificate. For tests only: it allows anyone on the network path to read and change the traffic.
+    #[arg(long, global = true, env = "FLYMQ_TLS_INSECURE_SKIP_VERIFY")]
+    pub tls_insecure_skip_verify: bool,
+}
+
+impl TlsArgs {
+    /// True when any TLS option is given.
+    pub fn enabled(&self) -> bool {
+        self.tls
+            || self.tls_ca.is_some()
+            || self.tls_cert.is_some()
+            || self.tls_server_name.is_some()
+            || self.tls_insecure_skip_verify
+    }
 }
 
 /// Output format of every command.
@@ -83,6 +132,186 @@ pub enum Command {
     /// Measure throughput and latency of a broker.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Create, change, delete and list users; change passwords.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// List roles and their permissions.
+    #[command(subcommand)]
+    Role(RoleCommand),
+    /// Set, show, delete and list topic ACLs (exact topics or patterns).
+    #[command(subcommand)]
+    Acl(AclCommand),
+    /// Query and export the audit trail.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Show who the connection is authenticated as (WHOAMI).
+    Whoami,
+}
+
+/// Where a new password comes from: never a command-line value.
+#[derive(Debug, Clone, Default, Args)]
+pub struct NewPasswordArgs {
+    /// Read the new password from the first line of this file.
+    #[arg(long, value_name = "PATH", conflicts_with = "new_password_stdin")]
+    pub new_password_file: Option<PathBuf>,
+    /// Read the new password from the first line of stdin.
+    #[arg(long)]
+    pub new_password_stdin: bool,
+}
+
+/// `user ...`
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user. The password comes from --new-password-file,
+    /// --new-password-stdin or FLYMQ_NEW_PASSWORD.
+    Create {
+        /// User name.
+        name: String,
+        /// Role (repeat for several): admin, producer, consumer, guest or a custom role.
+        #[arg(long = "role", short = 'r', value_name = "ROLE")]
+        roles: Vec<String>,
+        #[command(flatten)]
+        password: NewPasswordArgs,
+    },
+    /// Change a user's roles or enable/disable it (unchanged parts are kept).
+    #[command(group(ArgGroup::new("change").required(true).multiple(true).args(["roles", "no_roles", "enable", "disable"])))]
+    Update {
+        /// User name.
+        name: String,
+        /// New roles, replacing the current ones (repeat for several).
+        #[arg(long = "role", short = 'r', value_name = "ROLE", conflicts_with = "no_roles")]
+        roles: Vec<String>,
+        /// Remove every role.
+        #[arg(long)]
+        no_roles: bool,
+        /// Enable the account.
+        #[arg(long, conflicts_with = "disable")]
+        enable: bool,
+        /// Disable the account (it can no longer authenticate).
+        #[arg(long)]
+        disable: bool,
+    },
+    /// Delete a user.
+    Delete {
+        /// User name.
+        name: String,
+    },
+    /// List users.
+    List,
+    /// Show one user with its permissions.
+    Get {
+        /// User name.
+        name: String,
+    },
+    /// Change a password: your own (the old one is the FLYMQ_PASSWORD /
+    /// --password-file of --username), or anyone's as an administrator.
+    Passwd {
+        /// User whose password changes (default: --username).
+        name: Option<String>,
+        #[command(flatten)]
+        password: NewPasswordArgs,
+    },
+}
+
+/// `role ...`
+#[derive(Debug, Subcommand)]
+pub enum RoleCommand {
+    /// List built-in and custom roles with their permissions.
+    List,
+}
+
+/// `acl ...`
+#[derive(Debug, Subcommand)]
+pub enum AclCommand {
+    /// Set the ACL of a topic, or of a pattern: `orders.*` (prefix),
+    /// `orders.+.created` (one level), `orders.#` (any levels).
+    Set {
+        /// Topic name or pattern.
+        topic: String,
+        /// Any authenticated user may read and write.
+        #[arg(long)]
+        public: bool,
+        /// User allowed (repeat for several).
+        #[arg(long = "user", value_name = "USER")]
+        users: Vec<String>,
+        /// Role allowed (repeat for several).
+        #[arg(long = "role", value_name = "ROLE")]
+        roles: Vec<String>,
+    },
+    /// Show the ACL of a topic or pattern.
+    Get {
+        /// Topic name or pattern.
+        topic: String,
+    },
+    /// Delete the ACL of a topic or pattern.
+    Delete {
+        /// Topic name or pattern.
+        topic: String,
+    },
+    /// List every ACL.
+    List,
+}
+
+/// Filters of `audit query` and `audit export`.
+#[derive(Debug, Clone, Args)]
+pub struct AuditFilter {
+    /// Only events newer than this (e.g. 1h, 7d).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub since: Option<Duration>,
+    /// Only events older than this (e.g. 10m).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub until: Option<Duration>,
+    /// Event type (repeat for several), e.g. auth_failure, user_created.
+    #[arg(long = "type", value_name = "TYPE")]
+    pub event_types: Vec<String>,
+    /// Acting user.
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Resource (topic, user, ACL) acted on.
+    #[arg(long)]
+    pub resource: Option<String>,
+    /// Outcome (success, failure).
+    #[arg(long)]
+    pub result: Option<String>,
+    /// Free-text search.
+    #[arg(long)]
+    pub search: Option<String>,
+    /// Most events to return.
+    #[arg(long, short = 'n', default_value_t = 100)]
+    pub limit: u32,
+    /// Events to skip (paging).
+    #[arg(long, default_value_t = 0)]
+    pub offset: u32,
+}
+
+/// Export formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    /// A JSON document.
+    Json,
+    /// CSV with a header line.
+    Csv,
+}
+
+/// `audit ...`
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Show audit events, newest first.
+    Query {
+        #[command(flatten)]
+        filter: AuditFilter,
+    },
+    /// Export audit events as JSON or CSV (to stdout or --out).
+    Export {
+        #[command(flatten)]
+        filter: AuditFilter,
+        /// Document format.
+        #[arg(long, value_enum, default_value_t = ExportFormat::Json)]
+        format: ExportFormat,
+        /// Write to this file instead of stdout.
+        #[arg(long, value_name = "PATH")]
+        out: Option<PathBuf>,
+    },
 }
 
 /// `topic ...`
@@ -441,6 +670,79 @@ mod tests {
             let args = std::iter::once("flymq-cli").chain(bad.iter().copied());
             assert!(Cli::try_parse_from(args).is_err(), "{bad:?} should be refused");
         }
+    }
+
+    #[test]
+    fn security_options_and_commands() {
+        let cli = parse(&[
+            "--tls-ca",
+            "/ca.pem",
+            "--tls-cert",
+            "/c.pem",
+            "--tls-key",
+            "/k.pem",
+            "--tls-server-name",
+            "broker",
+            "-u",
+            "alice",
+            "--password-file",
+            "/pw",
+            "user",
+            "create",
+            "bob",
+            "-r",
+            "producer",
+            "--role",
+            "consumer",
+            "--new-password-stdin",
+        ]);
+        assert!(cli.tls.enabled());
+        assert_eq!(cli.tls.tls_server_name.as_deref(), Some("broker"));
+        assert_eq!(cli.password_file.as_deref(), Some(std::path::Path::new("/pw")));
+        match cli.command {
+            Command::User(UserCommand::Create { name, roles, password }) => {
+                assert_eq!(name, "bob");
+                assert_eq!(cli.username.as_deref(), Some("alice"));
+                assert_eq!(roles, ["producer", "consumer"]);
+                assert!(password.new_password_stdin);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        // No flag takes a password value.
+        for bad in [
+            &["--password", "x", "topic", "list"][..],
+            &["user", "create", "bob", "--password", "x"],
+            &["--tls-cert", "/c.pem", "topic", "list"],
+            &["user", "update", "bob"],
+            &["user", "update", "bob", "--enable", "--disable"],
+        ] {
+            let args = std::iter::once("flymq-cli").chain(bad.iter().copied());
+            assert!(Cli::try_parse_from(args).is_err(), "{bad:?} should be refused");
+        }
+        let cli = parse(&["acl", "set", "orders.*", "--user", "bob", "--role", "ops", "--public"]);
+        assert!(matches!(
+            cli.command,
+            Command::Acl(AclCommand::Set { public: true, ref users, ref roles, .. }) if users == &["bob"] && roles == &["ops"]
+        ));
+        let cli = parse(&[
+            "audit",
+            "export",
+            "--since",
+            "1h",
+            "--type",
+            "auth_failure",
+            "--format",
+            "csv",
+        ]);
+        match cli.command {
+            Command::Audit(AuditCommand::Export { filter, format, out }) => {
+                assert_eq!(filter.since, Some(Duration::from_secs(3600)));
+                assert_eq!(filter.event_types, ["auth_failure"]);
+                assert_eq!((format, out), (ExportFormat::Csv, None));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(!parse(&["topic", "list"]).tls.enabled() || std::env::var_os("FLYMQ_TLS").is_some());
     }
 
     #[test]

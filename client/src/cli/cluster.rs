@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
-use flymq_client::admin::{AdminClient, ClusterStatusReply, GroupStatus, Member};
+use flymq_client::admin::{AdminClient, AdminOptions, ClusterStatusReply, GroupStatus, Member};
 use flymq_client::{Client, Error};
 use serde_json::{Value, json};
 
@@ -36,8 +36,14 @@ const GROUP_HEADERS: [&str; 8] = [
 ];
 
 /// Runs a `cluster` subcommand that uses the admin API at `addr`.
-pub async fn run_admin(addr: &str, timeout: Duration, cmd: ClusterCommand, out: Output) -> anyhow::Result<()> {
-    let admin = AdminClient::connect(addr, timeout)
+pub async fn run_admin(
+    addr: &str,
+    options: &AdminOptions,
+    timeout: Duration,
+    cmd: ClusterCommand,
+    out: Output,
+) -> anyhow::Result<()> {
+    let admin = AdminClient::connect_with(addr, options.clone())
         .await
         .map_err(admin_error)?
         .with_request_timeout(timeout);

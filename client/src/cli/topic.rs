@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use flymq_client::admin::{AdminClient, TopicConfig};
+use flymq_client::admin::{AdminClient, AdminOptions, TopicConfig};
 use flymq_client::{Client, PartitionMetadata};
 use serde_json::json;
 
@@ -53,7 +53,13 @@ pub async fn run(client: &Client, cmd: TopicCommand, out: Output) -> anyhow::Res
 }
 
 /// Runs `topic alter` against the admin API: partitions first, then retention.
-pub async fn run_admin(addr: &str, timeout: Duration, cmd: TopicCommand, out: Output) -> anyhow::Result<()> {
+pub async fn run_admin(
+    addr: &str,
+    options: &AdminOptions,
+    timeout: Duration,
+    cmd: TopicCommand,
+    out: Output,
+) -> anyhow::Result<()> {
     let TopicCommand::Alter {
         topic,
         partitions,
@@ -63,7 +69,7 @@ pub async fn run_admin(addr: &str, timeout: Duration, cmd: TopicCommand, out: Ou
     else {
         anyhow::bail!("only `topic alter` uses the admin API");
     };
-    let admin = AdminClient::connect(addr, timeout)
+    let admin = AdminClient::connect_with(addr, options.clone())
         .await
         .map_err(|e| anyhow::anyhow!("{e} (is the admin API at {addr}? set --admin / FLYMQ_ADMIN_ADDR)"))?
         .with_request_timeout(timeout);

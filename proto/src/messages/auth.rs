@@ -5,13 +5,35 @@ use bytes::BytesMut;
 use crate::error::{DecodeError, EncodeError};
 use crate::wire::{Reader, Wire, put, wire_struct, write_bool, write_str16};
 
-wire_struct! {
-    /// AUTH (0x70): `str16 username | str16 password`.
-    pub struct AuthRequest {
-        /// User name.
-        pub username: String => str16,
-        /// Password.
-        pub password: String => str16,
+/// AUTH (0x70): `str16 username | str16 password`. `Debug` hides the password.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct AuthRequest {
+    /// User name.
+    pub username: String,
+    /// Password.
+    pub password: String,
+}
+
+impl std::fmt::Debug for AuthRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthRequest")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+impl Wire for AuthRequest {
+    fn read(r: &mut Reader) -> Result<Self, DecodeError> {
+        Ok(AuthRequest {
+            username: r.str16()?,
+            password: r.str16()?,
+        })
+    }
+
+    fn write(&self, out: &mut BytesMut) -> Result<(), EncodeError> {
+        write_str16(out, &self.username)?;
+        write_str16(out, &self.password)
     }
 }
 
@@ -48,7 +70,8 @@ wire_struct! {
 /// user-request (§12.1), for USER_CREATE, USER_UPDATE, PASSWORD_CHANGE:
 /// `str16 username | str16 password | str16 old_password | list32<str16> roles | [u8 enabled]`.
 /// A missing `enabled` byte decodes as false; it is always encoded.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+/// `Debug` hides both passwords.
+#[derive(Clone, PartialEq, Eq, Default)]
 pub struct UserRequest {
     /// User name.
     pub username: String,
@@ -60,6 +83,18 @@ pub struct UserRequest {
     pub roles: Vec<String>,
     /// Whether the account is enabled.
     pub enabled: bool,
+}
+
+impl std::fmt::Debug for UserRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserRequest")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .field("old_password", &"<redacted>")
+            .field("roles", &self.roles)
+            .field("enabled", &self.enabled)
+            .finish()
+    }
 }
 
 impl Wire for UserRequest {
@@ -210,5 +245,33 @@ wire_struct! {
     pub struct RoleListResponse {
         /// Roles.
         pub roles: Vec<RoleInfo> => list,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_hides_passwords() {
+        let auth = AuthRequest {
+            username: "alice".into(),
+            password: "s3cret".into(),
+        };
+        let user = UserRequest {
+            username: "bob".into(),
+            password: "n3w".into(),
+            old_password: "0ld".into(),
+            roles: vec!["admin".into()],
+            enabled: true,
+        };
+        let text = format!("{auth:?} {user:?}");
+        assert!(
+            text.contains("alice") && text.contains("bob") && text.contains("admin"),
+            "{text}"
+        );
+        for secret in ["s3cret", "n3w", "0ld"] {
+            assert!(!text.contains(secret), "{text}");
+        }
     }
 }
