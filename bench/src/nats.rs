@@ -91,11 +91,17 @@ impl Nats {
                 .await
                 .with_context(|| format!("looking up stream {name}"))?;
             let info = s.info().await.with_context(|| format!("stream info of {name}"))?;
-            let leader = match &info.cluster {
-                Some(c) => c.leader.clone(),
-                None => None,
+            let leader = info
+                .cluster
+                .as_ref()
+                .and_then(|c| c.leader.clone())
+                .filter(|l| !l.is_empty());
+            // A server outside a cluster names no leader: it is the only one.
+            let leader = match (leader, self.urls.len()) {
+                (None, 1) => self.urls.keys().next().cloned(),
+                (leader, _) => leader,
             };
-            leaders.push(leader.filter(|l| !l.is_empty()));
+            leaders.push(leader);
         }
         Ok(leaders)
     }
@@ -104,6 +110,8 @@ impl Nats {
     async fn create_streams(&self, topic: &str, partitions: u32) -> anyhow::Result<()> {
         let deadline = Instant::now() + SETUP_TIMEOUT;
         for p in 0..partitions {
+            // Left over from an interrupted run: start empty.
+            let _ = self.admin.delete_stream(stream_name(topic, p)).await;
             let config = stream::Config {
                 name: stream_name(topic, p),
                 subjects: vec![subject(topic, p)],
@@ -163,12 +171,17 @@ impl Backend for Nats {
                 match stream_to_move(&leaders, self.urls.len()) {
                     Some(i) if Instant::now() < deadline => {
                         let name = stream_name(topic, i as u32);
-                        let _: serde_json::Value = self
+                        // The server takes only an empty object (`null` is a bad request).
+                        let reply: serde_json::Value = self
                             .admin
-                            .request(format!("STREAM.LEADER.STEPDOWN.{name}"), &())
+                            .request(format!("STREAM.LEADER.STEPDOWN.{name}"), &serde_json::json!({}))
                             .await
                             .with_context(|| format!("stepping down the leader of {name}"))?;
-                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        if let Some(error) = reply.get("error") {
+                            bail!("stepping down the leader of {name} failed: {error}");
+                        }
+                        // Wait for the election to settle before looking again.
+                        tokio::time::sleep(Duration::from_millis(1500)).await;
                         continue;
                     }
                     _ => {}
