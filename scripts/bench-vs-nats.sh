@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # FlyMQ vs NATS JetStream, side by side on this machine, in one run.
 #
-#   scripts/bench-vs-nats.sh            # full run: 3 rounds, 10 s per workload (~15 min)
+#   scripts/bench-vs-nats.sh            # full run: 3 rounds, 10 s per workload (~20 min)
 #   scripts/bench-vs-nats.sh --quick    # smoke test: 1 round, 1 s per workload (~1 min)
 #
 # Options: --rounds N, --duration 10s, --warmup 2s, --out FILE (markdown),
@@ -27,13 +27,14 @@ cd "$ROOT"
 
 ROUNDS=3
 DURATION=10s
+CONSUME=600000
 WARMUP=2s
 SETUPS="flymq-all,nats-r1,flymq-leader,flymq-3,nats-r3"
 OUT=""
 QUICK=0
 while [ $# -gt 0 ]; do
   case "$1" in
-    --quick) QUICK=1; ROUNDS=1; DURATION=1s; WARMUP=500ms ;;
+    --quick) QUICK=1; ROUNDS=1; DURATION=1s; WARMUP=500ms; CONSUME=30000 ;;
     --rounds) ROUNDS=$2; shift ;;
     --duration) DURATION=$2; shift ;;
     --warmup) WARMUP=$2; shift ;;
@@ -50,7 +51,8 @@ fi
 
 # Client settings, identical for every setup.
 BENCH_ARGS=(--size 100 --connections 3 --in-flight 256 --partitions 3
-            --batch 1000 --batch-in-flight 4 --duration "$DURATION" --warmup "$WARMUP")
+            --batch 1000 --batch-in-flight 4 --duration "$DURATION" --warmup "$WARMUP"
+            --consume-messages "$CONSUME")
 
 log() { printf '==> %s\n' "$*" >&2; }
 

@@ -10,11 +10,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use bytes::{Buf, Bytes, BytesMut};
 use flymq_client::{Client, ClientConfig};
-use flymq_proto::{BatchRecord, Frame, Opcode, ProduceBatchRequest, ProduceRequest, Request, Response};
+use flymq_proto::{BatchRecord, FetchRequest, Frame, Opcode, ProduceBatchRequest, ProduceRequest, Request, Response};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::harness::{Backend, LanePlan, Placement};
+use crate::harness::{Backend, ConsumePlan, LanePlan, Placement};
 use crate::stats::Recorder;
 
 /// How long a new topic may take to have a writable leader per partition.
@@ -140,6 +140,10 @@ impl Backend for Flymq {
         drive(&plan, frame, expected).await
     }
 
+    async fn consume_lane(&self, plan: ConsumePlan) -> anyhow::Result<Recorder> {
+        fetch_all(&plan).await
+    }
+
     async fn cleanup(&self, topic: &str, _partitions: u32) -> anyhow::Result<()> {
         self.client
             .delete_topic(topic)
@@ -193,15 +197,18 @@ async fn drive(plan: &LanePlan, frame: Bytes, expected: Opcode) -> anyhow::Resul
     let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
     let mut sent: VecDeque<Instant> = VecDeque::with_capacity(window);
     let mut done = false;
+    // Requests left when the plan caps the message count.
+    let mut requests_left = plan.max_messages.map(|max| max.div_ceil(messages_per_request));
     loop {
         if !done {
             let now = Instant::now();
-            if now >= plan.deadline {
+            if now >= plan.deadline || requests_left == Some(0) {
                 done = true;
             } else {
-                while sent.len() < window {
+                while sent.len() < window && requests_left != Some(0) {
                     wbuf.extend_from_slice(&frame);
                     sent.push_back(now);
+                    requests_left = requests_left.map(|n| n - 1);
                 }
             }
         }
@@ -235,6 +242,88 @@ async fn drive(plan: &LanePlan, frame: Bytes, expected: Opcode) -> anyhow::Resul
             written = writer.write(&wbuf), if !wbuf.is_empty() => {
                 let n = written.with_context(|| format!("writing to {addr}"))?;
                 wbuf.advance(n);
+            }
+        }
+    }
+    Ok(rec)
+}
+
+/// Reads offsets `0..plan.count` of one partition with pipelined FETCH
+/// requests of `plan.batch` records; a short answer is followed by a
+/// request for the rest of its range.
+async fn fetch_all(plan: &ConsumePlan) -> anyhow::Result<Recorder> {
+    let addr = plan.route.as_str();
+    let mut stream = TcpStream::connect(addr)
+        .await
+        .with_context(|| format!("connecting to {addr}"))?;
+    stream.set_nodelay(true)?;
+    let (mut reader, mut writer) = stream.split();
+    let batch = plan.batch.max(1) as u64;
+    let mut rec = Recorder::new(plan.measure_from);
+    // Ranges not yet asked for, and requests in flight: (offset, count, sent).
+    let mut todo: VecDeque<(u64, u64)> = VecDeque::from([(0, plan.count)]);
+    let mut in_flight: VecDeque<(u64, u64, Instant)> = VecDeque::new();
+    let mut wbuf = BytesMut::new();
+    let mut rbuf = BytesMut::with_capacity(READ_CHUNK);
+    loop {
+        while in_flight.len() < plan.window.max(1) {
+            let Some((from, to)) = todo.pop_front() else { break };
+            let count = (to - from).min(batch);
+            Request::Fetch(FetchRequest {
+                topic: plan.topic.clone(),
+                partition: plan.partition as i32,
+                offset: from,
+                max_messages: count as i32,
+                filter: String::new(),
+            })
+            .encode_frame(&mut wbuf)?;
+            in_flight.push_back((from, count, Instant::now()));
+            if from + count < to {
+                todo.push_front((from + count, to));
+            }
+        }
+        if in_flight.is_empty() {
+            break;
+        }
+        if !wbuf.is_empty() {
+            writer.write_all_buf(&mut wbuf).await?;
+        }
+        if rbuf.capacity() - rbuf.len() < READ_CHUNK / 4 {
+            rbuf.reserve(READ_CHUNK);
+        }
+        if reader
+            .read_buf(&mut rbuf)
+            .await
+            .with_context(|| format!("reading from {addr}"))?
+            == 0
+        {
+            bail!("broker {addr} closed the connection during FETCH");
+        }
+        let now = Instant::now();
+        while let Some(frame) = Frame::decode(&mut rbuf).with_context(|| format!("bad frame from {addr}"))? {
+            let Some((offset, asked, sent)) = in_flight.pop_front() else {
+                bail!("broker {addr} sent a response to no request");
+            };
+            let resp = match Response::decode_frame(&frame)? {
+                Response::Fetch(resp) => resp,
+                Response::Error(e) => bail!(
+                    "FETCH at offset {offset} of partition {}: {}",
+                    plan.partition,
+                    e.message
+                ),
+                other => bail!("unexpected response opcode 0x{:02x} to FETCH", other.opcode()),
+            };
+            if resp.records.is_empty() {
+                bail!(
+                    "FETCH at offset {offset} of partition {} returned nothing, though {} messages were acknowledged",
+                    plan.partition,
+                    plan.count
+                );
+            }
+            rec.ack(sent, now, resp.records.len() as u64);
+            let end = offset + asked;
+            if resp.next_offset > offset && resp.next_offset < end {
+                todo.push_front((resp.next_offset, end));
             }
         }
     }
@@ -278,6 +367,7 @@ mod tests {
             value: Bytes::from_static(b"0123456789"),
             deadline: now + run_for,
             measure_from: now,
+            max_messages: None,
         }
     }
 

@@ -24,11 +24,21 @@ pub enum Workload {
     /// (FlyMQ PRODUCE_BATCH) or with `batch × batch_in_flight` publishes
     /// awaiting their acks (NATS, which has no batch publish).
     Batch,
+    /// `consume_messages` published first (not measured), then read back
+    /// with one lane per partition: FlyMQ FETCH of `batch` records,
+    /// `batch_in_flight` requests in flight; a NATS pull consumer (no acks)
+    /// pulling `batch` messages per request.
+    Consume,
 }
 
 impl Workload {
     /// All of them, in the order they run.
-    pub const ALL: [Workload; 3] = [Workload::Pipelined, Workload::Latency, Workload::Batch];
+    pub const ALL: [Workload; 4] = [
+        Workload::Pipelined,
+        Workload::Latency,
+        Workload::Batch,
+        Workload::Consume,
+    ];
 
     /// Name used on the command line and in results.
     pub fn name(self) -> &'static str {
@@ -36,6 +46,7 @@ impl Workload {
             Workload::Pipelined => "pipelined",
             Workload::Latency => "latency",
             Workload::Batch => "batch",
+            Workload::Consume => "consume",
         }
     }
 
@@ -48,7 +59,7 @@ impl Workload {
                 Workload::ALL
                     .into_iter()
                     .find(|w| w.name() == name)
-                    .with_context(|| format!("unknown workload '{name}'; use pipelined, latency or batch"))
+                    .with_context(|| format!("unknown workload '{name}'; use pipelined, latency, batch or consume"))
             })
             .collect()
     }
@@ -73,6 +84,8 @@ pub struct Settings {
     pub duration: Duration,
     /// Unmeasured phase before it (connections warm, leaders settled).
     pub warmup: Duration,
+    /// Messages published and read back by the consume workload (in total).
+    pub consume_messages: u64,
 }
 
 /// What one lane does.
@@ -93,6 +106,27 @@ pub struct LanePlan {
     /// No new request is started after this.
     pub deadline: Instant,
     /// Acks before this are warm-up.
+    pub measure_from: Instant,
+    /// Stop after publishing this many messages (before the deadline).
+    pub max_messages: Option<u64>,
+}
+
+/// What one reading lane does (consume workload).
+#[derive(Debug, Clone)]
+pub struct ConsumePlan {
+    /// Topic / stream-name prefix.
+    pub topic: String,
+    /// Partition / stream index.
+    pub partition: u32,
+    /// Where to connect.
+    pub route: String,
+    /// Messages to read, from the start of the partition.
+    pub count: u64,
+    /// Messages per fetch request.
+    pub batch: usize,
+    /// Fetch requests in flight (FlyMQ).
+    pub window: usize,
+    /// Start of the measured phase.
     pub measure_from: Instant,
 }
 
@@ -117,6 +151,9 @@ pub trait Backend: Send + Sync + 'static {
     /// Publishes on one new connection as `plan` says until its deadline,
     /// then waits for the outstanding acks.
     fn run_lane(&self, plan: LanePlan) -> impl Future<Output = anyhow::Result<Recorder>> + Send;
+
+    /// Reads `plan.count` messages of one partition from its start.
+    fn consume_lane(&self, plan: ConsumePlan) -> impl Future<Output = anyhow::Result<Recorder>> + Send;
 
     /// Deletes what `prepare` created.
     fn cleanup(&self, topic: &str, partitions: u32) -> impl Future<Output = anyhow::Result<()>> + Send;
@@ -153,6 +190,9 @@ pub fn lanes(workload: Workload, s: &Settings) -> Vec<(u32, usize, usize)> {
         Workload::Batch => (0..s.connections.max(1))
             .map(|i| (i as u32 % partitions, s.batch_in_flight.max(1), s.batch.max(1)))
             .collect(),
+        Workload::Consume => (0..partitions)
+            .map(|p| (p, s.batch_in_flight.max(1), s.batch.max(1)))
+            .collect(),
     }
 }
 
@@ -171,6 +211,15 @@ pub async fn run_workload<B: Backend>(
         .with_context(|| format!("{}: setting up '{topic}'", backend.system()))?;
     let value = random_value(settings.size);
     let lane_specs = lanes(workload, settings);
+    let per_partition = settings
+        .consume_messages
+        .div_ceil(u64::from(settings.partitions.max(1)))
+        .max(1);
+    if workload == Workload::Consume {
+        fill(backend, &topic, &placement, settings, &value, per_partition)
+            .await
+            .with_context(|| format!("{}: filling '{topic}' for the consume workload", backend.system()))?;
+    }
 
     let cpu = |pids: &[String]| pids.iter().filter_map(|p| process_cpu_secs(p)).sum::<f64>();
     let load_before = loadavg();
@@ -178,7 +227,12 @@ pub async fn run_workload<B: Backend>(
     let client_cpu_before = process_cpu_secs("self").unwrap_or(0.0);
     let server_cpu_before = cpu(&ctx.server_pids);
     let start = Instant::now();
-    let measure_from = start + settings.warmup;
+    // Reading a fixed amount has no warm-up: it is measured from the start.
+    let measure_from = if workload == Workload::Consume {
+        start
+    } else {
+        start + settings.warmup
+    };
     let deadline = measure_from + settings.duration;
 
     let mut tasks = Vec::with_capacity(lane_specs.len());
@@ -188,6 +242,20 @@ pub async fn run_workload<B: Backend>(
             .get(partition as usize)
             .cloned()
             .with_context(|| format!("no route for partition {partition}"))?;
+        let backend = backend.clone();
+        if workload == Workload::Consume {
+            let plan = ConsumePlan {
+                topic: topic.clone(),
+                partition,
+                route,
+                count: per_partition,
+                batch,
+                window,
+                measure_from: start,
+            };
+            tasks.push(tokio::spawn(async move { backend.consume_lane(plan).await }));
+            continue;
+        }
         let plan = LanePlan {
             topic: topic.clone(),
             partition,
@@ -197,8 +265,8 @@ pub async fn run_workload<B: Backend>(
             value: value.clone(),
             deadline,
             measure_from,
+            max_messages: None,
         };
-        let backend = backend.clone();
         tasks.push(tokio::spawn(async move { backend.run_lane(plan).await }));
     }
     let mut total = Recorder::new(measure_from);
@@ -260,6 +328,47 @@ pub async fn run_workload<B: Backend>(
     })
 }
 
+/// Publishes `per_partition` messages to every partition with batch
+/// lanes (not measured) and checks that all were acknowledged.
+async fn fill<B: Backend>(
+    backend: &Arc<B>,
+    topic: &str,
+    placement: &Placement,
+    settings: &Settings,
+    value: &Bytes,
+    per_partition: u64,
+) -> anyhow::Result<()> {
+    let now = Instant::now();
+    let mut tasks = Vec::new();
+    for (p, route) in placement.routes.iter().enumerate() {
+        let plan = LanePlan {
+            topic: topic.to_owned(),
+            partition: p as u32,
+            route: route.clone(),
+            window: settings.batch_in_flight.max(1),
+            batch: settings.batch.max(1),
+            value: value.clone(),
+            deadline: now + Duration::from_secs(600),
+            measure_from: now,
+            max_messages: Some(per_partition),
+        };
+        let backend = backend.clone();
+        tasks.push(tokio::spawn(async move { backend.run_lane(plan).await }));
+    }
+    for (p, task) in tasks.into_iter().enumerate() {
+        let rec = task.await.map_err(|e| anyhow::anyhow!("fill task failed: {e}"))??;
+        if rec.errors > 0 || rec.messages < per_partition {
+            bail!(
+                "partition {p}: {} of {per_partition} messages acknowledged, {} errors (first: {})",
+                rec.messages,
+                rec.errors,
+                rec.first_error.as_deref().unwrap_or("none")
+            );
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -274,6 +383,7 @@ mod tests {
             batch_in_flight: 4,
             duration: Duration::from_secs(1),
             warmup: Duration::ZERO,
+            consume_messages: 3000,
         }
     }
 
@@ -312,10 +422,22 @@ mod tests {
         }
         async fn run_lane(&self, plan: LanePlan) -> anyhow::Result<Recorder> {
             let mut rec = Recorder::new(plan.measure_from);
-            while Instant::now() < plan.deadline {
+            let mut sent_messages = 0;
+            while Instant::now() < plan.deadline && plan.max_messages.is_none_or(|max| sent_messages < max) {
                 let sent = Instant::now();
                 tokio::time::sleep(Duration::from_millis(1)).await;
                 rec.ack(sent, Instant::now(), plan.batch as u64);
+                sent_messages += plan.batch as u64;
+            }
+            Ok(rec)
+        }
+        async fn consume_lane(&self, plan: ConsumePlan) -> anyhow::Result<Recorder> {
+            let mut rec = Recorder::new(plan.measure_from);
+            let mut read = 0;
+            while read < plan.count {
+                let n = (plan.count - read).min(plan.batch as u64);
+                rec.count(Instant::now(), n);
+                read += n;
             }
             Ok(rec)
         }
@@ -348,5 +470,21 @@ mod tests {
         assert!(r.latency.p50_us >= 1000, "{:?}", r.latency);
         assert!((0.15..0.5).contains(&r.elapsed_secs), "{}", r.elapsed_secs);
         assert_eq!(r.leaders.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn consume_fills_then_reads_every_partition() {
+        let ctx = RunContext {
+            label: "fake-1".into(),
+            describe: "a fake".into(),
+            round: 1,
+            server_pids: vec![],
+        };
+        let r = run_workload(&Arc::new(Fake), Workload::Consume, &settings(), &ctx)
+            .await
+            .expect("runs");
+        assert_eq!((r.workload.as_str(), r.connections), ("consume", 3));
+        // 3000 messages over 3 partitions, read back in full.
+        assert_eq!(r.messages, 3000);
     }
 }

@@ -64,8 +64,8 @@ struct RunArgs {
     /// Round number of the suite (each round uses fresh topics).
     #[arg(long, default_value_t = 1)]
     round: u32,
-    /// Workloads to run, comma-separated: pipelined, latency, batch.
-    #[arg(long, default_value = "pipelined,latency,batch")]
+    /// Workloads to run, comma-separated: pipelined, latency, batch, consume.
+    #[arg(long, default_value = "pipelined,latency,batch,consume")]
     workloads: String,
     /// Message value size in bytes.
     #[arg(long, default_value_t = 100)]
@@ -92,6 +92,10 @@ struct RunArgs {
     /// Unmeasured warm-up before it.
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
     warmup: Duration,
+    /// Messages the consume workload publishes first and then reads back
+    /// (in total over the partitions).
+    #[arg(long, default_value_t = 600_000)]
+    consume_messages: u64,
     /// Server process ids whose CPU time is recorded (comma-separated).
     #[arg(long, value_delimiter = ',')]
     server_pid: Vec<String>,
@@ -132,6 +136,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         batch_in_flight: args.batch_in_flight,
         duration: args.duration,
         warmup: args.warmup,
+        consume_messages: args.consume_messages,
     };
     let ctx = RunContext {
         label: args.label.clone(),

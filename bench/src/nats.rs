@@ -10,11 +10,11 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use async_nats::jetstream::{self, context::ContextBuilder, stream};
+use async_nats::jetstream::{self, consumer, context::ContextBuilder, stream};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 
-use crate::harness::{Backend, LanePlan, Placement};
+use crate::harness::{Backend, ConsumePlan, LanePlan, Placement};
 use crate::stats::Recorder;
 
 /// How long stream creation and leader placement may take.
@@ -215,9 +215,11 @@ impl Backend for Nats {
         let subject = subject(&plan.topic, plan.partition);
         let mut rec = Recorder::new(plan.measure_from);
         let mut in_flight = FuturesUnordered::new();
+        let mut left = plan.max_messages.unwrap_or(u64::MAX);
         loop {
             if Instant::now() < plan.deadline {
-                while in_flight.len() < window {
+                while in_flight.len() < window && left > 0 {
+                    left -= 1;
                     let sent = Instant::now();
                     let ack = js
                         .publish(subject.clone(), plan.value.clone())
@@ -233,6 +235,47 @@ impl Backend for Nats {
             }
         }
         drop(js);
+        client.drain().await.ok();
+        Ok(rec)
+    }
+
+    async fn consume_lane(&self, plan: ConsumePlan) -> anyhow::Result<Recorder> {
+        let client = connect_one(&plan.route).await?;
+        let js = ContextBuilder::new().timeout(ACK_TIMEOUT).build(client.clone());
+        let name = stream_name(&plan.topic, plan.partition);
+        let stream = js
+            .get_stream(&name)
+            .await
+            .with_context(|| format!("looking up stream {name}"))?;
+        // An ephemeral pull consumer without acks: FlyMQ's FETCH does not
+        // acknowledge either.
+        let reader = stream
+            .create_consumer(consumer::pull::Config {
+                ack_policy: consumer::AckPolicy::None,
+                deliver_policy: consumer::DeliverPolicy::All,
+                ..Default::default()
+            })
+            .await
+            .with_context(|| format!("creating a pull consumer on {name}"))?;
+        let mut messages = reader
+            .stream()
+            .max_messages_per_batch(plan.batch.max(1))
+            .messages()
+            .await
+            .with_context(|| format!("pulling from {name}"))?;
+        let mut rec = Recorder::new(plan.measure_from);
+        let mut read = 0;
+        while read < plan.count {
+            match messages.next().await {
+                Some(Ok(_)) => {
+                    read += 1;
+                    rec.count(Instant::now(), 1);
+                }
+                Some(Err(err)) => bail!("reading {name}: {err}"),
+                None => bail!("{name} ended after {read} of {} messages", plan.count),
+            }
+        }
+        drop(messages);
         client.drain().await.ok();
         Ok(rec)
     }

@@ -115,6 +115,7 @@ fn rows() -> Vec<(&'static str, &'static str, Metric, bool)> {
             |r| r.latency.p50_us as f64,
             true,
         ),
+        ("consume", "consume (1000/fetch): msgs/s", |r| r.msgs_per_sec, false),
         ("pipelined", "pipelined: server CPU cores busy", server_cores, false),
         ("batch", "batch: server CPU cores busy", server_cores, false),
     ]

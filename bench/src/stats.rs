@@ -58,6 +58,15 @@ impl Recorder {
         }
     }
 
+    /// `messages` arrived at `now` (reads: counted, no latency).
+    pub fn count(&mut self, now: Instant, messages: u64) {
+        if now < self.measure_from {
+            return;
+        }
+        self.messages += messages;
+        self.last_ack = Some(self.last_ack.map_or(now, |last| last.max(now)));
+    }
+
     /// One request failed.
     pub fn error(&mut self, message: impl Into<String>) {
         self.errors += 1;
