@@ -5,7 +5,10 @@
 #   scripts/bench-vs-nats.sh --quick    # smoke test: 1 round, 1 s per workload (~1 min)
 #
 # Options: --rounds N, --duration 10s, --warmup 2s, --out FILE (markdown),
-# --setups flymq-all,nats-r1,... (default: every setup below).
+# --setups flymq-all,nats-r1,... (default: every setup below), --perf
+# (profile the FlyMQ brokers with `perf record -e cpu-clock -g` during
+# their runs and add the top symbols to the report; perf costs CPU, so
+# compare numbers from runs without it).
 # Environment: FLYMQ_BIN = broker binary to measure (built from this
 # checkout when unset), NATS_SYNC_BIN = a nats-server >= 2.10 for the extra
 # `sync_interval: always` setups (Debian's 2.9 has no such setting),
@@ -32,6 +35,7 @@ WARMUP=2s
 SETUPS="flymq-all,nats-r1,flymq-leader,flymq-3,nats-r3"
 OUT=""
 QUICK=0
+PERF=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1; ROUNDS=1; DURATION=1s; WARMUP=500ms; CONSUME=30000 ;;
@@ -40,7 +44,8 @@ while [ $# -gt 0 ]; do
     --warmup) WARMUP=$2; shift ;;
     --setups) SETUPS=$2; shift ;;
     --out) OUT=$2; shift ;;
-    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+    --perf) PERF=1 ;;
+    -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
     *) echo "bench-vs-nats: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -61,6 +66,7 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 need_pkgs=()
 command -v nats-server >/dev/null 2>&1 || need_pkgs+=(nats-server)
 command -v curl >/dev/null 2>&1 || need_pkgs+=(curl)
+[ "$PERF" = 1 ] && ! command -v perf >/dev/null 2>&1 && need_pkgs+=(linux-perf)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   log "installing ${need_pkgs[*]}"
   as_root apt-get update -qq
@@ -85,6 +91,9 @@ OUT=${OUT:-$CARGO_TARGET_DIR/bench-vs-nats/$STAMP.md}
 mkdir -p "$(dirname "$OUT")"
 RESULTS="${OUT%.md}.jsonl"
 : > "$RESULTS"
+# Broker metrics and profiles go next to the report.
+EXTRA="${OUT%.md}"
+mkdir -p "$EXTRA"
 # Data on the real disk (not tmpfs), so that fsync costs what it costs.
 WORK=$(mktemp -d /var/tmp/flymq-bench-XXXXXX)
 CMDS="$WORK/commands.txt"
@@ -176,8 +185,26 @@ run_bench() {
   local pids; pids=$(IFS=,; echo "${PIDS[*]}")
   record_cmd "flymq-bench run --label $label $* ${BENCH_ARGS[*]} --round $ROUND --server-pid <pids> --out results.jsonl"
   echo "$label round $ROUND: load $(cut -d' ' -f1-3 /proc/loadavg); busiest other processes: $(busiest)" >> "$LOADS"
+  local perf_pid=""
+  if [ "$PERF" = 1 ] && [[ "$label" == flymq* ]]; then
+    perf record -q -e cpu-clock -F 499 -g -p "$pids" -o "$EXTRA/$label-r$ROUND.perf.data" > /dev/null 2>&1 &
+    perf_pid=$!
+  fi
   "$BENCH" run --label "$label" --describe "$describe" "$@" "${BENCH_ARGS[@]}" \
     --round "$ROUND" --server-pid "$pids" --out "$RESULTS"
+  if [ -n "$perf_pid" ]; then
+    kill -INT "$perf_pid"; wait "$perf_pid" || true
+    perf report -q -i "$EXTRA/$label-r$ROUND.perf.data" --no-children --sort comm,dso,sym --percent-limit 0.7 \
+      --stdio -g none 2>/dev/null | sed '/^$/d' | head -n 40 > "$EXTRA/$label-r$ROUND.perf.txt" || true
+  fi
+}
+
+# Saves every FlyMQ broker's Prometheus metrics (group commit, Raft, ...).
+save_metrics() { # LABEL IP...
+  local label=$1 ip; shift
+  for ip in "$@"; do
+    curl -sf "http://$ip:19094/metrics" > "$EXTRA/$label-r$ROUND-$ip.metrics.txt" || true
+  done
 }
 
 # The three busiest processes that are not ours, for the load record.
@@ -195,6 +222,7 @@ run_setup() {
       flymq_node 0 127.0.1.11 "$dir/node-0" "" "$acks"
       wait_http http://127.0.1.11:19095/health/ready "FlyMQ broker"
       run_bench "$setup" "FlyMQ, 1 broker, acks=$acks" --system flymq --servers 127.0.1.11:19092
+      save_metrics "$setup" 127.0.1.11
       ;;
     flymq-3)
       local seeds=127.0.1.21:19093,127.0.1.22:19093,127.0.1.23:19093 i
@@ -202,6 +230,7 @@ run_setup() {
       for i in 1 2 3; do wait_http "http://127.0.1.2$i:19095/health/ready" "FlyMQ broker 127.0.1.2$i"; done
       run_bench flymq-3 "FlyMQ, 3 broker processes, replication factor 3 (ack after majority fsync + leader apply)" \
         --system flymq --servers 127.0.1.21:19092,127.0.1.22:19092,127.0.1.23:19092
+      save_metrics flymq-3 127.0.1.21 127.0.1.22 127.0.1.23
       ;;
     nats-r1|nats-r1-sync)
       local sync=0 bin=$NATS_BIN durab="file store, default background sync"
@@ -274,6 +303,16 @@ disk_dev=$(df --output=source "$WORK" | tail -n 1)
   echo "Load when each setup started:"
   echo
   sed 's/^/- /' "$LOADS"
+  echo
+  if [ "$PERF" = 1 ]; then
+    echo "## Broker CPU profiles (perf record -e cpu-clock -g, self time; runs slowed by perf)"
+    echo
+    for f in "$EXTRA"/*.perf.txt; do
+      [ -e "$f" ] || continue
+      echo "$(basename "$f" .perf.txt):"; echo; echo '```'; cat "$f"; echo '```'; echo
+    done
+  fi
+  echo "Broker metrics at the end of each FlyMQ setup: \`$EXTRA/*.metrics.txt\`."
   echo
   echo "## Commands"
   echo
