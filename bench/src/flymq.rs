@@ -93,9 +93,24 @@ impl Backend for Flymq {
             }
         }
         // A new topic may not have leaders yet: wait for every partition to
-        // name one and accept a produce there.
+        // name one and accept a produce there. Leaders start spread (each
+        // group is initialised by its preferred, rotated, replica); give an
+        // election that put two on one broker a few seconds to settle.
+        let spread_by = Instant::now() + Duration::from_secs(10);
         loop {
             if let Some(placement) = self.placement(topic, partitions).await? {
+                let distinct = placement.routes.iter().collect::<std::collections::HashSet<_>>().len();
+                let brokers = self.bootstrap.len().max(1);
+                if distinct < placement.routes.len().min(brokers) {
+                    if Instant::now() < spread_by {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        continue;
+                    }
+                    eprintln!(
+                        "warning: partition leaders of '{topic}' are not spread: {:?}",
+                        placement.leaders
+                    );
+                }
                 let mut writable = true;
                 for (p, route) in placement.routes.iter().enumerate() {
                     let probe = Request::Produce(ProduceRequest {
