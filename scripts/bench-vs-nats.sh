@@ -78,7 +78,10 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/flymq-target}
 log "building flymq-bench (release)"
 cargo build --release --locked -q -p flymq-bench
 BENCH="$CARGO_TARGET_DIR/release/flymq-bench"
-if [ -z "${FLYMQ_BIN:-}" ]; then
+BIN_ORIGIN="built from this checkout"
+if [ -n "${FLYMQ_BIN:-}" ]; then
+  BIN_ORIGIN="given as FLYMQ_BIN, so its source may differ from this checkout"
+else
   scripts/setup.sh
   log "building the broker (release; RocksDB's C++ takes a while on a cold cache)"
   cargo build --release --locked -q -p flymq-broker
@@ -296,7 +299,7 @@ disk_dev=$(df --output=source "$WORK" | tail -n 1)
   echo "- disk: $disk_dev ($(df -T "$WORK" | awk 'NR==2 {print $2}')), 4 KiB O_DSYNC write: $SYNC_PROBE"
   echo "- $("$NATS_BIN" --version), async-nats $(sed -n 's/^async-nats = { version = "\([^"]*\)".*/\1/p' Cargo.toml)"
   [ -n "${NATS_SYNC_BIN:-}" ] && echo "- sync setups: $("$NATS_SYNC_BIN" --version)"
-  echo "- FlyMQ commit $commit, broker binary \`$FLYMQ_BIN\` (built $(date -u -r "$FLYMQ_BIN" '+%Y-%m-%d %H:%M UTC'))"
+  echo "- FlyMQ checkout $commit; broker binary \`$FLYMQ_BIN\` ($BIN_ORIGIN; built $(date -u -r "$FLYMQ_BIN" '+%Y-%m-%d %H:%M UTC'))"
   echo "- run took $(( $(date +%s) - T0 )) s; load at start: \`$LOAD_START\`; at end: \`$LOAD_END\`"
   echo "- busiest other processes at start: ${BUSY_START:-none above 5 % CPU}; at end: ${BUSY_END:-none above 5 % CPU}"
   echo
