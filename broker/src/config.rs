@@ -94,6 +94,56 @@ pub struct Config {
     pub raft_election_timeout_ms: u64,
     /// Raft entries between snapshots; older entries are purged after a snapshot.
     pub raft_snapshot_logs: u64,
+
+    // --- Security (docs/security.md). Secrets are never config keys: the
+    // admin password, the cluster secret and the encryption keys come from
+    // environment variables or files (see `crate::secrets`).
+    /// Require AUTH for operations (WIRE.md §6.4); off for standalone dev use.
+    pub auth_enabled: bool,
+    /// Unauthenticated connections may use public topics.
+    pub allow_anonymous: bool,
+    /// Topics without an ACL are public.
+    pub default_public: bool,
+    /// Bootstrap admin user, created (or its password reset) at start when
+    /// `FLYMQ_ADMIN_PASSWORD` or `admin_password_file` gives a password.
+    pub admin_username: String,
+    /// File whose first line is the bootstrap admin's password.
+    pub admin_password_file: Option<PathBuf>,
+    /// Audit events kept (oldest dropped first).
+    pub audit_max_entries: u64,
+    /// Implicit TLS on the client port, and TLS on the admin and cluster ports.
+    pub tls_enabled: bool,
+    /// PEM certificate chain of this broker.
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of `tls_cert_file`.
+    pub tls_key_file: Option<PathBuf>,
+    /// PEM CA bundle: verifies client certificates and, on the cluster port,
+    /// peers (mutual TLS between brokers).
+    pub tls_ca_file: Option<PathBuf>,
+    /// Client-certificate verification on the client and admin ports.
+    pub tls_client_auth: TlsClientAuth,
+    /// Optional plaintext client listener beside the TLS one (migration).
+    pub plaintext_bind_addr: Option<String>,
+    /// How often certificate, key and CA files are checked for changes.
+    pub tls_reload_interval_secs: u64,
+    /// File holding the shared inter-broker secret (used when TLS is off);
+    /// `FLYMQ_CLUSTER_SECRET` is the alternative.
+    pub cluster_secret_file: Option<PathBuf>,
+    /// File holding the encryption keys (same syntax as `FLYMQ_ENCRYPTION_KEY`).
+    pub encryption_key_file: Option<PathBuf>,
+}
+
+/// Client-certificate verification (docs/security.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsClientAuth {
+    /// No client certificate is asked for.
+    #[default]
+    None,
+    /// Verified when sent.
+    Optional,
+    /// Every client must present a certificate signed by `tls_ca_file`.
+    Required,
 }
 
 impl Default for Config {
@@ -129,6 +179,21 @@ impl Default for Config {
             raft_heartbeat_ms: 100,
             raft_election_timeout_ms: 1000,
             raft_snapshot_logs: 10_000,
+            auth_enabled: false,
+            allow_anonymous: false,
+            default_public: true,
+            admin_username: "admin".into(),
+            admin_password_file: None,
+            audit_max_entries: 100_000,
+            tls_enabled: false,
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_ca_file: None,
+            tls_client_auth: TlsClientAuth::None,
+            plaintext_bind_addr: None,
+            tls_reload_interval_secs: 5,
+            cluster_secret_file: None,
+            encryption_key_file: None,
         }
     }
 }
@@ -302,6 +367,39 @@ impl Config {
         }
         if self.data_dir.as_os_str().is_empty() {
             return Err(Self::invalid("data_dir", "must not be empty"));
+        }
+        self.validate_security()
+    }
+
+    fn validate_security(&self) -> Result<(), ConfigError> {
+        flymq_security::model::validate_username(&self.admin_username)
+            .map_err(|e| Self::invalid("admin_username", e.to_string()))?;
+        if self.audit_max_entries == 0 {
+            return Err(Self::invalid("audit_max_entries", "must be at least 1"));
+        }
+        if self.tls_reload_interval_secs == 0 {
+            return Err(Self::invalid("tls_reload_interval_secs", "must be at least 1"));
+        }
+        if self.tls_enabled && (self.tls_cert_file.is_none() || self.tls_key_file.is_none()) {
+            return Err(Self::invalid(
+                "tls_cert_file",
+                "tls_enabled needs tls_cert_file and tls_key_file",
+            ));
+        }
+        if self.tls_client_auth != TlsClientAuth::None && self.tls_ca_file.is_none() {
+            return Err(Self::invalid(
+                "tls_client_auth",
+                "verifying client certificates needs tls_ca_file",
+            ));
+        }
+        if let Some(addr) = &self.plaintext_bind_addr {
+            if !self.tls_enabled {
+                return Err(Self::invalid(
+                    "plaintext_bind_addr",
+                    "is a second, plaintext listener beside the TLS one; it needs tls_enabled",
+                ));
+            }
+            resolve(addr).map_err(|m| Self::invalid("plaintext_bind_addr", m))?;
         }
         Ok(())
     }

@@ -10,6 +10,7 @@ pub mod config;
 pub mod core;
 pub mod messaging;
 pub mod observe;
+pub mod secrets;
 pub mod server;
 pub mod shutdown;
 pub mod storage;
@@ -45,6 +46,8 @@ pub enum StartError {
     Storage(String),
     #[error("cluster: {0}")]
     Cluster(String),
+    #[error("{0}")]
+    Secrets(#[from] secrets::SecretsError),
     #[error("cannot start a thread: {0}")]
     Thread(String),
 }
@@ -84,9 +87,19 @@ async fn bind(addr: &str, key: &str) -> Result<TcpListener, StartError> {
 }
 
 impl RunningBroker {
-    /// Opens the data directory, binds every listener and starts serving.
+    /// Opens the data directory, binds every listener and starts serving,
+    /// with the secrets of this process's environment (`crate::secrets`).
     pub async fn start(config: &Config) -> Result<Self, StartError> {
         config.validate()?;
+        let secrets = secrets::Secrets::load(config, std::env::vars())?;
+        Self::start_with(config, secrets).await
+    }
+
+    /// Like [`RunningBroker::start`], with the secrets given (tests start
+    /// several brokers in one process).
+    pub async fn start_with(config: &Config, secrets: secrets::Secrets) -> Result<Self, StartError> {
+        config.validate()?;
+        let _ = &secrets;
         let client = bind(&config.bind_addr, "bind_addr").await?;
         let metrics_listener = bind(&config.metrics_addr, "metrics_addr").await?;
         let health_listener = bind(&config.health_addr, "health_addr").await?;
