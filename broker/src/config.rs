@@ -421,6 +421,12 @@ impl Config {
                 Acks::All => Durability::SyncEachCommit,
                 Acks::Leader => Durability::SyncEvery(Duration::from_millis(self.sync_interval_ms)),
             },
+            security: flymq_security::SecuritySettings {
+                auth_enabled: self.auth_enabled,
+                allow_anonymous: self.allow_anonymous,
+                default_public: self.default_public,
+            },
+            audit_max_entries: self.audit_max_entries,
         }
     }
 }
@@ -509,15 +515,6 @@ fn refuse_unsupported_env(env: &[(String, String)]) -> Result<(), ConfigError> {
         ));
     }
     Ok(())
-}
-
-/// Names of security settings that are accepted but not enforced by this
-/// build (the caller logs a warning for each).
-pub fn unenforced_env_settings(env: impl IntoIterator<Item = (String, String)>) -> Vec<String> {
-    env.into_iter()
-        .filter(|(k, v)| (k == "FLYMQ_ADMIN_USERNAME" || k == "FLYMQ_ADMIN_PASSWORD") && !v.trim().is_empty())
-        .map(|(k, _)| k)
-        .collect()
 }
 
 /// `FLYMQ_<KEY>` variables as overrides (e.g. `FLYMQ_DATA_DIR` -> `data_dir`).
@@ -611,10 +608,6 @@ mod tests {
         assert!(err.contains("encryption at rest is not supported"), "{err}");
         assert!(!err.contains(secret), "the key leaked into the error");
         assert!(Config::load(None, env(&[("FLYMQ_ENCRYPTION_KEY", "")]), vec![]).is_ok());
-        assert_eq!(
-            unenforced_env_settings(env(&[("FLYMQ_ADMIN_PASSWORD", "pw"), ("FLYMQ_ADMIN_USERNAME", "")])),
-            vec!["FLYMQ_ADMIN_PASSWORD".to_owned()]
-        );
         let err = Config::load(None, vec![], vec![flag("default_partitions", "many")])
             .unwrap_err()
             .to_string();

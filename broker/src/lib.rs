@@ -5,6 +5,7 @@
 //! `core` (state machine, group-commit writer, broker operations), `server`
 //! (client protocol), `messaging` (filters), `observe` (metrics, health, logs).
 
+pub mod auth;
 pub mod cluster;
 pub mod config;
 pub mod core;
@@ -50,6 +51,8 @@ pub enum StartError {
     Secrets(#[from] secrets::SecretsError),
     #[error("cannot start a thread: {0}")]
     Thread(String),
+    #[error("bootstrap admin user: {0}")]
+    Bootstrap(String),
 }
 
 impl From<StorageError> for StartError {
@@ -86,6 +89,61 @@ async fn bind(addr: &str, key: &str) -> Result<TcpListener, StartError> {
     })
 }
 
+/// Creates the bootstrap admin (`admin_username` with the password of
+/// `FLYMQ_ADMIN_PASSWORD` / `admin_password_file`) when it does not exist.
+/// Standalone this happens before the broker reports ready; in a cluster a
+/// task retries until the metadata group has a leader.
+async fn bootstrap_admin(
+    config: &Config,
+    secrets: &secrets::Secrets,
+    broker: &Arc<Broker>,
+    clustered: bool,
+    tasks: &mut JoinSet<()>,
+    shutdown: &Shutdown,
+) -> Result<(), StartError> {
+    let Some(password) = secrets.admin_password.clone() else {
+        let has_users = !broker.store().load_security_state()?.users.is_empty();
+        if config.auth_enabled && !has_users {
+            tracing::warn!(
+                "authentication is on but no user exists: nobody can administer this broker. Set \
+                 FLYMQ_ADMIN_PASSWORD (or admin_password_file) to create the bootstrap admin '{}'",
+                config.admin_username
+            );
+        }
+        return Ok(());
+    };
+    let hash = server::handlers::users::hash_password(broker, password.to_string())
+        .await
+        .map_err(|e| StartError::Bootstrap(e.to_string()))?;
+    let change = auth::SecurityChange::EnsureUser {
+        name: config.admin_username.clone(),
+        roles: vec!["admin".into()],
+        password_hash: hash,
+        now_secs: core::now_ms() / 1000,
+    };
+    if !clustered {
+        broker
+            .change_security(change, "", "")
+            .await
+            .map_err(|e| StartError::Bootstrap(e.to_string()))?;
+        return Ok(());
+    }
+    let (broker, mut shutdown) = (broker.clone(), shutdown.clone());
+    tasks.spawn(async move {
+        loop {
+            match broker.change_security(change.clone(), "", "").await {
+                Ok(_) => return,
+                Err(err) => tracing::debug!(error = %err, "bootstrap admin not created yet; retrying"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                _ = shutdown.recv() => return,
+            }
+        }
+    });
+    Ok(())
+}
+
 impl RunningBroker {
     /// Opens the data directory, binds every listener and starts serving,
     /// with the secrets of this process's environment (`crate::secrets`).
@@ -99,7 +157,6 @@ impl RunningBroker {
     /// several brokers in one process).
     pub async fn start_with(config: &Config, secrets: secrets::Secrets) -> Result<Self, StartError> {
         config.validate()?;
-        let _ = &secrets;
         let client = bind(&config.bind_addr, "bind_addr").await?;
         let metrics_listener = bind(&config.metrics_addr, "metrics_addr").await?;
         let health_listener = bind(&config.health_addr, "health_addr").await?;
@@ -151,6 +208,7 @@ impl RunningBroker {
             tasks.spawn(node.clone().run_reconciler(shutdown.clone()));
             tasks.spawn(node.run_join(shutdown.clone()));
         }
+        bootstrap_admin(config, &secrets, &broker, cluster.is_some(), &mut tasks, &shutdown).await?;
         let limits = ConnectionLimits {
             max_in_flight: config.max_in_flight_per_connection,
             idle_timeout: (config.idle_timeout_secs > 0).then(|| Duration::from_secs(config.idle_timeout_secs)),

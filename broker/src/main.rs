@@ -123,13 +123,6 @@ fn main() -> ExitCode {
         eprintln!("flymq: configuration error: invalid value for `log_level`: {err}");
         return ExitCode::from(2);
     }
-    for name in flymq_broker::config::unenforced_env_settings(std::env::vars()) {
-        tracing::warn!(
-            variable = %name,
-            "admin API authentication is not supported yet: this setting is ignored and the admin API \
-             accepts unauthenticated requests; keep the admin port on a private network"
-        );
-    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("flymq")

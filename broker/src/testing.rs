@@ -37,6 +37,13 @@ impl TestBroker {
         })
     }
 
+    /// Starts with the given secrets instead of the process environment.
+    pub async fn start_with_secrets(config: Config, secrets: crate::secrets::Secrets) -> Result<Self, StartError> {
+        Ok(Self {
+            running: RunningBroker::start_with(&config, secrets).await?,
+        })
+    }
+
     pub fn client_addr(&self) -> SocketAddr {
         self.running.client_addr()
     }

@@ -11,6 +11,7 @@ use tonic::{Request, Response, Status};
 
 use super::identity::{broker_ids, broker_of};
 use super::types::{META_GROUP, NodeInfo, partition_group};
+use crate::auth::SecurityChange;
 use crate::core::Broker;
 use crate::core::error::BrokerError;
 use crate::storage::TopicConfig as StoredTopicConfig;
@@ -32,14 +33,11 @@ pub fn status_of(err: BrokerError) -> Status {
         | BrokerError::PartitionOutOfRange { .. } => Status::invalid_argument(msg),
         BrokerError::NotLeader(_) | BrokerError::ShuttingDown => Status::unavailable(msg),
         BrokerError::NotSupported(_) => Status::unimplemented(msg),
+        BrokerError::Security(_) => Status::failed_precondition(msg),
+        BrokerError::Denied(flymq_security::AuthzError::AuthenticationRequired) => Status::unauthenticated(msg),
+        BrokerError::Denied(_) => Status::permission_denied(msg),
         _ => Status::internal(msg),
     }
-}
-
-fn not_supported(what: &str) -> Status {
-    Status::unimplemented(format!(
-        "{what} is not supported yet by this broker (authentication has not landed; see the README's feature list)"
-    ))
 }
 
 fn stored_config(config: Option<TopicConfig>) -> StoredTopicConfig {
@@ -50,7 +48,43 @@ fn stored_config(config: Option<TopicConfig>) -> StoredTopicConfig {
     }
 }
 
+/// Who made an admin call: the authenticated user and the client address.
+struct Caller {
+    user: String,
+    ip: String,
+}
+
 impl AdminService {
+    /// Authenticates the call (Basic credentials or a client certificate)
+    /// and checks the admin permission; every admin call goes through here.
+    async fn authorize<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
+        let ip = request.remote_addr().map(|a| a.ip().to_string()).unwrap_or_default();
+        let credentials = flymq_security::tls::grpc::call_credentials(request)?;
+        let user = flymq_security::tls::grpc::authorize_admin_call(
+            credentials,
+            &self.broker.authorizer(),
+            self.broker.security().hasher.clone(),
+        )
+        .await
+        .inspect_err(|status| {
+            if self.broker.settings().security.auth_enabled {
+                let mut record = self.broker.audit_record("auth", "", &ip, "admin-api", "login");
+                record.result = "failure".into();
+                record.details.push(("reason".into(), status.message().to_owned()));
+                self.broker.audit(record);
+            }
+        })?;
+        Ok(Caller { user, ip })
+    }
+
+    /// Records a successful admin change in the audit trail.
+    fn audited(&self, caller: &Caller, event_type: &str, resource: String, action: &str) {
+        let record = self
+            .broker
+            .audit_record(event_type, &caller.user, &caller.ip, resource, action);
+        self.broker.audit(record);
+    }
+
     fn cluster(&self) -> Result<&Arc<super::ClusterNode>, Status> {
         self.cluster
             .as_ref()
@@ -116,6 +150,7 @@ impl AdminService {
 #[tonic::async_trait]
 impl Admin for AdminService {
     async fn create_topic(&self, request: Request<CreateTopicRequest>) -> Result<Response<TopicInfo>, Status> {
+        let caller = self.authorize(&request).await?;
         let req = request.into_inner();
         let partitions = if req.partitions == 0 { 1 } else { req.partitions };
         let created = self
@@ -123,6 +158,9 @@ impl Admin for AdminService {
             .create_topic_with(&req.name, partitions, req.replication_factor, stored_config(req.config))
             .await
             .map_err(status_of)?;
+        if created {
+            self.audited(&caller, "topic", format!("topic:{}", req.name), "create");
+        }
         if !created && !req.if_not_exists {
             return Err(Status::already_exists(format!("topic '{}' already exists", req.name)));
         }
@@ -130,16 +168,22 @@ impl Admin for AdminService {
     }
 
     async fn delete_topic(&self, request: Request<DeleteTopicRequest>) -> Result<Response<DeleteTopicReply>, Status> {
+        let caller = self.authorize(&request).await?;
         let name = request.into_inner().name;
         let existed = self.broker.delete_topic(&name).await.map_err(status_of)?;
+        if existed {
+            self.audited(&caller, "topic", format!("topic:{name}"), "delete");
+        }
         Ok(Response::new(DeleteTopicReply { existed }))
     }
 
     async fn describe_topic(&self, request: Request<DescribeTopicRequest>) -> Result<Response<TopicInfo>, Status> {
+        let _caller = self.authorize(&request).await?;
         self.topic_info(&request.into_inner().name).map(Response::new)
     }
 
-    async fn list_topics(&self, _request: Request<ListTopicsRequest>) -> Result<Response<ListTopicsReply>, Status> {
+    async fn list_topics(&self, request: Request<ListTopicsRequest>) -> Result<Response<ListTopicsReply>, Status> {
+        let _caller = self.authorize(&request).await?;
         let topics = self
             .broker
             .list_topics()
@@ -153,29 +197,34 @@ impl Admin for AdminService {
         &self,
         request: Request<UpdateTopicConfigRequest>,
     ) -> Result<Response<TopicInfo>, Status> {
+        let caller = self.authorize(&request).await?;
         let req = request.into_inner();
         self.broker
             .update_topic_config(&req.name, stored_config(req.config))
             .await
             .map_err(status_of)?;
+        self.audited(&caller, "topic", format!("topic:{}", req.name), "config_change");
         self.topic_info(&req.name).map(Response::new)
     }
 
     async fn add_partitions(&self, request: Request<AddPartitionsRequest>) -> Result<Response<TopicInfo>, Status> {
+        let caller = self.authorize(&request).await?;
         let req = request.into_inner();
         let previous = self
             .broker
             .add_partitions(&req.name, req.partitions)
             .await
             .map_err(status_of)?;
+        self.audited(&caller, "topic", format!("topic:{}", req.name), "add_partitions");
         tracing::info!(topic = %req.name, previous, partitions = req.partitions, "partitions added");
         self.topic_info(&req.name).map(Response::new)
     }
 
     async fn cluster_status(
         &self,
-        _request: Request<ClusterStatusRequest>,
+        request: Request<ClusterStatusRequest>,
     ) -> Result<Response<ClusterStatusReply>, Status> {
+        let _caller = self.authorize(&request).await?;
         let Some(node) = &self.cluster else {
             let addr = self.broker.settings().advertised_addr.clone();
             return Ok(Response::new(ClusterStatusReply {
@@ -261,8 +310,9 @@ impl Admin for AdminService {
     }
 
     async fn join_node(&self, request: Request<JoinNodeRequest>) -> Result<Response<JoinNodeReply>, Status> {
+        let caller = self.authorize(&request).await?;
         if let Some(mut leader) = self.leader_admin().await? {
-            return leader.join_node(request.into_inner()).await;
+            return leader.join_node(request).await;
         }
         let req = request.into_inner();
         let node = self.cluster()?;
@@ -279,17 +329,20 @@ impl Admin for AdminService {
             )));
         }
         node.handle_join("", req.node_id, info).await?;
+        self.audited(&caller, "cluster", format!("member:{}", req.node_id), "join");
         Ok(Response::new(JoinNodeReply {}))
     }
 
     async fn decommission(&self, request: Request<DecommissionRequest>) -> Result<Response<DecommissionReply>, Status> {
+        let caller = self.authorize(&request).await?;
         if let Some(mut leader) = self.leader_admin().await? {
-            return leader.decommission(request.into_inner()).await;
+            return leader.decommission(request).await;
         }
         let node = self.cluster()?;
         let broker = u32::try_from(request.into_inner().node_id)
             .map_err(|_| Status::invalid_argument("node_id must be a broker id (the StatefulSet ordinal)"))?;
         let moved = node.decommission(broker).await.map_err(status_of)?;
+        self.audited(&caller, "cluster", format!("broker:{broker}"), "decommission");
         Ok(Response::new(DecommissionReply { moved }))
     }
 
@@ -297,6 +350,7 @@ impl Admin for AdminService {
         &self,
         request: Request<TransferLeadershipRequest>,
     ) -> Result<Response<TransferLeadershipReply>, Status> {
+        let caller = self.authorize(&request).await?;
         let req = request.into_inner();
         let node = self.cluster()?;
         let member = |broker: u64| -> Result<u64, Status> {
@@ -345,25 +399,104 @@ impl Admin for AdminService {
             node.transfer_leader(group, to).await.map_err(status_of)?;
             transferred += 1;
         }
+        self.audited(&caller, "cluster", "leadership".into(), "transfer");
         Ok(Response::new(TransferLeadershipReply { transferred }))
     }
 
-    async fn upsert_user(&self, _r: Request<UpsertUserRequest>) -> Result<Response<UpsertUserReply>, Status> {
-        Err(not_supported("managing users"))
+    async fn upsert_user(&self, request: Request<UpsertUserRequest>) -> Result<Response<UpsertUserReply>, Status> {
+        let caller = self.authorize(&request).await?;
+        let req = request.into_inner();
+        // An empty password keeps the current one (or makes a
+        // certificate-only user when the user is new).
+        let password_hash = match req.password.is_empty() {
+            true => None,
+            false => Some(
+                crate::server::handlers::users::hash_password(&self.broker, req.password)
+                    .await
+                    .map_err(status_of)?,
+            ),
+        };
+        let change = SecurityChange::UpsertUser {
+            name: req.username,
+            roles: req.roles,
+            password_hash,
+            now_secs: crate::core::now_ms() / 1000,
+        };
+        self.change(change, &caller).await?;
+        Ok(Response::new(UpsertUserReply {}))
     }
-    async fn delete_user(&self, _r: Request<DeleteUserRequest>) -> Result<Response<DeleteUserReply>, Status> {
-        Err(not_supported("managing users"))
+
+    async fn delete_user(&self, request: Request<DeleteUserRequest>) -> Result<Response<DeleteUserReply>, Status> {
+        let caller = self.authorize(&request).await?;
+        let name = request.into_inner().username;
+        if name == caller.user {
+            return Err(Status::failed_precondition("you cannot delete your own account"));
+        }
+        self.change(SecurityChange::DeleteUser { name }, &caller).await?;
+        Ok(Response::new(DeleteUserReply {}))
     }
-    async fn list_users(&self, _r: Request<ListUsersRequest>) -> Result<Response<ListUsersReply>, Status> {
-        Err(not_supported("managing users"))
+
+    async fn list_users(&self, request: Request<ListUsersRequest>) -> Result<Response<ListUsersReply>, Status> {
+        let _caller = self.authorize(&request).await?;
+        let state = self.broker.store().load_security_state().map_err(|e| status_of(e.into()))?;
+        let users = state
+            .users
+            .values()
+            .map(|u| UserInfo {
+                username: u.name.clone(),
+                roles: u.roles.iter().cloned().collect(),
+            })
+            .collect();
+        Ok(Response::new(ListUsersReply { users }))
     }
-    async fn upsert_acl(&self, _r: Request<UpsertAclRequest>) -> Result<Response<UpsertAclReply>, Status> {
-        Err(not_supported("managing ACLs"))
+
+    async fn upsert_acl(&self, request: Request<UpsertAclRequest>) -> Result<Response<UpsertAclReply>, Status> {
+        let caller = self.authorize(&request).await?;
+        let req = request.into_inner();
+        let change = SecurityChange::SetAcl {
+            target: req.topic,
+            is_pattern: req.is_pattern,
+            public: req.public,
+            users: req.users,
+            roles: req.roles,
+        };
+        self.change(change, &caller).await?;
+        Ok(Response::new(UpsertAclReply {}))
     }
-    async fn delete_acl(&self, _r: Request<DeleteAclRequest>) -> Result<Response<DeleteAclReply>, Status> {
-        Err(not_supported("managing ACLs"))
+
+    async fn delete_acl(&self, request: Request<DeleteAclRequest>) -> Result<Response<DeleteAclReply>, Status> {
+        let caller = self.authorize(&request).await?;
+        let req = request.into_inner();
+        let change = SecurityChange::DeleteAcl {
+            target: req.topic,
+            is_pattern: req.is_pattern,
+        };
+        self.change(change, &caller).await?;
+        Ok(Response::new(DeleteAclReply {}))
     }
-    async fn list_acls(&self, _r: Request<ListAclsRequest>) -> Result<Response<ListAclsReply>, Status> {
-        Err(not_supported("managing ACLs"))
+
+    async fn list_acls(&self, request: Request<ListAclsRequest>) -> Result<Response<ListAclsReply>, Status> {
+        let _caller = self.authorize(&request).await?;
+        let state = self.broker.store().load_security_state().map_err(|e| status_of(e.into()))?;
+        let acls = state
+            .acls()
+            .map(|(target, rule)| UpsertAclRequest {
+                topic: target.as_str().to_owned(),
+                is_pattern: target.is_pattern(),
+                public: rule.public,
+                users: rule.users.iter().cloned().collect(),
+                roles: rule.roles.iter().cloned().collect(),
+            })
+            .collect();
+        Ok(Response::new(ListAclsReply { acls }))
+    }
+}
+
+impl AdminService {
+    async fn change(&self, change: SecurityChange, caller: &Caller) -> Result<bool, Status> {
+        self.broker
+            .change_security(change, &caller.user, &caller.ip)
+            .await
+            .map_err(status_of)
     }
 }

@@ -56,6 +56,7 @@ pub async fn open_broker(
     cluster: ClusterSettings,
 ) -> Result<(Broker, Arc<ClusterNode>), crate::StartError> {
     let catalog = Arc::new(Catalog::load(store.load_topics()?));
+    catalog.init_security(settings.security, &store.load_security_state()?);
     let shared = Arc::new(SharedState {
         store: store.clone(),
         meta: parking_lot::Mutex::new(MetaMachine::load(store.clone())?),

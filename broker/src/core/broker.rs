@@ -14,7 +14,9 @@ use super::local::LocalReplicator;
 use super::members::Members;
 use super::replicator::Replicator;
 use super::writer::{Durability, await_applied};
+use crate::auth::Security;
 use crate::observe::metrics::Metrics;
+use flymq_security::SecuritySettings;
 use crate::storage::{Store, TopicConfig};
 
 /// Settings of the core, taken from the broker configuration.
@@ -29,6 +31,10 @@ pub struct BrokerSettings {
     /// Largest key + value accepted in one record.
     pub max_message_bytes: usize,
     pub durability: Durability,
+    /// Auth on/off, anonymous access, default-public (WIRE.md §6.4).
+    pub security: SecuritySettings,
+    /// Newest audit events kept in the replicated trail.
+    pub audit_max_entries: u64,
 }
 
 /// Where one partition's retained log starts and ends.
@@ -46,6 +52,7 @@ pub struct Broker {
     pub(super) members: Members,
     pub(super) metrics: Arc<Metrics>,
     pub(super) settings: BrokerSettings,
+    security: Security,
     ready: AtomicBool,
 }
 
@@ -59,6 +66,7 @@ impl Broker {
     /// Opens a standalone broker on `store`: loads state and starts the writer thread.
     pub fn open(store: Store, settings: BrokerSettings, metrics: Arc<Metrics>) -> Result<Self, crate::StartError> {
         let catalog = Arc::new(Catalog::load(store.load_topics()?));
+        catalog.init_security(settings.security, &store.load_security_state()?);
         let replicator = LocalReplicator::start(
             store.clone(),
             catalog.clone(),
@@ -91,6 +99,7 @@ impl Broker {
             replicator,
             members: Members::default(),
             metrics,
+            security: Security::new(settings.audit_max_entries),
             settings,
             ready: AtomicBool::new(false),
         }
@@ -117,6 +126,15 @@ impl Broker {
 
     pub fn settings(&self) -> &BrokerSettings {
         &self.settings
+    }
+
+    pub fn security(&self) -> &Security {
+        &self.security
+    }
+
+    /// The current authorization snapshot.
+    pub fn authorizer(&self) -> flymq_security::Authorizer {
+        self.catalog.authorizer()
     }
 
     pub fn replicator(&self) -> &Arc<dyn Replicator> {
@@ -215,6 +233,6 @@ impl Broker {
     }
 }
 
-pub(super) fn unexpected(applied: Applied) -> BrokerError {
+pub(crate) fn unexpected(applied: Applied) -> BrokerError {
     BrokerError::Storage(format!("internal error: unexpected apply result {applied:?}"))
 }

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
 use parking_lot::RwLock;
 
 use crate::storage::{PartitionState, TopicRecord};
+use flymq_security::{Authorizer, SecuritySettings, SecurityState, SharedAuthorizer};
 
 /// Published position of one partition.
 #[derive(Debug, Default)]
@@ -127,6 +128,10 @@ pub enum Publish {
         partition: u32,
         state: PartitionState,
     },
+    /// Users, roles or ACLs changed: readers get a new authorizer.
+    Security {
+        state: Box<SecurityState>,
+    },
 }
 
 #[derive(Debug)]
@@ -135,6 +140,12 @@ pub struct Catalog {
     /// Bumped whenever the set of topics or their replica assignments change
     /// (cluster mode watches it to start and stop partition groups).
     version: tokio::sync::watch::Sender<u64>,
+    /// The authorization snapshot every request is checked against, rebuilt
+    /// when users, roles or ACLs change (no storage read per request).
+    authorizer: SharedAuthorizer,
+    /// Auth settings come from this broker's configuration, not from the
+    /// replicated state.
+    security_settings: RwLock<SecuritySettings>,
 }
 
 impl Default for Catalog {
@@ -152,7 +163,27 @@ impl Catalog {
         Self {
             topics: RwLock::new(map),
             version: tokio::sync::watch::Sender::new(0),
+            authorizer: SharedAuthorizer::default(),
+            security_settings: RwLock::new(SecuritySettings::default()),
         }
+    }
+
+    /// Sets this broker's auth settings and the stored security state.
+    pub fn init_security(&self, settings: SecuritySettings, state: &SecurityState) {
+        *self.security_settings.write() = settings;
+        self.update_security(state);
+    }
+
+    /// Rebuilds the authorizer from `state` (with this broker's settings).
+    pub fn update_security(&self, state: &SecurityState) {
+        let mut state = state.clone();
+        state.settings = *self.security_settings.read();
+        self.authorizer.rebuild(&state);
+    }
+
+    /// The current authorization snapshot.
+    pub fn authorizer(&self) -> Authorizer {
+        self.authorizer.current()
     }
 
     /// Replaces every topic (after a metadata snapshot is installed).
@@ -182,6 +213,17 @@ impl Catalog {
     }
 
     pub fn publish(&self, changes: Vec<Publish>) {
+        if changes.is_empty() {
+            return;
+        }
+        let mut changes = changes;
+        changes.retain_mut(|change| match change {
+            Publish::Security { state } => {
+                self.update_security(state);
+                false
+            }
+            _ => true,
+        });
         if changes.is_empty() {
             return;
         }
@@ -232,6 +274,8 @@ fn apply_change(topics: &mut HashMap<String, Arc<TopicView>>, change: Publish) {
         } => {
             update_partition(topics, topic_id, &name, partition, &state);
         }
+        // Handled before the topic lock is taken.
+        Publish::Security { .. } => {}
     }
 }
 

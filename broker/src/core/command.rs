@@ -6,6 +6,7 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use crate::auth::{AuditRecord, SecurityChange};
 use crate::storage::TopicConfig;
 
 /// A record to append.
@@ -86,6 +87,15 @@ pub enum Command {
         /// Replicas of each new partition (cluster mode; empty standalone).
         replicas: Vec<Vec<u64>>,
     },
+    /// Changes users, roles or ACLs, and records `audit` (its result set
+    /// by the apply) in the audit trail, which keeps the newest `keep` events.
+    Security {
+        change: SecurityChange,
+        audit: AuditRecord,
+        keep: u64,
+    },
+    /// Records an audit event; the trail keeps the newest `keep` events.
+    Audit { record: AuditRecord, keep: u64 },
 }
 
 impl Command {
@@ -129,4 +139,9 @@ pub enum Applied {
         /// The partition count before the change.
         previous: u32,
     },
+    SecurityChanged {
+        /// False when the change was a no-op (a bootstrap user that exists).
+        changed: bool,
+    },
+    AuditRecorded,
 }

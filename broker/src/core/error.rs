@@ -46,6 +46,12 @@ pub enum BrokerError {
     /// WIRE.md's redirect wording so SDKs reconnect to `leader_addr`.
     #[error("not leader: {0}")]
     NotLeader(String),
+    /// A refused user, role or ACL change (the text says why).
+    #[error("{0}")]
+    Security(String),
+    /// An authorization failure: exactly the WIRE.md §5.4 texts.
+    #[error(transparent)]
+    Denied(#[from] flymq_security::AuthzError),
     /// An error another broker (or the Raft apply) reported, as its text.
     #[error("{0}")]
     Remote(String),

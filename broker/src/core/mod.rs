@@ -19,7 +19,7 @@ pub mod state_machine;
 pub mod topics;
 pub mod writer;
 
-pub use broker::{Broker, BrokerSettings};
+pub use broker::{Broker, BrokerSettings, now_ms};
 pub use command::{Applied, Command, NewRecord};
 pub use error::{BrokerError, BrokerResult};
 pub use groups::{GroupInfo, Lag};

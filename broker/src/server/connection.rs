@@ -39,6 +39,8 @@ pub struct Session {
     pub peer: SocketAddr,
     /// User bound by AUTH ("" when none).
     pub username: parking_lot::Mutex<String>,
+    /// Slows down repeated failed AUTH attempts on this connection.
+    pub auth_backoff: parking_lot::Mutex<flymq_security::authorizer::AuthBackoff>,
 }
 
 /// Per-connection state of the reader: the session and the request order.
@@ -62,6 +64,7 @@ impl Connection {
                     id,
                     peer,
                     username: parking_lot::Mutex::new(String::new()),
+                    auth_backoff: Default::default(),
                 }),
                 sequencer: Sequencer::default(),
             },

@@ -9,7 +9,8 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 
 use super::connection::{ConnectionContext, Session};
-use super::handlers::{cluster, groups, produce, read, topics, unsupported};
+use super::access::{AccessCheck, verify};
+use super::handlers::{acls, audit, auth, cluster, groups, produce, read, topics, unsupported, users};
 use crate::core::{Broker, BrokerError};
 
 /// The answer to one request.
@@ -70,12 +71,13 @@ pub fn dispatch(conn: &mut ConnectionContext, broker: &Arc<Broker>, frame: Frame
 }
 
 fn route(conn: &mut ConnectionContext, broker: &Arc<Broker>, request: Request) -> Reply {
+    let gate = AccessCheck::of(broker, &conn.session, &request);
     match request {
-        Request::Produce(r) => produce::produce(conn, broker, r),
-        Request::ProduceBatch(r) => produce::produce_batch(conn, broker, r),
-        Request::Commit(r) => groups::commit(conn, broker, r),
+        Request::Produce(r) => produce::produce(conn, broker, r, gate),
+        Request::ProduceBatch(r) => produce::produce_batch(conn, broker, r, gate),
+        Request::Commit(r) => groups::commit(conn, broker, r, gate),
         other => {
-            let work = handle(conn.session.clone(), broker.clone(), other);
+            let work = handle(conn.session.clone(), broker.clone(), other, gate);
             conn.sequencer.ordered(work)
         }
     }
@@ -83,16 +85,24 @@ fn route(conn: &mut ConnectionContext, broker: &Arc<Broker>, request: Request) -
 
 /// Every request that is not a queued write; runs after the connection's
 /// earlier requests have taken effect.
-fn handle(session: Arc<Session>, broker: Arc<Broker>, request: Request) -> BoxFuture<'static, Answer> {
+fn handle(
+    session: Arc<Session>,
+    broker: Arc<Broker>,
+    request: Request,
+    gate: Option<AccessCheck>,
+) -> BoxFuture<'static, Answer> {
     async move {
+        if let Err(denied) = verify(&gate, &broker) {
+            return Answer::error(denied);
+        }
         match request {
             Request::Consume(r) => read::consume(broker, r, false).await,
             Request::ConsumeZeroCopy(r) => read::consume(broker, r, true).await,
             Request::Fetch(r) => read::fetch(broker, r, false).await,
             Request::FetchBinary(r) => read::fetch(broker, r, true).await,
             Request::SeekToTimestamp(r) => read::seek_to_timestamp(broker, r).await,
-            Request::CreateTopic(r) => topics::create(broker, r).await,
-            Request::DeleteTopic(r) => topics::delete(broker, r).await,
+            Request::CreateTopic(r) => topics::create(&session, broker, r).await,
+            Request::DeleteTopic(r) => topics::delete(&session, broker, r).await,
             Request::ListTopics => topics::list(&broker),
             Request::Subscribe(r) => groups::subscribe(&session, broker, r).await,
             Request::GetOffset(r) => groups::get_offset(broker, r).await,
@@ -104,8 +114,23 @@ fn handle(session: Arc<Session>, broker: Arc<Broker>, request: Request) -> BoxFu
             Request::ClusterMetadata(r) => cluster::metadata(&broker, r),
             Request::ClusterStatus => cluster::status(&broker),
             Request::ClusterJoin(_) | Request::ClusterLeave => cluster::membership_change(),
-            Request::Auth(r) => unsupported::auth_disabled(&session, r),
-            Request::Whoami => unsupported::whoami(&session),
+            Request::Auth(r) => auth::authenticate(&session, &broker, r).await,
+            Request::Whoami => auth::whoami(&session, &broker),
+            Request::PasswordChange(r) => auth::change_password(&session, &broker, r).await,
+            Request::UserCreate(r) => users::create(&session, &broker, r).await,
+            Request::UserUpdate(r) => users::update(&session, &broker, r).await,
+            Request::UserDelete(r) => users::delete(&session, &broker, r).await,
+            Request::UserGet(r) => users::get(&broker, r),
+            Request::UserList => users::list(&broker),
+            Request::RoleList => users::roles(&broker),
+            Request::AclSet(r) => acls::set(&session, &broker, r).await,
+            Request::AclGet(r) => acls::get(&broker, r),
+            Request::AclDelete(r) => acls::delete(&session, &broker, r).await,
+            Request::AclList => acls::list(&broker),
+            Request::AuditQuery(r) => audit::query(broker, r, false).await,
+            Request::AuditQueryAlt(r) => audit::query(broker, r, true).await,
+            Request::AuditExport(r) => audit::export(broker, r, false).await,
+            Request::AuditExportAlt(r) => audit::export(broker, r, true).await,
             Request::FetchDlq(_) => unsupported::fetch_dlq_disabled(),
             Request::PurgeDlq(_) => unsupported::purge_dlq_disabled(),
             other => unsupported::not_supported(&other),

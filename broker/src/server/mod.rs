@@ -1,5 +1,6 @@
 //! The client protocol server: TCP listener, connection loop, dispatch.
 
+pub mod access;
 pub mod connection;
 pub mod dispatch;
 pub mod handlers;

@@ -8,6 +8,7 @@ pub mod keys;
 pub mod meta;
 pub mod partition_log;
 pub mod record_batch;
+pub mod security;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

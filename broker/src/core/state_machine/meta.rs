@@ -11,7 +11,9 @@ use super::super::catalog::Publish;
 use super::super::command::{Applied, Command};
 use super::super::error::{BrokerError, BrokerResult};
 use super::super::names::{MAX_PARTITIONS, validate_group_id, validate_topic_name};
+use crate::auth::{AuditRecord, SecurityChange};
 use crate::storage::{PartitionState, StorageError, Store, TopicConfig, TopicRecord};
+use flymq_security::SecurityState;
 
 const NEXT_TOPIC_ID: &str = "next_topic_id";
 
@@ -19,6 +21,8 @@ pub struct MetaMachine {
     store: Store,
     topics: HashMap<String, TopicRecord>,
     next_topic_id: u32,
+    security: SecurityState,
+    audit_next: u64,
 }
 
 impl MetaMachine {
@@ -37,10 +41,57 @@ impl MetaMachine {
         };
         let max_id = topics.values().map(|t| t.id).max().unwrap_or(0);
         Ok(Self {
+            security: store.load_security_state()?,
+            audit_next: store.audit_next()?,
             store,
             topics,
             next_topic_id: stored_next.max(max_id + 1),
         })
+    }
+
+    /// Users, roles and ACLs as applied.
+    pub fn security_state(&self) -> &SecurityState {
+        &self.security
+    }
+
+    /// Applies a security change; the audit record is stored whether the
+    /// change succeeded or was refused.
+    fn apply_security(
+        &mut self,
+        batch: &mut WriteBatch,
+        publish: &mut Vec<Publish>,
+        change: SecurityChange,
+        mut audit: AuditRecord,
+        keep: u64,
+    ) -> BrokerResult<Applied> {
+        let mut next = self.security.clone();
+        let result = change.apply(&mut next);
+        match &result {
+            Ok(_) => audit.result = "success".into(),
+            Err(err) => {
+                audit.result = "failure".into();
+                audit.details.push(("error".into(), err.to_string()));
+            }
+        }
+        self.record_audit(batch, &audit, keep);
+        let changed = result.map_err(|e| BrokerError::Security(e.to_string()))?;
+        if changed {
+            self.store.put_security_state(batch, &next);
+            publish.push(Publish::Security {
+                state: Box::new(next.clone()),
+            });
+            self.security = next;
+        }
+        Ok(Applied::SecurityChanged { changed })
+    }
+
+    fn record_audit(&mut self, batch: &mut WriteBatch, record: &AuditRecord, keep: u64) {
+        let seq = self.audit_next;
+        self.audit_next += 1;
+        let keep_from = self.audit_next.saturating_sub(keep.max(1));
+        // A struct of strings and numbers: serialising cannot fail.
+        let json = serde_json::to_vec(record).unwrap_or_default();
+        self.store.put_audit(batch, seq, &json, keep_from);
     }
 
     pub fn topic(&self, name: &str) -> Option<&TopicRecord> {
@@ -151,6 +202,11 @@ impl MetaMachine {
                 partitions,
                 replicas,
             } => self.add_partitions(batch, publish, name, partitions, replicas),
+            Command::Security { change, audit, keep } => self.apply_security(batch, publish, change, audit, keep),
+            Command::Audit { record, keep } => {
+                self.record_audit(batch, &record, keep);
+                Ok(Applied::AuditRecorded)
+            }
             Command::Append { .. } | Command::Truncate { .. } => Err(BrokerError::InvalidArgument(
                 "internal error: a partition command reached the metadata state machine".into(),
             )),

@@ -10,6 +10,7 @@ use futures::FutureExt;
 
 use crate::core::{Broker, GroupInfo};
 use crate::server::connection::{ConnectionContext, Session};
+use crate::server::access::{AccessCheck, verify};
 use crate::server::dispatch::{Answer, Reply, blocking};
 
 fn group_record(info: GroupInfo) -> GroupRecord {
@@ -38,9 +39,12 @@ pub async fn subscribe(session: &Session, broker: Arc<Broker>, req: SubscribeReq
 }
 
 /// COMMIT is a queued write: pipelined commits keep their order.
-pub fn commit(conn: &mut ConnectionContext, broker: &Arc<Broker>, req: CommitRequest) -> Reply {
+pub fn commit(conn: &mut ConnectionContext, broker: &Arc<Broker>, req: CommitRequest, gate: Option<AccessCheck>) -> Reply {
     let broker = broker.clone();
     conn.sequencer.write(None, move || {
+        if let Err(denied) = verify(&gate, &broker) {
+            return futures::future::ready(Answer::error(denied)).boxed();
+        }
         match broker.submit_commit(&req.topic, &req.group_id, req.partition, req.offset) {
             Ok(pending) => async move {
                 match pending.await {

@@ -1,9 +1,13 @@
 //! One module per area of the protocol. Handlers are thin: decode has
 //! happened, they call the broker core and build the response.
 
+pub mod acls;
+pub mod audit;
+pub mod auth;
 pub mod cluster;
 pub mod groups;
 pub mod produce;
 pub mod read;
 pub mod topics;
 pub mod unsupported;
+pub mod users;

@@ -8,9 +8,10 @@ use futures::FutureExt;
 
 use crate::core::{Broker, NewRecord, ProduceAck};
 use crate::server::connection::ConnectionContext;
+use crate::server::access::AccessCheck;
 use crate::server::dispatch::{Answer, Reply};
 
-pub fn produce(conn: &mut ConnectionContext, broker: &Arc<Broker>, req: ProduceRequest) -> Reply {
+pub fn produce(conn: &mut ConnectionContext, broker: &Arc<Broker>, req: ProduceRequest, gate: Option<AccessCheck>) -> Reply {
     let key_size = if req.key.is_empty() { -1 } else { req.key.len() as i32 };
     let value_size = req.value.len() as i32;
     let topic = req.topic;
@@ -20,6 +21,7 @@ pub fn produce(conn: &mut ConnectionContext, broker: &Arc<Broker>, req: ProduceR
         topic.clone(),
         req.partition,
         vec![NewRecord::new(req.key, req.value)],
+        gate,
         move |ack| {
             Response::Produce(RecordMetadata {
                 topic,
@@ -33,14 +35,19 @@ pub fn produce(conn: &mut ConnectionContext, broker: &Arc<Broker>, req: ProduceR
     )
 }
 
-pub fn produce_batch(conn: &mut ConnectionContext, broker: &Arc<Broker>, req: ProduceBatchRequest) -> Reply {
+pub fn produce_batch(
+    conn: &mut ConnectionContext,
+    broker: &Arc<Broker>,
+    req: ProduceBatchRequest,
+    gate: Option<AccessCheck>,
+) -> Reply {
     let records = req
         .records
         .into_iter()
         .map(|r| NewRecord::new(r.key, r.value))
         .collect();
     let topic = req.topic;
-    submit(conn, broker, topic.clone(), req.partition, records, move |ack| {
+    submit(conn, broker, topic.clone(), req.partition, records, gate, move |ack| {
         Response::ProduceBatch(ProduceBatchResponse {
             topic,
             partition: ack.partition as i32,
@@ -60,15 +67,27 @@ fn submit(
     topic: String,
     partition: i32,
     records: Vec<NewRecord>,
+    gate: Option<AccessCheck>,
     respond: impl FnOnce(ProduceAck) -> Response + Send + 'static,
 ) -> Reply {
     let started = Instant::now();
+    let gate = gate.map(Arc::new);
     let prepare = broker.needs_auto_create(&topic).then(|| {
-        let (broker, topic) = (broker.clone(), topic.clone());
-        async move { broker.auto_create_topic(&topic).await }.boxed()
+        let (broker, topic, gate) = (broker.clone(), topic.clone(), gate.clone());
+        async move {
+            // Only a caller allowed to write may create the topic.
+            if let Some(gate) = gate {
+                gate.verify(&broker)?;
+            }
+            broker.auto_create_topic(&topic).await
+        }
+        .boxed()
     });
     let broker = broker.clone();
     conn.sequencer.write(prepare, move || {
+        if let Some(Err(denied)) = gate.map(|g| g.verify(&broker)) {
+            return futures::future::ready(Answer::error(denied)).boxed();
+        }
         let pending = match broker.submit_produce(&topic, partition, records) {
             Ok(pending) => pending,
             Err(err) => return futures::future::ready(Answer::error(err)).boxed(),
