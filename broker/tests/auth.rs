@@ -225,7 +225,7 @@ fn rows() -> Vec<Row> {
         read(Request::SeekToTimestamp(SeekToTimestampRequest {
             topic: topic(),
             partition: 0,
-            timestamp: 0,
+            timestamp_ms: 0,
         })),
         // CREATE_TOPIC, DELETE_TOPIC, RESET_OFFSET: admin.
         admin(Request::CreateTopic(CreateTopicRequest {
@@ -300,7 +300,6 @@ fn rows() -> Vec<Row> {
             topic: topic(),
             data: Bytes::from_static(b"{}"),
             schema_name: "s".into(),
-            ..Default::default()
         })),
         write(Request::ProduceTx(ProduceTxRequest {
             txn_id: "t1".into(),
@@ -356,7 +355,9 @@ fn rows() -> Vec<Row> {
         })),
         // LIST_TOPICS, CLUSTER_METADATA, AUTH, WHOAMI, ROLE_LIST: no check.
         anyone(Request::ListTopics),
-        anyone(Request::ClusterMetadata(ClusterMetadataRequest { topic: String::new() })),
+        anyone(Request::ClusterMetadata(ClusterMetadataRequest {
+            topic: String::new(),
+        })),
         anyone(Request::Whoami),
         anyone(Request::RoleList),
         anyone(Request::ClusterStatus),
@@ -401,13 +402,25 @@ async fn every_opcode_row_of_6_5_is_allowed_and_denied_as_recommended() {
             row.denied
         );
         // The connection stays usable after a refusal.
-        assert!(matches!(denied.call(Request::ListTopics).await, Response::ListTopics(_)));
+        assert!(matches!(
+            denied.call(Request::ListTopics).await,
+            Response::ListTopics(_)
+        ));
     }
     // Anonymous callers: data needs a user, admin needs a user.
     let mut anon = RawClient::connect(broker.client_addr()).await;
-    for request in [produce("orders", "x"), consume("orders"), Request::ListGroups, Request::UserList] {
+    for request in [
+        produce("orders", "x"),
+        consume("orders"),
+        Request::ListGroups,
+        Request::UserList,
+    ] {
         let answer = anon.call(request).await;
-        assert_eq!(denial(&answer).as_deref(), Some("authentication required"), "{answer:?}");
+        assert_eq!(
+            denial(&answer).as_deref(),
+            Some("authentication required"),
+            "{answer:?}"
+        );
     }
     broker.shutdown().await;
 }
@@ -426,7 +439,10 @@ async fn password_change_needs_the_old_password_or_user_management() {
     };
     let mut cons = as_user(&broker, "cons").await;
     let wrong = cons.call(change("cons", "not-it", "cons-new")).await;
-    assert!(matches!(&wrong, Response::Error(e) if e.message == "invalid username or password"), "{wrong:?}");
+    assert!(
+        matches!(&wrong, Response::Error(e) if e.message == "invalid username or password"),
+        "{wrong:?}"
+    );
     let other = cons.call(change("prod", "prod-pass", "hijacked")).await;
     assert_eq!(denial(&other).as_deref(), Some("unauthorized"), "{other:?}");
     expect_ok(&mut cons, change("cons", "cons-pass", "cons-new")).await;
@@ -449,12 +465,17 @@ async fn password_change_needs_the_old_password_or_user_management() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auth_answers_and_whoami() {
     let dir = tempfile::tempdir().unwrap();
-    let (broker, mut admin) = populated(dir.path(), true).await;
+    let (broker, mut admin) = populated(dir.path(), false).await;
 
     // Wrong password and unknown user: the same in-band answer.
     let mut texts = Vec::new();
     let mut times = Vec::new();
-    for (user, password) in [("cons", "wrong"), ("nobody", "wrong"), ("cons", "wrong"), ("nobody", "wrong")] {
+    for (user, password) in [
+        ("cons", "wrong"),
+        ("nobody", "wrong"),
+        ("cons", "wrong"),
+        ("nobody", "wrong"),
+    ] {
         // A fresh connection each time, so the per-connection slow-down does not count.
         let mut client = RawClient::connect(broker.client_addr()).await;
         let started = Instant::now();
@@ -494,7 +515,10 @@ async fn auth_answers_and_whoami() {
     client.send_raw(&malformed).await;
     let answer = client.read_response().await;
     assert!(matches!(answer, Response::Error(_)), "{answer:?}");
-    assert!(matches!(client.call(Request::ListTopics).await, Response::ListTopics(_)));
+    assert!(matches!(
+        client.call(Request::ListTopics).await,
+        Response::ListTopics(_)
+    ));
 
     // WHOAMI before and after AUTH.
     match client.call(Request::Whoami).await {
@@ -527,8 +551,16 @@ async fn auth_answers_and_whoami() {
     )
     .await;
     let answer = cons.call(consume("orders")).await;
-    assert_eq!(denial(&answer).as_deref(), Some("user account is disabled"), "{answer:?}");
-    match RawClient::connect(broker.client_addr()).await.call(auth("cons", "cons-pass")).await {
+    assert_eq!(
+        denial(&answer).as_deref(),
+        Some("user account is disabled"),
+        "{answer:?}"
+    );
+    match RawClient::connect(broker.client_addr())
+        .await
+        .call(auth("cons", "cons-pass"))
+        .await
+    {
         Response::Auth(a) => assert_eq!(a.error, "user account is disabled"),
         other => panic!("{other:?}"),
     }
@@ -544,18 +576,27 @@ async fn acls_grant_users_roles_patterns_and_public_topics() {
     let mut auditor = login(&broker, "auditor", "aud-pass").await;
 
     // No ACL and default-public off: a guest may not read.
-    assert_eq!(denial(&guest.call(consume("orders")).await).as_deref(), Some("unauthorized"));
+    assert_eq!(
+        denial(&guest.call(consume("orders")).await).as_deref(),
+        Some("unauthorized")
+    );
     // ACL naming the user.
     expect_ok(&mut admin, acl_set("orders", false, &["guest1"], &[])).await;
     expect_ok(&mut guest, consume("orders")).await;
     expect_ok(&mut guest, produce("orders", "from-guest")).await;
-    assert_eq!(denial(&auditor.call(consume("orders")).await).as_deref(), Some("unauthorized"));
+    assert_eq!(
+        denial(&auditor.call(consume("orders")).await).as_deref(),
+        Some("unauthorized")
+    );
     // ACL naming a role.
     expect_ok(&mut admin, acl_set("orders", false, &[], &["guest"])).await;
     expect_ok(&mut auditor, consume("orders")).await;
     // Deleting the ACL takes the access away at once.
     expect_ok(&mut admin, Request::AclDelete(TopicRequest { topic: "orders".into() })).await;
-    assert_eq!(denial(&auditor.call(consume("orders")).await).as_deref(), Some("unauthorized"));
+    assert_eq!(
+        denial(&auditor.call(consume("orders")).await).as_deref(),
+        Some("unauthorized")
+    );
 
     // A public pattern ACL: any authenticated user, not anonymous ones.
     expect_ok(&mut admin, acl_set("logs.*", true, &[], &[])).await;
@@ -587,7 +628,10 @@ async fn acls_grant_users_roles_patterns_and_public_topics() {
     }
     // An ACL target that is neither a topic nor a pattern is refused.
     let answer = admin.call(acl_set("bad topic!", false, &[], &[])).await;
-    assert!(matches!(&answer, Response::Error(e) if e.message.contains("invalid ACL target")), "{answer:?}");
+    assert!(
+        matches!(&answer, Response::Error(e) if e.message.contains("invalid ACL target")),
+        "{answer:?}"
+    );
     broker.shutdown().await;
 }
 
@@ -616,14 +660,19 @@ async fn users_and_acls_survive_a_restart_and_the_audit_trail_records_changes() 
     let mut client = RawClient::connect(broker.client_addr()).await;
     client.call(auth("prod", "wrong-password")).await;
     let dup = admin.call(user_create("prod", "again", &[])).await;
-    assert!(matches!(&dup, Response::Error(e) if e.message.contains("already exists")), "{dup:?}");
+    assert!(
+        matches!(&dup, Response::Error(e) if e.message.contains("already exists")),
+        "{dup:?}"
+    );
     broker.shutdown().await;
 
     // Restart without the bootstrap password: everything is still there.
     let mut config = test_config(dir.path());
     config.auth_enabled = true;
     config.default_public = false;
-    let broker = TestBroker::start_with_secrets(config, Secrets::default()).await.unwrap();
+    let broker = TestBroker::start_with_secrets(config, Secrets::default())
+        .await
+        .unwrap();
     let mut guest = as_user(&broker, "guest1").await;
     expect_ok(&mut guest, consume("orders")).await;
     let mut admin = as_user(&broker, "admin").await;
@@ -638,18 +687,26 @@ async fn users_and_acls_survive_a_restart_and_the_audit_trail_records_changes() 
         other => panic!("{other:?}"),
     };
     let has = |event_type: &str, resource: &str, action: &str, result: &str| {
-        events.iter().any(|e| {
-            e.event_type == event_type && e.resource == resource && e.action == action && e.result == result
-        })
+        events
+            .iter()
+            .any(|e| e.event_type == event_type && e.resource == resource && e.action == action && e.result == result)
     };
     assert!(has("user", "user:admin", "bootstrap", "success"), "{events:#?}");
     assert!(has("user", "user:cons", "create", "success"));
     assert!(has("user", "user:prod", "create", "failure"), "the refused duplicate");
     assert!(has("acl", "acl:orders", "set", "success"));
     assert!(has("topic", "topic:orders", "create", "success"));
-    assert!(events.iter().any(|e| e.event_type == "auth" && e.user == "prod" && e.result == "failure"));
+    assert!(
+        events
+            .iter()
+            .any(|e| e.event_type == "auth" && e.user == "prod" && e.result == "failure")
+    );
     // Newest first, and no password anywhere.
-    assert!(events.windows(2).all(|w| w[0].id.parse::<u64>().unwrap() > w[1].id.parse::<u64>().unwrap()));
+    assert!(
+        events
+            .windows(2)
+            .all(|w| w[0].id.parse::<u64>().unwrap() > w[1].id.parse::<u64>().unwrap())
+    );
     let text = format!("{events:?}");
     for secret in [ADMIN_PASSWORD, "prod-pass", "wrong-password", "again"] {
         assert!(!text.contains(secret), "the audit trail holds a password");
@@ -706,7 +763,9 @@ async fn admin_grpc_requires_an_admin() {
         password: "svc-pass".into(),
     });
     let auth_value = flymq_security::tls::grpc::basic_authorization("admin", ADMIN_PASSWORD);
-    upsert.metadata_mut().insert("authorization", auth_value.parse().unwrap());
+    upsert
+        .metadata_mut()
+        .insert("authorization", auth_value.parse().unwrap());
     client.upsert_user(upsert).await.unwrap();
     let mut acl = tonic::Request::new(UpsertAclRequest {
         topic: "svc.*".into(),

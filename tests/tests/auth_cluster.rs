@@ -42,7 +42,8 @@ async fn users_and_acls_made_on_one_broker_are_enforced_on_every_broker() {
         ("FLYMQ_ADMIN_PASSWORD", ADMIN_PASSWORD),
     ];
     let mut cluster = tokio::task::block_in_place(|| Cluster::start_with(161, 3, &env));
-    let addr = |i: usize| cluster.nodes[i].client_addr();
+    let addrs: Vec<String> = cluster.nodes.iter().map(|n| n.client_addr()).collect();
+    let addr = |i: usize| addrs[i].clone();
 
     // The bootstrap admin exists once the metadata group has applied it.
     let admin = client(addr(0), Some(("admin", ADMIN_PASSWORD))).await;
@@ -52,7 +53,10 @@ async fn users_and_acls_made_on_one_broker_are_enforced_on_every_broker() {
         .create_user("writer", "writer-pw", vec!["producer".into()])
         .await
         .unwrap();
-    admin.create_user("reader", "reader-pw", vec!["guest".into()]).await.unwrap();
+    admin
+        .create_user("reader", "reader-pw", vec!["guest".into()])
+        .await
+        .unwrap();
     admin
         .set_acl("payments", false, vec!["reader".into()], vec![])
         .await

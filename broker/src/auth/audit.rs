@@ -74,9 +74,15 @@ impl AuditRecord {
         let eq = |want: &str, have: &str| want.is_empty() || want == have;
         let search = query.search.is_empty() || {
             let needle = query.search.to_lowercase();
-            [&self.user, &self.resource, &self.action, &self.event_type, &self.client_ip]
-                .iter()
-                .any(|f| f.to_lowercase().contains(&needle))
+            [
+                &self.user,
+                &self.resource,
+                &self.action,
+                &self.event_type,
+                &self.client_ip,
+            ]
+            .iter()
+            .any(|f| f.to_lowercase().contains(&needle))
                 || self
                     .details
                     .iter()
@@ -173,11 +179,27 @@ mod tests {
     fn filters_by_time_user_and_search() {
         let r = record("alice", 5_000);
         assert!(r.matches(&AuditQuery::default()));
-        assert!(r.matches(&AuditQuery { start: 5, end: 5, ..Default::default() }));
-        assert!(!r.matches(&AuditQuery { start: 6, ..Default::default() }));
-        assert!(!r.matches(&AuditQuery { user: "bob".into(), ..Default::default() }));
-        assert!(r.matches(&AuditQuery { search: "INVALID".into(), ..Default::default() }));
-        assert!(!r.matches(&AuditQuery { event_types: vec!["acl".into()], ..Default::default() }));
+        assert!(r.matches(&AuditQuery {
+            start: 5,
+            end: 5,
+            ..Default::default()
+        }));
+        assert!(!r.matches(&AuditQuery {
+            start: 6,
+            ..Default::default()
+        }));
+        assert!(!r.matches(&AuditQuery {
+            user: "bob".into(),
+            ..Default::default()
+        }));
+        assert!(r.matches(&AuditQuery {
+            search: "INVALID".into(),
+            ..Default::default()
+        }));
+        assert!(!r.matches(&AuditQuery {
+            event_types: vec!["acl".into()],
+            ..Default::default()
+        }));
     }
 
     #[test]

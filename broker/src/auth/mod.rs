@@ -63,7 +63,9 @@ pub struct Security {
 
 impl std::fmt::Debug for Security {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Security").field("audit_keep", &self.audit_keep).finish()
+        f.debug_struct("Security")
+            .field("audit_keep", &self.audit_keep)
+            .finish()
     }
 }
 
@@ -115,7 +117,13 @@ impl Broker {
         let broker = self.clone();
         let keep = self.security().audit_keep;
         tokio::spawn(async move {
-            if let Err(err) = broker.propose(Command::Audit { record, keep }).await {
+            if let Err(err) = broker
+                .propose(Command::Audit {
+                    record: Box::new(record),
+                    keep,
+                })
+                .await
+            {
                 tracing::warn!(error = %err, "could not store an audit event (it was logged)");
             }
             drop(permit);
@@ -135,8 +143,8 @@ impl Broker {
         let keep = self.security().audit_keep;
         let result = self
             .propose(Command::Security {
-                change,
-                audit: audit.clone(),
+                change: Box::new(change),
+                audit: Box::new(audit.clone()),
                 keep,
             })
             .await;

@@ -438,7 +438,11 @@ impl Admin for AdminService {
 
     async fn list_users(&self, request: Request<ListUsersRequest>) -> Result<Response<ListUsersReply>, Status> {
         let _caller = self.authorize(&request).await?;
-        let state = self.broker.store().load_security_state().map_err(|e| status_of(e.into()))?;
+        let state = self
+            .broker
+            .store()
+            .load_security_state()
+            .map_err(|e| status_of(e.into()))?;
         let users = state
             .users
             .values()
@@ -477,7 +481,11 @@ impl Admin for AdminService {
 
     async fn list_acls(&self, request: Request<ListAclsRequest>) -> Result<Response<ListAclsReply>, Status> {
         let _caller = self.authorize(&request).await?;
-        let state = self.broker.store().load_security_state().map_err(|e| status_of(e.into()))?;
+        let state = self
+            .broker
+            .store()
+            .load_security_state()
+            .map_err(|e| status_of(e.into()))?;
         let acls = state
             .acls()
             .map(|(target, rule)| UpsertAclRequest {

@@ -177,7 +177,11 @@ pub fn build_meta(store: &Store) -> io::Result<Vec<u8>> {
     let db_snapshot = store.db().snapshot();
     let meta_cf = store.cf(CF_META);
     let mut meta = Vec::new();
-    for prefix in [keys::TOPIC_META_PREFIX, b"c/".as_slice(), crate::storage::security::AUDIT_PREFIX] {
+    for prefix in [
+        keys::TOPIC_META_PREFIX,
+        b"c/".as_slice(),
+        crate::storage::security::AUDIT_PREFIX,
+    ] {
         for item in db_snapshot.iterator_cf(&meta_cf, IteratorMode::From(prefix, Direction::Forward)) {
             let (k, v) = item.map_err(io_err)?;
             if !k.starts_with(prefix) {
@@ -461,7 +465,11 @@ fn replace_meta(
             store.delete_topic(batch, &record);
         }
     }
-    for prefix in [keys::TOPIC_META_PREFIX, b"c/".as_slice(), crate::storage::security::AUDIT_PREFIX] {
+    for prefix in [
+        keys::TOPIC_META_PREFIX,
+        b"c/".as_slice(),
+        crate::storage::security::AUDIT_PREFIX,
+    ] {
         batch.delete_range_cf(&meta_cf, prefix, prefix_end(prefix).as_slice());
     }
     for (k, v) in meta {

@@ -16,8 +16,8 @@ use super::replicator::Replicator;
 use super::writer::{Durability, await_applied};
 use crate::auth::Security;
 use crate::observe::metrics::Metrics;
-use flymq_security::SecuritySettings;
 use crate::storage::{Store, TopicConfig};
+use flymq_security::SecuritySettings;
 
 /// Settings of the core, taken from the broker configuration.
 #[derive(Debug, Clone)]

@@ -90,12 +90,12 @@ pub enum Command {
     /// Changes users, roles or ACLs, and records `audit` (its result set
     /// by the apply) in the audit trail, which keeps the newest `keep` events.
     Security {
-        change: SecurityChange,
-        audit: AuditRecord,
+        change: Box<SecurityChange>,
+        audit: Box<AuditRecord>,
         keep: u64,
     },
     /// Records an audit event; the trail keeps the newest `keep` events.
-    Audit { record: AuditRecord, keep: u64 },
+    Audit { record: Box<AuditRecord>, keep: u64 },
 }
 
 impl Command {

@@ -8,8 +8,8 @@ use flymq_proto::{Frame, Request, Response};
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
-use super::connection::{ConnectionContext, Session};
 use super::access::{AccessCheck, verify};
+use super::connection::{ConnectionContext, Session};
 use super::handlers::{acls, audit, auth, cluster, groups, produce, read, topics, unsupported, users};
 use crate::core::{Broker, BrokerError};
 

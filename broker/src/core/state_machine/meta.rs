@@ -202,7 +202,7 @@ impl MetaMachine {
                 partitions,
                 replicas,
             } => self.add_partitions(batch, publish, name, partitions, replicas),
-            Command::Security { change, audit, keep } => self.apply_security(batch, publish, change, audit, keep),
+            Command::Security { change, audit, keep } => self.apply_security(batch, publish, *change, *audit, keep),
             Command::Audit { record, keep } => {
                 self.record_audit(batch, &record, keep);
                 Ok(Applied::AuditRecorded)

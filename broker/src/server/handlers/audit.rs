@@ -62,7 +62,11 @@ pub async fn export(broker: Arc<Broker>, req: AuditExportRequest, alt: bool) -> 
             Ok(found) => found,
             Err(err) => return Answer::error(err),
         };
-        let format = if req.format.is_empty() { "json".to_owned() } else { req.format.to_ascii_lowercase() };
+        let format = if req.format.is_empty() {
+            "json".to_owned()
+        } else {
+            req.format.to_ascii_lowercase()
+        };
         match render(&events, &format) {
             Ok(data) => {
                 let response = AuditExportResponse {

@@ -80,7 +80,11 @@ pub fn whoami(session: &Session, broker: &Broker) -> Answer {
 /// a user manager changes anyone's.
 pub async fn change_password(session: &Session, broker: &Arc<Broker>, req: UserRequest) -> Answer {
     let caller = session.username.lock().clone();
-    let target = if req.username.is_empty() { caller.clone() } else { req.username.clone() };
+    let target = if req.username.is_empty() {
+        caller.clone()
+    } else {
+        req.username.clone()
+    };
     let authorizer = broker.authorizer();
     let mode = match authorizer.password_change(&caller, &target) {
         Ok(mode) => mode,

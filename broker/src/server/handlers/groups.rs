@@ -9,8 +9,8 @@ use flymq_proto::{
 use futures::FutureExt;
 
 use crate::core::{Broker, GroupInfo};
-use crate::server::connection::{ConnectionContext, Session};
 use crate::server::access::{AccessCheck, verify};
+use crate::server::connection::{ConnectionContext, Session};
 use crate::server::dispatch::{Answer, Reply, blocking};
 
 fn group_record(info: GroupInfo) -> GroupRecord {
@@ -39,7 +39,12 @@ pub async fn subscribe(session: &Session, broker: Arc<Broker>, req: SubscribeReq
 }
 
 /// COMMIT is a queued write: pipelined commits keep their order.
-pub fn commit(conn: &mut ConnectionContext, broker: &Arc<Broker>, req: CommitRequest, gate: Option<AccessCheck>) -> Reply {
+pub fn commit(
+    conn: &mut ConnectionContext,
+    broker: &Arc<Broker>,
+    req: CommitRequest,
+    gate: Option<AccessCheck>,
+) -> Reply {
     let broker = broker.clone();
     conn.sequencer.write(None, move || {
         if let Err(denied) = verify(&gate, &broker) {

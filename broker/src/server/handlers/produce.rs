@@ -7,11 +7,16 @@ use flymq_proto::{ProduceBatchRequest, ProduceBatchResponse, ProduceRequest, Rec
 use futures::FutureExt;
 
 use crate::core::{Broker, NewRecord, ProduceAck};
-use crate::server::connection::ConnectionContext;
 use crate::server::access::AccessCheck;
+use crate::server::connection::ConnectionContext;
 use crate::server::dispatch::{Answer, Reply};
 
-pub fn produce(conn: &mut ConnectionContext, broker: &Arc<Broker>, req: ProduceRequest, gate: Option<AccessCheck>) -> Reply {
+pub fn produce(
+    conn: &mut ConnectionContext,
+    broker: &Arc<Broker>,
+    req: ProduceRequest,
+    gate: Option<AccessCheck>,
+) -> Reply {
     let key_size = if req.key.is_empty() { -1 } else { req.key.len() as i32 };
     let value_size = req.value.len() as i32;
     let topic = req.topic;

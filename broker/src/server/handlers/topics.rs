@@ -39,7 +39,13 @@ pub async fn delete(session: &Session, broker: Arc<Broker>, req: TopicRequest) -
 
 fn audit(session: &Session, broker: &Arc<Broker>, topic: &str, action: &str) {
     let user = session.username.lock().clone();
-    let record = broker.audit_record("topic", &user, &session.peer.ip().to_string(), format!("topic:{topic}"), action);
+    let record = broker.audit_record(
+        "topic",
+        &user,
+        &session.peer.ip().to_string(),
+        format!("topic:{topic}"),
+        action,
+    );
     broker.audit(record);
 }
 

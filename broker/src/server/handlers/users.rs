@@ -19,10 +19,7 @@ fn caller(session: &Session) -> (String, String) {
 }
 
 /// Hashes a new password off the async workers (argon2 is deliberately slow).
-pub async fn hash_password(
-    broker: &Broker,
-    password: String,
-) -> Result<flymq_security::HashedPassword, BrokerError> {
+pub async fn hash_password(broker: &Broker, password: String) -> Result<flymq_security::HashedPassword, BrokerError> {
     validate_password(&password).map_err(|e| BrokerError::Security(e.to_string()))?;
     let hasher = broker.security().hasher.clone();
     tokio::task::spawn_blocking(move || hasher.hash(&password))
