@@ -55,11 +55,12 @@ async fn bad_admin_requests_get_clear_statuses() {
         .upsert_user(UpsertUserRequest {
             username: "alice".into(),
             password: "s3cret-value".into(),
-            ..Default::default()
+            roles: vec!["no-such-role".into()],
         })
         .await
         .unwrap_err();
-    assert_eq!(err.code(), Code::Unimplemented, "{err:?}");
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    assert!(err.message().contains("no-such-role"), "{}", err.message());
     assert!(
         !err.message().contains("s3cret-value"),
         "a password leaked into an error"

@@ -522,7 +522,6 @@ async fn cluster_status_auth_and_unsupported_features() {
             Request::ListSchemas(ListSchemasRequest { filter: String::new() }),
             "the schema registry",
         ),
-        (Request::UserList, "authentication"),
     ] {
         let err = error_text(c.call(request).await);
         assert!(err.contains(feature) && err.contains("not supported yet"), "{err}");

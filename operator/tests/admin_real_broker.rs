@@ -21,9 +21,9 @@ use std::time::Duration;
 use flymq_operator::admin::{AdminSync, GrpcAdmin};
 use flymq_operator::controller::Error;
 use flymq_operator::controller::admin_object::{
-    AdminContext, AdminObject, FINALIZER, NOT_SUPPORTED_RETRY, RESYNC, RETRY, error_policy, reconcile,
+    AdminContext, AdminObject, FINALIZER, RESYNC, RETRY, error_policy, reconcile,
 };
-use flymq_operator::crd::{Acl, AdminObjectStatus, Topic, User};
+use flymq_operator::crd::{AdminObjectStatus, Topic};
 use flymq_operator::metrics::Metrics;
 use flymq_proto::grpc::admin as pb;
 use flymq_tests::BrokerProcess;
@@ -603,102 +603,4 @@ async fn a_delete_the_brokers_cannot_answer_keeps_the_finalizer() {
         error_policy(Arc::new(t), &err, context::<Topic>(client, admin)),
         Action::requeue(RETRY)
     );
-}
-
-fn user(deletion_policy: &str) -> User {
-    serde_json::from_value(json!({
-        "apiVersion": "flymq.io/v1alpha1", "kind": "User",
-        "metadata": {"name": "alice", "namespace": NS, "generation": 1, "uid": "uid-alice",
-                     "finalizers": [FINALIZER]},
-        "spec": {"clusterRef": {"name": "demo"}, "roles": ["producer"], "deletionPolicy": deletion_policy}
-    }))
-    .expect("user")
-}
-
-fn acl() -> Acl {
-    serde_json::from_value(json!({
-        "apiVersion": "flymq.io/v1alpha1", "kind": "ACL",
-        "metadata": {"name": "orders-read", "namespace": NS, "generation": 1, "uid": "uid-acl",
-                     "finalizers": [FINALIZER]},
-        "spec": {"clusterRef": {"name": "demo"}, "topic": {"name": "orders"}, "users": ["alice"]}
-    }))
-    .expect("acl")
-}
-
-/// Apply, resync and delete of a User or ACL on brokers without
-/// authentication: `NotSupported`, a long requeue, no rewrite, and a
-/// deletion that completes.
-async fn not_supported_lifecycle<K>(broker: &Broker, obj: K, path: &'static str, broker_says: &str)
-where
-    K: AdminObject,
-    GrpcAdmin: AdminSync<K>,
-{
-    let admin: Arc<dyn AdminSync<K>> = broker.operator_admin();
-    let status_path = leak(format!("{path}/status"));
-    let (result, seen) = reconcile_once(&obj, admin.clone(), vec![step("PATCH", status_path, with_status(&obj))]).await;
-    // Not a failure of the resource: no error (so no 30 s retry), and the
-    // next try is a long way off.
-    assert_eq!(result.expect("not an error"), Action::requeue(NOT_SUPPORTED_RETRY));
-    assert!(NOT_SUPPORTED_RETRY >= Duration::from_secs(1800));
-    let ready = ready(&seen[0]);
-    assert_eq!(ready["status"], json!("False"));
-    assert_eq!(ready["reason"], json!("NotSupported"));
-    let text = message(&seen[0]);
-    assert!(
-        text.starts_with("the broker does not support users/ACLs yet (") && text.contains(broker_says),
-        "{text}"
-    );
-
-    // The next reconcile (a resync, or the watch event of that status write)
-    // finds the same status and writes nothing: no hot loop.
-    let mut obj = obj;
-    let status: AdminObjectStatus = serde_json::from_value(seen[0].body["status"].clone()).expect("status");
-    let mut value = serde_json::to_value(&obj).expect("json");
-    value["status"] = serde_json::to_value(&status).expect("json");
-    obj = serde_json::from_value(value).expect("object with status");
-    let (result, _) = reconcile_once(&obj, admin.clone(), vec![]).await;
-    assert_eq!(result.expect("not an error"), Action::requeue(NOT_SUPPORTED_RETRY));
-
-    // Deleting: the broker has nothing to delete, the finalizer goes.
-    let obj = deleting(obj);
-    let (result, seen) = reconcile_once(
-        &obj,
-        admin,
-        vec![
-            step("GET", CLUSTER, Reply::Json(cluster_object(1))),
-            step("GET", STS, Reply::Json(sts_object(1))),
-            step("PATCH", path, echo_object(&obj)),
-        ],
-    )
-    .await;
-    assert_eq!(result.expect("released"), Action::await_change());
-    assert_eq!(
-        seen[2].body[1],
-        json!({"op": "remove", "path": "/metadata/finalizers/0"})
-    );
-}
-
-#[tokio::test]
-async fn users_are_not_supported_yet_without_hot_looping_and_deletion_completes() {
-    let broker = Broker::start().await;
-    let path = "/apis/flymq.io/v1alpha1/namespaces/prod/users/alice";
-    not_supported_lifecycle(&broker, user("Delete"), path, "managing users is not supported yet").await;
-
-    // deletionPolicy Retain: nothing is asked of the cluster or the brokers.
-    let retained = deleting(user("Retain"));
-    let (result, seen) = reconcile_once(
-        &retained,
-        broker.operator_admin() as Arc<dyn AdminSync<User>>,
-        vec![step("PATCH", path, echo_object(&retained))],
-    )
-    .await;
-    assert_eq!(result.expect("released"), Action::await_change());
-    assert_eq!(seen[0].body[1]["op"], json!("remove"));
-}
-
-#[tokio::test]
-async fn acls_are_not_supported_yet_without_hot_looping_and_deletion_completes() {
-    let broker = Broker::start().await;
-    let path = "/apis/flymq.io/v1alpha1/namespaces/prod/acls/orders-read";
-    not_supported_lifecycle(&broker, acl(), path, "managing ACLs is not supported yet").await;
 }
