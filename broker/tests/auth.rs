@@ -789,5 +789,19 @@ async fn admin_grpc_requires_an_admin() {
     let status = client.upsert_user(bad).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::FailedPrecondition);
     assert!(status.message().contains("no-such-role"));
+    // Deleting what does not exist is NOT_FOUND (the operator's finalizers rely on it).
+    let mut gone = tonic::Request::new(flymq_proto::grpc::admin::DeleteUserRequest {
+        username: "never-existed".into(),
+    });
+    gone.metadata_mut().insert("authorization", auth_value.parse().unwrap());
+    let status = client.delete_user(gone).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::NotFound, "{status:?}");
+    let mut gone = tonic::Request::new(flymq_proto::grpc::admin::DeleteAclRequest {
+        topic: "never-had-an-acl".into(),
+        is_pattern: false,
+    });
+    gone.metadata_mut().insert("authorization", auth_value.parse().unwrap());
+    let status = client.delete_acl(gone).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::NotFound, "{status:?}");
     broker.shutdown().await;
 }

@@ -396,11 +396,14 @@ def _group_record(r):
 class WireClient:
     """One TCP connection, one request at a time (like pyflymq)."""
 
-    def __init__(self, host="127.0.0.1", port=9092, timeout=10.0, strict=True):
+    def __init__(self, host="127.0.0.1", port=9092, timeout=10.0, strict=True, tls_ca_file=None, tls_server_name=None):
         self.host = host
         self.port = port
         self.timeout = timeout
         self.strict = strict
+        # TLS as pyflymq does it (§7): verify the server against a CA file.
+        self.tls_ca_file = tls_ca_file
+        self.tls_server_name = tls_server_name or host
         self.sock = None
         self.last_frame = None
         self.connect()
@@ -409,9 +412,15 @@ class WireClient:
 
     def connect(self):
         self.close()
-        self.sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.sock.settimeout(self.timeout)
+        sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.tls_ca_file:
+            import ssl
+
+            context = ssl.create_default_context(cafile=self.tls_ca_file)
+            sock = context.wrap_socket(sock, server_hostname=self.tls_server_name)
+        sock.settimeout(self.timeout)
+        self.sock = sock
 
     def close(self):
         if self.sock is not None:

@@ -15,7 +15,9 @@ use flymq_security::{Check, PasswordHasher, PasswordParams, required_check};
 pub use audit::AuditRecord;
 pub use change::SecurityChange;
 
-use crate::core::{Broker, Command, now_ms};
+use flymq_security::model::ModelError;
+
+use crate::core::{Broker, BrokerError, Command, now_ms};
 
 /// The check a request needs and the topic it is made on, per §6.5.
 pub fn request_check(request: &Request) -> (Check, Option<&str>) {
@@ -131,15 +133,33 @@ impl Broker {
     }
 
     /// Applies a user, role or ACL change through the metadata group, with
-    /// its audit event. Logs the event with the applied result.
+    /// its audit event. The change is first tried on this broker's applied
+    /// state, so a change that cannot apply (an unknown user, a duplicate)
+    /// is refused with a typed error and costs no Raft entry; the audit
+    /// trail records it either way.
     pub async fn change_security(
-        &self,
+        self: &Arc<Self>,
         change: SecurityChange,
         user: &str,
         client_ip: &str,
     ) -> crate::core::BrokerResult<bool> {
         let (event_type, resource, action) = change.describe();
         let mut audit = self.audit_record(event_type, user, client_ip, resource, action);
+        let mut preview = self.store().load_security_state()?;
+        if let Err(refused) = change.clone().apply(&mut preview) {
+            audit.result = "failure".into();
+            audit.details.push(("error".into(), refused.to_string()));
+            audit.log();
+            let keep = self.security().audit_keep;
+            let record = Box::new(audit);
+            if let Err(err) = self.propose(Command::Audit { record, keep }).await {
+                tracing::warn!(error = %err, "could not store an audit event (it was logged)");
+            }
+            return Err(match refused {
+                ModelError::UnknownUser(_) | ModelError::UnknownAcl(_) => BrokerError::NotFound(refused.to_string()),
+                other => BrokerError::Security(other.to_string()),
+            });
+        }
         let keep = self.security().audit_keep;
         let result = self
             .propose(Command::Security {

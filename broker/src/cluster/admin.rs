@@ -25,7 +25,9 @@ pub struct AdminService {
 pub fn status_of(err: BrokerError) -> Status {
     let msg = err.to_string();
     match err {
-        BrokerError::TopicNotFound(_) | BrokerError::GroupNotFound { .. } => Status::not_found(msg),
+        BrokerError::TopicNotFound(_) | BrokerError::GroupNotFound { .. } | BrokerError::NotFound(_) => {
+            Status::not_found(msg)
+        }
         BrokerError::InvalidTopicName { .. }
         | BrokerError::InvalidGroupId { .. }
         | BrokerError::InvalidArgument(_)

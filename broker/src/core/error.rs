@@ -46,6 +46,9 @@ pub enum BrokerError {
     /// WIRE.md's redirect wording so SDKs reconnect to `leader_addr`.
     #[error("not leader: {0}")]
     NotLeader(String),
+    /// A user or ACL that does not exist (the text names it).
+    #[error("{0}")]
+    NotFound(String),
     /// A refused user, role or ACL change (the text says why).
     #[error("{0}")]
     Security(String),

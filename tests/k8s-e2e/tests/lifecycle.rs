@@ -7,8 +7,9 @@
 //!    bootstrapping off;
 //! 2. apply Topics `orders` (deletionPolicy Delete) and `audit` (Retain),
 //!    wait until both are Synced with the finalizer; grow `orders`;
-//! 3. apply a User and an ACL: until the brokers have authentication they
-//!    must be Ready=False with reason NotSupported;
+//! 3. apply a User and an ACL: the
+//!    User is Ready=False (InsecureAdminConnection: no password is sent to an
+//!    admin API without TLS), the ACL Ready=True;
 //! 4. produce and consume through the client Service (port-forward, or
 //!    directly from a pod; see `FLYMQ_E2E_CLIENT_ACCESS`);
 //! 5. scale 3 -> 5 (through the scale subresource, as `kubectl scale` does)
@@ -373,10 +374,12 @@ async fn lifecycle(client: Client, ns: String) -> Result<(), String> {
     })
     .await?;
 
-    // 3. Users and ACLs: reported, not supported by the brokers yet.
+    // 3. Users and ACLs: the ACL is applied; the User is refused with a
+    // clear condition, since the operator reaches the admin API without
+    // TLS and never sends a password in plain text.
     step(
         TEST,
-        "3. User alice and ACL orders-read: NotSupported until brokers have authentication",
+        "3. User alice (refused: no admin TLS for its password) and ACL orders-read (applied)",
     );
     let user = json!({"apiVersion": "flymq.io/v1alpha1", "kind": "User", "metadata": {"name": "alice"},
                       "spec": {"clusterRef": {"name": CLUSTER}, "roles": ["producer"]}});
@@ -390,14 +393,11 @@ async fn lifecycle(client: Client, ns: String) -> Result<(), String> {
         .patch("orders-read", &env.ssa, &Patch::Apply(&acl))
         .await
         .map_err(|e| format!("applying ACL orders-read: {e}"))?;
-    for c in [
-        wait_condition(&env.users, "alice", "False", "NotSupported").await?,
-        wait_condition(&env.acls, "orders-read", "False", "NotSupported").await?,
-    ] {
-        if !c.message.starts_with("the broker does not support users/ACLs yet") {
-            return Err(format!("unexpected NotSupported message: {}", c.message));
-        }
+    let refused = wait_condition(&env.users, "alice", "False", "InsecureAdminConnection").await?;
+    if !refused.message.contains("never sends passwords in plain text") {
+        return Err(format!("unexpected User condition: {}", refused.message));
     }
+    wait_condition(&env.acls, "orders-read", "True", "Synced").await?;
 
     // 4. Produce and consume through the client Service.
     step(TEST, "4. produce and consume through the client Service");
