@@ -37,6 +37,14 @@ impl TestBroker {
         })
     }
 
+    /// With the secrets given rather than read from this process's
+    /// environment (for example an encryption keyring).
+    pub async fn start_with_secrets(config: Config, secrets: crate::secrets::Secrets) -> Result<Self, StartError> {
+        Ok(Self {
+            running: RunningBroker::start_with(&config, secrets).await?,
+        })
+    }
+
     pub fn client_addr(&self) -> SocketAddr {
         self.running.client_addr()
     }

@@ -228,9 +228,10 @@ impl MetaMachine {
                 .collect(),
             replicas,
         };
-        self.next_topic_id += 1;
+        let next_topic_id = self.next_topic_id + 1;
         self.store
-            .put_cluster_value(batch, NEXT_TOPIC_ID, &self.next_topic_id.to_be_bytes());
+            .put_cluster_value(batch, NEXT_TOPIC_ID, &next_topic_id.to_be_bytes())?;
+        self.next_topic_id = next_topic_id;
         self.store.put_topic(batch, &record);
         for p in 0..partitions {
             self.store
