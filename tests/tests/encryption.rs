@@ -51,7 +51,8 @@ async fn encrypted_cluster_leaves_no_plaintext_in_records_raft_logs_or_snapshots
     // a broker that was down catches up from a snapshot.
     let env = [("FLYMQ_ENCRYPTION_KEY", KEY), ("FLYMQ_RAFT_SNAPSHOT_LOGS", "20")];
     let mut cluster = tokio::task::block_in_place(|| Cluster::start_with(141, 3, &env));
-    let all: Vec<&NodeAddrs> = cluster.nodes.iter().collect();
+    let nodes = cluster.nodes.clone();
+    let all: Vec<&NodeAddrs> = nodes.iter().collect();
     let client = client_for(&all).await;
     client.create_topic("vault", 1).await.expect("create");
     let mut acked = Vec::new();
