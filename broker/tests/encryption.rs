@@ -161,14 +161,28 @@ async fn wrong_or_missing_key_is_refused_naming_the_key_id_never_the_key() {
 
     // Same key id, other key material: the key check fails.
     let wrong = format!("00000001:{}", KEY_B);
-    let err = start(dir.path(), Some(&wrong)).await.err().expect("wrong key refused").to_string();
-    assert!(err.contains("00000001") && err.contains("wrong encryption key"), "{err}");
+    let err = start(dir.path(), Some(&wrong))
+        .await
+        .err()
+        .expect("wrong key refused")
+        .to_string();
+    assert!(
+        err.contains("00000001") && err.contains("wrong encryption key"),
+        "{err}"
+    );
     assert!(!err.contains(KEY_A) && !err.contains(KEY_B), "a key leaked: {err}");
 
     // Another key (another derived id): the stored key id is not configured.
-    let err = start(dir.path(), Some(KEY_B)).await.err().expect("other key refused").to_string();
+    let err = start(dir.path(), Some(KEY_B))
+        .await
+        .err()
+        .expect("other key refused")
+        .to_string();
     assert!(err.contains("00000001") && err.contains("not configured"), "{err}");
-    assert!(err.contains(&key_id(KEY_B).to_string()), "names the configured id: {err}");
+    assert!(
+        err.contains(&key_id(KEY_B).to_string()),
+        "names the configured id: {err}"
+    );
     assert!(!err.contains(KEY_A) && !err.contains(KEY_B), "a key leaked: {err}");
 
     // No key at all on encrypted data.

@@ -35,7 +35,10 @@ fn files_containing(dir: &Path, needle: &[u8]) -> (usize, Vec<String>) {
 async fn produce(client: &flymq_client::Client, key: String, value: String) -> u64 {
     let mut last = None;
     for _ in 0..50 {
-        match client.produce_to_partition("vault", 0, key.clone(), value.clone()).await {
+        match client
+            .produce_to_partition("vault", 0, key.clone(), value.clone())
+            .await
+        {
             Ok(meta) => return meta.offset,
             Err(err) => last = Some(err),
         }
@@ -75,18 +78,28 @@ async fn encrypted_cluster_leaves_no_plaintext_in_records_raft_logs_or_snapshots
     let records = read_until_offset(last, || read_all(&cluster.nodes[2], "vault")).await;
     assert_eq!(records, acked, "node 2 did not catch up:\n{}", cluster.logs());
     let log = cluster.procs[2].as_ref().expect("running").log_text();
-    assert!(log.contains("snapshot"), "node 2 was expected to install a snapshot:\n{log}");
+    assert!(
+        log.contains("snapshot"),
+        "node 2 was expected to install a snapshot:\n{log}"
+    );
 
     // Stop every broker, then scan every file of every data directory.
     for proc in cluster.procs.iter_mut().flatten() {
-        assert!(proc.terminate(Duration::from_secs(30)).is_some(), "a broker did not stop");
+        assert!(
+            proc.terminate(Duration::from_secs(30)).is_some(),
+            "a broker did not stop"
+        );
     }
     for i in 0..3 {
         cluster.procs[i] = None;
     }
     for dir in &cluster.dirs {
         let (scanned, hits) = files_containing(dir, marker.as_bytes());
-        assert!(scanned >= 5, "expected RocksDB files in {}, found {scanned}", dir.display());
+        assert!(
+            scanned >= 5,
+            "expected RocksDB files in {}, found {scanned}",
+            dir.display()
+        );
         assert!(hits.is_empty(), "plaintext marker found in {hits:?}");
     }
 
@@ -140,8 +153,14 @@ fn a_broker_process_started_with_another_key_refuses_naming_the_key_id() {
         Ok(_) => panic!("the broker started with another key"),
         Err(err) => format!("{err:#}"),
     };
-    assert!(err.contains("0000abcd") && err.contains("wrong encryption key"), "{err}");
-    assert!(!err.contains(KEY) && !err.contains(&"11".repeat(32)), "a key leaked: {err}");
+    assert!(
+        err.contains("0000abcd") && err.contains("wrong encryption key"),
+        "{err}"
+    );
+    assert!(
+        !err.contains(KEY) && !err.contains(&"11".repeat(32)),
+        "a key leaked: {err}"
+    );
 
     let err = match flymq_tests::try_spawn_flymq_env(args(dir.path()), Vec::new()) {
         Ok(_) => panic!("the broker started without its key"),

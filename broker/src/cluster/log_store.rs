@@ -467,7 +467,11 @@ impl RaftLogStorage<TypeConfig> for GroupLogStore {
             for entry in entries {
                 let bytes = encode(&entry)?;
                 let key = log_key(self.group, entry.log_id.index);
-                batch.put_cf(&cf, key, seal_opt(at_rest, Domain::RaftLog, &key, &bytes).map_err(io_err)?);
+                batch.put_cf(
+                    &cf,
+                    key,
+                    seal_opt(at_rest, Domain::RaftLog, &key, &bytes).map_err(io_err)?,
+                );
                 last_index = entry.log_id.index;
                 cache.push(entry, bytes.len());
             }

@@ -105,7 +105,10 @@ impl SealedReader {
         }
         let mut sealed = vec![0u8; len];
         self.file.read_exact(&mut sealed)?;
-        self.plain = self.at_rest.open_frame(&self.name, self.frames, &sealed).map_err(io_err)?;
+        self.plain = self
+            .at_rest
+            .open_frame(&self.name, self.frames, &sealed)
+            .map_err(io_err)?;
         self.pos = 0;
         self.frames += 1;
         Ok(true)
@@ -150,7 +153,11 @@ mod tests {
         let at_rest = at_rest();
         let mut writer = SnapshotFileWriter::create(&path, Some(at_rest.clone())).expect("create");
         let chunks: Vec<Vec<u8>> = (0..5)
-            .map(|i| format!("chunk {i} with MARKER-SNAPSHOT-PLAINTEXT ").repeat(100).into_bytes())
+            .map(|i| {
+                format!("chunk {i} with MARKER-SNAPSHOT-PLAINTEXT ")
+                    .repeat(100)
+                    .into_bytes()
+            })
             .collect();
         for chunk in &chunks {
             writer.write(chunk).expect("write");

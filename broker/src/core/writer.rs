@@ -189,10 +189,11 @@ impl WriterLoop {
         let started = Instant::now();
         let (commands, replies): (Vec<_>, Vec<_>) = group.into_iter().map(|p| (p.command, p.reply)).unzip();
         let sync = self.durability == Durability::SyncEachCommit;
-        let write = self
-            .machine
-            .apply_all(commands)
-            .and_then(|output| self.store.write(output.batch, sync).map(|()| (output.results, output.publish)));
+        let write = self.machine.apply_all(commands).and_then(|output| {
+            self.store
+                .write(output.batch, sync)
+                .map(|()| (output.results, output.publish))
+        });
         self.metrics.observe_group_commit(replies.len(), started.elapsed());
         match write {
             Ok((results, publish)) => {

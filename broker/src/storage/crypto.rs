@@ -166,14 +166,20 @@ impl AtRest {
     /// Seals frame `index` of snapshot file `name`.
     pub fn seal_frame(&self, name: &str, index: u64, bytes: &[u8]) -> Result<Vec<u8>, StorageError> {
         self.keyring
-            .seal(bytes, &aad(Domain::SnapshotFile, &[name.as_bytes(), &index.to_be_bytes()]))
+            .seal(
+                bytes,
+                &aad(Domain::SnapshotFile, &[name.as_bytes(), &index.to_be_bytes()]),
+            )
             .map_err(|e| Self::crypto_err(Domain::SnapshotFile, name.as_bytes(), e))
     }
 
     /// Opens frame `index` of snapshot file `name`.
     pub fn open_frame(&self, name: &str, index: u64, sealed: &[u8]) -> Result<Vec<u8>, StorageError> {
         self.keyring
-            .open(sealed, &aad(Domain::SnapshotFile, &[name.as_bytes(), &index.to_be_bytes()]))
+            .open(
+                sealed,
+                &aad(Domain::SnapshotFile, &[name.as_bytes(), &index.to_be_bytes()]),
+            )
             .map_err(|e| Self::crypto_err(Domain::SnapshotFile, name.as_bytes(), e))
     }
 }
@@ -236,9 +242,9 @@ fn printable_key(key: &[u8]) -> String {
 ///   is written before any data).
 /// - check, no key: refused.
 pub(super) fn check_keys(db: &Db, path: &Path, at_rest: Option<&AtRest>) -> Result<(), StorageError> {
-    let meta = db
-        .cf_handle(CF_META)
-        .ok_or_else(|| StorageError::Corrupt { what: "meta column family missing".into() })?;
+    let meta = db.cf_handle(CF_META).ok_or_else(|| StorageError::Corrupt {
+        what: "meta column family missing".into(),
+    })?;
     let stored = db.get_cf(&meta, KEY_CHECK_KEY)?;
     let stored: Option<KeyCheck> = stored
         .map(|bytes| serde_json::from_slice(&bytes))
@@ -328,8 +334,14 @@ mod tests {
         let sealed = at_rest.seal_batch(b"key-a", &plain).expect("seal");
         assert_eq!(plain_batch_len(&sealed), plain.len() as u64);
         assert!(!sealed.windows(6).any(|w| w == b"secret"));
-        assert_eq!(read_header(&sealed).expect("header"), read_header(&plain).expect("header"));
-        assert!(BatchReader::new(&sealed).is_err(), "a sealed batch is never parsed as records");
+        assert_eq!(
+            read_header(&sealed).expect("header"),
+            read_header(&plain).expect("header")
+        );
+        assert!(
+            BatchReader::new(&sealed).is_err(),
+            "a sealed batch is never parsed as records"
+        );
         assert_eq!(at_rest.open_batch(b"key-a", &sealed).expect("open"), plain);
         // Moved to another key, or its plaintext header changed: refused.
         assert!(at_rest.open_batch(b"key-b", &sealed).is_err());
@@ -344,7 +356,12 @@ mod tests {
     fn domains_separate_equal_keys() {
         let at_rest = at_rest();
         let sealed = at_rest.seal(Domain::RaftLog, b"0123456789abcdef", b"v").expect("seal");
-        assert_eq!(at_rest.open(Domain::RaftLog, b"0123456789abcdef", &sealed).expect("open"), b"v");
+        assert_eq!(
+            at_rest
+                .open(Domain::RaftLog, b"0123456789abcdef", &sealed)
+                .expect("open"),
+            b"v"
+        );
         let err = at_rest.open(Domain::Log, b"0123456789abcdef", &sealed).unwrap_err();
         assert!(err.to_string().contains("record batch"), "{err}");
         assert!(!err.to_string().contains(K1), "{err}");

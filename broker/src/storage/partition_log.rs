@@ -5,8 +5,8 @@ use std::ops::ControlFlow;
 
 use rocksdb::{DBRawIteratorWithThreadMode, ReadOptions, WriteBatch};
 
-use super::record_batch::{BatchReader, RecordRef, read_header};
 use super::crypto::plain_batch_len;
+use super::record_batch::{BatchReader, RecordRef, read_header};
 use super::{CF_LOG, Db, StorageError, Store, keys};
 
 /// Summary of one stored batch, used by retention.
@@ -351,7 +351,10 @@ mod tests {
             plain.batch_infos(1, 0, 0, 6, 10).unwrap(),
             "sizes count plaintext bytes"
         );
-        assert_eq!(store.batch_holding(1, 0, 4).unwrap(), plain.batch_holding(1, 0, 4).unwrap());
+        assert_eq!(
+            store.batch_holding(1, 0, 4).unwrap(),
+            plain.batch_holding(1, 0, 4).unwrap()
+        );
         assert_eq!(store.offset_for_timestamp(1, 0, 0, 6, 201).unwrap(), 4);
         let mut seen = Vec::new();
         store
@@ -361,7 +364,10 @@ mod tests {
             })
             .unwrap();
         assert_eq!(seen.len(), 3);
-        assert!(seen.iter().all(|(_, v)| v[0] == crate::storage::record_batch::FORMAT_PLAIN));
+        assert!(
+            seen.iter()
+                .all(|(_, v)| v[0] == crate::storage::record_batch::FORMAT_PLAIN)
+        );
         let raw = store
             .db()
             .get_cf(&store.cf(CF_LOG), keys::log_key(1, 0, 0))

@@ -196,12 +196,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let mut sm = StateMachine::load(store.clone()).unwrap();
-        let out = sm.apply_all(vec![
-            create("t", 2),
-            append("t", 0, 10, &["a", "b"]),
-            append("t", 1, 10, &["c"]),
-            append("t", 0, 5, &["d"]),
-        ]).unwrap();
+        let out = sm
+            .apply_all(vec![
+                create("t", 2),
+                append("t", 0, 10, &["a", "b"]),
+                append("t", 1, 10, &["c"]),
+                append("t", 0, 5, &["d"]),
+            ])
+            .unwrap();
         assert_eq!(
             out.results[1],
             Ok(Applied::Appended {
@@ -255,14 +257,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let mut sm = StateMachine::load(store).unwrap();
-        let out = sm.apply_all(vec![
-            create("t", 1),
-            append("missing", 0, 1, &["x"]),
-            append("t", 3, 1, &["x"]),
-            create("bad name", 1),
-            create("zero", 0),
-            append("t", 0, 1, &["ok"]),
-        ]).unwrap();
+        let out = sm
+            .apply_all(vec![
+                create("t", 1),
+                append("missing", 0, 1, &["x"]),
+                append("t", 3, 1, &["x"]),
+                create("bad name", 1),
+                create("zero", 0),
+                append("t", 0, 1, &["ok"]),
+            ])
+            .unwrap();
         assert_eq!(out.results[1], Err(BrokerError::TopicNotFound("missing".into())));
         assert!(matches!(
             out.results[2],
@@ -286,13 +290,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let mut sm = StateMachine::load(store.clone()).unwrap();
-        let out = sm.apply_all(vec![
-            create("t", 1),
-            append("t", 0, 1, &["old"]),
-            Command::DeleteTopic { name: "t".into() },
-            create("t", 1),
-            append("t", 0, 1, &["new"]),
-        ]).unwrap();
+        let out = sm
+            .apply_all(vec![
+                create("t", 1),
+                append("t", 0, 1, &["old"]),
+                Command::DeleteTopic { name: "t".into() },
+                create("t", 1),
+                append("t", 0, 1, &["new"]),
+            ])
+            .unwrap();
         assert!(out.results.iter().all(Result::is_ok), "{:?}", out.results);
         store.write(out.batch, true).unwrap();
         let topics = store.load_topics().unwrap();
@@ -310,18 +316,22 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let mut sm = StateMachine::load(store.clone()).unwrap();
-        let out = sm.apply_all(vec![create("t", 1), append("t", 0, 1, &["a", "b", "c", "d", "e"])]).unwrap();
+        let out = sm
+            .apply_all(vec![create("t", 1), append("t", 0, 1, &["a", "b", "c", "d", "e"])])
+            .unwrap();
         store.write(out.batch, true).unwrap();
         let out = sm.apply_all(vec![append("t", 0, 2, &["f"])]).unwrap();
         store.write(out.batch, true).unwrap();
         // Offsets 0..5 are one batch, 5 another: cut at 2, inside the first.
-        let out = sm.apply_all(vec![Command::Truncate {
-            topic: "t".into(),
-            topic_id: 1,
-            partition: 0,
-            new_start: 2,
-            removed_bytes: 0,
-        }]).unwrap();
+        let out = sm
+            .apply_all(vec![Command::Truncate {
+                topic: "t".into(),
+                topic_id: 1,
+                partition: 0,
+                new_start: 2,
+                removed_bytes: 0,
+            }])
+            .unwrap();
         assert_eq!(out.results[0], Ok(Applied::Truncated { new_start: 2 }));
         store.write(out.batch, true).unwrap();
         let state = store.partition_state(1, 0).unwrap().unwrap();
@@ -329,13 +339,15 @@ mod tests {
         // The straddling batch is kept whole on disk...
         assert_eq!(read_all(&store, 1, 0, 6).len(), 6);
         // ...and a cut at a batch end removes it.
-        let out = sm.apply_all(vec![Command::Truncate {
-            topic: "t".into(),
-            topic_id: 1,
-            partition: 0,
-            new_start: 5,
-            removed_bytes: 0,
-        }]).unwrap();
+        let out = sm
+            .apply_all(vec![Command::Truncate {
+                topic: "t".into(),
+                topic_id: 1,
+                partition: 0,
+                new_start: 5,
+                removed_bytes: 0,
+            }])
+            .unwrap();
         store.write(out.batch, true).unwrap();
         assert_eq!(read_all(&store, 1, 0, 6), vec![(5, "f".into())]);
     }
