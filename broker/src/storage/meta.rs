@@ -315,4 +315,31 @@ mod tests {
         assert!(!store.group_exists("orders", "billing").unwrap());
         assert!(store.group_exists("orders", "empty").unwrap());
     }
+
+    #[test]
+    fn generic_meta_values_are_sealed_and_bound_to_their_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let keyring =
+            std::sync::Arc::new(flymq_security::Keyring::parse(&flymq_security::Keyring::generate_key_hex()).unwrap());
+        let store = Store::open_with_keys(dir.path(), crate::storage::StoreOptions::default(), Some(keyring)).unwrap();
+        let secret = b"users: alice argon2id$MARKER-CREDENTIALS";
+        let mut batch = WriteBatch::default();
+        store.put_cluster_value(&mut batch, "security_state", secret).unwrap();
+        store.put_cluster_value(&mut batch, "other", b"x").unwrap();
+        store.write(batch, true).unwrap();
+        assert_eq!(
+            store.get_cluster_value("security_state").unwrap().as_deref(),
+            Some(&secret[..])
+        );
+        let meta = store.cf(CF_META);
+        let raw = store
+            .db()
+            .get_cf(&meta, keys::cluster_key("security_state"))
+            .unwrap()
+            .unwrap();
+        assert!(!raw.windows(6).any(|w| w == b"MARKER"), "stored in plaintext");
+        // The sealed value copied under another key does not open.
+        store.db().put_cf(&meta, keys::cluster_key("other"), &raw).unwrap();
+        assert!(store.get_cluster_value("other").is_err());
+    }
 }
