@@ -236,7 +236,6 @@ impl Config {
             None => Self::default(),
         };
         let env: Vec<(String, String)> = env.into_iter().collect();
-        refuse_unsupported_env(&env)?;
         let hostname = env.iter().find(|(k, _)| k == "HOSTNAME").map(|(_, v)| v.clone());
         let mut overrides = env_overrides(env);
         overrides.extend(flags);
@@ -501,22 +500,6 @@ pub fn resolve(addr: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("'{addr}' resolves to no address"))
 }
 
-/// Settings the operator (or a user) may pass that this build cannot honour
-/// safely: refuse to start rather than store data unencrypted. The value is
-/// never echoed.
-fn refuse_unsupported_env(env: &[(String, String)]) -> Result<(), ConfigError> {
-    let set = |name: &str| env.iter().any(|(k, v)| k == name && !v.trim().is_empty());
-    if set("FLYMQ_ENCRYPTION_KEY") {
-        return Err(ConfigError::NotSupported(
-            "FLYMQ_ENCRYPTION_KEY is set, but encryption at rest is not supported by this broker version; \
-             refusing to start rather than store data unencrypted. Unset it (the operator refuses \
-             spec.encryption for the same reason)"
-                .into(),
-        ));
-    }
-    Ok(())
-}
-
 /// `FLYMQ_<KEY>` variables as overrides (e.g. `FLYMQ_DATA_DIR` -> `data_dir`).
 fn env_overrides(env: impl IntoIterator<Item = (String, String)>) -> Vec<Override> {
     let keys = config_keys();
@@ -601,13 +584,10 @@ mod tests {
             .to_string();
         assert!(err.contains("`acks`") && err.contains("FLYMQ_ACKS"), "{err}");
 
+        // The key is a secret (`crate::secrets`), never a configuration value.
         let secret = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
-        let err = Config::load(None, env(&[("FLYMQ_ENCRYPTION_KEY", secret)]), vec![])
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("encryption at rest is not supported"), "{err}");
-        assert!(!err.contains(secret), "the key leaked into the error");
-        assert!(Config::load(None, env(&[("FLYMQ_ENCRYPTION_KEY", "")]), vec![]).is_ok());
+        let config = Config::load(None, env(&[("FLYMQ_ENCRYPTION_KEY", secret)]), vec![]).unwrap();
+        assert!(!serde_yaml::to_string(&config).unwrap().contains(secret));
         let err = Config::load(None, vec![], vec![flag("default_partitions", "many")])
             .unwrap_err()
             .to_string();

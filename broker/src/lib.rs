@@ -155,8 +155,9 @@ impl RunningBroker {
 
     /// Like [`RunningBroker::start`], with the secrets given (tests start
     /// several brokers in one process).
-    pub async fn start_with(config: &Config, secrets: secrets::Secrets) -> Result<Self, StartError> {
+    pub async fn start_with(config: &Config, mut secrets: secrets::Secrets) -> Result<Self, StartError> {
         config.validate()?;
+        let keyring = secrets.keyring.take().map(Arc::new);
         let client = bind(&config.bind_addr, "bind_addr").await?;
         let metrics_listener = bind(&config.metrics_addr, "metrics_addr").await?;
         let health_listener = bind(&config.health_addr, "health_addr").await?;
@@ -179,7 +180,14 @@ impl RunningBroker {
 
         let data_dir = config.data_dir.clone();
         let store_options = storage::StoreOptions::for_budget(config.memory_budget_mb << 20);
-        let store = tokio::task::spawn_blocking(move || Store::open_with(&data_dir, store_options))
+        if let Some(keyring) = &keyring {
+            tracing::info!(
+                active_key_id = %keyring.active_key_id(),
+                key_ids = ?keyring.key_ids(),
+                "encryption at rest is on"
+            );
+        }
+        let store = tokio::task::spawn_blocking(move || Store::open_with_keys(&data_dir, store_options, keyring))
             .await
             .map_err(|e| StartError::Thread(e.to_string()))??;
         let metrics = Arc::new(Metrics::new());

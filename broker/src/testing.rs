@@ -37,7 +37,8 @@ impl TestBroker {
         })
     }
 
-    /// Starts with the given secrets instead of the process environment.
+    /// With the secrets given rather than read from this process's
+    /// environment (for example an encryption keyring).
     pub async fn start_with_secrets(config: Config, secrets: crate::secrets::Secrets) -> Result<Self, StartError> {
         Ok(Self {
             running: RunningBroker::start_with(&config, secrets).await?,

@@ -12,6 +12,10 @@
 //! written and the cache is over its budget. Replication to followers and
 //! the state machine read recent entries from there, without a RocksDB read
 //! or a decode.
+//!
+//! With encryption at rest each entry's value is sealed as a whole, bound
+//! to its `[group][index]` key (`storage::crypto`); the keys and the
+//! `raft_meta` values (votes, purge points, membership) stay plaintext.
 
 use std::collections::VecDeque;
 use std::fmt::Debug;
@@ -25,6 +29,7 @@ use openraft::{OptionalSend, RaftLogReader};
 use rocksdb::{Direction, IteratorMode, WriteBatch, WriteOptions};
 
 use super::types::{Entry, LogId, TypeConfig, Vote, decode, encode};
+use crate::storage::crypto::{Domain, open_opt, seal_opt};
 use crate::storage::{CF_RAFT_LOG, CF_RAFT_META, Store};
 
 const TAG_VOTE: u8 = b'v';
@@ -292,10 +297,15 @@ impl GroupLogStore {
                 if key[..8] != self.group.to_be_bytes() {
                     return Ok(None);
                 }
-                Ok(Some(decode(&value)?))
+                Ok(Some(self.decode_entry(&key, &value)?))
             }
             None => Ok(None),
         }
+    }
+
+    /// An entry read from `raft_log`, decrypted when encryption is on.
+    fn decode_entry(&self, key: &[u8], stored: &[u8]) -> io::Result<Entry> {
+        decode(&open_opt(self.store.at_rest(), Domain::RaftLog, key, stored).map_err(io_err)?)
     }
 
     /// Entries `[start, end)` (end `None`: to the last), at most `max_bytes`
@@ -340,7 +350,7 @@ impl GroupLogStore {
                 return Ok(out);
             }
             bytes += value.len();
-            out.push(decode(&value)?);
+            out.push(self.decode_entry(&key, &value)?);
         }
         // The rest (if any) from the cache.
         if let Some(from) = cached_from {
@@ -453,9 +463,15 @@ impl RaftLogStorage<TypeConfig> for GroupLogStore {
         let mut last_index = 0;
         {
             let mut cache = self.cache.lock();
+            let at_rest = self.store.at_rest();
             for entry in entries {
                 let bytes = encode(&entry)?;
-                batch.put_cf(&cf, log_key(self.group, entry.log_id.index), &bytes);
+                let key = log_key(self.group, entry.log_id.index);
+                batch.put_cf(
+                    &cf,
+                    key,
+                    seal_opt(at_rest, Domain::RaftLog, &key, &bytes).map_err(io_err)?,
+                );
                 last_index = entry.log_id.index;
                 cache.push(entry, bytes.len());
             }

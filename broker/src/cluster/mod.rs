@@ -25,6 +25,7 @@ pub mod reconcile;
 pub mod replicator;
 pub mod service;
 pub mod snapshot;
+pub mod snapshot_file;
 pub mod state_machine;
 pub mod types;
 

@@ -22,9 +22,15 @@
 //!
 //! The stream is a sequence of `Item`s, each a big-endian u32 length and a
 //! postcard value.
+//!
+//! With encryption at rest the stream carries plaintext (the sender opens
+//! its batches and meta values; the transport is protected by TLS or the
+//! cluster secret), the received file is sealed frame by frame
+//! (`snapshot_file`), and installing seals everything again with this
+//! broker's own key, so brokers need not share a key.
 
 use std::fmt;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,6 +40,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use super::log_store::{TAG_APPLIED, TAG_MEMBERSHIP, meta_key};
+use super::snapshot_file::{self, SnapshotFileWriter};
 use super::types::{SnapshotMeta, decode, encode, split_group};
 use crate::storage::{CF_LOG, CF_META, CF_OFFSETS, CF_RAFT_META, PartitionState, Store, keys, prefix_end};
 
@@ -43,6 +50,8 @@ pub const CHUNK_BYTES: usize = 1 << 20;
 const CHUNKS_IN_FLIGHT: usize = 4;
 /// Bytes of records per WriteBatch while installing.
 const INSTALL_BATCH_BYTES: usize = 4 << 20;
+/// Meta keys of the generic values, which are sealed at rest.
+const CLUSTER_VALUE_PREFIX: &[u8] = b"c/";
 /// Tag of the "install in progress" marker in `raft_meta`.
 const TAG_INSTALLING: u8 = b'i';
 /// The largest item accepted from a stream (a record batch holds at most one
@@ -179,7 +188,7 @@ pub fn build_meta(store: &Store) -> io::Result<Vec<u8>> {
     let mut meta = Vec::new();
     for prefix in [
         keys::TOPIC_META_PREFIX,
-        b"c/".as_slice(),
+        CLUSTER_VALUE_PREFIX,
         crate::storage::security::AUDIT_PREFIX,
     ] {
         for item in db_snapshot.iterator_cf(&meta_cf, IteratorMode::From(prefix, Direction::Forward)) {
@@ -187,7 +196,12 @@ pub fn build_meta(store: &Store) -> io::Result<Vec<u8>> {
             if !k.starts_with(prefix) {
                 break;
             }
-            meta.push((k.to_vec(), v.to_vec()));
+            let v = if k.starts_with(CLUSTER_VALUE_PREFIX) || k.starts_with(crate::storage::security::AUDIT_PREFIX) {
+                store.open_meta_value(&k, &v).map_err(io_err)?
+            } else {
+                v.to_vec()
+            };
+            meta.push((k.to_vec(), v));
         }
     }
     let offsets_cf = store.cf(CF_OFFSETS);
@@ -234,7 +248,7 @@ fn produce_chunks(store: &Store, data: &SnapshotData, tx: &mpsc::Sender<io::Resu
             } => stream_partition(store, *topic_id, *partition, *state, send),
         },
         SnapshotData::Received(file) => {
-            let mut reader = std::fs::File::open(&file.path)?;
+            let mut reader = snapshot_file::open(&file.path, store.at_rest().cloned())?;
             loop {
                 let mut chunk = vec![0u8; CHUNK_BYTES];
                 let n = reader.read(&mut chunk)?;
@@ -307,9 +321,9 @@ fn stream_partition(
     send(chunk)
 }
 
-/// A snapshot file being received.
+/// A snapshot file being received (sealed when encryption is on).
 pub struct FileWriter {
-    file: std::fs::File,
+    file: SnapshotFileWriter,
     path: PathBuf,
 }
 
@@ -318,17 +332,17 @@ impl FileWriter {
         let dir = snapshot_dir(store);
         std::fs::create_dir_all(&dir)?;
         let path = dir.join(format!("{group:016x}-{:016x}.snap", rand::random::<u64>()));
-        let file = std::fs::File::create(&path)?;
+        let file = SnapshotFileWriter::create(&path, store.at_rest().cloned())?;
         Ok(Self { file, path })
     }
 
     pub fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.file.write_all(bytes)
+        self.file.write(bytes)
     }
 
     /// Syncs the file; it is then complete.
     pub fn finish(self) -> io::Result<SnapshotData> {
-        self.file.sync_all()?;
+        self.file.sync()?;
         Ok(SnapshotData::Received(Arc::new(ReceivedFile {
             path: self.path,
             keep: AtomicBool::new(false),
@@ -392,7 +406,7 @@ fn write(store: &Store, batch: WriteBatch, sync: bool) -> io::Result<()> {
 /// Replaces the group's data with the file's, then writes the pointer.
 fn redo(store: &Store, group: u64, meta: &SnapshotMeta, path: &Path) -> io::Result<Option<PartitionState>> {
     let reader = ItemReader {
-        reader: io::BufReader::with_capacity(1 << 20, std::fs::File::open(path)?),
+        reader: snapshot_file::open(path, store.at_rest().cloned())?,
         done: false,
     };
     let mut batch = WriteBatch::default();
@@ -414,7 +428,9 @@ fn redo(store: &Store, group: u64, meta: &SnapshotMeta, path: &Path) -> io::Resu
                 match item? {
                     Item::Batch { first_offset, value } => {
                         pending += value.len();
-                        store.put_batch(&mut batch, topic_id, partition, first_offset, &value);
+                        store
+                            .put_batch(&mut batch, topic_id, partition, first_offset, &value)
+                            .map_err(io_err)?;
                         if pending >= INSTALL_BATCH_BYTES {
                             write(store, std::mem::take(&mut batch), false)?;
                             pending = 0;
@@ -467,13 +483,17 @@ fn replace_meta(
     }
     for prefix in [
         keys::TOPIC_META_PREFIX,
-        b"c/".as_slice(),
+        CLUSTER_VALUE_PREFIX,
         crate::storage::security::AUDIT_PREFIX,
     ] {
         batch.delete_range_cf(&meta_cf, prefix, prefix_end(prefix).as_slice());
     }
     for (k, v) in meta {
-        batch.put_cf(&meta_cf, k, v);
+        if k.starts_with(CLUSTER_VALUE_PREFIX) || k.starts_with(crate::storage::security::AUDIT_PREFIX) {
+            batch.put_cf(&meta_cf, k, store.seal_meta_value(k, v).map_err(io_err)?);
+        } else {
+            batch.put_cf(&meta_cf, k, v);
+        }
     }
     let offsets_cf = store.cf(CF_OFFSETS);
     for item in store.db().iterator_cf(&offsets_cf, IteratorMode::Start) {

@@ -201,8 +201,12 @@ impl GroupStateMachine {
                             .map(|c| machine.apply(&mut batch, &mut publish, c).map_err(|e| e.to_string()))
                             .collect(),
                     );
-                    // One stored batch per entry: identical on every replica.
-                    machine.end_entry(&mut batch, &mut publish);
+                    // One stored batch per entry: the same records on every replica.
+                    if let Err(err) = machine.end_entry(&mut batch, &mut publish) {
+                        tracing::error!(group = self.group, error = %err, "storing committed entries failed");
+                        self.reload_partition(&mut machine)?;
+                        return Err(io_err(err));
+                    }
                 }
                 if let Err(err) = write(&mut batch) {
                     tracing::error!(group = self.group, error = %err, "applying committed entries failed");

@@ -55,7 +55,7 @@ fn load_or_stamp_cluster_id(store: &Store) -> Result<String, crate::StartError> 
     }
     let id = format!("flymq-{:016x}", rand::random::<u64>());
     let mut batch = rocksdb::WriteBatch::default();
-    store.put_cluster_value(&mut batch, "cluster_id", id.as_bytes());
+    store.put_cluster_value(&mut batch, "cluster_id", id.as_bytes())?;
     store.write(batch, true)?;
     Ok(id)
 }

@@ -188,14 +188,17 @@ impl WriterLoop {
     fn commit(&mut self, group: Vec<Proposal>) {
         let started = Instant::now();
         let (commands, replies): (Vec<_>, Vec<_>) = group.into_iter().map(|p| (p.command, p.reply)).unzip();
-        let output = self.machine.apply_all(commands);
         let sync = self.durability == Durability::SyncEachCommit;
-        let write = self.store.write(output.batch, sync);
+        let write = self.machine.apply_all(commands).and_then(|output| {
+            self.store
+                .write(output.batch, sync)
+                .map(|()| (output.results, output.publish))
+        });
         self.metrics.observe_group_commit(replies.len(), started.elapsed());
         match write {
-            Ok(()) => {
-                self.catalog.publish(output.publish);
-                for (reply, result) in replies.into_iter().zip(output.results) {
+            Ok((results, publish)) => {
+                self.catalog.publish(publish);
+                for (reply, result) in replies.into_iter().zip(results) {
                     let _ = reply.send(result);
                 }
             }

@@ -1,9 +1,13 @@
 //! Topic records, partition states and committed offsets in the `meta` and
-//! `offsets` column families.
+//! `offsets` column families, and the generic meta values (`c/<name>`:
+//! cluster identity, counters, security state), which are encrypted at rest
+//! when a key is configured (`storage::crypto`). Topic records, partition
+//! states and offsets hold no user data and stay plaintext.
 
 use rocksdb::{Direction, IteratorMode, WriteBatch};
 use serde::{Deserialize, Serialize};
 
+use super::crypto::{Domain, open_opt, seal_opt};
 use super::{CF_META, CF_OFFSETS, StorageError, Store, keys, prefix_end};
 
 /// Per-topic settings.
@@ -129,12 +133,38 @@ impl Store {
         }
     }
 
+    /// A generic meta value (`c/<name>`), decrypted when encryption at rest is on.
     pub fn get_cluster_value(&self, name: &str) -> Result<Option<Vec<u8>>, StorageError> {
-        Ok(self.db().get_cf(&self.cf(CF_META), keys::cluster_key(name))?)
+        let key = keys::cluster_key(name);
+        match self.db().get_pinned_cf(&self.cf(CF_META), &key)? {
+            None => Ok(None),
+            Some(stored) => Ok(Some(self.open_meta_value(&key, &stored)?)),
+        }
     }
 
-    pub fn put_cluster_value(&self, batch: &mut WriteBatch, name: &str, value: &[u8]) {
-        batch.put_cf(&self.cf(CF_META), keys::cluster_key(name), value);
+    /// Adds a generic meta value (`c/<name>`) to `batch`, encrypted when
+    /// encryption at rest is on. Any state stored through it (for example the
+    /// users and ACLs) is covered.
+    pub fn put_cluster_value(&self, batch: &mut WriteBatch, name: &str, value: &[u8]) -> Result<(), StorageError> {
+        let key = keys::cluster_key(name);
+        let stored = self.seal_meta_value(&key, value)?;
+        batch.put_cf(&self.cf(CF_META), key, stored);
+        Ok(())
+    }
+
+    /// The stored form of the meta value under `key` (the metadata snapshot
+    /// carries plaintext; each broker seals with its own key).
+    pub(crate) fn seal_meta_value<'a>(
+        &self,
+        key: &[u8],
+        value: &'a [u8],
+    ) -> Result<std::borrow::Cow<'a, [u8]>, StorageError> {
+        seal_opt(self.at_rest(), Domain::Meta, key, value)
+    }
+
+    /// The plaintext of the meta value stored under `key`.
+    pub(crate) fn open_meta_value(&self, key: &[u8], stored: &[u8]) -> Result<Vec<u8>, StorageError> {
+        open_opt(self.at_rest(), Domain::Meta, key, stored).map(|v| v.into_owned())
     }
 
     pub fn put_topic(&self, batch: &mut WriteBatch, record: &TopicRecord) {
@@ -284,5 +314,32 @@ mod tests {
         store.write(batch, true).unwrap();
         assert!(!store.group_exists("orders", "billing").unwrap());
         assert!(store.group_exists("orders", "empty").unwrap());
+    }
+
+    #[test]
+    fn generic_meta_values_are_sealed_and_bound_to_their_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let keyring =
+            std::sync::Arc::new(flymq_security::Keyring::parse(&flymq_security::Keyring::generate_key_hex()).unwrap());
+        let store = Store::open_with_keys(dir.path(), crate::storage::StoreOptions::default(), Some(keyring)).unwrap();
+        let secret = b"users: alice argon2id$MARKER-CREDENTIALS";
+        let mut batch = WriteBatch::default();
+        store.put_cluster_value(&mut batch, "security_state", secret).unwrap();
+        store.put_cluster_value(&mut batch, "other", b"x").unwrap();
+        store.write(batch, true).unwrap();
+        assert_eq!(
+            store.get_cluster_value("security_state").unwrap().as_deref(),
+            Some(&secret[..])
+        );
+        let meta = store.cf(CF_META);
+        let raw = store
+            .db()
+            .get_cf(&meta, keys::cluster_key("security_state"))
+            .unwrap()
+            .unwrap();
+        assert!(!raw.windows(6).any(|w| w == b"MARKER"), "stored in plaintext");
+        // The sealed value copied under another key does not open.
+        store.db().put_cf(&meta, keys::cluster_key("other"), &raw).unwrap();
+        assert!(store.get_cluster_value("other").is_err());
     }
 }

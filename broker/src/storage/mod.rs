@@ -4,6 +4,7 @@
 //! All decisions (offsets, validation) are made by the state machine in
 //! `core`, which is the only writer.
 
+pub mod crypto;
 pub mod keys;
 pub mod meta;
 pub mod partition_log;
@@ -30,7 +31,7 @@ pub const CF_OFFSETS: &str = "offsets";
 pub const CF_RAFT_LOG: &str = "raft_log";
 /// Raft votes, purge points and applied pointers, keyed `[group id][tag]`.
 pub const CF_RAFT_META: &str = "raft_meta";
-const COLUMN_FAMILIES: [&str; 5] = [CF_META, CF_LOG, CF_OFFSETS, CF_RAFT_LOG, CF_RAFT_META];
+pub(crate) const COLUMN_FAMILIES: [&str; 5] = [CF_META, CF_LOG, CF_OFFSETS, CF_RAFT_LOG, CF_RAFT_META];
 
 #[derive(Debug, Error)]
 pub enum StorageError {
@@ -42,6 +43,29 @@ pub enum StorageError {
     Rocks(#[from] rocksdb::Error),
     #[error("stored data is corrupt ({what}); the data directory may be damaged")]
     Corrupt { what: String },
+    #[error("cannot decrypt or encrypt a {what}: {source}")]
+    Crypto {
+        what: String,
+        #[source]
+        source: flymq_security::CryptoError,
+    },
+    #[error(
+        "the data directory {path} is encrypted (key ids {key_ids}) but no encryption key is configured; \
+         set FLYMQ_ENCRYPTION_KEY or `encryption_key_file` to the key(s) it was written with"
+    )]
+    KeyMissing { path: PathBuf, key_ids: String },
+    #[error("the encryption key does not match the data directory {path}: {source}")]
+    WrongKey {
+        path: PathBuf,
+        #[source]
+        source: flymq_security::CryptoError,
+    },
+    #[error(
+        "the data directory {path} holds unencrypted data and an encryption key is configured; \
+         existing data is never encrypted in place: start without FLYMQ_ENCRYPTION_KEY, or start this \
+         broker on an empty data directory (a cluster member then copies its data from its peers)"
+    )]
+    PlaintextData { path: PathBuf },
 }
 
 impl From<StorageError> for std::io::Error {
@@ -55,6 +79,8 @@ impl From<StorageError> for std::io::Error {
 pub struct Store {
     db: Arc<Db>,
     path: PathBuf,
+    /// Encryption at rest; `None` costs one branch per stored batch.
+    at_rest: Option<crypto::AtRest>,
 }
 
 /// Memory RocksDB may use.
@@ -91,8 +117,20 @@ impl Store {
         Self::open_with(dir, StoreOptions::default())
     }
 
-    /// Opens (or creates) the database in `dir`.
+    /// Opens (or creates) the unencrypted database in `dir`.
     pub fn open_with(dir: &Path, options: StoreOptions) -> Result<Self, StorageError> {
+        Self::open_with_keys(dir, options, None)
+    }
+
+    /// Opens (or creates) the database in `dir`, encrypted with `keyring`
+    /// when one is given. Refuses a wrong or missing key, a key on a
+    /// plaintext directory and no key on an encrypted one (`crypto::check_keys`).
+    pub fn open_with_keys(
+        dir: &Path,
+        options: StoreOptions,
+        keyring: Option<Arc<flymq_security::Keyring>>,
+    ) -> Result<Self, StorageError> {
+        let at_rest = keyring.map(crypto::AtRest::new);
         std::fs::create_dir_all(dir).map_err(|source| StorageError::CreateDir {
             path: dir.to_path_buf(),
             source,
@@ -121,7 +159,11 @@ impl Store {
         cf_opts.set_block_based_table_factory(&table);
         let mut log_opts = cf_opts.clone();
         log_opts.set_target_file_size_base(64 << 20);
-        log_opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        // Ciphertext does not compress: skip the work when encrypting.
+        log_opts.set_compression_type(match at_rest {
+            None => rocksdb::DBCompressionType::Lz4,
+            Some(_) => rocksdb::DBCompressionType::None,
+        });
         // Record batches are large values; point lookups are seeks, so no bloom filter.
         let descriptors = COLUMN_FAMILIES.iter().map(|name| {
             let cf_opts = if *name == CF_LOG {
@@ -135,10 +177,17 @@ impl Store {
             path: dir.to_path_buf(),
             source,
         })?;
+        crypto::check_keys(&db, dir, at_rest.as_ref())?;
         Ok(Self {
             db: Arc::new(db),
             path: dir.to_path_buf(),
+            at_rest,
         })
+    }
+
+    /// The cipher, when encryption at rest is on.
+    pub fn at_rest(&self) -> Option<&crypto::AtRest> {
+        self.at_rest.as_ref()
     }
 
     pub fn path(&self) -> &Path {
@@ -161,6 +210,15 @@ impl Store {
         let mut opts = WriteOptions::default();
         opts.set_sync(sync);
         self.db.write_opt(batch, &opts)?;
+        Ok(())
+    }
+
+    /// Flushes every column family's memtable into SST files (tests and
+    /// tools; RocksDB flushes on its own otherwise).
+    pub fn flush_all(&self) -> Result<(), StorageError> {
+        for name in COLUMN_FAMILIES {
+            self.db.flush_cf(&self.cf(name))?;
+        }
         Ok(())
     }
 

@@ -1,9 +1,11 @@
 //! Reading and writing record batches of one partition in the `log` column family.
 
+use std::borrow::Cow;
 use std::ops::ControlFlow;
 
 use rocksdb::{DBRawIteratorWithThreadMode, ReadOptions, WriteBatch};
 
+use super::crypto::plain_batch_len;
 use super::record_batch::{BatchReader, RecordRef, read_header};
 use super::{CF_LOG, Db, StorageError, Store, keys};
 
@@ -29,12 +31,30 @@ fn corrupt(topic_id: u32, partition: u32, offset: u64, err: impl std::fmt::Displ
 }
 
 impl Store {
-    pub fn put_batch(&self, batch: &mut WriteBatch, topic_id: u32, partition: u32, first_offset: u64, value: &[u8]) {
-        batch.put_cf(
-            &self.cf(CF_LOG),
-            keys::log_key(topic_id, partition, first_offset),
-            value,
-        );
+    /// Adds a plaintext batch value (format 1) to `batch`, sealed when
+    /// encryption at rest is on: one seal per stored batch.
+    pub fn put_batch(
+        &self,
+        batch: &mut WriteBatch,
+        topic_id: u32,
+        partition: u32,
+        first_offset: u64,
+        value: &[u8],
+    ) -> Result<(), StorageError> {
+        let key = keys::log_key(topic_id, partition, first_offset);
+        match &self.at_rest {
+            None => batch.put_cf(&self.cf(CF_LOG), key, value),
+            Some(at_rest) => batch.put_cf(&self.cf(CF_LOG), key, at_rest.seal_batch(&key, value)?),
+        }
+        Ok(())
+    }
+
+    /// The plaintext batch of a stored value (borrowed when not encrypted).
+    fn plain_batch<'a>(&self, key: &[u8], stored: &'a [u8]) -> Result<Cow<'a, [u8]>, StorageError> {
+        match &self.at_rest {
+            None => Ok(Cow::Borrowed(stored)),
+            Some(at_rest) => at_rest.open_batch(key, stored).map(Cow::Owned),
+        }
     }
 
     /// Deletes the batches whose first offset is in `[from, to)`.
@@ -84,7 +104,8 @@ impl Store {
                 break;
             };
             let first = keys::log_key_offset(key).ok_or_else(|| corrupt(topic_id, partition, from, "bad key"))?;
-            let (_, reader) = BatchReader::new(value).map_err(|e| corrupt(topic_id, partition, first, e))?;
+            let value = self.plain_batch(key, value)?;
+            let (_, reader) = BatchReader::new(&value).map_err(|e| corrupt(topic_id, partition, first, e))?;
             for (i, record) in reader.enumerate() {
                 let record = record.map_err(|e| corrupt(topic_id, partition, first, e))?;
                 let offset = first + i as u64;
@@ -105,8 +126,9 @@ impl Store {
         Ok(next)
     }
 
-    /// Calls `visit(first offset, value)` for every stored batch whose first
-    /// offset is in `[from, end)`, in order, until it returns `Ok(false)`.
+    /// Calls `visit(first offset, plaintext batch value)` for every stored
+    /// batch whose first offset is in `[from, end)`, in order, until it
+    /// returns `Ok(false)`.
     pub fn for_each_batch<E: From<StorageError>>(
         &self,
         topic_id: u32,
@@ -122,7 +144,8 @@ impl Store {
                 break;
             };
             let first = keys::log_key_offset(key).ok_or_else(|| corrupt(topic_id, partition, from, "bad key"))?;
-            if !visit(first, value)? {
+            let value = self.plain_batch(key, value)?;
+            if !visit(first, &value)? {
                 return Ok(());
             }
             iter.next();
@@ -149,7 +172,7 @@ impl Store {
             first_offset: first,
             count: header.count,
             max_timestamp: header.max_timestamp,
-            size_bytes: value.len() as u64,
+            size_bytes: plain_batch_len(value),
         };
         Ok((info.end_offset() > offset).then_some(info))
     }
@@ -176,7 +199,7 @@ impl Store {
                 first_offset: first,
                 count: header.count,
                 max_timestamp: header.max_timestamp,
-                size_bytes: value.len() as u64,
+                size_bytes: plain_batch_len(value),
             });
             iter.next();
         }
@@ -237,8 +260,14 @@ mod tests {
     use crate::storage::record_batch::BatchBuilder;
 
     fn store_with_batches() -> (tempfile::TempDir, Store) {
+        store_with_batches_keyed(None)
+    }
+
+    fn store_with_batches_keyed(
+        keyring: Option<std::sync::Arc<flymq_security::Keyring>>,
+    ) -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = Store::open_with_keys(dir.path(), crate::storage::StoreOptions::default(), keyring).unwrap();
         let mut wb = WriteBatch::default();
         // Offsets 0..3 at ts 100..102, 3..5 at ts 200..201, 5 at ts 300; another partition too.
         for (first, stamps) in [(0u64, vec![100, 101, 102]), (3, vec![200, 201]), (5, vec![300])] {
@@ -246,11 +275,11 @@ mod tests {
             for (i, ts) in stamps.iter().enumerate() {
                 b.push(*ts, 0, b"", format!("v{}", first + i as u64).as_bytes());
             }
-            store.put_batch(&mut wb, 1, 0, first, &b.finish());
+            store.put_batch(&mut wb, 1, 0, first, &b.finish()).unwrap();
         }
         let mut other = BatchBuilder::new();
         other.push(1, 0, b"", b"other");
-        store.put_batch(&mut wb, 1, 1, 0, &other.finish());
+        store.put_batch(&mut wb, 1, 1, 0, &other.finish()).unwrap();
         store.write(wb, true).unwrap();
         (dir, store)
     }
@@ -308,5 +337,52 @@ mod tests {
         assert_eq!(store.offset_for_timestamp(1, 0, 0, 6, 201).unwrap(), 4);
         assert_eq!(store.offset_for_timestamp(1, 0, 0, 6, 300).unwrap(), 5);
         assert_eq!(store.offset_for_timestamp(1, 0, 0, 6, 301).unwrap(), 6);
+    }
+
+    #[test]
+    fn an_encrypted_store_reads_sizes_and_seeks_like_a_plain_one() {
+        let key = flymq_security::Keyring::generate_key_hex();
+        let keyring = std::sync::Arc::new(flymq_security::Keyring::parse(&key).unwrap());
+        let (_plain_dir, plain) = store_with_batches();
+        let (_dir, store) = store_with_batches_keyed(Some(keyring));
+        assert_eq!(values(&store, 1, 6, 100), values(&plain, 1, 6, 100));
+        assert_eq!(
+            store.batch_infos(1, 0, 0, 6, 10).unwrap(),
+            plain.batch_infos(1, 0, 0, 6, 10).unwrap(),
+            "sizes count plaintext bytes"
+        );
+        assert_eq!(
+            store.batch_holding(1, 0, 4).unwrap(),
+            plain.batch_holding(1, 0, 4).unwrap()
+        );
+        assert_eq!(store.offset_for_timestamp(1, 0, 0, 6, 201).unwrap(), 4);
+        let mut seen = Vec::new();
+        store
+            .for_each_batch(1, 0, 0, 6, |first, value| {
+                seen.push((first, value.to_vec()));
+                Ok::<bool, StorageError>(true)
+            })
+            .unwrap();
+        assert_eq!(seen.len(), 3);
+        assert!(
+            seen.iter()
+                .all(|(_, v)| v[0] == crate::storage::record_batch::FORMAT_PLAIN)
+        );
+        let raw = store
+            .db()
+            .get_cf(&store.cf(CF_LOG), keys::log_key(1, 0, 0))
+            .unwrap()
+            .unwrap();
+        assert_eq!(raw[0], crate::storage::record_batch::FORMAT_SEALED);
+        let plain_raw = plain
+            .db()
+            .get_cf(&plain.cf(CF_LOG), keys::log_key(1, 0, 0))
+            .unwrap()
+            .unwrap();
+        let records = &plain_raw[13..];
+        assert!(
+            !raw.windows(records.len()).any(|w| w == records),
+            "records are not stored in plaintext"
+        );
     }
 }

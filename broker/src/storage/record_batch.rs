@@ -12,11 +12,22 @@
 //! i64 max timestamp (ms)   -- retention by time looks only at this
 //! count x ( i64 timestamp | u8 flags | u32 key len | key | u32 value len | value )
 //! ```
+//!
+//! With encryption at rest (`storage::crypto`) the stored value is format 2:
+//! the same 13-byte header (format byte 2), then the records sealed with
+//! AES-256-GCM. The header stays readable (retention, time seeks); records
+//! are parsed only from a format 1 value.
 
 use thiserror::Error;
 
-const FORMAT_V1: u8 = 1;
-const HEADER_LEN: usize = 1 + 4 + 8;
+/// Format byte of a plaintext batch.
+pub const FORMAT_PLAIN: u8 = 1;
+/// Format byte of a stored batch whose records are encrypted.
+pub const FORMAT_SEALED: u8 = 2;
+const FORMAT_V1: u8 = FORMAT_PLAIN;
+/// Bytes of the batch header (format, count, max timestamp).
+pub const BATCH_HEADER_LEN: usize = 1 + 4 + 8;
+const HEADER_LEN: usize = BATCH_HEADER_LEN;
 /// Per-record framing bytes in a batch value.
 pub const RECORD_OVERHEAD: usize = 8 + 1 + 4 + 4;
 
@@ -99,7 +110,7 @@ pub struct BatchHeader {
 
 pub fn read_header(value: &[u8]) -> Result<BatchHeader, BatchError> {
     let header = value.get(..HEADER_LEN).ok_or(BatchError::Corrupt("short header"))?;
-    if header[0] != FORMAT_V1 {
+    if header[0] != FORMAT_V1 && header[0] != FORMAT_SEALED {
         return Err(BatchError::UnknownFormat(header[0]));
     }
     let count = u32::from_be_bytes(header[1..5].try_into().map_err(|_| BatchError::Corrupt("count"))?);
@@ -116,6 +127,9 @@ pub struct BatchReader<'a> {
 impl<'a> BatchReader<'a> {
     pub fn new(value: &'a [u8]) -> Result<(BatchHeader, Self), BatchError> {
         let header = read_header(value)?;
+        if value[0] != FORMAT_V1 {
+            return Err(BatchError::UnknownFormat(value[0]));
+        }
         Ok((
             header,
             Self {

@@ -6,7 +6,8 @@
 //! | `c/audit_next` | the next audit sequence number (u64) |
 //! | `a/[seq u64]` | one audit event (JSON) |
 //!
-//! `c/` keys travel with metadata snapshots; so does the `a/` prefix.
+//! `c/` keys travel with metadata snapshots; so does the `a/` prefix. Both
+//! are sealed when encryption at rest is on.
 
 use rocksdb::{Direction, IteratorMode, WriteBatch};
 
@@ -36,10 +37,10 @@ impl Store {
         }
     }
 
-    pub fn put_security_state(&self, batch: &mut WriteBatch, state: &SecurityState) {
+    pub fn put_security_state(&self, batch: &mut WriteBatch, state: &SecurityState) -> Result<(), StorageError> {
         // Plain data (strings, sets, maps with string keys): cannot fail.
         let json = serde_json::to_vec(state).unwrap_or_default();
-        self.put_cluster_value(batch, SECURITY_STATE, &json);
+        self.put_cluster_value(batch, SECURITY_STATE, &json)
     }
 
     /// The sequence number the next audit event gets.
@@ -55,13 +56,22 @@ impl Store {
     }
 
     /// Stores event `seq` and drops every event before `keep_from`.
-    pub fn put_audit(&self, batch: &mut WriteBatch, seq: u64, event: &[u8], keep_from: u64) {
+    pub fn put_audit(
+        &self,
+        batch: &mut WriteBatch,
+        seq: u64,
+        event: &[u8],
+        keep_from: u64,
+    ) -> Result<(), StorageError> {
         let meta = self.cf(CF_META);
-        batch.put_cf(&meta, audit_key(seq), event);
-        self.put_cluster_value(batch, AUDIT_NEXT, &(seq + 1).to_be_bytes());
+        let key = audit_key(seq);
+        let stored = self.seal_meta_value(&key, event)?;
+        batch.put_cf(&meta, key, stored);
+        self.put_cluster_value(batch, AUDIT_NEXT, &(seq + 1).to_be_bytes())?;
         if keep_from > 0 {
             batch.delete_range_cf(&meta, audit_key(0), audit_key(keep_from));
         }
+        Ok(())
     }
 
     /// Stored audit events, newest first, as (sequence number, JSON).
@@ -73,7 +83,10 @@ impl Store {
                 Err(e) => Some(Err(StorageError::from(e))),
                 Ok((key, value)) => {
                     let seq: [u8; 8] = key.strip_prefix(AUDIT_PREFIX)?.try_into().ok()?;
-                    Some(Ok((u64::from_be_bytes(seq), value.to_vec())))
+                    Some(
+                        self.open_meta_value(&key, &value)
+                            .map(|plain| (u64::from_be_bytes(seq), plain.to_vec())),
+                    )
                 }
             })
     }

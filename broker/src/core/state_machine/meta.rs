@@ -73,10 +73,10 @@ impl MetaMachine {
                 audit.details.push(("error".into(), err.to_string()));
             }
         }
-        self.record_audit(batch, &audit, keep);
+        self.record_audit(batch, &audit, keep)?;
         let changed = result.map_err(|e| BrokerError::Security(e.to_string()))?;
         if changed {
-            self.store.put_security_state(batch, &next);
+            self.store.put_security_state(batch, &next)?;
             publish.push(Publish::Security {
                 state: Box::new(next.clone()),
             });
@@ -85,13 +85,14 @@ impl MetaMachine {
         Ok(Applied::SecurityChanged { changed })
     }
 
-    fn record_audit(&mut self, batch: &mut WriteBatch, record: &AuditRecord, keep: u64) {
+    fn record_audit(&mut self, batch: &mut WriteBatch, record: &AuditRecord, keep: u64) -> BrokerResult<()> {
         let seq = self.audit_next;
-        self.audit_next += 1;
-        let keep_from = self.audit_next.saturating_sub(keep.max(1));
+        let keep_from = (seq + 1).saturating_sub(keep.max(1));
         // A struct of strings and numbers: serialising cannot fail.
         let json = serde_json::to_vec(record).unwrap_or_default();
-        self.store.put_audit(batch, seq, &json, keep_from);
+        self.store.put_audit(batch, seq, &json, keep_from)?;
+        self.audit_next += 1;
+        Ok(())
     }
 
     pub fn topic(&self, name: &str) -> Option<&TopicRecord> {
@@ -204,7 +205,7 @@ impl MetaMachine {
             } => self.add_partitions(batch, publish, name, partitions, replicas),
             Command::Security { change, audit, keep } => self.apply_security(batch, publish, *change, *audit, keep),
             Command::Audit { record, keep } => {
-                self.record_audit(batch, &record, keep);
+                self.record_audit(batch, &record, keep)?;
                 Ok(Applied::AuditRecorded)
             }
             Command::Append { .. } | Command::Truncate { .. } => Err(BrokerError::InvalidArgument(
@@ -284,9 +285,10 @@ impl MetaMachine {
                 .collect(),
             replicas,
         };
-        self.next_topic_id += 1;
+        let next_topic_id = self.next_topic_id + 1;
         self.store
-            .put_cluster_value(batch, NEXT_TOPIC_ID, &self.next_topic_id.to_be_bytes());
+            .put_cluster_value(batch, NEXT_TOPIC_ID, &next_topic_id.to_be_bytes())?;
+        self.next_topic_id = next_topic_id;
         self.store.put_topic(batch, &record);
         for p in 0..partitions {
             self.store

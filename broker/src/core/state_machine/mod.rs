@@ -50,24 +50,37 @@ impl StateMachine {
 
     /// Applies `commands` in order. Appends to one partition within one call
     /// are coalesced into one stored batch. Nothing is visible until the
-    /// caller writes `batch`; if that write fails the caller must `load` the
-    /// state again.
-    pub fn apply_all(&mut self, commands: impl IntoIterator<Item = Command>) -> ApplyOutput {
+    /// caller writes `batch`; if that write fails, or this returns an error
+    /// (a batch could not be encrypted), the caller must `load` the state
+    /// again and fail every command.
+    pub fn apply_all(&mut self, commands: impl IntoIterator<Item = Command>) -> Result<ApplyOutput, StorageError> {
         let mut batch = WriteBatch::default();
         let mut publish = Vec::new();
+        let mut failed = None;
         let results = commands
             .into_iter()
-            .map(|command| self.apply(&mut batch, &mut publish, command))
+            .map(|command| self.apply(&mut batch, &mut publish, &mut failed, command))
             .collect();
-        self.end_all(&mut batch, &mut publish);
-        ApplyOutput {
-            batch,
-            results,
-            publish,
+        if let Err(err) = self.end_all(&mut batch, &mut publish) {
+            failed.get_or_insert(err);
+        }
+        match failed {
+            Some(err) => Err(err),
+            None => Ok(ApplyOutput {
+                batch,
+                results,
+                publish,
+            }),
         }
     }
 
-    fn apply(&mut self, batch: &mut WriteBatch, publish: &mut Vec<Publish>, command: Command) -> BrokerResult<Applied> {
+    fn apply(
+        &mut self,
+        batch: &mut WriteBatch,
+        publish: &mut Vec<Publish>,
+        failed: &mut Option<StorageError>,
+        command: Command,
+    ) -> BrokerResult<Applied> {
         let (topic_id, partition) = match &command {
             Command::Append { topic, partition, .. } => {
                 let record = self
@@ -94,7 +107,13 @@ impl StateMachine {
             },
             _ => {
                 // Keep the WriteBatch in command order around topic deletes.
-                self.end_all(batch, publish);
+                if let Err(err) = self.end_all(batch, publish) {
+                    let result = Err(BrokerError::from(StorageError::Corrupt {
+                        what: format!("encrypting the records before this command failed: {err}"),
+                    }));
+                    failed.get_or_insert(err);
+                    return result;
+                }
                 let deleted = match &command {
                     Command::DeleteTopic { name } => self.meta.topic(name).map(|t| t.id),
                     _ => None,
@@ -119,10 +138,11 @@ impl StateMachine {
         machine.apply(batch, publish, &command)
     }
 
-    fn end_all(&mut self, batch: &mut WriteBatch, publish: &mut Vec<Publish>) {
+    fn end_all(&mut self, batch: &mut WriteBatch, publish: &mut Vec<Publish>) -> Result<(), StorageError> {
         for machine in self.partitions.values_mut() {
-            machine.end_entry(batch, publish);
+            machine.end_entry(batch, publish)?;
         }
+        Ok(())
     }
 
     #[cfg(test)]
@@ -176,12 +196,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let mut sm = StateMachine::load(store.clone()).unwrap();
-        let out = sm.apply_all(vec![
-            create("t", 2),
-            append("t", 0, 10, &["a", "b"]),
-            append("t", 1, 10, &["c"]),
-            append("t", 0, 5, &["d"]),
-        ]);
+        let out = sm
+            .apply_all(vec![
+                create("t", 2),
+                append("t", 0, 10, &["a", "b"]),
+                append("t", 1, 10, &["c"]),
+                append("t", 0, 5, &["d"]),
+            ])
+            .unwrap();
         assert_eq!(
             out.results[1],
             Ok(Applied::Appended {
@@ -213,7 +235,7 @@ mod tests {
         store.write(out.batch, true).unwrap();
 
         let mut sm = StateMachine::load(store.clone()).unwrap();
-        let out = sm.apply_all(vec![append("t", 0, 20, &["e"])]);
+        let out = sm.apply_all(vec![append("t", 0, 20, &["e"])]).unwrap();
         assert_eq!(
             out.results[0],
             Ok(Applied::Appended {
@@ -235,14 +257,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let mut sm = StateMachine::load(store).unwrap();
-        let out = sm.apply_all(vec![
-            create("t", 1),
-            append("missing", 0, 1, &["x"]),
-            append("t", 3, 1, &["x"]),
-            create("bad name", 1),
-            create("zero", 0),
-            append("t", 0, 1, &["ok"]),
-        ]);
+        let out = sm
+            .apply_all(vec![
+                create("t", 1),
+                append("missing", 0, 1, &["x"]),
+                append("t", 3, 1, &["x"]),
+                create("bad name", 1),
+                create("zero", 0),
+                append("t", 0, 1, &["ok"]),
+            ])
+            .unwrap();
         assert_eq!(out.results[1], Err(BrokerError::TopicNotFound("missing".into())));
         assert!(matches!(
             out.results[2],
@@ -266,13 +290,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let mut sm = StateMachine::load(store.clone()).unwrap();
-        let out = sm.apply_all(vec![
-            create("t", 1),
-            append("t", 0, 1, &["old"]),
-            Command::DeleteTopic { name: "t".into() },
-            create("t", 1),
-            append("t", 0, 1, &["new"]),
-        ]);
+        let out = sm
+            .apply_all(vec![
+                create("t", 1),
+                append("t", 0, 1, &["old"]),
+                Command::DeleteTopic { name: "t".into() },
+                create("t", 1),
+                append("t", 0, 1, &["new"]),
+            ])
+            .unwrap();
         assert!(out.results.iter().all(Result::is_ok), "{:?}", out.results);
         store.write(out.batch, true).unwrap();
         let topics = store.load_topics().unwrap();
@@ -290,18 +316,22 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let mut sm = StateMachine::load(store.clone()).unwrap();
-        let out = sm.apply_all(vec![create("t", 1), append("t", 0, 1, &["a", "b", "c", "d", "e"])]);
+        let out = sm
+            .apply_all(vec![create("t", 1), append("t", 0, 1, &["a", "b", "c", "d", "e"])])
+            .unwrap();
         store.write(out.batch, true).unwrap();
-        let out = sm.apply_all(vec![append("t", 0, 2, &["f"])]);
+        let out = sm.apply_all(vec![append("t", 0, 2, &["f"])]).unwrap();
         store.write(out.batch, true).unwrap();
         // Offsets 0..5 are one batch, 5 another: cut at 2, inside the first.
-        let out = sm.apply_all(vec![Command::Truncate {
-            topic: "t".into(),
-            topic_id: 1,
-            partition: 0,
-            new_start: 2,
-            removed_bytes: 0,
-        }]);
+        let out = sm
+            .apply_all(vec![Command::Truncate {
+                topic: "t".into(),
+                topic_id: 1,
+                partition: 0,
+                new_start: 2,
+                removed_bytes: 0,
+            }])
+            .unwrap();
         assert_eq!(out.results[0], Ok(Applied::Truncated { new_start: 2 }));
         store.write(out.batch, true).unwrap();
         let state = store.partition_state(1, 0).unwrap().unwrap();
@@ -309,13 +339,15 @@ mod tests {
         // The straddling batch is kept whole on disk...
         assert_eq!(read_all(&store, 1, 0, 6).len(), 6);
         // ...and a cut at a batch end removes it.
-        let out = sm.apply_all(vec![Command::Truncate {
-            topic: "t".into(),
-            topic_id: 1,
-            partition: 0,
-            new_start: 5,
-            removed_bytes: 0,
-        }]);
+        let out = sm
+            .apply_all(vec![Command::Truncate {
+                topic: "t".into(),
+                topic_id: 1,
+                partition: 0,
+                new_start: 5,
+                removed_bytes: 0,
+            }])
+            .unwrap();
         store.write(out.batch, true).unwrap();
         assert_eq!(read_all(&store, 1, 0, 6), vec![(5, "f".into())]);
     }

@@ -78,7 +78,7 @@ impl PartitionMachine {
                 ..
             } if *topic_id == self.topic_id && *partition == self.partition => {
                 // Keep the WriteBatch in command order around the delete.
-                self.end_entry(batch, publish);
+                self.end_entry(batch, publish)?;
                 self.truncate(batch, publish, *new_start, *removed_bytes)
             }
             other => Err(BrokerError::InvalidArgument(format!(
@@ -143,17 +143,19 @@ impl PartitionMachine {
         state.start_offset = new_start;
         state.size_bytes = state.size_bytes.saturating_sub(removed_bytes);
         self.dirty = true;
-        self.end_entry(batch, publish);
+        self.end_entry(batch, publish)?;
         Ok(Applied::Truncated { new_start })
     }
 
     /// Ends a Raft entry (or a group commit): writes the coalesced batch and
-    /// the partition state into `batch`.
-    pub fn end_entry(&mut self, batch: &mut WriteBatch, publish: &mut Vec<Publish>) {
+    /// the partition state into `batch`. Fails only if the batch cannot be
+    /// encrypted; the caller then reloads the machine.
+    pub fn end_entry(&mut self, batch: &mut WriteBatch, publish: &mut Vec<Publish>) -> Result<(), StorageError> {
         if let Some(pending) = self.pending.take() {
             let value = pending.builder.finish();
             self.store
-                .put_batch(batch, self.topic_id, self.partition, pending.first_offset, &value);
+                .put_batch(batch, self.topic_id, self.partition, pending.first_offset, &value)?;
+            // Plaintext bytes: the same on every replica, whatever its key.
             self.state.size_bytes += value.len() as u64;
         }
         if std::mem::take(&mut self.dirty) {
@@ -166,5 +168,6 @@ impl PartitionMachine {
                 state: self.state,
             });
         }
+        Ok(())
     }
 }
