@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use futures::FutureExt;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use flymq_security::tls::CertIdentity;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
 
 use super::dispatch::{Answer, Outgoing, Reply, dispatch};
@@ -39,6 +39,12 @@ pub struct Session {
     pub peer: SocketAddr,
     /// User bound by AUTH ("" when none).
     pub username: parking_lot::Mutex<String>,
+    /// The verified client certificate's names (TLS with
+    /// `tls_client_auth: optional|required`), `None` without one.
+    pub cert_identity: Option<CertIdentity>,
+    /// The user the client certificate stands for (its CN, else its first
+    /// DNS name; see [`CertIdentity::username`]).
+    pub cert_user: Option<String>,
 }
 
 /// Per-connection state of the reader: the session and the request order.
@@ -62,6 +68,8 @@ impl Connection {
                     id,
                     peer,
                     username: parking_lot::Mutex::new(String::new()),
+                    cert_identity: None,
+                    cert_user: None,
                 }),
                 sequencer: Sequencer::default(),
             },
@@ -71,11 +79,42 @@ impl Connection {
         }
     }
 
-    pub async fn run(mut self, stream: TcpStream) {
+    /// Records the verified client certificate of a TLS connection.
+    pub fn with_cert_identity(mut self, identity: Option<CertIdentity>) -> Self {
+        let (id, peer) = (self.context.session.id, self.context.session.peer);
+        self.context.session = Arc::new(Session {
+            id,
+            peer,
+            username: parking_lot::Mutex::new(String::new()),
+            cert_user: identity.as_ref().and_then(|i| i.username().map(str::to_owned)),
+            cert_identity: identity,
+        });
+        self
+    }
+
+    /// Serves a plaintext connection.
+    pub async fn run(self, stream: TcpStream) {
+        let (read, write) = stream.into_split();
+        self.run_halves(read, write).await;
+    }
+
+    /// Serves a connection after its TLS handshake.
+    pub async fn run_tls<S>(self, stream: S)
+    where
+        S: AsyncRead + AsyncWrite + Send + 'static,
+    {
+        let (read, write) = tokio::io::split(stream);
+        self.run_halves(read, write).await;
+    }
+
+    async fn run_halves<R, W>(mut self, read: R, write: W)
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
         let metrics_broker = self.broker.clone();
         metrics_broker.metrics().active_connections.inc();
         tracing::debug!(peer = %self.context.session.peer, id = self.context.session.id, "connection opened");
-        let (read, write) = stream.into_split();
         let (tx, rx) = mpsc::channel(self.limits.max_in_flight.max(1));
         let writer = tokio::spawn(write_replies(write, rx, self.broker.clone()));
         if let Err(reason) = self.read_requests(read, tx).await {
@@ -88,7 +127,11 @@ impl Connection {
         tracing::debug!(peer = %self.context.session.peer, id = self.context.session.id, "connection closed");
     }
 
-    async fn read_requests(&mut self, mut read: OwnedReadHalf, tx: mpsc::Sender<Outgoing>) -> Result<(), String> {
+    async fn read_requests<R: AsyncRead + Unpin>(
+        &mut self,
+        mut read: R,
+        tx: mpsc::Sender<Outgoing>,
+    ) -> Result<(), String> {
         let mut buf = BytesMut::with_capacity(READ_BUFFER);
         loop {
             loop {
@@ -129,7 +172,7 @@ async fn with_timeout<F: Future>(timeout: Option<Duration>, fut: F) -> Option<F:
 }
 
 /// Writes replies strictly in request order, batching ready replies into few syscalls.
-async fn write_replies(mut write: OwnedWriteHalf, mut rx: mpsc::Receiver<Outgoing>, broker: Arc<Broker>) {
+async fn write_replies<W: AsyncWrite + Unpin>(mut write: W, mut rx: mpsc::Receiver<Outgoing>, broker: Arc<Broker>) {
     let mut out = BytesMut::with_capacity(WRITE_FLUSH_BYTES);
     loop {
         let next = match rx.try_recv() {
@@ -185,11 +228,13 @@ fn encode(broker: &Broker, opcode: u8, response: &Response, out: &mut BytesMut) 
     }
 }
 
-async fn flush(write: &mut OwnedWriteHalf, out: &mut BytesMut) -> std::io::Result<()> {
+async fn flush<W: AsyncWrite + Unpin>(write: &mut W, out: &mut BytesMut) -> std::io::Result<()> {
     if out.is_empty() {
         return Ok(());
     }
     let result = write.write_all(out).await;
     out.clear();
-    result
+    result?;
+    // TLS buffers inside the stream: flush sends it (a no-op for TCP).
+    write.flush().await
 }

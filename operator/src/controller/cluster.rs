@@ -159,9 +159,18 @@ pub async fn reconcile(cluster: Arc<FlyMQCluster>, ctx: Arc<Context>) -> Result<
             } else {
                 None
             };
+            // Generated once, then kept: brokers with different secrets refuse each other.
+            let cluster_secret = builders::cluster_secret_name(&name);
+            let existing_cluster_secret = Api::<Secret>::namespaced(ctx.client.clone(), &ns)
+                .get_opt(&cluster_secret)
+                .await
+                .map_err(Error::kube(format!("reading Secret {ns}/{cluster_secret}")))?
+                .as_ref()
+                .and_then(builders::secret::stored_cluster_secret);
             let inputs = Inputs {
                 existing_admin_password,
                 cluster_id: cluster.status.as_ref().and_then(|s| s.cluster_id.clone()),
+                existing_cluster_secret,
             };
             validate(&cluster, &inputs, served, ctx.random.as_ref())
         }
@@ -763,6 +772,7 @@ mod tests {
     const NOW: &str = "2026-01-01T00:00:00Z";
     const STS: &str = "/apis/apps/v1/namespaces/prod/statefulsets/demo";
     const ADMIN_SECRET: &str = "/api/v1/namespaces/prod/secrets/demo-admin";
+    const CLUSTER_SECRET: &str = "/api/v1/namespaces/prod/secrets/demo-cluster-secret";
     const CONFIG_MAP: &str = "/api/v1/namespaces/prod/configmaps/demo-config";
     const IDENTITY: &str = "/api/v1/namespaces/prod/configmaps/demo-identity";
     const HEADLESS: &str = "/api/v1/namespaces/prod/services/demo-headless";
@@ -844,6 +854,7 @@ mod tests {
         if admin_secret {
             s.push(step("PATCH", ADMIN_SECRET, Reply::Echo));
         }
+        s.push(step("PATCH", CLUSTER_SECRET, Reply::Echo));
         s.extend([
             step("PATCH", HEADLESS, Reply::Echo),
             step("PATCH", CLIENT, Reply::Echo),
@@ -946,6 +957,7 @@ mod tests {
         let mut steps = vec![
             step("GET", STS, Reply::NotFound),
             step("GET", ADMIN_SECRET, Reply::NotFound),
+            step("GET", CLUSTER_SECRET, Reply::NotFound),
         ];
         steps.extend(applies(true));
         steps.push(status_step(&c));
@@ -979,7 +991,44 @@ mod tests {
         assert_eq!(cond(status, "Ready")["lastTransitionTime"], json!(NOW));
         assert_eq!(cond(status, "Degraded")["status"], json!("False"));
         assert_eq!(status.get("clusterId"), None);
-        assert_eq!(seen.len(), 10, "no event for an ordinary first reconcile");
+        let secret = &sent(&seen, "PATCH", CLUSTER_SECRET).body;
+        assert_eq!(secret["data"]["secret"], json!(BASE64_64_X));
+        assert_eq!(seen.len(), 12, "no event for an ordinary first reconcile");
+    }
+
+    /// base64 of the 64 'x' the fixed randomness draws.
+    const BASE64_64_X: &str =
+        "eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eA==";
+
+    #[tokio::test]
+    async fn cluster_secret_is_created_once_and_never_replaced() {
+        let c = cluster(json!({}));
+        let existing = json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "demo-cluster-secret", "namespace": "prod"},
+            "data": {"secret": "a2VwdC1jbHVzdGVyLXNlY3JldA=="}});
+        let mut steps = vec![
+            step("GET", STS, Reply::NotFound),
+            step("GET", ADMIN_SECRET, Reply::NotFound),
+            step("GET", CLUSTER_SECRET, Reply::Json(existing)),
+        ];
+        steps.extend(applies(true));
+        steps.push(status_step(&c));
+        let (_, seen) = run(c, steps).await;
+        let applied = &sent(&seen, "PATCH", CLUSTER_SECRET).body;
+        assert_eq!(applied["data"]["secret"], json!("a2VwdC1jbHVzdGVyLXNlY3JldA=="));
+        assert_eq!(applied["metadata"]["ownerReferences"][0]["kind"], json!("FlyMQCluster"));
+        let sts = &sent(&seen, "PATCH", STS).body;
+        let env = sts["spec"]["template"]["spec"]["containers"][0]["env"]
+            .as_array()
+            .expect("env");
+        let var = env
+            .iter()
+            .find(|e| e["name"] == "FLYMQ_CLUSTER_SECRET")
+            .expect("FLYMQ_CLUSTER_SECRET");
+        assert_eq!(
+            var["valueFrom"]["secretKeyRef"],
+            json!({"name": "demo-cluster-secret", "key": "secret"})
+        );
     }
 
     #[tokio::test]
@@ -991,6 +1040,7 @@ mod tests {
         let mut steps = vec![
             step("GET", STS, Reply::NotFound),
             step("GET", ADMIN_SECRET, Reply::Json(existing)),
+            step("GET", CLUSTER_SECRET, Reply::NotFound),
         ];
         steps.extend(applies(true));
         steps.push(status_step(&c));
@@ -1010,6 +1060,7 @@ mod tests {
         let mut steps = vec![
             step("GET", STS, Reply::Json(existing_sts(3, 3))),
             step("GET", ADMIN_SECRET, Reply::NotFound),
+            step("GET", CLUSTER_SECRET, Reply::NotFound),
         ];
         steps.extend(applies_with(true, Some(existing_sts(3, 3))));
         steps.push(step("PATCH", IDENTITY, Reply::Echo));
@@ -1039,6 +1090,7 @@ mod tests {
         let mut steps = vec![
             step("GET", STS, Reply::Json(existing_sts(3, 3))),
             step("GET", ADMIN_SECRET, Reply::NotFound),
+            step("GET", CLUSTER_SECRET, Reply::NotFound),
         ];
         steps.extend(applies_with(true, Some(existing_sts(3, 3))));
         let (result, seen) = run_with(&fake, again, steps).await;
@@ -1057,6 +1109,7 @@ mod tests {
         let mut steps = vec![
             step("GET", STS, Reply::Json(existing_sts(3, 3))),
             step("GET", ADMIN_SECRET, Reply::NotFound),
+            step("GET", CLUSTER_SECRET, Reply::NotFound),
         ];
         steps.extend(applies_with(true, Some(existing_sts(3, 3))));
         steps.push(status_step(&c));
@@ -1096,6 +1149,7 @@ mod tests {
             let mut steps = vec![
                 step("GET", STS, Reply::Json(existing_sts(3, 3))),
                 step("GET", ADMIN_SECRET, Reply::NotFound),
+                step("GET", CLUSTER_SECRET, Reply::NotFound),
             ];
             steps.extend(applies_with(true, Some(existing_sts(3, 3))));
             if stored.status.is_none() {
@@ -1134,6 +1188,7 @@ mod tests {
         let mut steps = vec![
             step("GET", STS, Reply::Json(existing_sts(5, 5))),
             step("GET", ADMIN_SECRET, Reply::NotFound),
+            step("GET", CLUSTER_SECRET, Reply::NotFound),
         ];
         let seen_by_then = fake.clone();
         let mut apply = applies_with(true, Some(existing_sts(4, 4)));
@@ -1168,6 +1223,7 @@ mod tests {
         let mut steps = vec![
             step("GET", STS, Reply::Json(existing_sts(4, 4))),
             step("GET", ADMIN_SECRET, Reply::NotFound),
+            step("GET", CLUSTER_SECRET, Reply::NotFound),
         ];
         steps.extend(applies_with(true, Some(existing_sts(3, 3))));
         steps.push(status_step(&c4));
@@ -1203,6 +1259,7 @@ mod tests {
         let mut steps = vec![
             step("GET", STS, Reply::Json(existing_sts(4, 4))),
             step("GET", ADMIN_SECRET, Reply::NotFound),
+            step("GET", CLUSTER_SECRET, Reply::NotFound),
         ];
         steps.extend(applies_with(true, Some(existing_sts(4, 4))));
         steps.push(status_step(&c));
@@ -1245,6 +1302,7 @@ mod tests {
         let mut steps = vec![
             step("GET", STS, Reply::Json(existing_sts(4, 4))),
             step("GET", ADMIN_SECRET, Reply::NotFound),
+            step("GET", CLUSTER_SECRET, Reply::NotFound),
         ];
         steps.extend(applies_with(true, Some(existing_sts(3, 3))));
         steps.push(status_step(&resumed));
@@ -1269,6 +1327,7 @@ mod tests {
         let mut steps = vec![
             step("GET", STS, Reply::Json(existing_sts(3, 3))),
             step("GET", ADMIN_SECRET, Reply::NotFound),
+            step("GET", CLUSTER_SECRET, Reply::NotFound),
         ];
         steps.extend(applies_with(true, Some(existing_sts(3, 3))));
         steps.push(status_step(&c));
@@ -1309,6 +1368,7 @@ mod tests {
         let mut steps = vec![
             step("GET", STS, Reply::Json(existing_sts(4, 4))),
             step("GET", ADMIN_SECRET, Reply::NotFound),
+            step("GET", CLUSTER_SECRET, Reply::NotFound),
         ];
         steps.extend(applies_with(true, Some(existing_sts(4, 4))));
         steps.push(status_step(&c));
@@ -1338,6 +1398,7 @@ mod tests {
         let steps = vec![
             step("GET", STS, Reply::Json(existing_sts(5, 5))),
             step("GET", ADMIN_SECRET, Reply::NotFound),
+            step("GET", CLUSTER_SECRET, Reply::NotFound),
             status_step(&c),
             step("POST", EVENTS, Reply::Echo),
             step("POST", EVENTS, Reply::Echo),
@@ -1372,6 +1433,7 @@ mod tests {
         let steps = vec![
             step("GET", STS, Reply::NotFound),
             step("GET", ADMIN_SECRET, Reply::NotFound),
+            step("GET", CLUSTER_SECRET, Reply::NotFound),
             status_step(&c),
             step("POST", EVENTS, Reply::Echo),
         ];
@@ -1411,6 +1473,7 @@ mod tests {
         let mut steps = vec![
             step("GET", STS, Reply::Json(existing_sts(3, 3))),
             step("GET", ADMIN_SECRET, Reply::NotFound),
+            step("GET", CLUSTER_SECRET, Reply::NotFound),
         ];
         steps.extend(applies_with(true, Some(existing_sts(3, 3))));
         steps.push(status_step(&fresh));
@@ -1427,11 +1490,12 @@ mod tests {
         let mut steps = vec![
             step("GET", STS, Reply::Json(existing_sts(3, 3))),
             step("GET", ADMIN_SECRET, Reply::NotFound),
+            step("GET", CLUSTER_SECRET, Reply::NotFound),
         ];
         steps.extend(applies_with(true, Some(existing_sts(3, 3))));
         let (result, seen) = run(again, steps).await;
         assert_eq!(result.expect("reconciles"), Action::requeue(REQUEUE_READY));
-        assert_eq!(seen.len(), 9, "no status write and no event when nothing changed");
+        assert_eq!(seen.len(), 11, "no status write and no event when nothing changed");
     }
 
     #[tokio::test]
@@ -1440,6 +1504,7 @@ mod tests {
         let mut steps = vec![
             step("GET", STS, Reply::Json(existing_sts(3, 3))),
             step("GET", ADMIN_SECRET, Reply::NotFound),
+            step("GET", CLUSTER_SECRET, Reply::NotFound),
         ];
         steps.extend(applies_with(true, Some(existing_sts(3, 3))));
         steps.push(status_step(&c));
@@ -1482,6 +1547,7 @@ mod tests {
         let mut steps = vec![
             step("GET", STS, Reply::Json(existing_sts(3, 3))),
             step("GET", ADMIN_SECRET, Reply::NotFound),
+            step("GET", CLUSTER_SECRET, Reply::NotFound),
         ];
         steps.extend(applies_with(true, Some(existing_sts(3, 3))));
         steps.push(step(
@@ -1521,6 +1587,7 @@ mod tests {
         let mut steps = vec![
             step("GET", STS, Reply::Json(rolling_sts(1))),
             step("GET", ADMIN_SECRET, Reply::NotFound),
+            step("GET", CLUSTER_SECRET, Reply::NotFound),
         ];
         steps.extend(applies_with(true, Some(rolling_sts(1))));
         steps.push(step("GET", PODS, pod_list(pods)));
