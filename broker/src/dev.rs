@@ -107,7 +107,10 @@ pub fn prepare(
             .filter(|(k, _)| k != crate::secrets::CLUSTER_SECRET_ENV)
             .cloned()
             .collect();
-        if env.iter().any(|(k, v)| k == crate::secrets::ADMIN_PASSWORD_ENV && !v.is_empty()) {
+        if env
+            .iter()
+            .any(|(k, v)| k == crate::secrets::ADMIN_PASSWORD_ENV && !v.is_empty())
+        {
             config.admin_password_file = None;
         }
         let mut secrets = Secrets::load(&config, env)?;
@@ -176,10 +179,7 @@ pub fn write_pki(dir: &Path, nodes: u8) -> Result<DevPki, DevError> {
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::new(names)?;
         params.distinguished_name.push(DnType::CommonName, cn);
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
         let cert = params.signed_by(&key, &issuer)?;
         Ok((cert.pem(), key.serialize_pem()))
     };

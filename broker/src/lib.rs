@@ -181,7 +181,12 @@ impl RunningBroker {
                 Some(c) => Some(tls::grpc_acceptor(&c.server, "cluster port")?),
                 None => None,
             };
-            tasks.spawn(cluster::serve_cluster(listener, cluster_tls, node.clone(), shutdown.clone()));
+            tasks.spawn(cluster::serve_cluster(
+                listener,
+                cluster_tls,
+                node.clone(),
+                shutdown.clone(),
+            ));
             tasks.spawn(node.clone().run_reconciler(shutdown.clone()));
             tasks.spawn(node.run_join(shutdown.clone()));
         }
@@ -224,7 +229,11 @@ impl RunningBroker {
             shutdown.clone(),
         ));
         broker.set_ready(true);
-        let cluster_auth = match (config.is_cluster(), config.tls_enabled, secrets.cluster_secret.is_some()) {
+        let cluster_auth = match (
+            config.is_cluster(),
+            config.tls_enabled,
+            secrets.cluster_secret.is_some(),
+        ) {
             (false, _, _) => "none (standalone)",
             (true, true, true) => "mutual TLS + cluster secret",
             (true, true, false) => "mutual TLS",

@@ -217,7 +217,10 @@ fn print_dev_help(configs: &[Config], dir: &std::path::Path, pki: Option<&flymq_
         "connect:  flymq-cli{tls} --bootstrap {} topic list",
         bootstrap.join(",")
     );
-    eprintln!("status:   flymq-cli{tls} --admin {} cluster status", configs[0].admin_addr);
+    eprintln!(
+        "status:   flymq-cli{tls} --admin {} cluster status",
+        configs[0].admin_addr
+    );
     if let Some(pki) = pki {
         eprintln!(
             "mTLS:     add --tls-cert {} --tls-key {} (client certificate of user 'admin')",

@@ -234,8 +234,12 @@ async fn tls_client_produces_and_consumes_through_the_sdk() {
     let pki = Pki::new();
     let data = tempfile::tempdir().expect("tmp");
     let broker = start(&pki.config(data.path())).await;
-    let client = sdk(broker.client_addr(), Some(pki.client_tls())).await.expect("TLS connect");
-    round_trip(&client, "tls-orders", 50).await.expect("produce and fetch over TLS");
+    let client = sdk(broker.client_addr(), Some(pki.client_tls()))
+        .await
+        .expect("TLS connect");
+    round_trip(&client, "tls-orders", 50)
+        .await
+        .expect("produce and fetch over TLS");
 
     // A plaintext SDK client cannot use the TLS port.
     let plain = async {
@@ -251,7 +255,9 @@ async fn plaintext_client_on_the_tls_port_is_closed_and_others_keep_working() {
     let pki = Pki::new();
     let data = tempfile::tempdir().expect("tmp");
     let broker = start(&pki.config(data.path())).await;
-    let tls_client = sdk(broker.client_addr(), Some(pki.client_tls())).await.expect("TLS connect");
+    let tls_client = sdk(broker.client_addr(), Some(pki.client_tls()))
+        .await
+        .expect("TLS connect");
     round_trip(&tls_client, "mixed", 5).await.expect("before");
 
     // A silent TCP connection (its handshake never starts) holds up nobody.
@@ -270,9 +276,15 @@ async fn plaintext_client_on_the_tls_port_is_closed_and_others_keep_working() {
         "a FlyMQ frame was sent over a plaintext connection"
     );
 
-    round_trip(&tls_client, "mixed", 5).await.expect("the TLS client keeps working");
-    let another = sdk(broker.client_addr(), Some(pki.client_tls())).await.expect("new TLS client");
-    round_trip(&another, "mixed", 1).await.expect("new TLS connections work");
+    round_trip(&tls_client, "mixed", 5)
+        .await
+        .expect("the TLS client keeps working");
+    let another = sdk(broker.client_addr(), Some(pki.client_tls()))
+        .await
+        .expect("new TLS client");
+    round_trip(&another, "mixed", 1)
+        .await
+        .expect("new TLS connections work");
     broker.shutdown().await;
 }
 
@@ -321,7 +333,10 @@ async fn required_client_certificates_are_verified() {
         client.list_topics().await
     };
 
-    assert!(works(pki.client_tls()).await.is_err(), "a client without a certificate was served");
+    assert!(
+        works(pki.client_tls()).await.is_err(),
+        "a client without a certificate was served"
+    );
     let stranger = Ca::new("another CA");
     for (name, ca, expired) in [("untrusted", &stranger, false), ("expired", &pki.ca, true)] {
         let (cert, key) = pki.client_cert(ca, name, expired);
@@ -330,7 +345,10 @@ async fn required_client_certificates_are_verified() {
             client_key_file: Some(key),
             ..pki.client_tls()
         };
-        assert!(works(tls).await.is_err(), "a client with an {name} certificate was served");
+        assert!(
+            works(tls).await.is_err(),
+            "a client with an {name} certificate was served"
+        );
     }
     let (cert, key) = pki.client_cert(&pki.ca, "alice", false);
     let tls = ClientTlsOptions {
@@ -354,9 +372,15 @@ async fn plaintext_migration_listener_serves_beside_the_tls_port() {
     let broker = start(&config).await;
     let plain_addr = broker.plaintext_addr().expect("plaintext listener");
     let plain = sdk(plain_addr, None).await.expect("plaintext connect");
-    round_trip(&plain, "migrating", 3).await.expect("plaintext listener serves");
-    let tls = sdk(broker.client_addr(), Some(pki.client_tls())).await.expect("TLS connect");
-    round_trip(&tls, "migrating", 3).await.expect("TLS port serves the same data");
+    round_trip(&plain, "migrating", 3)
+        .await
+        .expect("plaintext listener serves");
+    let tls = sdk(broker.client_addr(), Some(pki.client_tls()))
+        .await
+        .expect("TLS connect");
+    round_trip(&tls, "migrating", 3)
+        .await
+        .expect("TLS port serves the same data");
     // The plaintext listener does not speak TLS.
     assert!(sdk(plain_addr, Some(pki.client_tls())).await.is_err());
     broker.shutdown().await;
@@ -378,7 +402,13 @@ async fn admin_api_speaks_tls() {
         .create_topic(flymq_client::admin::NewTopic::new("via-admin", 2))
         .await
         .expect("create over TLS");
-    let names: Vec<String> = admin.list_topics().await.expect("list").into_iter().map(|t| t.name).collect();
+    let names: Vec<String> = admin
+        .list_topics()
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
     assert!(names.contains(&"via-admin".to_owned()), "{names:?}");
     // Plaintext gRPC on the TLS admin port fails.
     let plain = async {
@@ -405,12 +435,24 @@ async fn garbage_certificate_files_keep_the_old_certificate_until_valid_ones_arr
     write_atomically(&pki.path("broker.crt"), b"-----BEGIN CERTIFICATE-----\ngarbage\n");
     let deadline = tokio::time::Instant::now() + WAIT;
     while !logs().contains("TLS certificate reload failed") {
-        assert!(tokio::time::Instant::now() < deadline, "no reload error logged:\n{}", logs());
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no reload error logged:\n{}",
+            logs()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(presented(addr, &pki).await.expect("handshake"), original, "the old certificate stays");
-    round_trip(&client, "rotation", 2).await.expect("existing connection unaffected");
-    let fresh = sdk(addr, Some(pki.client_tls())).await.expect("new connections still work");
+    assert_eq!(
+        presented(addr, &pki).await.expect("handshake"),
+        original,
+        "the old certificate stays"
+    );
+    round_trip(&client, "rotation", 2)
+        .await
+        .expect("existing connection unaffected");
+    let fresh = sdk(addr, Some(pki.client_tls()))
+        .await
+        .expect("new connections still work");
     round_trip(&fresh, "rotation", 1).await.expect("served");
 
     // A good rotation: the new certificate is served without a restart.
@@ -421,7 +463,10 @@ async fn garbage_certificate_files_keep_the_old_certificate_until_valid_ones_arr
         if presented(addr, &pki).await.expect("handshake") == rotated.der {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "the new certificate was not picked up");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the new certificate was not picked up"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_ne!(rotated.der, original);

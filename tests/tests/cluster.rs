@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use flymq_client::Client;
 use flymq_tests::cluster::{
-    Cluster, NodeAddrs, TEST_CLUSTER_SECRET, assert_holds_acked, client_for, http_get, is_node_ready as is_ready, metric_value,
-    metrics_text, produce_retrying, read_all, read_until_offset, start_broker as start, wait_until,
+    Cluster, NodeAddrs, TEST_CLUSTER_SECRET, assert_holds_acked, client_for, http_get, is_node_ready as is_ready,
+    metric_value, metrics_text, produce_retrying, read_all, read_until_offset, start_broker as start, wait_until,
 };
 
 /// Three brokers join through the seeds; topics and consumer offsets

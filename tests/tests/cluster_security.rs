@@ -92,9 +92,7 @@ async fn tls_cluster_with_mutual_tls_forms_and_replicates() {
         .await;
     if let Ok(channel) = plain {
         let mut rpc = flymq_proto::grpc::cluster::cluster_client::ClusterClient::new(channel);
-        let join = rpc
-            .join(flymq_proto::grpc::cluster::JoinRequest::default())
-            .await;
+        let join = rpc.join(flymq_proto::grpc::cluster::JoinRequest::default()).await;
         assert!(join.is_err(), "a plaintext caller was served on the mTLS cluster port");
     }
 }
@@ -123,7 +121,10 @@ async fn secret_cluster_replicates_and_a_broker_with_another_secret_cannot_join(
     }
     for addr in &addrs {
         let one = flymq_tests::cluster::client_for_addrs(std::slice::from_ref(addr), Duration::from_secs(10)).await;
-        assert_eq!(read_until_offset(last, || read_all_from(&one, "shared")).await.len(), 10);
+        assert_eq!(
+            read_until_offset(last, || read_all_from(&one, "shared")).await.len(),
+            10
+        );
     }
 
     // A broker of "another cluster" (another secret) seeded with this one.

@@ -205,7 +205,12 @@ impl ClusterNode {
             }
             // A broker answered but refused our credentials (another
             // cluster's secret): it exists, so never bootstrap beside it.
-            Err(status) if matches!(status.code(), tonic::Code::Unauthenticated | tonic::Code::PermissionDenied) => {
+            Err(status)
+                if matches!(
+                    status.code(),
+                    tonic::Code::Unauthenticated | tonic::Code::PermissionDenied
+                ) =>
+            {
                 tracing::error!(seed = %target, "inter-broker authentication refused: {}", status.message());
                 Err((format!("{target}: {}", status.message()), true))
             }

@@ -52,7 +52,11 @@ pub const CLUSTER_SECRET_LEN: usize = 64;
 /// "Inter-broker authentication"). Generated once: an `existing` value is
 /// always kept, so resyncs never change it (brokers with different secrets
 /// refuse each other).
-pub fn cluster_secret(cluster: &FlyMQCluster, existing: Option<&str>, random: &dyn Randomness) -> Result<Secret, BuildError> {
+pub fn cluster_secret(
+    cluster: &FlyMQCluster,
+    existing: Option<&str>,
+    random: &dyn Randomness,
+) -> Result<Secret, BuildError> {
     let (_, name) = ns_name(cluster)?;
     let value = match existing {
         Some(v) if !v.is_empty() => v.to_string(),
@@ -110,7 +114,10 @@ mod tests {
             Some("x".repeat(CLUSTER_SECRET_LEN).as_str())
         );
         let kept = cluster_secret(&c, Some("already-there-0123456789"), &Fixed).expect("builds");
-        assert_eq!(stored_cluster_secret(&kept).as_deref(), Some("already-there-0123456789"));
+        assert_eq!(
+            stored_cluster_secret(&kept).as_deref(),
+            Some("already-there-0123456789")
+        );
         let empty = cluster_secret(&c, Some(""), &Fixed).expect("builds");
         assert_eq!(stored_cluster_secret(&empty).map(|v| v.len()), Some(CLUSTER_SECRET_LEN));
     }

@@ -18,9 +18,8 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use super::config::{CONFIG_DIR, CONFIG_FILE, DATA_MOUNT, TLS_DIR, config_map_name};
 use super::identity::{BOOTSTRAP_KEY, CLUSTER_ID_KEY, identity_name};
 use super::{
-    ADMIN_PORT, BuildError, CLIENT_PORT, CLUSTER_PORT, HEALTH_PORT, METRICS_PORT, admin_secret_name, cluster_secret_name,
-    headless_name,
-    labels, ns_name, owned_meta, selector_labels, tls,
+    ADMIN_PORT, BuildError, CLIENT_PORT, CLUSTER_PORT, HEALTH_PORT, METRICS_PORT, admin_secret_name,
+    cluster_secret_name, headless_name, labels, ns_name, owned_meta, selector_labels, tls,
 };
 use crate::crd::FlyMQCluster;
 
