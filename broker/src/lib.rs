@@ -76,6 +76,9 @@ pub struct RunningBroker {
     cluster: Option<Arc<cluster::ClusterNode>>,
     client_addr: SocketAddr,
     plaintext_addr: Option<SocketAddr>,
+    /// Kept for the broker's lifetime: dropping it stops the certificate
+    /// reload tasks.
+    _tls: Option<tls::BrokerTls>,
     metrics_addr: SocketAddr,
     health_addr: SocketAddr,
     admin_addr: SocketAddr,
@@ -253,6 +256,7 @@ impl RunningBroker {
             cluster,
             client_addr,
             plaintext_addr,
+            _tls: tls,
             metrics_addr,
             health_addr,
             admin_addr,

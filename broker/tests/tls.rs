@@ -261,7 +261,7 @@ async fn plaintext_client_on_the_tls_port_is_closed_and_others_keep_working() {
     round_trip(&tls_client, "mixed", 5).await.expect("before");
 
     // A silent TCP connection (its handshake never starts) holds up nobody.
-    let _silent = TcpStream::connect(broker.client_addr()).await.expect("connect");
+    let silent = TcpStream::connect(broker.client_addr()).await.expect("connect");
     // A plaintext FlyMQ request: the handshake fails and only that
     // connection is closed, with no FlyMQ frame in reply.
     let mut plain = TcpStream::connect(broker.client_addr()).await.expect("connect");
