@@ -1070,19 +1070,19 @@ mod tests {
 
         assert_eq!(result.expect("reconciles"), Action::requeue(REQUEUE_READY));
         assert_eq!(
-            seen[3].body["data"]["bootstrap"],
+            seen[4].body["data"]["bootstrap"],
             json!("auto"),
             "applied before the answer"
         );
         assert_eq!(
-            seen[9].body["data"],
+            seen[11].body["data"],
             json!({"bootstrap": "never", "cluster-id": "7d1e-cluster"}),
             "re-applied once the brokers named their cluster"
         );
-        let status = &seen[10].body["status"];
+        let status = &seen[12].body["status"];
         assert_eq!(status["clusterId"], json!("7d1e-cluster"));
         assert_eq!(cond(status, "Ready")["status"], json!("True"));
-        assert_eq!(seen[11].body["reason"], json!("ClusterReady"));
+        assert_eq!(seen[13].body["reason"], json!("ClusterReady"));
 
         // From then on the identity carries the id from the first apply.
         let mut again = c;
@@ -1096,7 +1096,7 @@ mod tests {
         let (result, seen) = run_with(&fake, again, steps).await;
         assert_eq!(result.expect("reconciles"), Action::requeue(REQUEUE_READY));
         assert_eq!(
-            seen[3].body["data"],
+            seen[4].body["data"],
             json!({"bootstrap": "never", "cluster-id": "7d1e-cluster"})
         );
     }
@@ -1192,7 +1192,7 @@ mod tests {
         ];
         let seen_by_then = fake.clone();
         let mut apply = applies_with(true, Some(existing_sts(4, 4)));
-        apply[5] = step("PATCH", STS, Reply::Json(existing_sts(4, 4))).checking(move || {
+        apply[6] = step("PATCH", STS, Reply::Json(existing_sts(4, 4))).checking(move || {
             assert_eq!(
                 seen_by_then.calls(),
                 vec!["Decommission 4"],
@@ -1411,10 +1411,10 @@ mod tests {
         let paths: Vec<&str> = seen.iter().map(|s| s.path.as_str()).collect();
         assert_eq!(
             paths,
-            vec![STS, ADMIN_SECRET, STATUS, EVENTS, EVENTS],
+            vec![STS, ADMIN_SECRET, CLUSTER_SECRET, STATUS, EVENTS, EVENTS],
             "nothing applied"
         );
-        let status = &seen[2].body["status"];
+        let status = &seen[3].body["status"];
         assert_eq!(status["replicas"], json!(5));
         for type_ in ["Ready", "Degraded"] {
             assert_eq!(cond(status, type_)["reason"], json!("InvalidSpec"), "{type_}");
@@ -1440,10 +1440,10 @@ mod tests {
         let (result, seen) = run(c, steps).await;
         let err = result.expect_err("invalid spec fails");
         assert_eq!(err.category(), "invalid_spec");
-        let degraded = cond(&seen[2].body["status"], "Degraded");
+        let degraded = cond(&seen[3].body["status"], "Degraded");
         assert_eq!(degraded["reason"], json!("InvalidSpec"));
         assert!(degraded["message"].as_str().unwrap_or_default().contains("data_dir"));
-        assert_eq!(seen[3].body["reason"], json!("InvalidSpec"));
+        assert_eq!(seen[4].body["reason"], json!("InvalidSpec"));
     }
 
     #[tokio::test]
