@@ -118,7 +118,7 @@ impl RunningBroker {
         if config.is_cluster() && !config.tls_enabled && secrets.cluster_secret.is_none() {
             return Err(StartError::ClusterUnauthenticated);
         }
-        let tls = tls::BrokerTls::from_config(config)?;
+        let tls_settings = tls::BrokerTls::from_config(config)?;
         let client = bind(&config.bind_addr, "bind_addr").await?;
         let plaintext = match &config.plaintext_bind_addr {
             Some(addr) => Some(bind(addr, "plaintext_bind_addr").await?),
@@ -160,7 +160,7 @@ impl RunningBroker {
                 let cluster_addr = listener.local_addr().map_err(|e| StartError::Storage(e.to_string()))?;
                 let mut cluster = config.cluster_settings(&settings.advertised_addr, cluster_addr, admin_addr);
                 cluster.auth = cluster::auth::PeerAuth {
-                    tls: tls.as_ref().and_then(|t| t.cluster.as_ref()).map(|c| c.client.clone()),
+                    tls: tls_settings.as_ref().and_then(|t| t.cluster.as_ref()).map(|c| c.client.clone()),
                     secret: secrets.cluster_secret.clone(),
                 };
                 let (broker, node) = cluster::open_broker(store, settings, metrics, cluster).await?;
@@ -171,7 +171,7 @@ impl RunningBroker {
 
         let (trigger, shutdown) = shutdown::channel();
         let mut tasks = JoinSet::new();
-        let admin_tls = tls.as_ref().map(tls::BrokerTls::admin_acceptor).transpose()?;
+        let admin_tls = tls_settings.as_ref().map(tls::BrokerTls::admin_acceptor).transpose()?;
         tasks.spawn(cluster::serve_admin(
             admin_listener,
             admin_tls,
@@ -180,7 +180,7 @@ impl RunningBroker {
             shutdown.clone(),
         ));
         if let (Some(listener), Some(node)) = (cluster_listener, cluster.clone()) {
-            let cluster_tls = match tls.as_ref().and_then(|t| t.cluster.as_ref()) {
+            let cluster_tls = match tls_settings.as_ref().and_then(|t| t.cluster.as_ref()) {
                 Some(c) => Some(tls::grpc_acceptor(&c.server, "cluster port")?),
                 None => None,
             };
@@ -200,7 +200,7 @@ impl RunningBroker {
         let permits = server::listener::connection_permits(config.max_connections);
         let client = server::listener::ClientListener {
             listener: client,
-            tls: tls.as_ref().map(tls::BrokerTls::client_acceptor),
+            tls: tls_settings.as_ref().map(tls::BrokerTls::client_acceptor),
         };
         tasks.spawn(server::serve(
             client,
@@ -256,7 +256,7 @@ impl RunningBroker {
             cluster,
             client_addr,
             plaintext_addr,
-            _tls: tls,
+            _tls: tls_settings,
             metrics_addr,
             health_addr,
             admin_addr,

@@ -285,6 +285,7 @@ async fn plaintext_client_on_the_tls_port_is_closed_and_others_keep_working() {
     round_trip(&another, "mixed", 1)
         .await
         .expect("new TLS connections work");
+    drop(silent);
     broker.shutdown().await;
 }
 
