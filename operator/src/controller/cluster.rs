@@ -1027,7 +1027,7 @@ mod tests {
             .expect("FLYMQ_CLUSTER_SECRET");
         assert_eq!(
             var["valueFrom"]["secretKeyRef"],
-            json!({"name": "demo-cluster-secret", "key": "secret"})
+            json!({"name": "demo-cluster-secret", "key": "secret", "optional": false})
         );
     }
 
@@ -1480,13 +1480,13 @@ mod tests {
         steps.push(step("POST", EVENTS, Reply::Echo));
         let (result, seen) = run(fresh.clone(), steps).await;
         assert_eq!(result.expect("reconciles"), Action::requeue(REQUEUE_READY));
-        assert_eq!(seen[10].body["reason"], json!("ClusterReady"));
-        assert_eq!(seen[9].body["status"]["leader"], json!("demo-0"));
-        assert_eq!(seen[9].body["status"]["members"].as_array().map(Vec::len), Some(3));
+        assert_eq!(seen[12].body["reason"], json!("ClusterReady"));
+        assert_eq!(seen[11].body["status"]["leader"], json!("demo-0"));
+        assert_eq!(seen[11].body["status"]["members"].as_array().map(Vec::len), Some(3));
 
         // Second pass: the stored status is what the operator would write.
         let mut again = fresh;
-        again.status = Some(serde_json::from_value(seen[9].body["status"].clone()).expect("status"));
+        again.status = Some(serde_json::from_value(seen[11].body["status"].clone()).expect("status"));
         let mut steps = vec![
             step("GET", STS, Reply::Json(existing_sts(3, 3))),
             step("GET", ADMIN_SECRET, Reply::NotFound),
