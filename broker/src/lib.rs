@@ -160,7 +160,10 @@ impl RunningBroker {
                 let cluster_addr = listener.local_addr().map_err(|e| StartError::Storage(e.to_string()))?;
                 let mut cluster = config.cluster_settings(&settings.advertised_addr, cluster_addr, admin_addr);
                 cluster.auth = cluster::auth::PeerAuth {
-                    tls: tls_settings.as_ref().and_then(|t| t.cluster.as_ref()).map(|c| c.client.clone()),
+                    tls: tls_settings
+                        .as_ref()
+                        .and_then(|t| t.cluster.as_ref())
+                        .map(|c| c.client.clone()),
                     secret: secrets.cluster_secret.clone(),
                 };
                 let (broker, node) = cluster::open_broker(store, settings, metrics, cluster).await?;

@@ -299,8 +299,7 @@ async fn untrusted_and_expired_server_certificates_are_refused() {
     let broker = start(&pki.config(data.path())).await;
     let err = sdk(broker.client_addr(), Some(pki.client_tls()))
         .await
-        .err()
-        .expect("untrusted certificate refused")
+        .expect_err("untrusted certificate refused")
         .to_string();
     assert!(err.contains("UnknownIssuer") || err.contains("trusted CA"), "{err}");
     broker.shutdown().await;
@@ -310,8 +309,7 @@ async fn untrusted_and_expired_server_certificates_are_refused() {
     let broker = start(&pki.config(data.path())).await;
     let err = sdk(broker.client_addr(), Some(pki.client_tls()))
         .await
-        .err()
-        .expect("expired certificate refused")
+        .expect_err("expired certificate refused")
         .to_string();
     assert!(err.contains("Expired") || err.contains("expired"), "{err}");
     broker.shutdown().await;
