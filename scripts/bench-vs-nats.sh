@@ -99,6 +99,8 @@ EXTRA="${OUT%.md}"
 mkdir -p "$EXTRA"
 # Data on the real disk (not tmpfs), so that fsync costs what it costs.
 WORK=$(mktemp -d /var/tmp/flymq-bench-XXXXXX)
+# Brokers in cluster mode authenticate each other with a shared secret.
+CLUSTER_SECRET=$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')
 CMDS="$WORK/commands.txt"
 LOADS="$WORK/load.txt"
 : > "$CMDS"
@@ -133,7 +135,8 @@ start() {
   local envs=()
   while [ "$1" != "--" ]; do envs+=("$1"); shift; done
   shift
-  record_cmd "${envs[*]} $*"
+  # The recorded command never shows the cluster secret.
+  record_cmd "${envs[*]//FLYMQ_CLUSTER_SECRET=*/FLYMQ_CLUSTER_SECRET=<redacted>} $*"
   env -i PATH="$PATH" HOME="$HOME" "${envs[@]}" "$@" > "$logf" 2>&1 &
   PIDS+=($!)
   log "started $name (pid $!)"
@@ -155,7 +158,7 @@ wait_http() {
 flymq_node() { # ID IP DIR SEEDS [ACKS]
   local id=$1 ip=$2 dir=$3 seeds=$4 acks=${5:-all}
   local envs=(FLYMQ_NODE_ID="$id")
-  [ -n "$seeds" ] && envs+=(POD_IP="$ip" FLYMQ_SEEDS="$seeds")
+  [ -n "$seeds" ] && envs+=(POD_IP="$ip" FLYMQ_SEEDS="$seeds" FLYMQ_CLUSTER_SECRET="$CLUSTER_SECRET")
   start "flymq node $id on $ip" "$WORK/flymq-$id.log" "${envs[@]}" -- "$FLYMQ_BIN" \
     --data-dir "$dir" --bind-addr "$ip:19092" --log-level warn --acks "$acks" \
     --set "cluster_addr=$ip:19093" --set "metrics_addr=$ip:19094" \

@@ -391,6 +391,13 @@ impl Config {
                 "verifying client certificates needs tls_ca_file",
             ));
         }
+        if self.tls_enabled && self.is_cluster() && self.tls_ca_file.is_none() {
+            return Err(Self::invalid(
+                "tls_ca_file",
+                "cluster mode with TLS uses mutual TLS between brokers: set tls_ca_file to the CA that \
+                 signed every broker's certificate",
+            ));
+        }
         if let Some(addr) = &self.plaintext_bind_addr {
             if !self.tls_enabled {
                 return Err(Self::invalid(
@@ -467,6 +474,7 @@ impl Config {
             heartbeat_ms: self.raft_heartbeat_ms,
             election_timeout_ms: self.raft_election_timeout_ms,
             snapshot_logs: self.raft_snapshot_logs,
+            auth: crate::cluster::auth::PeerAuth::default(),
         }
     }
 }

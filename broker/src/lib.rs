@@ -3,12 +3,14 @@
 //!
 //! Modules, one job each: `config` (configuration), `storage` (RocksDB),
 //! `core` (state machine, group-commit writer, broker operations), `server`
-//! (client protocol), `messaging` (filters), `observe` (metrics, health, logs).
+//! (client protocol), `messaging` (filters), `observe` (metrics, health, logs),
+//! `secrets` (secrets from the environment), `tls` (TLS of every listener).
 
 pub mod auth;
 pub mod cluster;
 pub mod config;
 pub mod core;
+pub mod dev;
 pub mod messaging;
 pub mod observe;
 pub mod secrets;
@@ -16,6 +18,7 @@ pub mod server;
 pub mod shutdown;
 pub mod storage;
 pub mod testing;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -49,6 +52,15 @@ pub enum StartError {
     Cluster(String),
     #[error("{0}")]
     Secrets(#[from] secrets::SecretsError),
+    #[error("{0}")]
+    Tls(#[from] tls::TlsSetupError),
+    #[error(
+        "cluster mode (seeds are set) needs inter-broker authentication, and neither is configured: \
+         set FLYMQ_CLUSTER_SECRET (or cluster_secret_file) to the same random value on every broker, \
+         e.g. from `openssl rand -hex 32`, or enable TLS (tls_enabled with tls_cert_file, tls_key_file \
+         and tls_ca_file) for mutual TLS between brokers"
+    )]
+    ClusterUnauthenticated,
     #[error("cannot start a thread: {0}")]
     Thread(String),
     #[error("bootstrap admin user: {0}")]
@@ -66,6 +78,10 @@ pub struct RunningBroker {
     broker: Arc<Broker>,
     cluster: Option<Arc<cluster::ClusterNode>>,
     client_addr: SocketAddr,
+    plaintext_addr: Option<SocketAddr>,
+    /// Kept for the broker's lifetime: dropping it stops the certificate
+    /// reload tasks.
+    _tls: Option<tls::BrokerTls>,
     metrics_addr: SocketAddr,
     health_addr: SocketAddr,
     admin_addr: SocketAddr,
@@ -157,8 +173,20 @@ impl RunningBroker {
     /// several brokers in one process).
     pub async fn start_with(config: &Config, mut secrets: secrets::Secrets) -> Result<Self, StartError> {
         config.validate()?;
+        if config.is_cluster() && !config.tls_enabled && secrets.cluster_secret.is_none() {
+            return Err(StartError::ClusterUnauthenticated);
+        }
+        let tls_settings = tls::BrokerTls::from_config(config)?;
         let keyring = secrets.keyring.take().map(Arc::new);
         let client = bind(&config.bind_addr, "bind_addr").await?;
+        let plaintext = match &config.plaintext_bind_addr {
+            Some(addr) => Some(bind(addr, "plaintext_bind_addr").await?),
+            None => None,
+        };
+        let plaintext_addr = plaintext
+            .as_ref()
+            .map(|l| l.local_addr().map_err(|e| StartError::Storage(e.to_string())))
+            .transpose()?;
         let metrics_listener = bind(&config.metrics_addr, "metrics_addr").await?;
         let health_listener = bind(&config.health_addr, "health_addr").await?;
         let client_addr = client.local_addr().map_err(|e| StartError::Storage(e.to_string()))?;
@@ -196,7 +224,14 @@ impl RunningBroker {
             None => (Broker::open(store, settings, metrics)?, None),
             Some(listener) => {
                 let cluster_addr = listener.local_addr().map_err(|e| StartError::Storage(e.to_string()))?;
-                let cluster = config.cluster_settings(&settings.advertised_addr, cluster_addr, admin_addr);
+                let mut cluster = config.cluster_settings(&settings.advertised_addr, cluster_addr, admin_addr);
+                cluster.auth = cluster::auth::PeerAuth {
+                    tls: tls_settings
+                        .as_ref()
+                        .and_then(|t| t.cluster.as_ref())
+                        .map(|c| c.client.clone()),
+                    secret: secrets.cluster_secret.clone(),
+                };
                 let (broker, node) = cluster::open_broker(store, settings, metrics, cluster).await?;
                 (broker, Some(node))
             }
@@ -205,14 +240,25 @@ impl RunningBroker {
 
         let (trigger, shutdown) = shutdown::channel();
         let mut tasks = JoinSet::new();
+        let admin_tls = tls_settings.as_ref().map(tls::BrokerTls::admin_acceptor).transpose()?;
         tasks.spawn(cluster::serve_admin(
             admin_listener,
+            admin_tls,
             broker.clone(),
             cluster.clone(),
             shutdown.clone(),
         ));
         if let (Some(listener), Some(node)) = (cluster_listener, cluster.clone()) {
-            tasks.spawn(cluster::serve_cluster(listener, node.clone(), shutdown.clone()));
+            let cluster_tls = match tls_settings.as_ref().and_then(|t| t.cluster.as_ref()) {
+                Some(c) => Some(tls::grpc_acceptor(&c.server, "cluster port")?),
+                None => None,
+            };
+            tasks.spawn(cluster::serve_cluster(
+                listener,
+                cluster_tls,
+                node.clone(),
+                shutdown.clone(),
+            ));
             tasks.spawn(node.clone().run_reconciler(shutdown.clone()));
             tasks.spawn(node.run_join(shutdown.clone()));
         }
@@ -221,13 +267,22 @@ impl RunningBroker {
             max_in_flight: config.max_in_flight_per_connection,
             idle_timeout: (config.idle_timeout_secs > 0).then(|| Duration::from_secs(config.idle_timeout_secs)),
         };
+        let permits = server::listener::connection_permits(config.max_connections);
+        let client = server::listener::ClientListener {
+            listener: client,
+            tls: tls_settings.as_ref().map(tls::BrokerTls::client_acceptor),
+        };
         tasks.spawn(server::serve(
             client,
             broker.clone(),
-            limits,
-            config.max_connections,
+            limits.clone(),
+            permits.clone(),
             shutdown.clone(),
         ));
+        if let Some(listener) = plaintext {
+            let plain = server::listener::ClientListener { listener, tls: None };
+            tasks.spawn(server::serve(plain, broker.clone(), limits, permits, shutdown.clone()));
+        }
         let metrics_router = observe::http::metrics_router(broker.clone());
         let health_router = observe::http::health_router(broker.clone());
         let (s1, s2) = (shutdown.clone(), shutdown.clone());
@@ -247,8 +302,21 @@ impl RunningBroker {
             shutdown.clone(),
         ));
         broker.set_ready(true);
+        let cluster_auth = match (
+            config.is_cluster(),
+            config.tls_enabled,
+            secrets.cluster_secret.is_some(),
+        ) {
+            (false, _, _) => "none (standalone)",
+            (true, true, true) => "mutual TLS + cluster secret",
+            (true, true, false) => "mutual TLS",
+            (true, false, _) => "cluster secret",
+        };
         tracing::info!(
             client = %client_addr, metrics = %metrics_addr, health = %health_addr, admin = %admin_addr,
+            tls = config.tls_enabled,
+            plaintext = %plaintext_addr.map_or_else(String::new, |a| a.to_string()),
+            cluster_auth,
             mode = if cluster.is_some() { "cluster" } else { "standalone" },
             data_dir = %config.data_dir.display(), node_id = config.node_id, acks = ?config.acks,
             cluster_id = broker.cluster_id(), "FlyMQ broker ready"
@@ -257,6 +325,8 @@ impl RunningBroker {
             broker,
             cluster,
             client_addr,
+            plaintext_addr,
+            _tls: tls_settings,
             metrics_addr,
             health_addr,
             admin_addr,
@@ -268,6 +338,11 @@ impl RunningBroker {
 
     pub fn client_addr(&self) -> SocketAddr {
         self.client_addr
+    }
+
+    /// The plaintext migration listener (`plaintext_bind_addr`), if any.
+    pub fn plaintext_addr(&self) -> Option<SocketAddr> {
+        self.plaintext_addr
     }
 
     pub fn metrics_addr(&self) -> SocketAddr {

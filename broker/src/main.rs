@@ -58,6 +58,10 @@ enum Command {
         /// Parent directory of the brokers' data (node-0, node-1, ...).
         #[arg(long, value_name = "DIR", default_value = "flymq-dev")]
         dir: PathBuf,
+        /// TLS on every port with a generated CA and node certificates (in
+        /// DIR/tls), mutual TLS between brokers, and auth enabled.
+        #[arg(long)]
+        secure: bool,
     },
 }
 
@@ -112,8 +116,8 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Some(Command::Dev { nodes, dir }) = &args.command {
-        return dev(config, *nodes, dir.clone());
+    if let Some(Command::Dev { nodes, dir, secure }) = &args.command {
+        return dev(config, *nodes, dir.clone(), *secure);
     }
     if args.print_config {
         print!("{}", serde_yaml::to_string(&config).unwrap_or_default());
@@ -138,28 +142,19 @@ fn main() -> ExitCode {
 }
 
 /// `flymq dev`: N brokers on 127.0.0.2.. sharing this process.
-fn dev(base: Config, nodes: u8, dir: PathBuf) -> ExitCode {
+fn dev(base: Config, nodes: u8, dir: PathBuf, secure: bool) -> ExitCode {
     if let Err(err) = flymq_broker::observe::logging::init(&base.log_level, base.log_json) {
         eprintln!("flymq: configuration error: invalid value for `log_level`: {err}");
         return ExitCode::from(2);
     }
-    let host = |i: u8| format!("127.0.0.{}", i + 2);
-    let seeds: Vec<String> = (0..nodes).map(|i| format!("{}:9093", host(i))).collect();
-    let configs: Vec<Config> = (0..nodes)
-        .map(|i| Config {
-            node_id: u32::from(i),
-            data_dir: dir.join(format!("node-{i}")),
-            bind_addr: format!("{}:9092", host(i)),
-            cluster_addr: format!("{}:9093", host(i)),
-            metrics_addr: format!("{}:9094", host(i)),
-            health_addr: format!("{}:9095", host(i)),
-            admin_addr: format!("{}:9096", host(i)),
-            advertise_addr: None,
-            advertise_cluster: None,
-            seeds: seeds.join(","),
-            ..base.clone()
-        })
-        .collect();
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let (brokers, pki) = match flymq_broker::dev::prepare(&base, nodes, &dir, secure, &env) {
+        Ok(prepared) => prepared,
+        Err(err) => {
+            eprintln!("flymq dev: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(err) => {
@@ -168,36 +163,72 @@ fn dev(base: Config, nodes: u8, dir: PathBuf) -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        let mut brokers = Vec::new();
-        for config in &configs {
-            match RunningBroker::start(config).await {
-                Ok(broker) => brokers.push(broker),
+        let configs: Vec<Config> = brokers.iter().map(|b| b.config.clone()).collect();
+        let mut running = Vec::new();
+        for node in brokers {
+            match RunningBroker::start_with(&node.config, node.secrets).await {
+                Ok(broker) => running.push(broker),
                 Err(err) => {
-                    eprintln!("flymq dev: node {} failed to start: {err}", config.node_id);
-                    for broker in brokers {
+                    eprintln!("flymq dev: node {} failed to start: {err}", node.config.node_id);
+                    for broker in running {
                         broker.shutdown().await;
                     }
                     return ExitCode::FAILURE;
                 }
             }
         }
-        let bootstrap: Vec<String> = configs.iter().map(|c| c.bind_addr.clone()).collect();
-        eprintln!("FlyMQ dev cluster: {nodes} brokers, data in {}", dir.display());
-        for config in &configs {
-            eprintln!(
-                "  node {}: client {}  admin {}  health http://{}/health",
-                config.node_id, config.bind_addr, config.admin_addr, config.health_addr
-            );
-        }
-        eprintln!("connect:  flymq-cli --bootstrap {} topic list", bootstrap.join(","));
-        eprintln!("status:   flymq-cli --admin {} cluster status", configs[0].admin_addr);
-        eprintln!("Ctrl-C stops every broker.");
+        print_dev_help(&configs, &dir, pki.as_ref());
         wait_for_signal().await;
-        for broker in brokers {
+        for broker in running {
             broker.shutdown().await;
         }
         exit_now(0)
     })
+}
+
+/// How to reach the dev cluster (no secret is printed: the admin password
+/// stays in its file).
+fn print_dev_help(configs: &[Config], dir: &std::path::Path, pki: Option<&flymq_broker::dev::DevPki>) {
+    let bootstrap: Vec<String> = configs.iter().map(|c| c.bind_addr.clone()).collect();
+    let secure = if pki.is_some() { ", TLS + auth" } else { "" };
+    eprintln!(
+        "FlyMQ dev cluster: {} brokers{secure}, data in {}",
+        configs.len(),
+        dir.display()
+    );
+    for config in configs {
+        eprintln!(
+            "  node {}: client {}  admin {}  health http://{}/health",
+            config.node_id, config.bind_addr, config.admin_addr, config.health_addr
+        );
+    }
+    let tls = match pki {
+        None => String::new(),
+        Some(pki) => format!(" --tls-ca {}", pki.ca_file.display()),
+    };
+    eprintln!(
+        "connect:  flymq-cli{tls} --bootstrap {} topic list",
+        bootstrap.join(",")
+    );
+    eprintln!(
+        "status:   flymq-cli{tls} --admin {} cluster status",
+        configs[0].admin_addr
+    );
+    if let Some(pki) = pki {
+        eprintln!(
+            "mTLS:     add --tls-cert {} --tls-key {} (client certificate of user 'admin')",
+            pki.client_cert.display(),
+            pki.client_key.display()
+        );
+        eprintln!(
+            "auth:     add --username {} --password-file {} (the generated admin password; \
+             FLYMQ_ADMIN_PASSWORD set before `flymq dev` replaces it)",
+            configs[0].admin_username,
+            pki.admin_password_file.display()
+        );
+    }
+    eprintln!("Brokers authenticate each other with a cluster secret generated for this run.");
+    eprintln!("Ctrl-C stops every broker.");
 }
 
 async fn run(config: Config) -> ExitCode {

@@ -186,6 +186,11 @@ pub fn metric_value(text: &str, sample: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// The inter-broker secret every test cluster shares (brokers in cluster
+/// mode refuse to start without one, or TLS). Tests of a peer from another
+/// cluster pass a different `FLYMQ_CLUSTER_SECRET` in `extra_env`.
+pub const TEST_CLUSTER_SECRET: &str = "flymq-test-cluster-secret-0123456789";
+
 /// Starts broker `id` with its data in `dir`.
 pub fn start_broker(id: u32, addrs: &NodeAddrs, seeds: &str, dir: &Path, extra_env: &[(&str, &str)]) -> BrokerProcess {
     let args = [
@@ -208,7 +213,9 @@ pub fn start_broker(id: u32, addrs: &NodeAddrs, seeds: &str, dir: &Path, extra_e
         ("FLYMQ_NODE_ID".to_owned(), id.to_string()),
         ("POD_IP".to_owned(), addrs.ip.clone()),
         ("FLYMQ_SEEDS".to_owned(), seeds.to_owned()),
+        ("FLYMQ_CLUSTER_SECRET".to_owned(), TEST_CLUSTER_SECRET.to_owned()),
     ];
+    // Later entries win: `extra_env` may replace any of the above.
     env.extend(extra_env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     crate::try_spawn_flymq_env(args, env).unwrap_or_else(|e| panic!("node {id} did not start: {e:#}"))
 }

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use flymq_client::Client;
 use flymq_tests::cluster::{
-    Cluster, NodeAddrs, assert_holds_acked, client_for, http_get, is_node_ready as is_ready, metric_value,
-    metrics_text, produce_retrying, read_all, read_until_offset, start_broker as start, wait_until,
+    Cluster, NodeAddrs, TEST_CLUSTER_SECRET, assert_holds_acked, client_for, http_get, is_node_ready as is_ready,
+    metric_value, metrics_text, produce_retrying, read_all, read_until_offset, start_broker as start, wait_until,
 };
 
 /// Three brokers join through the seeds; topics and consumer offsets
@@ -449,7 +449,8 @@ async fn five_brokers_survive_losing_two() {
 /// Bad requests on the inter-broker port (9093) get clear statuses and
 /// leave the broker serving: no envelope, another cluster's id, a stale
 /// node id, an unknown group, undecodable Raft, forward and snapshot
-/// payloads, and joins from another cluster.
+/// payloads, joins from another cluster, and callers without the cluster
+/// secret or with a wrong one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bad_inter_broker_requests_are_refused() {
     use flymq_proto::grpc::cluster::cluster_client::ClusterClient;
@@ -465,9 +466,22 @@ async fn bad_inter_broker_requests_are_refused() {
     assert!(!cluster_id.is_empty(), "{health}");
     // Raft addresses members: broker id and incarnation.
     let me = health["member_id"].as_u64().expect("member id in /health");
-    let mut rpc = ClusterClient::connect(format!("http://{}", node.cluster_addr()))
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", node.cluster_addr()))
+        .expect("endpoint")
+        .connect()
         .await
         .expect("cluster port");
+    let with_secret = |secret: Option<&'static str>| {
+        move |mut request: tonic::Request<()>| {
+            if let Some(secret) = secret {
+                request
+                    .metadata_mut()
+                    .insert("x-flymq-cluster-secret", secret.parse().expect("ascii"));
+            }
+            Ok::<_, tonic::Status>(request)
+        }
+    };
+    let mut rpc = ClusterClient::with_interceptor(channel.clone(), with_secret(Some(TEST_CLUSTER_SECRET)));
     let envelope = |cluster: &str, to: u64, group: u64| Envelope {
         cluster_id: cluster.to_owned(),
         from_node: 7,
@@ -487,6 +501,38 @@ async fn bad_inter_broker_requests_are_refused() {
         assert!(status.message().contains(text), "'{}' lacks '{text}'", status.message());
     }
 
+    // A caller without the cluster secret, or with another cluster's, is
+    // refused before anything is looked at.
+    for (secret, text) in [
+        (None, "without the cluster secret"),
+        (Some("another-clusters-secret-0123456789"), "wrong cluster secret"),
+    ] {
+        let mut stranger = ClusterClient::with_interceptor(channel.clone(), with_secret(secret));
+        expect(
+            stranger
+                .raft(raft(Some(envelope(&cluster_id, me, 0)), RaftKind::Vote, b""))
+                .await,
+            Code::Unauthenticated,
+            text,
+        );
+        expect(
+            stranger
+                .join(JoinRequest {
+                    cluster_id: cluster_id.clone(),
+                    node: None,
+                })
+                .await,
+            Code::Unauthenticated,
+            text,
+        );
+        expect(
+            stranger
+                .install_snapshot(tokio_stream::iter(Vec::<SnapshotChunk>::new()))
+                .await,
+            Code::Unauthenticated,
+            text,
+        );
+    }
     expect(
         rpc.raft(raft(None, RaftKind::Vote, b"")).await,
         Code::InvalidArgument,

@@ -132,6 +132,10 @@ fn start(net: &Net, node: usize, data: &std::path::Path) -> BrokerProcess {
         ("FLYMQ_NODE_ID".to_owned(), node.to_string()),
         ("POD_IP".to_owned(), me.clone()),
         ("FLYMQ_SEEDS".to_owned(), seeds.join(",")),
+        (
+            "FLYMQ_CLUSTER_SECRET".to_owned(),
+            flymq_tests::cluster::TEST_CLUSTER_SECRET.to_owned(),
+        ),
     ];
     let wrapper = ["ip", "netns", "exec", net.namespaces[node].as_str()];
     try_spawn_flymq_wrapped(&wrapper, args, env).unwrap_or_else(|e| panic!("node {node} did not start: {e:#}"))

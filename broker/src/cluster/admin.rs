@@ -21,6 +21,9 @@ pub struct AdminService {
     pub cluster: Option<Arc<super::ClusterNode>>,
 }
 
+/// Longest wait for a connection to the metadata leader's admin port.
+const ADMIN_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Maps a broker error to the gRPC status the API documents.
 pub fn status_of(err: BrokerError) -> Status {
     let msg = err.to_string();
@@ -102,12 +105,23 @@ impl AdminService {
         let (_, info): (u64, NodeInfo) = node
             .leader_of(META_GROUP)
             .ok_or_else(|| Status::unavailable("no metadata leader elected yet; retry"))?;
-        let client = AdminClient::connect(format!("http://{}", info.admin_addr))
-            .await
-            .map_err(|e| {
-                Status::unavailable(format!("cannot reach the metadata leader at {}: {e}", info.admin_addr))
-            })?;
-        Ok(Some(client))
+        let unreachable = |e: &dyn std::fmt::Display| {
+            Status::unavailable(format!("cannot reach the metadata leader at {}: {e}", info.admin_addr))
+        };
+        // With TLS on, the leader's admin port speaks TLS: dial it as a peer
+        // (cluster CA, this broker's certificate).
+        let channel = match &node.peers.auth().tls {
+            Some(tls) => flymq_security::tls::grpc::channel(&info.admin_addr, tls.clone(), ADMIN_CONNECT_TIMEOUT)
+                .await
+                .map_err(|e| unreachable(&e))?,
+            None => tonic::transport::Endpoint::from_shared(format!("http://{}", info.admin_addr))
+                .map_err(|e| unreachable(&e))?
+                .connect_timeout(ADMIN_CONNECT_TIMEOUT)
+                .connect()
+                .await
+                .map_err(|e| unreachable(&e))?,
+        };
+        Ok(Some(AdminClient::new(channel)))
     }
 
     fn topic_info(&self, name: &str) -> Result<TopicInfo, Status> {

@@ -203,6 +203,17 @@ impl ClusterNode {
                 tracing::error!(seed = %target, "{}", status.message());
                 Err((status.message().to_owned(), true))
             }
+            // A broker answered but refused our credentials (another
+            // cluster's secret): it exists, so never bootstrap beside it.
+            Err(status)
+                if matches!(
+                    status.code(),
+                    tonic::Code::Unauthenticated | tonic::Code::PermissionDenied
+                ) =>
+            {
+                tracing::error!(seed = %target, "inter-broker authentication refused: {}", status.message());
+                Err((format!("{target}: {}", status.message()), true))
+            }
             // The leader answered, but the join is still in progress (catching up).
             Err(status) if status.code() == tonic::Code::Aborted => {
                 Err((format!("{target}: {}", status.message()), true))

@@ -9,9 +9,12 @@
 //!   `reconcile`, `assignment`, `leadership`, `observe`: what it does with them.
 //! - `replicator`: the broker core's `Replicator` in cluster mode.
 //! - `admin`: the admin gRPC API (port 9096).
+//! - `auth`: inter-broker authentication (cluster secret; mutual TLS is in
+//!   `crate::tls`).
 
 pub mod admin;
 pub mod assignment;
+pub mod auth;
 pub mod forwarding;
 pub mod identity;
 pub mod join;
@@ -38,8 +41,12 @@ use std::sync::Arc;
 
 use flymq_proto::grpc::admin::admin_server::AdminServer;
 use flymq_proto::grpc::cluster::cluster_server::ClusterServer;
+use flymq_security::tls::grpc::TlsIncoming;
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 use tokio_stream::wrappers::TcpListenerStream;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::server::Router;
 
 use crate::core::catalog::Catalog;
 use crate::core::state_machine::MetaMachine;
@@ -74,34 +81,59 @@ pub async fn open_broker(
 /// Largest gRPC message between brokers (snapshot chunks, big append batches).
 const MAX_GRPC_MESSAGE: usize = 64 << 20;
 
-/// Serves the admin gRPC API until shutdown.
+/// Serves the admin gRPC API until shutdown, over TLS when `tls` is given.
 pub async fn serve_admin(
     listener: TcpListener,
+    tls: Option<TlsAcceptor>,
     broker: Arc<Broker>,
     cluster: Option<Arc<ClusterNode>>,
-    mut shutdown: Shutdown,
+    shutdown: Shutdown,
 ) {
     let service = AdminServer::new(admin::AdminService { broker, cluster });
-    let result = tonic::transport::Server::builder()
-        .add_service(service)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move { shutdown.recv().await })
-        .await;
-    if let Err(err) = result {
+    let router = tonic::transport::Server::builder().add_service(service);
+    if let Err(err) = serve_router(router, listener, tls, shutdown).await {
         tracing::error!(error = %err, "admin API stopped");
     }
 }
 
-/// Serves the inter-broker service until shutdown.
-pub async fn serve_cluster(listener: TcpListener, node: Arc<ClusterNode>, mut shutdown: Shutdown) {
+/// Serves the inter-broker service until shutdown: over mutual TLS when
+/// `tls` is given, and checking the cluster secret when one is set.
+pub async fn serve_cluster(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    node: Arc<ClusterNode>,
+    shutdown: Shutdown,
+) {
+    let check = node.peers.auth().check();
     let service = ClusterServer::new(service::ClusterService { node })
         .max_decoding_message_size(MAX_GRPC_MESSAGE)
         .max_encoding_message_size(MAX_GRPC_MESSAGE);
-    let result = tonic::transport::Server::builder()
+    let router = tonic::transport::Server::builder()
         .tcp_nodelay(true)
-        .add_service(service)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move { shutdown.recv().await })
-        .await;
-    if let Err(err) = result {
+        .add_service(InterceptedService::new(service, check));
+    if let Err(err) = serve_router(router, listener, tls, shutdown).await {
         tracing::error!(error = %err, "cluster listener stopped");
+    }
+}
+
+/// Runs a gRPC router on `listener`, plain or TLS (each handshake in its
+/// own task, bounded by `crate::tls::HANDSHAKE_TIMEOUT`).
+async fn serve_router(
+    router: Router,
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    mut shutdown: Shutdown,
+) -> Result<(), tonic::transport::Error> {
+    let signal = async move { shutdown.recv().await };
+    match tls {
+        None => {
+            router
+                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal)
+                .await
+        }
+        Some(acceptor) => {
+            let incoming = TlsIncoming::new(listener, acceptor, crate::tls::HANDSHAKE_TIMEOUT);
+            router.serve_with_incoming_shutdown(incoming, signal).await
+        }
     }
 }

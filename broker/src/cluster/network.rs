@@ -14,7 +14,10 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest, TransferLeaderResponse,
     VoteRequest, VoteResponse,
 };
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
+
+use super::auth::{AttachSecret, PeerAuth};
 
 use super::types::{NodeId, NodeInfo, Raft, Snapshot, SnapshotData, TypeConfig, Vote, decode, encode};
 use crate::storage::Store;
@@ -46,9 +49,15 @@ fn entry_size(entry: &super::types::Entry) -> usize {
     }
 }
 
+/// A client of a peer's cluster port: the cluster secret (if any) is
+/// attached to every call, TLS (if on) is in the channel.
+pub type PeerClient = ClusterClient<InterceptedService<Channel, AttachSecret>>;
+
 /// Channels to peers and this broker's identity, shared by every group.
 pub struct Peers {
     pub node_id: NodeId,
+    /// How calls to peers are authenticated.
+    auth: PeerAuth,
     cluster_id: parking_lot::RwLock<String>,
     channels: parking_lot::Mutex<HashMap<String, Channel>>,
     /// Latest known cluster address of each broker, learned from the
@@ -59,9 +68,10 @@ pub struct Peers {
 }
 
 impl Peers {
-    pub fn new(node_id: NodeId, cluster_id: String) -> Self {
+    pub fn new(node_id: NodeId, cluster_id: String, auth: PeerAuth) -> Self {
         Self {
             node_id,
+            auth,
             cluster_id: parking_lot::RwLock::new(cluster_id),
             channels: parking_lot::Mutex::new(HashMap::new()),
             addresses: parking_lot::RwLock::new(HashMap::new()),
@@ -96,11 +106,17 @@ impl Peers {
         *self.cluster_id.write() = id;
     }
 
-    /// A lazily connecting channel to `addr` (`host:port`), reused by every group.
-    pub fn client(&self, addr: &str) -> Result<ClusterClient<Channel>, String> {
+    /// How this broker authenticates to peers (and checks them).
+    pub fn auth(&self) -> &PeerAuth {
+        &self.auth
+    }
+
+    /// A lazily connecting channel to `addr` (`host:port`), reused by every
+    /// group; over mutual TLS when TLS is on.
+    pub fn client(&self, addr: &str) -> Result<PeerClient, String> {
         let mut channels = self.channels.lock();
         if let Some(channel) = channels.get(addr) {
-            return Ok(ClusterClient::new(channel.clone()).max_decoding_message_size(64 << 20));
+            return Ok(self.wrap(channel.clone()));
         }
         let endpoint = Endpoint::from_shared(format!("http://{addr}"))
             .map_err(|e| format!("bad peer address {addr}: {e}"))?
@@ -108,9 +124,16 @@ impl Peers {
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(10))
             .keep_alive_while_idle(true);
-        let channel = endpoint.connect_lazy();
+        let channel = match &self.auth.tls {
+            Some(tls) => flymq_security::tls::grpc::lazy_channel_on(endpoint, tls.clone()),
+            None => endpoint.connect_lazy(),
+        };
         channels.insert(addr.to_owned(), channel.clone());
-        Ok(ClusterClient::new(channel).max_decoding_message_size(64 << 20))
+        Ok(self.wrap(channel))
+    }
+
+    fn wrap(&self, channel: Channel) -> PeerClient {
+        ClusterClient::with_interceptor(channel, self.auth.attach()).max_decoding_message_size(64 << 20)
     }
 
     pub fn envelope(&self, to: NodeId, group: u64) -> Envelope {

@@ -58,6 +58,8 @@ pub struct ClusterSettings {
     pub election_timeout_ms: u64,
     /// Entries since the last snapshot before a new one is built and the log purged.
     pub snapshot_logs: u64,
+    /// Inter-broker authentication (mutual TLS, cluster secret).
+    pub auth: super::auth::PeerAuth,
 }
 
 /// One Raft group on this broker.
@@ -170,7 +172,7 @@ impl ClusterNode {
             "cluster identity"
         );
         let node = Arc::new(Self {
-            peers: Arc::new(Peers::new(me, cluster_id)),
+            peers: Arc::new(Peers::new(me, cluster_id, settings.auth.clone())),
             syncer: WalSyncer::start(store.clone()).map_err(storage_err)?,
             me,
             settings,

@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
+use flymq_security::tls::CertIdentity;
 use futures::FutureExt;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
 
 use super::dispatch::{Answer, Outgoing, Reply, dispatch};
@@ -41,6 +41,12 @@ pub struct Session {
     pub username: parking_lot::Mutex<String>,
     /// Slows down repeated failed AUTH attempts on this connection.
     pub auth_backoff: parking_lot::Mutex<flymq_security::authorizer::AuthBackoff>,
+    /// The verified client certificate's names (TLS with
+    /// `tls_client_auth: optional|required`), `None` without one.
+    pub cert_identity: Option<CertIdentity>,
+    /// The user the client certificate stands for (its CN, else its first
+    /// DNS name; see [`CertIdentity::username`]).
+    pub cert_user: Option<String>,
 }
 
 /// Per-connection state of the reader: the session and the request order.
@@ -65,6 +71,8 @@ impl Connection {
                     peer,
                     username: parking_lot::Mutex::new(String::new()),
                     auth_backoff: Default::default(),
+                    cert_identity: None,
+                    cert_user: None,
                 }),
                 sequencer: Sequencer::default(),
             },
@@ -74,11 +82,46 @@ impl Connection {
         }
     }
 
-    pub async fn run(mut self, stream: TcpStream) {
+    /// Records the verified client certificate of a TLS connection. Its
+    /// user is bound to the connection from the start, as if it had
+    /// authenticated (a later AUTH may rebind it, WIRE.md §6.1).
+    pub fn with_cert_identity(mut self, identity: Option<CertIdentity>) -> Self {
+        let (id, peer) = (self.context.session.id, self.context.session.peer);
+        let cert_user = identity.as_ref().and_then(|i| i.username().map(str::to_owned));
+        self.context.session = Arc::new(Session {
+            id,
+            peer,
+            username: parking_lot::Mutex::new(cert_user.clone().unwrap_or_default()),
+            auth_backoff: Default::default(),
+            cert_user,
+            cert_identity: identity,
+        });
+        self
+    }
+
+    /// Serves a plaintext connection.
+    pub async fn run(self, stream: TcpStream) {
+        let (read, write) = stream.into_split();
+        self.run_halves(read, write).await;
+    }
+
+    /// Serves a connection after its TLS handshake.
+    pub async fn run_tls<S>(self, stream: S)
+    where
+        S: AsyncRead + AsyncWrite + Send + 'static,
+    {
+        let (read, write) = tokio::io::split(stream);
+        self.run_halves(read, write).await;
+    }
+
+    async fn run_halves<R, W>(mut self, read: R, write: W)
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
         let metrics_broker = self.broker.clone();
         metrics_broker.metrics().active_connections.inc();
         tracing::debug!(peer = %self.context.session.peer, id = self.context.session.id, "connection opened");
-        let (read, write) = stream.into_split();
         let (tx, rx) = mpsc::channel(self.limits.max_in_flight.max(1));
         let writer = tokio::spawn(write_replies(write, rx, self.broker.clone()));
         if let Err(reason) = self.read_requests(read, tx).await {
@@ -91,7 +134,11 @@ impl Connection {
         tracing::debug!(peer = %self.context.session.peer, id = self.context.session.id, "connection closed");
     }
 
-    async fn read_requests(&mut self, mut read: OwnedReadHalf, tx: mpsc::Sender<Outgoing>) -> Result<(), String> {
+    async fn read_requests<R: AsyncRead + Unpin>(
+        &mut self,
+        mut read: R,
+        tx: mpsc::Sender<Outgoing>,
+    ) -> Result<(), String> {
         let mut buf = BytesMut::with_capacity(READ_BUFFER);
         loop {
             loop {
@@ -132,7 +179,7 @@ async fn with_timeout<F: Future>(timeout: Option<Duration>, fut: F) -> Option<F:
 }
 
 /// Writes replies strictly in request order, batching ready replies into few syscalls.
-async fn write_replies(mut write: OwnedWriteHalf, mut rx: mpsc::Receiver<Outgoing>, broker: Arc<Broker>) {
+async fn write_replies<W: AsyncWrite + Unpin>(mut write: W, mut rx: mpsc::Receiver<Outgoing>, broker: Arc<Broker>) {
     let mut out = BytesMut::with_capacity(WRITE_FLUSH_BYTES);
     loop {
         let next = match rx.try_recv() {
@@ -188,11 +235,13 @@ fn encode(broker: &Broker, opcode: u8, response: &Response, out: &mut BytesMut) 
     }
 }
 
-async fn flush(write: &mut OwnedWriteHalf, out: &mut BytesMut) -> std::io::Result<()> {
+async fn flush<W: AsyncWrite + Unpin>(write: &mut W, out: &mut BytesMut) -> std::io::Result<()> {
     if out.is_empty() {
         return Ok(());
     }
     let result = write.write_all(out).await;
     out.clear();
-    result
+    result?;
+    // TLS buffers inside the stream: flush sends it (a no-op for TCP).
+    write.flush().await
 }

@@ -70,7 +70,9 @@ pub fn render(cluster: &FlyMQCluster) -> Result<String, BuildError> {
         set("tls_cert_file", format!("{TLS_DIR}/tls.crt").into());
         set("tls_key_file", format!("{TLS_DIR}/tls.key").into());
         set("tls_ca_file", format!("{TLS_DIR}/ca.crt").into());
-        set("tls_require_client_cert", tls.require_client_cert.into());
+        set("tls_enabled", true.into());
+        let client_auth = if tls.require_client_cert { "required" } else { "none" };
+        set("tls_client_auth", client_auth.into());
     }
     for (key, value) in &cluster.spec.config {
         if !valid_key(key) {
@@ -165,6 +167,7 @@ mod tests {
         let c = cluster(serde_json::json!({"tls": {"secretName": "t", "requireClientCert": true}}));
         let yaml: Value = serde_yaml::from_str(&render(&c).expect("renders")).expect("valid yaml");
         assert_eq!(yaml["tls_cert_file"], Value::from("/etc/flymq/tls/tls.crt"));
-        assert_eq!(yaml["tls_require_client_cert"], Value::from(true));
+        assert_eq!(yaml["tls_enabled"], Value::from(true));
+        assert_eq!(yaml["tls_client_auth"], Value::from("required"));
     }
 }

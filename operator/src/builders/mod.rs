@@ -62,7 +62,8 @@ pub struct Desired {
     pub config_map: ConfigMap,
     /// Bootstrap mode and cluster id, read by the brokers at start.
     pub identity: ConfigMap,
-    /// Operator-generated Secrets (admin credentials when not provided).
+    /// Operator-generated Secrets (admin credentials when not provided, the
+    /// inter-broker secret).
     pub secrets: Vec<Secret>,
     /// cert-manager Certificate when `spec.tls.certManager` is set.
     pub certificate: Option<DynamicObject>,
@@ -86,6 +87,9 @@ pub struct Inputs {
     pub existing_admin_password: Option<String>,
     /// The cluster id recorded in the status after the first bootstrap.
     pub cluster_id: Option<String>,
+    /// The inter-broker secret already stored in `<cluster>-cluster-secret`;
+    /// reusing it keeps resyncs from changing it.
+    pub existing_cluster_secret: Option<String>,
 }
 
 /// Source of generated secret values, injected so builders stay pure.
@@ -118,6 +122,11 @@ pub fn build(cluster: &FlyMQCluster, inputs: &Inputs, random: &dyn Randomness) -
     if let Some(s) = secret::admin_secret(cluster, inputs.existing_admin_password.as_deref(), random)? {
         secrets.push(s);
     }
+    secrets.push(secret::cluster_secret(
+        cluster,
+        inputs.existing_cluster_secret.as_deref(),
+        random,
+    )?);
     Ok(Desired {
         config_map,
         identity: identity::config_map(cluster, inputs.cluster_id.as_deref())?,
@@ -191,6 +200,11 @@ pub fn owned_meta(cluster: &FlyMQCluster, object_name: String) -> Result<ObjectM
 /// Name of the headless Service.
 pub fn headless_name(name: &str) -> String {
     format!("{name}-headless")
+}
+
+/// Name of the generated inter-broker secret.
+pub fn cluster_secret_name(name: &str) -> String {
+    format!("{name}-cluster-secret")
 }
 
 /// Name of the generated admin Secret.

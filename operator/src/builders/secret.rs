@@ -3,7 +3,7 @@
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 
-use super::{BuildError, Randomness, admin_secret_name, ns_name, owned_meta};
+use super::{BuildError, Randomness, admin_secret_name, cluster_secret_name, ns_name, owned_meta};
 use crate::crd::FlyMQCluster;
 
 /// User name of the built-in admin in a generated admin Secret.
@@ -42,6 +42,40 @@ pub fn admin_secret(
     }))
 }
 
+/// Key of the inter-broker secret in `<cluster>-cluster-secret`.
+pub const CLUSTER_SECRET_KEY: &str = "secret";
+/// Length of a generated inter-broker secret.
+pub const CLUSTER_SECRET_LEN: usize = 64;
+
+/// The Secret `<cluster>-cluster-secret` holding the shared inter-broker
+/// secret the brokers read as `FLYMQ_CLUSTER_SECRET` (docs/security.md,
+/// "Inter-broker authentication"). Generated once: an `existing` value is
+/// always kept, so resyncs never change it (brokers with different secrets
+/// refuse each other).
+pub fn cluster_secret(
+    cluster: &FlyMQCluster,
+    existing: Option<&str>,
+    random: &dyn Randomness,
+) -> Result<Secret, BuildError> {
+    let (_, name) = ns_name(cluster)?;
+    let value = match existing {
+        Some(v) if !v.is_empty() => v.to_string(),
+        _ => random.alphanumeric(CLUSTER_SECRET_LEN),
+    };
+    Ok(Secret {
+        metadata: owned_meta(cluster, cluster_secret_name(&name))?,
+        type_: Some("Opaque".into()),
+        data: Some([(CLUSTER_SECRET_KEY.to_string(), ByteString(value.into_bytes()))].into()),
+        ..Secret::default()
+    })
+}
+
+/// Reads the value stored in a cluster secret, if it has a usable one.
+pub fn stored_cluster_secret(secret: &Secret) -> Option<String> {
+    let bytes = secret.data.as_ref()?.get(CLUSTER_SECRET_KEY)?;
+    String::from_utf8(bytes.0.clone()).ok().filter(|v| !v.trim().is_empty())
+}
+
 /// Reads the password stored in an admin Secret, if it has a valid one.
 pub fn stored_password(secret: &Secret) -> Option<String> {
     let bytes = secret.data.as_ref()?.get("password")?;
@@ -67,6 +101,25 @@ mod tests {
             .expect("builds")
             .expect("generated");
         assert_eq!(password(&again), "kept");
+    }
+
+    #[test]
+    fn cluster_secret_is_generated_once_then_kept() {
+        let c = cluster(serde_json::json!({}));
+        let fresh = cluster_secret(&c, None, &Fixed).expect("builds");
+        assert_eq!(fresh.metadata.name.as_deref(), Some("demo-cluster-secret"));
+        assert!(fresh.metadata.owner_references.is_some(), "owned by the FlyMQCluster");
+        assert_eq!(
+            stored_cluster_secret(&fresh).as_deref(),
+            Some("x".repeat(CLUSTER_SECRET_LEN).as_str())
+        );
+        let kept = cluster_secret(&c, Some("already-there-0123456789"), &Fixed).expect("builds");
+        assert_eq!(
+            stored_cluster_secret(&kept).as_deref(),
+            Some("already-there-0123456789")
+        );
+        let empty = cluster_secret(&c, Some(""), &Fixed).expect("builds");
+        assert_eq!(stored_cluster_secret(&empty).map(|v| v.len()), Some(CLUSTER_SECRET_LEN));
     }
 
     #[test]

@@ -18,8 +18,8 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use super::config::{CONFIG_DIR, CONFIG_FILE, DATA_MOUNT, TLS_DIR, config_map_name};
 use super::identity::{BOOTSTRAP_KEY, CLUSTER_ID_KEY, identity_name};
 use super::{
-    ADMIN_PORT, BuildError, CLIENT_PORT, CLUSTER_PORT, HEALTH_PORT, METRICS_PORT, admin_secret_name, headless_name,
-    labels, ns_name, owned_meta, selector_labels, tls,
+    ADMIN_PORT, BuildError, CLIENT_PORT, CLUSTER_PORT, HEALTH_PORT, METRICS_PORT, admin_secret_name,
+    cluster_secret_name, headless_name, labels, ns_name, owned_meta, selector_labels, tls,
 };
 use crate::crd::FlyMQCluster;
 
@@ -186,6 +186,12 @@ pub fn stateful_set(cluster: &FlyMQCluster, config_hash: &str) -> Result<Statefu
     let admin_secret = admin_secret_name(cluster, &name);
     env_vars.push(env_secret("FLYMQ_ADMIN_USERNAME", &admin_secret, "username"));
     env_vars.push(env_secret("FLYMQ_ADMIN_PASSWORD", &admin_secret, "password"));
+    // Brokers in cluster mode authenticate each other with it.
+    env_vars.push(env_secret(
+        "FLYMQ_CLUSTER_SECRET",
+        &cluster_secret_name(&name),
+        super::secret::CLUSTER_SECRET_KEY,
+    ));
     if let Some(enc) = &spec.encryption {
         env_vars.push(env_secret(
             "FLYMQ_ENCRYPTION_KEY",
@@ -399,6 +405,23 @@ mod tests {
             field("FLYMQ_NODE_ID").as_deref(),
             Some("metadata.labels['apps.kubernetes.io/pod-index']")
         );
+    }
+
+    #[test]
+    fn cluster_secret_comes_from_the_generated_secret() {
+        let s = stateful_set(&cluster(serde_json::json!({})), "h").expect("builds");
+        let env = env_of(&s);
+        let secret = env
+            .iter()
+            .find(|e| e.name == "FLYMQ_CLUSTER_SECRET")
+            .expect("FLYMQ_CLUSTER_SECRET is set");
+        assert_eq!(secret.value, None, "never a literal value in the pod spec");
+        let r = secret
+            .value_from
+            .as_ref()
+            .and_then(|v| v.secret_key_ref.as_ref())
+            .expect("secretKeyRef");
+        assert_eq!((r.name.as_str(), r.key.as_str()), ("demo-cluster-secret", "secret"));
     }
 
     #[test]

@@ -159,9 +159,18 @@ pub async fn reconcile(cluster: Arc<FlyMQCluster>, ctx: Arc<Context>) -> Result<
             } else {
                 None
             };
+            // Generated once, then kept: brokers with different secrets refuse each other.
+            let cluster_secret = builders::cluster_secret_name(&name);
+            let existing_cluster_secret = Api::<Secret>::namespaced(ctx.client.clone(), &ns)
+                .get_opt(&cluster_secret)
+                .await
+                .map_err(Error::kube(format!("reading Secret {ns}/{cluster_secret}")))?
+                .as_ref()
+                .and_then(builders::secret::stored_cluster_secret);
             let inputs = Inputs {
                 existing_admin_password,
                 cluster_id: cluster.status.as_ref().and_then(|s| s.cluster_id.clone()),
+                existing_cluster_secret,
             };
             validate(&cluster, &inputs, served, ctx.random.as_ref())
         }
@@ -763,6 +772,7 @@ mod tests {
     const NOW: &str = "2026-01-01T00:00:00Z";
     const STS: &str = "/apis/apps/v1/namespaces/prod/statefulsets/demo";
     const ADMIN_SECRET: &str = "/api/v1/namespaces/prod/secrets/demo-admin";
+    const CLUSTER_SECRET: &str = "/api/v1/namespaces/prod/secrets/demo-cluster-secret";
     const CONFIG_MAP: &str = "/api/v1/namespaces/prod/configmaps/demo-config";
     const IDENTITY: &str = "/api/v1/namespaces/prod/configmaps/demo-identity";
     const HEADLESS: &str = "/api/v1/namespaces/prod/services/demo-headless";
@@ -844,6 +854,7 @@ mod tests {
         if admin_secret {
             s.push(step("PATCH", ADMIN_SECRET, Reply::Echo));
         }
+        s.push(step("PATCH", CLUSTER_SECRET, Reply::Echo));
         s.extend([
             step("PATCH", HEADLESS, Reply::Echo),
             step("PATCH", CLIENT, Reply::Echo),
@@ -946,6 +957,7 @@ mod tests {
         let mut steps = vec![
             step("GET", STS, Reply::NotFound),
             step("GET", ADMIN_SECRET, Reply::NotFound),
+            step("GET", CLUSTER_SECRET, Reply::NotFound),
         ];
         steps.extend(applies(true));
         steps.push(status_step(&c));
@@ -979,7 +991,44 @@ mod tests {
         assert_eq!(cond(status, "Ready")["lastTransitionTime"], json!(NOW));
         assert_eq!(cond(status, "Degraded")["status"], json!("False"));
         assert_eq!(status.get("clusterId"), None);
-        assert_eq!(seen.len(), 10, "no event for an ordinary first reconcile");
+        let secret = &sent(&seen, "PATCH", CLUSTER_SECRET).body;
+        assert_eq!(secret["data"]["secret"], json!(BASE64_64_X));
+        assert_eq!(seen.len(), 12, "no event for an ordinary first reconcile");
+    }
+
+    /// base64 of the 64 'x' the fixed randomness draws.
+    const BASE64_64_X: &str =
+        "eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eHh4eA==";
+
+    #[tokio::test]
+    async fn cluster_secret_is_created_once_and_never_replaced() {
+        let c = cluster(json!({}));
+        let existing = json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "demo-cluster-secret", "namespace": "prod"},
+            "data": {"secret": "a2VwdC1jbHVzdGVyLXNlY3JldA=="}});
+        let mut steps = vec![
+            step("GET", STS, Reply::NotFound),
+            step("GET", ADMIN_SECRET, Reply::NotFound),
+            step("GET", CLUSTER_SECRET, Reply::Json(existing)),
+        ];
+        steps.extend(applies(true));
+        steps.push(status_step(&c));
+        let (_, seen) = run(c, steps).await;
+        let applied = &sent(&seen, "PATCH", CLUSTER_SECRET).body;
+        assert_eq!(applied["data"]["secret"], json!("a2VwdC1jbHVzdGVyLXNlY3JldA=="));
+        assert_eq!(applied["metadata"]["ownerReferences"][0]["kind"], json!("FlyMQCluster"));
+        let sts = &sent(&seen, "PATCH", STS).body;
+        let env = sts["spec"]["template"]["spec"]["containers"][0]["env"]
+            .as_array()
+            .expect("env");
+        let var = env
+            .iter()
+            .find(|e| e["name"] == "FLYMQ_CLUSTER_SECRET")
+            .expect("FLYMQ_CLUSTER_SECRET");
+        assert_eq!(
+            var["valueFrom"]["secretKeyRef"],
+            json!({"name": "demo-cluster-secret", "key": "secret", "optional": false})
+        );
     }
 
     #[tokio::test]
@@ -991,6 +1040,7 @@ mod tests {
         let mut steps = vec![
             step("GET", STS, Reply::NotFound),
             step("GET", ADMIN_SECRET, Reply::Json(existing)),
+            step("GET", CLUSTER_SECRET, Reply::NotFound),
         ];
         steps.extend(applies(true));
         steps.push(status_step(&c));
@@ -1010,6 +1060,7 @@ mod tests {
         let mut steps = vec![
             step("GET", STS, Reply::Json(existing_sts(3, 3))),
             step("GET", ADMIN_SECRET, Reply::NotFound),
+            step("GET", CLUSTER_SECRET, Reply::NotFound),
         ];
         steps.extend(applies_with(true, Some(existing_sts(3, 3))));
         steps.push(step("PATCH", IDENTITY, Reply::Echo));
@@ -1019,19 +1070,19 @@ mod tests {
 
         assert_eq!(result.expect("reconciles"), Action::requeue(REQUEUE_READY));
         assert_eq!(
-            seen[3].body["data"]["bootstrap"],
+            seen[4].body["data"]["bootstrap"],
             json!("auto"),
             "applied before the answer"
         );
         assert_eq!(
-            seen[9].body["data"],
+            seen[11].body["data"],
             json!({"bootstrap": "never", "cluster-id": "7d1e-cluster"}),
             "re-applied once the brokers named their cluster"
         );
-        let status = &seen[10].body["status"];
+        let status = &seen[12].body["status"];
         assert_eq!(status["clusterId"], json!("7d1e-cluster"));
         assert_eq!(cond(status, "Ready")["status"], json!("True"));
-        assert_eq!(seen[11].body["reason"], json!("ClusterReady"));
+        assert_eq!(seen[13].body["reason"], json!("ClusterReady"));
 
         // From then on the identity carries the id from the first apply.
         let mut again = c;
@@ -1039,12 +1090,13 @@ mod tests {
         let mut steps = vec![
             step("GET", STS, Reply::Json(existing_sts(3, 3))),
             step("GET", ADMIN_SECRET, Reply::NotFound),
+            step("GET", CLUSTER_SECRET, Reply::NotFound),
         ];
         steps.extend(applies_with(true, Some(existing_sts(3, 3))));
         let (result, seen) = run_with(&fake, again, steps).await;
         assert_eq!(result.expect("reconciles"), Action::requeue(REQUEUE_READY));
         assert_eq!(
-            seen[3].body["data"],
+            seen[4].body["data"],
             json!({"bootstrap": "never", "cluster-id": "7d1e-cluster"})
         );
     }
@@ -1057,6 +1109,7 @@ mod tests {
         let mut steps = vec![
             step("GET", STS, Reply::Json(existing_sts(3, 3))),
             step("GET", ADMIN_SECRET, Reply::NotFound),
+            step("GET", CLUSTER_SECRET, Reply::NotFound),
         ];
         steps.extend(applies_with(true, Some(existing_sts(3, 3))));
         steps.push(status_step(&c));
@@ -1096,6 +1149,7 @@ mod tests {
             let mut steps = vec![
                 step("GET", STS, Reply::Json(existing_sts(3, 3))),
                 step("GET", ADMIN_SECRET, Reply::NotFound),
+                step("GET", CLUSTER_SECRET, Reply::NotFound),
             ];
             steps.extend(applies_with(true, Some(existing_sts(3, 3))));
             if stored.status.is_none() {
@@ -1134,10 +1188,11 @@ mod tests {
         let mut steps = vec![
             step("GET", STS, Reply::Json(existing_sts(5, 5))),
             step("GET", ADMIN_SECRET, Reply::NotFound),
+            step("GET", CLUSTER_SECRET, Reply::NotFound),
         ];
         let seen_by_then = fake.clone();
         let mut apply = applies_with(true, Some(existing_sts(4, 4)));
-        apply[5] = step("PATCH", STS, Reply::Json(existing_sts(4, 4))).checking(move || {
+        apply[6] = step("PATCH", STS, Reply::Json(existing_sts(4, 4))).checking(move || {
             assert_eq!(
                 seen_by_then.calls(),
                 vec!["Decommission 4"],
@@ -1168,6 +1223,7 @@ mod tests {
         let mut steps = vec![
             step("GET", STS, Reply::Json(existing_sts(4, 4))),
             step("GET", ADMIN_SECRET, Reply::NotFound),
+            step("GET", CLUSTER_SECRET, Reply::NotFound),
         ];
         steps.extend(applies_with(true, Some(existing_sts(3, 3))));
         steps.push(status_step(&c4));
@@ -1203,6 +1259,7 @@ mod tests {
         let mut steps = vec![
             step("GET", STS, Reply::Json(existing_sts(4, 4))),
             step("GET", ADMIN_SECRET, Reply::NotFound),
+            step("GET", CLUSTER_SECRET, Reply::NotFound),
         ];
         steps.extend(applies_with(true, Some(existing_sts(4, 4))));
         steps.push(status_step(&c));
@@ -1245,6 +1302,7 @@ mod tests {
         let mut steps = vec![
             step("GET", STS, Reply::Json(existing_sts(4, 4))),
             step("GET", ADMIN_SECRET, Reply::NotFound),
+            step("GET", CLUSTER_SECRET, Reply::NotFound),
         ];
         steps.extend(applies_with(true, Some(existing_sts(3, 3))));
         steps.push(status_step(&resumed));
@@ -1269,6 +1327,7 @@ mod tests {
         let mut steps = vec![
             step("GET", STS, Reply::Json(existing_sts(3, 3))),
             step("GET", ADMIN_SECRET, Reply::NotFound),
+            step("GET", CLUSTER_SECRET, Reply::NotFound),
         ];
         steps.extend(applies_with(true, Some(existing_sts(3, 3))));
         steps.push(status_step(&c));
@@ -1309,6 +1368,7 @@ mod tests {
         let mut steps = vec![
             step("GET", STS, Reply::Json(existing_sts(4, 4))),
             step("GET", ADMIN_SECRET, Reply::NotFound),
+            step("GET", CLUSTER_SECRET, Reply::NotFound),
         ];
         steps.extend(applies_with(true, Some(existing_sts(4, 4))));
         steps.push(status_step(&c));
@@ -1338,6 +1398,7 @@ mod tests {
         let steps = vec![
             step("GET", STS, Reply::Json(existing_sts(5, 5))),
             step("GET", ADMIN_SECRET, Reply::NotFound),
+            step("GET", CLUSTER_SECRET, Reply::NotFound),
             status_step(&c),
             step("POST", EVENTS, Reply::Echo),
             step("POST", EVENTS, Reply::Echo),
@@ -1350,10 +1411,10 @@ mod tests {
         let paths: Vec<&str> = seen.iter().map(|s| s.path.as_str()).collect();
         assert_eq!(
             paths,
-            vec![STS, ADMIN_SECRET, STATUS, EVENTS, EVENTS],
+            vec![STS, ADMIN_SECRET, CLUSTER_SECRET, STATUS, EVENTS, EVENTS],
             "nothing applied"
         );
-        let status = &seen[2].body["status"];
+        let status = &seen[3].body["status"];
         assert_eq!(status["replicas"], json!(5));
         for type_ in ["Ready", "Degraded"] {
             assert_eq!(cond(status, type_)["reason"], json!("InvalidSpec"), "{type_}");
@@ -1372,16 +1433,17 @@ mod tests {
         let steps = vec![
             step("GET", STS, Reply::NotFound),
             step("GET", ADMIN_SECRET, Reply::NotFound),
+            step("GET", CLUSTER_SECRET, Reply::NotFound),
             status_step(&c),
             step("POST", EVENTS, Reply::Echo),
         ];
         let (result, seen) = run(c, steps).await;
         let err = result.expect_err("invalid spec fails");
         assert_eq!(err.category(), "invalid_spec");
-        let degraded = cond(&seen[2].body["status"], "Degraded");
+        let degraded = cond(&seen[3].body["status"], "Degraded");
         assert_eq!(degraded["reason"], json!("InvalidSpec"));
         assert!(degraded["message"].as_str().unwrap_or_default().contains("data_dir"));
-        assert_eq!(seen[3].body["reason"], json!("InvalidSpec"));
+        assert_eq!(seen[4].body["reason"], json!("InvalidSpec"));
     }
 
     #[tokio::test]
@@ -1411,27 +1473,29 @@ mod tests {
         let mut steps = vec![
             step("GET", STS, Reply::Json(existing_sts(3, 3))),
             step("GET", ADMIN_SECRET, Reply::NotFound),
+            step("GET", CLUSTER_SECRET, Reply::NotFound),
         ];
         steps.extend(applies_with(true, Some(existing_sts(3, 3))));
         steps.push(status_step(&fresh));
         steps.push(step("POST", EVENTS, Reply::Echo));
         let (result, seen) = run(fresh.clone(), steps).await;
         assert_eq!(result.expect("reconciles"), Action::requeue(REQUEUE_READY));
-        assert_eq!(seen[10].body["reason"], json!("ClusterReady"));
-        assert_eq!(seen[9].body["status"]["leader"], json!("demo-0"));
-        assert_eq!(seen[9].body["status"]["members"].as_array().map(Vec::len), Some(3));
+        assert_eq!(seen[12].body["reason"], json!("ClusterReady"));
+        assert_eq!(seen[11].body["status"]["leader"], json!("demo-0"));
+        assert_eq!(seen[11].body["status"]["members"].as_array().map(Vec::len), Some(3));
 
         // Second pass: the stored status is what the operator would write.
         let mut again = fresh;
-        again.status = Some(serde_json::from_value(seen[9].body["status"].clone()).expect("status"));
+        again.status = Some(serde_json::from_value(seen[11].body["status"].clone()).expect("status"));
         let mut steps = vec![
             step("GET", STS, Reply::Json(existing_sts(3, 3))),
             step("GET", ADMIN_SECRET, Reply::NotFound),
+            step("GET", CLUSTER_SECRET, Reply::NotFound),
         ];
         steps.extend(applies_with(true, Some(existing_sts(3, 3))));
         let (result, seen) = run(again, steps).await;
         assert_eq!(result.expect("reconciles"), Action::requeue(REQUEUE_READY));
-        assert_eq!(seen.len(), 9, "no status write and no event when nothing changed");
+        assert_eq!(seen.len(), 11, "no status write and no event when nothing changed");
     }
 
     #[tokio::test]
@@ -1440,6 +1504,7 @@ mod tests {
         let mut steps = vec![
             step("GET", STS, Reply::Json(existing_sts(3, 3))),
             step("GET", ADMIN_SECRET, Reply::NotFound),
+            step("GET", CLUSTER_SECRET, Reply::NotFound),
         ];
         steps.extend(applies_with(true, Some(existing_sts(3, 3))));
         steps.push(status_step(&c));
@@ -1482,6 +1547,7 @@ mod tests {
         let mut steps = vec![
             step("GET", STS, Reply::Json(existing_sts(3, 3))),
             step("GET", ADMIN_SECRET, Reply::NotFound),
+            step("GET", CLUSTER_SECRET, Reply::NotFound),
         ];
         steps.extend(applies_with(true, Some(existing_sts(3, 3))));
         steps.push(step(
@@ -1521,6 +1587,7 @@ mod tests {
         let mut steps = vec![
             step("GET", STS, Reply::Json(rolling_sts(1))),
             step("GET", ADMIN_SECRET, Reply::NotFound),
+            step("GET", CLUSTER_SECRET, Reply::NotFound),
         ];
         steps.extend(applies_with(true, Some(rolling_sts(1))));
         steps.push(step("GET", PODS, pod_list(pods)));

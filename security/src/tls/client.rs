@@ -78,6 +78,14 @@ impl TlsClient {
         })
     }
 
+    /// A client with a configuration built elsewhere (e.g. [`super::peer`]).
+    pub fn from_config(config: rustls::ClientConfig, server_name: Option<ServerName<'static>>) -> Self {
+        Self {
+            connector: TlsConnector::from(Arc::new(config)),
+            server_name,
+        }
+    }
+
     /// The name the certificate of `host` is checked against: the override,
     /// else `host` (brackets of an IPv6 literal removed).
     pub fn server_name_for(&self, host: &str) -> Result<ServerName<'static>, TlsError> {

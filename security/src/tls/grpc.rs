@@ -258,6 +258,13 @@ pub fn lazy_channel(addr: &str, tls: TlsClient, connect_timeout: Duration) -> Re
     Ok(endpoint(addr, connect_timeout)?.connect_with_connector_lazy(connector(tls)))
 }
 
+/// Like [`lazy_channel`], on an endpoint configured by the caller
+/// (keep-alive, timeouts); its `http://` scheme is kept, TLS comes from
+/// `tls`.
+pub fn lazy_channel_on(endpoint: Endpoint, tls: TlsClient) -> Channel {
+    endpoint.connect_with_connector_lazy(connector(tls))
+}
+
 /// User name and password from an `authorization: Basic` value. `Debug`
 /// hides the password.
 #[derive(Clone, PartialEq, Eq)]

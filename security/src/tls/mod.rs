@@ -10,6 +10,7 @@
 //! - [`identity`]: the user name a client certificate stands for.
 //! - [`grpc`]: tonic over these configurations, and the admin API's
 //!   `authorization: Basic` contract.
+//! - [`peer`]: the inter-broker client (mutual TLS with the cluster CA).
 //!
 //! Protocol versions are TLS 1.3 and 1.2. TLS 1.2 is limited to ECDHE key
 //! exchange with AES-GCM or ChaCha20-Poly1305 (the only TLS 1.2 suites
@@ -19,6 +20,7 @@
 pub mod client;
 pub mod grpc;
 pub mod identity;
+pub mod peer;
 pub mod server;
 
 use std::path::Path;

@@ -36,7 +36,7 @@ use flymq_operator::builders::statefulset::CONFIG_HASH_ANNOTATION;
 use flymq_operator::controller::admin_object::{AdminObject, FINALIZER};
 use flymq_operator::crd::{Acl, Condition, FlyMQCluster, FlyMQClusterStatus, Topic, User};
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
@@ -64,6 +64,7 @@ struct Env {
     acls: Api<Acl>,
     statefulsets: Api<StatefulSet>,
     config_maps: Api<ConfigMap>,
+    secrets: Api<Secret>,
     pods: Api<Pod>,
     ssa: PatchParams,
     image: String,
@@ -85,12 +86,35 @@ impl Env {
             acls: Api::namespaced(client.clone(), &ns),
             statefulsets: Api::namespaced(client.clone(), &ns),
             config_maps: Api::namespaced(client.clone(), &ns),
+            secrets: Api::namespaced(client.clone(), &ns),
             pods: Api::namespaced(client, &ns),
             ns,
             ssa: PatchParams::apply(flymq_k8s_e2e::MANAGER).force(),
             image: env_or("FLYMQ_E2E_BROKER_IMAGE", "ghcr.io/flymq/flymq:0.1.0"),
             storage,
         }
+    }
+
+    /// The value of `<cluster>-cluster-secret`, checking that the
+    /// FlyMQCluster owns it.
+    async fn cluster_secret(&self) -> Result<Vec<u8>, String> {
+        let name = format!("{CLUSTER}-cluster-secret");
+        let secret = self
+            .secrets
+            .get(&name)
+            .await
+            .map_err(|e| format!("reading Secret {name}: {e}"))?;
+        if !secret.owner_references().iter().any(|o| o.kind == "FlyMQCluster") {
+            return Err(format!("Secret {name} is not owned by the FlyMQCluster"));
+        }
+        let value = secret
+            .data
+            .and_then(|d| d.get("secret").map(|v| v.0.clone()))
+            .unwrap_or_default();
+        if value.len() < 16 {
+            return Err(format!("Secret {name} has no usable `secret` ({} bytes)", value.len()));
+        }
+        Ok(value)
     }
 
     async fn apply_cluster(&self, replicas: i32, config: &BTreeMap<&str, &str>) -> Result<(), String> {
@@ -337,6 +361,13 @@ async fn lifecycle(client: Client, ns: String) -> Result<(), String> {
             "cluster id {cluster_id} recorded; brokers now start with bootstrapping off (leader {:?})",
             ready.leader
         ),
+    );
+
+    // The brokers authenticate each other with the generated cluster secret.
+    let cluster_secret = env.cluster_secret().await?;
+    step(
+        TEST,
+        "the cluster secret was generated and is owned by the FlyMQCluster",
     );
 
     // 2. Topics, synced through the admin API, guarded by the finalizer.
@@ -597,6 +628,9 @@ async fn lifecycle(client: Client, ns: String) -> Result<(), String> {
     }
     env.wait_cluster_ready(3).await?;
     produce_and_consume(env, "serving after the roll", "orders", 4, "rolled", &expected).await?;
+    if env.cluster_secret().await? != cluster_secret {
+        return Err("the cluster secret changed across resyncs and the roll".into());
+    }
 
     // 7. Deletion: Topics by deletionPolicy, User, ACL, then the cluster.
     step(TEST, "7. delete Topic orders (Delete) and audit (Retain)");
