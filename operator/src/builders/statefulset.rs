@@ -186,6 +186,8 @@ pub fn stateful_set(cluster: &FlyMQCluster, config_hash: &str) -> Result<Statefu
     let admin_secret = admin_secret_name(cluster, &name);
     env_vars.push(env_secret("FLYMQ_ADMIN_USERNAME", &admin_secret, "username"));
     env_vars.push(env_secret("FLYMQ_ADMIN_PASSWORD", &admin_secret, "password"));
+    // Secure by default: the admin Secret's user is the bootstrap admin.
+    env_vars.push(env("FLYMQ_AUTH_ENABLED", spec.auth.enabled.to_string()));
     if let Some(enc) = &spec.encryption {
         env_vars.push(env_secret(
             "FLYMQ_ENCRYPTION_KEY",

@@ -22,6 +22,7 @@ use std::time::Duration;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
@@ -528,10 +529,30 @@ async fn apply_all(client: &Client, ns: &str, d: &Desired, served: Served) -> Re
     apply(client, ns, &d.client_service).await?;
     let sts = apply(client, ns, &d.stateful_set).await?;
     apply(client, ns, &d.pdb).await?;
+    match &d.network_policy {
+        Some(np) => {
+            apply(client, ns, np).await?;
+        }
+        None => remove_network_policy(client, ns, &d.pdb.name_any()).await?,
+    }
     if let Some(sm) = d.service_monitor.as_ref().filter(|_| served.service_monitor) {
         apply_dynamic(client, ns, sm, &builders::monitoring::service_monitor_resource()).await?;
     }
     Ok(sts)
+}
+
+/// Deletes the NetworkPolicy `name` when the spec switched it off (a
+/// NetworkPolicy that does not exist is fine).
+async fn remove_network_policy(client: &Client, ns: &str, name: &str) -> Result<(), Error> {
+    let api: Api<NetworkPolicy> = Api::namespaced(client.clone(), ns);
+    match api.delete(name, &DeleteParams::default()).await {
+        Ok(_) => {
+            info!(policy = %format!("{ns}/{name}"), "NetworkPolicy deleted: spec.networkPolicy.enabled is false");
+            Ok(())
+        }
+        Err(kube::Error::Api(s)) if s.is_not_found() => Ok(()),
+        Err(e) => Err(Error::kube(format!("deleting NetworkPolicy {ns}/{name}"))(e)),
+    }
 }
 
 async fn apply<K>(client: &Client, ns: &str, obj: &K) -> Result<K, Error>
@@ -768,6 +789,7 @@ mod tests {
     const HEADLESS: &str = "/api/v1/namespaces/prod/services/demo-headless";
     const CLIENT: &str = "/api/v1/namespaces/prod/services/demo";
     const PDB: &str = "/apis/policy/v1/namespaces/prod/poddisruptionbudgets/demo";
+    const NETPOL: &str = "/apis/networking.k8s.io/v1/namespaces/prod/networkpolicies/demo";
     const STATUS: &str = "/apis/flymq.io/v1alpha1/namespaces/prod/flymqclusters/demo/status";
     const MONITORS: &str = "/apis/monitoring.coreos.com/v1/namespaces/prod/servicemonitors";
     const MONITOR: &str = "/apis/monitoring.coreos.com/v1/namespaces/prod/servicemonitors/demo";
@@ -856,6 +878,7 @@ mod tests {
                 },
             ),
             step("PATCH", PDB, Reply::Echo),
+            step("PATCH", NETPOL, Reply::Echo),
         ]);
         s
     }
