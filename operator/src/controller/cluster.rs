@@ -1002,7 +1002,17 @@ mod tests {
         assert_eq!(cond(status, "Ready")["lastTransitionTime"], json!(NOW));
         assert_eq!(cond(status, "Degraded")["status"], json!("False"));
         assert_eq!(status.get("clusterId"), None);
-        assert_eq!(seen.len(), 10, "no event for an ordinary first reconcile");
+        assert_eq!(seen.len(), 11, "no event for an ordinary first reconcile");
+        let np = &sent(&seen, "PATCH", NETPOL).body;
+        assert_eq!(np["kind"], json!("NetworkPolicy"));
+        let env = sts["spec"]["template"]["spec"]["containers"][0]["env"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        assert!(
+            env.contains(&json!({"name": "FLYMQ_AUTH_ENABLED", "value": "true"})),
+            "secure by default: {env:?}"
+        );
     }
 
     #[tokio::test]
@@ -1047,14 +1057,14 @@ mod tests {
             "applied before the answer"
         );
         assert_eq!(
-            seen[9].body["data"],
+            seen[10].body["data"],
             json!({"bootstrap": "never", "cluster-id": "7d1e-cluster"}),
             "re-applied once the brokers named their cluster"
         );
-        let status = &seen[10].body["status"];
+        let status = &seen[11].body["status"];
         assert_eq!(status["clusterId"], json!("7d1e-cluster"));
         assert_eq!(cond(status, "Ready")["status"], json!("True"));
-        assert_eq!(seen[11].body["reason"], json!("ClusterReady"));
+        assert_eq!(seen[12].body["reason"], json!("ClusterReady"));
 
         // From then on the identity carries the id from the first apply.
         let mut again = c;
@@ -1440,13 +1450,13 @@ mod tests {
         steps.push(step("POST", EVENTS, Reply::Echo));
         let (result, seen) = run(fresh.clone(), steps).await;
         assert_eq!(result.expect("reconciles"), Action::requeue(REQUEUE_READY));
-        assert_eq!(seen[10].body["reason"], json!("ClusterReady"));
-        assert_eq!(seen[9].body["status"]["leader"], json!("demo-0"));
-        assert_eq!(seen[9].body["status"]["members"].as_array().map(Vec::len), Some(3));
+        assert_eq!(seen[11].body["reason"], json!("ClusterReady"));
+        assert_eq!(seen[10].body["status"]["leader"], json!("demo-0"));
+        assert_eq!(seen[10].body["status"]["members"].as_array().map(Vec::len), Some(3));
 
         // Second pass: the stored status is what the operator would write.
         let mut again = fresh;
-        again.status = Some(serde_json::from_value(seen[9].body["status"].clone()).expect("status"));
+        again.status = Some(serde_json::from_value(seen[10].body["status"].clone()).expect("status"));
         let mut steps = vec![
             step("GET", STS, Reply::Json(existing_sts(3, 3))),
             step("GET", ADMIN_SECRET, Reply::NotFound),
@@ -1454,7 +1464,7 @@ mod tests {
         steps.extend(applies_with(true, Some(existing_sts(3, 3))));
         let (result, seen) = run(again, steps).await;
         assert_eq!(result.expect("reconciles"), Action::requeue(REQUEUE_READY));
-        assert_eq!(seen.len(), 9, "no status write and no event when nothing changed");
+        assert_eq!(seen.len(), 10, "no status write and no event when nothing changed");
     }
 
     #[tokio::test]
