@@ -43,6 +43,7 @@ use tonic::transport::Channel;
 const NS: &str = "prod";
 const CLUSTER: &str = "/apis/flymq.io/v1alpha1/namespaces/prod/flymqclusters/demo";
 const STS: &str = "/apis/apps/v1/namespaces/prod/statefulsets/demo";
+const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/prod/events";
 
 /// A running broker, the operator's client for it and a direct admin client.
 struct Broker {
@@ -289,11 +290,11 @@ async fn a_replication_factor_a_standalone_broker_cannot_hold_is_a_clear_conditi
     let (result, seen) = reconcile_once(
         &t,
         admin.clone(),
-        vec![step(
-            "PATCH",
-            leak(format!("{}/status", topic_path("orders"))),
-            with_status(&t),
-        )],
+        vec![
+            step("PATCH", leak(format!("{}/status", topic_path("orders"))), with_status(&t)),
+            // A new failure is also a Warning event.
+            step("POST", EVENTS, Reply::Echo),
+        ],
     )
     .await;
     let err = result.expect_err("the broker refuses");
@@ -445,7 +446,10 @@ async fn drift_on_the_brokers_is_corrected_and_partitions_only_grow() {
     let (result, seen) = reconcile_once(
         &shrunk,
         admin.clone(),
-        vec![step("PATCH", status_path, with_status(&shrunk))],
+        vec![
+            step("PATCH", status_path, with_status(&shrunk)),
+            step("POST", EVENTS, Reply::Echo),
+        ],
     )
     .await;
     let err = result.expect_err("refused");
@@ -592,6 +596,7 @@ async fn a_delete_the_brokers_cannot_answer_keeps_the_finalizer() {
                 leak(format!("{}/status", topic_path("orders"))),
                 with_status(&t),
             ),
+            step("POST", EVENTS, Reply::Echo),
         ],
     )
     .await;
@@ -898,7 +903,7 @@ async fn users_from_resources_authenticate_rotate_and_acls_permit_and_deny_as_wr
         vec![
             step("GET", secret_path("alice-pw"), Reply::Json(secret_object("alice-pw", "pw", ""))),
             step("PATCH", leak(format!("{}/status", user_path("alice"))), with_status(&alice)),
-            step("POST", "/apis/events.k8s.io/v1/namespaces/prod/events", Reply::Echo),
+            step("POST", EVENTS, Reply::Echo),
         ],
     )
     .await;
