@@ -192,20 +192,23 @@ fn admin_controller<K: AdminObject>(
     // password: changing the Secret rotates it).
     let store = controller.store();
     if K::READS_SECRETS {
-    controller = controller.watches(
-        scoped::<Secret>(client, ns),
-        watcher::Config::default(),
-        move |secret: Secret| {
-            let (secret_ns, secret_name) = (secret.namespace(), secret.name_any());
-            store
-                .state()
-                .iter()
-                .filter_map(|g| g.0.as_ref().ok())
-                .filter(|o| o.namespace() == secret_ns && o.secret_names().contains(&secret_name))
-                .map(|o| ObjectRef::<DeserializeGuard<K>>::new(&o.name_any()).within(secret_ns.as_deref().unwrap_or_default()))
-                .collect::<Vec<_>>()
-        },
-    );
+        controller = controller.watches(
+            scoped::<Secret>(client, ns),
+            watcher::Config::default(),
+            move |secret: Secret| {
+                let (secret_ns, secret_name) = (secret.namespace(), secret.name_any());
+                store
+                    .state()
+                    .iter()
+                    .filter_map(|g| g.0.as_ref().ok())
+                    .filter(|o| o.namespace() == secret_ns && o.secret_names().contains(&secret_name))
+                    .map(|o| {
+                        ObjectRef::<DeserializeGuard<K>>::new(&o.name_any())
+                            .within(secret_ns.as_deref().unwrap_or_default())
+                    })
+                    .collect::<Vec<_>>()
+            },
+        );
     }
     let ctx = Arc::new(AdminContext::<K> {
         client: client.clone(),

@@ -23,11 +23,11 @@ use flymq_operator::admin::{
     AdminCredentials, AdminError, AdminFuture, AdminSync, ClusterEndpoint, CredentialSource, GrpcAdmin,
 };
 use flymq_operator::builders::OsRandomness;
-use flymq_operator::controller::user::UserSync;
 use flymq_operator::controller::Error;
 use flymq_operator::controller::admin_object::{
     AdminContext, AdminObject, FINALIZER, RESYNC, RETRY, error_policy, reconcile,
 };
+use flymq_operator::controller::user::UserSync;
 use flymq_operator::crd::{Acl, AdminObjectStatus, Topic, User};
 use flymq_operator::metrics::Metrics;
 use flymq_proto::grpc::admin as pb;
@@ -291,7 +291,11 @@ async fn a_replication_factor_a_standalone_broker_cannot_hold_is_a_clear_conditi
         &t,
         admin.clone(),
         vec![
-            step("PATCH", leak(format!("{}/status", topic_path("orders"))), with_status(&t)),
+            step(
+                "PATCH",
+                leak(format!("{}/status", topic_path("orders"))),
+                with_status(&t),
+            ),
             // A new failure is also a Warning event.
             step("POST", EVENTS, Reply::Echo),
         ],
@@ -656,7 +660,7 @@ impl SecureBroker {
         ));
         std::fs::write(&path, ADMIN_PASSWORD).expect("write the admin password file");
         let file = PasswordFile(path.clone());
-        let args = vec![
+        let args = [
             "--set".to_string(),
             "auth_enabled=true".to_string(),
             "--set".to_string(),
@@ -681,9 +685,12 @@ impl SecureBroker {
 
     /// The operator's admin client, with the admin credentials.
     fn operator_admin(&self) -> Arc<GrpcAdmin> {
-        Arc::new(GrpcAdmin::new(self.url.clone()).with_credentials(Arc::new(FixedCredentials(
-            AdminCredentials::new("admin", ADMIN_PASSWORD),
-        ))))
+        Arc::new(
+            GrpcAdmin::new(self.url.clone()).with_credentials(Arc::new(FixedCredentials(AdminCredentials::new(
+                "admin",
+                ADMIN_PASSWORD,
+            )))),
+        )
     }
 
     /// A binary-protocol client authenticated as `user` (AUTH on connect).
@@ -726,11 +733,7 @@ fn acl_resource(name: &str, spec: Value) -> Acl {
 
 /// One reconcile of a User (its password Secrets read through the same
 /// scripted API server).
-async fn reconcile_user(
-    user: &User,
-    admin: &Arc<GrpcAdmin>,
-    steps: Vec<Step>,
-) -> (Result<Action, Error>, Vec<Seen>) {
+async fn reconcile_user(user: &User, admin: &Arc<GrpcAdmin>, steps: Vec<Step>) -> (Result<Action, Error>, Vec<Seen>) {
     let (client, handle) = mock::client();
     let sync: Arc<dyn AdminSync<User>> = Arc::new(UserSync {
         client: client.clone(),
@@ -772,7 +775,13 @@ async fn the_admin_api_refuses_the_operator_without_credentials() {
         .await
         .expect_err("refused");
     assert!(
-        matches!(err, AdminError::Rejected { reason: "AdminAccessDenied", .. }),
+        matches!(
+            err,
+            AdminError::Rejected {
+                reason: "AdminAccessDenied",
+                ..
+            }
+        ),
         "{err:?}"
     );
     flymq_operator::admin::BrokerAdmin::cluster_status(broker.operator_admin().as_ref(), &endpoint)
@@ -795,14 +804,25 @@ async fn users_from_resources_authenticate_rotate_and_acls_permit_and_deny_as_wr
         &alice,
         &admin,
         vec![
-            step("GET", secret_path("alice-pw"), Reply::Json(secret_object("alice-pw", "pw", "alice-first"))),
-            step("PATCH", leak(format!("{}/status", user_path("alice"))), with_status(&alice)),
+            step(
+                "GET",
+                secret_path("alice-pw"),
+                Reply::Json(secret_object("alice-pw", "pw", "alice-first")),
+            ),
+            step(
+                "PATCH",
+                leak(format!("{}/status", user_path("alice"))),
+                with_status(&alice),
+            ),
         ],
     )
     .await;
     assert_eq!(result.expect("alice applied"), Action::requeue(RESYNC));
     assert_eq!(ready(&seen[1])["reason"], json!("Synced"), "{}", seen[1].body);
-    assert!(!seen[1].body.to_string().contains("alice-first"), "no password in the status");
+    assert!(
+        !seen[1].body.to_string().contains("alice-first"),
+        "no password in the status"
+    );
 
     let bob = user_resource("bob", json!({}));
     let (result, seen) = reconcile_user(
@@ -837,7 +857,10 @@ async fn users_from_resources_authenticate_rotate_and_acls_permit_and_deny_as_wr
     let secrets = acl_resource("secrets", json!({"topic": {"pattern": "secret.*"}, "users": ["bob"]}));
     let acl_admin: Arc<dyn AdminSync<Acl>> = admin.clone();
     for a in [&payments, &secrets] {
-        let path = leak(format!("/apis/flymq.io/v1alpha1/namespaces/{NS}/acls/{}/status", a.name_any()));
+        let path = leak(format!(
+            "/apis/flymq.io/v1alpha1/namespaces/{NS}/acls/{}/status",
+            a.name_any()
+        ));
         let (result, seen) = reconcile_once(a, acl_admin.clone(), vec![step("PATCH", path, with_status(a))]).await;
         assert_eq!(result.expect("ACL applied"), Action::requeue(RESYNC));
         let conditions = &seen[0].body["status"]["conditions"];
@@ -845,10 +868,19 @@ async fn users_from_resources_authenticate_rotate_and_acls_permit_and_deny_as_wr
         assert_eq!(conditions[1]["type"], json!("PrincipalsKnown"));
         assert_eq!(conditions[1]["status"], json!("True"), "{conditions}");
     }
-    alice_client.produce("payments", "a1").await.expect("alice may write payments");
+    alice_client
+        .produce("payments", "a1")
+        .await
+        .expect("alice may write payments");
     assert!(is_denied(bob_client.produce("payments", "b1").await), "bob may not");
-    bob_client.produce("secret.plans", "b2").await.expect("bob may write secret.*");
-    assert!(is_denied(alice_client.produce("secret.plans", "a2").await), "alice may not");
+    bob_client
+        .produce("secret.plans", "b2")
+        .await
+        .expect("bob may write secret.*");
+    assert!(
+        is_denied(alice_client.produce("secret.plans", "a2").await),
+        "alice may not"
+    );
 
     // Drift: someone opens payments to bob by hand; the next reconcile puts
     // the ACL back.
@@ -868,26 +900,52 @@ async fn users_from_resources_authenticate_rotate_and_acls_permit_and_deny_as_wr
     );
     direct.upsert_acl(req).await.expect("hand-made change");
     let bob_client = broker.login("bob", &bob_password).await.expect("bob");
-    bob_client.produce("payments", "b3").await.expect("the drift let bob in");
+    bob_client
+        .produce("payments", "b3")
+        .await
+        .expect("the drift let bob in");
     let path = leak(format!("/apis/flymq.io/v1alpha1/namespaces/{NS}/acls/payments/status"));
-    let (result, seen) = reconcile_once(&payments, acl_admin.clone(), vec![step("PATCH", path, with_status(&payments))]).await;
+    let (result, seen) = reconcile_once(
+        &payments,
+        acl_admin.clone(),
+        vec![step("PATCH", path, with_status(&payments))],
+    )
+    .await;
     assert_eq!(result.expect("corrected"), Action::requeue(RESYNC));
-    assert!(message(&seen[0]).ends_with("(drift corrected)"), "{}", message(&seen[0]));
+    assert!(
+        message(&seen[0]).ends_with("(drift corrected)"),
+        "{}",
+        message(&seen[0])
+    );
     let bob_client = broker.login("bob", &bob_password).await.expect("bob");
-    assert!(is_denied(bob_client.produce("payments", "b4").await), "bob is out again");
+    assert!(
+        is_denied(bob_client.produce("payments", "b4").await),
+        "bob is out again"
+    );
 
     // alice's Secret changes: the new password works, the old one fails.
     let (result, _) = reconcile_user(
         &alice,
         &admin,
         vec![
-            step("GET", secret_path("alice-pw"), Reply::Json(secret_object("alice-pw", "pw", "alice-second"))),
-            step("PATCH", leak(format!("{}/status", user_path("alice"))), with_status(&alice)),
+            step(
+                "GET",
+                secret_path("alice-pw"),
+                Reply::Json(secret_object("alice-pw", "pw", "alice-second")),
+            ),
+            step(
+                "PATCH",
+                leak(format!("{}/status", user_path("alice"))),
+                with_status(&alice),
+            ),
         ],
     )
     .await;
     assert_eq!(result.expect("rotated"), Action::requeue(RESYNC));
-    broker.login("alice", "alice-second").await.expect("the new password works");
+    broker
+        .login("alice", "alice-second")
+        .await
+        .expect("the new password works");
     let old = broker.login("alice", "alice-first").await;
     assert!(
         matches!(old, Err(flymq_client::Error::Authentication { .. })),
@@ -901,8 +959,16 @@ async fn users_from_resources_authenticate_rotate_and_acls_permit_and_deny_as_wr
         &alice,
         &admin,
         vec![
-            step("GET", secret_path("alice-pw"), Reply::Json(secret_object("alice-pw", "pw", ""))),
-            step("PATCH", leak(format!("{}/status", user_path("alice"))), with_status(&alice)),
+            step(
+                "GET",
+                secret_path("alice-pw"),
+                Reply::Json(secret_object("alice-pw", "pw", "")),
+            ),
+            step(
+                "PATCH",
+                leak(format!("{}/status", user_path("alice"))),
+                with_status(&alice),
+            ),
             step("POST", EVENTS, Reply::Echo),
         ],
     )
@@ -944,5 +1010,8 @@ async fn users_from_resources_authenticate_rotate_and_acls_permit_and_deny_as_wr
     .await;
     assert_eq!(result.expect("deleted"), Action::await_change());
     let bob_client = broker.login("bob", &bob_password).await.expect("bob");
-    bob_client.produce("payments", "b5").await.expect("no ACL: public by default");
+    bob_client
+        .produce("payments", "b5")
+        .await
+        .expect("no ACL: public by default");
 }

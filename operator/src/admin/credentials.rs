@@ -29,7 +29,8 @@ pub fn from_secret(secret: &Secret) -> Result<AdminCredentials, String> {
         let bytes = data
             .and_then(|d| d.get(key))
             .ok_or_else(|| format!("Secret {name} has no key '{key}'"))?;
-        let value = String::from_utf8(bytes.0.clone()).map_err(|_| format!("key '{key}' of Secret {name} is not UTF-8"))?;
+        let value =
+            String::from_utf8(bytes.0.clone()).map_err(|_| format!("key '{key}' of Secret {name} is not UTF-8"))?;
         if value.is_empty() {
             return Err(format!("key '{key}' of Secret {name} is empty"));
         }

@@ -17,8 +17,8 @@ use tonic::{Code, Status};
 use tracing::debug;
 
 use super::{
-    AdminCredentials, AdminError, AdminFuture, AdminSync, BrokerAdmin, ClusterEndpoint, ClusterInfo,
-    CredentialSource, DEFAULT_URL_TEMPLATE, Synced, Warning,
+    AdminCredentials, AdminError, AdminFuture, AdminSync, BrokerAdmin, ClusterEndpoint, ClusterInfo, CredentialSource,
+    DEFAULT_URL_TEMPLATE, Synced, Warning,
 };
 use crate::crd::cluster::ClusterMember;
 use crate::crd::topic::duration_ms;
@@ -158,7 +158,10 @@ async fn call<T>(
 }
 
 /// The `authorization` header value of `creds`, marked sensitive.
-fn header(cluster: &ClusterEndpoint, creds: &AdminCredentials) -> Result<tonic::metadata::AsciiMetadataValue, AdminError> {
+fn header(
+    cluster: &ClusterEndpoint,
+    creds: &AdminCredentials,
+) -> Result<tonic::metadata::AsciiMetadataValue, AdminError> {
     let mut value = tonic::metadata::AsciiMetadataValue::try_from(creds.authorization().as_str()).map_err(|_| {
         AdminError::Credentials {
             cluster: format!("{}/{}", cluster.namespace, cluster.name),
@@ -365,7 +368,14 @@ impl GrpcAdmin {
             config: Some(wanted.over(pb::TopicConfig::default())),
             if_not_exists: true,
         };
-        call("CreateTopic", TOPICS, &url, t, client.create_topic(request(create, t, &auth))).await?;
+        call(
+            "CreateTopic",
+            TOPICS,
+            &url,
+            t,
+            client.create_topic(request(create, t, &auth)),
+        )
+        .await?;
         let describe = pb::DescribeTopicRequest { name: name.clone() };
         let mut info = call(
             "DescribeTopic",
@@ -411,7 +421,14 @@ impl GrpcAdmin {
                 name: name.clone(),
                 partitions,
             };
-            info = call("AddPartitions", TOPICS, &url, t, client.add_partitions(request(add, t, &auth))).await?;
+            info = call(
+                "AddPartitions",
+                TOPICS,
+                &url,
+                t,
+                client.add_partitions(request(add, t, &auth)),
+            )
+            .await?;
         }
         if info.replication_factor != replication_factor {
             return Err(AdminError::Rejected {
@@ -440,7 +457,15 @@ impl AdminSync<Topic> for GrpcAdmin {
             let req = pb::DeleteTopicRequest {
                 name: topic.topic_name(),
             };
-            match call("DeleteTopic", TOPICS, &url, t, client.delete_topic(request(req, t, &auth))).await {
+            match call(
+                "DeleteTopic",
+                TOPICS,
+                &url,
+                t,
+                client.delete_topic(request(req, t, &auth)),
+            )
+            .await
+            {
                 Ok(_) | Err(AdminError::NotFound { .. }) => Ok(()),
                 Err(e) => Err(e),
             }
@@ -473,7 +498,15 @@ impl GrpcAdmin {
             roles: roles.to_vec(),
             password: password.to_string(),
         };
-        match call("UpsertUser", USERS_ACLS, &url, t, client.upsert_user(request(req, t, &auth))).await {
+        match call(
+            "UpsertUser",
+            USERS_ACLS,
+            &url,
+            t,
+            client.upsert_user(request(req, t, &auth)),
+        )
+        .await
+        {
             Ok(_) => Ok(()),
             // The broker refuses roles nobody defined.
             Err(AdminError::Rejected {
@@ -496,7 +529,15 @@ impl GrpcAdmin {
         let req = pb::DeleteUserRequest {
             username: username.to_string(),
         };
-        match call("DeleteUser", USERS_ACLS, &url, t, client.delete_user(request(req, t, &auth))).await {
+        match call(
+            "DeleteUser",
+            USERS_ACLS,
+            &url,
+            t,
+            client.delete_user(request(req, t, &auth)),
+        )
+        .await
+        {
             // A broker without users holds none to delete.
             Ok(_) | Err(AdminError::NotFound { .. } | AdminError::NotSupported { .. }) => Ok(()),
             Err(e) => Err(e),
@@ -535,7 +576,13 @@ fn acl_target(acl: &Acl) -> Result<(String, bool), AdminError> {
 /// deduplicated (the brokers store sets).
 fn wanted_acl(acl: &Acl) -> Result<pb::UpsertAclRequest, AdminError> {
     let (topic, is_pattern) = acl_target(acl)?;
-    let set = |v: &[String]| v.iter().cloned().collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+    let set = |v: &[String]| {
+        v.iter()
+            .cloned()
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect()
+    };
     Ok(pb::UpsertAclRequest {
         topic,
         is_pattern,
@@ -671,7 +718,15 @@ impl AdminSync<Acl> for GrpcAdmin {
             let (mut client, url, auth) = self.client(cluster).await?;
             let t = self.timeouts.call;
             let req = pb::DeleteAclRequest { topic, is_pattern };
-            match call("DeleteAcl", USERS_ACLS, &url, t, client.delete_acl(request(req, t, &auth))).await {
+            match call(
+                "DeleteAcl",
+                USERS_ACLS,
+                &url,
+                t,
+                client.delete_acl(request(req, t, &auth)),
+            )
+            .await
+            {
                 Ok(_) | Err(AdminError::NotFound { .. } | AdminError::NotSupported { .. }) => Ok(()),
                 Err(e) => Err(e),
             }

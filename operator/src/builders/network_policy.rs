@@ -9,8 +9,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::{
-    ADMIN_PORT, BuildError, CLIENT_PORT, CLUSTER_PORT, HEALTH_PORT, METRICS_PORT, ns_name, owned_meta,
-    selector_labels,
+    ADMIN_PORT, BuildError, CLIENT_PORT, CLUSTER_PORT, HEALTH_PORT, METRICS_PORT, ns_name, owned_meta, selector_labels,
 };
 use crate::crd::FlyMQCluster;
 
@@ -81,7 +80,6 @@ pub fn network_policy(cluster: &FlyMQCluster) -> Result<Option<NetworkPolicy>, B
             ]),
             ..NetworkPolicySpec::default()
         }),
-        ..NetworkPolicy::default()
     }))
 }
 
@@ -121,8 +119,15 @@ mod tests {
         assert_eq!(rule_ports(&rules[2]), vec![9096]);
         let from = rules[2].from.as_ref().expect("restricted");
         assert_eq!(from.len(), 2);
-        let op = from[1].pod_selector.as_ref().and_then(|s| s.match_labels.clone()).expect("labels");
-        assert_eq!(op.get("app.kubernetes.io/name").map(String::as_str), Some("flymq-operator"));
+        let op = from[1]
+            .pod_selector
+            .as_ref()
+            .and_then(|s| s.match_labels.clone())
+            .expect("labels");
+        assert_eq!(
+            op.get("app.kubernetes.io/name").map(String::as_str),
+            Some("flymq-operator")
+        );
         // No rule opens 9093 or 9096 to everyone.
         for r in &rules {
             if r.from.is_none() {

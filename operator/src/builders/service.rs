@@ -90,7 +90,14 @@ mod tests {
     #[test]
     fn only_the_headless_service_exposes_the_admin_port() {
         let h = headless(&cluster(serde_json::json!({}))).expect("builds");
-        let ports: Vec<i32> = h.spec.expect("spec").ports.expect("ports").iter().map(|p| p.port).collect();
+        let ports: Vec<i32> = h
+            .spec
+            .expect("spec")
+            .ports
+            .expect("ports")
+            .iter()
+            .map(|p| p.port)
+            .collect();
         assert_eq!(ports, vec![9092, 9093, 9094, 9096]);
     }
 

@@ -364,9 +364,7 @@ async fn apply<K: AdminObject>(obj: &K, ctx: &AdminContext<K>, api: &Api<K>, ns:
     if write_status(api, obj, status).await? {
         match &outcome {
             Err(e) => warn_event(&ctx.client, obj, failure_reason(e), e.to_string()).await,
-            Ok(Synced {
-                warning: Some(w), ..
-            }) => warn_event(&ctx.client, obj, w.reason, w.message.clone()).await,
+            Ok(Synced { warning: Some(w), .. }) => warn_event(&ctx.client, obj, w.reason, w.message.clone()).await,
             Ok(_) => {}
         }
     }

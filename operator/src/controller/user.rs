@@ -54,16 +54,12 @@ fn refused(reason: &'static str, message: String) -> AdminError {
 /// The password stored under `key` of `secret`, or why there is none.
 pub fn password_from(secret: &Secret, key: &str) -> Result<Zeroizing<String>, AdminError> {
     let name = secret.name_any();
-    let bytes = secret
-        .data
-        .as_ref()
-        .and_then(|d| d.get(key))
-        .ok_or_else(|| {
-            refused(
-                PASSWORD_KEY_NOT_FOUND,
-                format!("Secret {name} has no key '{key}'; add it or fix spec.passwordSecretRef.key"),
-            )
-        })?;
+    let bytes = secret.data.as_ref().and_then(|d| d.get(key)).ok_or_else(|| {
+        refused(
+            PASSWORD_KEY_NOT_FOUND,
+            format!("Secret {name} has no key '{key}'; add it or fix spec.passwordSecretRef.key"),
+        )
+    })?;
     match std::str::from_utf8(&bytes.0) {
         Ok(text) if !text.is_empty() => Ok(Zeroizing::new(text.to_string())),
         _ => Err(refused(
@@ -87,10 +83,7 @@ impl UserSync {
             operation: "UpsertUser",
             message: format!("{what} Secret {ns}/{name}: {e}"),
         };
-        let current = secrets
-            .get_opt(&name)
-            .await
-            .map_err(|e| kube_failed("reading", e))?;
+        let current = secrets.get_opt(&name).await.map_err(|e| kube_failed("reading", e))?;
         if let Some(r) = &user.spec.password_secret_ref {
             let secret = current.ok_or_else(|| {
                 refused(
@@ -115,7 +108,11 @@ impl UserSync {
             })?;
         // Applied on every pass: a Secret emptied by hand gets a new password.
         let applied = secrets
-            .patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&desired))
+            .patch(
+                &name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&desired),
+            )
             .await
             .map_err(|e| kube_failed("applying", e))?;
         let password = match stored_password(&applied) {
@@ -140,7 +137,11 @@ impl AdminSync<User> for UserSync {
             let username = user.username();
             let roles = user.spec.roles.clone();
             self.admin.upsert_user(cluster, &username, &roles, &password).await?;
-            let shown = if roles.is_empty() { "none".to_string() } else { roles.join(", ") };
+            let shown = if roles.is_empty() {
+                "none".to_string()
+            } else {
+                roles.join(", ")
+            };
             Ok(Synced {
                 message: format!(
                     "user '{username}' with roles: {shown}; password from Secret {} key '{}'",
@@ -266,7 +267,11 @@ mod tests {
         let u = own(&["producer"]);
         let (fake, admin) = broker();
         let steps = vec![
-            step("GET", OWN_SECRET, Reply::Json(secret("alice-pw", "pw", "first-password"))),
+            step(
+                "GET",
+                OWN_SECRET,
+                Reply::Json(secret("alice-pw", "pw", "first-password")),
+            ),
             step("PATCH", USER_STATUS, status_reply(&u)),
         ];
         let (result, seen) = run(u.clone(), users(&admin), steps).await;
@@ -282,7 +287,9 @@ mod tests {
         assert_eq!(status["conditions"][0]["reason"], json!("Synced"));
         assert_eq!(
             status["conditions"][0]["message"],
-            json!("in sync with FlyMQCluster demo: user 'alice' with roles: producer; password from Secret alice-pw key 'pw'")
+            json!(
+                "in sync with FlyMQCluster demo: user 'alice' with roles: producer; password from Secret alice-pw key 'pw'"
+            )
         );
         assert_nowhere(&seen, "first-password");
 
@@ -315,7 +322,10 @@ mod tests {
         let (result, seen) = run(u.clone(), users(&admin), steps).await;
         assert_eq!(result.expect("reconciles"), Action::requeue(RESYNC));
         let generated = "x".repeat(crate::builders::secret::PASSWORD_LEN);
-        assert_eq!(stored(&fake, "alice"), Some((vec!["consumer".into()], generated.clone())));
+        assert_eq!(
+            stored(&fake, "alice"),
+            Some((vec!["consumer".into()], generated.clone()))
+        );
         assert_eq!(seen[1].body["metadata"]["ownerReferences"][0]["kind"], json!("User"));
         assert_eq!(
             seen[2].body["status"]["passwordSecret"],
@@ -325,7 +335,11 @@ mod tests {
 
         // Next pass: the stored password is kept, not drawn again.
         let steps = vec![
-            step("GET", GENERATED, Reply::Json(secret("alice-flymq-user", "password", "kept-pw"))),
+            step(
+                "GET",
+                GENERATED,
+                Reply::Json(secret("alice-flymq-user", "password", "kept-pw")),
+            ),
             step("PATCH", GENERATED, Reply::Echo),
             step("PATCH", USER_STATUS, status_reply(&u)),
         ];
@@ -393,7 +407,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_secret_edited_to_an_empty_password_is_reported_and_the_old_one_stays() {
-        refused(Reply::Json(secret("alice-pw", "pw", "")), PASSWORD_EMPTY, "old-password").await;
+        refused(
+            Reply::Json(secret("alice-pw", "pw", "")),
+            PASSWORD_EMPTY,
+            "old-password",
+        )
+        .await;
     }
 
     #[tokio::test]
@@ -410,7 +429,10 @@ mod tests {
         let ready = &seen[1].body["status"]["conditions"][0];
         assert_eq!(ready["reason"], json!("UnknownRole"));
         assert!(
-            ready["message"].as_str().unwrap_or_default().contains("role 'auditor' does not exist"),
+            ready["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("role 'auditor' does not exist"),
             "{ready}"
         );
         assert_eq!(seen[2].body["reason"], json!("UnknownRole"));
@@ -456,7 +478,11 @@ mod tests {
         .expect("acl");
         let (fake, admin) = broker();
         let steps = vec![
-            step("PATCH", ACL_STATUS, Reply::WithStatus(serde_json::to_value(&acl).expect("json"))),
+            step(
+                "PATCH",
+                ACL_STATUS,
+                Reply::WithStatus(serde_json::to_value(&acl).expect("json")),
+            ),
             step("POST", EVENTS, Reply::Echo),
         ];
         let (result, seen) = run(acl, |_| admin as Arc<dyn AdminSync<Acl>>, steps).await;
@@ -471,10 +497,19 @@ mod tests {
             (&json!("Ready"), &json!("True"))
         );
         assert_eq!(
-            (&conditions[1]["type"], &conditions[1]["status"], &conditions[1]["reason"]),
+            (
+                &conditions[1]["type"],
+                &conditions[1]["status"],
+                &conditions[1]["reason"]
+            ),
             (&json!("PrincipalsKnown"), &json!("False"), &json!("UnknownUser"))
         );
         assert_eq!(seen[1].body["reason"], json!("UnknownUser"));
-        assert!(fake.acls.lock().expect("lock").contains_key(&("orders".to_string(), false)));
+        assert!(
+            fake.acls
+                .lock()
+                .expect("lock")
+                .contains_key(&("orders".to_string(), false))
+        );
     }
 }

@@ -323,7 +323,11 @@ async fn every_call_carries_the_clusters_credentials() {
         .await
         .expect("applied");
     let auths = fake.authorizations.lock().expect("lock").clone();
-    assert_eq!(auths.len(), 5, "ClusterStatus, UpsertUser, ListAcls, ListUsers, UpsertAcl");
+    assert_eq!(
+        auths.len(),
+        5,
+        "ClusterStatus, UpsertUser, ListAcls, ListUsers, UpsertAcl"
+    );
     assert!(
         auths.iter().all(|a| a.as_deref() == Some("Basic YWRtaW46cHc=")),
         "{auths:?}"
@@ -362,7 +366,10 @@ async fn users_are_upserted_with_their_password_and_unknown_roles_are_named() {
     );
     assert!(!fake.users.lock().expect("lock").contains_key("bob"));
     admin.delete_user(&endpoint(), "alice").await.expect("deleted");
-    admin.delete_user(&endpoint(), "alice").await.expect("a missing user is fine");
+    admin
+        .delete_user(&endpoint(), "alice")
+        .await
+        .expect("a missing user is fine");
     assert!(fake.users.lock().expect("lock").is_empty());
 }
 
@@ -375,7 +382,9 @@ async fn acls_are_written_only_when_they_drift() {
         .insert("alice".into(), (vec!["consumer".into()], "pw".into()));
     let admin = admin(&serve(fake.clone()));
     let a = acl(json!({"pattern": "orders.*"}));
-    let synced = AdminSync::<Acl>::apply(&admin, &endpoint(), &a).await.expect("upserted");
+    let synced = AdminSync::<Acl>::apply(&admin, &endpoint(), &a)
+        .await
+        .expect("upserted");
     assert_eq!(
         synced.message,
         "ACL on topics matching 'orders.*': public=true, users: alice, roles: consumer (created)"
@@ -392,7 +401,9 @@ async fn acls_are_written_only_when_they_drift() {
         .get_mut(&("orders.*".to_string(), true))
         .expect("held")
         .users = vec!["mallory".into()];
-    let synced = AdminSync::<Acl>::apply(&admin, &endpoint(), &a).await.expect("corrected");
+    let synced = AdminSync::<Acl>::apply(&admin, &endpoint(), &a)
+        .await
+        .expect("corrected");
     assert!(synced.message.ends_with("(drift corrected)"), "{}", synced.message);
     assert_eq!(
         fake.calls().iter().filter(|c| c.starts_with("UpsertAcl")).count(),
@@ -404,7 +415,9 @@ async fn acls_are_written_only_when_they_drift() {
         fake.acls.lock().expect("lock")[&("orders.*".to_string(), true)].users,
         vec!["alice".to_string()]
     );
-    AdminSync::<Acl>::delete(&admin, &endpoint(), &a).await.expect("deleted");
+    AdminSync::<Acl>::delete(&admin, &endpoint(), &a)
+        .await
+        .expect("deleted");
     assert!(fake.acls.lock().expect("lock").is_empty());
 }
 
@@ -418,11 +431,17 @@ async fn acls_naming_unknown_users_or_roles_are_applied_with_a_warning() {
     let w = synced.warning.expect("warning");
     assert_eq!(w.reason, "UnknownUserAndRole");
     assert!(
-        w.message.starts_with("no user 'alice' and no role 'auditors' exist on the brokers"),
+        w.message
+            .starts_with("no user 'alice' and no role 'auditors' exist on the brokers"),
         "{}",
         w.message
     );
-    assert!(fake.acls.lock().expect("lock").contains_key(&("orders".to_string(), false)));
+    assert!(
+        fake.acls
+            .lock()
+            .expect("lock")
+            .contains_key(&("orders".to_string(), false))
+    );
 }
 
 #[tokio::test]
