@@ -7,8 +7,9 @@
 //!    bootstrapping off;
 //! 2. apply Topics `orders` (deletionPolicy Delete) and `audit` (Retain),
 //!    wait until both are Synced with the finalizer; grow `orders`;
-//! 3. apply a User and an ACL: until the brokers have authentication they
-//!    must be Ready=False with reason NotSupported;
+//! 3. apply a User (generated password) and an ACL: both Synced, and alice
+//!    authenticates with the generated Secret (the cluster runs with
+//!    authentication on; every client uses the admin Secret);
 //! 4. produce and consume through the client Service (port-forward, or
 //!    directly from a pod; see `FLYMQ_E2E_CLIENT_ACCESS`);
 //! 5. scale 3 -> 5 (through the scale subresource, as `kubectl scale` does)
@@ -373,10 +374,10 @@ async fn lifecycle(client: Client, ns: String) -> Result<(), String> {
     })
     .await?;
 
-    // 3. Users and ACLs: reported, not supported by the brokers yet.
+    // 3. Users and ACLs, applied through the authenticated admin API.
     step(
         TEST,
-        "3. User alice and ACL orders-read: NotSupported until brokers have authentication",
+        "3. User alice (generated password) and ACL orders-read: Synced, alice authenticates",
     );
     let user = json!({"apiVersion": "flymq.io/v1alpha1", "kind": "User", "metadata": {"name": "alice"},
                       "spec": {"clusterRef": {"name": CLUSTER}, "roles": ["producer"]}});
@@ -390,13 +391,11 @@ async fn lifecycle(client: Client, ns: String) -> Result<(), String> {
         .patch("orders-read", &env.ssa, &Patch::Apply(&acl))
         .await
         .map_err(|e| format!("applying ACL orders-read: {e}"))?;
-    for c in [
-        wait_condition(&env.users, "alice", "False", "NotSupported").await?,
-        wait_condition(&env.acls, "orders-read", "False", "NotSupported").await?,
-    ] {
-        if !c.message.starts_with("the broker does not support users/ACLs yet") {
-            return Err(format!("unexpected NotSupported message: {}", c.message));
-        }
+    wait_condition(&env.users, "alice", "True", "Synced").await?;
+    wait_condition(&env.acls, "orders-read", "True", "Synced").await?;
+    let alice = flymq_k8s_e2e::secret_credentials(&env.ns, "alice-flymq-user").await?;
+    if let Some(sc) = flymq_k8s_e2e::service_client_as(TEST, &env.ns, CLUSTER, "alice authenticates", alice).await? {
+        step(TEST, &format!("alice authenticated through {}", sc.bootstrap));
     }
 
     // 4. Produce and consume through the client Service.
