@@ -49,7 +49,7 @@ metrics:
   port: 9000
   service: {enabled: true}
   serviceMonitor: {enabled: true, interval: 15s, labels: {release: prometheus}}
-exampleCluster: {enabled: true, name: demo, replicas: 3, storageSize: 5Gi, image: ghcr.io/flymq/flymq:0.1.0}
+exampleCluster: {enabled: true, name: demo, replicas: 3, storageSize: 5Gi, image: ghcr.io/flymq/flymq:0.1.0, auth: {enabled: false}, networkPolicy: {enabled: false}}
 VALUES
 "$tools/helm-lint" "$tmp/flymq-operator"
 echo "validate-manifests: ok"

@@ -16,10 +16,12 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::core::DeserializeGuard;
 use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, watcher};
-use kube::{Api, Client, CustomResourceExt};
+use kube::{Api, Client, CustomResourceExt, ResourceExt};
 use tracing::{error, info, warn};
 
+use crate::admin::credentials::KubeCredentials;
 use crate::admin::{AdminSync, GrpcAdmin};
 use crate::builders::OsRandomness;
 use crate::controller::admin_object::{self, AdminContext, AdminObject};
@@ -27,6 +29,7 @@ use crate::controller::backoff::Backoff;
 use crate::controller::cluster::{self, Context, FIELD_MANAGER};
 use crate::controller::decommission::{self, Decommissions};
 use crate::controller::discovery::OptionalApis;
+use crate::controller::user::UserSync;
 use crate::crd::{Acl, FlyMQCluster, Topic, User};
 use crate::metrics::Metrics;
 
@@ -184,7 +187,29 @@ fn admin_controller<K: AdminObject>(
     metrics: &Arc<Metrics>,
     stop: &tokio::sync::watch::Receiver<bool>,
 ) -> impl Future<Output = ()> + Send + 'static {
-    let controller = Controller::new(scoped::<DeserializeGuard<K>>(client, ns), watcher::Config::default());
+    let mut controller = Controller::new(scoped::<DeserializeGuard<K>>(client, ns), watcher::Config::default());
+    // A changed Secret reconciles the resources that read it (a User's
+    // password: changing the Secret rotates it).
+    let store = controller.store();
+    if K::READS_SECRETS {
+        controller = controller.watches(
+            scoped::<Secret>(client, ns),
+            watcher::Config::default(),
+            move |secret: Secret| {
+                let (secret_ns, secret_name) = (secret.namespace(), secret.name_any());
+                store
+                    .state()
+                    .iter()
+                    .filter_map(|g| g.0.as_ref().ok())
+                    .filter(|o| o.namespace() == secret_ns && o.secret_names().contains(&secret_name))
+                    .map(|o| {
+                        ObjectRef::<DeserializeGuard<K>>::new(&o.name_any())
+                            .within(secret_ns.as_deref().unwrap_or_default())
+                    })
+                    .collect::<Vec<_>>()
+            },
+        );
+    }
     let ctx = Arc::new(AdminContext::<K> {
         client: client.clone(),
         admin,
@@ -261,7 +286,17 @@ pub async fn run(config: Config) -> Result<(), RuntimeError> {
     });
 
     // One admin client (one HTTP/2 connection per cluster) for every controller.
-    let admin = Arc::new(GrpcAdmin::new(config.admin_url_template.clone()));
+    // Every call carries the cluster's admin credentials (its admin Secret)
+    // when the cluster has authentication on.
+    let admin = Arc::new(
+        GrpcAdmin::new(config.admin_url_template.clone())
+            .with_credentials(Arc::new(KubeCredentials::new(client.clone()))),
+    );
+    let users: Arc<dyn AdminSync<User>> = Arc::new(UserSync {
+        client: client.clone(),
+        admin: admin.clone(),
+        random: Arc::new(OsRandomness),
+    });
     info!(template = %config.admin_url_template, "reaching the brokers' admin API");
     let ctx = Arc::new(Context {
         client: client.clone(),
@@ -312,7 +347,7 @@ pub async fn run(config: Config) -> Result<(), RuntimeError> {
                 .boxed(),
         );
         controllers.push(admin_controller::<Topic>(&client, ns, admin.clone(), &ctx.metrics, &stop_rx).boxed());
-        controllers.push(admin_controller::<User>(&client, ns, admin.clone(), &ctx.metrics, &stop_rx).boxed());
+        controllers.push(admin_controller::<User>(&client, ns, users.clone(), &ctx.metrics, &stop_rx).boxed());
         controllers.push(admin_controller::<Acl>(&client, ns, admin.clone(), &ctx.metrics, &stop_rx).boxed());
         info!(
             namespace = scope.as_deref().unwrap_or("<all>"),

@@ -1,4 +1,5 @@
-//! The Topic, User and ACL controllers against a real broker.
+//! The Topic, User and ACL controllers against a real broker (Users and
+//! ACLs with authentication on, as the operator runs clusters by default).
 //!
 //! Each test starts its own standalone `flymq` process on 127.0.0.1 (port 0
 //! everywhere, a temporary data directory; `FLYMQ_BIN`, or the `flymq`
@@ -18,12 +19,16 @@ mod mock;
 use std::sync::Arc;
 use std::time::Duration;
 
-use flymq_operator::admin::{AdminSync, GrpcAdmin};
+use flymq_operator::admin::{
+    AdminCredentials, AdminError, AdminFuture, AdminSync, ClusterEndpoint, CredentialSource, GrpcAdmin,
+};
+use flymq_operator::builders::OsRandomness;
 use flymq_operator::controller::Error;
 use flymq_operator::controller::admin_object::{
     AdminContext, AdminObject, FINALIZER, RESYNC, RETRY, error_policy, reconcile,
 };
-use flymq_operator::crd::{AdminObjectStatus, Topic};
+use flymq_operator::controller::user::UserSync;
+use flymq_operator::crd::{Acl, AdminObjectStatus, Topic, User};
 use flymq_operator::metrics::Metrics;
 use flymq_proto::grpc::admin as pb;
 use flymq_tests::BrokerProcess;
@@ -38,6 +43,7 @@ use tonic::transport::Channel;
 const NS: &str = "prod";
 const CLUSTER: &str = "/apis/flymq.io/v1alpha1/namespaces/prod/flymqclusters/demo";
 const STS: &str = "/apis/apps/v1/namespaces/prod/statefulsets/demo";
+const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/prod/events";
 
 /// A running broker, the operator's client for it and a direct admin client.
 struct Broker {
@@ -284,11 +290,15 @@ async fn a_replication_factor_a_standalone_broker_cannot_hold_is_a_clear_conditi
     let (result, seen) = reconcile_once(
         &t,
         admin.clone(),
-        vec![step(
-            "PATCH",
-            leak(format!("{}/status", topic_path("orders"))),
-            with_status(&t),
-        )],
+        vec![
+            step(
+                "PATCH",
+                leak(format!("{}/status", topic_path("orders"))),
+                with_status(&t),
+            ),
+            // A new failure is also a Warning event.
+            step("POST", EVENTS, Reply::Echo),
+        ],
     )
     .await;
     let err = result.expect_err("the broker refuses");
@@ -440,7 +450,10 @@ async fn drift_on_the_brokers_is_corrected_and_partitions_only_grow() {
     let (result, seen) = reconcile_once(
         &shrunk,
         admin.clone(),
-        vec![step("PATCH", status_path, with_status(&shrunk))],
+        vec![
+            step("PATCH", status_path, with_status(&shrunk)),
+            step("POST", EVENTS, Reply::Echo),
+        ],
     )
     .await;
     let err = result.expect_err("refused");
@@ -587,6 +600,7 @@ async fn a_delete_the_brokers_cannot_answer_keeps_the_finalizer() {
                 leak(format!("{}/status", topic_path("orders"))),
                 with_status(&t),
             ),
+            step("POST", EVENTS, Reply::Echo),
         ],
     )
     .await;
@@ -603,4 +617,401 @@ async fn a_delete_the_brokers_cannot_answer_keeps_the_finalizer() {
         error_policy(Arc::new(t), &err, context::<Topic>(client, admin)),
         Action::requeue(RETRY)
     );
+}
+
+/// Fixed admin credentials (the cluster's admin Secret, in a real cluster).
+struct FixedCredentials(AdminCredentials);
+
+impl CredentialSource for FixedCredentials {
+    fn credentials<'a>(&'a self, _: &'a ClusterEndpoint) -> AdminFuture<'a, Option<AdminCredentials>> {
+        Box::pin(async move { Ok(Some(self.0.clone())) })
+    }
+}
+
+const ADMIN_PASSWORD: &str = "bootstrap-admin-pw";
+
+/// A broker with authentication on and `admin` / [`ADMIN_PASSWORD`] as its
+/// bootstrap admin (what the StatefulSet's FLYMQ_AUTH_ENABLED and admin
+/// Secret give a pod).
+struct SecureBroker {
+    process: BrokerProcess,
+    url: String,
+    _password_file: PasswordFile,
+}
+
+/// A temporary file holding the admin password, removed on drop.
+struct PasswordFile(std::path::PathBuf);
+
+impl Drop for PasswordFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+impl SecureBroker {
+    async fn start() -> SecureBroker {
+        let path = std::env::temp_dir().join(format!(
+            "flymq-op-admin-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or_default()
+        ));
+        std::fs::write(&path, ADMIN_PASSWORD).expect("write the admin password file");
+        let file = PasswordFile(path.clone());
+        let args = [
+            "--set".to_string(),
+            "auth_enabled=true".to_string(),
+            "--set".to_string(),
+            format!("admin_password_file={}", path.display()),
+        ];
+        let process = tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            flymq_tests::try_spawn_standalone(&args)
+        })
+        .await
+        .expect("spawn thread")
+        .unwrap_or_else(|e| panic!("cannot start a real broker: {e:#}"));
+        let admin = process
+            .admin_addr()
+            .unwrap_or_else(|| panic!("the broker logged no admin address:\n{}", process.log_text()));
+        SecureBroker {
+            url: format!("http://{admin}"),
+            process,
+            _password_file: file,
+        }
+    }
+
+    /// The operator's admin client, with the admin credentials.
+    fn operator_admin(&self) -> Arc<GrpcAdmin> {
+        Arc::new(
+            GrpcAdmin::new(self.url.clone()).with_credentials(Arc::new(FixedCredentials(AdminCredentials::new(
+                "admin",
+                ADMIN_PASSWORD,
+            )))),
+        )
+    }
+
+    /// A binary-protocol client authenticated as `user` (AUTH on connect).
+    async fn login(&self, user: &str, password: &str) -> Result<flymq_client::Client, flymq_client::Error> {
+        let mut config = flymq_client::ClientConfig::new([self.process.client_addr().to_string()]);
+        config.credentials = Some(flymq_client::Credentials::new(user, password));
+        flymq_client::Client::connect(config).await
+    }
+}
+
+fn secret_object(name: &str, key: &str, value: &str) -> Value {
+    use base64::Engine;
+    json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": NS},
+           "data": {key: base64::engine::general_purpose::STANDARD.encode(value)}})
+}
+
+fn user_resource(name: &str, spec: Value) -> User {
+    let mut spec = spec;
+    spec["clusterRef"] = json!({"name": "demo"});
+    serde_json::from_value(json!({
+        "apiVersion": "flymq.io/v1alpha1", "kind": "User",
+        "metadata": {"name": name, "namespace": NS, "generation": 1, "uid": format!("uid-{name}"),
+                     "finalizers": [FINALIZER]},
+        "spec": spec
+    }))
+    .expect("user")
+}
+
+fn acl_resource(name: &str, spec: Value) -> Acl {
+    let mut spec = spec;
+    spec["clusterRef"] = json!({"name": "demo"});
+    serde_json::from_value(json!({
+        "apiVersion": "flymq.io/v1alpha1", "kind": "ACL",
+        "metadata": {"name": name, "namespace": NS, "generation": 1, "uid": format!("uid-{name}"),
+                     "finalizers": [FINALIZER]},
+        "spec": spec
+    }))
+    .expect("acl")
+}
+
+/// One reconcile of a User (its password Secrets read through the same
+/// scripted API server).
+async fn reconcile_user(user: &User, admin: &Arc<GrpcAdmin>, steps: Vec<Step>) -> (Result<Action, Error>, Vec<Seen>) {
+    let (client, handle) = mock::client();
+    let sync: Arc<dyn AdminSync<User>> = Arc::new(UserSync {
+        client: client.clone(),
+        admin: admin.clone(),
+        random: Arc::new(OsRandomness),
+    });
+    let ctx = context(client, sync);
+    let server = tokio::spawn(mock::serve(handle, steps));
+    let result = tokio::time::timeout(Duration::from_secs(60), reconcile(Arc::new(user.clone()), ctx))
+        .await
+        .expect("the reconcile hung");
+    (result, server.await.expect("fake API server"))
+}
+
+fn user_path(name: &str) -> &'static str {
+    leak(format!("/apis/flymq.io/v1alpha1/namespaces/{NS}/users/{name}"))
+}
+
+fn secret_path(name: &str) -> &'static str {
+    leak(format!("/api/v1/namespaces/{NS}/secrets/{name}"))
+}
+
+fn is_denied(result: Result<flymq_client::RecordMetadata, flymq_client::Error>) -> bool {
+    match result {
+        Ok(_) => false,
+        Err(e) => e.to_string().contains("unauthorized"),
+    }
+}
+
+#[tokio::test]
+async fn the_admin_api_refuses_the_operator_without_credentials() {
+    let broker = SecureBroker::start().await;
+    let anonymous = GrpcAdmin::new(broker.url.clone());
+    let endpoint = ClusterEndpoint {
+        namespace: NS.into(),
+        name: "demo".into(),
+    };
+    let err = flymq_operator::admin::BrokerAdmin::cluster_status(&anonymous, &endpoint)
+        .await
+        .expect_err("refused");
+    assert!(
+        matches!(
+            err,
+            AdminError::Rejected {
+                reason: "AdminAccessDenied",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    flymq_operator::admin::BrokerAdmin::cluster_status(broker.operator_admin().as_ref(), &endpoint)
+        .await
+        .expect("the admin Secret's credentials are accepted");
+}
+
+#[tokio::test]
+async fn users_from_resources_authenticate_rotate_and_acls_permit_and_deny_as_written() {
+    let broker = SecureBroker::start().await;
+    let admin = broker.operator_admin();
+    let root = broker.login("admin", ADMIN_PASSWORD).await.expect("bootstrap admin");
+    for t in ["payments", "secret.plans"] {
+        root.create_topic(t, 1).await.expect("create topic");
+    }
+
+    // alice: her own Secret. bob: a generated one. No roles: only ACLs grant.
+    let alice = user_resource("alice", json!({"passwordSecretRef": {"name": "alice-pw", "key": "pw"}}));
+    let (result, seen) = reconcile_user(
+        &alice,
+        &admin,
+        vec![
+            step(
+                "GET",
+                secret_path("alice-pw"),
+                Reply::Json(secret_object("alice-pw", "pw", "alice-first")),
+            ),
+            step(
+                "PATCH",
+                leak(format!("{}/status", user_path("alice"))),
+                with_status(&alice),
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(result.expect("alice applied"), Action::requeue(RESYNC));
+    assert_eq!(ready(&seen[1])["reason"], json!("Synced"), "{}", seen[1].body);
+    assert!(
+        !seen[1].body.to_string().contains("alice-first"),
+        "no password in the status"
+    );
+
+    let bob = user_resource("bob", json!({}));
+    let (result, seen) = reconcile_user(
+        &bob,
+        &admin,
+        vec![
+            step("GET", secret_path("bob-flymq-user"), Reply::NotFound),
+            step("PATCH", secret_path("bob-flymq-user"), Reply::Echo),
+            step("PATCH", leak(format!("{}/status", user_path("bob"))), with_status(&bob)),
+        ],
+    )
+    .await;
+    assert_eq!(result.expect("bob applied"), Action::requeue(RESYNC));
+    let bob_password = {
+        use base64::Engine;
+        let encoded = seen[1].body["data"]["password"].as_str().expect("generated password");
+        String::from_utf8(
+            base64::engine::general_purpose::STANDARD
+                .decode(encoded)
+                .expect("base64"),
+        )
+        .expect("utf-8")
+    };
+    assert_eq!(bob_password.len(), 32);
+
+    // Both authenticate on the binary protocol.
+    let alice_client = broker.login("alice", "alice-first").await.expect("alice authenticates");
+    let bob_client = broker.login("bob", &bob_password).await.expect("bob authenticates");
+
+    // ACLs: payments for alice only; secret.* (a pattern) for bob only.
+    let payments = acl_resource("payments", json!({"topic": {"name": "payments"}, "users": ["alice"]}));
+    let secrets = acl_resource("secrets", json!({"topic": {"pattern": "secret.*"}, "users": ["bob"]}));
+    let acl_admin: Arc<dyn AdminSync<Acl>> = admin.clone();
+    for a in [&payments, &secrets] {
+        let path = leak(format!(
+            "/apis/flymq.io/v1alpha1/namespaces/{NS}/acls/{}/status",
+            a.name_any()
+        ));
+        let (result, seen) = reconcile_once(a, acl_admin.clone(), vec![step("PATCH", path, with_status(a))]).await;
+        assert_eq!(result.expect("ACL applied"), Action::requeue(RESYNC));
+        let conditions = &seen[0].body["status"]["conditions"];
+        assert_eq!(conditions[0]["reason"], json!("Synced"));
+        assert_eq!(conditions[1]["type"], json!("PrincipalsKnown"));
+        assert_eq!(conditions[1]["status"], json!("True"), "{conditions}");
+    }
+    alice_client
+        .produce("payments", "a1")
+        .await
+        .expect("alice may write payments");
+    assert!(is_denied(bob_client.produce("payments", "b1").await), "bob may not");
+    bob_client
+        .produce("secret.plans", "b2")
+        .await
+        .expect("bob may write secret.*");
+    assert!(
+        is_denied(alice_client.produce("secret.plans", "a2").await),
+        "alice may not"
+    );
+
+    // Drift: someone opens payments to bob by hand; the next reconcile puts
+    // the ACL back.
+    let mut direct = AdminClient::connect(broker.url.clone()).await.expect("direct client");
+    let mut req = tonic::Request::new(pb::UpsertAclRequest {
+        topic: "payments".into(),
+        is_pattern: false,
+        public: false,
+        users: vec!["alice".into(), "bob".into()],
+        roles: vec![],
+    });
+    req.metadata_mut().insert(
+        "authorization",
+        flymq_security::tls::grpc::basic_authorization("admin", ADMIN_PASSWORD)
+            .parse()
+            .expect("header"),
+    );
+    direct.upsert_acl(req).await.expect("hand-made change");
+    let bob_client = broker.login("bob", &bob_password).await.expect("bob");
+    bob_client
+        .produce("payments", "b3")
+        .await
+        .expect("the drift let bob in");
+    let path = leak(format!("/apis/flymq.io/v1alpha1/namespaces/{NS}/acls/payments/status"));
+    let (result, seen) = reconcile_once(
+        &payments,
+        acl_admin.clone(),
+        vec![step("PATCH", path, with_status(&payments))],
+    )
+    .await;
+    assert_eq!(result.expect("corrected"), Action::requeue(RESYNC));
+    assert!(
+        message(&seen[0]).ends_with("(drift corrected)"),
+        "{}",
+        message(&seen[0])
+    );
+    let bob_client = broker.login("bob", &bob_password).await.expect("bob");
+    assert!(
+        is_denied(bob_client.produce("payments", "b4").await),
+        "bob is out again"
+    );
+
+    // alice's Secret changes: the new password works, the old one fails.
+    let (result, _) = reconcile_user(
+        &alice,
+        &admin,
+        vec![
+            step(
+                "GET",
+                secret_path("alice-pw"),
+                Reply::Json(secret_object("alice-pw", "pw", "alice-second")),
+            ),
+            step(
+                "PATCH",
+                leak(format!("{}/status", user_path("alice"))),
+                with_status(&alice),
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(result.expect("rotated"), Action::requeue(RESYNC));
+    broker
+        .login("alice", "alice-second")
+        .await
+        .expect("the new password works");
+    let old = broker.login("alice", "alice-first").await;
+    assert!(
+        matches!(old, Err(flymq_client::Error::Authentication { .. })),
+        "the old password fails: {:?}",
+        old.err()
+    );
+
+    // A Secret edited to an empty password: refused, nothing applied, the
+    // password stays.
+    let (result, seen) = reconcile_user(
+        &alice,
+        &admin,
+        vec![
+            step(
+                "GET",
+                secret_path("alice-pw"),
+                Reply::Json(secret_object("alice-pw", "pw", "")),
+            ),
+            step(
+                "PATCH",
+                leak(format!("{}/status", user_path("alice"))),
+                with_status(&alice),
+            ),
+            step("POST", EVENTS, Reply::Echo),
+        ],
+    )
+    .await;
+    assert_eq!(result.expect_err("refused").category(), "admin_rejected");
+    assert_eq!(ready(&seen[1])["reason"], json!("PasswordEmpty"));
+    broker.login("alice", "alice-second").await.expect("unchanged");
+
+    // Deleting the User removes it: alice cannot log in any more.
+    let gone = deleting(alice);
+    let (result, _) = reconcile_user(
+        &gone,
+        &admin,
+        vec![
+            step("GET", CLUSTER, Reply::Json(cluster_object(1))),
+            step("GET", STS, Reply::Json(sts_object(1))),
+            step("PATCH", user_path("alice"), echo_object(&gone)),
+        ],
+    )
+    .await;
+    assert_eq!(result.expect("deleted"), Action::await_change());
+    assert!(broker.login("alice", "alice-second").await.is_err(), "alice is gone");
+
+    // Deleting an ACL removes it: with default_public, payments is open again.
+    let gone = deleting(payments);
+    let (result, _) = reconcile_once(
+        &gone,
+        acl_admin,
+        vec![
+            step("GET", CLUSTER, Reply::Json(cluster_object(1))),
+            step("GET", STS, Reply::Json(sts_object(1))),
+            step(
+                "PATCH",
+                leak(format!("/apis/flymq.io/v1alpha1/namespaces/{NS}/acls/payments")),
+                echo_object(&gone),
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(result.expect("deleted"), Action::await_change());
+    let bob_client = broker.login("bob", &bob_password).await.expect("bob");
+    bob_client
+        .produce("payments", "b5")
+        .await
+        .expect("no ACL: public by default");
 }

@@ -49,6 +49,9 @@ fn render(name: &str) -> String {
     doc(&mut out, &d.client_service);
     doc(&mut out, &d.stateful_set);
     doc(&mut out, &d.pdb);
+    if let Some(np) = &d.network_policy {
+        doc(&mut out, np);
+    }
     if let Some(sm) = &d.service_monitor {
         doc(&mut out, sm);
     }

@@ -21,8 +21,13 @@ pub struct FakeBroker {
     pub topics: Mutex<BTreeMap<String, pb::TopicInfo>>,
     /// Metadata group members.
     pub members: Mutex<Vec<pb::Member>>,
-    /// Users and ACLs answer OK instead of UNIMPLEMENTED.
-    pub users_supported: bool,
+    /// Users: name -> (roles, password). Test-only memory; the password is
+    /// kept so tests can check what was sent.
+    pub users: Mutex<BTreeMap<String, (Vec<String>, String)>>,
+    /// ACLs by (topic or pattern, is_pattern).
+    pub acls: Mutex<BTreeMap<(String, bool), pb::UpsertAclRequest>>,
+    /// The `authorization` metadata of every call, in order (`None` when absent).
+    pub authorizations: Mutex<Vec<Option<String>>>,
     /// A status every call of a method (`"CreateTopic"`) answers with.
     pub failures: Mutex<HashMap<&'static str, Status>>,
     /// Nodes whose Decommission is refused (FAILED_PRECONDITION).
@@ -72,12 +77,13 @@ impl FakeBroker {
         }
     }
 
-    fn users(&self) -> Result<(), Status> {
-        if self.users_supported {
-            Ok(())
-        } else {
-            Err(Status::unimplemented("users and ACLs are not supported yet"))
-        }
+    fn seen<T>(&self, req: &Request<T>) {
+        let auth = req
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .map(String::from);
+        lock(&self.authorizations).push(auth);
     }
 
     fn topic(&self, name: &str) -> Result<pb::TopicInfo, Status> {
@@ -188,8 +194,9 @@ impl Admin for FakeBroker {
 
     async fn cluster_status(
         &self,
-        _: Request<pb::ClusterStatusRequest>,
+        req: Request<pb::ClusterStatusRequest>,
     ) -> Result<Response<pb::ClusterStatusReply>, Status> {
+        self.seen(&req);
         self.record("ClusterStatus", "ClusterStatus".into())?;
         Ok(Response::new(pb::ClusterStatusReply {
             cluster_id: lock(&self.cluster_id).clone().unwrap_or_else(|| "fake".into()),
@@ -257,26 +264,49 @@ impl Admin for FakeBroker {
     }
 
     async fn upsert_user(&self, req: Request<pb::UpsertUserRequest>) -> Result<Response<pb::UpsertUserReply>, Status> {
+        self.seen(&req);
         let r = req.into_inner();
-        // The password is deliberately not recorded.
+        // The password is deliberately not recorded in the calls.
         self.record("UpsertUser", format!("UpsertUser {} roles={:?}", r.username, r.roles))?;
-        self.users()?;
+        let builtin = ["admin", "producer", "consumer", "guest"];
+        if let Some(role) = r.roles.iter().find(|x| !builtin.contains(&x.as_str())) {
+            return Err(Status::failed_precondition(format!(
+                "role '{role}' does not exist; built-in roles are admin, producer, consumer, guest"
+            )));
+        }
+        let mut users = lock(&self.users);
+        let password = match (r.password.is_empty(), users.get(&r.username)) {
+            (false, _) => r.password,
+            (true, Some((_, old))) => old.clone(),
+            (true, None) => String::new(),
+        };
+        users.insert(r.username, (r.roles, password));
         Ok(Response::new(pb::UpsertUserReply {}))
     }
 
     async fn delete_user(&self, req: Request<pb::DeleteUserRequest>) -> Result<Response<pb::DeleteUserReply>, Status> {
-        self.record("DeleteUser", format!("DeleteUser {}", req.into_inner().username))?;
-        self.users()?;
+        self.seen(&req);
+        let name = req.into_inner().username;
+        self.record("DeleteUser", format!("DeleteUser {name}"))?;
+        lock(&self.users).remove(&name);
         Ok(Response::new(pb::DeleteUserReply {}))
     }
 
-    async fn list_users(&self, _: Request<pb::ListUsersRequest>) -> Result<Response<pb::ListUsersReply>, Status> {
+    async fn list_users(&self, req: Request<pb::ListUsersRequest>) -> Result<Response<pb::ListUsersReply>, Status> {
+        self.seen(&req);
         self.record("ListUsers", "ListUsers".into())?;
-        self.users()?;
-        Ok(Response::new(pb::ListUsersReply { users: Vec::new() }))
+        let users = lock(&self.users)
+            .iter()
+            .map(|(name, (roles, _))| pb::UserInfo {
+                username: name.clone(),
+                roles: roles.clone(),
+            })
+            .collect();
+        Ok(Response::new(pb::ListUsersReply { users }))
     }
 
     async fn upsert_acl(&self, req: Request<pb::UpsertAclRequest>) -> Result<Response<pb::UpsertAclReply>, Status> {
+        self.seen(&req);
         let r = req.into_inner();
         self.record(
             "UpsertAcl",
@@ -285,21 +315,23 @@ impl Admin for FakeBroker {
                 r.topic, r.is_pattern, r.public, r.users, r.roles
             ),
         )?;
-        self.users()?;
+        lock(&self.acls).insert((r.topic.clone(), r.is_pattern), r);
         Ok(Response::new(pb::UpsertAclReply {}))
     }
 
     async fn delete_acl(&self, req: Request<pb::DeleteAclRequest>) -> Result<Response<pb::DeleteAclReply>, Status> {
+        self.seen(&req);
         let r = req.into_inner();
         self.record("DeleteAcl", format!("DeleteAcl {} pattern={}", r.topic, r.is_pattern))?;
-        self.users()?;
+        lock(&self.acls).remove(&(r.topic, r.is_pattern));
         Ok(Response::new(pb::DeleteAclReply {}))
     }
 
-    async fn list_acls(&self, _: Request<pb::ListAclsRequest>) -> Result<Response<pb::ListAclsReply>, Status> {
+    async fn list_acls(&self, req: Request<pb::ListAclsRequest>) -> Result<Response<pb::ListAclsReply>, Status> {
+        self.seen(&req);
         self.record("ListAcls", "ListAcls".into())?;
-        self.users()?;
-        Ok(Response::new(pb::ListAclsReply { acls: Vec::new() }))
+        let acls = lock(&self.acls).values().cloned().collect();
+        Ok(Response::new(pb::ListAclsReply { acls }))
     }
 }
 

@@ -17,11 +17,12 @@ use tonic::{Code, Status};
 use tracing::debug;
 
 use super::{
-    AdminError, AdminFuture, AdminSync, BrokerAdmin, ClusterEndpoint, ClusterInfo, DEFAULT_URL_TEMPLATE, Synced,
+    AdminCredentials, AdminError, AdminFuture, AdminSync, BrokerAdmin, ClusterEndpoint, ClusterInfo, CredentialSource,
+    DEFAULT_URL_TEMPLATE, Synced, Warning,
 };
 use crate::crd::cluster::ClusterMember;
 use crate::crd::topic::duration_ms;
-use crate::crd::{Acl, Topic, User};
+use crate::crd::{Acl, Topic};
 
 /// What the broker lacks when users and ACLs answer UNIMPLEMENTED.
 const USERS_ACLS: &str = "users/ACLs";
@@ -58,7 +59,12 @@ pub struct GrpcAdmin {
     url_template: String,
     timeouts: Timeouts,
     channels: Mutex<HashMap<String, Channel>>,
+    credentials: Option<std::sync::Arc<dyn CredentialSource>>,
 }
+
+/// The `authorization` metadata of every call to one cluster (absent when
+/// the cluster runs without authentication).
+type Auth = Option<tonic::metadata::AsciiMetadataValue>;
 
 impl Default for GrpcAdmin {
     fn default() -> Self {
@@ -74,7 +80,26 @@ impl GrpcAdmin {
             url_template: url_template.into(),
             timeouts: Timeouts::default(),
             channels: Mutex::default(),
+            credentials: None,
         }
+    }
+
+    /// Sends each cluster's admin credentials (Basic `authorization`
+    /// metadata) on every call.
+    pub fn with_credentials(mut self, source: std::sync::Arc<dyn CredentialSource>) -> Self {
+        self.credentials = Some(source);
+        self
+    }
+
+    /// The `authorization` metadata for `cluster`.
+    async fn auth(&self, cluster: &ClusterEndpoint) -> Result<Auth, AdminError> {
+        let Some(source) = &self.credentials else {
+            return Ok(None);
+        };
+        let Some(creds) = source.credentials(cluster).await? else {
+            return Ok(None);
+        };
+        header(cluster, &creds).map(Some)
     }
 
     /// Replaces the default deadlines.
@@ -83,8 +108,15 @@ impl GrpcAdmin {
         self
     }
 
-    /// A client for the cluster's admin API and its URL (for messages).
-    fn client(&self, cluster: &ClusterEndpoint) -> Result<(AdminClient<Channel>, String), AdminError> {
+    /// A client for the cluster's admin API, its URL (for messages) and
+    /// the credentials every call carries.
+    async fn client(&self, cluster: &ClusterEndpoint) -> Result<(AdminClient<Channel>, String, Auth), AdminError> {
+        let auth = self.auth(cluster).await?;
+        let (client, url) = self.channel(cluster)?;
+        Ok((client, url, auth))
+    }
+
+    fn channel(&self, cluster: &ClusterEndpoint) -> Result<(AdminClient<Channel>, String), AdminError> {
         let url = cluster.url_from(&self.url_template);
         // A poisoned map is still a valid map of channels.
         let mut channels = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
@@ -125,10 +157,31 @@ async fn call<T>(
     }
 }
 
-/// A request carrying its deadline to the broker.
-fn request<T>(message: T, timeout: Duration) -> tonic::Request<T> {
+/// The `authorization` header value of `creds`, marked sensitive.
+fn header(
+    cluster: &ClusterEndpoint,
+    creds: &AdminCredentials,
+) -> Result<tonic::metadata::AsciiMetadataValue, AdminError> {
+    let mut value = tonic::metadata::AsciiMetadataValue::try_from(creds.authorization().as_str()).map_err(|_| {
+        AdminError::Credentials {
+            cluster: format!("{}/{}", cluster.namespace, cluster.name),
+            message: format!(
+                "the user name '{}' or its password cannot be sent as a header (not ASCII)",
+                creds.username()
+            ),
+        }
+    })?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
+/// A request carrying its deadline and the credentials to the broker.
+fn request<T>(message: T, timeout: Duration, auth: &Auth) -> tonic::Request<T> {
     let mut req = tonic::Request::new(message);
     req.set_timeout(timeout);
+    if let Some(value) = auth {
+        req.metadata_mut().insert("authorization", value.clone());
+    }
     req
 }
 
@@ -305,7 +358,7 @@ impl GrpcAdmin {
                 )
             })?;
         let wanted = WantedConfig::from_topic(topic)?;
-        let (mut client, url) = self.client(cluster)?;
+        let (mut client, url, auth) = self.client(cluster).await?;
         let t = self.timeouts.call;
 
         let create = pb::CreateTopicRequest {
@@ -315,14 +368,21 @@ impl GrpcAdmin {
             config: Some(wanted.over(pb::TopicConfig::default())),
             if_not_exists: true,
         };
-        call("CreateTopic", TOPICS, &url, t, client.create_topic(request(create, t))).await?;
+        call(
+            "CreateTopic",
+            TOPICS,
+            &url,
+            t,
+            client.create_topic(request(create, t, &auth)),
+        )
+        .await?;
         let describe = pb::DescribeTopicRequest { name: name.clone() };
         let mut info = call(
             "DescribeTopic",
             TOPICS,
             &url,
             t,
-            client.describe_topic(request(describe, t)),
+            client.describe_topic(request(describe, t, &auth)),
         )
         .await?;
 
@@ -339,7 +399,7 @@ impl GrpcAdmin {
                 TOPICS,
                 &url,
                 t,
-                client.update_topic_config(request(update, t)),
+                client.update_topic_config(request(update, t, &auth)),
             )
             .await?;
         }
@@ -361,7 +421,14 @@ impl GrpcAdmin {
                 name: name.clone(),
                 partitions,
             };
-            info = call("AddPartitions", TOPICS, &url, t, client.add_partitions(request(add, t))).await?;
+            info = call(
+                "AddPartitions",
+                TOPICS,
+                &url,
+                t,
+                client.add_partitions(request(add, t, &auth)),
+            )
+            .await?;
         }
         if info.replication_factor != replication_factor {
             return Err(AdminError::Rejected {
@@ -374,9 +441,7 @@ impl GrpcAdmin {
                 ),
             });
         }
-        Ok(Synced {
-            message: describe_topic(&info, &unapplied_topic_fields(topic)),
-        })
+        Ok(Synced::new(describe_topic(&info, &unapplied_topic_fields(topic))))
     }
 }
 
@@ -387,12 +452,20 @@ impl AdminSync<Topic> for GrpcAdmin {
 
     fn delete<'a>(&'a self, cluster: &'a ClusterEndpoint, topic: &'a Topic) -> AdminFuture<'a, ()> {
         Box::pin(async move {
-            let (mut client, url) = self.client(cluster)?;
+            let (mut client, url, auth) = self.client(cluster).await?;
             let t = self.timeouts.call;
             let req = pb::DeleteTopicRequest {
                 name: topic.topic_name(),
             };
-            match call("DeleteTopic", TOPICS, &url, t, client.delete_topic(request(req, t))).await {
+            match call(
+                "DeleteTopic",
+                TOPICS,
+                &url,
+                t,
+                client.delete_topic(request(req, t, &auth)),
+            )
+            .await
+            {
                 Ok(_) | Err(AdminError::NotFound { .. }) => Ok(()),
                 Err(e) => Err(e),
             }
@@ -400,50 +473,90 @@ impl AdminSync<Topic> for GrpcAdmin {
     }
 }
 
-impl AdminSync<User> for GrpcAdmin {
-    /// Users carry a password, which the admin API takes only over TLS, and
-    /// this operator reaches the brokers in plain text. So it asks whether
-    /// the brokers support users at all (ListUsers): today they answer
-    /// UNIMPLEMENTED, which becomes `NotSupported`; a broker that does
-    /// support them gets no password in plain text (`InsecureAdminConnection`).
-    fn apply<'a>(&'a self, cluster: &'a ClusterEndpoint, user: &'a User) -> AdminFuture<'a, Synced> {
-        Box::pin(async move {
-            let (mut client, url) = self.client(cluster)?;
-            let t = self.timeouts.call;
-            call(
-                "ListUsers",
-                USERS_ACLS,
-                &url,
-                t,
-                client.list_users(request(pb::ListUsersRequest {}, t)),
-            )
-            .await?;
+/// The roles every broker knows without anyone defining them.
+pub const BUILT_IN_ROLES: [&str; 4] = ["admin", "producer", "consumer", "guest"];
+
+/// Condition type under which an ACL reports names the brokers do not know.
+pub const PRINCIPALS_KNOWN: &str = "PrincipalsKnown";
+
+/// User calls: the User reconciler reads the password from its Secret and
+/// hands it here; it goes only into the request, never into an error or a
+/// log line.
+impl GrpcAdmin {
+    /// Creates `username` or updates its roles and password.
+    pub async fn upsert_user(
+        &self,
+        cluster: &ClusterEndpoint,
+        username: &str,
+        roles: &[String],
+        password: &str,
+    ) -> Result<(), AdminError> {
+        let (mut client, url, auth) = self.client(cluster).await?;
+        let t = self.timeouts.call;
+        let req = pb::UpsertUserRequest {
+            username: username.to_string(),
+            roles: roles.to_vec(),
+            password: password.to_string(),
+        };
+        match call(
+            "UpsertUser",
+            USERS_ACLS,
+            &url,
+            t,
+            client.upsert_user(request(req, t, &auth)),
+        )
+        .await
+        {
+            Ok(_) => Ok(()),
+            // The broker refuses roles nobody defined.
             Err(AdminError::Rejected {
-                operation: "UpsertUser",
-                reason: "InsecureAdminConnection",
-                message: format!(
-                    "the brokers support users, but the operator reaches their admin API without TLS ({url}) and \
-                     never sends passwords in plain text; user '{}' was not created (admin API TLS is not \
-                     supported yet)",
-                    user.username()
-                ),
-            })
-        })
+                operation,
+                reason: "BrokerRefused",
+                message,
+            }) if message.contains("role") => Err(AdminError::Rejected {
+                operation,
+                reason: "UnknownRole",
+                message: format!("user '{username}': {message}; fix spec.roles"),
+            }),
+            Err(e) => Err(e),
+        }
     }
 
-    fn delete<'a>(&'a self, cluster: &'a ClusterEndpoint, user: &'a User) -> AdminFuture<'a, ()> {
-        Box::pin(async move {
-            let (mut client, url) = self.client(cluster)?;
-            let t = self.timeouts.call;
-            let req = pb::DeleteUserRequest {
-                username: user.username(),
-            };
-            match call("DeleteUser", USERS_ACLS, &url, t, client.delete_user(request(req, t))).await {
-                // A broker without users holds none to delete.
-                Ok(_) | Err(AdminError::NotFound { .. } | AdminError::NotSupported { .. }) => Ok(()),
-                Err(e) => Err(e),
-            }
-        })
+    /// Deletes `username`; a user that does not exist is not an error.
+    pub async fn delete_user(&self, cluster: &ClusterEndpoint, username: &str) -> Result<(), AdminError> {
+        let (mut client, url, auth) = self.client(cluster).await?;
+        let t = self.timeouts.call;
+        let req = pb::DeleteUserRequest {
+            username: username.to_string(),
+        };
+        match call(
+            "DeleteUser",
+            USERS_ACLS,
+            &url,
+            t,
+            client.delete_user(request(req, t, &auth)),
+        )
+        .await
+        {
+            // A broker without users holds none to delete.
+            Ok(_) | Err(AdminError::NotFound { .. } | AdminError::NotSupported { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Every user the brokers hold, with its roles.
+    pub async fn list_users(&self, cluster: &ClusterEndpoint) -> Result<Vec<pb::UserInfo>, AdminError> {
+        let (mut client, url, auth) = self.client(cluster).await?;
+        let t = self.timeouts.call;
+        let reply = call(
+            "ListUsers",
+            USERS_ACLS,
+            &url,
+            t,
+            client.list_users(request(pb::ListUsersRequest {}, t, &auth)),
+        )
+        .await?;
+        Ok(reply.users)
     }
 }
 
@@ -459,28 +572,142 @@ fn acl_target(acl: &Acl) -> Result<(String, bool), AdminError> {
     }
 }
 
+/// The rule an ACL resource asks for, with users and roles sorted and
+/// deduplicated (the brokers store sets).
+fn wanted_acl(acl: &Acl) -> Result<pb::UpsertAclRequest, AdminError> {
+    let (topic, is_pattern) = acl_target(acl)?;
+    let set = |v: &[String]| {
+        v.iter()
+            .cloned()
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect()
+    };
+    Ok(pb::UpsertAclRequest {
+        topic,
+        is_pattern,
+        public: acl.spec.public,
+        users: set(&acl.spec.users),
+        roles: set(&acl.spec.roles),
+    })
+}
+
+/// Whether the brokers' rule is the wanted one (users and roles as sets).
+fn same_acl(held: &pb::UpsertAclRequest, wanted: &pb::UpsertAclRequest) -> bool {
+    let set = |v: &[String]| v.iter().cloned().collect::<std::collections::BTreeSet<_>>();
+    held.public == wanted.public && set(&held.users) == set(&wanted.users) && set(&held.roles) == set(&wanted.roles)
+}
+
+/// The users and roles an ACL names that no broker user or built-in role
+/// defines (the brokers accept such names: the user may be created later).
+fn unknown_principals(wanted: &pb::UpsertAclRequest, users: &[pb::UserInfo]) -> Option<Warning> {
+    let known_users: std::collections::BTreeSet<&str> = users.iter().map(|u| u.username.as_str()).collect();
+    let known_roles: std::collections::BTreeSet<&str> = users
+        .iter()
+        .flat_map(|u| u.roles.iter().map(String::as_str))
+        .chain(BUILT_IN_ROLES)
+        .collect();
+    let missing_users: Vec<&str> = wanted
+        .users
+        .iter()
+        .map(String::as_str)
+        .filter(|u| !known_users.contains(u))
+        .collect();
+    let missing_roles: Vec<&str> = wanted
+        .roles
+        .iter()
+        .map(String::as_str)
+        .filter(|r| !known_roles.contains(r))
+        .collect();
+    let list = |v: &[&str]| v.iter().map(|n| format!("'{n}'")).collect::<Vec<_>>().join(", ");
+    let (reason, message) = match (missing_users.is_empty(), missing_roles.is_empty()) {
+        (true, true) => return None,
+        (false, true) => (
+            "UnknownUser",
+            format!("no user {} exists on the brokers", list(&missing_users)),
+        ),
+        (true, false) => (
+            "UnknownRole",
+            format!(
+                "no role {} exists on the brokers (built-in roles: admin, producer, consumer, guest)",
+                list(&missing_roles)
+            ),
+        ),
+        (false, false) => (
+            "UnknownUserAndRole",
+            format!(
+                "no user {} and no role {} exist on the brokers",
+                list(&missing_users),
+                list(&missing_roles)
+            ),
+        ),
+    };
+    Some(Warning {
+        reason,
+        message: format!(
+            "{message}; the ACL is applied and takes effect once they exist: create a User resource, or fix the \
+             names in the ACL"
+        ),
+    })
+}
+
 impl AdminSync<Acl> for GrpcAdmin {
+    /// Compares the brokers' rule for the topic (ListAcls) with the spec
+    /// and writes it (UpsertAcl) only when it differs: drift is corrected,
+    /// an unchanged ACL costs no write.
     fn apply<'a>(&'a self, cluster: &'a ClusterEndpoint, acl: &'a Acl) -> AdminFuture<'a, Synced> {
         Box::pin(async move {
-            let (topic, is_pattern) = acl_target(acl)?;
-            let (mut client, url) = self.client(cluster)?;
+            let wanted = wanted_acl(acl)?;
+            let (mut client, url, auth) = self.client(cluster).await?;
             let t = self.timeouts.call;
-            let req = pb::UpsertAclRequest {
-                topic: topic.clone(),
-                is_pattern,
-                public: acl.spec.public,
-                users: acl.spec.users.clone(),
-                roles: acl.spec.roles.clone(),
+            let held = call(
+                "ListAcls",
+                USERS_ACLS,
+                &url,
+                t,
+                client.list_acls(request(pb::ListAclsRequest {}, t, &auth)),
+            )
+            .await?
+            .acls
+            .into_iter()
+            .find(|a| a.topic == wanted.topic && a.is_pattern == wanted.is_pattern);
+            let users = call(
+                "ListUsers",
+                USERS_ACLS,
+                &url,
+                t,
+                client.list_users(request(pb::ListUsersRequest {}, t, &auth)),
+            )
+            .await?
+            .users;
+            let change = match &held {
+                Some(h) if same_acl(h, &wanted) => "",
+                Some(_) => " (drift corrected)",
+                None => " (created)",
             };
-            call("UpsertAcl", USERS_ACLS, &url, t, client.upsert_acl(request(req, t))).await?;
-            let what = if is_pattern { "topics matching" } else { "topic" };
+            if !change.is_empty() {
+                call(
+                    "UpsertAcl",
+                    USERS_ACLS,
+                    &url,
+                    t,
+                    client.upsert_acl(request(wanted.clone(), t, &auth)),
+                )
+                .await?;
+            }
+            let what = if wanted.is_pattern { "topics matching" } else { "topic" };
+            let names = |v: &[String]| if v.is_empty() { "none".to_string() } else { v.join(", ") };
             Ok(Synced {
                 message: format!(
-                    "ACL on {what} '{topic}': public={}, {} users, {} roles",
-                    acl.spec.public,
-                    acl.spec.users.len(),
-                    acl.spec.roles.len()
+                    "ACL on {what} '{}': public={}, users: {}, roles: {}{change}",
+                    wanted.topic,
+                    wanted.public,
+                    names(&wanted.users),
+                    names(&wanted.roles)
                 ),
+                warning: unknown_principals(&wanted, &users),
+                checked: Some(PRINCIPALS_KNOWN),
+                ..Synced::default()
             })
         })
     }
@@ -488,10 +715,18 @@ impl AdminSync<Acl> for GrpcAdmin {
     fn delete<'a>(&'a self, cluster: &'a ClusterEndpoint, acl: &'a Acl) -> AdminFuture<'a, ()> {
         Box::pin(async move {
             let (topic, is_pattern) = acl_target(acl)?;
-            let (mut client, url) = self.client(cluster)?;
+            let (mut client, url, auth) = self.client(cluster).await?;
             let t = self.timeouts.call;
             let req = pb::DeleteAclRequest { topic, is_pattern };
-            match call("DeleteAcl", USERS_ACLS, &url, t, client.delete_acl(request(req, t))).await {
+            match call(
+                "DeleteAcl",
+                USERS_ACLS,
+                &url,
+                t,
+                client.delete_acl(request(req, t, &auth)),
+            )
+            .await
+            {
                 Ok(_) | Err(AdminError::NotFound { .. } | AdminError::NotSupported { .. }) => Ok(()),
                 Err(e) => Err(e),
             }
@@ -518,7 +753,7 @@ impl BrokerAdmin for GrpcAdmin {
         Box::pin(async move {
             let node = u64::try_from(node_id)
                 .map_err(|_| invalid_spec("Decommission", format!("node id {node_id} is negative")))?;
-            let (mut client, url) = self.client(cluster)?;
+            let (mut client, url, auth) = self.client(cluster).await?;
             let t = self.timeouts.decommission;
             let req = pb::DecommissionRequest { node_id: node };
             match call(
@@ -526,7 +761,7 @@ impl BrokerAdmin for GrpcAdmin {
                 "decommissioning brokers",
                 &url,
                 t,
-                client.decommission(request(req, t)),
+                client.decommission(request(req, t, &auth)),
             )
             .await
             {
@@ -543,14 +778,14 @@ impl BrokerAdmin for GrpcAdmin {
 
     fn cluster_status<'a>(&'a self, cluster: &'a ClusterEndpoint) -> AdminFuture<'a, ClusterInfo> {
         Box::pin(async move {
-            let (mut client, url) = self.client(cluster)?;
+            let (mut client, url, auth) = self.client(cluster).await?;
             let t = self.timeouts.status;
             let reply = call(
                 "ClusterStatus",
                 "cluster status",
                 &url,
                 t,
-                client.cluster_status(request(pb::ClusterStatusRequest {}, t)),
+                client.cluster_status(request(pb::ClusterStatusRequest {}, t, &auth)),
             )
             .await?;
             let mut members: Vec<ClusterMember> = reply.members.iter().map(member).collect();
@@ -573,7 +808,7 @@ impl BrokerAdmin for GrpcAdmin {
         Box::pin(async move {
             let node = u64::try_from(from_node)
                 .map_err(|_| invalid_spec("TransferLeadership", format!("node id {from_node} is negative")))?;
-            let (mut client, url) = self.client(cluster)?;
+            let (mut client, url, auth) = self.client(cluster).await?;
             let t = self.timeouts.call;
             let req = pb::TransferLeadershipRequest {
                 group_id: 0,
@@ -586,7 +821,7 @@ impl BrokerAdmin for GrpcAdmin {
                 "leadership transfer",
                 &url,
                 t,
-                client.transfer_leadership(request(req, t)),
+                client.transfer_leadership(request(req, t, &auth)),
             )
             .await?;
             Ok(reply.transferred)

@@ -6,6 +6,7 @@
 //! client. Failures are typed ([`AdminError`]) by what the caller should do
 //! about them: retry soon, wait for a newer broker, or fix the spec.
 
+pub mod credentials;
 #[cfg(test)]
 pub(crate) mod fake_broker;
 pub mod grpc;
@@ -60,6 +61,16 @@ pub enum AdminError {
         /// What the broker said.
         message: String,
     },
+    /// The operator's own admin credentials for the cluster cannot be read
+    /// (the FlyMQCluster or its admin Secret is missing or incomplete).
+    /// Retried soon: the cluster controller creates the Secret.
+    #[error("cannot read the admin credentials for FlyMQCluster {cluster}: {message}")]
+    Credentials {
+        /// `<namespace>/<name>` of the FlyMQCluster.
+        cluster: String,
+        /// What is missing and where.
+        message: String,
+    },
     /// Any other failure reported by the brokers.
     #[error("broker admin API call {operation} failed: {message}")]
     Failed {
@@ -82,11 +93,13 @@ pub struct ClusterEndpoint {
     pub name: String,
 }
 
-/// The default admin URL template: the client Service's `admin` port.
-pub const DEFAULT_URL_TEMPLATE: &str = "http://{name}.{namespace}.svc:9096";
+/// The default admin URL template: the headless Service's `admin` port
+/// (the client Service does not expose it).
+pub const DEFAULT_URL_TEMPLATE: &str = "http://{name}-headless.{namespace}.svc:9096";
 
 impl ClusterEndpoint {
-    /// `http://<name>.<namespace>.svc:9096`, the client Service's admin port.
+    /// `http://<name>-headless.<namespace>.svc:9096`, the headless Service's
+    /// admin port.
     pub fn url(&self) -> String {
         self.url_from(DEFAULT_URL_TEMPLATE)
     }
@@ -99,6 +112,54 @@ impl ClusterEndpoint {
             .replace("{name}", &self.name)
             .replace("{namespace}", &self.namespace)
     }
+}
+
+/// The operator's credentials on one cluster's admin API: the cluster's
+/// admin Secret. `Debug` never shows the password, and it is wiped from
+/// memory when dropped.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdminCredentials {
+    username: String,
+    password: zeroize::Zeroizing<String>,
+}
+
+impl AdminCredentials {
+    /// Credentials of `username`.
+    pub fn new(username: impl Into<String>, password: impl Into<String>) -> Self {
+        AdminCredentials {
+            username: username.into(),
+            password: zeroize::Zeroizing::new(password.into()),
+        }
+    }
+
+    /// The user name.
+    pub fn username(&self) -> &str {
+        &self.username
+    }
+
+    /// The `authorization` metadata value: `Basic base64(user:password)`.
+    pub fn authorization(&self) -> zeroize::Zeroizing<String> {
+        zeroize::Zeroizing::new(flymq_security::tls::grpc::basic_authorization(
+            &self.username,
+            &self.password,
+        ))
+    }
+}
+
+impl std::fmt::Debug for AdminCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminCredentials")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Where the admin client gets each cluster's credentials. `None`: the
+/// cluster runs without authentication, calls carry no credentials.
+pub trait CredentialSource: Send + Sync {
+    /// The credentials for `cluster`.
+    fn credentials<'a>(&'a self, cluster: &'a ClusterEndpoint) -> AdminFuture<'a, Option<AdminCredentials>>;
 }
 
 /// The metadata Raft group as the brokers report it.
@@ -123,11 +184,40 @@ impl ClusterInfo {
 }
 
 /// What the brokers hold after a successful [`AdminSync::apply`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Synced {
     /// One line for the `Ready` condition, e.g. "topic 'orders': 6
     /// partitions, replication factor 3, ...".
     pub message: String,
+    /// A User's roles as applied.
+    pub roles: Option<Vec<String>>,
+    /// The Secret key a User's password was applied from (never the password).
+    pub password_secret: Option<crate::crd::SecretKeyRef>,
+    /// Something applied but worth a warning (an ACL naming a user the
+    /// brokers do not know): its condition type, reason and message.
+    pub warning: Option<Warning>,
+    /// The condition type [`Synced::warning`] is reported under, `True`
+    /// when there is no warning (e.g. `PrincipalsKnown` of an ACL).
+    pub checked: Option<&'static str>,
+}
+
+/// A warning about something that was applied anyway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning {
+    /// PascalCase reason.
+    pub reason: &'static str,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+impl Synced {
+    /// Only a message.
+    pub fn new(message: impl Into<String>) -> Self {
+        Synced {
+            message: message.into(),
+            ..Synced::default()
+        }
+    }
 }
 
 /// Admin operations on a running cluster.
@@ -165,17 +255,24 @@ mod tests {
             namespace: "prod".into(),
             name: "demo".into(),
         };
-        assert_eq!(ep.url(), "http://demo.prod.svc:9096");
+        assert_eq!(ep.url(), "http://demo-headless.prod.svc:9096");
         assert_eq!(
             ep.url(),
-            format!("http://demo.prod.svc:{}", crate::builders::ADMIN_PORT),
-            "the default URL uses the admin port the Service exposes"
+            format!("http://demo-headless.prod.svc:{}", crate::builders::ADMIN_PORT),
+            "the default URL uses the admin port the headless Service exposes"
         );
         assert_eq!(ep.url_from("http://127.0.0.1:19096"), "http://127.0.0.1:19096");
         assert_eq!(
             ep.url_from("http://{namespace}-{name}.example:80"),
             "http://prod-demo.example:80"
         );
+    }
+
+    #[test]
+    fn credentials_never_show_the_password() {
+        let c = AdminCredentials::new("admin", "s3cret-pw");
+        assert!(!format!("{c:?}").contains("s3cret-pw"));
+        assert_eq!(c.authorization().as_str(), "Basic YWRtaW46czNjcmV0LXB3");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 pub mod config;
 pub mod identity;
 pub mod monitoring;
+pub mod network_policy;
 pub mod pdb;
 pub mod secret;
 pub mod service;
@@ -16,6 +17,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::DynamicObject;
@@ -75,6 +77,8 @@ pub struct Desired {
     pub stateful_set: StatefulSet,
     /// At most one broker voluntarily down at a time.
     pub pdb: PodDisruptionBudget,
+    /// Keeps the Raft and admin ports private (unless switched off).
+    pub network_policy: Option<NetworkPolicy>,
     /// prometheus-operator ServiceMonitor when enabled.
     pub service_monitor: Option<DynamicObject>,
 }
@@ -136,6 +140,7 @@ pub fn build(cluster: &FlyMQCluster, inputs: &Inputs, random: &dyn Randomness) -
         client_service: service::client(cluster)?,
         stateful_set: statefulset::stateful_set(cluster, &config_hash)?,
         pdb: pdb::pdb(cluster)?,
+        network_policy: network_policy::network_policy(cluster)?,
         service_monitor: monitoring::service_monitor(cluster)?,
     })
 }

@@ -24,7 +24,9 @@ fn port(name: &str, port: i32) -> ServicePort {
 
 /// `<cluster>-headless`: gives every broker a stable DNS name, lists pods
 /// before they are ready (brokers find their seeds through it) and exposes
-/// metrics of every pod.
+/// metrics of every pod, and the admin port the operator calls (kept off
+/// the client Service; the NetworkPolicy admits only brokers and the
+/// operator to it).
 pub fn headless(cluster: &FlyMQCluster) -> Result<Service, BuildError> {
     let (_, name) = ns_name(cluster)?;
     let mut metadata = owned_meta(cluster, headless_name(&name))?;
@@ -42,6 +44,7 @@ pub fn headless(cluster: &FlyMQCluster) -> Result<Service, BuildError> {
                 port("client", CLIENT_PORT),
                 port("cluster", CLUSTER_PORT),
                 port("metrics", METRICS_PORT),
+                port("admin", ADMIN_PORT),
             ]),
             ..ServiceSpec::default()
         }),
@@ -49,7 +52,8 @@ pub fn headless(cluster: &FlyMQCluster) -> Result<Service, BuildError> {
     })
 }
 
-/// `<cluster>`: what clients connect to (ready brokers only).
+/// `<cluster>`: what clients connect to (ready brokers only); the client
+/// port only.
 pub fn client(cluster: &FlyMQCluster) -> Result<Service, BuildError> {
     let (_, name) = ns_name(cluster)?;
     let mut metadata = owned_meta(cluster, name.clone())?;
@@ -62,7 +66,7 @@ pub fn client(cluster: &FlyMQCluster) -> Result<Service, BuildError> {
         spec: Some(ServiceSpec {
             type_: Some("ClusterIP".into()),
             selector: Some(selector_labels(&name)),
-            ports: Some(vec![port("client", CLIENT_PORT), port("admin", ADMIN_PORT)]),
+            ports: Some(vec![port("client", CLIENT_PORT)]),
             ..ServiceSpec::default()
         }),
         ..Service::default()
@@ -84,7 +88,21 @@ mod tests {
     }
 
     #[test]
-    fn client_exposes_client_and_admin_ports() {
+    fn only_the_headless_service_exposes_the_admin_port() {
+        let h = headless(&cluster(serde_json::json!({}))).expect("builds");
+        let ports: Vec<i32> = h
+            .spec
+            .expect("spec")
+            .ports
+            .expect("ports")
+            .iter()
+            .map(|p| p.port)
+            .collect();
+        assert_eq!(ports, vec![9092, 9093, 9094, 9096]);
+    }
+
+    #[test]
+    fn client_exposes_only_the_client_port() {
         let s = client(&cluster(serde_json::json!({}))).expect("builds");
         let ports: Vec<i32> = s
             .spec
@@ -94,6 +112,6 @@ mod tests {
             .iter()
             .map(|p| p.port)
             .collect();
-        assert_eq!(ports, vec![9092, 9096]);
+        assert_eq!(ports, vec![9092]);
     }
 }

@@ -192,6 +192,8 @@ pub fn stateful_set(cluster: &FlyMQCluster, config_hash: &str) -> Result<Statefu
         &cluster_secret_name(&name),
         super::secret::CLUSTER_SECRET_KEY,
     ));
+    // Secure by default: the admin Secret's user is the bootstrap admin.
+    env_vars.push(env("FLYMQ_AUTH_ENABLED", spec.auth.enabled.to_string()));
     if let Some(enc) = &spec.encryption {
         env_vars.push(env_secret(
             "FLYMQ_ENCRYPTION_KEY",

@@ -15,6 +15,7 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use kube::api::{Api, Patch, PatchParams};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
+use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{Event, finalizer};
 use kube::runtime::reflector::Store;
 use kube::{Client, Resource, ResourceExt};
@@ -62,6 +63,14 @@ pub trait AdminObject:
     fn broker_name(&self) -> Option<String> {
         None
     }
+    /// Whether resources of this kind read Secrets (the controller then
+    /// watches Secrets).
+    const READS_SECRETS: bool = false;
+    /// Secrets (same namespace) the resource reads: a change to one of them
+    /// reconciles it (a User's password Secret).
+    fn secret_names(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 impl AdminObject for Topic {
@@ -82,6 +91,10 @@ impl AdminObject for Topic {
 impl AdminObject for User {
     fn cluster_name(&self) -> &str {
         &self.spec.cluster_ref.name
+    }
+    const READS_SECRETS: bool = true;
+    fn secret_names(&self) -> Vec<String> {
+        vec![self.password_secret_name()]
     }
     fn admin_status(&self) -> Option<&AdminObjectStatus> {
         self.status.as_ref()
@@ -153,11 +166,13 @@ pub fn failure_reason(e: &AdminError) -> &'static str {
         AdminError::Unreachable { .. } => "AdminApiUnreachable",
         AdminError::NotSupported { .. } => "NotSupported",
         AdminError::Rejected { reason, .. } => reason,
+        AdminError::Credentials { .. } => "AdminCredentialsUnavailable",
         AdminError::NotFound { .. } | AdminError::Failed { .. } => "AdminCallFailed",
     }
 }
 
-/// The status for an outcome of [`AdminSync::apply`].
+/// The status for an outcome of [`AdminSync::apply`]. A failure keeps
+/// what the previous status said was applied (it still is).
 pub fn status_for(
     previous: Option<&AdminObjectStatus>,
     generation: Option<i64>,
@@ -165,15 +180,37 @@ pub fn status_for(
     outcome: &Result<Synced, AdminError>,
     now: &str,
 ) -> AdminObjectStatus {
-    let (ok, reason, message) = match outcome {
-        Ok(synced) => (
-            true,
-            "Synced",
-            format!("in sync with FlyMQCluster {cluster}: {}", synced.message),
-        ),
-        Err(e) => (false, failure_reason(e), e.to_string()),
-    };
-    condition_status(previous, generation, ok, reason, message, now)
+    match outcome {
+        Ok(synced) => {
+            let mut status = condition_status(
+                previous,
+                generation,
+                true,
+                "Synced",
+                format!("in sync with FlyMQCluster {cluster}: {}", synced.message),
+                now,
+            );
+            if let Some(type_) = synced.checked {
+                let old = previous.map(|s| s.conditions.as_slice()).unwrap_or_default();
+                let (ok, reason, message) = match &synced.warning {
+                    None => (true, "AllKnown", String::new()),
+                    Some(w) => (false, w.reason, w.message.clone()),
+                };
+                status
+                    .conditions
+                    .push(make_condition(old, type_, ok, reason, message, generation, now));
+            }
+            status.applied_roles = synced.roles.clone();
+            status.password_secret = synced.password_secret.clone();
+            status
+        }
+        Err(e) => {
+            let mut status = condition_status(previous, generation, false, failure_reason(e), e.to_string(), now);
+            status.applied_roles = previous.and_then(|p| p.applied_roles.clone());
+            status.password_secret = previous.and_then(|p| p.password_secret.clone());
+            status
+        }
+    }
 }
 
 fn condition_status(
@@ -188,13 +225,36 @@ fn condition_status(
     AdminObjectStatus {
         observed_generation: generation,
         conditions: vec![make_condition(previous, READY, ok, reason, message, generation, now)],
+        ..AdminObjectStatus::default()
     }
 }
 
-/// Writes `status` unless the object already has it.
-async fn write_status<K: AdminObject>(api: &Api<K>, obj: &K, status: AdminObjectStatus) -> Result<(), Error> {
+/// Publishes a Warning event on `obj` (failures are only logged: an event
+/// is a courtesy, the status is the record).
+async fn warn_event<K: AdminObject>(client: &Client, obj: &K, reason: &str, note: String) {
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: FIELD_MANAGER.into(),
+            instance: None,
+        },
+    );
+    let event = KubeEvent {
+        type_: EventType::Warning,
+        reason: reason.to_string(),
+        note: Some(note),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(e) = recorder.publish(&event, &obj.object_ref(&())).await {
+        warn!(object = %obj.name_any(), error = %e, "cannot publish event");
+    }
+}
+
+/// Writes `status` unless the object already has it; says whether it wrote.
+async fn write_status<K: AdminObject>(api: &Api<K>, obj: &K, status: AdminObjectStatus) -> Result<bool, Error> {
     if obj.admin_status() == Some(&status) {
-        return Ok(());
+        return Ok(false);
     }
     let name = obj.name_any();
     let patch = serde_json::json!({
@@ -209,7 +269,7 @@ async fn write_status<K: AdminObject>(api: &Api<K>, obj: &K, status: AdminObject
             K::kind(&()),
             obj.namespace().unwrap_or_default()
         )))?;
-    Ok(())
+    Ok(true)
 }
 
 fn endpoint<K: AdminObject>(obj: &K, ns: &str) -> ClusterEndpoint {
@@ -300,8 +360,17 @@ async fn apply<K: AdminObject>(obj: &K, ctx: &AdminContext<K>, api: &Api<K>, ns:
         &outcome,
         &(ctx.clock)(),
     );
-    write_status(api, obj, status).await?;
+    // One event per change of the outcome, not one per resync.
+    if write_status(api, obj, status).await? {
+        match &outcome {
+            Err(e) => warn_event(&ctx.client, obj, failure_reason(e), e.to_string()).await,
+            Ok(Synced { warning: Some(w), .. }) => warn_event(&ctx.client, obj, w.reason, w.message.clone()).await,
+            Ok(_) => {}
+        }
+    }
     match outcome {
+        // Checked again soon: the missing user or role may be created.
+        Ok(Synced { warning: Some(_), .. }) => Ok(Action::requeue(RETRY)),
         Ok(_) => Ok(Action::requeue(RESYNC)),
         // Not an error of this resource: wait for a broker that has it.
         Err(AdminError::NotSupported { .. }) => Ok(Action::requeue(NOT_SUPPORTED_RETRY)),
@@ -340,7 +409,9 @@ async fn cleanup<K: AdminObject>(obj: &K, ctx: &AdminContext<K>, api: &Api<K>, n
                 format!("{e}; the resource is kept until the brokers have deleted it"),
                 &(ctx.clock)(),
             );
-            write_status(api, obj, status).await?;
+            if write_status(api, obj, status).await? {
+                warn_event(&ctx.client, obj, "DeletionFailed", e.to_string()).await;
+            }
             Err(e.into())
         }
     }
@@ -400,7 +471,6 @@ mod tests {
 
     const TOPIC: &str = "/apis/flymq.io/v1alpha1/namespaces/prod/topics/orders";
     const STATUS: &str = "/apis/flymq.io/v1alpha1/namespaces/prod/topics/orders/status";
-    const USER_STATUS: &str = "/apis/flymq.io/v1alpha1/namespaces/prod/users/alice/status";
     const CLUSTER: &str = "/apis/flymq.io/v1alpha1/namespaces/prod/flymqclusters/demo";
     const STS: &str = "/apis/apps/v1/namespaces/prod/statefulsets/demo";
 
@@ -591,43 +661,6 @@ mod tests {
         assert_eq!(ready(&seen[0])["reason"], json!("AdminApiUnreachable"));
     }
 
-    fn user() -> User {
-        serde_json::from_value(json!({
-            "apiVersion": "flymq.io/v1alpha1", "kind": "User",
-            "metadata": {"name": "alice", "namespace": "prod", "generation": 1, "finalizers": [FINALIZER]},
-            "spec": {"clusterRef": {"name": "demo"}, "roles": ["producer"]}
-        }))
-        .expect("user")
-    }
-
-    #[tokio::test]
-    async fn users_on_a_broker_without_them_say_not_supported_and_wait_long() {
-        let u = user();
-        let (fake, admin) = broker();
-        let (result, seen) = run(
-            u.clone(),
-            admin,
-            vec![step(
-                "PATCH",
-                USER_STATUS,
-                Reply::WithStatus(serde_json::to_value(&u).expect("json")),
-            )],
-        )
-        .await;
-        assert_eq!(result.expect("not an error"), Action::requeue(NOT_SUPPORTED_RETRY));
-        let ready = ready(&seen[0]);
-        assert_eq!(ready["status"], json!("False"));
-        assert_eq!(ready["reason"], json!("NotSupported"));
-        assert!(
-            ready["message"]
-                .as_str()
-                .unwrap_or_default()
-                .starts_with("the broker does not support users/ACLs yet"),
-            "{ready}"
-        );
-        assert_eq!(fake.calls(), vec!["ListUsers"]);
-    }
-
     #[tokio::test]
     async fn deleting_with_policy_delete_deletes_the_topic_then_the_finalizer() {
         let t = deleting(topic(json!({"deletionPolicy": "Delete"})));
@@ -746,27 +779,6 @@ mod tests {
             "{ready}"
         );
         assert_eq!(seen.len(), 3, "the finalizer stays");
-    }
-
-    #[tokio::test]
-    async fn deleting_a_user_on_a_broker_without_users_completes() {
-        let mut u = user();
-        u.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-            k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
-        ));
-        let (fake, admin) = broker();
-        let steps = vec![
-            step("GET", CLUSTER, Reply::Json(cluster_object())),
-            step("GET", STS, Reply::Json(sts_object(3))),
-            step(
-                "PATCH",
-                "/apis/flymq.io/v1alpha1/namespaces/prod/users/alice",
-                Reply::Json(serde_json::to_value(&u).expect("json")),
-            ),
-        ];
-        let (result, _) = run(u, admin, steps).await;
-        assert_eq!(result.expect("cleaned up"), Action::await_change());
-        assert_eq!(fake.calls(), vec!["DeleteUser alice"]);
     }
 
     fn named(name: &str, topic_name: Option<&str>, created: i64) -> Arc<DeserializeGuard<Topic>> {

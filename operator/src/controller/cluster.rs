@@ -22,6 +22,7 @@ use std::time::Duration;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
@@ -537,10 +538,30 @@ async fn apply_all(client: &Client, ns: &str, d: &Desired, served: Served) -> Re
     apply(client, ns, &d.client_service).await?;
     let sts = apply(client, ns, &d.stateful_set).await?;
     apply(client, ns, &d.pdb).await?;
+    match &d.network_policy {
+        Some(np) => {
+            apply(client, ns, np).await?;
+        }
+        None => remove_network_policy(client, ns, &d.pdb.name_any()).await?,
+    }
     if let Some(sm) = d.service_monitor.as_ref().filter(|_| served.service_monitor) {
         apply_dynamic(client, ns, sm, &builders::monitoring::service_monitor_resource()).await?;
     }
     Ok(sts)
+}
+
+/// Deletes the NetworkPolicy `name` when the spec switched it off (a
+/// NetworkPolicy that does not exist is fine).
+async fn remove_network_policy(client: &Client, ns: &str, name: &str) -> Result<(), Error> {
+    let api: Api<NetworkPolicy> = Api::namespaced(client.clone(), ns);
+    match api.delete(name, &DeleteParams::default()).await {
+        Ok(_) => {
+            info!(policy = %format!("{ns}/{name}"), "NetworkPolicy deleted: spec.networkPolicy.enabled is false");
+            Ok(())
+        }
+        Err(kube::Error::Api(s)) if s.is_not_found() => Ok(()),
+        Err(e) => Err(Error::kube(format!("deleting NetworkPolicy {ns}/{name}"))(e)),
+    }
 }
 
 async fn apply<K>(client: &Client, ns: &str, obj: &K) -> Result<K, Error>
@@ -778,6 +799,7 @@ mod tests {
     const HEADLESS: &str = "/api/v1/namespaces/prod/services/demo-headless";
     const CLIENT: &str = "/api/v1/namespaces/prod/services/demo";
     const PDB: &str = "/apis/policy/v1/namespaces/prod/poddisruptionbudgets/demo";
+    const NETPOL: &str = "/apis/networking.k8s.io/v1/namespaces/prod/networkpolicies/demo";
     const STATUS: &str = "/apis/flymq.io/v1alpha1/namespaces/prod/flymqclusters/demo/status";
     const MONITORS: &str = "/apis/monitoring.coreos.com/v1/namespaces/prod/servicemonitors";
     const MONITOR: &str = "/apis/monitoring.coreos.com/v1/namespaces/prod/servicemonitors/demo";
@@ -867,6 +889,7 @@ mod tests {
                 },
             ),
             step("PATCH", PDB, Reply::Echo),
+            step("PATCH", NETPOL, Reply::Echo),
         ]);
         s
     }
@@ -993,7 +1016,17 @@ mod tests {
         assert_eq!(status.get("clusterId"), None);
         let secret = &sent(&seen, "PATCH", CLUSTER_SECRET).body;
         assert_eq!(secret["data"]["secret"], json!(BASE64_64_X));
-        assert_eq!(seen.len(), 12, "no event for an ordinary first reconcile");
+        assert_eq!(seen.len(), 13, "no event for an ordinary first reconcile");
+        let np = &sent(&seen, "PATCH", NETPOL).body;
+        assert_eq!(np["kind"], json!("NetworkPolicy"));
+        let env = sts["spec"]["template"]["spec"]["containers"][0]["env"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        assert!(
+            env.contains(&json!({"name": "FLYMQ_AUTH_ENABLED", "value": "true"})),
+            "secure by default: {env:?}"
+        );
     }
 
     /// base64 of the 64 'x' the fixed randomness draws.
@@ -1075,14 +1108,14 @@ mod tests {
             "applied before the answer"
         );
         assert_eq!(
-            seen[11].body["data"],
+            seen[12].body["data"],
             json!({"bootstrap": "never", "cluster-id": "7d1e-cluster"}),
             "re-applied once the brokers named their cluster"
         );
-        let status = &seen[12].body["status"];
+        let status = &seen[13].body["status"];
         assert_eq!(status["clusterId"], json!("7d1e-cluster"));
         assert_eq!(cond(status, "Ready")["status"], json!("True"));
-        assert_eq!(seen[13].body["reason"], json!("ClusterReady"));
+        assert_eq!(seen[14].body["reason"], json!("ClusterReady"));
 
         // From then on the identity carries the id from the first apply.
         let mut again = c;
@@ -1480,13 +1513,13 @@ mod tests {
         steps.push(step("POST", EVENTS, Reply::Echo));
         let (result, seen) = run(fresh.clone(), steps).await;
         assert_eq!(result.expect("reconciles"), Action::requeue(REQUEUE_READY));
-        assert_eq!(seen[12].body["reason"], json!("ClusterReady"));
-        assert_eq!(seen[11].body["status"]["leader"], json!("demo-0"));
-        assert_eq!(seen[11].body["status"]["members"].as_array().map(Vec::len), Some(3));
+        assert_eq!(seen[13].body["reason"], json!("ClusterReady"));
+        assert_eq!(seen[12].body["status"]["leader"], json!("demo-0"));
+        assert_eq!(seen[12].body["status"]["members"].as_array().map(Vec::len), Some(3));
 
         // Second pass: the stored status is what the operator would write.
         let mut again = fresh;
-        again.status = Some(serde_json::from_value(seen[11].body["status"].clone()).expect("status"));
+        again.status = Some(serde_json::from_value(seen[12].body["status"].clone()).expect("status"));
         let mut steps = vec![
             step("GET", STS, Reply::Json(existing_sts(3, 3))),
             step("GET", ADMIN_SECRET, Reply::NotFound),
@@ -1495,7 +1528,7 @@ mod tests {
         steps.extend(applies_with(true, Some(existing_sts(3, 3))));
         let (result, seen) = run(again, steps).await;
         assert_eq!(result.expect("reconciles"), Action::requeue(REQUEUE_READY));
-        assert_eq!(seen.len(), 11, "no status write and no event when nothing changed");
+        assert_eq!(seen.len(), 12, "no status write and no event when nothing changed");
     }
 
     #[tokio::test]

@@ -51,6 +51,7 @@ impl Error {
             Error::Admin(AdminError::Unreachable { .. }) => "admin_unavailable",
             Error::Admin(AdminError::NotSupported { .. }) => "admin_unsupported",
             Error::Admin(AdminError::Rejected { .. }) => "admin_rejected",
+            Error::Admin(AdminError::Credentials { .. }) => "admin_credentials",
             Error::Admin(AdminError::NotFound { .. } | AdminError::Failed { .. }) => "admin_api",
             Error::Serialize { .. } => "serialize",
         }

@@ -13,5 +13,6 @@ pub mod guard;
 pub(crate) mod mock;
 pub mod roll;
 pub mod status;
+pub mod user;
 
 pub use error::Error;

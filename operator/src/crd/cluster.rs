@@ -80,9 +80,13 @@ pub struct FlyMQClusterSpec {
     /// Encryption of data at rest. Cannot be changed or removed once set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encryption: Option<EncryptionSpec>,
-    /// Authentication of the built-in admin user.
+    /// Authentication: on by default, with the built-in admin user as the
+    /// bootstrap admin.
     #[serde(default)]
     pub auth: AuthSpec,
+    /// The NetworkPolicy that keeps the Raft and admin ports private.
+    #[serde(default)]
+    pub network_policy: NetworkPolicySpec,
     /// Prometheus metrics scraping.
     #[serde(default)]
     pub metrics: MetricsSpec,
@@ -300,14 +304,51 @@ pub struct EncryptionSpec {
     pub key_secret_ref: SecretKeyRef,
 }
 
-/// The built-in admin user.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+/// Authentication and the built-in admin user.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AuthSpec {
+    /// Require authentication on the brokers (the default). Turn it off only
+    /// for development: anyone who reaches the client port can then use
+    /// every topic.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
     /// An existing Secret with keys `username` and `password`. When absent the
     /// operator generates `<cluster>-admin` once and never rotates it by itself.
+    /// Its user is the brokers' bootstrap admin and the operator's identity on
+    /// the admin API.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin_secret_name: Option<String>,
+}
+
+impl Default for AuthSpec {
+    fn default() -> Self {
+        AuthSpec {
+            enabled: true,
+            admin_secret_name: None,
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// A NetworkPolicy for the broker pods: the client (9092), metrics (9094)
+/// and health (9095) ports stay open; only brokers reach the Raft port
+/// (9093); only brokers and the operator reach the admin port (9096).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkPolicySpec {
+    /// Create the NetworkPolicy `<cluster>` (the default).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+}
+
+impl Default for NetworkPolicySpec {
+    fn default() -> Self {
+        NetworkPolicySpec { enabled: true }
+    }
 }
 
 /// Prometheus metrics.

@@ -92,9 +92,17 @@ pub struct AdminObjectStatus {
     /// The `metadata.generation` last acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// `Ready` (and `Degraded` on failure).
+    /// `Ready`, and for an ACL `PrincipalsKnown` (False when it names
+    /// users or roles the brokers do not know).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+    /// User only: the roles last applied on the brokers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_roles: Option<Vec<String>>,
+    /// User only: the Secret and key the password was last applied from
+    /// (the password itself never appears in a status).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_secret: Option<SecretKeyRef>,
 }
 
 /// Every CRD of the operator, in a stable order.

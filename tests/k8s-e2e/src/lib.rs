@@ -526,11 +526,45 @@ pub struct ServiceClient {
     _forward: Option<PortForward>,
 }
 
-/// Connects to the client Service of `cluster` in `ns`, or returns `None`
-/// after printing, for `test`, why the calling step is skipped: access
-/// `none`, or `port-forward` without kubectl on PATH. A failure to connect
-/// when access is possible is an error, not a skip.
+/// The `username` and `password` keys of Secret `secret` in `ns`.
+pub async fn secret_credentials(ns: &str, secret: &str) -> Result<flymq_client::Credentials, String> {
+    let client = Client::try_default()
+        .await
+        .map_err(|e| format!("cannot configure the Kubernetes client: {e}"))?;
+    let api: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client, ns);
+    let s = api
+        .get(secret)
+        .await
+        .map_err(|e| format!("reading Secret {ns}/{secret}: {e}"))?;
+    let text = |key: &str| -> Result<String, String> {
+        let bytes = s
+            .data
+            .as_ref()
+            .and_then(|d| d.get(key))
+            .ok_or_else(|| format!("Secret {ns}/{secret} has no key '{key}'"))?;
+        String::from_utf8(bytes.0.clone()).map_err(|_| format!("key '{key}' of Secret {ns}/{secret} is not UTF-8"))
+    };
+    Ok(flymq_client::Credentials::new(text("username")?, text("password")?))
+}
+
+/// Connects to the client Service of `cluster` in `ns` as the cluster's
+/// admin (its Secret `<cluster>-admin`: clusters run with authentication
+/// on), or returns `None` after printing, for `test`, why the calling step
+/// is skipped: access `none`, or `port-forward` without kubectl on PATH. A
+/// failure to connect when access is possible is an error, not a skip.
 pub async fn service_client(test: &str, ns: &str, cluster: &str, what: &str) -> Result<Option<ServiceClient>, String> {
+    let credentials = secret_credentials(ns, &format!("{cluster}-admin")).await?;
+    service_client_as(test, ns, cluster, what, credentials).await
+}
+
+/// [`service_client`] authenticated with `credentials`.
+pub async fn service_client_as(
+    test: &str,
+    ns: &str,
+    cluster: &str,
+    what: &str,
+    credentials: flymq_client::Credentials,
+) -> Result<Option<ServiceClient>, String> {
     let (bootstrap, forward) = match client_access()? {
         ClientAccess::None => {
             step(
@@ -556,11 +590,16 @@ pub async fn service_client(test: &str, ns: &str, cluster: &str, what: &str) -> 
         }
         ClientAccess::InCluster => (format!("{cluster}.{ns}.svc:9092"), None),
     };
-    let config = flymq_client::ClientConfig::new([bootstrap.clone()]);
+    let user = credentials.username.clone();
+    let mut config = flymq_client::ClientConfig::new([bootstrap.clone()]);
+    config.credentials = Some(credentials);
     let client = flymq_client::Client::connect(config)
         .await
-        .map_err(|e| format!("cannot connect to the client Service at {bootstrap}: {e}"))?;
-    step(test, &format!("connected to the client Service through {bootstrap}"));
+        .map_err(|e| format!("cannot connect to the client Service at {bootstrap} as '{user}': {e}"))?;
+    step(
+        test,
+        &format!("connected to the client Service through {bootstrap} as '{user}'"),
+    );
     Ok(Some(ServiceClient {
         client,
         bootstrap,

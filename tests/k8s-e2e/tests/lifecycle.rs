@@ -7,9 +7,9 @@
 //!    bootstrapping off;
 //! 2. apply Topics `orders` (deletionPolicy Delete) and `audit` (Retain),
 //!    wait until both are Synced with the finalizer; grow `orders`;
-//! 3. apply a User and an ACL: the
-//!    User is Ready=False (InsecureAdminConnection: no password is sent to an
-//!    admin API without TLS), the ACL Ready=True;
+//! 3. apply a User (generated password) and an ACL: both Synced, and alice
+//!    authenticates with the generated Secret (the cluster runs with
+//!    authentication on; every client uses the admin Secret);
 //! 4. produce and consume through the client Service (port-forward, or
 //!    directly from a pod; see `FLYMQ_E2E_CLIENT_ACCESS`);
 //! 5. scale 3 -> 5 (through the scale subresource, as `kubectl scale` does)
@@ -405,12 +405,10 @@ async fn lifecycle(client: Client, ns: String) -> Result<(), String> {
     })
     .await?;
 
-    // 3. Users and ACLs: the ACL is applied; the User is refused with a
-    // clear condition, since the operator reaches the admin API without
-    // TLS and never sends a password in plain text.
+    // 3. Users and ACLs, applied through the authenticated admin API.
     step(
         TEST,
-        "3. User alice (refused: no admin TLS for its password) and ACL orders-read (applied)",
+        "3. User alice (generated password) and ACL orders-read: Synced, alice authenticates",
     );
     let user = json!({"apiVersion": "flymq.io/v1alpha1", "kind": "User", "metadata": {"name": "alice"},
                       "spec": {"clusterRef": {"name": CLUSTER}, "roles": ["producer"]}});
@@ -424,11 +422,12 @@ async fn lifecycle(client: Client, ns: String) -> Result<(), String> {
         .patch("orders-read", &env.ssa, &Patch::Apply(&acl))
         .await
         .map_err(|e| format!("applying ACL orders-read: {e}"))?;
-    let refused = wait_condition(&env.users, "alice", "False", "InsecureAdminConnection").await?;
-    if !refused.message.contains("never sends passwords in plain text") {
-        return Err(format!("unexpected User condition: {}", refused.message));
-    }
+    wait_condition(&env.users, "alice", "True", "Synced").await?;
     wait_condition(&env.acls, "orders-read", "True", "Synced").await?;
+    let alice = flymq_k8s_e2e::secret_credentials(&env.ns, "alice-flymq-user").await?;
+    if let Some(sc) = flymq_k8s_e2e::service_client_as(TEST, &env.ns, CLUSTER, "alice authenticates", alice).await? {
+        step(TEST, &format!("alice authenticated through {}", sc.bootstrap));
+    }
 
     // 4. Produce and consume through the client Service.
     step(TEST, "4. produce and consume through the client Service");

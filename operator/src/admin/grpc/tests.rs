@@ -218,6 +218,7 @@ async fn grpc_statuses_map_to_typed_errors() {
             AdminError::NotSupported { .. } => "NotSupported".into(),
             AdminError::NotFound { .. } => "NotFound".into(),
             AdminError::Failed { .. } => "Failed".into(),
+            AdminError::Credentials { .. } => "Credentials".into(),
         };
         assert_eq!(kind, expected, "{status:?}");
         assert!(err.to_string().contains(status.message()), "{err}");
@@ -288,15 +289,6 @@ async fn topic_delete_calls_delete_topic_and_a_missing_topic_is_fine() {
     assert_eq!(fake.calls().iter().filter(|c| *c == "DeleteTopic orders").count(), 4);
 }
 
-fn user() -> User {
-    let mut u = User::new(
-        "alice",
-        serde_json::from_value(json!({"clusterRef": {"name": "demo"}, "roles": ["producer"]})).expect("spec"),
-    );
-    u.metadata.namespace = Some("prod".into());
-    u
-}
-
 fn acl(topic: serde_json::Value) -> Acl {
     let mut a = Acl::new(
         "orders-acl",
@@ -308,82 +300,147 @@ fn acl(topic: serde_json::Value) -> Acl {
     a
 }
 
-#[tokio::test]
-async fn users_and_acls_on_a_broker_without_them_are_not_supported() {
-    let fake = Arc::new(FakeBroker::default());
-    let admin = admin(&serve(fake.clone()));
+/// Fixed credentials for every cluster.
+struct Static(Option<AdminCredentials>);
 
-    let err = AdminSync::<User>::apply(&admin, &endpoint(), &user())
-        .await
-        .expect_err("unimplemented");
-    assert!(
-        err.to_string()
-            .starts_with("the broker does not support users/ACLs yet"),
-        "{err}"
-    );
-    let err = AdminSync::<Acl>::apply(&admin, &endpoint(), &acl(json!({"name": "orders"})))
-        .await
-        .expect_err("unimplemented");
-    assert!(
-        matches!(
-            err,
-            AdminError::NotSupported {
-                feature: "users/ACLs",
-                ..
-            }
-        ),
-        "{err:?}"
-    );
-
-    // Nothing can exist on such a broker, so deleting succeeds.
-    AdminSync::<User>::delete(&admin, &endpoint(), &user())
-        .await
-        .expect("nothing to delete");
-    AdminSync::<Acl>::delete(&admin, &endpoint(), &acl(json!({"name": "orders"})))
-        .await
-        .expect("nothing to delete");
-    assert_eq!(
-        fake.calls(),
-        vec![
-            "ListUsers",
-            "UpsertAcl orders pattern=false public=true users=[\"alice\"] roles=[\"consumer\"]",
-            "DeleteUser alice",
-            "DeleteAcl orders pattern=false",
-        ]
-    );
+impl CredentialSource for Static {
+    fn credentials<'a>(&'a self, _: &'a ClusterEndpoint) -> AdminFuture<'a, Option<AdminCredentials>> {
+        Box::pin(async move { Ok(self.0.clone()) })
+    }
 }
 
 #[tokio::test]
-async fn acls_are_upserted_and_user_passwords_never_travel_in_plain_text() {
-    let fake = Arc::new(FakeBroker {
-        users_supported: true,
-        ..FakeBroker::default()
-    });
+async fn every_call_carries_the_clusters_credentials() {
+    let fake = Arc::new(FakeBroker::default());
+    let url = serve(fake.clone());
+    let admin = admin(&url).with_credentials(Arc::new(Static(Some(AdminCredentials::new("admin", "pw")))));
+    admin.cluster_status(&endpoint()).await.expect("status");
+    admin
+        .upsert_user(&endpoint(), "alice", &["producer".to_string()], "alice-pw")
+        .await
+        .expect("upserted");
+    AdminSync::<Acl>::apply(&admin, &endpoint(), &acl(json!({"name": "orders"})))
+        .await
+        .expect("applied");
+    let auths = fake.authorizations.lock().expect("lock").clone();
+    assert_eq!(
+        auths.len(),
+        5,
+        "ClusterStatus, UpsertUser, ListAcls, ListUsers, UpsertAcl"
+    );
+    assert!(
+        auths.iter().all(|a| a.as_deref() == Some("Basic YWRtaW46cHc=")),
+        "{auths:?}"
+    );
+
+    // A cluster without authentication: no header at all.
+    let anonymous = admin_without(&url);
+    anonymous.cluster_status(&endpoint()).await.expect("status");
+    assert_eq!(fake.authorizations.lock().expect("lock").last(), Some(&None));
+}
+
+fn admin_without(url: &str) -> GrpcAdmin {
+    admin(url).with_credentials(Arc::new(Static(None)))
+}
+
+#[tokio::test]
+async fn users_are_upserted_with_their_password_and_unknown_roles_are_named() {
+    let fake = Arc::new(FakeBroker::default());
     let admin = admin(&serve(fake.clone()));
-    let synced = AdminSync::<Acl>::apply(&admin, &endpoint(), &acl(json!({"pattern": "orders.*"})))
+    admin
+        .upsert_user(&endpoint(), "alice", &["producer".to_string()], "pw-1")
+        .await
+        .expect("upserted");
+    assert_eq!(
+        fake.users.lock().expect("lock").get("alice"),
+        Some(&(vec!["producer".to_string()], "pw-1".to_string()))
+    );
+    let err = admin
+        .upsert_user(&endpoint(), "bob", &["auditor".to_string()], "pw-2")
+        .await
+        .expect_err("unknown role");
+    assert!(
+        matches!(&err, AdminError::Rejected { reason: "UnknownRole", message, .. }
+            if message.contains("'auditor'") && !message.contains("pw-2")),
+        "{err:?}"
+    );
+    assert!(!fake.users.lock().expect("lock").contains_key("bob"));
+    admin.delete_user(&endpoint(), "alice").await.expect("deleted");
+    admin
+        .delete_user(&endpoint(), "alice")
+        .await
+        .expect("a missing user is fine");
+    assert!(fake.users.lock().expect("lock").is_empty());
+}
+
+#[tokio::test]
+async fn acls_are_written_only_when_they_drift() {
+    let fake = Arc::new(FakeBroker::default());
+    fake.users
+        .lock()
+        .expect("lock")
+        .insert("alice".into(), (vec!["consumer".into()], "pw".into()));
+    let admin = admin(&serve(fake.clone()));
+    let a = acl(json!({"pattern": "orders.*"}));
+    let synced = AdminSync::<Acl>::apply(&admin, &endpoint(), &a)
         .await
         .expect("upserted");
     assert_eq!(
         synced.message,
-        "ACL on topics matching 'orders.*': public=true, 1 users, 1 roles"
+        "ACL on topics matching 'orders.*': public=true, users: alice, roles: consumer (created)"
     );
-
-    let err = AdminSync::<User>::apply(&admin, &endpoint(), &user())
+    assert_eq!(synced.warning, None);
+    assert_eq!(synced.checked, Some(PRINCIPALS_KNOWN));
+    // Unchanged: no write.
+    let synced = AdminSync::<Acl>::apply(&admin, &endpoint(), &a).await.expect("in sync");
+    assert!(!synced.message.contains('('), "{}", synced.message);
+    // Changed on the brokers behind the operator's back: put back.
+    fake.acls
+        .lock()
+        .expect("lock")
+        .get_mut(&("orders.*".to_string(), true))
+        .expect("held")
+        .users = vec!["mallory".into()];
+    let synced = AdminSync::<Acl>::apply(&admin, &endpoint(), &a)
         .await
-        .expect_err("refused");
+        .expect("corrected");
+    assert!(synced.message.ends_with("(drift corrected)"), "{}", synced.message);
+    assert_eq!(
+        fake.calls().iter().filter(|c| c.starts_with("UpsertAcl")).count(),
+        2,
+        "{:?}",
+        fake.calls()
+    );
+    assert_eq!(
+        fake.acls.lock().expect("lock")[&("orders.*".to_string(), true)].users,
+        vec!["alice".to_string()]
+    );
+    AdminSync::<Acl>::delete(&admin, &endpoint(), &a)
+        .await
+        .expect("deleted");
+    assert!(fake.acls.lock().expect("lock").is_empty());
+}
+
+#[tokio::test]
+async fn acls_naming_unknown_users_or_roles_are_applied_with_a_warning() {
+    let fake = Arc::new(FakeBroker::default());
+    let admin = admin(&serve(fake.clone()));
+    let mut a = acl(json!({"name": "orders"}));
+    a.spec.roles = vec!["consumer".into(), "auditors".into()];
+    let synced = AdminSync::<Acl>::apply(&admin, &endpoint(), &a).await.expect("applied");
+    let w = synced.warning.expect("warning");
+    assert_eq!(w.reason, "UnknownUserAndRole");
     assert!(
-        matches!(
-            err,
-            AdminError::Rejected {
-                reason: "InsecureAdminConnection",
-                ..
-            }
-        ),
-        "{err:?}"
+        w.message
+            .starts_with("no user 'alice' and no role 'auditors' exist on the brokers"),
+        "{}",
+        w.message
     );
     assert!(
-        !fake.calls().iter().any(|c| c.starts_with("UpsertUser")),
-        "no password was sent"
+        fake.acls
+            .lock()
+            .expect("lock")
+            .contains_key(&("orders".to_string(), false))
     );
 }
 

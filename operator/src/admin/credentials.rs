@@ -1,0 +1,103 @@
+//! [`KubeCredentials`]: the operator's admin API credentials for a cluster,
+//! read from the cluster's admin Secret (the brokers' bootstrap admin).
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::{Api, Client};
+
+use super::{AdminCredentials, AdminError, AdminFuture, ClusterEndpoint, CredentialSource};
+use crate::builders::admin_secret_name;
+use crate::crd::FlyMQCluster;
+
+/// Reads each cluster's admin Secret when the cluster has authentication on.
+pub struct KubeCredentials {
+    client: Client,
+}
+
+impl KubeCredentials {
+    /// A source reading through `client`.
+    pub fn new(client: Client) -> Self {
+        KubeCredentials { client }
+    }
+}
+
+/// The credentials in an admin Secret (`username`, `password`), or what is
+/// wrong with it (never its content).
+pub fn from_secret(secret: &Secret) -> Result<AdminCredentials, String> {
+    let name = secret.metadata.name.as_deref().unwrap_or_default();
+    let data = secret.data.as_ref();
+    let text = |key: &str| -> Result<String, String> {
+        let bytes = data
+            .and_then(|d| d.get(key))
+            .ok_or_else(|| format!("Secret {name} has no key '{key}'"))?;
+        let value =
+            String::from_utf8(bytes.0.clone()).map_err(|_| format!("key '{key}' of Secret {name} is not UTF-8"))?;
+        if value.is_empty() {
+            return Err(format!("key '{key}' of Secret {name} is empty"));
+        }
+        Ok(value)
+    };
+    Ok(AdminCredentials::new(text("username")?, text("password")?))
+}
+
+impl CredentialSource for KubeCredentials {
+    fn credentials<'a>(&'a self, cluster: &'a ClusterEndpoint) -> AdminFuture<'a, Option<AdminCredentials>> {
+        Box::pin(async move {
+            let (ns, name) = (&cluster.namespace, &cluster.name);
+            let failed = |message: String| AdminError::Credentials {
+                cluster: format!("{ns}/{name}"),
+                message,
+            };
+            let clusters: Api<FlyMQCluster> = Api::namespaced(self.client.clone(), ns);
+            let c = clusters
+                .get_opt(name)
+                .await
+                .map_err(|e| failed(format!("reading the FlyMQCluster: {e}")))?
+                .ok_or_else(|| failed("the FlyMQCluster does not exist".into()))?;
+            if !c.spec.auth.enabled {
+                return Ok(None);
+            }
+            let secret_name = admin_secret_name(&c, name);
+            let secrets: Api<Secret> = Api::namespaced(self.client.clone(), ns);
+            let secret = secrets
+                .get_opt(&secret_name)
+                .await
+                .map_err(|e| failed(format!("reading Secret {ns}/{secret_name}: {e}")))?
+                .ok_or_else(|| {
+                    failed(format!(
+                        "Secret {ns}/{secret_name} does not exist (the operator generates it unless \
+                         spec.auth.adminSecretName names one)"
+                    ))
+                })?;
+            from_secret(&secret).map(Some).map_err(failed)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::ByteString;
+
+    fn secret(data: &[(&str, &str)]) -> Secret {
+        let mut s = Secret::default();
+        s.metadata.name = Some("demo-admin".into());
+        s.data = Some(
+            data.iter()
+                .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
+                .collect(),
+        );
+        s
+    }
+
+    #[test]
+    fn reads_username_and_password_and_names_what_is_missing() {
+        let c = from_secret(&secret(&[("username", "admin"), ("password", "pw-123")])).expect("valid");
+        assert_eq!(c, AdminCredentials::new("admin", "pw-123"));
+        assert_eq!(
+            from_secret(&secret(&[("username", "admin")])),
+            Err("Secret demo-admin has no key 'password'".into())
+        );
+        let empty = from_secret(&secret(&[("username", "admin"), ("password", "")])).expect_err("empty");
+        assert_eq!(empty, "key 'password' of Secret demo-admin is empty");
+    }
+}
