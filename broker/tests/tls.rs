@@ -498,3 +498,62 @@ async fn cluster_mode_needs_tls_or_a_cluster_secret() {
     let err = config.validate().expect_err("no CA").to_string();
     assert!(err.contains("tls_ca_file"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_certificate_authenticates_its_user() {
+    let pki = Pki::new();
+    let data = tempfile::tempdir().expect("tmp");
+    let config = Config {
+        tls_client_auth: TlsClientAuth::Optional,
+        auth_enabled: true,
+        default_public: false,
+        ..pki.config(data.path())
+    };
+    log_capture();
+    let secrets = Secrets {
+        admin_password: Some(zeroize::Zeroizing::new("cert-admin-pw".to_owned())),
+        ..Secrets::default()
+    };
+    let broker = RunningBroker::start_with(&config, secrets)
+        .await
+        .expect("broker starts");
+    let addr = broker.client_addr();
+    let admin = Client::connect(ClientConfig {
+        bootstrap: vec![addr.to_string()],
+        credentials: Some(flymq_client::Credentials::new("admin", "cert-admin-pw")),
+        request_timeout: WAIT,
+        tls: Some(pki.client_tls()),
+        ..ClientConfig::default()
+    })
+    .await
+    .expect("admin connects");
+    admin
+        .create_user("carol", "carol-pw", vec!["producer".into(), "consumer".into()])
+        .await
+        .expect("create carol");
+    admin.create_topic("cert-topic", 1).await.expect("create topic");
+    let with_cert = |name: &str| {
+        let (cert, key) = pki.client_cert(&pki.ca, name, false);
+        ClientTlsOptions {
+            client_cert_file: Some(cert),
+            client_key_file: Some(key),
+            ..pki.client_tls()
+        }
+    };
+
+    // No AUTH: the certificate's user is bound to the connection.
+    let carol = sdk(addr, Some(with_cert("carol"))).await.expect("carol connects");
+    let me = carol.whoami().await.expect("whoami");
+    assert!(me.authenticated && me.username == "carol", "{me:?}");
+    round_trip(&carol, "cert-topic", 3).await.expect("carol is served");
+
+    // A certificate of a user that does not exist grants nothing.
+    let mallory = sdk(addr, Some(with_cert("mallory"))).await.expect("connects");
+    let err = mallory.produce("cert-topic", "x").await.unwrap_err();
+    assert!(err.to_string().ends_with("unauthorized"), "{err}");
+    // Without a certificate or AUTH: authentication required.
+    let nobody = sdk(addr, Some(pki.client_tls())).await.expect("connects");
+    let err = nobody.produce("cert-topic", "x").await.unwrap_err();
+    assert!(err.to_string().ends_with("authentication required"), "{err}");
+    broker.shutdown().await;
+}
