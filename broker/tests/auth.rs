@@ -789,6 +789,57 @@ async fn admin_grpc_requires_an_admin() {
     let status = client.upsert_user(bad).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::FailedPrecondition);
     assert!(status.message().contains("no-such-role"));
+    // Custom roles: created through the admin API, granted to a user, and
+    // refused for deletion while a user has them.
+    let mut role = tonic::Request::new(flymq_proto::grpc::admin::UpsertRoleRequest {
+        name: "auditors".into(),
+        permissions: vec!["read".into()],
+        description: "read everything".into(),
+    });
+    role.metadata_mut().insert("authorization", auth_value.parse().unwrap());
+    client.upsert_role(role).await.unwrap();
+    let mut aud = tonic::Request::new(UpsertUserRequest {
+        username: "aud".into(),
+        roles: vec!["auditors".into()],
+        password: "aud-pass".into(),
+    });
+    aud.metadata_mut().insert("authorization", auth_value.parse().unwrap());
+    client.upsert_user(aud).await.unwrap();
+    let mut aud_client = login(&broker, "aud", "aud-pass").await;
+    expect_ok(&mut aud_client, consume("orders")).await;
+    assert_eq!(
+        denial(&aud_client.call(produce("orders", "no")).await).as_deref(),
+        Some("unauthorized")
+    );
+    match aud_client.call(Request::RoleList).await {
+        Response::RoleList(list) => assert!(
+            list.roles
+                .iter()
+                .any(|r| r.name == "auditors" && r.permissions == vec!["read".to_string()])
+        ),
+        other => panic!("{other:?}"),
+    }
+    let mut in_use = tonic::Request::new(flymq_proto::grpc::admin::DeleteRoleRequest {
+        name: "auditors".into(),
+    });
+    in_use
+        .metadata_mut()
+        .insert("authorization", auth_value.parse().unwrap());
+    let status = client.delete_role(in_use).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status:?}");
+    let mut builtin = tonic::Request::new(flymq_proto::grpc::admin::UpsertRoleRequest {
+        name: "admin".into(),
+        permissions: vec![],
+        description: String::new(),
+    });
+    builtin
+        .metadata_mut()
+        .insert("authorization", auth_value.parse().unwrap());
+    assert_eq!(
+        client.upsert_role(builtin).await.unwrap_err().code(),
+        tonic::Code::FailedPrecondition
+    );
+
     // Deleting what does not exist is NOT_FOUND (the operator's finalizers rely on it).
     let mut gone = tonic::Request::new(flymq_proto::grpc::admin::DeleteUserRequest {
         username: "never-existed".into(),

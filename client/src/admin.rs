@@ -457,6 +457,33 @@ impl AdminClient {
         .map(|_| ())
     }
 
+    /// Creates or replaces a custom role granting `permissions` (`read`,
+    /// `write`, `admin`).
+    pub async fn upsert_role(&self, name: &str, permissions: Vec<String>, description: &str) -> Result<()> {
+        let request = pb::UpsertRoleRequest {
+            name: name.to_owned(),
+            permissions,
+            description: description.to_owned(),
+        };
+        let mut grpc = self.grpc.clone();
+        self.call("UpsertRole", self.request_timeout, request, |req| async move {
+            grpc.upsert_role(req).await
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Deletes a custom role that no user has.
+    pub async fn delete_role(&self, name: &str) -> Result<()> {
+        let request = pb::DeleteRoleRequest { name: name.to_owned() };
+        let mut grpc = self.grpc.clone();
+        self.call("DeleteRole", self.request_timeout, request, |req| async move {
+            grpc.delete_role(req).await
+        })
+        .await
+        .map(|_| ())
+    }
+
     /// Every ACL.
     pub async fn list_acls(&self) -> Result<Vec<AclEntry>> {
         let mut grpc = self.grpc.clone();

@@ -73,6 +73,20 @@ fn sample_status() -> ClusterStatusReply {
 
 #[tonic::async_trait]
 impl Admin for FakeAdmin {
+    async fn upsert_role(
+        &self,
+        _request: tonic::Request<flymq_proto::grpc::admin::UpsertRoleRequest>,
+    ) -> Result<tonic::Response<flymq_proto::grpc::admin::UpsertRoleReply>, tonic::Status> {
+        Err(tonic::Status::unimplemented("roles are not faked"))
+    }
+
+    async fn delete_role(
+        &self,
+        _request: tonic::Request<flymq_proto::grpc::admin::DeleteRoleRequest>,
+    ) -> Result<tonic::Response<flymq_proto::grpc::admin::DeleteRoleReply>, tonic::Status> {
+        Err(tonic::Status::unimplemented("roles are not faked"))
+    }
+
     async fn create_topic(&self, request: Request<pb::CreateTopicRequest>) -> Result<Response<TopicInfo>, Status> {
         let req = request.into_inner();
         let mut seen = self.seen();

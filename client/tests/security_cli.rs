@@ -464,6 +464,20 @@ fn unimplemented<T>() -> Result<GrpcResponse<T>, Status> {
 
 #[tonic::async_trait]
 impl Admin for FakeAdmin {
+    async fn upsert_role(
+        &self,
+        _request: tonic::Request<flymq_proto::grpc::admin::UpsertRoleRequest>,
+    ) -> Result<tonic::Response<flymq_proto::grpc::admin::UpsertRoleReply>, tonic::Status> {
+        Err(tonic::Status::unimplemented("roles are not faked"))
+    }
+
+    async fn delete_role(
+        &self,
+        _request: tonic::Request<flymq_proto::grpc::admin::DeleteRoleRequest>,
+    ) -> Result<tonic::Response<flymq_proto::grpc::admin::DeleteRoleReply>, tonic::Status> {
+        Err(tonic::Status::unimplemented("roles are not faked"))
+    }
+
     async fn create_topic(&self, _: GrpcRequest<pb::CreateTopicRequest>) -> Result<GrpcResponse<TopicInfo>, Status> {
         unimplemented()
     }

@@ -495,6 +495,31 @@ impl Admin for AdminService {
         Ok(Response::new(DeleteAclReply {}))
     }
 
+    async fn upsert_role(&self, request: Request<UpsertRoleRequest>) -> Result<Response<UpsertRoleReply>, Status> {
+        let caller = self.authorize(&request).await?;
+        let req = request.into_inner();
+        let permissions = req
+            .permissions
+            .iter()
+            .map(|p| flymq_security::Permission::parse(p))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let change = SecurityChange::UpsertRole {
+            name: req.name,
+            permissions,
+            description: req.description,
+        };
+        self.change(change, &caller).await?;
+        Ok(Response::new(UpsertRoleReply {}))
+    }
+
+    async fn delete_role(&self, request: Request<DeleteRoleRequest>) -> Result<Response<DeleteRoleReply>, Status> {
+        let caller = self.authorize(&request).await?;
+        let name = request.into_inner().name;
+        self.change(SecurityChange::DeleteRole { name }, &caller).await?;
+        Ok(Response::new(DeleteRoleReply {}))
+    }
+
     async fn list_acls(&self, request: Request<ListAclsRequest>) -> Result<Response<ListAclsReply>, Status> {
         let _caller = self.authorize(&request).await?;
         let state = self

@@ -101,6 +101,20 @@ fn config_text(c: Option<pb::TopicConfig>) -> String {
 
 #[tonic::async_trait]
 impl Admin for FakeBroker {
+    async fn upsert_role(
+        &self,
+        _request: tonic::Request<flymq_proto::grpc::admin::UpsertRoleRequest>,
+    ) -> Result<tonic::Response<flymq_proto::grpc::admin::UpsertRoleReply>, tonic::Status> {
+        Err(tonic::Status::unimplemented("roles are not faked"))
+    }
+
+    async fn delete_role(
+        &self,
+        _request: tonic::Request<flymq_proto::grpc::admin::DeleteRoleRequest>,
+    ) -> Result<tonic::Response<flymq_proto::grpc::admin::DeleteRoleReply>, tonic::Status> {
+        Err(tonic::Status::unimplemented("roles are not faked"))
+    }
+
     async fn create_topic(&self, req: Request<pb::CreateTopicRequest>) -> Result<Response<pb::TopicInfo>, Status> {
         let r = req.into_inner();
         self.record(
