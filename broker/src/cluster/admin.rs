@@ -454,11 +454,7 @@ impl Admin for AdminService {
 
     async fn list_users(&self, request: Request<ListUsersRequest>) -> Result<Response<ListUsersReply>, Status> {
         let _caller = self.authorize(&request).await?;
-        let state = self
-            .broker
-            .store()
-            .load_security_state()
-            .map_err(|e| status_of(e.into()))?;
+        let state = self.security_state()?;
         let users = state
             .users
             .values()
@@ -522,11 +518,7 @@ impl Admin for AdminService {
 
     async fn list_acls(&self, request: Request<ListAclsRequest>) -> Result<Response<ListAclsReply>, Status> {
         let _caller = self.authorize(&request).await?;
-        let state = self
-            .broker
-            .store()
-            .load_security_state()
-            .map_err(|e| status_of(e.into()))?;
+        let state = self.security_state()?;
         let acls = state
             .acls()
             .map(|(target, rule)| UpsertAclRequest {
@@ -542,6 +534,14 @@ impl Admin for AdminService {
 }
 
 impl AdminService {
+    /// This broker's applied users, roles and ACLs (admin reads only).
+    fn security_state(&self) -> Result<flymq_security::SecurityState, Status> {
+        self.broker
+            .store()
+            .load_security_state()
+            .map_err(|e| status_of(e.into()))
+    }
+
     async fn change(&self, change: SecurityChange, caller: &Caller) -> Result<bool, Status> {
         self.broker
             .change_security(change, &caller.user, &caller.ip)
