@@ -5,4 +5,5 @@ pub mod builders;
 pub mod controller;
 pub mod crd;
 pub mod metrics;
+pub mod pki;
 pub mod runtime;

@@ -330,12 +330,30 @@ pub async fn run(config: Config) -> Result<(), RuntimeError> {
         // the watch caches (Secrets in particular) small.
         let owned = watcher::Config::default().labels("app.kubernetes.io/managed-by=flymq-operator");
         let cluster_ctx = ctx.clone();
+        let controller = Controller::new(clusters, watcher::Config::default());
+        // The Secrets a spec names (TLS source, encryption keys) are not the
+        // operator's: a change to one reconciles the clusters naming it.
+        let store = controller.store();
+        let referenced = move |secret: Secret| {
+            let (secret_ns, secret_name) = (secret.namespace(), secret.name_any());
+            store
+                .state()
+                .iter()
+                .filter_map(|g| g.0.as_ref().ok())
+                .filter(|c| c.namespace() == secret_ns && c.referenced_secrets().contains(&secret_name))
+                .map(|c| {
+                    ObjectRef::<DeserializeGuard<FlyMQCluster>>::new(&c.name_any())
+                        .within(secret_ns.as_deref().unwrap_or_default())
+                })
+                .collect::<Vec<_>>()
+        };
         controllers.push(
-            Controller::new(clusters, watcher::Config::default())
+            controller
                 .owns(sts, owned.clone())
                 .owns(cms, owned.clone())
                 .owns(svcs, owned.clone())
-                .owns(secrets, owned)
+                .owns(secrets.clone(), owned)
+                .watches(secrets, watcher::Config::default(), referenced)
                 .graceful_shutdown_on(shutdown_trigger(&stop_rx))
                 .run(cluster::reconcile_guarded, cluster::error_policy_guarded, cluster_ctx)
                 .for_each(|res| async move {

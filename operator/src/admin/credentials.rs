@@ -4,8 +4,8 @@
 use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, Client};
 
-use super::{AdminCredentials, AdminError, AdminFuture, ClusterEndpoint, CredentialSource};
-use crate::builders::admin_secret_name;
+use super::{AdminCredentials, AdminError, AdminFuture, AdminTls, ClusterEndpoint, CredentialSource};
+use crate::builders::{admin_secret_name, tls};
 use crate::crd::FlyMQCluster;
 
 /// Reads each cluster's admin Secret when the cluster has authentication on.
@@ -39,7 +39,60 @@ pub fn from_secret(secret: &Secret) -> Result<AdminCredentials, String> {
     Ok(AdminCredentials::new(text("username")?, text("password")?))
 }
 
+/// The operator's TLS material in `<cluster>-broker-tls`, or what is
+/// missing (never its content).
+pub fn tls_from_secret(secret: &Secret) -> Result<AdminTls, String> {
+    let name = secret.metadata.name.as_deref().unwrap_or_default();
+    let (crt, key) = tls::entry_keys(tls::OPERATOR_ENTRY);
+    let bytes = |k: &str| -> Result<Vec<u8>, String> {
+        secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get(k))
+            .map(|b| b.0.clone())
+            .filter(|b| !b.is_empty())
+            .ok_or_else(|| format!("Secret {name} has no key '{k}'"))
+    };
+    Ok(AdminTls {
+        ca_pem: bytes(tls::CA_CERT_KEY)?,
+        cert_pem: bytes(&crt)?,
+        key_pem: zeroize::Zeroizing::new(bytes(&key)?),
+    })
+}
+
 impl CredentialSource for KubeCredentials {
+    fn tls<'a>(&'a self, cluster: &'a ClusterEndpoint) -> AdminFuture<'a, Option<AdminTls>> {
+        Box::pin(async move {
+            let (ns, name) = (&cluster.namespace, &cluster.name);
+            let failed = |message: String| AdminError::Credentials {
+                cluster: format!("{ns}/{name}"),
+                message,
+            };
+            let clusters: Api<FlyMQCluster> = Api::namespaced(self.client.clone(), ns);
+            let c = clusters
+                .get_opt(name)
+                .await
+                .map_err(|e| failed(format!("reading the FlyMQCluster: {e}")))?
+                .ok_or_else(|| failed("the FlyMQCluster does not exist".into()))?;
+            if c.spec.tls.is_none() {
+                return Ok(None);
+            }
+            let secret_name = tls::broker_secret_name(name);
+            let secrets: Api<Secret> = Api::namespaced(self.client.clone(), ns);
+            let secret = secrets
+                .get_opt(&secret_name)
+                .await
+                .map_err(|e| failed(format!("reading Secret {ns}/{secret_name}: {e}")))?
+                .ok_or_else(|| {
+                    failed(format!(
+                        "Secret {ns}/{secret_name} does not exist yet (the operator writes it once the \
+                         certificates are issued)"
+                    ))
+                })?;
+            tls_from_secret(&secret).map(Some).map_err(failed)
+        })
+    }
+
     fn credentials<'a>(&'a self, cluster: &'a ClusterEndpoint) -> AdminFuture<'a, Option<AdminCredentials>> {
         Box::pin(async move {
             let (ns, name) = (&cluster.namespace, &cluster.name);

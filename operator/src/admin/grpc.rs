@@ -17,8 +17,8 @@ use tonic::{Code, Status};
 use tracing::debug;
 
 use super::{
-    AdminCredentials, AdminError, AdminFuture, AdminSync, BrokerAdmin, ClusterEndpoint, ClusterInfo, CredentialSource,
-    DEFAULT_URL_TEMPLATE, Synced, Warning,
+    AdminCredentials, AdminError, AdminFuture, AdminSync, AdminTls, BrokerAdmin, ClusterEndpoint, ClusterInfo,
+    CredentialSource, DEFAULT_URL_TEMPLATE, Synced, Warning,
 };
 use crate::crd::cluster::ClusterMember;
 use crate::crd::topic::duration_ms;
@@ -112,30 +112,69 @@ impl GrpcAdmin {
     /// the credentials every call carries.
     async fn client(&self, cluster: &ClusterEndpoint) -> Result<(AdminClient<Channel>, String, Auth), AdminError> {
         let auth = self.auth(cluster).await?;
-        let (client, url) = self.channel(cluster)?;
+        let tls = match &self.credentials {
+            Some(source) => source.tls(cluster).await?,
+            None => None,
+        };
+        let (client, url) = self.channel(cluster, tls)?;
         Ok((client, url, auth))
     }
 
-    fn channel(&self, cluster: &ClusterEndpoint) -> Result<(AdminClient<Channel>, String), AdminError> {
+    fn channel(
+        &self,
+        cluster: &ClusterEndpoint,
+        tls: Option<AdminTls>,
+    ) -> Result<(AdminClient<Channel>, String), AdminError> {
         let url = cluster.url_from(&self.url_template);
+        // With TLS the URL says https (messages show what is dialled); the
+        // channel itself is given the TLS connector.
+        let shown = match &tls {
+            Some(_) => url.replacen("http://", "https://", 1),
+            None => url.clone(),
+        };
+        let key = match &tls {
+            Some(t) => format!("{url} tls:{}", t.fingerprint()),
+            None => url.clone(),
+        };
         // A poisoned map is still a valid map of channels.
         let mut channels = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(channel) = channels.get(&url) {
-            return Ok((AdminClient::new(channel.clone()), url));
+        if let Some(channel) = channels.get(&key) {
+            return Ok((AdminClient::new(channel.clone()), shown));
         }
         let endpoint = Endpoint::from_shared(url.clone()).map_err(|e| AdminError::Rejected {
             operation: "connect",
             reason: "InvalidAdminUrl",
             message: format!("'{url}' is not a valid admin API URL ({e}); fix --admin-url-template"),
         })?;
-        let channel = endpoint
+        let endpoint = endpoint
             .connect_timeout(self.timeouts.connect)
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(30))
-            .keep_alive_timeout(Duration::from_secs(10))
-            .connect_lazy();
-        channels.insert(url.clone(), channel.clone());
-        Ok((AdminClient::new(channel), url))
+            .keep_alive_timeout(Duration::from_secs(10));
+        let channel = match tls {
+            None => endpoint.connect_lazy(),
+            Some(t) => {
+                let source = format!(
+                    "Secret {}/{}",
+                    cluster.namespace,
+                    crate::builders::tls::broker_secret_name(&cluster.name)
+                );
+                let client = flymq_security::tls::client::grpc_client_from_pem(
+                    &source,
+                    &t.ca_pem,
+                    Some((&t.cert_pem, t.key_pem.as_slice())),
+                )
+                .map_err(|e| AdminError::Credentials {
+                    cluster: format!("{}/{}", cluster.namespace, cluster.name),
+                    message: format!("the operator's TLS material is unusable: {e}"),
+                })?;
+                // Channels of an older certificate of this cluster go.
+                channels.retain(|k, _| !k.starts_with(&format!("{url} tls:")));
+                flymq_security::tls::grpc::lazy_channel_on(endpoint, client)
+            }
+        };
+        channels.insert(key, channel.clone());
+        Ok((AdminClient::new(channel), shown))
     }
 }
 

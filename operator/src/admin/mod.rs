@@ -160,6 +160,49 @@ impl std::fmt::Debug for AdminCredentials {
 pub trait CredentialSource: Send + Sync {
     /// The credentials for `cluster`.
     fn credentials<'a>(&'a self, cluster: &'a ClusterEndpoint) -> AdminFuture<'a, Option<AdminCredentials>>;
+
+    /// How to reach `cluster` over TLS; `None`: plaintext (no `spec.tls`).
+    fn tls<'a>(&'a self, _cluster: &'a ClusterEndpoint) -> AdminFuture<'a, Option<AdminTls>> {
+        Box::pin(async { Ok(None) })
+    }
+}
+
+/// TLS to one cluster's admin API: the CA that signed the brokers'
+/// certificates and the operator's client certificate (the admin port asks
+/// for one when `spec.tls.requireClientCert` is set). `Debug` never shows
+/// the key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdminTls {
+    /// PEM CA bundle.
+    pub ca_pem: Vec<u8>,
+    /// PEM client certificate.
+    pub cert_pem: Vec<u8>,
+    /// PEM private key of the client certificate.
+    pub key_pem: zeroize::Zeroizing<Vec<u8>>,
+}
+
+impl std::fmt::Debug for AdminTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminTls")
+            .field("ca_pem", &format!("{} bytes", self.ca_pem.len()))
+            .field("cert_pem", &format!("{} bytes", self.cert_pem.len()))
+            .field("key_pem", &"<redacted>")
+            .finish()
+    }
+}
+
+impl AdminTls {
+    /// A fingerprint of the material (SHA-256), so a renewed certificate
+    /// gets a new connection.
+    pub fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::new()
+            .chain_update(&self.ca_pem)
+            .chain_update(&self.cert_pem)
+            .chain_update(self.key_pem.as_slice())
+            .finalize();
+        digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+    }
 }
 
 /// The metadata Raft group as the brokers report it.

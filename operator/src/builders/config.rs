@@ -67,8 +67,8 @@ pub fn render(cluster: &FlyMQCluster) -> Result<String, BuildError> {
     set("admin_addr", format!("0.0.0.0:{ADMIN_PORT}").into());
     set("log_json", true.into());
     if let Some(tls) = &cluster.spec.tls {
-        set("tls_cert_file", format!("{TLS_DIR}/tls.crt").into());
-        set("tls_key_file", format!("{TLS_DIR}/tls.key").into());
+        // Each broker's own certificate and key come from the pod's
+        // environment (`FLYMQ_TLS_CERT_FILE`, `$(POD_NAME)`), see statefulset.rs.
         set("tls_ca_file", format!("{TLS_DIR}/ca.crt").into());
         set("tls_enabled", true.into());
         let client_auth = if tls.require_client_cert { "required" } else { "none" };
@@ -166,7 +166,11 @@ mod tests {
     fn tls_paths_when_enabled() {
         let c = cluster(serde_json::json!({"tls": {"secretName": "t", "requireClientCert": true}}));
         let yaml: Value = serde_yaml::from_str(&render(&c).expect("renders")).expect("valid yaml");
-        assert_eq!(yaml["tls_cert_file"], Value::from("/etc/flymq/tls/tls.crt"));
+        assert_eq!(yaml["tls_ca_file"], Value::from("/etc/flymq/tls/ca.crt"));
+        assert!(
+            yaml.get("tls_cert_file").is_none(),
+            "per broker, from the pod's environment"
+        );
         assert_eq!(yaml["tls_enabled"], Value::from(true));
         assert_eq!(yaml["tls_client_auth"], Value::from("required"));
     }

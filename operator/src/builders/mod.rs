@@ -94,6 +94,9 @@ pub struct Inputs {
     /// The inter-broker secret already stored in `<cluster>-cluster-secret`;
     /// reusing it keeps resyncs from changing it.
     pub existing_cluster_secret: Option<String>,
+    /// The encryption key ids accepted in this pass, active first (empty
+    /// without `spec.encryption`).
+    pub encryption_key_ids: Vec<String>,
 }
 
 /// Source of generated secret values, injected so builders stay pure.
@@ -138,7 +141,7 @@ pub fn build(cluster: &FlyMQCluster, inputs: &Inputs, random: &dyn Randomness) -
         certificate: tls::certificate(cluster)?,
         headless_service: service::headless(cluster)?,
         client_service: service::client(cluster)?,
-        stateful_set: statefulset::stateful_set(cluster, &config_hash)?,
+        stateful_set: statefulset::stateful_set(cluster, &config_hash, inputs)?,
         pdb: pdb::pdb(cluster)?,
         network_policy: network_policy::network_policy(cluster)?,
         service_monitor: monitoring::service_monitor(cluster)?,

@@ -70,6 +70,15 @@ pub fn cluster_secret(
     })
 }
 
+/// Key of the encryption keys in `<cluster>-encryption`.
+pub const ENCRYPTION_KEYS_KEY: &str = "keys";
+
+/// The Secret the brokers read their encryption keys from (written by the
+/// operator after checking the user's keys): `<cluster>-encryption`.
+pub fn encryption_secret_name(name: &str) -> String {
+    format!("{name}-encryption")
+}
+
 /// Reads the value stored in a cluster secret, if it has a usable one.
 pub fn stored_cluster_secret(secret: &Secret) -> Option<String> {
     let bytes = secret.data.as_ref()?.get(CLUSTER_SECRET_KEY)?;

@@ -18,13 +18,15 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use super::config::{CONFIG_DIR, CONFIG_FILE, DATA_MOUNT, TLS_DIR, config_map_name};
 use super::identity::{BOOTSTRAP_KEY, CLUSTER_ID_KEY, identity_name};
 use super::{
-    ADMIN_PORT, BuildError, CLIENT_PORT, CLUSTER_PORT, HEALTH_PORT, METRICS_PORT, admin_secret_name,
+    ADMIN_PORT, BuildError, CLIENT_PORT, CLUSTER_PORT, HEALTH_PORT, Inputs, METRICS_PORT, admin_secret_name,
     cluster_secret_name, headless_name, labels, ns_name, owned_meta, selector_labels, tls,
 };
 use crate::crd::FlyMQCluster;
 
 /// Pod template annotation holding the hash of the rendered configuration.
 pub const CONFIG_HASH_ANNOTATION: &str = "flymq.io/config-hash";
+/// Pod annotation: the encryption key ids the brokers run with, active first.
+pub const ENCRYPTION_KEYS_ANNOTATION: &str = "flymq.io/encryption-key-ids";
 /// Name of the broker container.
 pub const CONTAINER: &str = "flymq";
 /// UID/GID the broker runs as (non-root; matches the image).
@@ -160,9 +162,23 @@ fn non_empty_vec<T>(v: Vec<T>) -> Option<Vec<T>> {
     (!v.is_empty()).then_some(v)
 }
 
+/// Pod template annotations: a change rolls the brokers. The configuration
+/// hash, and the encryption key ids (never keys) so a rotation restarts the
+/// brokers onto the new active key.
+fn pod_annotations(config_hash: &str, inputs: &Inputs) -> BTreeMap<String, String> {
+    let mut annotations = BTreeMap::from([(CONFIG_HASH_ANNOTATION.to_string(), config_hash.to_string())]);
+    if !inputs.encryption_key_ids.is_empty() {
+        annotations.insert(
+            ENCRYPTION_KEYS_ANNOTATION.to_string(),
+            inputs.encryption_key_ids.join(","),
+        );
+    }
+    annotations
+}
+
 /// The StatefulSet `<cluster>`. `config_hash` goes on the pod template so a
 /// configuration change rolls the brokers.
-pub fn stateful_set(cluster: &FlyMQCluster, config_hash: &str) -> Result<StatefulSet, BuildError> {
+pub fn stateful_set(cluster: &FlyMQCluster, config_hash: &str, inputs: &Inputs) -> Result<StatefulSet, BuildError> {
     let (ns, name) = ns_name(cluster)?;
     let spec = &cluster.spec;
     let headless = headless_name(&name);
@@ -194,12 +210,19 @@ pub fn stateful_set(cluster: &FlyMQCluster, config_hash: &str) -> Result<Statefu
     ));
     // Secure by default: the admin Secret's user is the bootstrap admin.
     env_vars.push(env("FLYMQ_AUTH_ENABLED", spec.auth.enabled.to_string()));
-    if let Some(enc) = &spec.encryption {
+    // The keys the operator checked and copied (controller/encryption.rs),
+    // never the user's Secret itself.
+    if spec.encryption.is_some() {
         env_vars.push(env_secret(
             "FLYMQ_ENCRYPTION_KEY",
-            &enc.key_secret_ref.name,
-            &enc.key_secret_ref.key,
+            &super::secret::encryption_secret_name(&name),
+            super::secret::ENCRYPTION_KEYS_KEY,
         ));
+    }
+    // Each broker's own certificate in the operator's TLS Secret.
+    if spec.tls.is_some() {
+        env_vars.push(env("FLYMQ_TLS_CERT_FILE", format!("{TLS_DIR}/$(POD_NAME).crt")));
+        env_vars.push(env("FLYMQ_TLS_KEY_FILE", format!("{TLS_DIR}/$(POD_NAME).key")));
     }
 
     let mut mounts = vec![
@@ -353,7 +376,7 @@ pub fn stateful_set(cluster: &FlyMQCluster, config_hash: &str) -> Result<Statefu
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(labels(cluster, &name)),
-                    annotations: Some([(CONFIG_HASH_ANNOTATION.to_string(), config_hash.to_string())].into()),
+                    annotations: Some(pod_annotations(config_hash, inputs)),
                     ..ObjectMeta::default()
                 }),
                 spec: Some(pod),
@@ -394,7 +417,7 @@ mod tests {
 
     #[test]
     fn pod_ip_and_node_id_come_from_the_downward_api() {
-        let s = stateful_set(&cluster(serde_json::json!({})), "h").expect("builds");
+        let s = stateful_set(&cluster(serde_json::json!({})), "h", &Inputs::default()).expect("builds");
         let env = env_of(&s);
         let field = |n: &str| {
             env.iter()
@@ -411,7 +434,7 @@ mod tests {
 
     #[test]
     fn cluster_secret_comes_from_the_generated_secret() {
-        let s = stateful_set(&cluster(serde_json::json!({})), "h").expect("builds");
+        let s = stateful_set(&cluster(serde_json::json!({})), "h", &Inputs::default()).expect("builds");
         let env = env_of(&s);
         let secret = env
             .iter()
@@ -428,7 +451,7 @@ mod tests {
 
     #[test]
     fn bootstrap_and_cluster_id_come_from_the_identity_config_map() {
-        let s = stateful_set(&cluster(serde_json::json!({})), "h").expect("builds");
+        let s = stateful_set(&cluster(serde_json::json!({})), "h", &Inputs::default()).expect("builds");
         let env = env_of(&s);
         let from = |n: &str| {
             env.iter()
@@ -448,31 +471,70 @@ mod tests {
 
     #[test]
     fn the_operator_drives_rolls() {
-        let s = stateful_set(&cluster(serde_json::json!({})), "h").expect("builds");
+        let s = stateful_set(&cluster(serde_json::json!({})), "h", &Inputs::default()).expect("builds");
         let strategy = s.spec.and_then(|s| s.update_strategy).and_then(|u| u.type_);
         assert_eq!(strategy.as_deref(), Some("OnDelete"));
     }
 
     #[test]
-    fn encryption_key_comes_from_the_secret_never_inline() {
+    fn encryption_keys_come_from_the_checked_copy_never_inline_and_their_ids_roll_the_brokers() {
         let c = cluster(serde_json::json!({"encryption": {"keySecretRef": {"name": "k", "key": "hex"}}}));
-        let s = stateful_set(&c, "h").expect("builds");
+        let inputs = Inputs {
+            encryption_key_ids: vec!["00000002".into(), "00000001".into()],
+            ..Inputs::default()
+        };
+        let s = stateful_set(&c, "h", &inputs).expect("builds");
         let key = env_of(&s)
             .into_iter()
             .find(|e| e.name == "FLYMQ_ENCRYPTION_KEY")
             .expect("env");
         assert!(key.value.is_none());
         let sel = key.value_from.and_then(|v| v.secret_key_ref).expect("secret ref");
-        assert_eq!((sel.name.as_str(), sel.key.as_str()), ("k", "hex"));
+        assert_eq!((sel.name.as_str(), sel.key.as_str()), ("demo-encryption", "keys"));
+        let annotations = s
+            .spec
+            .and_then(|s| s.template.metadata)
+            .and_then(|m| m.annotations)
+            .expect("annotations");
+        assert_eq!(annotations[ENCRYPTION_KEYS_ANNOTATION], "00000002,00000001");
+    }
+
+    #[test]
+    fn each_broker_reads_its_own_certificate() {
+        let c = cluster(serde_json::json!({"tls": {}}));
+        let s = stateful_set(&c, "h", &Inputs::default()).expect("builds");
+        let env = env_of(&s);
+        let value = |n: &str| env.iter().find(|e| e.name == n).and_then(|e| e.value.clone());
+        assert_eq!(
+            value("FLYMQ_TLS_CERT_FILE").as_deref(),
+            Some("/etc/flymq/tls/$(POD_NAME).crt")
+        );
+        assert_eq!(
+            value("FLYMQ_TLS_KEY_FILE").as_deref(),
+            Some("/etc/flymq/tls/$(POD_NAME).key")
+        );
+        let pos = |n: &str| env.iter().position(|e| e.name == n).expect("set");
+        assert!(
+            pos("POD_NAME") < pos("FLYMQ_TLS_CERT_FILE"),
+            "$(POD_NAME) must be defined first"
+        );
+        let volume = s
+            .spec
+            .and_then(|s| s.template.spec)
+            .and_then(|p| p.volumes)
+            .and_then(|v| v.into_iter().find(|v| v.name == "tls"))
+            .and_then(|v| v.secret)
+            .and_then(|s| s.secret_name);
+        assert_eq!(volume.as_deref(), Some("demo-broker-tls"));
     }
 
     #[test]
     fn user_affinity_replaces_the_default() {
-        let default = stateful_set(&cluster(serde_json::json!({})), "h").expect("builds");
+        let default = stateful_set(&cluster(serde_json::json!({})), "h", &Inputs::default()).expect("builds");
         let pod = default.spec.expect("spec").template.spec.expect("pod");
         assert!(pod.affinity.expect("affinity").pod_anti_affinity.is_some());
         let c = cluster(serde_json::json!({"scheduling": {"affinity": {"nodeAffinity": {}}}}));
-        let pod = stateful_set(&c, "h")
+        let pod = stateful_set(&c, "h", &Inputs::default())
             .expect("builds")
             .spec
             .expect("spec")

@@ -17,7 +17,7 @@
 
 use std::fmt::Debug;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::StatefulSet;
@@ -37,6 +37,7 @@ use super::discovery::{OptionalApis, Served, unserved};
 use super::error::Error;
 use super::roll::{self, PodView, RollStep};
 use super::status::{self, DEGRADED, Observation, Problem, READY};
+use super::{encryption, tls};
 use crate::admin::{AdminError, BrokerAdmin, ClusterEndpoint, ClusterInfo};
 use crate::builders::{self, Desired, Inputs, MANAGER, Randomness, admin_secret_name, ns_name, selector_labels};
 use crate::crd::cluster::{FlyMQCluster, FlyMQClusterStatus};
@@ -96,6 +97,17 @@ pub struct Context {
     pub backoff: Backoff,
 }
 
+/// What validation hands to the rest of the pass.
+struct Validated {
+    desired: Desired,
+    /// Problems that do not stop the rest from being applied.
+    warnings: Vec<Problem>,
+    /// Encryption key ids to record in the status (`None`: no encryption).
+    encryption_key_ids: Option<Vec<String>>,
+    /// When the TLS certificates need another look (renewal).
+    tls_recheck: Duration,
+}
+
 /// What stops a spec from being applied at all.
 struct Refusal {
     problem: Problem,
@@ -137,53 +149,121 @@ pub async fn reconcile(cluster: Arc<FlyMQCluster>, ctx: Arc<Context>) -> Result<
         return Ok(Action::await_change());
     }
 
-    // 2. Validate. Brokers started with settings they do not know
-    // crash-loop (or would run without what was asked for): refuse before
-    // anything is applied or decommissioned, and say why.
+    // 2. Validate. Every refusal (a spec the builders refuse, key or
+    // certificate Secrets that are missing or unusable) ends the pass with
+    // a condition before anything is applied or decommissioned, and says why.
     let served = ctx.apis.get();
-    let validated = match unsupported(&cluster) {
-        Some(problem) => Err(Refusal {
-            problem,
-            error: None,
-            requeue: REQUEUE_NOT_SUPPORTED,
-        }),
-        None => {
-            let admin_secret = admin_secret_name(&cluster, &name);
-            let existing_admin_password = if cluster.spec.auth.admin_secret_name.is_none() {
-                let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
-                secrets
-                    .get_opt(&admin_secret)
-                    .await
-                    .map_err(Error::kube(format!("reading Secret {ns}/{admin_secret}")))?
-                    .as_ref()
-                    .and_then(builders::secret::stored_password)
-            } else {
-                None
-            };
-            // Generated once, then kept: brokers with different secrets refuse each other.
-            let cluster_secret = builders::cluster_secret_name(&name);
-            let existing_cluster_secret = Api::<Secret>::namespaced(ctx.client.clone(), &ns)
-                .get_opt(&cluster_secret)
-                .await
-                .map_err(Error::kube(format!("reading Secret {ns}/{cluster_secret}")))?
-                .as_ref()
-                .and_then(builders::secret::stored_cluster_secret);
+    let secrets_api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    let read_secret = |secret: String| {
+        let api = secrets_api.clone();
+        let what = format!("reading Secret {ns}/{secret}");
+        async move { api.get_opt(&secret).await.map_err(Error::kube(what)) }
+    };
+    let admin_secret = admin_secret_name(&cluster, &name);
+    let existing_admin_password = if cluster.spec.auth.admin_secret_name.is_none() {
+        read_secret(admin_secret.clone())
+            .await?
+            .as_ref()
+            .and_then(builders::secret::stored_password)
+    } else {
+        None
+    };
+    // Generated once, then kept: brokers with different secrets refuse each other.
+    let existing_cluster_secret = read_secret(builders::cluster_secret_name(&name))
+        .await?
+        .as_ref()
+        .and_then(builders::secret::stored_cluster_secret);
+    let key_source = match &cluster.spec.encryption {
+        Some(enc) => read_secret(enc.key_secret_ref.name.clone()).await?,
+        None => None,
+    };
+    let recorded_keys = cluster
+        .status
+        .as_ref()
+        .map(|s| s.encryption_key_ids.clone())
+        .unwrap_or_default();
+    let brokers = cluster.spec.replicas.max(
+        current
+            .as_ref()
+            .and_then(|s| s.spec.as_ref()?.replicas)
+            .unwrap_or_default(),
+    );
+    let tls_observed = if cluster.spec.tls.is_some() {
+        let own_ca = builders::tls::source_secret_name(&cluster).is_none();
+        tls::Observed {
+            ca: match own_ca {
+                true => read_secret(builders::tls::ca_secret_name(&name)).await?,
+                false => None,
+            },
+            brokers: read_secret(builders::tls::broker_secret_name(&name)).await?,
+            source: match builders::tls::source_secret_name(&cluster) {
+                Some(source) => read_secret(source).await?,
+                None => None,
+            },
+        }
+    } else {
+        tls::Observed::default()
+    };
+    let refused = |problem: Problem| Refusal {
+        problem,
+        error: None,
+        requeue: REQUEUE_NOT_SUPPORTED,
+    };
+    let validated = encryption::plan(&cluster, key_source.as_ref(), &recorded_keys)
+        .map_err(refused)
+        .and_then(|keys| {
             let inputs = Inputs {
                 existing_admin_password,
                 cluster_id: cluster.status.as_ref().and_then(|s| s.cluster_id.clone()),
                 existing_cluster_secret,
+                encryption_key_ids: keys.as_ref().map(|k| k.key_ids.clone()).unwrap_or_default(),
             };
-            validate(&cluster, &inputs, served, ctx.random.as_ref())
-        }
-    };
-    let (mut desired, warnings) = match validated {
+            let (mut desired, warnings) = validate(&cluster, &inputs, served, ctx.random.as_ref())?;
+            let recorded = keys.map(|k| {
+                desired.secrets.push(k.secret);
+                k.recorded
+            });
+            Ok((desired, warnings, recorded))
+        })
+        .and_then(|(mut desired, warnings, recorded)| {
+            match tls::plan(&cluster, &tls_observed, brokers, SystemTime::now()) {
+                tls::Plan::Apply { secrets, recheck } => {
+                    desired.secrets.extend(secrets);
+                    Ok(Validated {
+                        desired,
+                        warnings,
+                        encryption_key_ids: recorded,
+                        tls_recheck: recheck,
+                    })
+                }
+                tls::Plan::Refuse(problem) => Err(refused(problem)),
+                tls::Plan::Wait(problem) => Err(Refusal {
+                    problem,
+                    error: None,
+                    requeue: REQUEUE_PROGRESS,
+                }),
+            }
+        });
+    let Validated {
+        mut desired,
+        warnings,
+        encryption_key_ids,
+        tls_recheck,
+    } = match validated {
         Ok(v) => v,
         Err(refusal) => {
             ctx.decommissions.forget(&endpoint);
+            // Waiting for cert-manager: its Certificate is the one object
+            // that must exist for the wait to end.
+            let waiting = refusal.problem.reason == tls::WAITING;
+            if waiting && let Ok(Some(cert)) = builders::tls::certificate(&cluster) {
+                apply_dynamic(&ctx.client, &ns, &cert, &builders::tls::certificate_resource()).await?;
+            }
             let obs = Observation {
                 stateful_set: current.as_ref(),
-                problem: Some(refusal.problem),
-                refused: true,
+                progress: waiting.then(|| refusal.problem.clone()),
+                problem: (!waiting).then_some(refusal.problem),
+                refused: !waiting,
                 ..Default::default()
             };
             publish_status(&cluster, &ctx, &obs).await?;
@@ -326,12 +406,13 @@ pub async fn reconcile(cluster: Arc<FlyMQCluster>, ctx: Arc<Context>) -> Result<
         admin_error: admin_error.map(|e| e.to_string()),
         progress: progress.clone(),
         cluster_id,
+        encryption_key_ids,
     };
     let new_status = publish_status(&cluster, &ctx, &obs).await?;
     let ready = status::condition(&new_status, READY).is_some_and(|c| c.status == "True");
     ctx.backoff.reset(&reconcile_key(&cluster));
     let status_key = format!("cluster-status:{key}");
-    Ok(Action::requeue(if silent {
+    Ok(Action::requeue(tls_recheck.min(if silent {
         // A normal race right after the pods became ready (the Service does
         // not answer yet): ask again soon, a little later each time.
         ctx.backoff.failed(&status_key)
@@ -344,7 +425,7 @@ pub async fn reconcile(cluster: Arc<FlyMQCluster>, ctx: Arc<Context>) -> Result<
         } else {
             REQUEUE_NOT_READY
         }
-    }))
+    })))
 }
 
 /// Stage 2: every refusal, then the desired objects. Returns them with the
@@ -398,42 +479,6 @@ fn combine(problems: Vec<Problem>) -> Option<Problem> {
         .collect::<Vec<_>>()
         .join("; ");
     Some(Problem { reason, message })
-}
-
-/// The spec fields the current broker build cannot run with (`spec.tls`,
-/// `spec.encryption`), as a problem naming them and saying how to proceed.
-/// The builders still render them: that is what will be applied once the
-/// brokers support them.
-pub fn unsupported(cluster: &FlyMQCluster) -> Option<Problem> {
-    let tls = cluster.spec.tls.is_some();
-    let encryption = cluster.spec.encryption.is_some();
-    let (fields, features) = match (tls, encryption) {
-        (false, false) => return None,
-        (true, false) => ("spec.tls is", "TLS"),
-        (false, true) => ("spec.encryption is", "encryption at rest"),
-        (true, true) => ("spec.tls and spec.encryption are", "TLS or encryption at rest"),
-    };
-    // The API server refuses removing spec.encryption (a CEL rule that
-    // protects encrypted data), so that one takes a new FlyMQCluster.
-    let proceed = if encryption {
-        format!(
-            "spec.encryption cannot be removed once set, so delete this FlyMQCluster and create it again without {} \
-             to proceed (with storage.retention.whenDeleted: Retain the brokers' volumes are kept)",
-            if tls {
-                "spec.tls and spec.encryption"
-            } else {
-                "spec.encryption"
-            }
-        )
-    } else {
-        "remove spec.tls to proceed".to_string()
-    };
-    Some(Problem {
-        reason: NOT_SUPPORTED,
-        message: format!(
-            "{fields} set, but this broker version does not support {features} yet; nothing was applied: {proceed}"
-        ),
-    })
 }
 
 /// The metadata group as the brokers report it, once at least one broker is
@@ -1752,146 +1797,266 @@ mod tests {
         );
     }
 
-    const TLS_AND_ENCRYPTION: &str = "spec.tls and spec.encryption are set, but this broker version does not support \
-        TLS or encryption at rest yet; nothing was applied: spec.encryption cannot be removed once set, so delete \
-        this FlyMQCluster and create it again without spec.tls and spec.encryption to proceed (with \
-        storage.retention.whenDeleted: Retain the brokers' volumes are kept)";
+    const CA_SECRET: &str = "/api/v1/namespaces/prod/secrets/demo-ca";
+    const BROKER_TLS: &str = "/api/v1/namespaces/prod/secrets/demo-broker-tls";
+    const BUNDLE: &str = "/api/v1/namespaces/prod/secrets/demo-ca-bundle";
+    const KEYS: &str = "/api/v1/namespaces/prod/secrets/keys";
+    const ENCRYPTION: &str = "/api/v1/namespaces/prod/secrets/demo-encryption";
 
-    #[test]
-    fn unsupported_names_the_fields_and_how_to_proceed() {
-        assert_eq!(unsupported(&cluster(json!({}))), None);
-        let tls = unsupported(&cluster(json!({"tls": {"secretName": "demo-cert"}}))).expect("tls refused");
-        assert_eq!(
-            (tls.reason, tls.message.as_str()),
-            (
-                "NotSupported",
-                "spec.tls is set, but this broker version does not support TLS yet; nothing was applied: \
-                 remove spec.tls to proceed"
-            )
-        );
-        let enc = unsupported(&cluster(
-            json!({"encryption": {"keySecretRef": {"name": "demo-key", "key": "key"}}}),
-        ))
-        .expect("encryption refused");
-        assert_eq!(
-            enc.message,
-            "spec.encryption is set, but this broker version does not support encryption at rest yet; nothing was \
-             applied: spec.encryption cannot be removed once set, so delete this FlyMQCluster and create it again \
-             without spec.encryption to proceed (with storage.retention.whenDeleted: Retain the brokers' volumes \
-             are kept)"
-        );
+    /// The applies of a pass with `extra` Secrets after the generated ones.
+    fn applies_plus(extra: &[&'static str], sts: Option<Value>) -> Vec<Step> {
+        let mut s = applies_with(true, sts);
+        let at = s
+            .iter()
+            .position(|st| st.path == CLUSTER_SECRET)
+            .expect("cluster secret")
+            + 1;
+        for (i, path) in extra.iter().enumerate() {
+            s.insert(at + i, step("PATCH", path, Reply::Echo));
+        }
+        s
     }
 
-    fn tls_and_encryption(replicas: i32) -> FlyMQCluster {
-        cluster(json!({
-            "replicas": replicas,
-            "tls": {"certManager": {"issuerRef": {"name": "ca"}}},
-            "encryption": {"keySecretRef": {"name": "demo-key", "key": "key"}},
-        }))
+    fn secret_json(name: &str, data: &[(&str, &str)]) -> Value {
+        use base64::Engine;
+        let data: serde_json::Map<String, Value> = data
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.to_string(),
+                    json!(base64::engine::general_purpose::STANDARD.encode(v)),
+                )
+            })
+            .collect();
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": "prod"}, "data": data})
+    }
+
+    fn decoded(secret: &Value, key: &str) -> String {
+        use base64::Engine;
+        let b64 = secret["data"][key]
+            .as_str()
+            .unwrap_or_else(|| panic!("no {key} in {secret}"));
+        String::from_utf8(base64::engine::general_purpose::STANDARD.decode(b64).expect("base64")).expect("utf8")
+    }
+
+    fn env_of(sts: &Value) -> Vec<Value> {
+        sts["spec"]["template"]["spec"]["containers"][0]["env"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
     }
 
     #[tokio::test]
-    async fn tls_or_encryption_is_refused_with_not_supported_and_nothing_is_applied() {
-        let c = tls_and_encryption(3);
-        let steps = vec![
+    async fn tls_from_the_operators_ca_is_in_place_before_the_brokers_start() {
+        let c = cluster(json!({"tls": {}}));
+        let mut steps = vec![
             step("GET", STS, Reply::NotFound),
-            status_step(&c),
-            step("POST", EVENTS, Reply::Echo),
+            step("GET", ADMIN_SECRET, Reply::NotFound),
+            step("GET", CLUSTER_SECRET, Reply::NotFound),
+            step("GET", CA_SECRET, Reply::NotFound),
+            step("GET", BROKER_TLS, Reply::NotFound),
         ];
-        let (result, seen) = run(c.clone(), steps).await;
+        steps.extend(applies_plus(&[CA_SECRET, BROKER_TLS, BUNDLE], None));
+        steps.push(status_step(&c));
+        let (result, seen) = run(c, steps).await;
+        assert_eq!(result.expect("reconciles"), Action::requeue(REQUEUE_NOT_READY));
 
-        // Any further request (an apply) would have failed the reconcile:
-        // the fake API server is gone after the scripted steps.
-        assert_eq!(result.expect("reconciles"), Action::requeue(REQUEUE_NOT_SUPPORTED));
-        assert_eq!(REQUEUE_NOT_SUPPORTED, Duration::from_secs(300));
-        let paths: Vec<&str> = seen.iter().map(|s| s.path.as_str()).collect();
+        let position = |path: &str| {
+            seen.iter()
+                .position(|s| s.method == "PATCH" && s.path == path)
+                .expect(path)
+        };
+        assert!(position(BROKER_TLS) < position(STS), "certificates before the brokers");
+        let ca = decoded(&sent(&seen, "PATCH", CA_SECRET).body, "ca.crt");
+        let brokers = &sent(&seen, "PATCH", BROKER_TLS).body;
+        let now = SystemTime::now();
+        for entry in ["demo-0", "demo-1", "demo-2", "operator"] {
+            let (cert, key) = (
+                decoded(brokers, &format!("{entry}.crt")),
+                decoded(brokers, &format!("{entry}.key")),
+            );
+            crate::pki::check_cert(cert.as_bytes(), key.as_bytes(), ca.as_bytes(), now).expect("signed by the CA");
+        }
+        let bundle = &sent(&seen, "PATCH", BUNDLE).body;
+        assert_eq!(decoded(bundle, "ca.crt"), ca);
         assert_eq!(
-            paths,
-            vec![STS, STATUS, EVENTS],
-            "no ConfigMap, Secret, Certificate or StatefulSet apply"
+            bundle["data"].as_object().map(|d| d.len()),
+            Some(1),
+            "no key for applications"
         );
-        assert!(seen[0].body.is_null(), "the StatefulSet is only read");
-
-        let status = &seen[1].body["status"];
-        assert_eq!(status["phase"], json!("Degraded"));
-        assert_eq!(status["observedGeneration"], json!(1));
-        let ready = cond(status, "Ready");
-        assert_eq!(
-            (&ready["status"], &ready["reason"], &ready["message"]),
-            (&json!("False"), &json!("NotSupported"), &json!(TLS_AND_ENCRYPTION))
+        let sts = &sent(&seen, "PATCH", STS).body;
+        assert!(
+            env_of(sts).contains(&json!({"name": "FLYMQ_TLS_CERT_FILE", "value": "/etc/flymq/tls/$(POD_NAME).crt"}))
         );
-        let degraded = cond(status, "Degraded");
-        assert_eq!(
-            (&degraded["status"], &degraded["reason"], &degraded["message"]),
-            (&json!("True"), &json!("NotSupported"), &json!(TLS_AND_ENCRYPTION))
+        let config = &sent(&seen, "PATCH", CONFIG_MAP).body["data"]["flymq.yaml"];
+        assert!(
+            config.as_str().unwrap_or_default().contains("tls_enabled: true"),
+            "{config}"
         );
-        assert_eq!(degraded["lastTransitionTime"], json!(NOW));
-        let progressing = cond(status, "Progressing");
-        assert_eq!(
-            (&progressing["status"], &progressing["reason"]),
-            (&json!("False"), &json!("NotSupported"))
-        );
-
-        let event = &seen[2].body;
-        assert_eq!(event["type"], json!("Warning"));
-        assert_eq!(event["reason"], json!("NotSupported"));
-        assert_eq!(event["note"], json!(TLS_AND_ENCRYPTION));
-        assert_eq!(event["regarding"]["kind"], json!("FlyMQCluster"));
-        assert_eq!(event["regarding"]["name"], json!("demo"));
-
-        // The resync: the stored status is what the operator would write, so
-        // neither the status nor the event is written again.
-        let mut again = c;
-        again.status = Some(serde_json::from_value(status.clone()).expect("status"));
-        let (result, seen) = run(again, vec![step("GET", STS, Reply::NotFound)]).await;
-        assert_eq!(result.expect("reconciles"), Action::requeue(REQUEUE_NOT_SUPPORTED));
-        assert_eq!(seen.len(), 1, "one Warning event, not one per resync");
     }
 
     #[tokio::test]
-    async fn tls_added_to_a_running_cluster_leaves_its_brokers_alone() {
-        // A ready cluster of 5 that now asks for 3 brokers and TLS: nothing
-        // is decommissioned and the StatefulSet is not touched.
-        let mut c = tls_and_encryption(3);
-        c.spec.encryption = None;
-        let fake = broker(5);
-        let c = running(c, 5);
+    async fn a_tls_secret_edited_to_garbage_is_refused_and_the_brokers_are_left_alone() {
+        let c = running(cluster(json!({"tls": {"secretName": "mine"}})), 3);
+        let garbage = secret_json(
+            "mine",
+            &[
+                ("tls.crt", "garbage"),
+                ("tls.key", "-----BEGIN PRIVATE KEY-----\nhush\n"),
+                ("ca.crt", "junk"),
+            ],
+        );
         let steps = vec![
-            step("GET", STS, Reply::Json(existing_sts(5, 5))),
+            step("GET", STS, Reply::Json(existing_sts(3, 3))),
+            step("GET", ADMIN_SECRET, Reply::NotFound),
+            step("GET", CLUSTER_SECRET, Reply::NotFound),
+            step("GET", BROKER_TLS, Reply::NotFound),
+            step("GET", "/api/v1/namespaces/prod/secrets/mine", Reply::Json(garbage)),
             status_step(&c),
             step("POST", EVENTS, Reply::Echo),
             step("POST", EVENTS, Reply::Echo),
         ];
-        let (result, seen) = run_with(&fake, c, steps).await;
-
+        let (result, seen) = run(c, steps).await;
         assert_eq!(result.expect("reconciles"), Action::requeue(REQUEUE_NOT_SUPPORTED));
         assert!(
-            fake.calls().is_empty(),
-            "no broker is decommissioned: {:?}",
-            fake.calls()
+            seen.iter().all(|s| s.method != "PATCH" || s.path == STATUS),
+            "nothing applied half-way: {:?}",
+            seen.iter().map(|s| (&s.method, &s.path)).collect::<Vec<_>>()
         );
-        let status = &seen[1].body["status"];
-        assert_eq!(
-            (status["replicas"].clone(), status["readyReplicas"].clone()),
-            (json!(5), json!(5))
-        );
+        let status = &sent(&seen, "PATCH", STATUS).body["status"];
         let ready = cond(status, "Ready");
+        assert_eq!(ready["reason"], json!("TlsSecretInvalid"));
+        let message = ready["message"].as_str().unwrap_or_default();
+        assert!(
+            message
+                .starts_with("Secret prod/mine is unusable: certificate is not a PEM certificate; nothing was applied"),
+            "{message}"
+        );
+        let event = &seen[6].body;
         assert_eq!(
-            (&ready["status"], &ready["reason"]),
-            (&json!("False"), &json!("NotSupported"))
+            (&event["type"], &event["reason"]),
+            (&json!("Warning"), &json!("TlsSecretInvalid"))
+        );
+        for s in &seen {
+            let text = s.body.to_string();
+            assert!(!text.contains("hush") && !text.contains("PRIVATE KEY"), "{text}");
+        }
+    }
+
+    #[tokio::test]
+    async fn cert_manager_gets_its_certificate_and_the_brokers_wait_for_it() {
+        let fake = broker(3);
+        let served = Served {
+            certificate: true,
+            ..Served::default()
+        };
+        let (ctx, handle) = context_serving(&fake, served);
+        let c = cluster(json!({"tls": {"certManager": {"issuerRef": {"name": "ca"}}}}));
+        let certificate = "/apis/cert-manager.io/v1/namespaces/prod/certificates/demo-tls";
+        let steps = vec![
+            step("GET", STS, Reply::NotFound),
+            step("GET", ADMIN_SECRET, Reply::NotFound),
+            step("GET", CLUSTER_SECRET, Reply::NotFound),
+            step("GET", BROKER_TLS, Reply::NotFound),
+            step("GET", "/api/v1/namespaces/prod/secrets/demo-tls", Reply::NotFound),
+            step("PATCH", certificate, Reply::Echo),
+            status_step(&c),
+        ];
+        let (result, seen) = run_ctx(ctx, handle, c, steps).await;
+        assert_eq!(result.expect("reconciles"), Action::requeue(REQUEUE_PROGRESS));
+        let cert = &sent(&seen, "PATCH", certificate).body;
+        let names = cert["spec"]["dnsNames"].as_array().cloned().unwrap_or_default();
+        assert!(names.contains(&json!("demo-headless.prod.svc")), "{names:?}");
+        let status = &sent(&seen, "PATCH", STATUS).body["status"];
+        assert_eq!(cond(status, "Progressing")["reason"], json!("WaitingForCertificate"));
+        assert_eq!(cond(status, "Degraded")["status"], json!("False"));
+    }
+
+    const K1: &str = "00000001:1111111111111111111111111111111111111111111111111111111111111111";
+    const K2: &str = "00000002:2222222222222222222222222222222222222222222222222222222222222222";
+
+    fn encrypted() -> FlyMQCluster {
+        cluster(json!({"encryption": {"keySecretRef": {"name": "keys", "key": "hex"}}}))
+    }
+
+    #[tokio::test]
+    async fn encryption_keys_are_checked_copied_and_their_ids_recorded() {
+        let c = encrypted();
+        let mut steps = vec![
+            step("GET", STS, Reply::NotFound),
+            step("GET", ADMIN_SECRET, Reply::NotFound),
+            step("GET", CLUSTER_SECRET, Reply::NotFound),
+            step("GET", KEYS, Reply::Json(secret_json("keys", &[("hex", K1)]))),
+        ];
+        steps.extend(applies_plus(&[ENCRYPTION], None));
+        steps.push(status_step(&c));
+        let (result, seen) = run(c, steps).await;
+        assert_eq!(result.expect("reconciles"), Action::requeue(REQUEUE_NOT_READY));
+        assert_eq!(decoded(&sent(&seen, "PATCH", ENCRYPTION).body, "keys"), K1);
+        let sts = &sent(&seen, "PATCH", STS).body;
+        let key_env = env_of(sts)
+            .into_iter()
+            .find(|e| e["name"] == json!("FLYMQ_ENCRYPTION_KEY"))
+            .expect("FLYMQ_ENCRYPTION_KEY");
+        let reference = &key_env["valueFrom"]["secretKeyRef"];
+        assert_eq!(
+            (&reference["name"], &reference["key"]),
+            (&json!("demo-encryption"), &json!("keys")),
+            "{key_env}"
         );
         assert_eq!(
-            ready["message"],
-            json!(
-                "spec.tls is set, but this broker version does not support TLS yet; nothing was applied: \
-                 remove spec.tls to proceed"
-            )
+            sts["spec"]["template"]["metadata"]["annotations"]["flymq.io/encryption-key-ids"],
+            json!("00000001")
         );
-        assert_eq!(cond(status, "Degraded")["reason"], json!("NotSupported"));
-        assert_eq!(
-            (&seen[2].body["type"], &seen[2].body["reason"]),
-            (&json!("Warning"), &json!("NotSupported"))
-        );
-        assert_eq!(seen[3].body["reason"], json!("ClusterNotReady"));
+        let status = &sent(&seen, "PATCH", STATUS).body["status"];
+        assert_eq!(status["encryptionKeyIds"], json!(["00000001"]));
+        for s in &seen {
+            if s.path != ENCRYPTION {
+                assert!(!s.body.to_string().contains("11111111111111"), "{} shows a key", s.path);
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn removing_a_used_key_or_a_key_of_the_wrong_length_is_refused() {
+        let mut c = running(encrypted(), 3);
+        if let Some(st) = c.status.as_mut() {
+            st.encryption_key_ids = vec!["00000001".into()];
+        }
+        for (keys, reason, says) in [
+            (
+                K2.to_string(),
+                "EncryptionKeyInUse",
+                "no longer holds key id(s) 00000001",
+            ),
+            (
+                format!("{K1},abc123"),
+                "InvalidEncryptionKey",
+                "encryption key #2 has 6 characters",
+            ),
+        ] {
+            let steps = vec![
+                step("GET", STS, Reply::Json(existing_sts(3, 3))),
+                step("GET", ADMIN_SECRET, Reply::NotFound),
+                step("GET", CLUSTER_SECRET, Reply::NotFound),
+                step("GET", KEYS, Reply::Json(secret_json("keys", &[("hex", &keys)]))),
+                status_step(&c),
+                step("POST", EVENTS, Reply::Echo),
+                step("POST", EVENTS, Reply::Echo),
+            ];
+            let (result, seen) = run(c.clone(), steps).await;
+            assert_eq!(result.expect("reconciles"), Action::requeue(REQUEUE_NOT_SUPPORTED));
+            assert!(
+                seen.iter().all(|s| s.method != "PATCH" || s.path == STATUS),
+                "nothing applied"
+            );
+            let status = &sent(&seen, "PATCH", STATUS).body["status"];
+            let ready = cond(status, "Ready");
+            assert_eq!(ready["reason"], json!(reason));
+            let message = ready["message"].as_str().unwrap_or_default();
+            assert!(message.contains(says), "{message}");
+            assert!(!message.contains("abc123") && !message.contains("2222"), "{message}");
+            assert_eq!(status["encryptionKeyIds"], json!(["00000001"]), "the record stays");
+        }
     }
 }

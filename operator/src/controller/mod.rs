@@ -7,12 +7,14 @@ pub mod backoff;
 pub mod cluster;
 pub mod decommission;
 pub mod discovery;
+pub mod encryption;
 pub mod error;
 pub mod guard;
 #[cfg(test)]
 pub(crate) mod mock;
 pub mod roll;
 pub mod status;
+pub mod tls;
 pub mod user;
 
 pub use error::Error;

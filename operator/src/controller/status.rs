@@ -56,6 +56,9 @@ pub struct Observation<'a> {
     pub progress: Option<Problem>,
     /// The cluster id to record (the status keeps an earlier one).
     pub cluster_id: Option<String>,
+    /// Encryption key ids given to the brokers so far; `None` keeps the
+    /// recorded ones.
+    pub encryption_key_ids: Option<Vec<String>>,
 }
 
 /// Computes the status. `now` (RFC 3339) is used only for conditions whose
@@ -230,6 +233,7 @@ pub fn compute(cluster: &FlyMQCluster, obs: &Observation<'_>, now: &str) -> FlyM
         },
         admin_secret_name: obs.admin_secret_name.clone().or(previous.admin_secret_name),
         cluster_id: previous.cluster_id.or_else(|| obs.cluster_id.clone()),
+        encryption_key_ids: obs.encryption_key_ids.clone().unwrap_or(previous.encryption_key_ids),
         selector: Some(selector(name_of(cluster))),
         conditions: vec![ready_cond, progressing, degraded, catching_up],
     }

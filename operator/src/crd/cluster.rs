@@ -47,7 +47,8 @@ pub const DEFAULT_IMAGE: &str = "ghcr.io/flymq/flymq:0.1.0";
         label_selector_path = ".status.selector"
     )
 )]
-#[x_kube(validation = Rule::new("!has(oldSelf.encryption) || (has(self.encryption) && self.encryption == oldSelf.encryption)").message("spec.encryption cannot be changed or removed once set: the data at rest is encrypted with that key"))]
+#[x_kube(validation = Rule::new("has(self.encryption) == has(oldSelf.encryption) && (!has(self.encryption) || self.encryption == oldSelf.encryption)").message("spec.encryption is set when the FlyMQCluster is created and cannot be added, changed or removed later: brokers refuse to encrypt a volume that holds plaintext, and encrypted data needs its keys; rotate keys by editing the key Secret"))]
+#[x_kube(validation = Rule::new("has(self.tls) == has(oldSelf.tls)").message("spec.tls is set when the FlyMQCluster is created and cannot be added or removed later: during the roll, brokers with and without TLS could not reach each other"))]
 #[serde(rename_all = "camelCase")]
 pub struct FlyMQClusterSpec {
     /// Number of brokers (also set by `kubectl scale` and autoscalers through
@@ -245,10 +246,12 @@ impl VolumeRetention {
     }
 }
 
-/// TLS for the client (9092) and cluster (9093) listeners. Set exactly one of
-/// `secretName` and `certManager`.
+/// TLS on every broker listener (client 9092, cluster 9093 with mutual TLS
+/// between brokers, admin 9096). Certificates come from the operator's own
+/// CA (`tls: {}`), from `secretName`, or from cert-manager (`certManager`);
+/// applications find the CA in the Secret `<cluster>-ca-bundle`.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[x_kube(validation = Rule::new("has(self.secretName) != has(self.certManager)").message("set exactly one of tls.secretName and tls.certManager"))]
+#[x_kube(validation = Rule::new("!(has(self.secretName) && has(self.certManager))").message("set at most one of tls.secretName and tls.certManager (neither: the operator's own CA issues the certificates)"))]
 #[serde(rename_all = "camelCase")]
 pub struct TlsSpec {
     /// An existing `kubernetes.io/tls` Secret (`tls.crt`, `tls.key`, and
@@ -434,6 +437,11 @@ pub struct FlyMQClusterStatus {
     /// cluster instead of founding a new one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster_id: Option<String>,
+    /// Every encryption key id the brokers have been given (ids, never
+    /// keys). A broker needs each of them to start, so the operator refuses
+    /// a key Secret that drops one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub encryption_key_ids: Vec<String>,
     /// Label selector of the broker pods (for the scale subresource).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selector: Option<String>,
@@ -459,6 +467,24 @@ pub struct ClusterMember {
 }
 
 impl FlyMQCluster {
+    /// Secrets the spec names that the operator does not own: the TLS
+    /// source (`spec.tls.secretName`, or cert-manager's `<name>-tls`) and
+    /// the encryption key Secret. A change to one reconciles the cluster.
+    pub fn referenced_secrets(&self) -> Vec<String> {
+        let mut names = Vec::new();
+        if let Some(tls) = &self.spec.tls {
+            match (&tls.secret_name, &tls.cert_manager, &self.metadata.name) {
+                (Some(s), _, _) => names.push(s.clone()),
+                (None, Some(_), Some(n)) => names.push(format!("{n}-tls")),
+                _ => {}
+            }
+        }
+        if let Some(enc) = &self.spec.encryption {
+            names.push(enc.key_secret_ref.name.clone());
+        }
+        names
+    }
+
     /// True when the pause annotation is set to `"true"`.
     pub fn is_paused(&self) -> bool {
         self.metadata
@@ -572,26 +598,55 @@ mod tests {
             },
         });
         assert!(validate_cel_update(&changed, &old).is_err());
-        // enabling it on a cluster that had none is allowed
+        // Nor added to a running cluster (its volumes hold plaintext).
         let plain = cluster(minimal());
-        assert!(validate_cel_update(&old, &plain).is_ok());
+        assert!(validate_cel_update(&old, &plain).is_err());
+        assert!(validate_cel_update(&plain, &plain).is_ok());
+        assert!(validate_cel_update(&old, &old).is_ok());
     }
 
     #[test]
-    fn tls_needs_exactly_one_source() {
+    fn tls_has_at_most_one_source_and_cannot_be_added_or_removed() {
         let mut c = cluster(minimal());
         c.spec.tls = Some(TlsSpec {
             secret_name: None,
             cert_manager: None,
             require_client_cert: false,
         });
-        assert!(validate_cel(&c).is_err());
+        assert!(validate_cel(&c).is_ok(), "no source: the operator's own CA");
         c.spec.tls = Some(TlsSpec {
             secret_name: Some("tls".into()),
             cert_manager: None,
             require_client_cert: false,
         });
         assert!(validate_cel(&c).is_ok());
+        c.spec.tls = Some(TlsSpec {
+            secret_name: Some("tls".into()),
+            cert_manager: Some(CertManagerSpec {
+                issuer_ref: IssuerRef {
+                    name: "ca".into(),
+                    kind: "Issuer".into(),
+                    group: "cert-manager.io".into(),
+                },
+            }),
+            require_client_cert: false,
+        });
+        assert!(validate_cel(&c).is_err());
+        let plain = cluster(minimal());
+        let mut secure = plain.clone();
+        secure.spec.tls = Some(TlsSpec {
+            secret_name: None,
+            cert_manager: None,
+            require_client_cert: false,
+        });
+        let err = validate_cel_update(&secure, &plain).expect_err("adding TLS is refused");
+        assert!(err.to_string().contains("spec.tls is set when"), "{err}");
+        assert!(validate_cel_update(&plain, &secure).is_err(), "removing TLS is refused");
+        let mut mtls = secure.clone();
+        if let Some(t) = mtls.spec.tls.as_mut() {
+            t.require_client_cert = true;
+        }
+        assert!(validate_cel_update(&mtls, &secure).is_ok(), "its settings may change");
     }
 
     #[test]

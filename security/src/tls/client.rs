@@ -165,6 +165,35 @@ pub fn client_config(options: &ClientTlsOptions) -> Result<rustls::ClientConfig,
     }
 }
 
+/// A gRPC (ALPN `h2`) client from PEM held in memory rather than files
+/// (the operator reads its cluster's CA and client certificate from a
+/// Secret): trusts only `ca_pem`, presents `client` (certificate chain and
+/// key) when given. `source` names where the PEM came from in errors.
+pub fn grpc_client_from_pem(
+    source: &str,
+    ca_pem: &[u8],
+    client: Option<(&[u8], &[u8])>,
+) -> Result<TlsClient, TlsError> {
+    let path = std::path::Path::new(source);
+    let roots = super::root_store_from_pem(path, ca_pem)?;
+    let builder = rustls::ClientConfig::builder_with_provider(crypto_provider())
+        .with_protocol_versions(PROTOCOL_VERSIONS)
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_root_certificates(roots);
+    let mut config = match client {
+        Some((cert_pem, key_pem)) => {
+            let chain = super::parse_certificates("client certificate", path, cert_pem)?;
+            let key = parse_private_key(path, key_pem)?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| TlsError::Config(format!("client certificate and key from {source}: {e}")))?
+        }
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(TlsClient::from_config(config, None))
+}
+
 fn system_roots() -> Result<rustls::RootCertStore, TlsError> {
     let found = rustls_native_certs::load_native_certs();
     let mut roots = rustls::RootCertStore::empty();
