@@ -54,6 +54,9 @@ fn example(name: &str) -> String {
 fn examples_parse_and_pass_cel_rules() {
     let cluster: FlyMQCluster = strict("cluster.yaml", &example("cluster.yaml"));
     assert!(validate_cel(&cluster).is_ok());
+    let secure: FlyMQCluster = strict("secure-cluster.yaml", &example("secure-cluster.yaml"));
+    assert!(validate_cel(&secure).is_ok());
+    assert!(secure.spec.tls.is_some() && secure.spec.encryption.is_some());
     let topic: Topic = strict("topic.yaml", &example("topic.yaml"));
     assert!(validate_cel(&topic).is_ok());
     assert_eq!(topic.spec.partitions, 6);

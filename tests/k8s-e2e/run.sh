@@ -45,7 +45,7 @@ log() { echo "k8s-e2e [$(( $(date +%s) - started ))s]: $*"; }
 # `cargo test --workspace` resolves (scripts/test.sh built exactly these
 # before, so nothing is compiled again there). `crds` also names the
 # operator's CRD drift test, which runs in a second.
-targets=(--workspace --test crds --test lifecycle --test volume_loss)
+targets=(--workspace --test crds --test lifecycle --test volume_loss --test secure)
 log "building the operator and the tests"
 cargo test --release --locked "${targets[@]}" --no-run
 

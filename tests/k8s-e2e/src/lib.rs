@@ -565,6 +565,18 @@ pub async fn service_client_as(
     what: &str,
     credentials: flymq_client::Credentials,
 ) -> Result<Option<ServiceClient>, String> {
+    service_client_with(test, ns, cluster, what, credentials, None).await
+}
+
+/// [`service_client_as`] over TLS with `tls` (`None`: plaintext).
+pub async fn service_client_with(
+    test: &str,
+    ns: &str,
+    cluster: &str,
+    what: &str,
+    credentials: flymq_client::Credentials,
+    tls: Option<flymq_security::tls::ClientTlsOptions>,
+) -> Result<Option<ServiceClient>, String> {
     let (bootstrap, forward) = match client_access()? {
         ClientAccess::None => {
             step(
@@ -593,6 +605,7 @@ pub async fn service_client_as(
     let user = credentials.username.clone();
     let mut config = flymq_client::ClientConfig::new([bootstrap.clone()]);
     config.credentials = Some(credentials);
+    config.tls = tls;
     let client = flymq_client::Client::connect(config)
         .await
         .map_err(|e| format!("cannot connect to the client Service at {bootstrap} as '{user}': {e}"))?;
