@@ -286,8 +286,9 @@ pub async fn run(config: Config) -> Result<(), RuntimeError> {
     });
 
     // One admin client (one HTTP/2 connection per cluster) for every controller.
-    // Every call carries the cluster's admin credentials (its admin Secret)
-    // when the cluster has authentication on.
+    // Every call carries the cluster's credentials when it has
+    // authentication on: the operator's own user, or the bootstrap admin
+    // until that user exists (controller/admin_users.rs).
     let admin = Arc::new(
         GrpcAdmin::new(config.admin_url_template.clone())
             .with_credentials(Arc::new(KubeCredentials::new(client.clone()))),
@@ -309,6 +310,7 @@ pub async fn run(config: Config) -> Result<(), RuntimeError> {
         decommissions: Decommissions::default(),
         decommission_wait: decommission::PASS_WAIT,
         backoff: Backoff::default(),
+        admin_users: Some(admin.clone()),
     });
 
     let scopes: Vec<Option<String>> = if config.namespaces.is_empty() {

@@ -28,7 +28,8 @@ use flymq_operator::controller::admin_object::{
     AdminContext, AdminObject, FINALIZER, RESYNC, RETRY, error_policy, reconcile,
 };
 use flymq_operator::controller::user::UserSync;
-use flymq_operator::crd::{Acl, AdminObjectStatus, Topic, User};
+use flymq_operator::crd::cluster::FlyMQClusterStatus;
+use flymq_operator::crd::{Acl, AdminObjectStatus, FlyMQCluster, Topic, User};
 use flymq_operator::metrics::Metrics;
 use flymq_proto::grpc::admin as pb;
 use flymq_tests::BrokerProcess;
@@ -1014,4 +1015,139 @@ async fn users_from_resources_authenticate_rotate_and_acls_permit_and_deny_as_wr
         .produce("payments", "b5")
         .await
         .expect("no ACL: public by default");
+}
+
+/// Credentials the test switches, as `KubeCredentials` does once the
+/// operator's own Secret exists.
+struct Switchable(std::sync::Mutex<AdminCredentials>);
+
+impl CredentialSource for Switchable {
+    fn credentials<'a>(&'a self, _: &'a ClusterEndpoint) -> AdminFuture<'a, Option<AdminCredentials>> {
+        let creds = self.0.lock().expect("lock").clone();
+        Box::pin(async move { Ok(Some(creds)) })
+    }
+}
+
+fn admin_secret(username: &str, password: &str, version: &str) -> Value {
+    use base64::Engine;
+    let b64 = |v: &str| base64::engine::general_purpose::STANDARD.encode(v);
+    json!({"apiVersion": "v1", "kind": "Secret",
+           "metadata": {"name": "demo-admin", "namespace": NS, "resourceVersion": version},
+           "data": {"username": b64(username), "password": b64(password)}})
+}
+
+#[tokio::test]
+async fn the_operator_creates_its_own_user_and_rotates_the_admin_password_from_the_admin_secret() {
+    use flymq_operator::controller::admin_users::{self, OPERATOR_USERNAME};
+    let broker = SecureBroker::start().await;
+    let creds = Arc::new(Switchable(std::sync::Mutex::new(AdminCredentials::new(
+        "admin",
+        ADMIN_PASSWORD,
+    ))));
+    let admin = GrpcAdmin::new(broker.url.clone()).with_credentials(creds.clone());
+    let endpoint = ClusterEndpoint {
+        namespace: NS.into(),
+        name: "demo".into(),
+    };
+    let mut cluster: FlyMQCluster = serde_json::from_value(json!({
+        "apiVersion": "flymq.io/v1alpha1", "kind": "FlyMQCluster",
+        "metadata": {"name": "demo", "namespace": NS, "uid": "uid-demo", "generation": 1},
+        "spec": {}
+    }))
+    .expect("cluster");
+    let sync = |cluster: FlyMQCluster, steps: Vec<Step>| {
+        let admin = &admin;
+        let endpoint = &endpoint;
+        async move {
+            let (client, handle) = mock::client();
+            let server = tokio::spawn(mock::serve(handle, steps));
+            let result = admin_users::sync(&client, admin, &OsRandomness, &cluster, endpoint).await;
+            (result, server.await.expect("fake API server"))
+        }
+    };
+
+    // 1. No operator Secret yet: the bootstrap admin creates the operator's
+    //    user, then its Secret is stored; the admin Secret is applied once.
+    let (result, seen) = sync(
+        cluster.clone(),
+        vec![
+            step("GET", secret_path("demo-operator"), Reply::NotFound),
+            step("PATCH", secret_path("demo-operator"), Reply::Echo),
+            step(
+                "GET",
+                secret_path("demo-admin"),
+                Reply::Json(admin_secret("admin", ADMIN_PASSWORD, "1")),
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(result.expect("synced"), Some("1".into()));
+    let stored = &seen[1].body;
+    assert_eq!(stored["metadata"]["ownerReferences"][0]["name"], json!("demo"));
+    let password = {
+        use base64::Engine;
+        let b64 = stored["data"]["password"].as_str().expect("password");
+        String::from_utf8(base64::engine::general_purpose::STANDARD.decode(b64).expect("b64")).expect("utf8")
+    };
+    assert_eq!(password.len(), 32);
+    broker
+        .login(OPERATOR_USERNAME, &password)
+        .await
+        .expect("the operator's user exists with the stored password");
+
+    // 2. The operator authenticates as itself; the admin Secret changes:
+    //    the new password is applied, the old one stops working.
+    *creds.0.lock().expect("lock") = AdminCredentials::new(OPERATOR_USERNAME, password.clone());
+    cluster.status = Some(FlyMQClusterStatus {
+        admin_secret_version: Some("1".into()),
+        ..FlyMQClusterStatus::default()
+    });
+    let operator_secret = json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "demo-operator", "namespace": NS}, "data": stored["data"].clone()});
+    let (result, _) = sync(
+        cluster.clone(),
+        vec![
+            step(
+                "GET",
+                secret_path("demo-operator"),
+                Reply::Json(operator_secret.clone()),
+            ),
+            step(
+                "GET",
+                secret_path("demo-admin"),
+                Reply::Json(admin_secret("admin", "rotated-pw-2", "2")),
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(result.expect("synced"), Some("2".into()));
+    broker
+        .login("admin", "rotated-pw-2")
+        .await
+        .expect("the new admin password works");
+    assert!(
+        broker.login("admin", ADMIN_PASSWORD).await.is_err(),
+        "the old admin password no longer works"
+    );
+
+    // 3. Unchanged Secret: nothing is written (the script has no broker
+    //    side, so only the reads are checked), the version stays.
+    cluster.status = Some(FlyMQClusterStatus {
+        admin_secret_version: Some("2".into()),
+        ..FlyMQClusterStatus::default()
+    });
+    let (result, seen) = sync(
+        cluster,
+        vec![
+            step("GET", secret_path("demo-operator"), Reply::Json(operator_secret)),
+            step(
+                "GET",
+                secret_path("demo-admin"),
+                Reply::Json(admin_secret("admin", "rotated-pw-2", "2")),
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(result.expect("synced"), Some("2".into()));
+    assert_eq!(seen.len(), 2);
 }

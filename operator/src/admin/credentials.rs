@@ -1,11 +1,14 @@
-//! [`KubeCredentials`]: the operator's admin API credentials for a cluster,
-//! read from the cluster's admin Secret (the brokers' bootstrap admin).
+//! [`KubeCredentials`]: the operator's admin API credentials for a cluster:
+//! its own user's Secret `<cluster>-operator` once that user exists, before
+//! that the cluster's admin Secret (the brokers' bootstrap admin); and its
+//! TLS material from `<cluster>-broker-tls`.
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, Client};
 
 use super::{AdminCredentials, AdminError, AdminFuture, AdminTls, ClusterEndpoint, CredentialSource};
 use crate::builders::{admin_secret_name, tls};
+use crate::controller::admin_users::operator_secret_name;
 use crate::crd::FlyMQCluster;
 
 /// Reads each cluster's admin Secret when the cluster has authentication on.
@@ -109,8 +112,19 @@ impl CredentialSource for KubeCredentials {
             if !c.spec.auth.enabled {
                 return Ok(None);
             }
-            let secret_name = admin_secret_name(&c, name);
             let secrets: Api<Secret> = Api::namespaced(self.client.clone(), ns);
+            // The operator's own user once it exists (its Secret is written
+            // only after the user was created), else the bootstrap admin.
+            let own = operator_secret_name(name);
+            if let Some(secret) = secrets
+                .get_opt(&own)
+                .await
+                .map_err(|e| failed(format!("reading Secret {ns}/{own}: {e}")))?
+                && let Ok(creds) = from_secret(&secret)
+            {
+                return Ok(Some(creds));
+            }
+            let secret_name = admin_secret_name(&c, name);
             let secret = secrets
                 .get_opt(&secret_name)
                 .await

@@ -137,6 +137,11 @@ impl AdminCredentials {
         &self.username
     }
 
+    /// The password (only for requests that set it, such as UpsertUser).
+    pub fn password(&self) -> &str {
+        &self.password
+    }
+
     /// The `authorization` metadata value: `Basic base64(user:password)`.
     pub fn authorization(&self) -> zeroize::Zeroizing<String> {
         zeroize::Zeroizing::new(flymq_security::tls::grpc::basic_authorization(

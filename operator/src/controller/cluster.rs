@@ -37,7 +37,7 @@ use super::discovery::{OptionalApis, Served, unserved};
 use super::error::Error;
 use super::roll::{self, PodView, RollStep};
 use super::status::{self, DEGRADED, Observation, Problem, READY};
-use super::{encryption, tls};
+use super::{admin_users, encryption, tls};
 use crate::admin::{AdminError, BrokerAdmin, ClusterEndpoint, ClusterInfo};
 use crate::builders::{self, Desired, Inputs, MANAGER, Randomness, admin_secret_name, ns_name, selector_labels};
 use crate::crd::cluster::{FlyMQCluster, FlyMQClusterStatus};
@@ -95,6 +95,9 @@ pub struct Context {
     pub decommission_wait: Duration,
     /// Per-object retry delays (failed reconciles, silent admin API).
     pub backoff: Backoff,
+    /// The admin API for the operator's own user and admin password
+    /// rotation ([`super::admin_users`]); `None` leaves both alone.
+    pub admin_users: Option<Arc<crate::admin::GrpcAdmin>>,
 }
 
 /// What validation hands to the rest of the pass.
@@ -370,6 +373,17 @@ pub async fn reconcile(cluster: Arc<FlyMQCluster>, ctx: Arc<Context>) -> Result<
             Some(_) => {}
         }
     }
+    // The operator's own user and the admin Secret, once the admin API answers.
+    let mut admin_secret_version = None;
+    if let (Some(users), Some(_)) = (&ctx.admin_users, &membership) {
+        match admin_users::sync(&ctx.client, users, ctx.random.as_ref(), &cluster, &endpoint).await {
+            Ok(version) => admin_secret_version = version,
+            Err(e) => problems.push(Problem {
+                reason: "AdminUserSyncFailed",
+                message: format!("cannot apply the admin Secret to the brokers: {e}"),
+            }),
+        }
+    }
     if progress.is_none() && planned == wanted {
         match roll_step(&ctx, &endpoint, &applied, membership.as_ref()).await? {
             RollStep::Idle => {}
@@ -406,6 +420,7 @@ pub async fn reconcile(cluster: Arc<FlyMQCluster>, ctx: Arc<Context>) -> Result<
         admin_error: admin_error.map(|e| e.to_string()),
         progress: progress.clone(),
         cluster_id,
+        admin_secret_version,
         encryption_key_ids,
     };
     let new_status = publish_status(&cluster, &ctx, &obs).await?;
@@ -876,6 +891,7 @@ mod tests {
             decommissions: Decommissions::default(),
             decommission_wait: Duration::from_secs(5),
             backoff: Backoff::default(),
+            admin_users: None,
         };
         (Arc::new(ctx), handle)
     }

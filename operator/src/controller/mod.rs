@@ -3,6 +3,7 @@
 //! the broker admin API.
 
 pub mod admin_object;
+pub mod admin_users;
 pub mod backoff;
 pub mod cluster;
 pub mod decommission;

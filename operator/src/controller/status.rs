@@ -56,6 +56,8 @@ pub struct Observation<'a> {
     pub progress: Option<Problem>,
     /// The cluster id to record (the status keeps an earlier one).
     pub cluster_id: Option<String>,
+    /// The admin Secret version the brokers have; `None` keeps the recorded one.
+    pub admin_secret_version: Option<String>,
     /// Encryption key ids given to the brokers so far; `None` keeps the
     /// recorded ones.
     pub encryption_key_ids: Option<Vec<String>>,
@@ -233,6 +235,7 @@ pub fn compute(cluster: &FlyMQCluster, obs: &Observation<'_>, now: &str) -> FlyM
         },
         admin_secret_name: obs.admin_secret_name.clone().or(previous.admin_secret_name),
         cluster_id: previous.cluster_id.or_else(|| obs.cluster_id.clone()),
+        admin_secret_version: obs.admin_secret_version.clone().or(previous.admin_secret_version),
         encryption_key_ids: obs.encryption_key_ids.clone().unwrap_or(previous.encryption_key_ids),
         selector: Some(selector(name_of(cluster))),
         conditions: vec![ready_cond, progressing, degraded, catching_up],

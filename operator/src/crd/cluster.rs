@@ -437,6 +437,10 @@ pub struct FlyMQClusterStatus {
     /// cluster instead of founding a new one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster_id: Option<String>,
+    /// `resourceVersion` of the admin Secret whose user and password the
+    /// brokers have (applied by the operator; a change rotates them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_secret_version: Option<String>,
     /// Every encryption key id the brokers have been given (ids, never
     /// keys). A broker needs each of them to start, so the operator refuses
     /// a key Secret that drops one.

@@ -9,6 +9,8 @@
 //! 3. bob, trusting the CA from `<cluster>-ca-bundle`, produces to and reads
 //!    `ledger`, and is refused on `private`; a client without the CA, and a
 //!    plaintext one, get nothing;
+//!    The admin Secret is edited: the operator (as its own user) applies
+//!    the new password, the old one stops working;
 //! 4. no broker volume holds the produced values in plaintext (kube-node-emu
 //!    volumes are local directories);
 //! 5. key rotation: the new key first, the old one kept; the brokers roll
@@ -272,6 +274,58 @@ async fn secure(client: Client, ns: String) -> Result<(), String> {
             return Err("a plaintext client connected to a TLS cluster".into());
         }
         step(TEST, "a client without the CA and a plaintext client were refused");
+    }
+
+    step(
+        TEST,
+        "3. rotate the admin Secret: the new password works, the old one does not",
+    );
+    let admin_name = format!("{CLUSTER}-admin");
+    let old_admin = secret_credentials(&ns, &admin_name).await?;
+    let before = clusters
+        .get(CLUSTER)
+        .await
+        .map_err(|e| e.to_string())?
+        .status
+        .unwrap_or_default();
+    let new_password = format!("rotated-{}", &Keyring::generate_key_hex()[..24]);
+    let mut rotated = Secret::default();
+    rotated.metadata.name = Some(admin_name.clone());
+    rotated.data = Some(
+        [
+            (
+                "username".to_string(),
+                k8s_openapi::ByteString(old_admin.username.clone().into_bytes()),
+            ),
+            (
+                "password".to_string(),
+                k8s_openapi::ByteString(new_password.clone().into_bytes()),
+            ),
+        ]
+        .into(),
+    );
+    secrets
+        .patch(
+            &admin_name,
+            &PatchParams::apply("e2e-rotation").force(),
+            &Patch::Apply(&rotated),
+        )
+        .await
+        .map_err(|e| format!("rotating Secret {admin_name}: {e}"))?;
+    let previous_version = before.admin_secret_version.clone();
+    wait_ready(&clusters, "the new admin password applied", |s| {
+        s.admin_secret_version.is_some() && s.admin_secret_version != previous_version
+    })
+    .await?;
+    let new_admin = flymq_client::Credentials::new(old_admin.username.clone(), new_password);
+    if service_client_with(TEST, &ns, CLUSTER, "admin, new password", new_admin, Some(tls.clone()))
+        .await?
+        .is_some()
+        && service_client_with(TEST, &ns, CLUSTER, "admin, old password", old_admin, Some(tls.clone()))
+            .await
+            .is_ok()
+    {
+        return Err("the old admin password still works after the rotation".into());
     }
 
     step(TEST, "4. no broker volume holds the values in plaintext");
