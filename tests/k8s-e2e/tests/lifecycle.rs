@@ -477,6 +477,19 @@ async fn lifecycle(client: Client, ns: String) -> Result<(), String> {
             .map(|p| p.reason.clone())
             .unwrap_or_default()
     });
+    // Both watches must have delivered their first state (5 brokers) before
+    // the change, or a fast first decommission is missed.
+    wait_for("the watches to start", || {
+        let (s, r) = (sizes.values(), reasons.values());
+        async move {
+            Ok::<_, kube::Error>(if s == vec![5] && !r.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("sizes {s:?}, reasons {r:?}"))
+            })
+        }
+    })
+    .await?;
     env.apply_cluster(3, &no_config).await?;
     wait_for("the StatefulSet at 3 with members 0, 1, 2", || async move {
         let c = env.clusters.get(CLUSTER).await?;
