@@ -117,7 +117,7 @@ async fn bad_topic_requests_get_clear_errors() {
     assert!(err.starts_with("invalid topic name 'bad name'"), "{err}");
     let err = error_text(c.call(create("neg", -2)).await);
     assert!(err.contains("must be positive"), "{err}");
-    let err = error_text(c.call(produce("has/slash", "", "x", -1)).await);
+    let err = error_text(c.call(produce("empty//level", "", "x", -1)).await);
     assert!(err.starts_with("invalid topic name"), "{err}");
     let err = error_text(c.call(create(&"x".repeat(300), 1)).await);
     assert!(err.contains("longer than 249"), "{err}");
@@ -645,4 +645,57 @@ async fn pipelined_requests_take_effect_in_order() {
         other => panic!("{other:?}"),
     }
     broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn hierarchical_topics_and_match_topics() {
+    let (dir, broker, mut c) = start().await;
+    for topic in ["sensors/room1/temp", "sensors/room2/temp", "logs/app", "orders"] {
+        assert_eq!(c.call(create(topic, 1)).await, Response::CreateTopic);
+    }
+    let matching = |pattern: &str| Request::MatchTopics(TopicRequest { topic: pattern.into() });
+    let names = |v: &[&str]| {
+        Response::MatchTopics(ListTopicsResponse {
+            topics: v.iter().map(|s| s.to_string()).collect(),
+        })
+    };
+    assert_eq!(
+        c.call(matching("sensors/+/temp")).await,
+        names(&["sensors/room1/temp", "sensors/room2/temp"])
+    );
+    assert_eq!(c.call(matching("logs/#")).await, names(&["logs/app"]));
+    assert_eq!(
+        c.call(matching("#")).await.clone(),
+        names(&["logs/app", "orders", "sensors/room1/temp", "sensors/room2/temp"])
+    );
+    assert_eq!(c.call(matching("nothing/+")).await, names(&[]));
+    // A hierarchical topic is an ordinary topic.
+    c.call(produce("sensors/room1/temp", "", "21.5", -1)).await;
+    let Response::Fetch(f) = c.call(fetch("sensors/room1/temp", 0, 0, 10, "")).await else {
+        panic!("fetch failed");
+    };
+    assert_eq!(f.records.len(), 1);
+    // Bad patterns and names: the reason, and the connection stays usable.
+    for (pattern, reason) in [
+        ("a/#/b", "'#' must be the last level"),
+        ("a//b", "empty level"),
+        ("", "it is empty"),
+    ] {
+        let text = error_text(c.call(matching(pattern)).await);
+        assert!(text.contains(reason), "{pattern}: {text}");
+    }
+    for name in ["/a", "a/", "a//b", "a/../b", "a/+/b"] {
+        let text = error_text(c.call(create(name, 1)).await);
+        assert!(text.starts_with("invalid topic name"), "{name}: {text}");
+    }
+    // Deleted topics leave the trie; a restart rebuilds it from storage.
+    c.call(Request::DeleteTopic(TopicRequest {
+        topic: "sensors/room2/temp".into(),
+    }))
+    .await;
+    assert_eq!(c.call(matching("sensors/+/temp")).await, names(&["sensors/room1/temp"]));
+    broker.shutdown().await;
+    let broker = TestBroker::start(dir.path()).await.unwrap();
+    let mut c = RawClient::connect(broker.client_addr()).await;
+    assert_eq!(c.call(matching("sensors/#")).await, names(&["sensors/room1/temp"]));
 }

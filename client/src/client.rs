@@ -465,6 +465,18 @@ impl Client {
         }
     }
 
+    /// The topics an MQTT-style pattern matches now (`sensors/+/temp`,
+    /// `logs/#`; MATCH_TOPICS, a FlyMQ extension), sorted.
+    pub async fn match_topics(&self, pattern: &str) -> Result<Vec<String>> {
+        let req = Request::MatchTopics(TopicRequest {
+            topic: pattern.to_owned(),
+        });
+        match self.request(&req).await? {
+            Response::MatchTopics(list) => Ok(list.topics),
+            other => Err(unexpected("MATCH_TOPICS", &other)),
+        }
+    }
+
     /// Partitions, leaders and replicas of every topic (CLUSTER_METADATA).
     /// The leaders become the client's routing table (see
     /// [`Client::leader_for`]).

@@ -27,6 +27,7 @@ mod error;
 #[cfg(test)]
 mod fake_broker;
 pub mod partitioner;
+mod pattern;
 mod producer;
 #[cfg(test)]
 mod sdk_tests;
@@ -39,6 +40,7 @@ pub use client::{Client, ResetTo, StartFrom};
 pub use config::{ClientConfig, Credentials, DEFAULT_BOOTSTRAP, parse_bootstrap};
 pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord};
 pub use error::{Error, Result, parse_leader_addr};
+pub use pattern::PatternConsumer;
 pub use producer::{Callback, Delivery, Producer, ProducerConfig, ProducerRecord};
 pub use security::UserUpdate;
 

@@ -146,6 +146,8 @@ opcodes! {
     AuditExport = 0x81, "AUDIT_EXPORT";
     /// FlyMQ extension: produce many records to one partition in one request.
     ProduceBatch = 0x90, "PRODUCE_BATCH";
+    /// FlyMQ extension: the topics an MQTT-style pattern matches.
+    MatchTopics = 0x91, "MATCH_TOPICS";
     /// AUDIT_QUERY under the pyflymq/Java code; Go layout (§12.3).
     AuditQueryAlt = 0xA0, "AUDIT_QUERY";
     /// AUDIT_EXPORT under the pyflymq/Java code; Go layout (§12.3).

@@ -168,6 +168,8 @@ requests! {
         AuditExport(AuditExportRequest),
         /// 0x90 PRODUCE_BATCH (FlyMQ extension).
         ProduceBatch(ProduceBatchRequest),
+        /// 0x91 MATCH_TOPICS (FlyMQ extension): `str16 pattern`.
+        MatchTopics(TopicRequest),
         /// 0xA0 AUDIT_QUERY (pyflymq/Java numbering, Go layout).
         AuditQueryAlt(AuditQuery),
         /// 0xA1 AUDIT_EXPORT (pyflymq/Java numbering, Go layout).

@@ -216,6 +216,8 @@ responses! {
         AuditExport(AuditExportResponse) = AuditExport,
         /// 0x90 PRODUCE_BATCH reply (FlyMQ extension).
         ProduceBatch(ProduceBatchResponse) = ProduceBatch,
+        /// 0x91 MATCH_TOPICS reply (FlyMQ extension): the matching topics, sorted.
+        MatchTopics(ListTopicsResponse) = MatchTopics,
         /// 0xA0 AUDIT_QUERY reply (Go layout).
         AuditQueryAlt(AuditQueryResponse) = AuditQueryAlt,
         /// 0xA1 AUDIT_EXPORT reply (Go layout).

@@ -143,8 +143,8 @@ pub fn required_check(opcode: Opcode) -> Check {
         PasswordChange => Check::PasswordChange,
         BeginTx | CommitTx | AbortTx => Check::Authenticated,
         ClusterJoin | ClusterLeave => Check::Admin,
-        ListTopics | ClusterMetadata | ClusterStatus | Metadata | Auth | AuthResponse | Whoami | RoleList
-        | CancelDelayed | Error => Check::None,
+        ListTopics | MatchTopics | ClusterMetadata | ClusterStatus | Metadata | Auth | AuthResponse | Whoami
+        | RoleList | CancelDelayed | Error => Check::None,
     }
 }
 

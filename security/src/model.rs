@@ -202,7 +202,8 @@ pub fn validate_role_name(name: &str) -> Result<(), ModelError> {
 }
 
 /// Checks an exact topic name in an ACL (the broker's rule: 1-249
-/// characters of `[A-Za-z0-9._-]`, not `.` or `..`).
+/// characters of `[A-Za-z0-9._-]` in levels separated by `/`, no empty
+/// level, no level `.` or `..`).
 pub fn validate_topic(name: &str) -> Result<(), ModelError> {
     let fail = |reason: &str| Err(ModelError::Invalid(format!("invalid topic name '{name}': {reason}")));
     if name.is_empty() {
@@ -211,14 +212,17 @@ pub fn validate_topic(name: &str) -> Result<(), ModelError> {
     if name.len() > MAX_TOPIC_LEN {
         return fail("it is longer than 249 characters");
     }
-    if name == "." || name == ".." {
-        return fail("'.' and '..' are reserved");
-    }
     if !name
         .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'/'))
     {
-        return fail("use only letters, digits, '.', '_' and '-' (or '*', '+', '#' for a pattern)");
+        return fail("use only letters, digits, '.', '_', '-' and '/' (or '*', '+', '#' for a pattern)");
+    }
+    if name
+        .split('/')
+        .any(|level| level.is_empty() || level == "." || level == "..")
+    {
+        return fail("no empty level, and no level '.' or '..'");
     }
     Ok(())
 }

@@ -1,7 +1,8 @@
 //! Topic patterns for ACLs.
 //!
-//! Topic names are 1-249 characters of `[A-Za-z0-9._-]`, so the characters
-//! `*`, `+`, `#` and `/` never occur in a topic name; a string containing
+//! Topic names are 1-249 characters of `[A-Za-z0-9._-]` in levels
+//! separated by `/`, so the characters `*`, `+` and `#` never occur in a
+//! topic name; a string containing
 //! any of `*`, `+`, `#` is therefore a pattern, anything else an exact topic
 //! (this is how ACL_SET's plain `topic` field carries patterns).
 //!

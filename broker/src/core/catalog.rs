@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
 
 use parking_lot::RwLock;
 
+use super::topic_trie::{TopicPattern, TopicTrie};
 use crate::storage::{PartitionState, TopicRecord};
 use flymq_security::{Authorizer, SecuritySettings, SecurityState, SharedAuthorizer};
 
@@ -137,6 +138,8 @@ pub enum Publish {
 #[derive(Debug)]
 pub struct Catalog {
     topics: RwLock<HashMap<String, Arc<TopicView>>>,
+    /// The same topic names by level, for pattern subscriptions.
+    trie: RwLock<TopicTrie>,
     /// Bumped whenever the set of topics or their replica assignments change
     /// (cluster mode watches it to start and stop partition groups).
     version: tokio::sync::watch::Sender<u64>,
@@ -159,8 +162,9 @@ impl Catalog {
         let map = topics
             .into_iter()
             .map(|(record, states)| (record.name.clone(), Arc::new(TopicView::new(record, &states))))
-            .collect();
+            .collect::<HashMap<_, _>>();
         Self {
+            trie: RwLock::new(TopicTrie::from_names(map.keys().map(String::as_str))),
             topics: RwLock::new(map),
             version: tokio::sync::watch::Sender::new(0),
             authorizer: SharedAuthorizer::default(),
@@ -191,7 +195,8 @@ impl Catalog {
         let map = topics
             .into_iter()
             .map(|(record, states)| (record.name.clone(), Arc::new(TopicView::new(record, &states))))
-            .collect();
+            .collect::<HashMap<_, _>>();
+        *self.trie.write() = TopicTrie::from_names(map.keys().map(String::as_str));
         *self.topics.write() = map;
         self.version.send_modify(|v| *v += 1);
     }
@@ -203,6 +208,11 @@ impl Catalog {
 
     pub fn topic(&self, name: &str) -> Option<Arc<TopicView>> {
         self.topics.read().get(name).cloned()
+    }
+
+    /// The visible topics `pattern` matches, sorted (a walk of the trie).
+    pub fn matching_topics(&self, pattern: &TopicPattern) -> Vec<String> {
+        self.trie.read().matching(pattern)
     }
 
     /// All topics, sorted by name.
@@ -232,9 +242,16 @@ impl Catalog {
         let structural = changes.iter().any(|c| !matches!(c, Publish::Partition { .. }));
         if structural {
             let mut topics = self.topics.write();
+            let mut trie = self.trie.write();
             for change in changes {
+                match &change {
+                    Publish::TopicUpserted { record } => trie.insert(&record.name),
+                    Publish::TopicRemoved { name } => trie.remove(name),
+                    _ => {}
+                }
                 apply_change(&mut topics, change);
             }
+            drop(trie);
             drop(topics);
             self.version.send_modify(|v| *v += 1);
         } else {

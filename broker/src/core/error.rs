@@ -28,6 +28,8 @@ pub enum BrokerError {
     GroupNotFound { topic: String, group: String },
     #[error("invalid topic name '{name}': {reason}")]
     InvalidTopicName { name: String, reason: &'static str },
+    #[error("invalid topic pattern '{pattern}': {reason}")]
+    InvalidPattern { pattern: String, reason: String },
     #[error("invalid group id '{group}': {reason}")]
     InvalidGroupId { group: String, reason: &'static str },
     #[error("invalid request: {0}")]

@@ -16,6 +16,7 @@ pub mod read;
 pub mod replicator;
 pub mod retention;
 pub mod state_machine;
+pub mod topic_trie;
 pub mod topics;
 pub mod writer;
 

@@ -8,7 +8,10 @@ pub const MAX_GROUP_ID: usize = 255;
 /// Largest partition count a topic may have.
 pub const MAX_PARTITIONS: u32 = 10_000;
 
-/// Topic names: 1-249 characters of `[A-Za-z0-9._-]`, not `.` or `..`.
+/// Topic names: 1-249 characters of `[A-Za-z0-9._-]` in one or more
+/// levels separated by `/` (`sensors/room1/temp`, see
+/// [`super::topic_trie`]): no empty level, no level `.` or `..`, and so no
+/// `+` or `#`, which patterns use.
 pub fn validate_topic_name(name: &str) -> Result<(), BrokerError> {
     let invalid = |reason| {
         Err(BrokerError::InvalidTopicName {
@@ -22,14 +25,19 @@ pub fn validate_topic_name(name: &str) -> Result<(), BrokerError> {
     if name.len() > MAX_TOPIC_NAME {
         return invalid("it is longer than 249 characters");
     }
-    if name == "." || name == ".." {
-        return invalid("'.' and '..' are reserved");
-    }
     if !name
         .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'/'))
     {
-        return invalid("use only letters, digits, '.', '_' and '-'");
+        return invalid("use only letters, digits, '.', '_', '-' and '/' between levels");
+    }
+    for level in name.split('/') {
+        if level.is_empty() {
+            return invalid("it has an empty level (a leading, trailing or doubled '/')");
+        }
+        if level == "." || level == ".." {
+            return invalid("'.' and '..' are reserved (also as a level)");
+        }
     }
     Ok(())
 }
@@ -65,10 +73,32 @@ mod tests {
 
     #[test]
     fn topic_names() {
-        for ok in ["orders", "a", "orders.dlq", "Orders_2024-01", &"x".repeat(249)] {
+        for ok in [
+            "orders",
+            "a",
+            "orders.dlq",
+            "Orders_2024-01",
+            &"x".repeat(249),
+            "sensors/room1/temp",
+            "a/b",
+        ] {
             assert!(validate_topic_name(ok).is_ok(), "{ok}");
         }
-        for bad in ["", ".", "..", "has space", "slash/y", "ünï", &"x".repeat(250), "a\0b"] {
+        for bad in [
+            "",
+            ".",
+            "..",
+            "has space",
+            "ünï",
+            &"x".repeat(250),
+            "a\0b",
+            "/a",
+            "a/",
+            "a//b",
+            "a/../b",
+            "a/+/b",
+            "a/#",
+        ] {
             let err = validate_topic_name(bad).unwrap_err();
             assert!(err.to_string().starts_with("invalid topic name"), "{err}");
         }

@@ -195,6 +195,13 @@ impl Broker {
             .collect()
     }
 
+    /// The visible topics an MQTT-style pattern matches (`sensors/+/temp`,
+    /// `logs/#`), sorted; an invalid pattern is an error naming the reason.
+    pub fn match_topics(&self, pattern: &str) -> BrokerResult<Vec<String>> {
+        let pattern = super::topic_trie::TopicPattern::parse(pattern)?;
+        Ok(self.catalog.matching_topics(&pattern))
+    }
+
     /// Partition metadata for one topic, or every visible topic when `topic` is empty.
     pub fn topic_metadata(&self, topic: &str) -> BrokerResult<Vec<TopicInfo>> {
         let views = if topic.is_empty() {

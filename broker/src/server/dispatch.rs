@@ -104,6 +104,7 @@ fn handle(
             Request::CreateTopic(r) => topics::create(&session, broker, r).await,
             Request::DeleteTopic(r) => topics::delete(&session, broker, r).await,
             Request::ListTopics => topics::list(&broker),
+            Request::MatchTopics(r) => topics::matching(&broker, r),
             Request::Subscribe(r) => groups::subscribe(&session, broker, r).await,
             Request::GetOffset(r) => groups::get_offset(broker, r).await,
             Request::ResetOffset(r) => groups::reset_offset(broker, r).await,

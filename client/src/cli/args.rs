@@ -426,7 +426,9 @@ pub enum FromArg {
 /// `subscribe ...`
 #[derive(Debug, Args)]
 pub struct SubscribeArgs {
-    /// Topic to consume (all partitions).
+    /// Topic to consume (all partitions), or an MQTT-style pattern over
+    /// hierarchical topic names (`sensors/+/temp`, `logs/#`): every matching
+    /// topic, including ones created while subscribed.
     pub topic: String,
     /// Consumer group id.
     #[arg(long, short = 'g')]

@@ -1,10 +1,11 @@
 //! `consume` (one partition by offset) and `subscribe` (a consumer group
-//! over all partitions, committing as it goes).
+//! over all partitions, or over every topic a pattern matches, committing as
+//! it goes).
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use flymq_client::{Client, Consumer, ConsumerConfig, StartFrom};
+use flymq_client::{Client, Consumer, ConsumerConfig, ConsumerRecord, PatternConsumer, StartFrom};
 
 use crate::cli::args::{ConsumeArgs, FromArg, SubscribeArgs};
 use crate::cli::output::{Output, record_json, record_text};
@@ -70,15 +71,32 @@ pub async fn subscribe(client: &Client, args: SubscribeArgs, out: Output) -> any
         FromArg::Commit => StartFrom::Committed,
     };
     config.auto_commit_interval = Some(args.commit_interval);
-    let mut consumer = Consumer::subscribe(client.clone(), &args.topic, config).await?;
-    if !out.is_json() {
-        eprintln!(
-            "subscribed to {} ({} partitions) as group '{}'; Ctrl-C to stop",
-            args.topic,
-            consumer.assignment().len(),
-            args.group
-        );
-    }
+    let pattern = args.topic.contains(['+', '#']);
+    let mut consumer = if pattern {
+        let c = PatternConsumer::subscribe(client.clone(), &args.topic, config).await?;
+        if !out.is_json() {
+            eprintln!(
+                "subscribed to pattern {} ({} matching topics now: {}) as group '{}'; new matching topics are \
+                 picked up within a second; Ctrl-C to stop",
+                args.topic,
+                c.topics().len(),
+                c.topics().join(", "),
+                args.group
+            );
+        }
+        Subscription::Pattern(c)
+    } else {
+        let c = Consumer::subscribe(client.clone(), &args.topic, config).await?;
+        if !out.is_json() {
+            eprintln!(
+                "subscribed to {} ({} partitions) as group '{}'; Ctrl-C to stop",
+                args.topic,
+                c.assignment().len(),
+                args.group
+            );
+        }
+        Subscription::Topic(c)
+    };
     let mut printed = 0u64;
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
@@ -91,16 +109,26 @@ pub async fn subscribe(client: &Client, args: SubscribeArgs, out: Output) -> any
             _ = &mut ctrl_c => break,
             records = consumer.poll(max, Duration::from_secs(1)) => records?,
         };
-        let mut unprinted: HashMap<i32, u64> = HashMap::new();
+        let mut unprinted: HashMap<(String, i32), u64> = HashMap::new();
         for record in records {
             if args.count.is_some_and(|c| printed >= c) {
                 // Rewind so that the commit does not skip what was not printed.
-                let first = unprinted.entry(record.partition).or_insert(record.offset);
+                let first = unprinted
+                    .entry((record.topic.clone(), record.partition))
+                    .or_insert(record.offset);
                 *first = (*first).min(record.offset);
                 continue;
             }
+            let text = record_text(&record.key, &record.value, args.show_key);
             out.item(
-                || record_text(&record.key, &record.value, args.show_key),
+                // With a pattern, say which topic each message came from.
+                || {
+                    if pattern {
+                        format!("{}: {text}", record.topic)
+                    } else {
+                        text.clone()
+                    }
+                },
                 record_json(
                     &record.topic,
                     record.partition,
@@ -111,8 +139,8 @@ pub async fn subscribe(client: &Client, args: SubscribeArgs, out: Output) -> any
             )?;
             printed += 1;
         }
-        for (partition, offset) in unprinted {
-            consumer.seek(partition, offset)?;
+        for ((topic, partition), offset) in unprinted {
+            consumer.seek(&topic, partition, offset)?;
         }
         if args.count.is_some_and(|c| printed >= c) {
             break 'outer;
@@ -120,4 +148,33 @@ pub async fn subscribe(client: &Client, args: SubscribeArgs, out: Output) -> any
     }
     consumer.close().await?;
     Ok(())
+}
+
+/// A subscription to one topic or to a pattern.
+enum Subscription {
+    Topic(Consumer),
+    Pattern(PatternConsumer),
+}
+
+impl Subscription {
+    async fn poll(&mut self, max: usize, timeout: Duration) -> flymq_client::Result<Vec<ConsumerRecord>> {
+        match self {
+            Subscription::Topic(c) => c.poll(max, timeout).await,
+            Subscription::Pattern(c) => c.poll(max, timeout).await,
+        }
+    }
+
+    fn seek(&mut self, topic: &str, partition: i32, offset: u64) -> flymq_client::Result<()> {
+        match self {
+            Subscription::Topic(c) => c.seek(partition, offset),
+            Subscription::Pattern(c) => c.seek(topic, partition, offset),
+        }
+    }
+
+    async fn close(self) -> flymq_client::Result<()> {
+        match self {
+            Subscription::Topic(c) => c.close().await,
+            Subscription::Pattern(c) => c.close().await,
+        }
+    }
 }

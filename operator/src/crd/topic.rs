@@ -37,7 +37,7 @@ pub struct TopicSpec {
     pub cluster_ref: ClusterRef,
     /// Topic name on the brokers; defaults to `metadata.name`. Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 249), regex(pattern = r"^[a-zA-Z0-9._-]+$"))]
+    #[schemars(length(min = 1, max = 249), regex(pattern = r"^[a-zA-Z0-9._-]+(/[a-zA-Z0-9._-]+)*$"))]
     pub topic_name: Option<String>,
     /// Number of partitions. Can grow, never shrink.
     #[serde(default = "default_partitions")]

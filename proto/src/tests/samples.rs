@@ -235,6 +235,9 @@ pub fn requests() -> Vec<Request> {
             query: audit_query(),
             format: s("csv"),
         }),
+        Request::MatchTopics(TopicRequest {
+            topic: s("sensors/+/temp"),
+        }),
         Request::ProduceBatch(ProduceBatchRequest {
             topic: s("orders"),
             partition: -1,
@@ -516,6 +519,9 @@ pub fn responses() -> Vec<Response> {
         Response::AuditExport(AuditExportResponse {
             format: s("json"),
             data: b(b"[]"),
+        }),
+        Response::MatchTopics(ListTopicsResponse {
+            topics: vec![s("sensors/room1/temp"), s("sensors/room2/temp")],
         }),
         Response::ProduceBatch(ProduceBatchResponse {
             topic: s("orders"),

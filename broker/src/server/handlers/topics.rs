@@ -49,6 +49,15 @@ fn audit(session: &Session, broker: &Arc<Broker>, topic: &str, action: &str) {
     broker.audit(record);
 }
 
+/// MATCH_TOPICS (FlyMQ extension): the topics a pattern matches now.
+pub fn matching(broker: &Broker, req: TopicRequest) -> Answer {
+    Answer::from_result(
+        broker
+            .match_topics(&req.topic)
+            .map(|topics| Response::MatchTopics(ListTopicsResponse { topics })),
+    )
+}
+
 pub fn list(broker: &Broker) -> Answer {
     Response::ListTopics(ListTopicsResponse {
         topics: broker.list_topics(),
