@@ -70,6 +70,22 @@ struct PartitionState {
     position: u64,
     /// Last position committed by this consumer.
     committed: Option<u64>,
+    /// Skipped by `poll` until resumed.
+    paused: bool,
+}
+
+/// Where [`Consumer::seek_all`] moves every partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeekTo {
+    /// The first retained offset.
+    Beginning,
+    /// The log end (only records produced from now on).
+    End,
+    /// This offset.
+    Offset(u64),
+    /// The first record at or after this time (ms since the epoch), or the
+    /// log end.
+    Timestamp(i64),
 }
 
 /// A consumer-group member reading all partitions of one topic.
@@ -127,6 +143,7 @@ impl Consumer {
                 id,
                 position,
                 committed: None,
+                paused: false,
             })
             .collect();
         Ok(Self {
@@ -158,6 +175,78 @@ impl Consumer {
     /// The next offset `poll` will read from `partition`.
     pub fn position(&self, partition: i32) -> Option<u64> {
         self.state(partition).map(|p| p.position)
+    }
+
+    /// Stops reading `partitions` until [`Consumer::resume`]; their positions
+    /// are kept (and committed as they are).
+    pub fn pause(&mut self, partitions: &[i32]) -> Result<()> {
+        self.set_paused(partitions, true)
+    }
+
+    /// Reads `partitions` again.
+    pub fn resume(&mut self, partitions: &[i32]) -> Result<()> {
+        self.set_paused(partitions, false)
+    }
+
+    /// The paused partitions, ascending.
+    pub fn paused(&self) -> Vec<i32> {
+        self.partitions.iter().filter(|p| p.paused).map(|p| p.id).collect()
+    }
+
+    fn set_paused(&mut self, partitions: &[i32], paused: bool) -> Result<()> {
+        if let Some(missing) = partitions.iter().find(|id| self.state(**id).is_none()) {
+            return Err(Error::InvalidArgument(format!(
+                "partition {missing} is not assigned (topic '{}')",
+                self.topic
+            )));
+        }
+        for p in self.partitions.iter_mut().filter(|p| partitions.contains(&p.id)) {
+            p.paused = paused;
+        }
+        Ok(())
+    }
+
+    /// Moves `partition` to its first record at or after `timestamp_ms`
+    /// (SEEK_TO_TIMESTAMP), or its log end; returns the new position.
+    pub async fn seek_to_timestamp(&mut self, partition: i32, timestamp_ms: i64) -> Result<u64> {
+        if self.state(partition).is_none() {
+            return Err(Error::InvalidArgument(format!(
+                "partition {partition} is not assigned (topic '{}')",
+                self.topic
+            )));
+        }
+        let offset = self
+            .client
+            .seek_to_timestamp(&self.topic, partition, timestamp_ms)
+            .await?;
+        self.seek(partition, offset)?;
+        Ok(offset)
+    }
+
+    /// Moves every partition (paused ones too).
+    pub async fn seek_all(&mut self, to: SeekTo) -> Result<()> {
+        for id in self.assignment() {
+            match to {
+                SeekTo::Offset(offset) => self.seek(id, offset)?,
+                // The first record at or after time 0 is the first retained one.
+                SeekTo::Beginning => {
+                    self.seek_to_timestamp(id, 0).await?;
+                }
+                SeekTo::End => {
+                    self.seek_to_timestamp(id, i64::MAX).await?;
+                }
+                SeekTo::Timestamp(ts) => {
+                    self.seek_to_timestamp(id, ts).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The records as a `futures::Stream`, polled `max` at a time (waiting up
+    /// to a second per poll); ends at the first error, after yielding it.
+    pub fn stream(self, max: usize) -> impl futures::Stream<Item = Result<ConsumerRecord>> {
+        records_stream(self, max, |c, max| Box::pin(c.poll(max, Duration::from_secs(1))))
     }
 
     /// Moves the read position of `partition` (committed on the next commit).
@@ -200,6 +289,9 @@ impl Consumer {
                 break;
             }
             let idx = (self.cursor + step) % n;
+            if self.partitions[idx].paused {
+                continue;
+            }
             let (id, position) = (self.partitions[idx].id, self.partitions[idx].position);
             let ask = u32::try_from(remaining)
                 .unwrap_or(u32::MAX)
@@ -326,4 +418,31 @@ impl Consumer {
     fn state(&self, partition: i32) -> Option<&PartitionState> {
         self.partitions.iter().find(|p| p.id == partition)
     }
+}
+
+/// One poll of a consumer, boxed so [`records_stream`] can hold it.
+pub(crate) type PollFuture<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<ConsumerRecord>>> + Send + 'a>>;
+
+/// A stream over `poll`: buffered records first, then the next poll; the
+/// first error is yielded and ends the stream.
+pub(crate) fn records_stream<C: Send + 'static>(
+    consumer: C,
+    max: usize,
+    poll: for<'a> fn(&'a mut C, usize) -> PollFuture<'a>,
+) -> impl futures::Stream<Item = Result<ConsumerRecord>> {
+    let state = (Some(consumer), std::collections::VecDeque::<ConsumerRecord>::new());
+    futures::stream::unfold(state, move |(mut consumer, mut buffered)| async move {
+        loop {
+            if let Some(record) = buffered.pop_front() {
+                return Some((Ok(record), (consumer, buffered)));
+            }
+            let c = consumer.as_mut()?;
+            match poll(c, max).await {
+                Ok(records) => buffered.extend(records),
+                // Yield the error, then end.
+                Err(e) => return Some((Err(e), (None, buffered))),
+            }
+        }
+    })
 }

@@ -38,7 +38,7 @@ mod security_tests;
 pub use admin::{AdminClient, AdminOptions};
 pub use client::{Client, ResetTo, StartFrom};
 pub use config::{ClientConfig, Credentials, DEFAULT_BOOTSTRAP, parse_bootstrap};
-pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord};
+pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, SeekTo};
 pub use error::{Error, Result, parse_leader_addr};
 pub use pattern::PatternConsumer;
 pub use producer::{Callback, Delivery, Producer, ProducerConfig, ProducerRecord};

@@ -22,7 +22,8 @@ pub const DEFAULT_REFRESH: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 pub struct PatternConsumer {
     client: Client,
-    pattern: String,
+    /// The pattern, or `None` for a fixed list of topics.
+    pattern: Option<String>,
     config: ConsumerConfig,
     consumers: BTreeMap<String, Consumer>,
     refresh_interval: Duration,
@@ -37,7 +38,7 @@ impl PatternConsumer {
     pub async fn subscribe(client: Client, pattern: &str, config: ConsumerConfig) -> Result<Self> {
         let mut consumer = Self {
             client,
-            pattern: pattern.to_owned(),
+            pattern: Some(pattern.to_owned()),
             config,
             consumers: BTreeMap::new(),
             refresh_interval: DEFAULT_REFRESH,
@@ -49,15 +50,39 @@ impl PatternConsumer {
         Ok(consumer)
     }
 
+    /// Joins `config.group` on each of `topics` (a multi-topic subscription;
+    /// nothing is looked up again).
+    pub async fn subscribe_topics(client: Client, topics: &[&str], config: ConsumerConfig) -> Result<Self> {
+        let mut consumers = BTreeMap::new();
+        for topic in topics {
+            let consumer = Consumer::subscribe(client.clone(), topic, config.clone()).await?;
+            consumers.insert((*topic).to_owned(), consumer);
+        }
+        Ok(Self {
+            client,
+            pattern: None,
+            config,
+            consumers,
+            refresh_interval: DEFAULT_REFRESH,
+            last_refresh: Instant::now(),
+            cursor: 0,
+        })
+    }
+
+    /// The records as a `futures::Stream` (see [`Consumer::stream`]).
+    pub fn stream(self, max: usize) -> impl futures::Stream<Item = Result<ConsumerRecord>> {
+        crate::consumer::records_stream(self, max, |c, max| Box::pin(c.poll(max, Duration::from_secs(1))))
+    }
+
     /// Looks the matching topics up this often during `poll`.
     pub fn with_refresh_interval(mut self, interval: Duration) -> Self {
         self.refresh_interval = interval;
         self
     }
 
-    /// The pattern.
-    pub fn pattern(&self) -> &str {
-        &self.pattern
+    /// The pattern (`None` for a fixed list of topics).
+    pub fn pattern(&self) -> Option<&str> {
+        self.pattern.as_deref()
     }
 
     /// The topics consumed now, sorted.
@@ -66,7 +91,7 @@ impl PatternConsumer {
     }
 
     /// Looks the matching topics up now; returns the topics added. Topics
-    /// that no longer exist are dropped.
+    /// that no longer exist are dropped. Nothing for a fixed list.
     pub async fn refresh(&mut self) -> Result<Vec<String>> {
         // A topic appearing after the start is read from the group's commit,
         // else from its beginning.
@@ -74,7 +99,10 @@ impl PatternConsumer {
     }
 
     async fn add_matching(&mut self, from: StartFrom) -> Result<Vec<String>> {
-        let matching = self.client.match_topics(&self.pattern).await?;
+        let Some(pattern) = &self.pattern else {
+            return Ok(Vec::new());
+        };
+        let matching = self.client.match_topics(pattern).await?;
         self.last_refresh = Instant::now();
         self.consumers.retain(|topic, _| matching.contains(topic));
         let mut added = Vec::new();

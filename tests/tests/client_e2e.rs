@@ -298,3 +298,93 @@ async fn client_reconnects_after_broker_restart() {
     assert_eq!(after.offset, before.offset + 1);
     broker.shutdown().await;
 }
+
+/// Values of `records`, in order.
+fn values(records: &[flymq_client::ConsumerRecord]) -> Vec<String> {
+    records
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.value).into_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn consumers_pause_resume_seek_stream_and_read_several_topics() {
+    use futures::StreamExt;
+    let env = start().await;
+    let c = &env.client;
+    c.create_topic("ergo", 2).await.expect("create");
+    c.create_topic("ergo-other", 1).await.expect("create");
+    for i in 0..3 {
+        c.produce_to_partition("ergo", 0, Bytes::new(), Bytes::from(format!("p0-{i}")))
+            .await
+            .expect("produce");
+        c.produce_to_partition("ergo", 1, Bytes::new(), Bytes::from(format!("p1-{i}")))
+            .await
+            .expect("produce");
+    }
+    let mut config = ConsumerConfig::new("ergo-group");
+    config.from = StartFrom::Earliest;
+    config.auto_commit_interval = None;
+    let mut consumer = Consumer::subscribe(c.clone(), "ergo", config.clone())
+        .await
+        .expect("subscribe");
+
+    // Paused partitions are skipped, their positions kept.
+    consumer.pause(&[1]).expect("pause");
+    assert_eq!(consumer.paused(), vec![1]);
+    let got = consumer.poll(100, Duration::from_millis(300)).await.expect("poll");
+    assert_eq!(values(&got), vec!["p0-0", "p0-1", "p0-2"]);
+    assert!(consumer.pause(&[7]).is_err(), "an unassigned partition is refused");
+    consumer.resume(&[1]).expect("resume");
+    let got = consumer.poll(100, Duration::from_millis(300)).await.expect("poll");
+    assert_eq!(values(&got), vec!["p1-0", "p1-1", "p1-2"]);
+
+    // seek_all: to the end (nothing), back to the beginning (everything).
+    consumer.seek_all(flymq_client::SeekTo::End).await.expect("seek end");
+    assert_eq!(consumer.position(0), Some(3));
+    assert!(
+        consumer
+            .poll(100, Duration::from_millis(200))
+            .await
+            .expect("poll")
+            .is_empty()
+    );
+    consumer
+        .seek_all(flymq_client::SeekTo::Beginning)
+        .await
+        .expect("seek start");
+    assert_eq!(consumer.position(1), Some(0));
+    let after = consumer.seek_to_timestamp(0, i64::MAX).await.expect("seek ts");
+    assert_eq!(after, 3, "past every record: the log end");
+
+    // As a futures::Stream: partition 1's three records, in order.
+    let streamed: Vec<String> = consumer
+        .stream(10)
+        .take(3)
+        .map(|r| String::from_utf8_lossy(&r.expect("record").value).into_owned())
+        .collect()
+        .await;
+    assert_eq!(streamed, vec!["p1-0", "p1-1", "p1-2"]);
+
+    // Several topics in one subscription.
+    c.produce("ergo-other", "other-0").await.expect("produce");
+    let mut multi = flymq_client::PatternConsumer::subscribe_topics(c.clone(), &["ergo", "ergo-other"], config)
+        .await
+        .expect("subscribe topics");
+    assert_eq!(multi.topics(), vec!["ergo", "ergo-other"]);
+    assert_eq!(multi.pattern(), None);
+    let mut seen = Vec::new();
+    while seen.len() < 7 {
+        let got = multi.poll(100, Duration::from_secs(2)).await.expect("poll");
+        assert!(!got.is_empty(), "stalled after {seen:?}");
+        seen.extend(
+            got.into_iter()
+                .map(|r| format!("{}:{}", r.topic, String::from_utf8_lossy(&r.value))),
+        );
+    }
+    seen.sort();
+    assert_eq!(seen.len(), 7);
+    assert!(seen.contains(&"ergo-other:other-0".to_string()), "{seen:?}");
+    multi.close().await.expect("close");
+    env.broker.shutdown().await;
+}
