@@ -107,6 +107,20 @@ struct Inner {
     unreachable: Mutex<HashMap<String, Instant>>,
     /// Incremented for every new connection.
     generation: AtomicU64,
+    /// Requests sent (each attempt) and requests that ended in an error.
+    requests_sent: AtomicU64,
+    requests_failed: AtomicU64,
+}
+
+/// Counters of one [`Client`] since it was created (see [`Client::metrics`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClientMetrics {
+    /// Requests sent, counting each attempt (retries and redirects included).
+    pub requests_sent: u64,
+    /// Requests that returned an error to the caller.
+    pub requests_failed: u64,
+    /// Connections opened (the first one included).
+    pub connections: u64,
 }
 
 impl Client {
@@ -130,10 +144,32 @@ impl Client {
                 leader_hints: Mutex::new(HashMap::new()),
                 unreachable: Mutex::new(HashMap::new()),
                 generation: AtomicU64::new(0),
+                requests_sent: AtomicU64::new(0),
+                requests_failed: AtomicU64::new(0),
             }),
         };
         client.connection().await?;
+        if let Some(interval) = client.inner.config.keep_alive {
+            spawn_keep_alive(Arc::downgrade(&client.inner), interval);
+        }
         Ok(client)
+    }
+
+    /// The client's counters so far.
+    pub fn metrics(&self) -> ClientMetrics {
+        ClientMetrics {
+            requests_sent: self.inner.requests_sent.load(Ordering::Relaxed),
+            requests_failed: self.inner.requests_failed.load(Ordering::Relaxed),
+            connections: self.inner.generation.load(Ordering::Acquire),
+        }
+    }
+
+    /// A round trip to the broker (CLUSTER_STATUS, which needs no
+    /// permission); returns how long it took. Reconnects if needed.
+    pub async fn health_check(&self) -> Result<Duration> {
+        let started = Instant::now();
+        self.cluster_status().await?;
+        Ok(started.elapsed())
     }
 
     /// The configuration in use.
@@ -362,11 +398,24 @@ impl Client {
         self.request_routed(opcode, frame, None).await
     }
 
+    /// Counts a finished request for [`Client::metrics`].
+    fn counted(&self, result: Result<Response>) -> Result<Response> {
+        if result.is_err() {
+            self.inner.requests_failed.fetch_add(1, Ordering::Relaxed);
+        }
+        result
+    }
+
     /// Like [`Client::request_frame`] for a request about one partition:
     /// it goes to the partition's leader when CLUSTER_METADATA or a redirect
     /// taught the client where that is, and a redirect updates that
     /// knowledge.
     pub(crate) async fn request_routed(&self, opcode: Opcode, frame: Bytes, route: Route<'_>) -> Result<Response> {
+        let result = self.request_routed_uncounted(opcode, frame, route).await;
+        self.counted(result)
+    }
+
+    async fn request_routed_uncounted(&self, opcode: Opcode, frame: Bytes, route: Route<'_>) -> Result<Response> {
         let op = opcode.name();
         let repeatable = is_repeatable(opcode);
         let mut target = self.leader_hint(route);
@@ -389,6 +438,7 @@ impl Client {
                 },
                 None => self.connection().await?,
             };
+            self.inner.requests_sent.fetch_add(1, Ordering::Relaxed);
             let reply = match conn.request(op, frame.clone(), self.inner.config.request_timeout).await {
                 Ok(reply) => reply,
                 Err(err) => {
@@ -850,4 +900,22 @@ fn unexpected(op: &'static str, response: &Response) -> Error {
         op,
         got: response.opcode(),
     }
+}
+
+/// Sends a health check every `interval` while the client exists, so an
+/// idle connection is kept open (and a dead one noticed and replaced before
+/// the next real request); stops when the last `Client` handle is dropped.
+fn spawn_keep_alive(inner: std::sync::Weak<Inner>, interval: Duration) {
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.tick().await;
+        loop {
+            ticker.tick().await;
+            let Some(inner) = inner.upgrade() else { return };
+            let client = Client { inner };
+            if let Err(e) = client.health_check().await {
+                tracing::debug!(error = %e, "keep-alive health check failed; the next request reconnects");
+            }
+        }
+    });
 }

@@ -32,6 +32,10 @@ pub struct ClientConfig {
     /// Implicit TLS (WIRE.md §7): the handshake starts right after the TCP
     /// connect; `None` = plaintext.
     pub tls: Option<ClientTlsOptions>,
+    /// Send a health check this often while the client exists (keeps an
+    /// idle connection open through NAT and idle timeouts, and finds a dead
+    /// one early); `None` = never.
+    pub keep_alive: Option<Duration>,
 }
 
 /// A user name and password for brokers with authentication enabled.
@@ -73,6 +77,7 @@ impl Default for ClientConfig {
             reconnect_backoff: Duration::from_millis(200),
             credentials: None,
             tls: None,
+            keep_alive: None,
         }
     }
 }
@@ -98,6 +103,30 @@ impl ClientConfig {
             bootstrap,
             ..Self::default()
         })
+    }
+
+    /// Authenticates as `credentials` on every connection.
+    pub fn with_credentials(mut self, credentials: Credentials) -> Self {
+        self.credentials = Some(credentials);
+        self
+    }
+
+    /// Connects over TLS with `tls`.
+    pub fn with_tls(mut self, tls: ClientTlsOptions) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// Sets the request timeout.
+    pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// Sends a health check every `interval`.
+    pub fn with_keep_alive(mut self, interval: Duration) -> Self {
+        self.keep_alive = Some(interval);
+        self
     }
 
     /// Checks that the settings can work.

@@ -46,6 +46,24 @@ impl ConsumerConfig {
             filter: String::new(),
         }
     }
+
+    /// Where to start on each partition.
+    pub fn with_from(mut self, from: StartFrom) -> Self {
+        self.from = from;
+        self
+    }
+
+    /// Auto-commit interval (`None`: manual commits only).
+    pub fn with_auto_commit(mut self, interval: Option<Duration>) -> Self {
+        self.auto_commit_interval = interval;
+        self
+    }
+
+    /// Broker-side filter on every FETCH.
+    pub fn with_filter(mut self, filter: impl Into<String>) -> Self {
+        self.filter = filter.into();
+        self
+    }
 }
 
 /// One record returned by [`Consumer::poll`].

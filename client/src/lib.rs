@@ -36,12 +36,12 @@ mod security;
 mod security_tests;
 
 pub use admin::{AdminClient, AdminOptions};
-pub use client::{Client, ResetTo, StartFrom};
+pub use client::{Client, ClientMetrics, ResetTo, StartFrom};
 pub use config::{ClientConfig, Credentials, DEFAULT_BOOTSTRAP, parse_bootstrap};
 pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, SeekTo};
 pub use error::{Error, Result, parse_leader_addr};
 pub use pattern::PatternConsumer;
-pub use producer::{Callback, Delivery, Producer, ProducerConfig, ProducerRecord};
+pub use producer::{Callback, Delivery, Producer, ProducerConfig, ProducerMetrics, ProducerRecord};
 pub use security::UserUpdate;
 
 /// TLS settings of [`ClientConfig::tls`] and [`AdminOptions::tls`].

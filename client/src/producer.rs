@@ -25,6 +25,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -68,6 +69,10 @@ pub struct ProducerConfig {
     pub queue_capacity: usize,
     /// How long a topic's partition count is cached.
     pub metadata_max_age: Duration,
+    /// Gzip (the wire's codec, flags 0x02) every PRODUCE_BATCH whose
+    /// payload is at least this many bytes, when that makes it smaller;
+    /// `None` (the default) never compresses.
+    pub compression_threshold: Option<usize>,
 }
 
 impl Default for ProducerConfig {
@@ -83,7 +88,81 @@ impl Default for ProducerConfig {
             max_retry_backoff: Duration::from_secs(1),
             queue_capacity: 10_000,
             metadata_max_age: Duration::from_secs(30),
+            compression_threshold: None,
         }
+    }
+}
+
+impl ProducerConfig {
+    /// Records per PRODUCE_BATCH.
+    pub fn with_batch_max_records(mut self, records: usize) -> Self {
+        self.batch_max_records = records;
+        self
+    }
+
+    /// How long a record may wait for others to fill its batch.
+    pub fn with_linger(mut self, linger: Duration) -> Self {
+        self.linger = linger;
+        self
+    }
+
+    /// Retries of a failing batch, and how long they may go on.
+    pub fn with_retries(mut self, retries: u32, timeout: Duration) -> Self {
+        self.retries = retries;
+        self.retry_timeout = timeout;
+        self
+    }
+
+    /// Gzip batches of at least `bytes` bytes.
+    pub fn with_gzip_above(mut self, bytes: usize) -> Self {
+        self.compression_threshold = Some(bytes);
+        self
+    }
+}
+
+/// Counters of one [`Producer`] (see [`Producer::metrics`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProducerMetrics {
+    /// Records the brokers acknowledged.
+    pub records_sent: u64,
+    /// Records given up (their `Delivery` resolved to an error).
+    pub records_failed: u64,
+    /// PRODUCE_BATCH requests acknowledged.
+    pub batches_sent: u64,
+    /// Of those, sent gzip-compressed.
+    pub batches_compressed: u64,
+    /// Retries of a batch or record after a retriable error.
+    pub retries: u64,
+    /// Largest batch acknowledged, in records (`records_sent /
+    /// batches_sent` gives the mean).
+    pub max_batch_records: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    records_sent: AtomicU64,
+    records_failed: AtomicU64,
+    batches_sent: AtomicU64,
+    batches_compressed: AtomicU64,
+    retries: AtomicU64,
+    max_batch_records: AtomicU64,
+}
+
+impl Counters {
+    fn snapshot(&self) -> ProducerMetrics {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        ProducerMetrics {
+            records_sent: get(&self.records_sent),
+            records_failed: get(&self.records_failed),
+            batches_sent: get(&self.batches_sent),
+            batches_compressed: get(&self.batches_compressed),
+            retries: get(&self.retries),
+            max_batch_records: get(&self.max_batch_records),
+        }
+    }
+
+    fn add(c: &AtomicU64, n: u64) {
+        c.fetch_add(n, Ordering::Relaxed);
     }
 }
 
@@ -190,15 +269,22 @@ impl Future for Delivery {
 #[derive(Debug, Clone)]
 pub struct Producer {
     commands: mpsc::Sender<Command>,
+    counters: Arc<Counters>,
 }
 
 impl Producer {
     /// Starts a producer on `client` (spawns its task on the current Tokio runtime).
     pub fn new(client: Client, config: ProducerConfig) -> Self {
         let (commands, rx) = mpsc::channel(config.queue_capacity.max(1));
-        let worker = Worker::new(client, config);
+        let counters = Arc::new(Counters::default());
+        let worker = Worker::new(client, config, counters.clone());
         tokio::spawn(worker.run(rx));
-        Self { commands }
+        Self { commands, counters }
+    }
+
+    /// The producer's counters so far.
+    pub fn metrics(&self) -> ProducerMetrics {
+        self.counters.snapshot()
     }
 
     /// Queues `record` (waiting while the queue is full) and returns a
@@ -252,10 +338,11 @@ struct Worker {
     /// Partition count per topic (`None` = lookup failed), with its time.
     partitions: HashMap<String, (Option<u32>, Instant)>,
     in_flight: Arc<Semaphore>,
+    counters: Arc<Counters>,
 }
 
 impl Worker {
-    fn new(client: Client, config: ProducerConfig) -> Self {
+    fn new(client: Client, config: ProducerConfig, counters: Arc<Counters>) -> Self {
         let limits = BatchLimits {
             max_records: config.batch_max_records.max(1),
             max_bytes: config.batch_max_bytes.clamp(1, MAX_PAYLOAD - BATCH_HEADER_ROOM),
@@ -269,6 +356,7 @@ impl Worker {
             partitioner: Partitioner::new(),
             partitions: HashMap::new(),
             in_flight,
+            counters,
         }
     }
 
@@ -367,12 +455,17 @@ impl Worker {
         };
         let client = self.client.clone();
         let retry = RetryPolicy::from(&self.config);
+        let settings = Deliver {
+            retry,
+            compression_threshold: self.config.compression_threshold,
+            counters: self.counters.clone(),
+        };
         if batch.partition < 0 {
             // The broker's choice will change once the topic exists.
             self.partitions.remove(&batch.topic);
         }
         tokio::spawn(async move {
-            deliver(&client, batch, retry).await;
+            deliver(&client, batch, &settings).await;
             drop(permit);
         });
     }
@@ -427,8 +520,16 @@ impl RetryPolicy {
     }
 }
 
+/// How batches are sent, and where they are counted.
+struct Deliver {
+    retry: RetryPolicy,
+    compression_threshold: Option<usize>,
+    counters: Arc<Counters>,
+}
+
 /// Sends one batch (with retries) and completes its records.
-async fn deliver(client: &Client, batch: Batch<Completion>, retry: RetryPolicy) {
+async fn deliver(client: &Client, batch: Batch<Completion>, settings: &Deliver) {
+    let (retry, counters) = (settings.retry, &settings.counters);
     let Batch {
         topic,
         partition,
@@ -442,10 +543,16 @@ async fn deliver(client: &Client, batch: Batch<Completion>, retry: RetryPolicy) 
         let sends = records.into_iter().zip(completions).map(|((key, value), completion)| {
             let topic = topic.as_str();
             async move {
-                let result = with_retries(client, topic, -1, retry, || {
+                let result = with_retries(client, topic, -1, retry, counters, || {
                     client.produce_with_key(topic, key.clone(), value.clone())
                 })
                 .await;
+                let counter = if result.is_ok() {
+                    &counters.records_sent
+                } else {
+                    &counters.records_failed
+                };
+                Counters::add(counter, 1);
                 completion.complete(result);
             }
         });
@@ -457,7 +564,13 @@ async fn deliver(client: &Client, batch: Batch<Completion>, retry: RetryPolicy) 
         .iter()
         .map(|(key, value)| (key_size(key), value.len() as i32))
         .collect();
-    let frame = match batch_request(&topic, partition, records).to_frame_bytes() {
+    let encoded = batch_request(&topic, partition, records)
+        .to_frame_bytes()
+        .and_then(|frame| match settings.compression_threshold {
+            Some(threshold) => flymq_proto::gzip_frame(frame, threshold),
+            None => Ok(frame),
+        });
+    let frame = match encoded {
         Ok(frame) => frame.freeze(),
         Err(source) => {
             fail_all(
@@ -470,12 +583,22 @@ async fn deliver(client: &Client, batch: Batch<Completion>, retry: RetryPolicy) 
             return;
         }
     };
-    let result = with_retries(client, &topic, partition, retry, || {
+    let compressed = frame
+        .get(3)
+        .is_some_and(|flags| flags & flymq_proto::COMPRESSION_MASK != 0);
+    let result = with_retries(client, &topic, partition, retry, counters, || {
         client.produce_batch_frame(&topic, partition, frame.clone())
     })
     .await;
     match result {
         Ok(resp) => {
+            let n = completions.len() as u64;
+            Counters::add(&counters.records_sent, n);
+            Counters::add(&counters.batches_sent, 1);
+            if compressed {
+                Counters::add(&counters.batches_compressed, 1);
+            }
+            counters.max_batch_records.fetch_max(n, Ordering::Relaxed);
             for (i, (completion, (key_size, value_size))) in completions.into_iter().zip(sizes).enumerate() {
                 completion.complete(Ok(RecordMetadata {
                     topic: resp.topic.clone(),
@@ -487,7 +610,10 @@ async fn deliver(client: &Client, batch: Batch<Completion>, retry: RetryPolicy) 
                 }));
             }
         }
-        Err(err) => fail_all(completions, &err),
+        Err(err) => {
+            Counters::add(&counters.records_failed, completions.len() as u64);
+            fail_all(completions, &err)
+        }
     }
 }
 
@@ -499,6 +625,7 @@ async fn with_retries<T, F, Fut>(
     topic: &str,
     partition: i32,
     retry: RetryPolicy,
+    counters: &Counters,
     mut attempt_fn: F,
 ) -> Result<T>
 where
@@ -517,6 +644,7 @@ where
             return Err(err);
         };
         tracing::debug!(topic, partition, error = %err, attempt, ?delay, "retrying produce");
+        Counters::add(&counters.retries, 1);
         tokio::time::sleep(delay).await;
         if partition >= 0 {
             client.forget_leader(topic, partition);

@@ -151,6 +151,23 @@ pub fn gzip_compress(payload: &[u8]) -> Result<Vec<u8>, EncodeError> {
     enc.finish().map_err(|e| EncodeError::Compression(e.to_string()))
 }
 
+/// Re-encodes one encoded frame (header + payload) with its payload
+/// gzip-compressed and the gzip code set in its flags, when the payload is
+/// at least `threshold` bytes and compressing makes it smaller; otherwise
+/// returns the frame unchanged.
+pub fn gzip_frame(frame: BytesMut, threshold: usize) -> Result<BytesMut, EncodeError> {
+    if frame.len() < HEADER_LEN || frame.len() - HEADER_LEN < threshold || frame[3] & COMPRESSION_MASK != 0 {
+        return Ok(frame);
+    }
+    let compressed = gzip_compress(&frame[HEADER_LEN..])?;
+    if compressed.len() >= frame.len() - HEADER_LEN {
+        return Ok(frame);
+    }
+    let mut out = BytesMut::with_capacity(HEADER_LEN + compressed.len());
+    encode_frame(frame[2], frame[3] | COMPRESSION_GZIP, &compressed, &mut out);
+    Ok(out)
+}
+
 /// Decompress a gzip stream (multi-member allowed, like Go's reader),
 /// refusing output above [`MAX_PAYLOAD`].
 pub fn gzip_decompress(data: &[u8]) -> Result<Vec<u8>, DecodeError> {
@@ -238,6 +255,27 @@ mod tests {
         assert_eq!((f2.opcode, f2.flags, f2.payload.len()), (0x08, 0, 0));
         assert_eq!(Frame::decode(&mut b), Ok(None));
         assert_eq!(b.len(), 2);
+    }
+
+    #[test]
+    fn large_frames_are_gzipped_small_ones_left_alone() {
+        let payload = vec![b'a'; 4096];
+        let mut plain = BytesMut::new();
+        encode_frame(0x90, FLAG_BINARY, &payload, &mut plain);
+        let small = gzip_frame(plain.clone(), 8192).unwrap();
+        assert_eq!(small, plain, "under the threshold");
+        let mut zipped = gzip_frame(plain.clone(), 1024).unwrap();
+        assert!(zipped.len() < plain.len());
+        let f = Frame::decode(&mut zipped).unwrap().unwrap();
+        assert_eq!((f.opcode, f.compression()), (0x90, COMPRESSION_GZIP));
+        assert_eq!(&f.decompressed_payload().unwrap()[..], &payload[..]);
+        // Incompressible payloads stay as they are.
+        let noise: Vec<u8> = (0..4096u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        let mut raw = BytesMut::new();
+        encode_frame(0x90, FLAG_BINARY, &noise, &mut raw);
+        assert_eq!(gzip_frame(raw.clone(), 16).unwrap().len(), raw.len());
     }
 
     #[test]

@@ -48,7 +48,7 @@ pub use error::{DecodeError, EncodeError, FrameError};
 pub use fetch_writer::FetchResponseWriter;
 pub use frame::{
     COMPRESSION_GZIP, COMPRESSION_MASK, FLAG_BINARY, Frame, HEADER_LEN, MAGIC, MAX_PAYLOAD, VERSION, encode_frame,
-    gzip_compress, gzip_decompress,
+    gzip_compress, gzip_decompress, gzip_frame,
 };
 pub use messages::audit::*;
 pub use messages::auth::*;

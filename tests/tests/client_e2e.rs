@@ -388,3 +388,57 @@ async fn consumers_pause_resume_seek_stream_and_read_several_topics() {
     multi.close().await.expect("close");
     env.broker.shutdown().await;
 }
+
+#[tokio::test]
+async fn producer_gzip_metrics_keep_alive_and_health_check() {
+    let env = start().await;
+    let client =
+        Client::connect(config(&env.broker.client_addr().to_string()).with_keep_alive(Duration::from_millis(100)))
+            .await
+            .expect("connect");
+    client.create_topic("zipped", 1).await.expect("create");
+    let producer = Producer::new(
+        client.clone(),
+        ProducerConfig::default()
+            .with_gzip_above(512)
+            .with_linger(Duration::from_millis(20)),
+    );
+    let values: Vec<String> = (0..50).map(|i| format!("{i:03}-{}", "x".repeat(200))).collect();
+    let sends: Vec<_> = values
+        .iter()
+        .map(|v| producer.send(ProducerRecord::new("zipped", v.clone())))
+        .collect();
+    // Sent together, so they share batches.
+    for result in futures::future::join_all(sends).await {
+        result.expect("acknowledged");
+    }
+    let m = producer.metrics();
+    assert_eq!((m.records_sent, m.records_failed), (50, 0), "{m:?}");
+    assert!(m.batches_sent >= 1 && m.batches_compressed >= 1, "{m:?}");
+    assert!(m.max_batch_records >= 1 && m.max_batch_records <= 50, "{m:?}");
+    // The broker stored the records decompressed, in order.
+    let fetched = client.fetch("zipped", 0, 0, 100, "").await.expect("fetch");
+    let read: Vec<String> = fetched
+        .records
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.value).into_owned())
+        .collect();
+    assert_eq!(read, values);
+
+    // Health check and client counters; keep-alive sends requests by itself.
+    assert!(client.health_check().await.expect("healthy") > Duration::ZERO);
+    let before = client.metrics();
+    assert!(before.requests_sent > 0 && before.connections >= 1, "{before:?}");
+    assert!(client.create_topic("bad//name", 1).await.is_err());
+    assert_eq!(client.metrics().requests_failed, before.requests_failed + 1);
+    let idle = client.metrics().requests_sent;
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    assert!(
+        client.metrics().requests_sent >= idle + 2,
+        "keep-alive checks while idle: {:?}",
+        client.metrics()
+    );
+    drop(producer);
+    drop(client);
+    env.broker.shutdown().await;
+}
