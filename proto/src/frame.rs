@@ -270,8 +270,15 @@ mod tests {
         assert_eq!((f.opcode, f.compression()), (0x90, COMPRESSION_GZIP));
         assert_eq!(&f.decompressed_payload().unwrap()[..], &payload[..]);
         // Incompressible payloads stay as they are.
-        let noise: Vec<u8> = (0..4096u32)
-            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        // xorshift64: bytes gzip cannot shrink.
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let noise: Vec<u8> = (0..4096)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state >> 24) as u8
+            })
             .collect();
         let mut raw = BytesMut::new();
         encode_frame(0x90, FLAG_BINARY, &noise, &mut raw);
