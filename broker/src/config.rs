@@ -67,6 +67,10 @@ pub struct Config {
     /// Memory RocksDB may use, in MiB: half for memtables (all column
     /// families together), an eighth for the block cache.
     pub memory_budget_mb: usize,
+    /// Most glibc malloc arenas (0 = the C library's default, 8 per core).
+    /// Fewer arenas keep resident memory near `memory_budget_mb`; an
+    /// explicit `MALLOC_ARENA_MAX` environment variable wins.
+    pub malloc_arenas: usize,
     /// Most concurrent client connections; more are refused.
     pub max_connections: usize,
     /// Most requests read ahead on one connection before the first is answered.
@@ -168,6 +172,7 @@ impl Default for Config {
             retention_check_interval_ms: 60_000,
             max_message_bytes: 8 << 20,
             memory_budget_mb: 512,
+            malloc_arenas: 4,
             max_connections: 10_000,
             max_in_flight_per_connection: 1024,
             idle_timeout_secs: 600,
@@ -363,6 +368,12 @@ impl Config {
         }
         if self.memory_budget_mb < 32 {
             return Err(Self::invalid("memory_budget_mb", "must be at least 32"));
+        }
+        if self.malloc_arenas > 1024 {
+            return Err(Self::invalid(
+                "malloc_arenas",
+                "must be at most 1024 (0 = the C library's default)",
+            ));
         }
         if self.data_dir.as_os_str().is_empty() {
             return Err(Self::invalid("data_dir", "must not be empty"));

@@ -6,6 +6,7 @@
 //! (client protocol), `messaging` (filters), `observe` (metrics, health, logs),
 //! `secrets` (secrets from the environment), `tls` (TLS of every listener).
 
+pub mod alloc;
 pub mod auth;
 pub mod cluster;
 pub mod config;

@@ -116,6 +116,8 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Before any thread exists (the runtime's, RocksDB's).
+    flymq_broker::alloc::limit_malloc_arenas(config.malloc_arenas);
     if let Some(Command::Dev { nodes, dir, secure }) = &args.command {
         return dev(config, *nodes, dir.clone(), *secure);
     }
