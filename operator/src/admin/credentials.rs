@@ -63,79 +63,79 @@ pub fn tls_from_secret(secret: &Secret) -> Result<AdminTls, String> {
     })
 }
 
+/// The error of a failed read for `cluster` (never a secret's content).
+fn failed(cluster: &ClusterEndpoint, message: String) -> AdminError {
+    AdminError::Credentials {
+        cluster: format!("{}/{}", cluster.namespace, cluster.name),
+        message,
+    }
+}
+
+impl KubeCredentials {
+    /// The FlyMQCluster behind `cluster`.
+    async fn cluster(&self, cluster: &ClusterEndpoint) -> Result<FlyMQCluster, AdminError> {
+        Api::<FlyMQCluster>::namespaced(self.client.clone(), &cluster.namespace)
+            .get_opt(&cluster.name)
+            .await
+            .map_err(|e| failed(cluster, format!("reading the FlyMQCluster: {e}")))?
+            .ok_or_else(|| failed(cluster, "the FlyMQCluster does not exist".into()))
+    }
+
+    /// Secret `name` in the cluster's namespace, if it exists.
+    async fn secret(&self, cluster: &ClusterEndpoint, name: &str) -> Result<Option<Secret>, AdminError> {
+        let ns = &cluster.namespace;
+        Api::<Secret>::namespaced(self.client.clone(), ns)
+            .get_opt(name)
+            .await
+            .map_err(|e| failed(cluster, format!("reading Secret {ns}/{name}: {e}")))
+    }
+}
+
 impl CredentialSource for KubeCredentials {
     fn tls<'a>(&'a self, cluster: &'a ClusterEndpoint) -> AdminFuture<'a, Option<AdminTls>> {
         Box::pin(async move {
-            let (ns, name) = (&cluster.namespace, &cluster.name);
-            let failed = |message: String| AdminError::Credentials {
-                cluster: format!("{ns}/{name}"),
-                message,
-            };
-            let clusters: Api<FlyMQCluster> = Api::namespaced(self.client.clone(), ns);
-            let c = clusters
-                .get_opt(name)
-                .await
-                .map_err(|e| failed(format!("reading the FlyMQCluster: {e}")))?
-                .ok_or_else(|| failed("the FlyMQCluster does not exist".into()))?;
-            if c.spec.tls.is_none() {
+            if self.cluster(cluster).await?.spec.tls.is_none() {
                 return Ok(None);
             }
-            let secret_name = tls::broker_secret_name(name);
-            let secrets: Api<Secret> = Api::namespaced(self.client.clone(), ns);
-            let secret = secrets
-                .get_opt(&secret_name)
-                .await
-                .map_err(|e| failed(format!("reading Secret {ns}/{secret_name}: {e}")))?
-                .ok_or_else(|| {
-                    failed(format!(
+            let (ns, secret_name) = (&cluster.namespace, tls::broker_secret_name(&cluster.name));
+            let secret = self.secret(cluster, &secret_name).await?.ok_or_else(|| {
+                failed(
+                    cluster,
+                    format!(
                         "Secret {ns}/{secret_name} does not exist yet (the operator writes it once the \
                          certificates are issued)"
-                    ))
-                })?;
-            tls_from_secret(&secret).map(Some).map_err(failed)
+                    ),
+                )
+            })?;
+            tls_from_secret(&secret).map(Some).map_err(|m| failed(cluster, m))
         })
     }
 
     fn credentials<'a>(&'a self, cluster: &'a ClusterEndpoint) -> AdminFuture<'a, Option<AdminCredentials>> {
         Box::pin(async move {
-            let (ns, name) = (&cluster.namespace, &cluster.name);
-            let failed = |message: String| AdminError::Credentials {
-                cluster: format!("{ns}/{name}"),
-                message,
-            };
-            let clusters: Api<FlyMQCluster> = Api::namespaced(self.client.clone(), ns);
-            let c = clusters
-                .get_opt(name)
-                .await
-                .map_err(|e| failed(format!("reading the FlyMQCluster: {e}")))?
-                .ok_or_else(|| failed("the FlyMQCluster does not exist".into()))?;
+            let c = self.cluster(cluster).await?;
             if !c.spec.auth.enabled {
                 return Ok(None);
             }
-            let secrets: Api<Secret> = Api::namespaced(self.client.clone(), ns);
             // The operator's own user once it exists (its Secret is written
             // only after the user was created), else the bootstrap admin.
-            let own = operator_secret_name(name);
-            if let Some(secret) = secrets
-                .get_opt(&own)
-                .await
-                .map_err(|e| failed(format!("reading Secret {ns}/{own}: {e}")))?
+            let own = operator_secret_name(&cluster.name);
+            if let Some(secret) = self.secret(cluster, &own).await?
                 && let Ok(creds) = from_secret(&secret)
             {
                 return Ok(Some(creds));
             }
-            let secret_name = admin_secret_name(&c, name);
-            let secret = secrets
-                .get_opt(&secret_name)
-                .await
-                .map_err(|e| failed(format!("reading Secret {ns}/{secret_name}: {e}")))?
-                .ok_or_else(|| {
-                    failed(format!(
+            let (ns, secret_name) = (&cluster.namespace, admin_secret_name(&c, &cluster.name));
+            let secret = self.secret(cluster, &secret_name).await?.ok_or_else(|| {
+                failed(
+                    cluster,
+                    format!(
                         "Secret {ns}/{secret_name} does not exist (the operator generates it unless \
                          spec.auth.adminSecretName names one)"
-                    ))
-                })?;
-            from_secret(&secret).map(Some).map_err(failed)
+                    ),
+                )
+            })?;
+            from_secret(&secret).map(Some).map_err(|m| failed(cluster, m))
         })
     }
 }
