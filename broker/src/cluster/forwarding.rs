@@ -84,6 +84,10 @@ impl ClusterNode {
             };
             match self.forward(leader, &info, group.id, commands.clone(), 0).await {
                 Ok(forwarded) => {
+                    // Committed: later reads here must see it (see `check_forwarded_applied`).
+                    group
+                        .forwarded_index
+                        .fetch_max(forwarded.applied_index, std::sync::atomic::Ordering::AcqRel);
                     let _ = group
                         .raft
                         .wait(Some(LOCAL_APPLY_WAIT))

@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 use openraft::async_runtime::WatchReceiver;
@@ -70,6 +70,11 @@ pub struct Group {
     pub(super) proposals: mpsc::UnboundedSender<Proposal>,
     /// When the assignment stopped listing this broker (partition groups).
     pub(super) dropped_since: parking_lot::Mutex<Option<Instant>>,
+    /// The highest log index of writes this broker forwarded to the group's
+    /// leader and acknowledged. Reads here are served only once this
+    /// replica has applied that far, so a client reads its own writes even
+    /// when this replica lags (just restarted, or catching up a snapshot).
+    pub(super) forwarded_index: AtomicU64,
 }
 
 pub struct ClusterNode {
@@ -271,6 +276,7 @@ impl ClusterNode {
             log,
             proposals: tx,
             dropped_since: parking_lot::Mutex::new(None),
+            forwarded_index: AtomicU64::new(0),
         });
         // Opened concurrently (reconciler and an incoming RPC): keep the first.
         let existing = {
@@ -354,6 +360,32 @@ impl ClusterNode {
         let voter = m.membership_config.membership().voter_ids().any(|v| v == self.me);
         let applied = m.last_applied.as_ref().map(|l| l.index);
         voter && m.current_leader.is_some() && applied >= m.local_committed.as_ref().map(|l| l.index)
+    }
+
+    /// Ok when this broker's replica of `group` has applied every write it
+    /// forwarded and acknowledged (see `Group::forwarded_index`); otherwise
+    /// a retriable error. Does not wait: the forwarding path already waited
+    /// for the local apply, so this only fails while a replica lags by more.
+    pub(super) fn check_forwarded_applied(&self, group: &Group) -> crate::core::error::BrokerResult<()> {
+        let needed = group.forwarded_index.load(Ordering::Acquire);
+        if needed == 0 {
+            return Ok(());
+        }
+        let applied = group
+            .raft
+            .metrics()
+            .borrow_watched()
+            .last_applied
+            .as_ref()
+            .map_or(0, |l| l.index);
+        if applied >= needed {
+            return Ok(());
+        }
+        Err(crate::core::error::BrokerError::CatchingUp {
+            what: self.group_name(group.id),
+            applied,
+            needed,
+        })
     }
 
     /// Ready to serve: joined, and a caught-up voter (with a known leader)

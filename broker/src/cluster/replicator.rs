@@ -72,8 +72,8 @@ impl Replicator for ClusterReplicator {
     /// broker that leads it (or its preferred leader).
     fn check_readable(&self, view: &TopicView, partition: u32) -> BrokerResult<()> {
         let group = partition_group(view.record.id, partition);
-        if self.node.group(group).is_some() {
-            return Ok(());
+        if let Some(g) = self.node.group(group) {
+            return self.node.check_forwarded_applied(&g);
         }
         let target = self
             .node
@@ -88,6 +88,13 @@ impl Replicator for ClusterReplicator {
             ),
             None => "no leader elected".into(),
         }))
+    }
+
+    fn check_metadata_fresh(&self) -> BrokerResult<()> {
+        match self.node.group(META_GROUP) {
+            Some(g) => self.node.check_forwarded_applied(&g),
+            None => Ok(()),
+        }
     }
 
     fn leads(&self, topic_id: u32, partition: u32) -> bool {

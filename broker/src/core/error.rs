@@ -48,6 +48,13 @@ pub enum BrokerError {
     /// WIRE.md's redirect wording so SDKs reconnect to `leader_addr`.
     #[error("not leader: {0}")]
     NotLeader(String),
+    /// Cluster mode: this broker's replica has not yet applied a write it
+    /// acknowledged (it lags the leader); worded as a redirect so SDKs retry.
+    #[error(
+        "not leader: this broker's replica of {what} is catching up (applied {applied}, needs {needed}); \
+         retry shortly or on another broker"
+    )]
+    CatchingUp { what: String, applied: u64, needed: u64 },
     /// A user or ACL that does not exist (the text names it).
     #[error("{0}")]
     NotFound(String),

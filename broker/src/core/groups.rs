@@ -49,6 +49,7 @@ impl Broker {
         let committed = if group.is_empty() {
             None
         } else {
+            self.replicator.check_metadata_fresh()?;
             self.store.committed_offset(topic, group, pos.partition)?
         };
         let offset = start_offset(mode, pos.start, pos.end, committed)?;
@@ -91,6 +92,8 @@ impl Broker {
     }
 
     fn require_group(&self, topic: &str, group: &str) -> BrokerResult<()> {
+        // Group reads must include this broker's acknowledged commits.
+        self.replicator.check_metadata_fresh()?;
         if self.store.group_exists(topic, group)? {
             Ok(())
         } else {
@@ -142,6 +145,7 @@ impl Broker {
     }
 
     pub fn list_groups(&self) -> BrokerResult<Vec<GroupInfo>> {
+        self.replicator.check_metadata_fresh()?;
         Ok(self
             .store
             .list_groups()?

@@ -53,9 +53,19 @@ pub trait Replicator: Send + Sync + 'static {
     /// partitions of topic `name`; empty sets on a standalone broker.
     fn assign(&self, name: &str, partitions: u32, replication_factor: u32) -> BrokerResult<Vec<Vec<u64>>>;
 
-    /// Ok when reads of this partition are served here; otherwise the
-    /// redirect error naming a broker that has the partition.
+    /// Ok when reads of this partition are served here (and this replica
+    /// has applied every write to it this broker acknowledged); otherwise
+    /// the redirect error naming a broker that has the partition, or a
+    /// retriable "catching up" error.
     fn check_readable(&self, view: &TopicView, partition: u32) -> BrokerResult<()>;
+
+    /// Ok when this broker's copy of the metadata (topics, committed
+    /// offsets) includes every metadata write it acknowledged; otherwise a
+    /// retriable error. Reads of group offsets check it, so a client never
+    /// reads back an older offset than it committed.
+    fn check_metadata_fresh(&self) -> BrokerResult<()> {
+        Ok(())
+    }
 
     /// Whether this broker leads the partition (it decides retention).
     fn leads(&self, topic_id: u32, partition: u32) -> bool;
