@@ -135,6 +135,7 @@ async fn topics_grow_partitions_and_change_retention() {
     let config = TopicConfig {
         retention_ms: 3_600_000,
         retention_bytes: 1 << 30,
+        message_ttl_ms: 60_000,
     };
     let updated = api
         .update_topic_config(UpdateTopicConfigRequest {

@@ -511,14 +511,6 @@ async fn cluster_status_auth_and_unsupported_features() {
             "delayed messages",
         ),
         (
-            Request::ProduceWithTtl(ProduceWithTtlRequest {
-                topic: "x".into(),
-                data: Bytes::new(),
-                ttl_ms: 1,
-            }),
-            "TTL messages",
-        ),
-        (
             Request::ListSchemas(ListSchemasRequest { filter: String::new() }),
             "the schema registry",
         ),

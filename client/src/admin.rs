@@ -66,6 +66,9 @@ pub struct NewTopic {
     pub retention_ms: u64,
     /// Retention by size in bytes per partition; 0 = no limit.
     pub retention_bytes: u64,
+    /// Records produced without their own TTL expire after this many
+    /// milliseconds; 0 = never.
+    pub message_ttl_ms: u64,
     /// When true an existing topic is not an error.
     pub if_not_exists: bool,
 }
@@ -79,6 +82,7 @@ impl NewTopic {
             replication_factor: 0,
             retention_ms: 0,
             retention_bytes: 0,
+            message_ttl_ms: 0,
             if_not_exists: false,
         }
     }
@@ -93,6 +97,12 @@ impl NewTopic {
     pub fn retention(mut self, retention_ms: u64, retention_bytes: u64) -> Self {
         self.retention_ms = retention_ms;
         self.retention_bytes = retention_bytes;
+        self
+    }
+
+    /// Sets the topic's message TTL in milliseconds (0 = never expire).
+    pub fn message_ttl(mut self, message_ttl_ms: u64) -> Self {
+        self.message_ttl_ms = message_ttl_ms;
         self
     }
 
@@ -266,6 +276,7 @@ impl AdminClient {
             config: Some(TopicConfig {
                 retention_ms: topic.retention_ms,
                 retention_bytes: topic.retention_bytes,
+                message_ttl_ms: topic.message_ttl_ms,
             }),
             if_not_exists: topic.if_not_exists,
         };

@@ -271,7 +271,8 @@ async fn a_topic_is_created_with_its_partitions_replication_factor_and_retention
         info.config,
         Some(pb::TopicConfig {
             retention_ms: 86_400_000,
-            retention_bytes: 1_048_576
+            retention_bytes: 1_048_576,
+            message_ttl_ms: 0
         })
     );
 
@@ -414,7 +415,8 @@ async fn drift_on_the_brokers_is_corrected_and_partitions_only_grow() {
         broker.topic("events").await.config,
         Some(pb::TopicConfig {
             retention_ms: 172_800_000,
-            retention_bytes: 4096
+            retention_bytes: 4096,
+            message_ttl_ms: 0
         })
     );
 
@@ -425,6 +427,7 @@ async fn drift_on_the_brokers_is_corrected_and_partitions_only_grow() {
             config: Some(pb::TopicConfig {
                 retention_ms: 1000,
                 retention_bytes: 0,
+                message_ttl_ms: 0,
             }),
         })
         .await
@@ -436,7 +439,8 @@ async fn drift_on_the_brokers_is_corrected_and_partitions_only_grow() {
         broker.topic("events").await.config,
         Some(pb::TopicConfig {
             retention_ms: 172_800_000,
-            retention_bytes: 4096
+            retention_bytes: 4096,
+            message_ttl_ms: 0
         })
     );
 

@@ -283,6 +283,14 @@ impl Cluster {
     pub fn restart(&mut self, i: usize, extra: &[(&str, &str)]) {
         let mut env: Vec<(&str, &str)> = self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         env.extend_from_slice(extra);
+        // Seeds name the brokers where they are now, as Kubernetes DNS
+        // names resolve to a moved pod's new IP.
+        self.seeds = self
+            .nodes
+            .iter()
+            .map(NodeAddrs::cluster_addr)
+            .collect::<Vec<_>>()
+            .join(",");
         self.procs[i] = Some(start_broker(i as u32, &self.nodes[i], &self.seeds, &self.dirs[i], &env));
     }
 

@@ -279,6 +279,7 @@ async fn decommission_moves_replicas_and_removes_the_broker() {
     let retention = flymq_client::admin::TopicConfig {
         retention_ms: 86_400_000,
         retention_bytes: 0,
+        message_ttl_ms: 0,
     };
     admin
         .update_topic_config("jobs", retention)

@@ -53,6 +53,11 @@ fn stored_config(config: Option<TopicConfig>) -> StoredTopicConfig {
     }
 }
 
+/// The message TTL an admin request asks for (`None` = never expire).
+fn requested_ttl(config: Option<&TopicConfig>) -> Option<u64> {
+    config.map(|c| c.message_ttl_ms).filter(|ms| *ms > 0)
+}
+
 /// Who made an admin call: the authenticated user and the client address.
 struct Caller {
     user: String,
@@ -144,6 +149,7 @@ impl AdminService {
             config: Some(TopicConfig {
                 retention_ms: view.record.config.retention_ms.unwrap_or(0),
                 retention_bytes: view.record.config.retention_bytes.unwrap_or(0),
+                message_ttl_ms: view.record.message_ttl_ms.unwrap_or(0),
             }),
             partition_info: info
                 .partitions
@@ -169,11 +175,15 @@ impl Admin for AdminService {
         let caller = self.authorize(&request).await?;
         let req = request.into_inner();
         let partitions = if req.partitions == 0 { 1 } else { req.partitions };
+        let ttl = requested_ttl(req.config.as_ref());
         let created = self
             .broker
             .create_topic_with(&req.name, partitions, req.replication_factor, stored_config(req.config))
             .await
             .map_err(status_of)?;
+        if created && ttl.is_some() {
+            self.broker.set_message_ttl(&req.name, ttl).await.map_err(status_of)?;
+        }
         if created {
             self.audited(&caller, "topic", format!("topic:{}", req.name), "create");
         }
@@ -215,10 +225,12 @@ impl Admin for AdminService {
     ) -> Result<Response<TopicInfo>, Status> {
         let caller = self.authorize(&request).await?;
         let req = request.into_inner();
+        let ttl = requested_ttl(req.config.as_ref());
         self.broker
             .update_topic_config(&req.name, stored_config(req.config))
             .await
             .map_err(status_of)?;
+        self.broker.set_message_ttl(&req.name, ttl).await.map_err(status_of)?;
         self.audited(&caller, "topic", format!("topic:{}", req.name), "config_change");
         self.topic_info(&req.name).map(Response::new)
     }

@@ -85,9 +85,7 @@ impl ClusterNode {
             match self.forward(leader, &info, group.id, commands.clone(), 0).await {
                 Ok(forwarded) => {
                     // Committed: later reads here must see it (see `check_forwarded_applied`).
-                    group
-                        .forwarded_index
-                        .fetch_max(forwarded.applied_index, std::sync::atomic::Ordering::AcqRel);
+                    self.note_forwarded(group.id, forwarded.applied_index);
                     let _ = group
                         .raft
                         .wait(Some(LOCAL_APPLY_WAIT))
@@ -183,7 +181,12 @@ impl ClusterNode {
             for id in &replicas {
                 let Some(info) = self.node_info(*id) else { continue };
                 match self.forward(*id, &info, group, commands.clone(), hops).await {
-                    Ok(forwarded) => return Ok(forwarded.results.into_iter().map(from_wire).collect()),
+                    Ok(forwarded) => {
+                        // A replica of this group may be created here later:
+                        // its reads must include these writes.
+                        self.note_forwarded(group, forwarded.applied_index);
+                        return Ok(forwarded.results.into_iter().map(from_wire).collect());
+                    }
                     Err(ForwardError::Refused(err)) => last = Some(err),
                     Err(ForwardError::Failed(err)) => return Err(err),
                 }
@@ -218,8 +221,15 @@ impl ClusterNode {
             }
             // Every result is ready, so every entry holding these commands is
             // applied; the last log index is at least as far (a replica that
-            // forwarded waits until it has applied that much).
-            let applied_index = g.raft.metrics().borrow_watched().last_log_index.unwrap_or(0);
+            // forwarded waits until it has applied that much). When this
+            // broker forwarded them once more, the index it noted covers them.
+            let applied_index = g
+                .raft
+                .metrics()
+                .borrow_watched()
+                .last_log_index
+                .unwrap_or(0)
+                .max(self.forwarded_index_of(group));
             return Ok(Forwarded { results, applied_index });
         }
         if hops >= 2 {

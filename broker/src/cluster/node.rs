@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use openraft::async_runtime::WatchReceiver;
@@ -70,11 +70,6 @@ pub struct Group {
     pub(super) proposals: mpsc::UnboundedSender<Proposal>,
     /// When the assignment stopped listing this broker (partition groups).
     pub(super) dropped_since: parking_lot::Mutex<Option<Instant>>,
-    /// The highest log index of writes this broker forwarded to the group's
-    /// leader and acknowledged. Reads here are served only once this
-    /// replica has applied that far, so a client reads its own writes even
-    /// when this replica lags (just restarted, or catching up a snapshot).
-    pub(super) forwarded_index: AtomicU64,
 }
 
 pub struct ClusterNode {
@@ -95,6 +90,12 @@ pub struct ClusterNode {
     pub(super) joined: AtomicBool,
     /// Ordered forwarding queues of groups this broker has no replica of.
     pub(super) forwarders: parking_lot::Mutex<HashMap<u64, mpsc::UnboundedSender<Proposal>>>,
+    /// Per group, the highest log index of writes this broker forwarded
+    /// (to the group's leader, or to a replica while it had none itself)
+    /// and acknowledged. Reads here are served only once the local replica
+    /// has applied that far, so a client reads its own writes even when
+    /// this replica lags (just created, or catching up a snapshot).
+    pub(super) forwarded_index: parking_lot::Mutex<HashMap<u64, u64>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -190,6 +191,7 @@ impl ClusterNode {
             changing: parking_lot::Mutex::new(BTreeSet::new()),
             joined: AtomicBool::new(stored_id.is_some()),
             forwarders: parking_lot::Mutex::new(HashMap::new()),
+            forwarded_index: parking_lot::Mutex::new(HashMap::new()),
         });
         node.open_group(META_GROUP).await?;
         // Partition groups this broker already holds.
@@ -276,7 +278,6 @@ impl ClusterNode {
             log,
             proposals: tx,
             dropped_since: parking_lot::Mutex::new(None),
-            forwarded_index: AtomicU64::new(0),
         });
         // Opened concurrently (reconciler and an incoming RPC): keep the first.
         let existing = {
@@ -363,11 +364,12 @@ impl ClusterNode {
     }
 
     /// Ok when this broker's replica of `group` has applied every write it
-    /// forwarded and acknowledged (see `Group::forwarded_index`); otherwise
-    /// a retriable error. Does not wait: the forwarding path already waited
-    /// for the local apply, so this only fails while a replica lags by more.
+    /// forwarded and acknowledged (see `ClusterNode::forwarded_index`);
+    /// otherwise a retriable error. Does not wait: the forwarding path
+    /// already waited for the local apply, so this only fails while a
+    /// replica lags by more.
     pub(super) fn check_forwarded_applied(&self, group: &Group) -> crate::core::error::BrokerResult<()> {
-        let needed = group.forwarded_index.load(Ordering::Acquire);
+        let needed = self.forwarded_index_of(group.id);
         if needed == 0 {
             return Ok(());
         }
@@ -386,6 +388,20 @@ impl ClusterNode {
             applied,
             needed,
         })
+    }
+
+    /// See `ClusterNode::forwarded_index`.
+    pub(super) fn forwarded_index_of(&self, group: u64) -> u64 {
+        self.forwarded_index.lock().get(&group).copied().unwrap_or(0)
+    }
+
+    /// Records that a forwarded write at `index` of `group` was acknowledged.
+    pub(super) fn note_forwarded(&self, group: u64, index: u64) {
+        if index > 0 {
+            let mut all = self.forwarded_index.lock();
+            let entry = all.entry(group).or_insert(0);
+            *entry = (*entry).max(index);
+        }
     }
 
     /// Ready to serve: joined, and a caught-up voter (with a known leader)

@@ -14,7 +14,7 @@ use crate::storage::TopicConfig;
 pub struct NewRecord {
     pub key: Bytes,
     pub value: Bytes,
-    /// Reserved for later features (TTL, transactions); 0 for plain records.
+    /// Record flags (`storage::record_batch::FLAG_EXPIRES`); 0 for plain records.
     pub flags: u8,
 }
 
@@ -96,6 +96,12 @@ pub enum Command {
     },
     /// Records an audit event; the trail keeps the newest `keep` events.
     Audit { record: Box<AuditRecord>, keep: u64 },
+    /// Sets a topic's message TTL (`None`: records never expire).
+    ///
+    /// Commands are postcard-encoded in the Raft log, where a variant's
+    /// fields cannot grow without breaking older entries: new settings get
+    /// new variants, added at the end.
+    SetMessageTtl { name: String, message_ttl_ms: Option<u64> },
 }
 
 impl Command {

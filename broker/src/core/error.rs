@@ -55,6 +55,9 @@ pub enum BrokerError {
          retry shortly or on another broker"
     )]
     CatchingUp { what: String, applied: u64, needed: u64 },
+    /// CONSUME of a record whose TTL has passed.
+    #[error("record at offset {offset} of '{topic}' partition {partition} has expired (its TTL passed)")]
+    RecordExpired { topic: String, partition: u32, offset: u64 },
     /// A user or ACL that does not exist (the text names it).
     #[error("{0}")]
     NotFound(String),

@@ -18,6 +18,7 @@ pub mod retention;
 pub mod state_machine;
 pub mod topic_trie;
 pub mod topics;
+pub mod ttl;
 pub mod writer;
 
 pub use broker::{Broker, BrokerSettings, now_ms};

@@ -89,10 +89,21 @@ impl Broker {
         };
         let bytes: u64 = records.iter().map(|r| (r.key.len() + r.value.len()) as u64).sum();
         let messages = records.len() as u64;
+        let timestamp_ms = now_ms();
+        let records = match view.record.message_ttl_ms {
+            Some(ttl) => records
+                .into_iter()
+                .map(|r| match r.expires() {
+                    true => r,
+                    false => NewRecord::expiring(r.key, &r.value, timestamp_ms, ttl),
+                })
+                .collect(),
+            None => records,
+        };
         let rx = self.replicator.submit(Command::Append {
             topic: topic.to_owned(),
             partition,
-            timestamp_ms: now_ms(),
+            timestamp_ms,
             records,
         });
         let metrics = self.metrics.clone();

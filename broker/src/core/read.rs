@@ -1,4 +1,5 @@
-//! Reads: CONSUME, FETCH and seek by timestamp, straight from the local
+//! Reads: CONSUME, FETCH and seek by timestamp (expired TTL records are
+//! never returned), straight from the local
 //! replica's RocksDB up to the published (committed and applied) log end.
 //! These do blocking RocksDB I/O: callers on async threads run them with
 //! `spawn_blocking`.
@@ -7,7 +8,7 @@ use std::ops::ControlFlow;
 
 use bytes::Bytes;
 
-use super::broker::Broker;
+use super::broker::{Broker, now_ms};
 use super::error::{BrokerError, BrokerResult};
 
 /// How much one FETCH may return and examine.
@@ -39,11 +40,21 @@ impl Broker {
             .ok_or_else(|| BrokerError::TopicNotFound(topic.to_owned()))?;
         let (start, end) = (state.start_offset(), state.next_offset());
         let mut found = None;
+        let mut expired = false;
         if offset >= start && offset < end {
+            let now = now_ms();
             self.store.read_records(view.record.id, p, offset, end, |_, r| {
-                found = Some((Bytes::copy_from_slice(r.key), Bytes::copy_from_slice(r.value)));
+                expired = r.is_expired(now);
+                found = Some((Bytes::copy_from_slice(r.key), Bytes::copy_from_slice(r.payload())));
                 ControlFlow::Break(())
             })?;
+        }
+        if expired {
+            return Err(BrokerError::RecordExpired {
+                topic: topic.to_owned(),
+                partition: p,
+                offset,
+            });
         }
         let record = found.ok_or_else(|| BrokerError::OffsetNotFound {
             topic: topic.to_owned(),
@@ -75,17 +86,20 @@ impl Broker {
         let from = offset.max(pos.start);
         let (mut emitted, mut scanned, mut bytes) = (0usize, 0usize, 0u64);
         let mut did_not_fit = None;
+        let now = now_ms();
         let next = self
             .store
             .read_records(pos.topic_id, pos.partition, from, pos.end, |off, r| {
                 scanned += 1;
-                if filter.is_none_or(|f| f.matches(r.key, r.value)) {
-                    if !emit(off, r.key, r.value) {
+                let value = r.payload();
+                // Expired records are skipped like filtered ones.
+                if !r.is_expired(now) && filter.is_none_or(|f| f.matches(r.key, value)) {
+                    if !emit(off, r.key, value) {
                         did_not_fit = Some(off);
                         return ControlFlow::Break(());
                     }
                     emitted += 1;
-                    bytes += (r.key.len() + r.value.len()) as u64;
+                    bytes += (r.key.len() + value.len()) as u64;
                 }
                 if emitted >= limits.max_records || scanned >= limits.max_scanned {
                     ControlFlow::Break(())

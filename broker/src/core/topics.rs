@@ -119,6 +119,27 @@ impl Broker {
         })
     }
 
+    /// Sets a topic's message TTL (`None`: never expire); no-op when unchanged.
+    pub async fn set_message_ttl(&self, name: &str, message_ttl_ms: Option<u64>) -> BrokerResult<()> {
+        if let Some(ttl) = message_ttl_ms {
+            super::ttl::validate_ttl(ttl)?;
+        }
+        if self.topic(name)?.record.message_ttl_ms == message_ttl_ms {
+            return Ok(());
+        }
+        let command = Command::SetMessageTtl {
+            name: name.to_owned(),
+            message_ttl_ms,
+        };
+        match self.propose(command).await? {
+            Applied::TopicUpdated => {}
+            other => return Err(unexpected(other)),
+        }
+        self.wait_for_topic(name, |t| t.record.message_ttl_ms == message_ttl_ms)
+            .await?;
+        Ok(())
+    }
+
     /// Replaces a topic's retention settings.
     pub async fn update_topic_config(&self, name: &str, config: TopicConfig) -> BrokerResult<()> {
         self.topic(name)?;

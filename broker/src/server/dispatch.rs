@@ -75,6 +75,7 @@ fn route(conn: &mut ConnectionContext, broker: &Arc<Broker>, request: Request) -
     match request {
         Request::Produce(r) => produce::produce(conn, broker, r, gate),
         Request::ProduceBatch(r) => produce::produce_batch(conn, broker, r, gate),
+        Request::ProduceWithTtl(r) => produce::produce_with_ttl(conn, broker, r, gate),
         Request::Commit(r) => groups::commit(conn, broker, r, gate),
         other => {
             let work = handle(conn.session.clone(), broker.clone(), other, gate);

@@ -37,6 +37,12 @@ pub struct TopicRecord {
     /// added later can never start a second group beside the real one.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub initializers: Vec<u64>,
+    /// Records produced without their own TTL expire this long after they
+    /// were produced; `None` keeps them (until retention). Set by
+    /// `Command::SetMessageTtl`, not part of `TopicConfig`, whose encoding
+    /// in older Raft log entries must stay decodable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_ttl_ms: Option<u64>,
 }
 
 /// Position and size of one partition log, stored under `p/[topic id][partition]`
@@ -287,6 +293,7 @@ mod tests {
                 config: TopicConfig::default(),
                 replicas: vec![],
                 initializers: vec![],
+                message_ttl_ms: Some(60_000),
             };
             store.put_topic(&mut batch, &record);
             let state = PartitionState {

@@ -13,6 +13,10 @@
 //! count x ( i64 timestamp | u8 flags | u32 key len | key | u32 value len | value )
 //! ```
 //!
+//! Flags bit 0 (`FLAG_EXPIRES`) marks a record with a time to live: its
+//! stored value starts with the i64 expiry time (ms since the epoch), and
+//! readers see only the rest (`RecordRef::payload`).
+//!
 //! With encryption at rest (`storage::crypto`) the stored value is format 2:
 //! the same 13-byte header (format byte 2), then the records sealed with
 //! AES-256-GCM. The header stays readable (retention, time seeks); records
@@ -37,6 +41,19 @@ pub enum BatchError {
     Corrupt(&'static str),
     #[error("record batch has unknown format {0}")]
     UnknownFormat(u8),
+}
+
+/// Flags bit: the value starts with an 8-byte expiry time (TTL records).
+pub const FLAG_EXPIRES: u8 = 0x01;
+/// Bytes of the expiry prefix of a `FLAG_EXPIRES` value.
+pub const EXPIRY_LEN: usize = 8;
+
+/// The stored value of a record that expires at `expires_at_ms`.
+pub fn expiring_value(expires_at_ms: i64, payload: &[u8]) -> Vec<u8> {
+    let mut value = Vec::with_capacity(EXPIRY_LEN + payload.len());
+    value.extend_from_slice(&expires_at_ms.to_be_bytes());
+    value.extend_from_slice(payload);
+    value
 }
 
 /// Builds one batch value incrementally.
@@ -99,6 +116,31 @@ pub struct RecordRef<'a> {
     pub flags: u8,
     pub key: &'a [u8],
     pub value: &'a [u8],
+}
+
+impl<'a> RecordRef<'a> {
+    /// When the record expires (ms since the epoch), for TTL records.
+    pub fn expires_at(&self) -> Option<i64> {
+        if self.flags & FLAG_EXPIRES == 0 {
+            return None;
+        }
+        let bytes: [u8; EXPIRY_LEN] = self.value.get(..EXPIRY_LEN)?.try_into().ok()?;
+        Some(i64::from_be_bytes(bytes))
+    }
+
+    /// Whether the record has expired at `now_ms`.
+    pub fn is_expired(&self, now_ms: i64) -> bool {
+        self.expires_at().is_some_and(|at| at <= now_ms)
+    }
+
+    /// The value the producer sent (without the expiry prefix).
+    pub fn payload(&self) -> &'a [u8] {
+        if self.flags & FLAG_EXPIRES != 0 && self.value.len() >= EXPIRY_LEN {
+            &self.value[EXPIRY_LEN..]
+        } else {
+            self.value
+        }
+    }
 }
 
 /// Header fields of a batch value.
@@ -188,6 +230,23 @@ impl<'a> Iterator for BatchReader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn expiring_records_show_their_payload_and_expiry() {
+        let mut builder = BatchBuilder::new();
+        builder.push(10, FLAG_EXPIRES, b"k", &expiring_value(1_000, b"soon gone"));
+        builder.push(11, 0, b"", b"plain");
+        let value = builder.finish();
+        let (_, reader) = BatchReader::new(&value).unwrap();
+        let records: Vec<_> = reader.map(Result::unwrap).collect();
+        assert_eq!(records[0].payload(), b"soon gone");
+        assert_eq!(records[0].expires_at(), Some(1_000));
+        assert!(!records[0].is_expired(999));
+        assert!(records[0].is_expired(1_000));
+        assert_eq!(records[1].payload(), b"plain");
+        assert_eq!(records[1].expires_at(), None);
+        assert!(!records[1].is_expired(i64::MAX));
+    }
 
     #[test]
     fn batch_round_trips() {

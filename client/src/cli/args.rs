@@ -339,7 +339,7 @@ pub enum TopicCommand {
     },
     /// Add partitions or change retention of an existing topic (admin API).
     #[command(group(ArgGroup::new("change").required(true).multiple(true)
-        .args(["partitions", "retention", "retention_bytes"])))]
+        .args(["partitions", "retention", "retention_bytes", "message_ttl"])))]
     Alter {
         /// Topic name.
         topic: String,
@@ -352,6 +352,10 @@ pub enum TopicCommand {
         /// Delete the oldest messages while a partition is larger than this many bytes; 0 = no limit.
         #[arg(long)]
         retention_bytes: Option<u64>,
+        /// Messages produced without their own TTL expire this long after
+        /// they were produced (e.g. 30s, 1h); `0` = never.
+        #[arg(long, value_parser = parse_retention)]
+        message_ttl: Option<Duration>,
     },
 }
 

@@ -65,6 +65,7 @@ pub async fn run_admin(
         partitions,
         retention,
         retention_bytes,
+        message_ttl,
     } = cmd
     else {
         anyhow::bail!("only `topic alter` uses the admin API");
@@ -77,7 +78,7 @@ pub async fn run_admin(
     if let Some(partitions) = partitions {
         info = Some(admin.add_partitions(&topic, partitions).await?);
     }
-    if retention.is_some() || retention_bytes.is_some() {
+    if retention.is_some() || retention_bytes.is_some() || message_ttl.is_some() {
         let current = match &info {
             Some(i) => i.config.unwrap_or_default(),
             None => admin.describe_topic(&topic).await?.config.unwrap_or_default(),
@@ -85,11 +86,12 @@ pub async fn run_admin(
         let config = TopicConfig {
             retention_ms: retention.map_or(current.retention_ms, |d| d.as_millis() as u64),
             retention_bytes: retention_bytes.unwrap_or(current.retention_bytes),
+            message_ttl_ms: message_ttl.map_or(current.message_ttl_ms, |d| d.as_millis() as u64),
         };
         info = Some(admin.update_topic_config(&topic, config).await?);
     }
     let Some(info) = info else {
-        anyhow::bail!("nothing to change: give --partitions, --retention or --retention-bytes");
+        anyhow::bail!("nothing to change: give --partitions, --retention, --retention-bytes or --message-ttl");
     };
     let config = info.config.unwrap_or_default();
     let show = |v: u64, unit: &str| {
@@ -102,11 +104,12 @@ pub async fn run_admin(
     out.item(
         || {
             format!(
-                "topic '{}': {} partition(s), retention {}, retention bytes {}",
+                "topic '{}': {} partition(s), retention {}, retention bytes {}, message TTL {}",
                 info.name,
                 info.partitions,
                 show(config.retention_ms, "ms"),
-                show(config.retention_bytes, "")
+                show(config.retention_bytes, ""),
+                show(config.message_ttl_ms, "ms")
             )
         },
         json!({
@@ -114,6 +117,7 @@ pub async fn run_admin(
             "partitions": info.partitions,
             "retention_ms": config.retention_ms,
             "retention_bytes": config.retention_bytes,
+            "message_ttl_ms": config.message_ttl_ms,
         }),
     )?;
     Ok(())

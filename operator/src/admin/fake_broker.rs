@@ -96,7 +96,11 @@ impl FakeBroker {
 
 fn config_text(c: Option<pb::TopicConfig>) -> String {
     let c = c.unwrap_or_default();
-    format!("retention_ms={} retention_bytes={}", c.retention_ms, c.retention_bytes)
+    let mut text = format!("retention_ms={} retention_bytes={}", c.retention_ms, c.retention_bytes);
+    if c.message_ttl_ms > 0 {
+        text.push_str(&format!(" message_ttl_ms={}", c.message_ttl_ms));
+    }
+    text
 }
 
 #[tonic::async_trait]

@@ -292,6 +292,7 @@ fn format_ms(ms: u64) -> String {
 struct WantedConfig {
     retention_ms: Option<u64>,
     retention_bytes: Option<u64>,
+    message_ttl_ms: Option<u64>,
 }
 
 impl WantedConfig {
@@ -315,9 +316,19 @@ impl WantedConfig {
                 )
             })?),
         };
+        let message_ttl_ms = match topic.spec.config.message_ttl.as_deref() {
+            None => None,
+            Some(text) => Some(duration_ms(text).filter(|ms| *ms > 0).ok_or_else(|| {
+                invalid_spec(
+                    "CreateTopic",
+                    format!("spec.config.messageTtl '{text}' is not a positive duration such as 1h, 30m or 500ms"),
+                )
+            })?),
+        };
         Ok(WantedConfig {
             retention_ms,
             retention_bytes,
+            message_ttl_ms,
         })
     }
 
@@ -326,6 +337,7 @@ impl WantedConfig {
         pb::TopicConfig {
             retention_ms: self.retention_ms.unwrap_or(current.retention_ms),
             retention_bytes: self.retention_bytes.unwrap_or(current.retention_bytes),
+            message_ttl_ms: self.message_ttl_ms.unwrap_or(current.message_ttl_ms),
         }
     }
 }
@@ -334,9 +346,6 @@ impl WantedConfig {
 fn unapplied_topic_fields(topic: &Topic) -> Vec<&'static str> {
     let config = &topic.spec.config;
     let mut fields = Vec::new();
-    if config.message_ttl.is_some() {
-        fields.push("config.messageTtl");
-    }
     if config.dead_letter.is_some() {
         fields.push("config.deadLetter");
     }
@@ -361,6 +370,9 @@ fn describe_topic(info: &pb::TopicInfo, unapplied: &[&str]) -> String {
         "topic '{}': {} partitions, replication factor {}, {time}, {bytes}",
         info.name, info.partitions, info.replication_factor
     );
+    if config.message_ttl_ms > 0 {
+        text.push_str(&format!(", message TTL {}", format_ms(config.message_ttl_ms)));
+    }
     if !unapplied.is_empty() {
         text.push_str(&format!(
             "; not applied (the admin API has no setting for them yet): {}",

@@ -198,6 +198,16 @@ impl MetaMachine {
                 publish.push(Publish::TopicUpserted { record: record.clone() });
                 Ok(Applied::TopicUpdated)
             }
+            Command::SetMessageTtl { name, message_ttl_ms } => {
+                let record = self
+                    .topics
+                    .get_mut(&name)
+                    .ok_or(BrokerError::TopicNotFound(name.clone()))?;
+                record.message_ttl_ms = message_ttl_ms;
+                self.store.put_topic(batch, record);
+                publish.push(Publish::TopicUpserted { record: record.clone() });
+                Ok(Applied::TopicUpdated)
+            }
             Command::AddPartitions {
                 name,
                 partitions,
@@ -284,6 +294,7 @@ impl MetaMachine {
                 .map(|r| r.first().copied().unwrap_or_default())
                 .collect(),
             replicas,
+            message_ttl_ms: None,
         };
         let next_topic_id = self.next_topic_id + 1;
         self.store

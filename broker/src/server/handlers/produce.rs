@@ -3,10 +3,13 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use flymq_proto::{ProduceBatchRequest, ProduceBatchResponse, ProduceRequest, RecordMetadata, Response};
+use bytes::Bytes;
+use flymq_proto::{
+    ProduceBatchRequest, ProduceBatchResponse, ProduceRequest, ProduceWithTtlRequest, RecordMetadata, Response,
+};
 use futures::FutureExt;
 
-use crate::core::{Broker, NewRecord, ProduceAck};
+use crate::core::{Broker, NewRecord, ProduceAck, now_ms, ttl};
 use crate::server::access::AccessCheck;
 use crate::server::connection::ConnectionContext;
 use crate::server::dispatch::{Answer, Reply};
@@ -59,6 +62,33 @@ pub fn produce_batch(
             base_offset: ack.base_offset,
             count: ack.count,
             timestamp: ack.timestamp_ms,
+        })
+    })
+}
+
+/// PRODUCE_WITH_TTL (0x35): one record without a key that expires `ttl_ms`
+/// after it is produced. Answers the real partition and offset.
+pub fn produce_with_ttl(
+    conn: &mut ConnectionContext,
+    broker: &Arc<Broker>,
+    req: ProduceWithTtlRequest,
+    gate: Option<AccessCheck>,
+) -> Reply {
+    let ttl = match ttl::validate_ttl(req.ttl_ms) {
+        Ok(ttl) => ttl,
+        Err(err) => return Reply::Ready(Answer::error(err)),
+    };
+    let value_size = req.data.len() as i32;
+    let record = NewRecord::expiring(Bytes::new(), &req.data, now_ms(), ttl);
+    let topic = req.topic;
+    submit(conn, broker, topic.clone(), -1, vec![record], gate, move |ack| {
+        Response::ProduceWithTtl(RecordMetadata {
+            topic,
+            partition: ack.partition as i32,
+            offset: ack.base_offset,
+            timestamp: ack.timestamp_ms,
+            key_size: -1,
+            value_size,
         })
     })
 }

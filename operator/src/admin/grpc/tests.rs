@@ -41,6 +41,7 @@ fn existing(name: &str, partitions: u32, rf: u32, retention_ms: u64, retention_b
         config: Some(pb::TopicConfig {
             retention_ms,
             retention_bytes,
+            message_ttl_ms: 0,
         }),
         partition_info: Vec::new(),
     }
@@ -182,10 +183,13 @@ async fn settings_without_an_admin_api_field_are_named_in_the_status() {
     assert!(
         synced
             .message
-            .ends_with("not applied (the admin API has no setting for them yet): config.messageTtl, config.deadLetter"),
+            .ends_with("not applied (the admin API has no setting for them yet): config.deadLetter"),
         "{}",
         synced.message
     );
+    // The message TTL is applied.
+    let held = fake.topics.lock().expect("lock")[&t.topic_name()].clone();
+    assert_eq!(held.config.map(|c| c.message_ttl_ms), Some(3_600_000));
 }
 
 #[tokio::test]
