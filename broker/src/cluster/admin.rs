@@ -176,6 +176,10 @@ impl Admin for AdminService {
         let req = request.into_inner();
         let partitions = if req.partitions == 0 { 1 } else { req.partitions };
         let ttl = requested_ttl(req.config.as_ref());
+        // Refused before anything changes.
+        if let Some(ttl) = ttl {
+            crate::core::ttl::validate_ttl(ttl).map_err(status_of)?;
+        }
         let created = self
             .broker
             .create_topic_with(&req.name, partitions, req.replication_factor, stored_config(req.config))
@@ -226,6 +230,9 @@ impl Admin for AdminService {
         let caller = self.authorize(&request).await?;
         let req = request.into_inner();
         let ttl = requested_ttl(req.config.as_ref());
+        if let Some(ttl) = ttl {
+            crate::core::ttl::validate_ttl(ttl).map_err(status_of)?;
+        }
         self.broker
             .update_topic_config(&req.name, stored_config(req.config))
             .await
