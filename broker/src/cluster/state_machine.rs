@@ -43,7 +43,7 @@ impl SharedState {
     /// snapshot install or a failed write).
     fn reload_meta(&self, machine: &mut MetaMachine) -> io::Result<()> {
         *machine = MetaMachine::load(self.store.clone()).map_err(io_err)?;
-        self.catalog.reload(self.store.load_topics().map_err(io_err)?);
+        self.catalog.reload_with(|| self.store.load_topics()).map_err(io_err)?;
         self.catalog.update_security(machine.security_state());
         Ok(())
     }

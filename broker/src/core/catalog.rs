@@ -192,13 +192,47 @@ impl Catalog {
 
     /// Replaces every topic (after a metadata snapshot is installed).
     pub fn reload(&self, topics: Vec<(TopicRecord, Vec<PartitionState>)>) {
-        let map = topics
+        self.reload_with(|| Ok::<_, std::convert::Infallible>(topics))
+            .unwrap_or_else(|never| match never {});
+    }
+
+    /// Replaces the topics with what `load` reads (the metadata after a
+    /// snapshot install). Partition groups keep publishing meanwhile, so:
+    /// - a topic that stays keeps its partition views, which hold what its
+    ///   groups published (a state read from disk could be older);
+    /// - `load` runs under the write lock, so a partition update of a new
+    ///   topic waits and lands in the new views instead of being lost.
+    pub fn reload_with<E>(
+        &self,
+        load: impl FnOnce() -> Result<Vec<(TopicRecord, Vec<PartitionState>)>, E>,
+    ) -> Result<(), E> {
+        let mut current = self.topics.write();
+        let map = load()?
             .into_iter()
-            .map(|(record, states)| (record.name.clone(), Arc::new(TopicView::new(record, &states))))
+            .map(|(record, states)| {
+                let view = match current.get(&record.name).filter(|v| v.record.id == record.id) {
+                    Some(previous) => {
+                        let view = TopicView::updated(record, previous);
+                        // Never behind what is on disk (appends only grow the end).
+                        for (p, state) in states.iter().enumerate() {
+                            if let Some(shown) = view.partitions.get(p)
+                                && state.next_offset > shown.next_offset()
+                            {
+                                shown.store(state);
+                            }
+                        }
+                        view
+                    }
+                    None => TopicView::new(record, &states),
+                };
+                (view.record.name.clone(), Arc::new(view))
+            })
             .collect::<HashMap<_, _>>();
         *self.trie.write() = TopicTrie::from_names(map.keys().map(String::as_str));
-        *self.topics.write() = map;
+        *current = map;
+        drop(current);
         self.version.send_modify(|v| *v += 1);
+        Ok(())
     }
 
     /// Changes whenever topics are created, deleted or reassigned.
@@ -307,5 +341,66 @@ fn update_partition(
         && let Some(p) = view.partition(partition)
     {
         p.store(state);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::TopicConfig;
+
+    fn record(id: u32, name: &str) -> TopicRecord {
+        TopicRecord {
+            id,
+            name: name.into(),
+            partitions: 1,
+            created_ms: 1,
+            config: TopicConfig::default(),
+            replicas: vec![],
+            initializers: vec![],
+            message_ttl_ms: None,
+        }
+    }
+
+    fn at(next_offset: u64) -> PartitionState {
+        PartitionState {
+            next_offset,
+            ..PartitionState::default()
+        }
+    }
+
+    /// A metadata snapshot install reloads the catalog while partition
+    /// groups keep applying: the reload read an older partition state from
+    /// disk than the group published since. Readers must keep seeing the
+    /// newer end (the jepsen test found reads stuck behind it).
+    #[test]
+    fn a_reload_never_shows_a_partition_behind_what_its_group_published() {
+        let catalog = Catalog::load(vec![(record(1, "orders"), vec![at(10)])]);
+        let published_before = catalog.topic("orders").unwrap();
+        catalog.publish(vec![Publish::Partition {
+            topic_id: 1,
+            name: "orders".into(),
+            partition: 0,
+            state: at(20),
+        }]);
+        catalog.reload(vec![
+            (record(1, "orders"), vec![at(15)]),
+            (record(2, "new"), vec![at(3)]),
+        ]);
+        let view = catalog.topic("orders").unwrap();
+        assert_eq!(view.partition(0).unwrap().next_offset(), 20);
+        // The same partition view: later publishes reach readers holding either.
+        catalog.publish(vec![Publish::Partition {
+            topic_id: 1,
+            name: "orders".into(),
+            partition: 0,
+            state: at(25),
+        }]);
+        assert_eq!(published_before.partition(0).unwrap().next_offset(), 25);
+        assert_eq!(catalog.topic("new").unwrap().partition(0).unwrap().next_offset(), 3);
+        // A disk state ahead of the view (a publish lost before) wins.
+        catalog.reload(vec![(record(1, "orders"), vec![at(40)])]);
+        assert_eq!(catalog.topic("orders").unwrap().partition(0).unwrap().next_offset(), 40);
+        assert!(catalog.topic("new").is_none());
     }
 }
