@@ -297,6 +297,7 @@ impl RunningBroker {
                 tracing::error!(error = %err, "health endpoint stopped");
             }
         });
+        tasks.spawn(core::delayed::run(broker.clone(), shutdown.clone()));
         tasks.spawn(core::retention::run(
             broker.clone(),
             Duration::from_millis(config.retention_check_interval_ms),

@@ -503,14 +503,6 @@ async fn cluster_status_auth_and_unsupported_features() {
     for (request, feature) in [
         (Request::BeginTx, "transactions"),
         (
-            Request::ProduceDelayed(ProduceDelayedRequest {
-                topic: "x".into(),
-                data: Bytes::from_static(b"d"),
-                delay_ms: 10,
-            }),
-            "delayed messages",
-        ),
-        (
             Request::ListSchemas(ListSchemasRequest { filter: String::new() }),
             "the schema registry",
         ),

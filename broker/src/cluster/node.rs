@@ -96,6 +96,12 @@ pub struct ClusterNode {
     /// has applied that far, so a client reads its own writes even when
     /// this replica lags (just created, or catching up a snapshot).
     pub(super) forwarded_index: parking_lot::Mutex<HashMap<u64, u64>>,
+    /// Held while a group is opened. Two Raft instances of one group must
+    /// never run at once, even briefly: each loads the state machine and
+    /// applies committed entries to the same keys, so a second one could
+    /// re-apply entries over state the first already advanced (records at
+    /// wrong offsets: the jepsen test found replicas that differ).
+    pub(super) opening: tokio::sync::Mutex<()>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -192,6 +198,7 @@ impl ClusterNode {
             joined: AtomicBool::new(stored_id.is_some()),
             forwarders: parking_lot::Mutex::new(HashMap::new()),
             forwarded_index: parking_lot::Mutex::new(HashMap::new()),
+            opening: tokio::sync::Mutex::new(()),
         });
         node.open_group(META_GROUP).await?;
         // Partition groups this broker already holds.
@@ -255,6 +262,12 @@ impl ClusterNode {
         if let Some(existing) = self.group(id) {
             return Ok(existing);
         }
+        let _opening = self.opening.lock().await;
+        // Opened by a concurrent caller (reconciler and an incoming RPC)
+        // while this one waited: use that one.
+        if let Some(existing) = self.group(id) {
+            return Ok(existing);
+        }
         let log = GroupLogStore::new(id, self.store.clone(), self.syncer.clone());
         let sm = GroupStateMachine::open(id, self.shared.clone()).map_err(|e| ClusterError::Raft {
             group: id,
@@ -279,21 +292,7 @@ impl ClusterNode {
             proposals: tx,
             dropped_since: parking_lot::Mutex::new(None),
         });
-        // Opened concurrently (reconciler and an incoming RPC): keep the first.
-        let existing = {
-            let mut groups = self.groups.write();
-            match groups.get(&id) {
-                Some(existing) => Some(existing.clone()),
-                None => {
-                    groups.insert(id, group.clone());
-                    None
-                }
-            }
-        };
-        if let Some(existing) = existing {
-            let _ = group.raft.shutdown().await;
-            return Ok(existing);
-        }
+        self.groups.write().insert(id, group.clone());
         tokio::spawn(self.clone().run_proposer(group.clone(), rx));
         if id == META_GROUP {
             tokio::spawn(super::network::learn_peer_addresses(

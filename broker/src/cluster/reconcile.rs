@@ -107,6 +107,8 @@ impl ClusterNode {
             if !(deleted || (expired && !group.raft.is_leader())) {
                 continue;
             }
+            // No new instance of the group may open until this one is gone.
+            let _opening = self.opening.lock().await;
             self.remove_group(group.id);
             let _ = group.raft.shutdown().await;
             if let Err(err) = group.log.destroy() {

@@ -40,6 +40,9 @@ impl ClusterReplicator {
                 .map_or(META_GROUP, |t| partition_group(t.record.id, *partition)),
             Command::Truncate {
                 topic_id, partition, ..
+            }
+            | Command::Release {
+                topic_id, partition, ..
             } => partition_group(*topic_id, *partition),
             _ => META_GROUP,
         }

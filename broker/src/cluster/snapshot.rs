@@ -423,10 +423,15 @@ fn redo(store: &Store, group: u64, meta: &SnapshotMeta, path: &Path) -> io::Resu
             let log_cf = store.cf(CF_LOG);
             let prefix = keys::log_key(topic_id, partition, 0);
             batch.delete_range_cf(&log_cf, &prefix[..8], prefix_end(&prefix[..8]).as_slice());
+            store.delete_partition_delayed(&mut batch, topic_id, partition);
+            // The schedule of delayed records is derived from the records.
+            let mut scheduled = std::collections::BTreeMap::new();
             let mut pending = 0usize;
             for item in reader {
                 match item? {
                     Item::Batch { first_offset, value } => {
+                        crate::storage::delayed::pending_in_batch(&mut scheduled, first_offset, &value)
+                            .map_err(io_err)?;
                         pending += value.len();
                         store
                             .put_batch(&mut batch, topic_id, partition, first_offset, &value)
@@ -441,6 +446,9 @@ fn redo(store: &Store, group: u64, meta: &SnapshotMeta, path: &Path) -> io::Resu
                             io::Error::new(io::ErrorKind::InvalidData, "bad partition state in snapshot")
                         })?;
                         store.put_partition_state(&mut batch, topic_id, partition, &state);
+                        for (offset, due) in &scheduled {
+                            store.put_delayed(&mut batch, topic_id, partition, *due, *offset);
+                        }
                         installed = Some(state);
                     }
                     Item::Meta { .. } | Item::End => {}

@@ -102,6 +102,28 @@ pub enum Command {
     /// fields cannot grow without breaking older entries: new settings get
     /// new variants, added at the end.
     SetMessageTtl { name: String, message_ttl_ms: Option<u64> },
+    /// Delivers due scheduled records of one partition: each one still
+    /// scheduled is appended as a copy (at the log end) and leaves the
+    /// schedule; one already delivered is skipped, so a release proposed
+    /// twice (by two leaders) delivers once.
+    Release {
+        topic: String,
+        topic_id: u32,
+        partition: u32,
+        timestamp_ms: i64,
+        records: Vec<DueRecord>,
+    },
+}
+
+/// A scheduled record to deliver (read from the partition log when due).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DueRecord {
+    /// Offset of the scheduled record.
+    pub offset: u64,
+    pub due_ms: i64,
+    pub key: Bytes,
+    /// The value the producer sent.
+    pub payload: Bytes,
 }
 
 impl Command {
@@ -150,6 +172,10 @@ pub enum Applied {
         changed: bool,
     },
     AuditRecorded,
+    Released {
+        /// Records delivered (skipped ones not counted).
+        count: u32,
+    },
 }
 
 #[cfg(test)]

@@ -58,6 +58,17 @@ pub enum BrokerError {
     /// CONSUME of a record whose TTL has passed.
     #[error("record at offset {offset} of '{topic}' partition {partition} has expired (its TTL passed)")]
     RecordExpired { topic: String, partition: u32, offset: u64 },
+    /// CONSUME of a scheduled (delayed) record: its copy is delivered later.
+    #[error(
+        "record at offset {offset} of '{topic}' partition {partition} is a delayed record scheduled for {due_ms} \
+         (ms since the epoch); it is delivered then as a new record at the end of the partition"
+    )]
+    RecordScheduled {
+        topic: String,
+        partition: u32,
+        offset: u64,
+        due_ms: i64,
+    },
     /// A user or ACL that does not exist (the text names it).
     #[error("{0}")]
     NotFound(String),

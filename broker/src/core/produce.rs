@@ -93,7 +93,7 @@ impl Broker {
         let records = match view.record.message_ttl_ms {
             Some(ttl) => records
                 .into_iter()
-                .map(|r| match r.expires() {
+                .map(|r| match r.expires() || r.is_scheduled() {
                     true => r,
                     false => NewRecord::expiring(r.key, &r.value, timestamp_ms, ttl),
                 })

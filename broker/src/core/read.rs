@@ -41,13 +41,23 @@ impl Broker {
         let (start, end) = (state.start_offset(), state.next_offset());
         let mut found = None;
         let mut expired = false;
+        let mut scheduled = None;
         if offset >= start && offset < end {
             let now = now_ms();
             self.store.read_records(view.record.id, p, offset, end, |_, r| {
                 expired = r.is_expired(now);
+                scheduled = r.due_at();
                 found = Some((Bytes::copy_from_slice(r.key), Bytes::copy_from_slice(r.payload())));
                 ControlFlow::Break(())
             })?;
+        }
+        if let Some(due_ms) = scheduled {
+            return Err(BrokerError::RecordScheduled {
+                topic: topic.to_owned(),
+                partition: p,
+                offset,
+                due_ms,
+            });
         }
         if expired {
             return Err(BrokerError::RecordExpired {
@@ -92,8 +102,8 @@ impl Broker {
             .read_records(pos.topic_id, pos.partition, from, pos.end, |off, r| {
                 scanned += 1;
                 let value = r.payload();
-                // Expired records are skipped like filtered ones.
-                if !r.is_expired(now) && filter.is_none_or(|f| f.matches(r.key, value)) {
+                // Expired and scheduled records are skipped like filtered ones.
+                if !r.is_expired(now) && !r.is_scheduled() && filter.is_none_or(|f| f.matches(r.key, value)) {
                     if !emit(off, r.key, value) {
                         did_not_fit = Some(off);
                         return ControlFlow::Break(());

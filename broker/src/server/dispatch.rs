@@ -76,6 +76,7 @@ fn route(conn: &mut ConnectionContext, broker: &Arc<Broker>, request: Request) -
         Request::Produce(r) => produce::produce(conn, broker, r, gate),
         Request::ProduceBatch(r) => produce::produce_batch(conn, broker, r, gate),
         Request::ProduceWithTtl(r) => produce::produce_with_ttl(conn, broker, r, gate),
+        Request::ProduceDelayed(r) => produce::produce_delayed(conn, broker, r, gate),
         Request::Commit(r) => groups::commit(conn, broker, r, gate),
         other => {
             let work = handle(conn.session.clone(), broker.clone(), other, gate);

@@ -8,6 +8,7 @@
 //! | `meta` | `c/<name>` | cluster identity and counters |
 //! | `offsets` | `[u16 len][topic][u16 len][group]` | group marker (empty) |
 //! | `offsets` | group marker + `[partition u32]` | committed offset u64 |
+//! | `meta` | `d/[topic id u32][partition u32][due ms u64][offset u64]` | scheduled record (empty) |
 
 /// Length of a `log` key.
 pub const LOG_KEY_LEN: usize = 16;
@@ -40,6 +41,40 @@ pub fn topic_meta_key(name: &str) -> Vec<u8> {
 }
 
 pub const TOPIC_META_PREFIX: &[u8] = b"t/";
+
+/// Key of a scheduled record of a partition, in due-time order.
+pub fn delayed_key(topic_id: u32, partition: u32, due_ms: i64, offset: u64) -> [u8; 26] {
+    let mut key = [0u8; 26];
+    key[..10].copy_from_slice(&delayed_prefix(topic_id, partition));
+    // Due times are after the epoch; clamp so the order is numeric.
+    key[10..18].copy_from_slice(&(due_ms.max(0) as u64).to_be_bytes());
+    key[18..26].copy_from_slice(&offset.to_be_bytes());
+    key
+}
+
+/// Prefix of every scheduled-record key of a partition.
+pub fn delayed_prefix(topic_id: u32, partition: u32) -> [u8; 10] {
+    let mut key = [0u8; 10];
+    key[0..2].copy_from_slice(b"d/");
+    key[2..6].copy_from_slice(&topic_id.to_be_bytes());
+    key[6..10].copy_from_slice(&partition.to_be_bytes());
+    key
+}
+
+/// Prefix of every scheduled-record key of a topic.
+pub fn delayed_topic_prefix(topic_id: u32) -> [u8; 6] {
+    let mut key = [0u8; 6];
+    key[0..2].copy_from_slice(b"d/");
+    key[2..6].copy_from_slice(&topic_id.to_be_bytes());
+    key
+}
+
+/// `(due ms, offset)` of a scheduled-record key.
+pub fn parse_delayed_key(key: &[u8]) -> Option<(i64, u64)> {
+    let due = u64::from_be_bytes(key.get(10..18)?.try_into().ok()?);
+    let offset = u64::from_be_bytes(key.get(18..26)?.try_into().ok()?);
+    Some((due as i64, offset))
+}
 
 pub fn partition_state_key(topic_id: u32, partition: u32) -> [u8; 10] {
     let mut key = [0u8; 10];

@@ -5,6 +5,7 @@
 //! `core`, which is the only writer.
 
 pub mod crypto;
+pub mod delayed;
 pub mod keys;
 pub mod meta;
 pub mod partition_log;

@@ -13,9 +13,15 @@
 //! count x ( i64 timestamp | u8 flags | u32 key len | key | u32 value len | value )
 //! ```
 //!
-//! Flags bit 0 (`FLAG_EXPIRES`) marks a record with a time to live: its
-//! stored value starts with the i64 expiry time (ms since the epoch), and
-//! readers see only the rest (`RecordRef::payload`).
+//! Flag bits add 8-byte fields before the payload, in this order:
+//! - bit 0, `FLAG_EXPIRES`: the i64 expiry time (ms since the epoch) of a
+//!   record with a time to live;
+//! - bit 1, `FLAG_DELAYED`: the i64 due time of a scheduled record (never
+//!   returned to readers; a copy is appended when it is due);
+//! - bit 2, `FLAG_RELEASED`: the u64 offset of the scheduled record this
+//!   record is the delivered copy of.
+//!
+//! Readers see only the rest (`RecordRef::payload`).
 //!
 //! With encryption at rest (`storage::crypto`) the stored value is format 2:
 //! the same 13-byte header (format byte 2), then the records sealed with
@@ -45,8 +51,38 @@ pub enum BatchError {
 
 /// Flags bit: the value starts with an 8-byte expiry time (TTL records).
 pub const FLAG_EXPIRES: u8 = 0x01;
+/// Flags bit: a scheduled (delayed) record; its field is the due time.
+pub const FLAG_DELAYED: u8 = 0x02;
+/// Flags bit: the delivered copy of a scheduled record; its field is the
+/// scheduled record's offset.
+pub const FLAG_RELEASED: u8 = 0x04;
+/// Flags whose 8-byte field precedes the payload (in bit order).
+const PREFIX_FLAGS: u8 = FLAG_EXPIRES | FLAG_DELAYED | FLAG_RELEASED;
 /// Bytes of the expiry prefix of a `FLAG_EXPIRES` value.
 pub const EXPIRY_LEN: usize = 8;
+
+/// Bytes of the fields before the payload for `flags`.
+fn prefix_len(flags: u8) -> usize {
+    8 * (flags & PREFIX_FLAGS).count_ones() as usize
+}
+
+/// The 8-byte field of `flag` in a stored value with `flags`, if present.
+pub fn record_field(flags: u8, value: &[u8], flag: u8) -> Option<[u8; 8]> {
+    if flags & flag == 0 {
+        return None;
+    }
+    let at = prefix_len(flags & (flag - 1));
+    value.get(at..at + 8)?.try_into().ok()
+}
+
+/// The stored value of a record with `flag`'s field `field`, prepended to
+/// `value` (which may already carry the fields of higher flag bits).
+pub fn with_field(field: [u8; 8], value: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + value.len());
+    out.extend_from_slice(&field);
+    out.extend_from_slice(value);
+    out
+}
 
 /// The stored value of a record that expires at `expires_at_ms`.
 pub fn expiring_value(expires_at_ms: i64, payload: &[u8]) -> Vec<u8> {
@@ -119,13 +155,29 @@ pub struct RecordRef<'a> {
 }
 
 impl<'a> RecordRef<'a> {
+    /// The 8-byte field of `flag`, when the record has it.
+    fn field(&self, flag: u8) -> Option<[u8; 8]> {
+        record_field(self.flags, self.value, flag)
+    }
+
     /// When the record expires (ms since the epoch), for TTL records.
     pub fn expires_at(&self) -> Option<i64> {
-        if self.flags & FLAG_EXPIRES == 0 {
-            return None;
-        }
-        let bytes: [u8; EXPIRY_LEN] = self.value.get(..EXPIRY_LEN)?.try_into().ok()?;
-        Some(i64::from_be_bytes(bytes))
+        self.field(FLAG_EXPIRES).map(i64::from_be_bytes)
+    }
+
+    /// When a scheduled record is due (ms since the epoch).
+    pub fn due_at(&self) -> Option<i64> {
+        self.field(FLAG_DELAYED).map(i64::from_be_bytes)
+    }
+
+    /// The offset of the scheduled record this record delivers.
+    pub fn released_from(&self) -> Option<u64> {
+        self.field(FLAG_RELEASED).map(u64::from_be_bytes)
+    }
+
+    /// A scheduled record: never returned to readers (its copy is).
+    pub fn is_scheduled(&self) -> bool {
+        self.flags & FLAG_DELAYED != 0
     }
 
     /// Whether the record has expired at `now_ms`.
@@ -135,11 +187,7 @@ impl<'a> RecordRef<'a> {
 
     /// The value the producer sent (without the expiry prefix).
     pub fn payload(&self) -> &'a [u8] {
-        if self.flags & FLAG_EXPIRES != 0 && self.value.len() >= EXPIRY_LEN {
-            &self.value[EXPIRY_LEN..]
-        } else {
-            self.value
-        }
+        self.value.get(prefix_len(self.flags)..).unwrap_or(&[])
     }
 }
 
@@ -246,6 +294,25 @@ mod tests {
         assert_eq!(records[1].payload(), b"plain");
         assert_eq!(records[1].expires_at(), None);
         assert!(!records[1].is_expired(i64::MAX));
+    }
+
+    #[test]
+    fn fields_stack_in_flag_order_before_the_payload() {
+        let scheduled = with_field(5_000i64.to_be_bytes(), b"later");
+        let copy = with_field(9_000i64.to_be_bytes(), &with_field(42u64.to_be_bytes(), b"later"));
+        let mut builder = BatchBuilder::new();
+        builder.push(1, FLAG_DELAYED, b"", &scheduled);
+        builder.push(2, FLAG_EXPIRES | FLAG_RELEASED, b"", &copy);
+        let value = builder.finish();
+        let (_, reader) = BatchReader::new(&value).unwrap();
+        let records: Vec<_> = reader.map(Result::unwrap).collect();
+        assert!(records[0].is_scheduled());
+        assert_eq!(records[0].due_at(), Some(5_000));
+        assert_eq!(records[0].payload(), b"later");
+        assert!(!records[1].is_scheduled());
+        assert_eq!(records[1].expires_at(), Some(9_000));
+        assert_eq!(records[1].released_from(), Some(42));
+        assert_eq!(records[1].payload(), b"later");
     }
 
     #[test]

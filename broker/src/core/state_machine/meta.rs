@@ -218,9 +218,11 @@ impl MetaMachine {
                 self.record_audit(batch, &record, keep)?;
                 Ok(Applied::AuditRecorded)
             }
-            Command::Append { .. } | Command::Truncate { .. } => Err(BrokerError::InvalidArgument(
-                "internal error: a partition command reached the metadata state machine".into(),
-            )),
+            Command::Append { .. } | Command::Truncate { .. } | Command::Release { .. } => {
+                Err(BrokerError::InvalidArgument(
+                    "internal error: a partition command reached the metadata state machine".into(),
+                ))
+            }
         }
     }
 

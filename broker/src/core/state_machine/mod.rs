@@ -101,6 +101,12 @@ impl StateMachine {
                 topic_id,
                 partition,
                 ..
+            }
+            | Command::Release {
+                topic,
+                topic_id,
+                partition,
+                ..
             } => match self.meta.topic(topic) {
                 Some(record) if record.id == *topic_id && *partition < record.partitions => (*topic_id, *partition),
                 _ => return Err(BrokerError::TopicNotFound(topic.clone())),
@@ -129,7 +135,9 @@ impl StateMachine {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(e) => {
                 let name = match &command {
-                    Command::Append { topic, .. } | Command::Truncate { topic, .. } => topic.clone(),
+                    Command::Append { topic, .. }
+                    | Command::Truncate { topic, .. }
+                    | Command::Release { topic, .. } => topic.clone(),
                     _ => String::new(),
                 };
                 e.insert(PartitionMachine::load(self.store.clone(), topic_id, partition, name)?)

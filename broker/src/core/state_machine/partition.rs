@@ -11,9 +11,11 @@
 use rocksdb::WriteBatch;
 
 use super::super::catalog::Publish;
-use super::super::command::{Applied, Command, NewRecord};
+use std::collections::BTreeSet;
+
+use super::super::command::{Applied, Command, DueRecord, NewRecord};
 use super::super::error::{BrokerError, BrokerResult};
-use crate::storage::record_batch::BatchBuilder;
+use crate::storage::record_batch::{BatchBuilder, FLAG_DELAYED, FLAG_RELEASED, record_field, with_field};
 use crate::storage::{PartitionState, StorageError, Store};
 
 /// Records being coalesced into one stored batch.
@@ -31,12 +33,17 @@ pub struct PartitionMachine {
     pending: Option<PendingAppend>,
     /// The state changed since the last `end_entry`.
     dirty: bool,
+    /// `(due, offset)` of the scheduled records not yet delivered: the
+    /// `d/` index as of the commands applied so far (also those not yet
+    /// written), so a release decides the same on every replica.
+    scheduled: BTreeSet<(i64, u64)>,
 }
 
 impl PartitionMachine {
     /// Loads the partition's state from the store (default when absent).
     pub fn load(store: Store, topic_id: u32, partition: u32, topic: String) -> Result<Self, StorageError> {
         let state = store.partition_state(topic_id, partition)?.unwrap_or_default();
+        let scheduled = store.all_delayed(topic_id, partition)?;
         Ok(Self {
             store,
             topic_id,
@@ -45,6 +52,7 @@ impl PartitionMachine {
             state,
             pending: None,
             dirty: false,
+            scheduled,
         })
     }
 
@@ -69,7 +77,16 @@ impl PartitionMachine {
                 timestamp_ms,
                 records,
                 ..
-            } if *partition == self.partition => self.append(*timestamp_ms, records),
+            } if *partition == self.partition => self.append(batch, *timestamp_ms, records),
+            Command::Release {
+                topic_id,
+                partition,
+                timestamp_ms,
+                records,
+                ..
+            } if *topic_id == self.topic_id && *partition == self.partition => {
+                self.release(batch, *timestamp_ms, records)
+            }
             Command::Truncate {
                 topic_id,
                 partition,
@@ -88,7 +105,7 @@ impl PartitionMachine {
         }
     }
 
-    fn append(&mut self, timestamp_ms: i64, records: &[NewRecord]) -> BrokerResult<Applied> {
+    fn append(&mut self, batch: &mut WriteBatch, timestamp_ms: i64, records: &[NewRecord]) -> BrokerResult<Applied> {
         if records.is_empty() {
             return Err(BrokerError::InvalidArgument(
                 "a produce must carry at least one record".into(),
@@ -101,10 +118,17 @@ impl PartitionMachine {
             first_offset: base_offset,
             builder: BatchBuilder::new(),
         });
-        for record in records {
+        for (i, record) in records.iter().enumerate() {
             pending
                 .builder
                 .push(timestamp_ms, record.flags, &record.key, &record.value);
+            // A scheduled record joins the schedule (delivered by a `Release`).
+            if let Some(due) = record_field(record.flags, &record.value, FLAG_DELAYED) {
+                let (due, offset) = (i64::from_be_bytes(due), base_offset + i as u64);
+                self.store
+                    .put_delayed(batch, self.topic_id, self.partition, due, offset);
+                self.scheduled.insert((due, offset));
+            }
         }
         let count = records.len() as u32;
         self.state.next_offset += u64::from(count);
@@ -118,6 +142,36 @@ impl PartitionMachine {
         })
     }
 
+    /// Delivers scheduled records: each one still scheduled is appended as a
+    /// copy marked with its offset (`FLAG_RELEASED`) and leaves the
+    /// schedule; others were delivered already and are skipped.
+    fn release(&mut self, batch: &mut WriteBatch, timestamp_ms: i64, records: &[DueRecord]) -> BrokerResult<Applied> {
+        let copies: Vec<NewRecord> = records
+            .iter()
+            .filter(|r| self.scheduled.remove(&(r.due_ms, r.offset)))
+            .map(|r| {
+                self.store
+                    .delete_delayed(batch, self.topic_id, self.partition, r.due_ms, r.offset);
+                NewRecord {
+                    key: r.key.clone(),
+                    value: with_field(r.offset.to_be_bytes(), &r.payload).into(),
+                    flags: FLAG_RELEASED,
+                }
+            })
+            .collect();
+        let count = copies.len() as u32;
+        if count > 0 {
+            self.append(batch, timestamp_ms, &copies)?;
+        }
+        Ok(Applied::Released { count })
+    }
+
+    /// The oldest scheduled record's offset: retention keeps it (its copy
+    /// is made from it).
+    pub fn first_scheduled_offset(&self) -> Option<u64> {
+        self.scheduled.iter().map(|(_, offset)| *offset).min()
+    }
+
     /// Retention: records before `new_start` are no longer readable. Stored
     /// batches that end at or before it are deleted; a batch that straddles
     /// it stays until a later truncation passes its end (reads never return
@@ -129,6 +183,12 @@ impl PartitionMachine {
         new_start: u64,
         removed_bytes: u64,
     ) -> BrokerResult<Applied> {
+        // A scheduled record stays until it is delivered (its copy is made
+        // from it); the bytes are then unknown, so none are counted removed.
+        let (new_start, removed_bytes) = match self.first_scheduled_offset() {
+            Some(first) if first < new_start => (first, 0),
+            _ => (new_start, removed_bytes),
+        };
         let state = &mut self.state;
         if new_start <= state.start_offset || new_start > state.next_offset {
             return Ok(Applied::Truncated {

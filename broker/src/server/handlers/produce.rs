@@ -5,11 +5,12 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use flymq_proto::{
-    ProduceBatchRequest, ProduceBatchResponse, ProduceRequest, ProduceWithTtlRequest, RecordMetadata, Response,
+    ProduceBatchRequest, ProduceBatchResponse, ProduceDelayedRequest, ProduceRequest, ProduceWithTtlRequest,
+    RecordMetadata, Response,
 };
 use futures::FutureExt;
 
-use crate::core::{Broker, NewRecord, ProduceAck, now_ms, ttl};
+use crate::core::{Broker, NewRecord, ProduceAck, delayed, now_ms, ttl};
 use crate::server::access::AccessCheck;
 use crate::server::connection::ConnectionContext;
 use crate::server::dispatch::{Answer, Reply};
@@ -86,6 +87,35 @@ pub fn produce_with_ttl(
             topic,
             partition: ack.partition as i32,
             offset: ack.base_offset,
+            timestamp: ack.timestamp_ms,
+            key_size: -1,
+            value_size,
+        })
+    })
+}
+
+/// PRODUCE_DELAYED (0x30): one record without a key, invisible to readers
+/// until `delay_ms` after it is produced, then delivered at the end of its
+/// partition. Answers the partition and offset 0 (WIRE.md §9.9: the record's
+/// offset is only known when it is delivered).
+pub fn produce_delayed(
+    conn: &mut ConnectionContext,
+    broker: &Arc<Broker>,
+    req: ProduceDelayedRequest,
+    gate: Option<AccessCheck>,
+) -> Reply {
+    let delay = match delayed::validate_delay(req.delay_ms) {
+        Ok(delay) => delay,
+        Err(err) => return Reply::Ready(Answer::error(err)),
+    };
+    let value_size = req.data.len() as i32;
+    let record = NewRecord::scheduled(Bytes::new(), &req.data, now_ms(), delay);
+    let topic = req.topic;
+    submit(conn, broker, topic.clone(), -1, vec![record], gate, move |ack| {
+        Response::ProduceDelayed(RecordMetadata {
+            topic,
+            partition: ack.partition as i32,
+            offset: 0,
             timestamp: ack.timestamp_ms,
             key_size: -1,
             value_size,
