@@ -199,6 +199,68 @@ mod tests {
         seen
     }
 
+    /// A scheduled record and its release in one apply call (a replica
+    /// groups entries differently from the leader), then the same release
+    /// again (proposed by a second leader): delivered once, and the
+    /// schedule rebuilt from the records matches the index.
+    #[test]
+    fn a_release_delivers_each_scheduled_record_once() {
+        use crate::core::command::DueRecord;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut sm = StateMachine::load(store.clone()).unwrap();
+        let scheduled = Command::Append {
+            topic: "t".into(),
+            partition: 0,
+            timestamp_ms: 10,
+            records: vec![
+                NewRecord::new(Bytes::new(), Bytes::from_static(b"now")),
+                NewRecord::scheduled(Bytes::from_static(b"k"), b"later", 10, 90),
+            ],
+        };
+        let release = Command::Release {
+            topic: "t".into(),
+            topic_id: 1,
+            partition: 0,
+            timestamp_ms: 100,
+            records: vec![DueRecord {
+                offset: 1,
+                due_ms: 100,
+                key: Bytes::from_static(b"k"),
+                payload: Bytes::from_static(b"later"),
+            }],
+        };
+        let out = sm.apply_all(vec![create("t", 1), scheduled, release.clone()]).unwrap();
+        assert_eq!(out.results[2], Ok(Applied::Released { count: 1 }));
+        store.write(out.batch, true).unwrap();
+        assert!(store.all_delayed(1, 0).unwrap().is_empty());
+        let again = sm.apply_all(vec![release]).unwrap();
+        assert_eq!(again.results[0], Ok(Applied::Released { count: 0 }));
+        store.write(again.batch, true).unwrap();
+
+        let mut readable = Vec::new();
+        let mut rebuilt = std::collections::BTreeMap::new();
+        store
+            .for_each_batch(1, 0, 0, u64::MAX, |first, value| {
+                crate::storage::delayed::pending_in_batch(&mut rebuilt, first, value)?;
+                Ok::<bool, StorageError>(true)
+            })
+            .unwrap();
+        store
+            .read_records(1, 0, 0, 3, |o, r| {
+                if !r.is_scheduled() {
+                    readable.push((o, r.key.to_vec(), String::from_utf8(r.payload().to_vec()).unwrap()));
+                }
+                std::ops::ControlFlow::Continue(())
+            })
+            .unwrap();
+        assert_eq!(
+            readable,
+            [(0, vec![], "now".into()), (2, b"k".to_vec(), "later".into())]
+        );
+        assert!(rebuilt.is_empty(), "the delivered copy cancels the scheduled record");
+    }
+
     #[test]
     fn offsets_are_assigned_in_command_order_and_survive_reload() {
         let dir = tempfile::tempdir().unwrap();
