@@ -25,6 +25,9 @@ pub const MAX_DELAY_MS: u64 = 30 * 24 * 3600 * 1000;
 pub const SCHEDULER_TICK: Duration = Duration::from_millis(20);
 /// Most records delivered by one `Release`.
 const RELEASE_BATCH: usize = 1000;
+/// Most payload bytes in one `Release` (a Raft entry stays well under the
+/// transport limit; at least one record is always taken).
+const RELEASE_BYTES: usize = 4 << 20;
 
 /// Refuses a delay of 0 and delays that are negative on the wire (Go reads
 /// an i64) or absurdly long.
@@ -115,7 +118,11 @@ pub async fn release_due(broker: &Arc<Broker>) -> BrokerResult<u32> {
 /// The due records of a partition, read from its log.
 fn due_records(store: &crate::storage::Store, topic_id: u32, partition: u32, now: i64) -> BrokerResult<Vec<DueRecord>> {
     let mut records = Vec::new();
+    let mut bytes = 0usize;
     for (due_ms, offset) in store.due_delayed(topic_id, partition, now, RELEASE_BATCH)? {
+        if bytes >= RELEASE_BYTES {
+            break;
+        }
         let mut found = None;
         store.read_records(topic_id, partition, offset, offset + 1, |_, r| {
             found = Some((Bytes::copy_from_slice(r.key), Bytes::copy_from_slice(r.payload())));
@@ -124,6 +131,7 @@ fn due_records(store: &crate::storage::Store, topic_id: u32, partition: u32, now
         // A scheduled record is kept until delivered; if it cannot be read,
         // deliver it empty rather than block the schedule behind it.
         let (key, payload) = found.unwrap_or_default();
+        bytes += key.len() + payload.len();
         records.push(DueRecord {
             offset,
             due_ms,

@@ -261,6 +261,50 @@ mod tests {
         assert!(rebuilt.is_empty(), "the delivered copy cancels the scheduled record");
     }
 
+    /// Retention stops before a scheduled record and counts the bytes it
+    /// really removed (not the proposer's figure for a longer cut).
+    #[test]
+    fn a_truncation_stops_before_a_scheduled_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut sm = StateMachine::load(store.clone()).unwrap();
+        let scheduled = Command::Append {
+            topic: "t".into(),
+            partition: 0,
+            timestamp_ms: 10,
+            records: vec![NewRecord::scheduled(Bytes::new(), b"later", 10, 1_000_000)],
+        };
+        for commands in [
+            vec![create("t", 1), append("t", 0, 10, &["first"])],
+            vec![scheduled],
+            vec![append("t", 0, 10, &["third"])],
+        ] {
+            let out = sm.apply_all(commands).unwrap();
+            store.write(out.batch, true).unwrap();
+        }
+        let sizes: Vec<u64> = store
+            .batch_infos(1, 0, 0, u64::MAX, 10)
+            .unwrap()
+            .iter()
+            .map(|b| b.size_bytes)
+            .collect();
+        assert_eq!(sizes.len(), 3);
+        let out = sm
+            .apply_all(vec![Command::Truncate {
+                topic: "t".into(),
+                topic_id: 1,
+                partition: 0,
+                new_start: 3,
+                removed_bytes: 999_999,
+            }])
+            .unwrap();
+        assert_eq!(out.results[0], Ok(Applied::Truncated { new_start: 1 }));
+        store.write(out.batch, true).unwrap();
+        let state = store.partition_state(1, 0).unwrap().unwrap();
+        assert_eq!(state.start_offset, 1);
+        assert_eq!(state.size_bytes, sizes[1] + sizes[2]);
+    }
+
     #[test]
     fn offsets_are_assigned_in_command_order_and_survive_reload() {
         let dir = tempfile::tempdir().unwrap();

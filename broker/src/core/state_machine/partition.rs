@@ -184,11 +184,10 @@ impl PartitionMachine {
         removed_bytes: u64,
     ) -> BrokerResult<Applied> {
         // A scheduled record stays until it is delivered (its copy is made
-        // from it); the bytes are then unknown, so none are counted removed.
-        let (new_start, removed_bytes) = match self.first_scheduled_offset() {
-            Some(first) if first < new_start => (first, 0),
-            _ => (new_start, removed_bytes),
-        };
+        // from it): the cut stops before it, and the bytes removed are then
+        // counted here (the proposer counted up to its own cut).
+        let clamped = self.first_scheduled_offset().filter(|first| *first < new_start);
+        let new_start = clamped.unwrap_or(new_start);
         let state = &mut self.state;
         if new_start <= state.start_offset || new_start > state.next_offset {
             return Ok(Applied::Truncated {
@@ -198,6 +197,15 @@ impl PartitionMachine {
         let cut = match self.store.batch_holding(self.topic_id, self.partition, new_start)? {
             Some(straddling) if straddling.first_offset < new_start => straddling.first_offset,
             _ => new_start,
+        };
+        let removed_bytes = match clamped {
+            None => removed_bytes,
+            Some(_) => self
+                .store
+                .batch_infos(self.topic_id, self.partition, 0, cut, usize::MAX)?
+                .iter()
+                .map(|b| b.size_bytes)
+                .sum(),
         };
         self.store.delete_batches(batch, self.topic_id, self.partition, 0, cut);
         state.start_offset = new_start;
