@@ -227,6 +227,8 @@ pub struct Cluster {
     pub seeds: String,
     /// Extra environment every broker of this cluster starts with.
     pub env: Vec<(String, String)>,
+    /// Logs of broker processes killed by `kill9`, for failure reports.
+    pub past_logs: Vec<String>,
     _root: tempfile::TempDir,
 }
 
@@ -253,6 +255,7 @@ impl Cluster {
             procs,
             seeds,
             env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            past_logs: Vec::new(),
             _root: root,
         };
         for (i, node) in cluster.nodes.iter().enumerate() {
@@ -276,6 +279,8 @@ impl Cluster {
     pub fn kill9(&mut self, i: usize) {
         if let Some(mut proc) = self.procs[i].take() {
             proc.kill9();
+            let log = proc.log_text();
+            self.past_logs.push(format!("--- node {i} (killed) ---\n{log}"));
         }
     }
 

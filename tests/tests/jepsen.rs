@@ -256,7 +256,14 @@ async fn random_faults_lose_no_acknowledged_write() {
             });
         }
     });
-
+    // `FLYMQ_JEPSEN_LOG_DIR=<dir>` keeps every broker's log of the run
+    // (also of killed processes) for diagnosing a failure.
+    if let Ok(dir) = std::env::var("FLYMQ_JEPSEN_LOG_DIR") {
+        let path = std::path::Path::new(&dir).join(format!("jepsen-{seed}.log"));
+        let text = format!("{}\n{}", cluster.past_logs.join("\n"), cluster.logs());
+        std::fs::write(&path, text).expect("write the brokers' logs");
+        println!("jepsen: brokers' logs in {}", path.display());
+    }
     check(&cluster, &histories).await;
     let produced: usize = histories.iter().map(|h| h.produced.len()).sum();
     let failed: u64 = histories.iter().map(|h| h.failed).sum();
