@@ -10,7 +10,7 @@ use flymq_proto::{
 };
 use futures::FutureExt;
 
-use crate::core::{Broker, NewRecord, ProduceAck, delayed, now_ms, ttl};
+use crate::core::{Broker, BrokerResult, NewRecord, ProduceAck, delayed, now_ms, ttl};
 use crate::server::access::AccessCheck;
 use crate::server::connection::ConnectionContext;
 use crate::server::dispatch::{Answer, Reply};
@@ -75,23 +75,17 @@ pub fn produce_with_ttl(
     req: ProduceWithTtlRequest,
     gate: Option<AccessCheck>,
 ) -> Reply {
-    let ttl = match ttl::validate_ttl(req.ttl_ms) {
-        Ok(ttl) => ttl,
-        Err(err) => return Reply::Ready(Answer::error(err)),
-    };
-    let value_size = req.data.len() as i32;
-    let record = NewRecord::expiring(Bytes::new(), &req.data, now_ms(), ttl);
-    let topic = req.topic;
-    submit(conn, broker, topic.clone(), -1, vec![record], gate, move |ack| {
-        Response::ProduceWithTtl(RecordMetadata {
-            topic,
-            partition: ack.partition as i32,
-            offset: ack.base_offset,
-            timestamp: ack.timestamp_ms,
-            key_size: -1,
-            value_size,
-        })
-    })
+    let record = ttl::validate_ttl(req.ttl_ms).map(|ttl| NewRecord::expiring(Bytes::new(), &req.data, now_ms(), ttl));
+    keyless(
+        conn,
+        broker,
+        req.topic,
+        req.data.len(),
+        record,
+        gate,
+        true,
+        Response::ProduceWithTtl,
+    )
 }
 
 /// PRODUCE_DELAYED (0x30): one record without a key, invisible to readers
@@ -104,21 +98,46 @@ pub fn produce_delayed(
     req: ProduceDelayedRequest,
     gate: Option<AccessCheck>,
 ) -> Reply {
-    let delay = match delayed::validate_delay(req.delay_ms) {
-        Ok(delay) => delay,
+    let record = delayed::validate_delay(req.delay_ms)
+        .map(|delay| NewRecord::scheduled(Bytes::new(), &req.data, now_ms(), delay));
+    keyless(
+        conn,
+        broker,
+        req.topic,
+        req.data.len(),
+        record,
+        gate,
+        false,
+        Response::ProduceDelayed,
+    )
+}
+
+/// Queues one keyless record (or answers the error that refused it) and
+/// answers RecordMetadata wrapped by `respond`, with offset 0 unless
+/// `offset_known`.
+#[allow(clippy::too_many_arguments)]
+fn keyless(
+    conn: &mut ConnectionContext,
+    broker: &Arc<Broker>,
+    topic: String,
+    value_size: usize,
+    record: BrokerResult<NewRecord>,
+    gate: Option<AccessCheck>,
+    offset_known: bool,
+    respond: fn(RecordMetadata) -> Response,
+) -> Reply {
+    let record = match record {
+        Ok(record) => record,
         Err(err) => return Reply::Ready(Answer::error(err)),
     };
-    let value_size = req.data.len() as i32;
-    let record = NewRecord::scheduled(Bytes::new(), &req.data, now_ms(), delay);
-    let topic = req.topic;
     submit(conn, broker, topic.clone(), -1, vec![record], gate, move |ack| {
-        Response::ProduceDelayed(RecordMetadata {
+        respond(RecordMetadata {
             topic,
             partition: ack.partition as i32,
-            offset: 0,
+            offset: if offset_known { ack.base_offset } else { 0 },
             timestamp: ack.timestamp_ms,
             key_size: -1,
-            value_size,
+            value_size: value_size as i32,
         })
     })
 }
