@@ -11,6 +11,13 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/flymq-target}
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 
+# Incremental build data of the workspace crates grows with every build
+# (tens of GB over many runs, enough to fill a disk): start over past 8 GiB.
+incremental="$CARGO_TARGET_DIR/release/incremental"
+if [ -d "$incremental" ] && [ "$(du -sk "$incremental" | cut -f1)" -gt $((8 * 1024 * 1024)) ]; then
+  rm -rf "$incremental"
+fi
+
 scripts/setup.sh
 
 step() { printf '\n==> %s\n' "$*"; }

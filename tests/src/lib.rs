@@ -266,11 +266,15 @@ where
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-    // JSON logs at info level, whatever the caller's environment says.
+    // JSON logs at info level, whatever the caller's environment says,
+    // unless FLYMQ_TEST_BROKER_LOG_LEVEL asks for more (to diagnose a test).
     command
         .env_remove("FLYMQ_LOG_JSON")
         .env_remove("FLYMQ_LOG_LEVEL")
         .env_remove("RUST_LOG");
+    if let Ok(level) = std::env::var("FLYMQ_TEST_BROKER_LOG_LEVEL") {
+        command.env("FLYMQ_LOG_LEVEL", level);
+    }
     let mut child = command
         .spawn()
         .with_context(|| format!("cannot start {}", bin.display()))?;

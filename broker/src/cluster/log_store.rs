@@ -70,6 +70,8 @@ enum LogWrite {
         batch: WriteBatch,
         cache: Arc<parking_lot::Mutex<LogCache>>,
         last_index: u64,
+        /// The cache's truncation count when the entries were cached.
+        generation: u64,
         callback: IOFlushed<TypeConfig>,
     },
     /// A truncation or purge: written in order with the appends before it.
@@ -118,10 +120,11 @@ fn write_loop(store: Store, rx: Receiver<LogWrite>) {
                     batch,
                     cache,
                     last_index,
+                    generation,
                     callback,
                 } => {
                     let result = store.db().write(batch).map_err(io_err);
-                    appended.push((result, cache, last_index, callback));
+                    appended.push((result, cache, last_index, generation, callback));
                 }
                 LogWrite::Apply { batch, done } => {
                     let _ = done.send(store.db().write(batch).map_err(io_err));
@@ -132,10 +135,10 @@ fn write_loop(store: Store, rx: Receiver<LogWrite>) {
             continue;
         }
         let synced = store.db().flush_wal(true).map_err(io_err);
-        for (written, cache, last_index, callback) in appended {
+        for (written, cache, last_index, generation, callback) in appended {
             let result = match (&written, &synced) {
                 (Ok(()), Ok(())) => {
-                    cache.lock().written(last_index);
+                    cache.lock().written(last_index, generation);
                     Ok(())
                 }
                 (Err(e), _) | (_, Err(e)) => Err(io::Error::other(e.to_string())),
@@ -152,6 +155,9 @@ pub struct LogCache {
     bytes: usize,
     /// Entries up to this index are in RocksDB.
     written: u64,
+    /// Truncations so far: a write of entries cached before the latest one
+    /// says nothing about the entries that replaced them.
+    generation: u64,
 }
 
 impl LogCache {
@@ -160,7 +166,9 @@ impl LogCache {
     }
 
     fn push(&mut self, entry: Entry, size: usize) {
-        // A new entry must follow the cached ones; otherwise start over.
+        // A new entry must follow the cached ones; otherwise start over
+        // (only written entries can be dropped: openraft appends right
+        // after its last log id, so a gap means the cache holds older ones).
         if self
             .entries
             .back()
@@ -174,9 +182,12 @@ impl LogCache {
         self.evict();
     }
 
-    fn written(&mut self, index: u64) {
-        self.written = self.written.max(index);
-        self.evict();
+    /// Entries up to `index`, cached in `generation`, are in RocksDB.
+    fn written(&mut self, index: u64, generation: u64) {
+        if generation == self.generation {
+            self.written = self.written.max(index);
+            self.evict();
+        }
     }
 
     /// Drops the oldest written entries beyond the budget.
@@ -193,7 +204,19 @@ impl LogCache {
         }
     }
 
-    /// Removes entries after `index` (truncation) or up to it (purge).
+    /// Removes entries from `from` on (a conflicting suffix): entries
+    /// cached later at those indexes are not written until their own write.
+    fn truncate(&mut self, from: u64) {
+        self.generation += 1;
+        self.written = self.written.min(from.saturating_sub(1));
+        self.retain(|index| index < from);
+    }
+
+    /// Removes entries up to `index` (purged).
+    fn purge(&mut self, index: u64) {
+        self.retain(|i| i > index);
+    }
+
     fn retain(&mut self, keep: impl Fn(u64) -> bool) {
         self.entries.retain(|(e, _)| keep(e.log_id.index));
         self.bytes = self.entries.iter().map(|(_, s)| s).sum();
@@ -286,7 +309,11 @@ impl GroupLogStore {
 
     fn last_stored_entry(&self) -> io::Result<Option<Entry>> {
         let cf = self.store.cf(CF_RAFT_LOG);
-        let end = log_key(self.group + 1, 0);
+        // The last key at or before this group's highest possible key (no
+        // entry has index u64::MAX). Seeking back from the next group's
+        // first key instead would land on that key itself when the next
+        // group has an entry 0, and find this group's log empty.
+        let end = log_key(self.group, u64::MAX);
         let mut it = self
             .store
             .db()
@@ -309,9 +336,60 @@ impl GroupLogStore {
     }
 
     /// Entries `[start, end)` (end `None`: to the last), at most `max_bytes`
-    /// of them after the first: from the cache where it has them, else
-    /// from RocksDB.
+    /// of them after the first, checked to be what the log holds: no hole,
+    /// and (for a full read) nothing missing at the end that the log has
+    /// (entries before the first one found are not in the log: the scan
+    /// starts at `start`). openraft applies
+    /// what this returns without checking it, so a short read would skip
+    /// committed entries on this replica only.
     fn read(&self, start: u64, end: Option<u64>, max_bytes: usize) -> io::Result<Vec<Entry>> {
+        let out = self.read_unchecked(start, end, max_bytes)?;
+        let missing = |what: String| {
+            tracing::error!(group = self.group, start, ?end, "Raft log read incomplete: {what}");
+            Err(io::Error::other(format!(
+                "Raft log of group {:#x} is missing entries: {what}",
+                self.group
+            )))
+        };
+        if let Some(pair) = out.windows(2).find(|w| w[0].log_id.index + 1 != w[1].log_id.index) {
+            return missing(format!(
+                "entry {} follows entry {}",
+                pair[1].log_id.index, pair[0].log_id.index
+            ));
+        }
+        if let Some(end) = end
+            && max_bytes == usize::MAX
+        {
+            let got_to = out.last().map_or(start, |e| e.log_id.index + 1);
+            if got_to < end && self.has_entry(got_to)? {
+                return missing(format!(
+                    "the read up to {end} stops at {got_to}, and the log has entry {got_to}"
+                ));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether the log holds entry `index` (cached or stored).
+    fn has_entry(&self, index: u64) -> io::Result<bool> {
+        let cached = {
+            let cache = self.cache.lock();
+            match (cache.entries.front(), cache.entries.back()) {
+                (Some((first, _)), Some((last, _))) => (first.log_id.index..=last.log_id.index).contains(&index),
+                _ => false,
+            }
+        };
+        let cf = self.store.cf(CF_RAFT_LOG);
+        Ok(cached
+            || self
+                .store
+                .db()
+                .get_cf(&cf, log_key(self.group, index))
+                .map_err(io_err)?
+                .is_some())
+    }
+
+    fn read_unchecked(&self, start: u64, end: Option<u64>, max_bytes: usize) -> io::Result<Vec<Entry>> {
         let in_range = |i: u64| end.is_none_or(|e| i < e);
         let mut out = Vec::new();
         let mut bytes = 0usize;
@@ -352,19 +430,19 @@ impl GroupLogStore {
             bytes += value.len();
             out.push(self.decode_entry(&key, &value)?);
         }
-        // The rest (if any) from the cache.
-        if let Some(from) = cached_from {
+        // The rest (if any) from the cache. Stored entries stop before the
+        // cache starts when the log begins in the cache; a gap between the
+        // two is a hole, which `read` reports.
+        if cached_from.is_some() {
             let next = out.last().map_or(start, |e: &Entry| e.log_id.index + 1);
-            if next >= from {
-                let cache = self.cache.lock();
-                if let Some(first) = cache.first_index() {
-                    for (entry, size) in cache.entries.iter().skip(next.saturating_sub(first) as usize) {
-                        if !in_range(entry.log_id.index) || (!out.is_empty() && bytes + size > max_bytes) {
-                            break;
-                        }
-                        bytes += size;
-                        out.push(entry.clone());
+            let cache = self.cache.lock();
+            if let Some(first) = cache.first_index() {
+                for (entry, size) in cache.entries.iter().skip(next.saturating_sub(first) as usize) {
+                    if !in_range(entry.log_id.index) || (!out.is_empty() && bytes + size > max_bytes) {
+                        break;
                     }
+                    bytes += size;
+                    out.push(entry.clone());
                 }
             }
         }
@@ -461,7 +539,7 @@ impl RaftLogStorage<TypeConfig> for GroupLogStore {
         let cf = self.store.cf(CF_RAFT_LOG);
         let mut batch = WriteBatch::default();
         let mut last_index = 0;
-        {
+        let generation = {
             let mut cache = self.cache.lock();
             let at_rest = self.store.at_rest();
             for entry in entries {
@@ -475,12 +553,14 @@ impl RaftLogStorage<TypeConfig> for GroupLogStore {
                 last_index = entry.log_id.index;
                 cache.push(entry, bytes.len());
             }
-        }
+            cache.generation
+        };
         // Readable now (from the cache); durable once the writer's fsync covers it.
         self.syncer.send(LogWrite::Append {
             batch,
             cache: self.cache.clone(),
             last_index,
+            generation,
             callback,
         });
         Ok(())
@@ -488,7 +568,7 @@ impl RaftLogStorage<TypeConfig> for GroupLogStore {
 
     async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> Result<(), io::Error> {
         let from = last_log_id.map_or(0, |id| id.index + 1);
-        self.cache.lock().retain(|index| index < from);
+        self.cache.lock().truncate(from);
         let cf = self.store.cf(CF_RAFT_LOG);
         let mut batch = WriteBatch::default();
         batch.delete_range_cf(&cf, log_key(self.group, from), log_key(self.group + 1, 0));
@@ -496,7 +576,7 @@ impl RaftLogStorage<TypeConfig> for GroupLogStore {
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {
-        self.cache.lock().retain(|index| index > log_id.index);
+        self.cache.lock().purge(log_id.index);
         let mut batch = WriteBatch::default();
         // The purge point first: entries at or before it are ignored anyway.
         batch.put_cf(
@@ -510,5 +590,170 @@ impl RaftLogStorage<TypeConfig> for GroupLogStore {
             log_key(self.group, log_id.index + 1),
         );
         self.write_in_order(batch).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! openraft's own storage conformance tests, run on the log store (and
+    //! a partition group's state machine) over a real RocksDB.
+
+    use std::sync::Arc;
+
+    use openraft::StorageError;
+    use openraft::testing::log::{StoreBuilder, Suite};
+
+    use super::*;
+    use crate::cluster::state_machine::{GroupStateMachine, SharedState};
+    use crate::cluster::types::partition_group;
+    use crate::core::catalog::Catalog;
+    use crate::core::state_machine::MetaMachine;
+
+    struct Builder;
+
+    impl StoreBuilder<TypeConfig, GroupLogStore, GroupStateMachine, tempfile::TempDir> for Builder {
+        async fn build(
+            &self,
+        ) -> Result<(tempfile::TempDir, GroupLogStore, GroupStateMachine), StorageError<TypeConfig>> {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Store::open(dir.path()).unwrap();
+            let shared = Arc::new(SharedState {
+                store: store.clone(),
+                meta: parking_lot::Mutex::new(MetaMachine::load(store.clone()).unwrap()),
+                catalog: Arc::new(Catalog::load(Vec::new())),
+            });
+            let group = partition_group(1, 0);
+            let log = GroupLogStore::new(group, store.clone(), WalSyncer::start(store).unwrap());
+            let machine = GroupStateMachine::open(group, shared).unwrap();
+            Ok((dir, log, machine))
+        }
+    }
+
+    type S = Suite<TypeConfig, GroupLogStore, GroupStateMachine, Builder, tempfile::TempDir>;
+
+    async fn run<F, Fu>(name: &str, test: F)
+    where
+        F: Fn(GroupLogStore, GroupStateMachine) -> Fu,
+        Fu: std::future::Future<Output = Result<(), io::Error>>,
+    {
+        let (_dir, log, machine) = Builder.build().await.unwrap();
+        if let Err(err) = test(log, machine).await {
+            panic!("openraft storage test {name} failed: {err}");
+        }
+    }
+
+    macro_rules! conformance {
+        ($($test:ident),* $(,)?) => {
+            $(run(stringify!($test), S::$test).await;)*
+        };
+    }
+
+    #[tokio::test]
+    async fn the_log_store_passes_openraft_conformance_tests() {
+        conformance!(
+            last_membership_in_log_initial,
+            last_membership_in_log,
+            last_membership_in_log_multi_step,
+            get_membership_initial,
+            get_membership_from_log_and_empty_sm,
+            get_membership_from_empty_log_and_sm,
+            get_membership_from_log_le_sm_last_applied,
+            get_membership_from_log_gt_sm_last_applied_1,
+            get_membership_from_log_gt_sm_last_applied_2,
+            get_initial_state_membership_from_empty_log_and_sm,
+            get_initial_state_membership_from_sm_inlog_is_smaller,
+            get_initial_state_membership_from_log_insm_is_smaller,
+            get_initial_state_without_init,
+            get_initial_state_with_state,
+            get_initial_state_last_log_gt_sm,
+            get_initial_state_last_log_lt_sm,
+            get_initial_state_inverted_log_order,
+            get_initial_state_conflict_at_same_index,
+            get_initial_state_log_ids,
+            get_initial_state_re_apply_committed,
+            save_vote,
+            get_log_entries,
+            limited_get_log_entries,
+            leader_bounded_stream,
+            entries_stream,
+            try_get_log_entry,
+            log_reader_reads_new_entries,
+            initial_logs,
+            get_log_state,
+            get_log_id,
+            last_id_in_log,
+            last_applied_state,
+            purge_logs_upto_0,
+            purge_logs_upto_5,
+            purge_logs_upto_20,
+            delete_logs_after_11,
+            delete_logs_after_5,
+            delete_logs_after_0,
+            delete_logs_after_none,
+            append_to_log,
+            apply_single,
+            apply_multiple,
+        );
+    }
+
+    fn blank(index: u64) -> Entry {
+        openraft::testing::blank_ent::<TypeConfig>(1, 0, index)
+    }
+
+    /// Appends `entries` and waits until they are reported durable.
+    async fn append_durably(log: &mut GroupLogStore, entries: impl Iterator<Item = Entry> + Send) {
+        use openraft::type_config::TypeConfigExt;
+        let (tx, rx) = TypeConfig::oneshot();
+        log.append(entries, IOFlushed::signal(tx)).await.unwrap();
+        rx.await.unwrap().unwrap();
+    }
+
+    #[test]
+    fn a_write_of_entries_that_a_truncation_replaced_does_not_mark_their_replacements_written() {
+        let mut cache = LogCache::default();
+        for i in 1..=5 {
+            cache.push(blank(i), 10);
+        }
+        let before = cache.generation;
+        cache.truncate(3);
+        cache.push(blank(3), 10);
+        cache.push(blank(4), 10);
+        // The write of the old entries 1..=5 completes after the truncation.
+        cache.written(5, before);
+        assert_eq!(cache.written, 0, "entries 3 and 4 now cached are not written yet");
+        cache.written(4, cache.generation);
+        assert_eq!(cache.written, 4);
+    }
+
+    #[tokio::test]
+    async fn a_read_across_a_hole_in_the_stored_log_is_an_error_not_a_shorter_answer() {
+        let (_dir, mut log, _machine) = Builder.build().await.unwrap();
+        append_durably(&mut log, (1..=5).map(blank)).await;
+        // A fresh view of the group (nothing cached), and entry 3 lost.
+        let mut fresh = GroupLogStore::new(log.group, log.store.clone(), log.syncer.clone());
+        let cf = log.store.cf(CF_RAFT_LOG);
+        log.store.db().delete_cf(&cf, log_key(log.group, 3)).unwrap();
+        let read = fresh.try_get_log_entries(1..6).await;
+        assert!(read.is_err(), "a hole must not be skipped: {read:?}");
+        let read = fresh.try_get_log_entries(1..3).await.unwrap();
+        assert_eq!(read.len(), 2, "the entries before the hole are readable");
+    }
+
+    #[tokio::test]
+    async fn a_reopened_log_finds_its_last_entry_when_the_next_group_has_an_entry_zero() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let syncer = WalSyncer::start(store.clone()).unwrap();
+        let group = partition_group(1, 0);
+        for (id, last) in [(group, 7), (group + 1, 3)] {
+            let mut log = GroupLogStore::new(id, store.clone(), syncer.clone());
+            append_durably(&mut log, (0..=last).map(blank)).await;
+        }
+        // After a restart (nothing cached) each group still finds its own log.
+        for (id, last) in [(group, 7), (group + 1, 3)] {
+            let mut reopened = GroupLogStore::new(id, store.clone(), syncer.clone());
+            let state = reopened.get_log_state().await.unwrap();
+            assert_eq!(state.last_log_id.map(|l| l.index), Some(last), "group {id:#x}");
+        }
     }
 }

@@ -278,7 +278,12 @@ impl ClusterNode {
             peers: self.peers.clone(),
             store: self.store.clone(),
         };
-        let raft = Raft::new(self.me, self.raft_config.clone(), network, log.clone(), sm)
+        // The group's name in openraft's own (debug) log spans.
+        let config = Arc::new(openraft::Config {
+            cluster_name: format!("flymq-{}", self.group_labels(id).group),
+            ..(*self.raft_config).clone()
+        });
+        let raft = Raft::new(self.me, config, network, log.clone(), sm)
             .await
             .map_err(|e| ClusterError::Raft {
                 group: id,

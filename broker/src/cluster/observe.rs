@@ -77,15 +77,25 @@ pub(super) fn group_labels(group: u64, topic_names: &HashMap<u32, String>) -> Ra
     RaftGroupLabels { group: name }
 }
 
-/// Counts changes of a group's leader (including losing it: no leader).
+/// Counts (and logs) changes of a group's leader, including losing it.
 pub(super) async fn count_leader_changes(raft: Raft, metrics: Arc<Metrics>, labels: RaftGroupLabels) {
     let mut watch = raft.metrics();
     let mut leader = watch.borrow_watched().current_leader;
     while watch.changed().await.is_ok() {
-        let now = watch.borrow_watched().current_leader;
-        if now != leader {
-            leader = now;
+        let m = watch.borrow_watched().clone();
+        if m.current_leader != leader {
+            leader = m.current_leader;
             metrics.raft_leader_changes.get_or_create(&labels).inc();
+            tracing::info!(
+                group = %labels.group,
+                leader = ?m.current_leader.map(broker_of),
+                leader_member = ?m.current_leader,
+                term = m.current_term,
+                last_log = ?m.last_log_index,
+                committed = ?m.local_committed.map(|l| l.index),
+                applied = ?m.last_applied.map(|l| l.index),
+                "group leader changed"
+            );
         }
     }
 }

@@ -243,8 +243,9 @@ impl GroupStateMachine {
     }
 
     /// A snapshot of this group's current applied state (see `snapshot.rs`:
-    /// a partition's records are read when the snapshot is sent).
-    fn build(&self) -> io::Result<Option<Snapshot>> {
+    /// a partition's records are read when the snapshot is sent). With
+    /// nothing applied it is the empty state (`last_log_id` none).
+    fn build(&self) -> io::Result<Snapshot> {
         // Holding the machine's lock orders this with applies, so the data
         // and the applied pointer agree.
         let (data, (applied, membership)) = match &self.machine {
@@ -268,16 +269,13 @@ impl GroupStateMachine {
                 )
             }
         };
-        if applied.is_none() {
-            return Ok(None);
-        }
-        Ok(Some(Snapshot {
+        Ok(Snapshot {
             meta: SnapshotMeta {
                 last_log_id: applied,
                 last_membership: membership,
             },
             snapshot: SnapshotData::Local(Arc::new(data)),
-        }))
+        })
     }
 
     fn install(&self, meta: &SnapshotMeta, data: &SnapshotData) -> io::Result<()> {
@@ -291,7 +289,16 @@ impl GroupStateMachine {
             Machine::Partition(machine) => {
                 let mut machine = machine.lock();
                 snapshot::install(store, self.group, meta, data)?;
-                self.reload_partition(&mut machine)
+                self.reload_partition(&mut machine)?;
+                let state = machine.state();
+                tracing::info!(
+                    group = self.group,
+                    last_log = ?meta.last_log_id,
+                    start_offset = state.start_offset,
+                    next_offset = state.next_offset,
+                    "installed a partition snapshot"
+                );
+                Ok(())
             }
         }
     }
@@ -302,10 +309,9 @@ impl RaftSnapshotBuilder<TypeConfig> for GroupStateMachine {
 
     async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
         let this = self.clone();
-        let built = tokio::task::spawn_blocking(move || this.build())
+        tokio::task::spawn_blocking(move || this.build())
             .await
-            .map_err(io_err)??;
-        built.ok_or_else(|| io::Error::other("nothing applied yet: no snapshot to build"))
+            .map_err(io_err)?
     }
 }
 
@@ -371,8 +377,9 @@ impl RaftStateMachine<TypeConfig> for GroupStateMachine {
         // Built on demand: a snapshot of the current applied state covers at
         // least as much as any earlier one, and nothing has to be kept on disk.
         let this = self.clone();
-        tokio::task::spawn_blocking(move || this.build())
+        let built = tokio::task::spawn_blocking(move || this.build())
             .await
-            .map_err(io_err)?
+            .map_err(io_err)??;
+        Ok(built.meta.last_log_id.is_some().then_some(built))
     }
 }

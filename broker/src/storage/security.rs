@@ -79,6 +79,8 @@ impl Store {
         let end = super::prefix_end(AUDIT_PREFIX);
         self.db()
             .iterator_cf(&self.cf(CF_META), IteratorMode::From(&end, Direction::Reverse))
+            // The seek lands on `end` itself when such a key exists.
+            .skip_while(move |item| item.as_ref().is_ok_and(|(key, _)| **key >= *end))
             .map_while(|item| match item {
                 Err(e) => Some(Err(StorageError::from(e))),
                 Ok((key, value)) => {
