@@ -10,8 +10,9 @@ use bytes::Bytes;
 use flymq_proto::{
     AuthRequest, BatchRecord, ClusterMetadata, ClusterMetadataRequest, ClusterStatus, CommitRequest, ConsumeRequest,
     ConsumeResponse, CreateTopicRequest, FetchRequest, FetchResponse, Frame, GroupPartitionRequest, GroupRecord,
-    GroupRequest, LagInfo, Opcode, ProduceBatchRequest, ProduceBatchResponse, ProduceRequest, RecordMetadata, Request,
-    ResetOffsetRequest, Response, SeekToTimestampRequest, SubscribeRequest, TopicMetadata, TopicRequest,
+    GroupRequest, LagInfo, Opcode, ProduceBatchRequest, ProduceBatchResponse, ProduceDelayedRequest, ProduceRequest,
+    ProduceWithTtlRequest, RecordMetadata, Request, ResetOffsetRequest, Response, SeekToTimestampRequest,
+    SubscribeRequest, TopicMetadata, TopicRequest,
 };
 
 use flymq_security::tls::TlsClient;
@@ -620,6 +621,49 @@ impl Client {
         }
     }
 
+    /// Appends `value` (no key; the broker picks the partition) that
+    /// expires `ttl` after it is written (PRODUCE_WITH_TTL): reads skip it
+    /// from then on and retention removes it. The broker accepts 1 ms to
+    /// 10 years.
+    pub async fn produce_with_ttl(
+        &self,
+        topic: &str,
+        value: impl Into<Bytes>,
+        ttl: Duration,
+    ) -> Result<RecordMetadata> {
+        let req = Request::ProduceWithTtl(ProduceWithTtlRequest {
+            topic: topic.to_owned(),
+            data: value.into(),
+            ttl_ms: whole_millis("TTL", ttl)?,
+        });
+        match self.request(&req).await? {
+            Response::ProduceWithTtl(meta) => Ok(meta),
+            other => Err(unexpected("PRODUCE_WITH_TTL", &other)),
+        }
+    }
+
+    /// Schedules `value` (no key; the broker picks the partition) to become
+    /// readable `delay` from now (PRODUCE_DELAYED). It is durable when this
+    /// returns; it is delivered at the end of its partition when due, so the
+    /// returned offset is 0 (the wire protocol's) and the partition is real.
+    /// The broker accepts 1 ms to 30 days.
+    pub async fn produce_delayed(
+        &self,
+        topic: &str,
+        value: impl Into<Bytes>,
+        delay: Duration,
+    ) -> Result<RecordMetadata> {
+        let req = Request::ProduceDelayed(ProduceDelayedRequest {
+            topic: topic.to_owned(),
+            data: value.into(),
+            delay_ms: whole_millis("delay", delay)?,
+        });
+        match self.request(&req).await? {
+            Response::ProduceDelayed(meta) => Ok(meta),
+            other => Err(unexpected("PRODUCE_DELAYED", &other)),
+        }
+    }
+
     /// Appends several `(key, value)` records to one partition in one
     /// request (FlyMQ extension PRODUCE_BATCH); `None` lets the broker
     /// choose the partition. The records get consecutive offsets from the
@@ -893,6 +937,18 @@ fn response_opcode(request: Opcode) -> u8 {
         Opcode::Auth => Opcode::AuthResponse.code(),
         other => other.code(),
     }
+}
+
+/// A duration as whole milliseconds for the wire; below 1 ms is refused
+/// here (the broker would refuse 0).
+fn whole_millis(what: &str, duration: Duration) -> Result<u64> {
+    let ms = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
+    if ms == 0 {
+        return Err(Error::InvalidArgument(format!(
+            "{what} {duration:?} is shorter than the 1 ms the broker accepts"
+        )));
+    }
+    Ok(ms)
 }
 
 fn unexpected(op: &'static str, response: &Response) -> Error {

@@ -135,6 +135,24 @@ async fn cli_commands_against_a_real_broker() {
         assert_eq!(offsets, vec![0, 1, 2]);
 
         assert_eq!(ok(a, &["consume", "orders", "-p", "0"], None), "a\nb\nc\n");
+
+        // Per-message TTL and delay (keyless: the broker picks the partition).
+        ok(a, &["topic", "create", "timed", "-p", "1"], None);
+        let ttl = json_lines(&ok(
+            a,
+            &["produce", "timed", "fleeting", "--ttl", "1h", "-o", "json"],
+            None,
+        ));
+        assert_eq!(ttl[0]["partition"], 0);
+        let delayed = ok(a, &["produce", "timed", "--delay", "300ms"], Some("x\ny\n"));
+        assert_eq!(delayed.lines().count(), 2, "{delayed}");
+        assert!(delayed.contains("scheduled, delivered in 300ms"), "{delayed}");
+        let both = cli(a, &["produce", "timed", "m", "--ttl", "1s", "--delay", "1s"], None);
+        assert!(!both.status.success(), "--ttl and --delay together must be refused");
+        let keyed = cli(a, &["produce", "timed", "m", "--ttl", "1s", "-k", "k"], None);
+        assert!(!keyed.status.success(), "a TTL message is keyless");
+        std::thread::sleep(std::time::Duration::from_millis(900));
+        assert_eq!(ok(a, &["consume", "timed", "-p", "0"], None), "fleeting\nx\ny\n");
         let records = json_lines(&ok(
             a,
             &["consume", "orders", "-p", "0", "--offset", "1", "-n", "1", "-o", "json"],

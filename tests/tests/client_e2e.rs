@@ -106,6 +106,69 @@ async fn produce_fetch_and_consume_round_trip() {
     env.broker.shutdown().await;
 }
 
+/// Values of every record of `topic` partition `partition` a FETCH returns.
+async fn fetch_values(c: &Client, topic: &str, partition: i32) -> Vec<String> {
+    let page = c.fetch(topic, partition, 0, 100, "").await.expect("fetch");
+    page.records
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.value).into_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn records_with_a_ttl_expire_and_delayed_records_arrive_when_due() {
+    let env = start().await;
+    let c = &env.client;
+    c.create_topic("timed", 1).await.expect("create");
+
+    let short = c
+        .produce_with_ttl("timed", "short-lived", Duration::from_millis(300))
+        .await
+        .expect("ttl produce");
+    assert_eq!((short.partition, short.key_size), (0, -1));
+    c.produce_with_ttl("timed", "long-lived", Duration::from_secs(3600))
+        .await
+        .expect("ttl produce");
+    assert_eq!(fetch_values(c, "timed", 0).await, vec!["short-lived", "long-lived"]);
+
+    let scheduled = c
+        .produce_delayed("timed", "later", Duration::from_millis(400))
+        .await
+        .expect("delayed produce");
+    assert_eq!(
+        (scheduled.partition, scheduled.offset),
+        (0, 0),
+        "no offset until delivered"
+    );
+    assert!(
+        !fetch_values(c, "timed", 0).await.contains(&"later".to_string()),
+        "a scheduled record is hidden until due"
+    );
+
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(
+        fetch_values(c, "timed", 0).await,
+        vec!["long-lived", "later"],
+        "the TTL record expired, the delayed one was delivered"
+    );
+
+    // Below the broker's 1 ms minimum: refused before anything is sent.
+    let err = c
+        .produce_with_ttl("timed", "x", Duration::from_micros(10))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
+    let err = c.produce_delayed("timed", "x", Duration::ZERO).await.unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
+    // Over the broker's 30-day limit: the broker's error.
+    let err = c
+        .produce_delayed("timed", "x", Duration::from_secs(31 * 24 * 3600))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("invalid delay"), "{err}");
+    env.broker.shutdown().await;
+}
+
 #[tokio::test]
 async fn pipelined_produces_get_distinct_offsets() {
     let env = start().await;

@@ -387,6 +387,14 @@ pub struct ProduceArgs {
     /// Write to this partition instead of letting the broker choose.
     #[arg(long, short = 'p')]
     pub partition: Option<i32>,
+    /// Each message expires this long after it is written (e.g. `30s`,
+    /// `1h`); keyless, the broker picks the partition.
+    #[arg(long, value_parser = humantime::parse_duration, conflicts_with_all = ["key", "partition", "delay"])]
+    pub ttl: Option<Duration>,
+    /// Each message becomes readable this long after it is written (e.g.
+    /// `10s`, `5m`); keyless, the broker picks the partition.
+    #[arg(long, value_parser = humantime::parse_duration, conflicts_with_all = ["key", "partition"])]
+    pub delay: Option<Duration>,
 }
 
 /// `consume ...`

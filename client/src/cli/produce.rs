@@ -18,6 +18,9 @@ const MAX_PENDING: usize = 4096;
 
 /// Runs `produce`.
 pub async fn run(client: &Client, args: ProduceArgs, out: Output) -> anyhow::Result<()> {
+    if args.ttl.is_some() || args.delay.is_some() {
+        return run_timed(client, &args, &out).await;
+    }
     let key = args.key.clone().map(Bytes::from).unwrap_or_default();
     if let Some(message) = args.message.clone() {
         let meta = match args.partition {
@@ -51,6 +54,60 @@ pub async fn run(client: &Client, args: ProduceArgs, out: Output) -> anyhow::Res
         bail!("{failures} message(s) could not be produced");
     }
     Ok(())
+}
+
+/// `--ttl` / `--delay`: one request per message (these opcodes carry one
+/// keyless record each), from the argument or each line of stdin.
+async fn run_timed(client: &Client, args: &ProduceArgs, out: &Output) -> anyhow::Result<()> {
+    let send = |message: String| async move {
+        match (args.ttl, args.delay) {
+            (Some(ttl), _) => client.produce_with_ttl(&args.topic, message, ttl).await,
+            (None, Some(delay)) => client.produce_delayed(&args.topic, message, delay).await,
+            (None, None) => unreachable!("run_timed without --ttl or --delay"),
+        }
+    };
+    if let Some(message) = args.message.clone() {
+        let meta = send(message).await?;
+        return print_timed(out, args, &meta).map_err(Into::into);
+    }
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    let mut failures = 0u64;
+    while let Some(line) = lines.next_line().await? {
+        match send(line).await {
+            Ok(meta) => print_timed(out, args, &meta)?,
+            Err(err) => {
+                eprintln!("error: {err}");
+                failures += 1;
+            }
+        }
+    }
+    if failures > 0 {
+        bail!("{failures} message(s) could not be produced");
+    }
+    Ok(())
+}
+
+/// A delayed message has no offset until it is delivered: say when instead.
+fn print_timed(out: &Output, args: &ProduceArgs, meta: &RecordMetadata) -> std::io::Result<()> {
+    match args.delay {
+        Some(delay) => out.item(
+            || {
+                format!(
+                    "{} partition {} scheduled, delivered in {}",
+                    meta.topic,
+                    meta.partition,
+                    humantime::format_duration(delay)
+                )
+            },
+            json!({
+                "topic": meta.topic,
+                "partition": meta.partition,
+                "delay_ms": delay.as_millis() as u64,
+                "timestamp": meta.timestamp,
+            }),
+        ),
+        None => print_metadata(out, meta),
+    }
 }
 
 /// Prints one result; returns 1 for a failure (reported on stderr).
