@@ -89,11 +89,17 @@ pub struct WalSyncer {
 
 impl WalSyncer {
     pub fn start(store: Store) -> io::Result<Self> {
+        Self::start_joinable(store).map(|(syncer, _thread)| syncer)
+    }
+
+    /// Starts the writer; its thread ends (and releases the store) once
+    /// every clone of the returned syncer is dropped.
+    fn start_joinable(store: Store) -> io::Result<(Self, std::thread::JoinHandle<()>)> {
         let (tx, rx) = crossbeam_channel::unbounded();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("flymq-raft-log".into())
             .spawn(move || write_loop(store, rx))?;
-        Ok(Self { tx })
+        Ok((Self { tx }, thread))
     }
 
     fn send(&self, write: LogWrite) {
@@ -611,10 +617,24 @@ mod tests {
 
     struct Builder;
 
-    impl StoreBuilder<TypeConfig, GroupLogStore, GroupStateMachine, tempfile::TempDir> for Builder {
-        async fn build(
-            &self,
-        ) -> Result<(tempfile::TempDir, GroupLogStore, GroupStateMachine), StorageError<TypeConfig>> {
+    /// What a test keeps besides the stores: its directory and the log
+    /// writer thread, joined at the end so that RocksDB is closed before
+    /// the test process exits (a database still open in another thread at
+    /// exit aborts the process).
+    struct Guard {
+        _dir: tempfile::TempDir,
+        writer: std::thread::JoinHandle<()>,
+    }
+
+    impl Guard {
+        /// Waits for the writer to stop: call once every log store is dropped.
+        fn finish(self) {
+            self.writer.join().unwrap();
+        }
+    }
+
+    impl StoreBuilder<TypeConfig, GroupLogStore, GroupStateMachine, Guard> for Builder {
+        async fn build(&self) -> Result<(Guard, GroupLogStore, GroupStateMachine), StorageError<TypeConfig>> {
             let dir = tempfile::tempdir().unwrap();
             let store = Store::open(dir.path()).unwrap();
             let shared = Arc::new(SharedState {
@@ -623,23 +643,25 @@ mod tests {
                 catalog: Arc::new(Catalog::load(Vec::new())),
             });
             let group = partition_group(1, 0);
-            let log = GroupLogStore::new(group, store.clone(), WalSyncer::start(store).unwrap());
+            let (syncer, writer) = WalSyncer::start_joinable(store.clone()).unwrap();
+            let log = GroupLogStore::new(group, store, syncer);
             let machine = GroupStateMachine::open(group, shared).unwrap();
-            Ok((dir, log, machine))
+            Ok((Guard { _dir: dir, writer }, log, machine))
         }
     }
 
-    type S = Suite<TypeConfig, GroupLogStore, GroupStateMachine, Builder, tempfile::TempDir>;
+    type S = Suite<TypeConfig, GroupLogStore, GroupStateMachine, Builder, Guard>;
 
     async fn run<F, Fu>(name: &str, test: F)
     where
         F: Fn(GroupLogStore, GroupStateMachine) -> Fu,
         Fu: std::future::Future<Output = Result<(), io::Error>>,
     {
-        let (_dir, log, machine) = Builder.build().await.unwrap();
+        let (guard, log, machine) = Builder.build().await.unwrap();
         if let Err(err) = test(log, machine).await {
             panic!("openraft storage test {name} failed: {err}");
         }
+        guard.finish();
     }
 
     macro_rules! conformance {
@@ -727,23 +749,27 @@ mod tests {
 
     #[tokio::test]
     async fn a_read_across_a_hole_in_the_stored_log_is_an_error_not_a_shorter_answer() {
-        let (_dir, mut log, _machine) = Builder.build().await.unwrap();
+        let (guard, mut log, machine) = Builder.build().await.unwrap();
         append_durably(&mut log, (1..=5).map(blank)).await;
         // A fresh view of the group (nothing cached), and entry 3 lost.
         let mut fresh = GroupLogStore::new(log.group, log.store.clone(), log.syncer.clone());
-        let cf = log.store.cf(CF_RAFT_LOG);
-        log.store.db().delete_cf(&cf, log_key(log.group, 3)).unwrap();
+        {
+            let cf = log.store.cf(CF_RAFT_LOG);
+            log.store.db().delete_cf(&cf, log_key(log.group, 3)).unwrap();
+        }
         let read = fresh.try_get_log_entries(1..6).await;
         assert!(read.is_err(), "a hole must not be skipped: {read:?}");
         let read = fresh.try_get_log_entries(1..3).await.unwrap();
         assert_eq!(read.len(), 2, "the entries before the hole are readable");
+        drop((log, fresh, machine));
+        guard.finish();
     }
 
     #[tokio::test]
     async fn a_reopened_log_finds_its_last_entry_when_the_next_group_has_an_entry_zero() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let syncer = WalSyncer::start(store.clone()).unwrap();
+        let (syncer, writer) = WalSyncer::start_joinable(store.clone()).unwrap();
         let group = partition_group(1, 0);
         for (id, last) in [(group, 7), (group + 1, 3)] {
             let mut log = GroupLogStore::new(id, store.clone(), syncer.clone());
@@ -755,5 +781,7 @@ mod tests {
             let state = reopened.get_log_state().await.unwrap();
             assert_eq!(state.last_log_id.map(|l| l.index), Some(last), "group {id:#x}");
         }
+        drop(syncer);
+        writer.join().unwrap();
     }
 }
