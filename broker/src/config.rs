@@ -115,6 +115,8 @@ pub struct Config {
     pub admin_password_file: Option<PathBuf>,
     /// Audit events kept (oldest dropped first).
     pub audit_max_entries: u64,
+    /// An open transaction without a request for this long is aborted.
+    pub transaction_timeout_ms: u64,
     /// Implicit TLS on the client port, and TLS on the admin and cluster ports.
     pub tls_enabled: bool,
     /// PEM certificate chain of this broker.
@@ -190,6 +192,7 @@ impl Default for Config {
             admin_username: "admin".into(),
             admin_password_file: None,
             audit_max_entries: 100_000,
+            transaction_timeout_ms: 60_000,
             tls_enabled: false,
             tls_cert_file: None,
             tls_key_file: None,
@@ -378,6 +381,9 @@ impl Config {
         if self.data_dir.as_os_str().is_empty() {
             return Err(Self::invalid("data_dir", "must not be empty"));
         }
+        if self.transaction_timeout_ms == 0 {
+            return Err(Self::invalid("transaction_timeout_ms", "must be at least 1"));
+        }
         self.validate_security()
     }
 
@@ -444,6 +450,7 @@ impl Config {
                 default_public: self.default_public,
             },
             audit_max_entries: self.audit_max_entries,
+            transaction_timeout: Duration::from_millis(self.transaction_timeout_ms),
         }
     }
 }

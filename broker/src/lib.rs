@@ -298,6 +298,7 @@ impl RunningBroker {
             }
         });
         tasks.spawn(core::delayed::run(broker.clone(), shutdown.clone()));
+        tasks.spawn(core::transactions::run(broker.clone(), shutdown.clone()));
         tasks.spawn(core::retention::run(
             broker.clone(),
             Duration::from_millis(config.retention_check_interval_ms),

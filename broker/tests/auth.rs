@@ -285,7 +285,8 @@ fn rows() -> Vec<Row> {
             group_id: "g1".into(),
         })),
         // PRODUCE_DELAYED, PRODUCE_WITH_TTL, PRODUCE_WITH_SCHEMA, PRODUCE_TX: topic write
-        // (the features answer "not supported" once the gate is passed).
+        // (past the gate, an unknown transaction id or the schema registry
+        // answer their own errors).
         write(Request::ProduceDelayed(ProduceDelayedRequest {
             topic: topic(),
             data: Bytes::from_static(b"d"),

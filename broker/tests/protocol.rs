@@ -500,13 +500,10 @@ async fn cluster_status_auth_and_unsupported_features() {
     };
     assert!(!p.success);
 
-    for (request, feature) in [
-        (Request::BeginTx, "transactions"),
-        (
-            Request::ListSchemas(ListSchemasRequest { filter: String::new() }),
-            "the schema registry",
-        ),
-    ] {
+    for (request, feature) in [(
+        Request::ListSchemas(ListSchemasRequest { filter: String::new() }),
+        "the schema registry",
+    )] {
         let err = error_text(c.call(request).await);
         assert!(err.contains(feature) && err.contains("not supported yet"), "{err}");
     }

@@ -951,7 +951,7 @@ fn whole_millis(what: &str, duration: Duration) -> Result<u64> {
     Ok(ms)
 }
 
-fn unexpected(op: &'static str, response: &Response) -> Error {
+pub(crate) fn unexpected(op: &'static str, response: &Response) -> Error {
     Error::UnexpectedResponse {
         op,
         got: response.opcode(),

@@ -10,6 +10,9 @@
 //!   decommission, leadership transfer, topics with replication factors,
 //!   users and ACLs), over TLS with credentials when configured.
 //!
+//! - [`Transaction`]: records that become readable together at commit
+//!   ([`Client::begin_transaction`]).
+//!
 //! Security: [`ClientConfig::tls`] turns on implicit TLS and
 //! [`ClientConfig::credentials`] sends AUTH on every new connection;
 //! [`Client`] also has the user, role, ACL and audit operations.
@@ -34,6 +37,7 @@ mod sdk_tests;
 mod security;
 #[cfg(test)]
 mod security_tests;
+mod transaction;
 
 pub use admin::{AdminClient, AdminOptions};
 pub use client::{Client, ClientMetrics, ResetTo, StartFrom};
@@ -43,6 +47,7 @@ pub use error::{Error, Result, parse_leader_addr};
 pub use pattern::PatternConsumer;
 pub use producer::{Callback, Delivery, Producer, ProducerConfig, ProducerMetrics, ProducerRecord};
 pub use security::UserUpdate;
+pub use transaction::Transaction;
 
 /// TLS settings of [`ClientConfig::tls`] and [`AdminOptions::tls`].
 pub use flymq_security::tls::ClientTlsOptions;

@@ -821,11 +821,35 @@ class Dlq(BrokerCase):
 
 
 class Transactions(BrokerCase):
-    def test_begin_tx_not_supported_yet(self):
-        """§9.11: BEGIN_TX. Transactions are not implemented yet, so the broker answers an error
-        frame containing `not supported yet`. CHANGES WHEN TRANSACTIONS LAND: then BEGIN_TX must
-        answer `str16 txn_id (non-empty), u8 1` under opcode 0x40."""
-        self.assert_error(self.client.begin_transaction, contains="not supported yet")
+    def test_rollback(self):
+        """§14 transaction rollback: BEGIN, PRODUCE_TX, ABORT all succeed; §9.11 SHOULD: the
+        records are never visible."""
+        t = self.topic()
+        txn = self.client.begin_transaction()
+        self.assertTrue(txn.txn_id, "§9.11: BEGIN_TX answers a non-empty id")
+        md = self.client.produce_in_transaction(txn.txn_id, t, b"never")
+        self.assertEqual((md.partition, md.offset, md.key_size), (0, 0, -1), "§9.11: offset 0, partition 0")
+        self.assertEqual(self.client.abort_transaction(txn.txn_id), wc.TxResult(txn.txn_id, True))
+        self.assertEqual(self.client.fetch(t, 0, 0, 10).messages, [])
+
+    def test_commit_makes_records_visible_in_order(self):
+        """§9.11 SHOULD: buffered until COMMIT, then visible in produce order; COMMIT answers id, 1."""
+        t = self.topic()
+        txn = self.client.begin_transaction()
+        for i in range(3):
+            self.client.produce_in_transaction(txn.txn_id, t, b"tx-%d" % i)
+        self.assertEqual(self.client.fetch(t, 0, 0, 10).messages, [], "invisible before COMMIT")
+        self.assertEqual(self.client.commit_transaction(txn.txn_id), wc.TxResult(txn.txn_id, True))
+        values = [m.value for m in self.client.fetch(t, 0, 0, 10).messages]
+        self.assertEqual(values, [b"tx-0", b"tx-1", b"tx-2"])
+
+    def test_unknown_and_finished_ids_are_error_frames(self):
+        """§9.11 SHOULD: error frames (not success 0) for unknown and finished ids."""
+        self.assert_error(lambda: self.client.commit_transaction("txn-unknown"), contains="not found")
+        self.assert_error(lambda: self.client.produce_in_transaction("txn-unknown", self.topic(), b"x"), contains="not found")
+        txn = self.client.begin_transaction()
+        self.client.commit_transaction(txn.txn_id)
+        self.assert_error(lambda: self.client.abort_transaction(txn.txn_id), contains="already committed")
 
 
 class ErrorsAndFraming(BrokerCase):

@@ -62,6 +62,9 @@ DELETE_TOPIC = 0x09
 FETCH_DLQ = 0x20
 PURGE_DLQ = 0x22
 BEGIN_TX = 0x40
+COMMIT_TX = 0x41
+ABORT_TX = 0x42
+PRODUCE_TX = 0x43
 CLUSTER_JOIN = 0x50
 CLUSTER_LEAVE = 0x51
 CLUSTER_METADATA = 0x53
@@ -678,6 +681,24 @@ class WireClient:
         res = TxResult(r.str16(), r.bool())
         self._done(r)
         return res
+
+    def produce_in_transaction(self, txn_id, topic, data):
+        payload = Writer().str16(txn_id).str16(topic).bytes32(data).build()
+        md, r = decode_record_metadata(self.request(PRODUCE_TX, payload))
+        self._done(r)
+        return md
+
+    def _end_transaction(self, opcode, name, txn_id):
+        r = Reader(self.request(opcode, Writer().str16(txn_id).build()), name + " response")
+        res = TxResult(r.str16(), r.bool())
+        self._done(r)
+        return res
+
+    def commit_transaction(self, txn_id):
+        return self._end_transaction(COMMIT_TX, "COMMIT_TX", txn_id)
+
+    def abort_transaction(self, txn_id):
+        return self._end_transaction(ABORT_TX, "ABORT_TX", txn_id)
 
 
 def fnv1a_32(data):

@@ -43,6 +43,9 @@ impl ClusterReplicator {
             }
             | Command::Release {
                 topic_id, partition, ..
+            }
+            | Command::DeliverTransaction {
+                topic_id, partition, ..
             } => partition_group(*topic_id, *partition),
             _ => META_GROUP,
         }
@@ -98,6 +101,10 @@ impl Replicator for ClusterReplicator {
             Some(g) => self.node.check_forwarded_applied(&g),
             None => Ok(()),
         }
+    }
+
+    fn leads_metadata(&self) -> bool {
+        self.node.group(META_GROUP).is_some_and(|g| g.raft.is_leader())
     }
 
     fn leads(&self, topic_id: u32, partition: u32) -> bool {

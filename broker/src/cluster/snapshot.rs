@@ -424,13 +424,18 @@ fn redo(store: &Store, group: u64, meta: &SnapshotMeta, path: &Path) -> io::Resu
             let prefix = keys::log_key(topic_id, partition, 0);
             batch.delete_range_cf(&log_cf, &prefix[..8], prefix_end(&prefix[..8]).as_slice());
             store.delete_partition_delayed(&mut batch, topic_id, partition);
-            // The schedule of delayed records is derived from the records.
+            store.delete_partition_txn_markers(&mut batch, topic_id, partition);
+            // The schedule of delayed records and the transaction markers
+            // are derived from the records.
             let mut scheduled = std::collections::BTreeMap::new();
+            let mut txns = std::collections::BTreeMap::new();
             let mut pending = 0usize;
             for item in reader {
                 match item? {
                     Item::Batch { first_offset, value } => {
                         crate::storage::delayed::pending_in_batch(&mut scheduled, first_offset, &value)
+                            .map_err(io_err)?;
+                        crate::storage::transactions::markers_in_batch(&mut txns, first_offset, &value)
                             .map_err(io_err)?;
                         pending += value.len();
                         store
@@ -448,6 +453,9 @@ fn redo(store: &Store, group: u64, meta: &SnapshotMeta, path: &Path) -> io::Resu
                         store.put_partition_state(&mut batch, topic_id, partition, &state);
                         for (offset, due) in &scheduled {
                             store.put_delayed(&mut batch, topic_id, partition, *due, *offset);
+                        }
+                        for (seq, at) in &txns {
+                            store.put_txn_marker(&mut batch, topic_id, partition, *seq, *at);
                         }
                         installed = Some(state);
                     }

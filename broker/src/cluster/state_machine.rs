@@ -55,6 +55,7 @@ impl SharedState {
         let mut batch = WriteBatch::default();
         store.delete_batches(&mut batch, topic_id, partition, 0, u64::MAX);
         store.delete_partition_delayed(&mut batch, topic_id, partition);
+        store.delete_partition_txn_markers(&mut batch, topic_id, partition);
         batch.delete_cf(&store.cf(CF_META), keys::partition_state_key(topic_id, partition));
         store.db().write(batch).map_err(io_err)?;
         if let Some(topic) = self.catalog.topics().into_iter().find(|t| t.record.id == topic_id) {

@@ -35,6 +35,8 @@ pub struct BrokerSettings {
     pub security: SecuritySettings,
     /// Newest audit events kept in the replicated trail.
     pub audit_max_entries: u64,
+    /// An open transaction without a request for this long is aborted.
+    pub transaction_timeout: std::time::Duration,
 }
 
 /// Where one partition's retained log starts and ends.
@@ -52,6 +54,7 @@ pub struct Broker {
     pub(super) members: Members,
     pub(super) metrics: Arc<Metrics>,
     pub(super) settings: BrokerSettings,
+    pub(super) transactions: super::transactions::Transactions,
     security: Security,
     ready: AtomicBool,
 }
@@ -98,6 +101,7 @@ impl Broker {
             catalog,
             replicator,
             members: Members::default(),
+            transactions: super::transactions::Transactions::new(settings.transaction_timeout),
             metrics,
             security: Security::new(settings.audit_max_entries),
             settings,

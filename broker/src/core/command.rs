@@ -113,6 +113,42 @@ pub enum Command {
         timestamp_ms: i64,
         records: Vec<DueRecord>,
     },
+    /// Commits a transaction spanning several partitions: stores its
+    /// records as a decision under the next transaction sequence number.
+    /// From then on the transaction is committed; `DeliverTransaction`
+    /// makes each partition's share readable.
+    CommitTransaction { decision: Decision },
+    /// Appends one partition's share of committed transaction `seq`, the
+    /// first record marked with `seq`, unless the partition has it already:
+    /// a delivery proposed twice (a retry, another broker finishing the
+    /// commit) appends once.
+    DeliverTransaction {
+        seq: u64,
+        topic: String,
+        topic_id: u32,
+        partition: u32,
+        timestamp_ms: i64,
+        records: Vec<NewRecord>,
+    },
+    /// Every partition has transaction `seq`: its decision is dropped.
+    TransactionDelivered { seq: u64 },
+}
+
+/// A committed transaction's records, per partition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decision {
+    pub txn_id: String,
+    pub committed_ms: i64,
+    pub parts: Vec<TransactionPart>,
+}
+
+/// The records of a transaction for one partition, in produce order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransactionPart {
+    pub topic: String,
+    pub topic_id: u32,
+    pub partition: u32,
+    pub records: Vec<NewRecord>,
 }
 
 /// A scheduled record to deliver (read from the partition log when due).
@@ -130,7 +166,15 @@ impl Command {
     /// Approximate payload size, used to bound one group commit.
     pub fn size_hint(&self) -> usize {
         match self {
-            Command::Append { records, .. } => records.iter().map(NewRecord::stored_size).sum(),
+            Command::Append { records, .. } | Command::DeliverTransaction { records, .. } => {
+                records.iter().map(NewRecord::stored_size).sum()
+            }
+            Command::CommitTransaction { decision } => decision
+                .parts
+                .iter()
+                .flat_map(|p| &p.records)
+                .map(NewRecord::stored_size)
+                .sum(),
             _ => 64,
         }
     }
@@ -176,6 +220,12 @@ pub enum Applied {
         /// Records delivered (skipped ones not counted).
         count: u32,
     },
+    TransactionCommitted {
+        seq: u64,
+    },
+    /// The partition had this transaction already; nothing appended.
+    AlreadyDelivered,
+    DecisionDropped,
 }
 
 #[cfg(test)]

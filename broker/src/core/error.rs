@@ -78,6 +78,10 @@ pub enum BrokerError {
     /// An authorization failure: exactly the WIRE.md §5.4 texts.
     #[error(transparent)]
     Denied(#[from] flymq_security::AuthzError),
+    /// A refused transaction request (unknown, finished or foreign id, a
+    /// failed commit); the text says which.
+    #[error("{0}")]
+    Transaction(String),
     /// An error another broker (or the Raft apply) reported, as its text.
     #[error("{0}")]
     Remote(String),

@@ -19,6 +19,7 @@ pub mod retention;
 pub mod state_machine;
 pub mod topic_trie;
 pub mod topics;
+pub mod transactions;
 pub mod ttl;
 pub mod writer;
 

@@ -67,6 +67,12 @@ pub trait Replicator: Send + Sync + 'static {
         Ok(())
     }
 
+    /// Whether this broker leads the metadata (it finishes the delivery of
+    /// committed transactions whose broker could not). Always, standalone.
+    fn leads_metadata(&self) -> bool {
+        true
+    }
+
     /// Whether this broker leads the partition (it decides retention).
     fn leads(&self, topic_id: u32, partition: u32) -> bool;
 

@@ -130,6 +130,7 @@ impl Connection {
         // The reader dropped its sender: the writer finishes what is queued.
         let _ = writer.await;
         self.broker.members().leave(self.context.session.id);
+        self.broker.end_transactions(self.context.session.id);
         metrics_broker.metrics().active_connections.dec();
         tracing::debug!(peer = %self.context.session.peer, id = self.context.session.id, "connection closed");
     }

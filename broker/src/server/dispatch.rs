@@ -10,7 +10,7 @@ use futures::future::BoxFuture;
 
 use super::access::{AccessCheck, verify};
 use super::connection::{ConnectionContext, Session};
-use super::handlers::{acls, audit, auth, cluster, groups, produce, read, topics, unsupported, users};
+use super::handlers::{acls, audit, auth, cluster, groups, produce, read, topics, transactions, unsupported, users};
 use crate::core::{Broker, BrokerError};
 
 /// The answer to one request.
@@ -134,6 +134,10 @@ fn handle(
             Request::AuditQueryAlt(r) => audit::query(broker, r, true).await,
             Request::AuditExport(r) => audit::export(broker, r, false).await,
             Request::AuditExportAlt(r) => audit::export(broker, r, true).await,
+            Request::BeginTx => transactions::begin(&session, &broker),
+            Request::ProduceTx(r) => transactions::produce(&session, broker, r).await,
+            Request::CommitTx(r) => transactions::commit(&session, broker, r).await,
+            Request::AbortTx(r) => transactions::abort(&session, &broker, r),
             Request::FetchDlq(_) => unsupported::fetch_dlq_disabled(),
             Request::PurgeDlq(_) => unsupported::purge_dlq_disabled(),
             other => unsupported::not_supported(&other),

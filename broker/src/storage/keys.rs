@@ -9,6 +9,8 @@
 //! | `offsets` | `[u16 len][topic][u16 len][group]` | group marker (empty) |
 //! | `offsets` | group marker + `[partition u32]` | committed offset u64 |
 //! | `meta` | `d/[topic id u32][partition u32][due ms u64][offset u64]` | scheduled record (empty) |
+//! | `meta` | `x/[topic id u32][partition u32][txn seq u64]` | transaction delivered here: its time (i64 ms) |
+//! | `meta` | `c/txn/<seq, 20 digits>` | a committed transaction not yet delivered everywhere (sealed) |
 
 /// Length of a `log` key.
 pub const LOG_KEY_LEN: usize = 16;
@@ -75,6 +77,39 @@ pub fn parse_delayed_key(key: &[u8]) -> Option<(i64, u64)> {
     let offset = u64::from_be_bytes(key.get(18..26)?.try_into().ok()?);
     Some((due as i64, offset))
 }
+
+/// Key recording that transaction `seq` was delivered to a partition.
+pub fn txn_marker_key(topic_id: u32, partition: u32, seq: u64) -> [u8; 18] {
+    let mut key = [0u8; 18];
+    key[..10].copy_from_slice(&txn_marker_prefix(topic_id, partition));
+    key[10..18].copy_from_slice(&seq.to_be_bytes());
+    key
+}
+
+/// Prefix of every transaction marker of a partition.
+pub fn txn_marker_prefix(topic_id: u32, partition: u32) -> [u8; 10] {
+    let mut key = [0u8; 10];
+    key[0..2].copy_from_slice(b"x/");
+    key[2..6].copy_from_slice(&topic_id.to_be_bytes());
+    key[6..10].copy_from_slice(&partition.to_be_bytes());
+    key
+}
+
+/// Prefix of every transaction marker of a topic.
+pub fn txn_marker_topic_prefix(topic_id: u32) -> [u8; 6] {
+    let mut key = [0u8; 6];
+    key[0..2].copy_from_slice(b"x/");
+    key[2..6].copy_from_slice(&topic_id.to_be_bytes());
+    key
+}
+
+/// Name (under `c/`) of a committed transaction's decision; zero-padded so
+/// decisions sort by sequence number.
+pub fn txn_decision_name(seq: u64) -> String {
+    format!("{TXN_DECISION_NAME_PREFIX}{seq:020}")
+}
+
+pub const TXN_DECISION_NAME_PREFIX: &str = "txn/";
 
 pub fn partition_state_key(topic_id: u32, partition: u32) -> [u8; 10] {
     let mut key = [0u8; 10];

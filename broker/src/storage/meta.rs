@@ -189,6 +189,7 @@ impl Store {
         let (start, end) = keys::topic_log_range(record.id);
         batch.delete_range_cf(&self.cf(super::CF_LOG), start, end);
         self.delete_topic_delayed(batch, record.id);
+        self.delete_topic_txn_markers(batch, record.id);
     }
 
     pub fn put_partition_state(&self, batch: &mut WriteBatch, topic_id: u32, partition: u32, state: &PartitionState) {

@@ -11,6 +11,7 @@ pub mod meta;
 pub mod partition_log;
 pub mod record_batch;
 pub mod security;
+pub mod transactions;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

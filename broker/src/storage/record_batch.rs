@@ -19,7 +19,10 @@
 //! - bit 1, `FLAG_DELAYED`: the i64 due time of a scheduled record (never
 //!   returned to readers; a copy is appended when it is due);
 //! - bit 2, `FLAG_RELEASED`: the u64 offset of the scheduled record this
-//!   record is the delivered copy of.
+//!   record is the delivered copy of;
+//! - bit 3, `FLAG_TXN`: the u64 sequence number of the committed
+//!   transaction whose records this record starts (first record of each
+//!   partition's share of a multi-partition transaction).
 //!
 //! Readers see only the rest (`RecordRef::payload`).
 //!
@@ -56,8 +59,11 @@ pub const FLAG_DELAYED: u8 = 0x02;
 /// Flags bit: the delivered copy of a scheduled record; its field is the
 /// scheduled record's offset.
 pub const FLAG_RELEASED: u8 = 0x04;
+/// Flags bit: the first record a committed transaction delivered to this
+/// partition; its field is the transaction's sequence number.
+pub const FLAG_TXN: u8 = 0x08;
 /// Flags whose 8-byte field precedes the payload (in bit order).
-const PREFIX_FLAGS: u8 = FLAG_EXPIRES | FLAG_DELAYED | FLAG_RELEASED;
+const PREFIX_FLAGS: u8 = FLAG_EXPIRES | FLAG_DELAYED | FLAG_RELEASED | FLAG_TXN;
 /// Bytes of the expiry prefix of a `FLAG_EXPIRES` value.
 pub const EXPIRY_LEN: usize = 8;
 
@@ -82,6 +88,17 @@ pub fn with_field(field: [u8; 8], value: &[u8]) -> Vec<u8> {
     out.extend_from_slice(&field);
     out.extend_from_slice(value);
     out
+}
+
+/// `value` (stored with `flags`) with `flag`'s field inserted at its place
+/// in bit order; returns the new flags and value.
+pub fn insert_field(flags: u8, value: &[u8], flag: u8, field: [u8; 8]) -> (u8, Vec<u8>) {
+    let at = prefix_len(flags & (flag - 1)).min(value.len());
+    let mut out = Vec::with_capacity(8 + value.len());
+    out.extend_from_slice(&value[..at]);
+    out.extend_from_slice(&field);
+    out.extend_from_slice(&value[at..]);
+    (flags | flag, out)
 }
 
 /// The stored value of a record that expires at `expires_at_ms`.
@@ -173,6 +190,11 @@ impl<'a> RecordRef<'a> {
     /// The offset of the scheduled record this record delivers.
     pub fn released_from(&self) -> Option<u64> {
         self.field(FLAG_RELEASED).map(u64::from_be_bytes)
+    }
+
+    /// The sequence number of the transaction this record's share starts with.
+    pub fn txn_seq(&self) -> Option<u64> {
+        self.field(FLAG_TXN).map(u64::from_be_bytes)
     }
 
     /// A scheduled record: never returned to readers (its copy is).
@@ -313,6 +335,24 @@ mod tests {
         assert_eq!(records[1].expires_at(), Some(9_000));
         assert_eq!(records[1].released_from(), Some(42));
         assert_eq!(records[1].payload(), b"later");
+    }
+
+    #[test]
+    fn an_inserted_transaction_field_goes_after_the_expiry_and_before_the_payload() {
+        let expiring = expiring_value(7_000, b"paid");
+        let (flags, value) = insert_field(FLAG_EXPIRES, &expiring, FLAG_TXN, 3u64.to_be_bytes());
+        let mut builder = BatchBuilder::new();
+        builder.push(1, flags, b"", &value);
+        let (plain_flags, plain) = insert_field(0, b"plain", FLAG_TXN, 4u64.to_be_bytes());
+        builder.push(2, plain_flags, b"", &plain);
+        let value = builder.finish();
+        let (_, reader) = BatchReader::new(&value).unwrap();
+        let records: Vec<_> = reader.map(Result::unwrap).collect();
+        assert_eq!(records[0].expires_at(), Some(7_000));
+        assert_eq!(records[0].txn_seq(), Some(3));
+        assert_eq!(records[0].payload(), b"paid");
+        assert_eq!(records[1].txn_seq(), Some(4));
+        assert_eq!(records[1].payload(), b"plain");
     }
 
     #[test]

@@ -16,6 +16,7 @@ use crate::storage::{PartitionState, StorageError, Store, TopicConfig, TopicReco
 use flymq_security::SecurityState;
 
 const NEXT_TOPIC_ID: &str = "next_topic_id";
+const NEXT_TXN_SEQ: &str = "next_txn_seq";
 
 pub struct MetaMachine {
     store: Store,
@@ -23,6 +24,8 @@ pub struct MetaMachine {
     next_topic_id: u32,
     security: SecurityState,
     audit_next: u64,
+    /// Sequence number of the next committed multi-partition transaction.
+    next_txn_seq: u64,
 }
 
 impl MetaMachine {
@@ -40,7 +43,14 @@ impl MetaMachine {
             None => 1,
         };
         let max_id = topics.values().map(|t| t.id).max().unwrap_or(0);
+        let next_txn_seq = match store.get_cluster_value(NEXT_TXN_SEQ)? {
+            Some(bytes) => u64::from_be_bytes(bytes.as_slice().try_into().map_err(|_| StorageError::Corrupt {
+                what: "next transaction sequence number".into(),
+            })?),
+            None => 1,
+        };
         Ok(Self {
+            next_txn_seq,
             security: store.load_security_state()?,
             audit_next: store.audit_next()?,
             store,
@@ -218,11 +228,27 @@ impl MetaMachine {
                 self.record_audit(batch, &record, keep)?;
                 Ok(Applied::AuditRecorded)
             }
-            Command::Append { .. } | Command::Truncate { .. } | Command::Release { .. } => {
-                Err(BrokerError::InvalidArgument(
-                    "internal error: a partition command reached the metadata state machine".into(),
-                ))
+            Command::CommitTransaction { decision } => {
+                let seq = self.next_txn_seq;
+                let encoded = postcard::to_stdvec(&decision).map_err(|e| {
+                    BrokerError::Storage(format!("encoding the decision of transaction {}: {e}", decision.txn_id))
+                })?;
+                self.store.put_txn_decision(batch, seq, &encoded)?;
+                self.store
+                    .put_cluster_value(batch, NEXT_TXN_SEQ, &(seq + 1).to_be_bytes())?;
+                self.next_txn_seq = seq + 1;
+                Ok(Applied::TransactionCommitted { seq })
             }
+            Command::TransactionDelivered { seq } => {
+                self.store.delete_txn_decision(batch, seq);
+                Ok(Applied::DecisionDropped)
+            }
+            Command::Append { .. }
+            | Command::Truncate { .. }
+            | Command::Release { .. }
+            | Command::DeliverTransaction { .. } => Err(BrokerError::InvalidArgument(
+                "internal error: a partition command reached the metadata state machine".into(),
+            )),
         }
     }
 

@@ -107,6 +107,12 @@ impl StateMachine {
                 topic_id,
                 partition,
                 ..
+            }
+            | Command::DeliverTransaction {
+                topic,
+                topic_id,
+                partition,
+                ..
             } => match self.meta.topic(topic) {
                 Some(record) if record.id == *topic_id && *partition < record.partitions => (*topic_id, *partition),
                 _ => return Err(BrokerError::TopicNotFound(topic.clone())),
@@ -137,7 +143,8 @@ impl StateMachine {
                 let name = match &command {
                     Command::Append { topic, .. }
                     | Command::Truncate { topic, .. }
-                    | Command::Release { topic, .. } => topic.clone(),
+                    | Command::Release { topic, .. }
+                    | Command::DeliverTransaction { topic, .. } => topic.clone(),
                     _ => String::new(),
                 };
                 e.insert(PartitionMachine::load(self.store.clone(), topic_id, partition, name)?)
@@ -464,5 +471,123 @@ mod tests {
             .unwrap();
         store.write(out.batch, true).unwrap();
         assert_eq!(read_all(&store, 1, 0, 6), vec![(5, "f".into())]);
+    }
+
+    fn deliver(seq: u64, partition: u32, ts: i64, values: &[&str]) -> Command {
+        Command::DeliverTransaction {
+            seq,
+            topic: "t".into(),
+            topic_id: 1,
+            partition,
+            timestamp_ms: ts,
+            records: values
+                .iter()
+                .map(|v| NewRecord::new(Bytes::new(), Bytes::from(v.to_string())))
+                .collect(),
+        }
+    }
+
+    /// A committed transaction's share delivered twice in one apply call,
+    /// and again after a restart, is appended once; its first record
+    /// carries the sequence number the markers are rebuilt from.
+    #[test]
+    fn a_transaction_share_is_delivered_once() {
+        use crate::core::command::{Decision, TransactionPart};
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut sm = StateMachine::load(store.clone()).unwrap();
+        let decision = Decision {
+            txn_id: "txn-1".into(),
+            committed_ms: 5,
+            parts: vec![TransactionPart {
+                topic: "t".into(),
+                topic_id: 1,
+                partition: 0,
+                records: vec![],
+            }],
+        };
+        let out = sm
+            .apply_all(vec![
+                create("t", 2),
+                Command::CommitTransaction { decision },
+                deliver(1, 0, 10, &["a", "b"]),
+                deliver(1, 0, 11, &["a", "b"]),
+            ])
+            .unwrap();
+        assert_eq!(out.results[1], Ok(Applied::TransactionCommitted { seq: 1 }));
+        assert!(matches!(
+            out.results[2],
+            Ok(Applied::Appended {
+                base_offset: 0,
+                count: 2,
+                ..
+            })
+        ));
+        assert_eq!(out.results[3], Ok(Applied::AlreadyDelivered));
+        store.write(out.batch, true).unwrap();
+        assert_eq!(store.txn_decisions().unwrap().len(), 1);
+
+        let mut sm = StateMachine::load(store.clone()).unwrap();
+        let out = sm
+            .apply_all(vec![
+                deliver(1, 0, 12, &["a", "b"]),
+                deliver(1, 1, 12, &["c"]),
+                Command::TransactionDelivered { seq: 1 },
+            ])
+            .unwrap();
+        assert_eq!(out.results[0], Ok(Applied::AlreadyDelivered));
+        assert!(matches!(
+            out.results[1],
+            Ok(Applied::Appended {
+                base_offset: 0,
+                count: 1,
+                ..
+            })
+        ));
+        assert_eq!(out.results[2], Ok(Applied::DecisionDropped));
+        store.write(out.batch, true).unwrap();
+        assert!(store.txn_decisions().unwrap().is_empty());
+        let mut payloads = Vec::new();
+        store
+            .read_records(1, 0, 0, 10, |o, r| {
+                payloads.push((o, r.txn_seq(), r.payload().to_vec()));
+                std::ops::ControlFlow::Continue(())
+            })
+            .unwrap();
+        assert_eq!(payloads, vec![(0, Some(1), b"a".to_vec()), (1, None, b"b".to_vec())]);
+
+        // The markers are what the records say.
+        let mut rebuilt = std::collections::BTreeMap::new();
+        store
+            .for_each_batch(1, 0, 0, u64::MAX, |first, value| {
+                crate::storage::transactions::markers_in_batch(&mut rebuilt, first, value)?;
+                Ok::<bool, StorageError>(true)
+            })
+            .unwrap();
+        assert_eq!(rebuilt, store.txn_markers(1, 0).unwrap());
+        assert_eq!(rebuilt.keys().copied().collect::<Vec<_>>(), vec![1]);
+    }
+
+    /// Markers older than an hour are dropped at the next delivery, by the
+    /// command's time (the same on every replica).
+    #[test]
+    fn old_transaction_markers_are_dropped() {
+        use crate::core::state_machine::partition::TXN_MARKER_KEEP_MS;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut sm = StateMachine::load(store.clone()).unwrap();
+        let later = 100 + TXN_MARKER_KEEP_MS + 1;
+        let out = sm
+            .apply_all(vec![
+                create("t", 1),
+                deliver(7, 0, 100, &["old"]),
+                deliver(8, 0, later, &["new"]),
+            ])
+            .unwrap();
+        store.write(out.batch, true).unwrap();
+        assert_eq!(
+            store.txn_markers(1, 0).unwrap().keys().copied().collect::<Vec<_>>(),
+            vec![8]
+        );
     }
 }

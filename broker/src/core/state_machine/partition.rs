@@ -11,11 +11,20 @@
 use rocksdb::WriteBatch;
 
 use super::super::catalog::Publish;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::super::command::{Applied, Command, DueRecord, NewRecord};
 use super::super::error::{BrokerError, BrokerResult};
-use crate::storage::record_batch::{BatchBuilder, FLAG_DELAYED, FLAG_RELEASED, record_field, with_field};
+use crate::storage::record_batch::{
+    BatchBuilder, FLAG_DELAYED, FLAG_RELEASED, FLAG_TXN, insert_field, record_field, with_field,
+};
+
+/// How long a partition remembers that a transaction was delivered to it.
+/// A second delivery of the same transaction comes from a retry or from a
+/// broker finishing a commit, seconds later; a marker older than this is
+/// dropped (at the next delivery, by the command's time, so every replica
+/// drops the same ones).
+pub const TXN_MARKER_KEEP_MS: i64 = 3_600_000;
 use crate::storage::{PartitionState, StorageError, Store};
 
 /// Records being coalesced into one stored batch.
@@ -37,6 +46,9 @@ pub struct PartitionMachine {
     /// `d/` index as of the commands applied so far (also those not yet
     /// written), so a release decides the same on every replica.
     scheduled: BTreeSet<(i64, u64)>,
+    /// Transactions delivered here (sequence number → time): the `x/`
+    /// index as of the commands applied so far.
+    txns: BTreeMap<u64, i64>,
 }
 
 impl PartitionMachine {
@@ -44,7 +56,9 @@ impl PartitionMachine {
     pub fn load(store: Store, topic_id: u32, partition: u32, topic: String) -> Result<Self, StorageError> {
         let state = store.partition_state(topic_id, partition)?.unwrap_or_default();
         let scheduled = store.all_delayed(topic_id, partition)?;
+        let txns = store.txn_markers(topic_id, partition)?;
         Ok(Self {
+            txns,
             store,
             topic_id,
             partition,
@@ -86,6 +100,16 @@ impl PartitionMachine {
                 ..
             } if *topic_id == self.topic_id && *partition == self.partition => {
                 self.release(batch, *timestamp_ms, records)
+            }
+            Command::DeliverTransaction {
+                seq,
+                topic_id,
+                partition,
+                timestamp_ms,
+                records,
+                ..
+            } if *topic_id == self.topic_id && *partition == self.partition => {
+                self.deliver_transaction(batch, *seq, *timestamp_ms, records)
             }
             Command::Truncate {
                 topic_id,
@@ -164,6 +188,44 @@ impl PartitionMachine {
             self.append(batch, timestamp_ms, &copies)?;
         }
         Ok(Applied::Released { count })
+    }
+
+    /// Appends this partition's share of committed transaction `seq`, its
+    /// first record marked with `seq`, unless it was delivered already.
+    fn deliver_transaction(
+        &mut self,
+        batch: &mut WriteBatch,
+        seq: u64,
+        timestamp_ms: i64,
+        records: &[NewRecord],
+    ) -> BrokerResult<Applied> {
+        if self.txns.contains_key(&seq) {
+            return Ok(Applied::AlreadyDelivered);
+        }
+        let cutoff = timestamp_ms.saturating_sub(TXN_MARKER_KEEP_MS);
+        let expired: Vec<u64> = self
+            .txns
+            .iter()
+            .filter(|(_, at)| **at < cutoff)
+            .map(|(seq, _)| *seq)
+            .collect();
+        for old in expired {
+            self.txns.remove(&old);
+            self.store.delete_txn_marker(batch, self.topic_id, self.partition, old);
+        }
+        let mut records = records.to_vec();
+        if let Some(first) = records.first_mut() {
+            let (flags, value) = insert_field(first.flags, &first.value, FLAG_TXN, seq.to_be_bytes());
+            first.flags = flags;
+            first.value = value.into();
+        }
+        let applied = self.append(batch, timestamp_ms, &records)?;
+        if let Applied::Appended { timestamp_ms, .. } = applied {
+            self.txns.insert(seq, timestamp_ms);
+            self.store
+                .put_txn_marker(batch, self.topic_id, self.partition, seq, timestamp_ms);
+        }
+        Ok(applied)
     }
 
     /// The oldest scheduled record's offset: retention keeps it (its copy

@@ -9,5 +9,6 @@ pub mod groups;
 pub mod produce;
 pub mod read;
 pub mod topics;
+pub mod transactions;
 pub mod unsupported;
 pub mod users;

@@ -30,7 +30,6 @@ pub fn not_supported(request: &Request) -> Answer {
         | Request::DeleteSchema(_) => "the schema registry",
         Request::ReplayDlq(_) => "dead-letter queues",
         Request::CancelDelayed(_) => "cancelling delayed messages",
-        Request::BeginTx | Request::CommitTx(_) | Request::AbortTx(_) | Request::ProduceTx(_) => "transactions",
         Request::Metadata(_) => {
             return Answer::error("METADATA (0x04) is not supported; use CLUSTER_METADATA (0x53)");
         }
