@@ -900,11 +900,17 @@ fn group_partition(topic: &str, group: &str, partition: i32) -> GroupPartitionRe
 }
 
 /// Requests that may be sent again after a broken connection without the
-/// risk of writing twice.
+/// risk of writing twice, or of an earlier write overtaking a later one. A
+/// COMMIT (or RESET_OFFSET) sent through a broker that then failed may still
+/// take effect later, after a newer commit sent through another broker:
+/// retried silently, the group's offset could move back behind the
+/// caller's back, so the caller gets the connection error instead.
 fn is_repeatable(opcode: Opcode) -> bool {
     !matches!(
         opcode,
         Opcode::Produce
+            | Opcode::Commit
+            | Opcode::ResetOffset
             | Opcode::ProduceBatch
             | Opcode::ProduceDelayed
             | Opcode::ProduceWithTtl

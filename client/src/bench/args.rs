@@ -13,6 +13,9 @@ pub enum BenchCommand {
     Consume(ConsumeBenchArgs),
     /// One PRODUCE at a time on one connection: the latency distribution.
     Latency(LatencyBenchArgs),
+    /// Transactions back to back (BEGIN_TX, PRODUCE_TX x --records,
+    /// COMMIT_TX) on each connection; latency is per transaction.
+    Txn(TxnBenchArgs),
 }
 
 /// Options shared by every bench mode.
@@ -87,6 +90,19 @@ pub struct LatencyBenchArgs {
     /// Give every message a distinct key.
     #[arg(long)]
     pub keyed: bool,
+}
+
+/// `bench txn`
+#[derive(Debug, Clone, Args)]
+pub struct TxnBenchArgs {
+    #[command(flatten)]
+    pub common: CommonBenchArgs,
+    /// TCP connections, each running transactions one after another.
+    #[arg(long, short = 'c', default_value_t = 1)]
+    pub connections: usize,
+    /// Records per transaction (spread over the partitions, round robin).
+    #[arg(long, short = 'r', default_value_t = 100)]
+    pub records: usize,
 }
 
 impl CommonBenchArgs {
@@ -164,5 +180,11 @@ mod tests {
             panic!("expected bench latency");
         };
         assert_eq!(l.common.count, Some(50));
+        let cli = Cli::try_parse_from(["flymq-cli", "bench", "txn", "-r", "10", "-c", "2", "--partitions", "3"])
+            .expect("parses");
+        let Command::Bench(BenchCommand::Txn(t)) = cli.command else {
+            panic!("expected bench txn");
+        };
+        assert_eq!((t.records, t.connections, t.common.partitions), (10, 2, 3));
     }
 }

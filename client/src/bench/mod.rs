@@ -9,13 +9,14 @@ mod consume;
 pub mod driver;
 mod produce;
 pub mod stats;
+mod transactions;
 
 pub use args::BenchCommand;
 
 use flymq_client::{Client, ClientConfig};
 
 use crate::cli::output::Output;
-use args::{CommonBenchArgs, ConsumeBenchArgs, LatencyBenchArgs, ProduceBenchArgs};
+use args::{CommonBenchArgs, ConsumeBenchArgs, LatencyBenchArgs, ProduceBenchArgs, TxnBenchArgs};
 use produce::ProducePlan;
 use stats::Report;
 
@@ -30,6 +31,7 @@ pub async fn run(cmd: BenchCommand, config: ClientConfig, out: Output) -> anyhow
         BenchCommand::Produce(args) => run_produce(&config, &args).await?,
         BenchCommand::Latency(args) => run_latency(&config, &args).await?,
         BenchCommand::Consume(args) => run_consume(&config, &args).await?,
+        BenchCommand::Txn(args) => run_txn(&config, &args).await?,
     };
     print_report(&out, &report)?;
     if report.errors > 0 {
@@ -83,6 +85,20 @@ async fn run_latency(config: &ClientConfig, args: &LatencyBenchArgs) -> anyhow::
         ..plan(&args.common, DEFAULT_LATENCY_COUNT)
     };
     produce::run(config, &plan, "latency").await
+}
+
+async fn run_txn(config: &ClientConfig, args: &TxnBenchArgs) -> anyhow::Result<Report> {
+    let common = &args.common;
+    let plan = transactions::TxnPlan {
+        topic: common.topic.clone(),
+        size: common.size,
+        count: common.count_or(DEFAULT_COUNT),
+        duration: common.duration,
+        partitions: common.partitions,
+        connections: args.connections,
+        records: args.records,
+    };
+    transactions::run(config, &plan).await
 }
 
 async fn run_consume(config: &ClientConfig, args: &ConsumeBenchArgs) -> anyhow::Result<Report> {
