@@ -241,6 +241,25 @@ async fn idle_and_oversized_transactions_are_refused() {
     broker.shutdown().await;
 }
 
+#[tokio::test]
+async fn a_connection_holds_at_most_64_open_transactions() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path()).await.unwrap();
+    let mut c = RawClient::connect(broker.client_addr()).await;
+    let mut ids = Vec::new();
+    for _ in 0..64 {
+        ids.push(begin(&mut c).await);
+    }
+    let text = error_text(c.call(Request::BeginTx).await);
+    assert!(text.contains("already has 64 open transactions"), "{text}");
+    // Another connection is not affected; finishing one frees a slot.
+    let mut other = RawClient::connect(broker.client_addr()).await;
+    begin(&mut other).await;
+    assert!(matches!(c.call(abort(&ids[0])).await, Response::AbortTx(_)));
+    begin(&mut c).await;
+    broker.shutdown().await;
+}
+
 /// The committing broker stored the decision and stopped before delivering:
 /// the metadata leader (here: the broker itself after a restart) delivers
 /// every partition's share once.

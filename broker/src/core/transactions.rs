@@ -17,7 +17,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -33,6 +33,11 @@ pub const MAX_TXN_RECORDS: usize = 10_000;
 /// Most key and value bytes in one transaction: a multi-partition commit is
 /// one Raft entry of the metadata group, kept well under the transport limit.
 pub const MAX_TXN_BYTES: usize = 4 << 20;
+/// Most open transactions per connection.
+pub const MAX_OPEN_PER_CONNECTION: usize = 64;
+/// Most uncommitted record bytes buffered on the broker, all connections
+/// together: transactions are held in memory until COMMIT.
+pub const MAX_BUFFERED_BYTES: usize = 256 << 20;
 /// Finished transaction ids remembered, so a late COMMIT or ABORT is told
 /// what happened instead of "not found".
 const FINISHED_REMEMBERED: usize = 10_000;
@@ -90,6 +95,8 @@ struct OpenTxn {
 /// The transactions of this broker's connections.
 pub struct Transactions {
     open: Mutex<HashMap<String, OpenTxn>>,
+    /// Value bytes buffered in `open`.
+    buffered: AtomicUsize,
     finished: Mutex<(VecDeque<String>, HashMap<String, Outcome>)>,
     counter: AtomicU64,
     timeout: Duration,
@@ -99,6 +106,7 @@ impl Transactions {
     pub fn new(timeout: Duration) -> Self {
         Self {
             open: Mutex::default(),
+            buffered: AtomicUsize::new(0),
             finished: Mutex::default(),
             counter: AtomicU64::new(0),
             timeout,
@@ -136,14 +144,25 @@ impl Transactions {
         match open.get(txn_id) {
             Some(txn) if txn.session != session => Err(other_connection(txn_id)),
             Some(txn) if txn.last_used.elapsed() > self.timeout => {
-                open.remove(txn_id);
+                if let Some(txn) = open.remove(txn_id) {
+                    self.released(&txn);
+                }
                 drop(open);
                 self.finish(txn_id.to_owned(), Outcome::Expired);
                 Err(self.not_open(txn_id))
             }
-            Some(_) => Ok(open.remove(txn_id).expect("present")),
+            Some(_) => {
+                let txn = open.remove(txn_id).expect("present");
+                self.released(&txn);
+                Ok(txn)
+            }
             None => Err(self.not_open(txn_id)),
         }
+    }
+
+    /// A transaction left the table: its bytes are no longer buffered.
+    fn released(&self, txn: &OpenTxn) {
+        self.buffered.fetch_sub(txn.bytes, Ordering::Relaxed);
     }
 
     /// Number of open transactions.
@@ -161,7 +180,9 @@ impl Transactions {
                 .map(|(id, _)| id.clone())
                 .collect();
             for id in &ids {
-                open.remove(id);
+                if let Some(txn) = open.remove(id) {
+                    self.released(&txn);
+                }
             }
             ids
         };
@@ -181,11 +202,17 @@ fn other_connection(txn_id: &str) -> BrokerError {
 
 impl Broker {
     /// BEGIN_TX: a new transaction owned by connection `session`.
-    pub fn begin_transaction(&self, session: u64) -> String {
+    pub fn begin_transaction(&self, session: u64) -> BrokerResult<String> {
         let txns = &self.transactions;
         let n = txns.counter.fetch_add(1, Ordering::Relaxed);
         let txn_id = format!("txn-{}-{}-{n}", self.settings.node_id, now_ms());
-        txns.open.lock().insert(
+        let mut open = txns.open.lock();
+        if open.values().filter(|t| t.session == session).count() >= MAX_OPEN_PER_CONNECTION {
+            return Err(BrokerError::Transaction(format!(
+                "this connection already has {MAX_OPEN_PER_CONNECTION} open transactions; commit or abort one first"
+            )));
+        }
+        open.insert(
             txn_id.clone(),
             OpenTxn {
                 session,
@@ -194,7 +221,7 @@ impl Broker {
                 bytes: 0,
             },
         );
-        txn_id
+        Ok(txn_id)
     }
 
     /// PRODUCE_TX: buffers one record (no key; partitions taken in turn).
@@ -232,6 +259,15 @@ impl Broker {
                  commit it and continue in a new one"
             )));
         }
+        let buffered = self.transactions.buffered.load(Ordering::Relaxed);
+        if buffered + value.len() > MAX_BUFFERED_BYTES {
+            return Err(BrokerError::Transaction(format!(
+                "this broker holds {} MiB of uncommitted transaction records, its limit; commit or abort \
+                 transactions, or retry later",
+                MAX_BUFFERED_BYTES >> 20
+            )));
+        }
+        self.transactions.buffered.fetch_add(value.len(), Ordering::Relaxed);
         txn.bytes += value.len();
         txn.last_used = Instant::now();
         txn.records.push(Buffered {
@@ -275,7 +311,9 @@ impl Broker {
                 .map(|(id, _)| id.clone())
                 .collect();
             for id in &ids {
-                open.remove(id);
+                if let Some(txn) = open.remove(id) {
+                    self.transactions.released(&txn);
+                }
             }
             ids
         };

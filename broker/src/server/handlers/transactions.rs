@@ -11,8 +11,10 @@ use crate::server::connection::Session;
 use crate::server::dispatch::Answer;
 
 pub fn begin(session: &Session, broker: &Broker) -> Answer {
-    let txn_id = broker.begin_transaction(session.id);
-    Answer::Response(Response::BeginTx(TxResponse { txn_id, success: true }))
+    match broker.begin_transaction(session.id) {
+        Ok(txn_id) => Answer::Response(Response::BeginTx(TxResponse { txn_id, success: true })),
+        Err(err) => Answer::error(err),
+    }
 }
 
 /// Buffers the record; answers partition 0 and offset 0 (§9.11: the real
