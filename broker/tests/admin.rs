@@ -136,7 +136,20 @@ async fn topics_grow_partitions_and_change_retention() {
         retention_ms: 3_600_000,
         retention_bytes: 1 << 30,
         message_ttl_ms: 60_000,
+        max_deliveries: 5,
     };
+    let err = api
+        .update_topic_config(UpdateTopicConfigRequest {
+            name: "orders".into(),
+            config: Some(TopicConfig {
+                max_deliveries: 1001,
+                ..config
+            }),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains("between 1 and 1000"), "{err:?}");
     let updated = api
         .update_topic_config(UpdateTopicConfigRequest {
             name: "orders".into(),

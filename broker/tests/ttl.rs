@@ -180,6 +180,7 @@ async fn a_topic_message_ttl_applies_to_plain_produces() {
             name: "events".into(),
             config: Some(TopicConfig {
                 message_ttl_ms: 300,
+                max_deliveries: 0,
                 ..Default::default()
             }),
         })

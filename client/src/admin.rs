@@ -69,6 +69,9 @@ pub struct NewTopic {
     /// Records produced without their own TTL expire after this many
     /// milliseconds; 0 = never.
     pub message_ttl_ms: u64,
+    /// Dead-letter queue: a record delivered this many times to a consumer
+    /// group without a commit past it moves to `<topic>.dlq`; 0 = never.
+    pub max_deliveries: u32,
     /// When true an existing topic is not an error.
     pub if_not_exists: bool,
 }
@@ -83,6 +86,7 @@ impl NewTopic {
             retention_ms: 0,
             retention_bytes: 0,
             message_ttl_ms: 0,
+            max_deliveries: 0,
             if_not_exists: false,
         }
     }
@@ -103,6 +107,12 @@ impl NewTopic {
     /// Sets the topic's message TTL in milliseconds (0 = never expire).
     pub fn message_ttl(mut self, message_ttl_ms: u64) -> Self {
         self.message_ttl_ms = message_ttl_ms;
+        self
+    }
+
+    /// Sets the dead-letter limit (0 = no dead-letter queue).
+    pub fn max_deliveries(mut self, max_deliveries: u32) -> Self {
+        self.max_deliveries = max_deliveries;
         self
     }
 
@@ -277,6 +287,7 @@ impl AdminClient {
                 retention_ms: topic.retention_ms,
                 retention_bytes: topic.retention_bytes,
                 message_ttl_ms: topic.message_ttl_ms,
+                max_deliveries: topic.max_deliveries,
             }),
             if_not_exists: topic.if_not_exists,
         };

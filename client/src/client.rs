@@ -756,6 +756,9 @@ impl Client {
 
     /// Joins `group` for one partition and returns the offset to start
     /// reading from (SUBSCRIBE). An empty group id registers no membership.
+    /// Sent where this client reads the partition from (its leader, when
+    /// known): the broker counts a group's deliveries on the connection
+    /// that is its member (dead-letter queues).
     pub async fn subscribe(&self, topic: &str, group: &str, partition: i32, from: StartFrom) -> Result<u64> {
         let req = Request::Subscribe(SubscribeRequest {
             topic: topic.to_owned(),
@@ -763,7 +766,7 @@ impl Client {
             partition,
             mode: from.mode().to_owned(),
         });
-        match self.request(&req).await? {
+        match self.request_partition(&req, topic, partition).await? {
             Response::Subscribe(resp) => Ok(resp.offset),
             other => Err(unexpected("SUBSCRIBE", &other)),
         }

@@ -272,7 +272,8 @@ async fn a_topic_is_created_with_its_partitions_replication_factor_and_retention
         Some(pb::TopicConfig {
             retention_ms: 86_400_000,
             retention_bytes: 1_048_576,
-            message_ttl_ms: 0
+            message_ttl_ms: 0,
+            max_deliveries: 0,
         })
     );
 
@@ -416,7 +417,8 @@ async fn drift_on_the_brokers_is_corrected_and_partitions_only_grow() {
         Some(pb::TopicConfig {
             retention_ms: 172_800_000,
             retention_bytes: 4096,
-            message_ttl_ms: 0
+            message_ttl_ms: 0,
+            max_deliveries: 0,
         })
     );
 
@@ -428,6 +430,7 @@ async fn drift_on_the_brokers_is_corrected_and_partitions_only_grow() {
                 retention_ms: 1000,
                 retention_bytes: 0,
                 message_ttl_ms: 0,
+                max_deliveries: 0,
             }),
         })
         .await
@@ -440,7 +443,8 @@ async fn drift_on_the_brokers_is_corrected_and_partitions_only_grow() {
         Some(pb::TopicConfig {
             retention_ms: 172_800_000,
             retention_bytes: 4096,
-            message_ttl_ms: 0
+            message_ttl_ms: 0,
+            max_deliveries: 0,
         })
     );
 

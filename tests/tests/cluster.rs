@@ -280,6 +280,7 @@ async fn decommission_moves_replicas_and_removes_the_broker() {
         retention_ms: 86_400_000,
         retention_bytes: 0,
         message_ttl_ms: 0,
+        max_deliveries: 0,
     };
     admin
         .update_topic_config("jobs", retention)

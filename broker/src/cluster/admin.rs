@@ -58,6 +58,11 @@ fn requested_ttl(config: Option<&TopicConfig>) -> Option<u64> {
     config.map(|c| c.message_ttl_ms).filter(|ms| *ms > 0)
 }
 
+/// The dead-letter limit an admin request asks for (`None` = off).
+fn requested_max_deliveries(config: Option<&TopicConfig>) -> Option<u32> {
+    config.map(|c| c.max_deliveries).filter(|n| *n > 0)
+}
+
 /// Who made an admin call: the authenticated user and the client address.
 struct Caller {
     user: String,
@@ -150,6 +155,7 @@ impl AdminService {
                 retention_ms: view.record.config.retention_ms.unwrap_or(0),
                 retention_bytes: view.record.config.retention_bytes.unwrap_or(0),
                 message_ttl_ms: view.record.message_ttl_ms.unwrap_or(0),
+                max_deliveries: view.record.max_deliveries.unwrap_or(0),
             }),
             partition_info: info
                 .partitions
@@ -176,9 +182,13 @@ impl Admin for AdminService {
         let req = request.into_inner();
         let partitions = if req.partitions == 0 { 1 } else { req.partitions };
         let ttl = requested_ttl(req.config.as_ref());
+        let max_deliveries = requested_max_deliveries(req.config.as_ref());
         // Refused before anything changes.
         if let Some(ttl) = ttl {
             crate::core::ttl::validate_ttl(ttl).map_err(status_of)?;
+        }
+        if let Some(n) = max_deliveries {
+            crate::core::dlq::validate_max_deliveries(n).map_err(status_of)?;
         }
         let created = self
             .broker
@@ -187,6 +197,12 @@ impl Admin for AdminService {
             .map_err(status_of)?;
         if created && ttl.is_some() {
             self.broker.set_message_ttl(&req.name, ttl).await.map_err(status_of)?;
+        }
+        if created && max_deliveries.is_some() {
+            self.broker
+                .set_max_deliveries(&req.name, max_deliveries)
+                .await
+                .map_err(status_of)?;
         }
         if created {
             self.audited(&caller, "topic", format!("topic:{}", req.name), "create");
@@ -230,14 +246,22 @@ impl Admin for AdminService {
         let caller = self.authorize(&request).await?;
         let req = request.into_inner();
         let ttl = requested_ttl(req.config.as_ref());
+        let max_deliveries = requested_max_deliveries(req.config.as_ref());
         if let Some(ttl) = ttl {
             crate::core::ttl::validate_ttl(ttl).map_err(status_of)?;
+        }
+        if let Some(n) = max_deliveries {
+            crate::core::dlq::validate_max_deliveries(n).map_err(status_of)?;
         }
         self.broker
             .update_topic_config(&req.name, stored_config(req.config))
             .await
             .map_err(status_of)?;
         self.broker.set_message_ttl(&req.name, ttl).await.map_err(status_of)?;
+        self.broker
+            .set_max_deliveries(&req.name, max_deliveries)
+            .await
+            .map_err(status_of)?;
         self.audited(&caller, "topic", format!("topic:{}", req.name), "config_change");
         self.topic_info(&req.name).map(Response::new)
     }

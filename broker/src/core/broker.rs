@@ -55,6 +55,7 @@ pub struct Broker {
     pub(super) metrics: Arc<Metrics>,
     pub(super) settings: BrokerSettings,
     pub(super) transactions: super::transactions::Transactions,
+    pub(super) deliveries: super::dlq::Deliveries,
     security: Security,
     ready: AtomicBool,
 }
@@ -102,6 +103,7 @@ impl Broker {
             replicator,
             members: Members::default(),
             transactions: super::transactions::Transactions::new(settings.transaction_timeout),
+            deliveries: Default::default(),
             metrics,
             security: Security::new(settings.audit_max_entries),
             settings,

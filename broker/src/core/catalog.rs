@@ -359,6 +359,7 @@ mod tests {
             replicas: vec![],
             initializers: vec![],
             message_ttl_ms: None,
+            max_deliveries: None,
         }
     }
 

@@ -132,6 +132,8 @@ pub enum Command {
     },
     /// Every partition has transaction `seq`: its decision is dropped.
     TransactionDelivered { seq: u64 },
+    /// Sets a topic's dead-letter limit (`None`: no dead-lettering).
+    SetMaxDeliveries { name: String, max_deliveries: Option<u32> },
 }
 
 /// A committed transaction's records, per partition.

@@ -38,6 +38,16 @@ impl Members {
         }
     }
 
+    /// The group `connection` is a member of for `topic`, if any.
+    pub fn group_of(&self, connection: u64, topic: &str) -> Option<String> {
+        let inner = self.inner.lock();
+        inner
+            .by_connection
+            .get(&connection)
+            .filter(|(t, _)| t == topic)
+            .map(|(_, group)| group.clone())
+    }
+
     pub fn count(&self, topic: &str, group: &str) -> u32 {
         let inner = self.inner.lock();
         inner

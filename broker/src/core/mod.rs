@@ -6,6 +6,7 @@ pub mod broker;
 pub mod catalog;
 pub mod command;
 pub mod delayed;
+pub mod dlq;
 pub mod error;
 pub mod groups;
 pub mod local;

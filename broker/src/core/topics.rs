@@ -140,6 +140,29 @@ impl Broker {
         Ok(())
     }
 
+    /// Sets a topic's dead-letter limit (`None`: off); no-op when unchanged.
+    pub async fn set_max_deliveries(&self, name: &str, max_deliveries: Option<u32>) -> BrokerResult<()> {
+        if let Some(n) = max_deliveries {
+            super::dlq::validate_max_deliveries(n)?;
+            // The DLQ must be a valid topic name too (length limit).
+            super::names::validate_topic_name(&super::dlq::dlq_topic(name))?;
+        }
+        if self.topic(name)?.record.max_deliveries == max_deliveries {
+            return Ok(());
+        }
+        let command = Command::SetMaxDeliveries {
+            name: name.to_owned(),
+            max_deliveries,
+        };
+        match self.propose(command).await? {
+            Applied::TopicUpdated => {}
+            other => return Err(unexpected(other)),
+        }
+        self.wait_for_topic(name, |t| t.record.max_deliveries == max_deliveries)
+            .await?;
+        Ok(())
+    }
+
     /// Replaces a topic's retention settings.
     pub async fn update_topic_config(&self, name: &str, config: TopicConfig) -> BrokerResult<()> {
         self.topic(name)?;

@@ -10,7 +10,9 @@ use futures::future::BoxFuture;
 
 use super::access::{AccessCheck, verify};
 use super::connection::{ConnectionContext, Session};
-use super::handlers::{acls, audit, auth, cluster, groups, produce, read, topics, transactions, unsupported, users};
+use super::handlers::{
+    acls, audit, auth, cluster, dlq, groups, produce, read, topics, transactions, unsupported, users,
+};
 use crate::core::{Broker, BrokerError};
 
 /// The answer to one request.
@@ -100,8 +102,8 @@ fn handle(
         match request {
             Request::Consume(r) => read::consume(broker, r, false).await,
             Request::ConsumeZeroCopy(r) => read::consume(broker, r, true).await,
-            Request::Fetch(r) => read::fetch(broker, r, false).await,
-            Request::FetchBinary(r) => read::fetch(broker, r, true).await,
+            Request::Fetch(r) => read::fetch(session.id, broker, r, false).await,
+            Request::FetchBinary(r) => read::fetch(session.id, broker, r, true).await,
             Request::SeekToTimestamp(r) => read::seek_to_timestamp(broker, r).await,
             Request::CreateTopic(r) => topics::create(&session, broker, r).await,
             Request::DeleteTopic(r) => topics::delete(&session, broker, r).await,
@@ -138,8 +140,9 @@ fn handle(
             Request::ProduceTx(r) => transactions::produce(&session, broker, r).await,
             Request::CommitTx(r) => transactions::commit(&session, broker, r).await,
             Request::AbortTx(r) => transactions::abort(&session, &broker, r),
-            Request::FetchDlq(_) => unsupported::fetch_dlq_disabled(),
-            Request::PurgeDlq(_) => unsupported::purge_dlq_disabled(),
+            Request::FetchDlq(r) => dlq::fetch(broker, r).await,
+            Request::ReplayDlq(r) => dlq::replay(broker, r).await,
+            Request::PurgeDlq(r) => dlq::purge(broker, r).await,
             other => unsupported::not_supported(&other),
         }
     }

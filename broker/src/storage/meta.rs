@@ -43,6 +43,11 @@ pub struct TopicRecord {
     /// in older Raft log entries must stay decodable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message_ttl_ms: Option<u64>,
+    /// Dead-letter queue: a record delivered this many times to a consumer
+    /// group without the group committing past it moves to `<topic>.dlq`;
+    /// `None`: never. Set by `Command::SetMaxDeliveries`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_deliveries: Option<u32>,
 }
 
 /// Position and size of one partition log, stored under `p/[topic id][partition]`
@@ -296,6 +301,7 @@ mod tests {
                 replicas: vec![],
                 initializers: vec![],
                 message_ttl_ms: Some(60_000),
+                max_deliveries: Some(3),
             };
             store.put_topic(&mut batch, &record);
             let state = PartitionState {

@@ -339,7 +339,7 @@ pub enum TopicCommand {
     },
     /// Add partitions or change retention of an existing topic (admin API).
     #[command(group(ArgGroup::new("change").required(true).multiple(true)
-        .args(["partitions", "retention", "retention_bytes", "message_ttl"])))]
+        .args(["partitions", "retention", "retention_bytes", "message_ttl", "max_deliveries"])))]
     Alter {
         /// Topic name.
         topic: String,
@@ -356,6 +356,11 @@ pub enum TopicCommand {
         /// they were produced (e.g. 30s, 1h); `0` = never.
         #[arg(long, value_parser = parse_retention)]
         message_ttl: Option<Duration>,
+        /// Dead-letter queue: a record delivered this many times to a
+        /// consumer group without a commit past it moves to `<topic>.dlq`
+        /// (1 to 1000); `0` = off.
+        #[arg(long)]
+        max_deliveries: Option<u32>,
     },
 }
 

@@ -66,6 +66,7 @@ pub async fn run_admin(
         retention,
         retention_bytes,
         message_ttl,
+        max_deliveries,
     } = cmd
     else {
         anyhow::bail!("only `topic alter` uses the admin API");
@@ -78,7 +79,7 @@ pub async fn run_admin(
     if let Some(partitions) = partitions {
         info = Some(admin.add_partitions(&topic, partitions).await?);
     }
-    if retention.is_some() || retention_bytes.is_some() || message_ttl.is_some() {
+    if retention.is_some() || retention_bytes.is_some() || message_ttl.is_some() || max_deliveries.is_some() {
         let current = match &info {
             Some(i) => i.config.unwrap_or_default(),
             None => admin.describe_topic(&topic).await?.config.unwrap_or_default(),
@@ -87,11 +88,14 @@ pub async fn run_admin(
             retention_ms: retention.map_or(current.retention_ms, |d| d.as_millis() as u64),
             retention_bytes: retention_bytes.unwrap_or(current.retention_bytes),
             message_ttl_ms: message_ttl.map_or(current.message_ttl_ms, |d| d.as_millis() as u64),
+            max_deliveries: max_deliveries.unwrap_or(current.max_deliveries),
         };
         info = Some(admin.update_topic_config(&topic, config).await?);
     }
     let Some(info) = info else {
-        anyhow::bail!("nothing to change: give --partitions, --retention, --retention-bytes or --message-ttl");
+        anyhow::bail!(
+            "nothing to change: give --partitions, --retention, --retention-bytes, --message-ttl or --max-deliveries"
+        );
     };
     let config = info.config.unwrap_or_default();
     let show = |v: u64, unit: &str| {
@@ -104,12 +108,16 @@ pub async fn run_admin(
     out.item(
         || {
             format!(
-                "topic '{}': {} partition(s), retention {}, retention bytes {}, message TTL {}",
+                "topic '{}': {} partition(s), retention {}, retention bytes {}, message TTL {}, max deliveries {}",
                 info.name,
                 info.partitions,
                 show(config.retention_ms, "ms"),
                 show(config.retention_bytes, ""),
-                show(config.message_ttl_ms, "ms")
+                show(config.message_ttl_ms, "ms"),
+                match config.max_deliveries {
+                    0 => "off (no dead-letter queue)".to_owned(),
+                    n => n.to_string(),
+                }
             )
         },
         json!({
@@ -118,6 +126,7 @@ pub async fn run_admin(
             "retention_ms": config.retention_ms,
             "retention_bytes": config.retention_bytes,
             "message_ttl_ms": config.message_ttl_ms,
+            "max_deliveries": config.max_deliveries,
         }),
     )?;
     Ok(())

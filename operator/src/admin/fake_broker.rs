@@ -100,6 +100,9 @@ fn config_text(c: Option<pb::TopicConfig>) -> String {
     if c.message_ttl_ms > 0 {
         text.push_str(&format!(" message_ttl_ms={}", c.message_ttl_ms));
     }
+    if c.max_deliveries > 0 {
+        text.push_str(&format!(" max_deliveries={}", c.max_deliveries));
+    }
     text
 }
 

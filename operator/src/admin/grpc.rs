@@ -293,6 +293,7 @@ struct WantedConfig {
     retention_ms: Option<u64>,
     retention_bytes: Option<u64>,
     message_ttl_ms: Option<u64>,
+    max_deliveries: Option<u32>,
 }
 
 impl WantedConfig {
@@ -325,10 +326,28 @@ impl WantedConfig {
                 )
             })?),
         };
+        let max_deliveries = match &topic.spec.config.dead_letter {
+            None => None,
+            Some(d) => Some(
+                u32::try_from(d.max_deliveries)
+                    .ok()
+                    .filter(|n| (1..=1000).contains(n))
+                    .ok_or_else(|| {
+                        invalid_spec(
+                            "CreateTopic",
+                            format!(
+                                "spec.config.deadLetter.maxDeliveries must be between 1 and 1000, not {}",
+                                d.max_deliveries
+                            ),
+                        )
+                    })?,
+            ),
+        };
         Ok(WantedConfig {
             retention_ms,
             retention_bytes,
             message_ttl_ms,
+            max_deliveries,
         })
     }
 
@@ -338,6 +357,7 @@ impl WantedConfig {
             retention_ms: self.retention_ms.unwrap_or(current.retention_ms),
             retention_bytes: self.retention_bytes.unwrap_or(current.retention_bytes),
             message_ttl_ms: self.message_ttl_ms.unwrap_or(current.message_ttl_ms),
+            max_deliveries: self.max_deliveries.unwrap_or(current.max_deliveries),
         }
     }
 }
@@ -346,8 +366,12 @@ impl WantedConfig {
 fn unapplied_topic_fields(topic: &Topic) -> Vec<&'static str> {
     let config = &topic.spec.config;
     let mut fields = Vec::new();
-    if config.dead_letter.is_some() {
-        fields.push("config.deadLetter");
+    // The dead-letter queue of topic T is always `T.dlq` (WIRE.md §11).
+    let default_dlq = format!("{}.dlq", topic.topic_name());
+    if let Some(dlq) = config.dead_letter.as_ref().and_then(|d| d.topic.as_deref())
+        && dlq != default_dlq
+    {
+        fields.push("config.deadLetter.topic");
     }
     if config.schema.is_some() {
         fields.push("config.schema");
@@ -372,6 +396,12 @@ fn describe_topic(info: &pb::TopicInfo, unapplied: &[&str]) -> String {
     );
     if config.message_ttl_ms > 0 {
         text.push_str(&format!(", message TTL {}", format_ms(config.message_ttl_ms)));
+    }
+    if config.max_deliveries > 0 {
+        text.push_str(&format!(
+            ", dead-letter queue after {} deliveries",
+            config.max_deliveries
+        ));
     }
     if !unapplied.is_empty() {
         text.push_str(&format!(

@@ -239,6 +239,16 @@ impl MetaMachine {
                 self.next_txn_seq = seq + 1;
                 Ok(Applied::TransactionCommitted { seq })
             }
+            Command::SetMaxDeliveries { name, max_deliveries } => {
+                let record = self
+                    .topics
+                    .get_mut(&name)
+                    .ok_or(BrokerError::TopicNotFound(name.clone()))?;
+                record.max_deliveries = max_deliveries;
+                self.store.put_topic(batch, record);
+                publish.push(Publish::TopicUpserted { record: record.clone() });
+                Ok(Applied::TopicUpdated)
+            }
             Command::TransactionDelivered { seq } => {
                 self.store.delete_txn_decision(batch, seq);
                 Ok(Applied::DecisionDropped)
@@ -323,6 +333,7 @@ impl MetaMachine {
                 .collect(),
             replicas,
             message_ttl_ms: None,
+            max_deliveries: None,
         };
         let next_topic_id = self.next_topic_id + 1;
         self.store

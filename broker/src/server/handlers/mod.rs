@@ -5,6 +5,7 @@ pub mod acls;
 pub mod audit;
 pub mod auth;
 pub mod cluster;
+pub mod dlq;
 pub mod groups;
 pub mod produce;
 pub mod read;

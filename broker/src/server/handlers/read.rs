@@ -40,7 +40,16 @@ pub async fn consume(broker: Arc<Broker>, req: ConsumeRequest, zero_copy_opcode:
     .await
 }
 
-pub async fn fetch(broker: Arc<Broker>, req: FetchRequest, binary_opcode: bool) -> Answer {
+pub async fn fetch(session: u64, broker: Arc<Broker>, mut req: FetchRequest, binary_opcode: bool) -> Answer {
+    // A group consumer re-reading a record too often: it goes to the
+    // dead-letter queue and the read continues after it.
+    match broker
+        .dead_letter_if_exhausted(session, &req.topic, req.partition, req.offset)
+        .await
+    {
+        Ok(offset) => req.offset = offset,
+        Err(err) => return Answer::error(err),
+    }
     blocking(move || {
         let started = Instant::now();
         // Compiling a regex filter is CPU work too: it runs here, off the async workers.

@@ -42,6 +42,7 @@ fn existing(name: &str, partitions: u32, rf: u32, retention_ms: u64, retention_b
             retention_ms,
             retention_bytes,
             message_ttl_ms: 0,
+            max_deliveries: 0,
         }),
         partition_info: Vec::new(),
     }
@@ -176,20 +177,30 @@ async fn replication_factor_drift_is_reported() {
 async fn settings_without_an_admin_api_field_are_named_in_the_status() {
     let fake = Arc::new(FakeBroker::default());
     let admin = admin(&serve(fake.clone()));
-    let t = topic(json!({"config": {"messageTtl": "1h", "deadLetter": {"maxDeliveries": 3}}}));
+    let t = topic(json!({"config": {
+        "messageTtl": "1h",
+        "deadLetter": {"maxDeliveries": 3, "topic": "elsewhere"},
+        "schema": {"type": "JsonSchema", "definition": "{}"}
+    }}));
     let synced = AdminSync::<Topic>::apply(&admin, &endpoint(), &t)
         .await
         .expect("applies");
     assert!(
-        synced
-            .message
-            .ends_with("not applied (the admin API has no setting for them yet): config.deadLetter"),
+        synced.message.ends_with(
+            "not applied (the admin API has no setting for them yet): config.deadLetter.topic, config.schema"
+        ),
         "{}",
         synced.message
     );
-    // The message TTL is applied.
+    assert!(
+        synced.message.contains("dead-letter queue after 3 deliveries"),
+        "{}",
+        synced.message
+    );
+    // The message TTL and the dead-letter limit are applied.
     let held = fake.topics.lock().expect("lock")[&t.topic_name()].clone();
     assert_eq!(held.config.map(|c| c.message_ttl_ms), Some(3_600_000));
+    assert_eq!(held.config.map(|c| c.max_deliveries), Some(3));
 }
 
 #[tokio::test]
