@@ -360,13 +360,29 @@ async fn check(cluster: &Cluster, histories: &[History]) {
         for (i, records) in copies.iter().enumerate() {
             let by_offset: BTreeMap<u64, &String> = records.iter().map(|(o, v)| (*o, v)).collect();
             for (offset, value) in &expected {
-                assert_eq!(
-                    by_offset.get(offset).copied(),
-                    Some(value),
-                    "node {i}: acknowledged record {partition}/{offset} ({value}) is missing or different; \
-                     records near it:\n{}",
-                    around(*offset)
-                );
+                if by_offset.get(offset).copied() != Some(value) {
+                    // Where the record is, if anywhere: tells a wrong
+                    // acknowledgement from a lost record.
+                    let found: Vec<String> = copies
+                        .iter()
+                        .enumerate()
+                        .flat_map(|(n, c)| {
+                            c.iter()
+                                .filter(|(_, v)| v == value)
+                                .map(move |(o, _)| format!("node {n} at {o}"))
+                        })
+                        .collect();
+                    panic!(
+                        "node {i}: acknowledged record {partition}/{offset} ({value}) is missing or different \
+                         (found: {}); records near it:\n{}",
+                        if found.is_empty() {
+                            "nowhere in this partition".to_owned()
+                        } else {
+                            found.join(", ")
+                        },
+                        around(*offset)
+                    );
+                }
             }
             let mut seen = std::collections::HashMap::new();
             for (offset, value) in records {
