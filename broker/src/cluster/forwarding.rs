@@ -61,7 +61,7 @@ impl ClusterNode {
             let (commands, replies) = take_batch(first, &mut rx, &mut carry);
             match self.forward_to_replicas(group, commands, 0).await {
                 Ok(results) => answer_each(replies, results),
-                Err(err) => answer_all(replies, Err(err)),
+                Err(err) => answer_all(replies, Err(err.into_error())),
             }
         }
     }
@@ -146,9 +146,14 @@ impl ClusterNode {
                     info.cluster_addr
                 )))
             } else if message.starts_with("not leader") {
-                ForwardError::Failed(BrokerError::NotLeader(
-                    message.trim_start_matches("not leader: ").to_owned(),
-                ))
+                // Not refused up front: the receiver may have proposed the
+                // commands (its own forward failed), so they may still be
+                // applied. Never worded as a redirect, which clients retry.
+                ForwardError::Failed(BrokerError::OutcomeUnknown(format!(
+                    "forwarded to node {target} at {}: {}",
+                    info.cluster_addr,
+                    message.replace("not leader", "no leader")
+                )))
             } else {
                 failed(format!(
                     "forwarding to node {target} at {} failed: {message}",
@@ -170,10 +175,12 @@ impl ClusterNode {
         group: u64,
         commands: Vec<Command>,
         hops: u32,
-    ) -> BrokerResult<Vec<BrokerResult<Applied>>> {
+    ) -> Result<Vec<BrokerResult<Applied>>, ForwardError> {
         let replicas = self.replicas_of(group);
         if replicas.is_empty() {
-            return Err(BrokerError::NotLeader("no broker holds this partition yet".into()));
+            return Err(ForwardError::Refused(BrokerError::NotLeader(
+                "no broker holds this partition yet".into(),
+            )));
         }
         let deadline = Instant::now() + LEADER_WAIT;
         let mut last = None;
@@ -188,12 +195,12 @@ impl ClusterNode {
                         return Ok(forwarded.results.into_iter().map(from_wire).collect());
                     }
                     Err(ForwardError::Refused(err)) => last = Some(err),
-                    Err(ForwardError::Failed(err)) => return Err(err),
+                    Err(failed) => return Err(failed),
                 }
             }
             // Every replica refused (an election in progress): try again shortly.
             if Instant::now() >= deadline {
-                return Err(last.unwrap_or_else(|| not_leader(None)));
+                return Err(ForwardError::Refused(last.unwrap_or_else(|| not_leader(None))));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -235,10 +242,15 @@ impl ClusterNode {
         if hops >= 2 {
             return Err(format!("{REFUSED}{}", not_leader(None)));
         }
+        // Refused everywhere: nothing was proposed, say so (the sender may
+        // resend); otherwise the outcome is unknown.
         let results = self
             .forward_to_replicas(group, commands, hops)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| match e {
+                ForwardError::Refused(err) => format!("{REFUSED}{err}"),
+                ForwardError::Failed(err) => err.to_string(),
+            })?;
         Ok(Forwarded {
             results: results.into_iter().map(|r| r.map_err(|e| e.to_string())).collect(),
             applied_index: 0,
@@ -252,6 +264,14 @@ pub(super) enum ForwardError {
     Refused(BrokerError),
     /// Unknown outcome (transport failure) or a definite error.
     Failed(BrokerError),
+}
+
+impl ForwardError {
+    pub(super) fn into_error(self) -> BrokerError {
+        match self {
+            ForwardError::Refused(err) | ForwardError::Failed(err) => err,
+        }
+    }
 }
 
 /// Sends proposals into a group's ordered forwarding queue, starting the

@@ -82,6 +82,11 @@ pub enum BrokerError {
     /// failed commit); the text says which.
     #[error("{0}")]
     Transaction(String),
+    /// A write whose fate is not known: it was handed on and the broker it
+    /// went to failed before answering. Never worded as a redirect ("not
+    /// leader"), which clients treat as safe to send again.
+    #[error("the outcome of this write is unknown ({0}); it may still be applied: check before sending it again")]
+    OutcomeUnknown(String),
     /// An error another broker (or the Raft apply) reported, as its text.
     #[error("{0}")]
     Remote(String),
