@@ -162,6 +162,14 @@ impl ClusterNode {
             // Each entry is at most MAX_ENTRY_BYTES; the transport splits
             // larger requests (network.rs), so this only bounds entry counts.
             max_payload_entries: 64,
+            // A restarted leader must win a new election; openraft's default
+            // lets it resume in its old term. The leader sends entries to
+            // followers before its own write of them is durable, so it can
+            // come back without entries the followers kept and then write
+            // different ones under the same (term, index): the followers
+            // keep theirs as identical, and replicas diverge (found by the
+            // randomized fault test, seeds 97633 and 614159).
+            enable_leader_restore: Some(false),
             ..Default::default()
         }
         .validate()
