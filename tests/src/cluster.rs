@@ -139,14 +139,19 @@ pub fn free_port(ip: &str) -> u16 {
 }
 
 impl NodeAddrs {
+    /// Five distinct free ports on `ip`. The listeners are held until all
+    /// five are chosen: binding and dropping one at a time can hand out the
+    /// same port twice (a broker then fails with "Address already in use").
     pub fn on(ip: &str) -> Self {
+        let listeners: Vec<TcpListener> = (0..5).map(|_| TcpListener::bind(format!("{ip}:0")).unwrap()).collect();
+        let port = |i: usize| listeners[i].local_addr().unwrap().port();
         Self {
             ip: ip.to_owned(),
-            client: free_port(ip),
-            cluster: free_port(ip),
-            metrics: free_port(ip),
-            health: free_port(ip),
-            admin: free_port(ip),
+            client: port(0),
+            cluster: port(1),
+            metrics: port(2),
+            health: port(3),
+            admin: port(4),
         }
     }
     pub fn client_addr(&self) -> String {
