@@ -124,20 +124,12 @@ impl Broker {
         if let Some(ttl) = message_ttl_ms {
             super::ttl::validate_ttl(ttl)?;
         }
-        if self.topic(name)?.record.message_ttl_ms == message_ttl_ms {
-            return Ok(());
-        }
         let command = Command::SetMessageTtl {
             name: name.to_owned(),
             message_ttl_ms,
         };
-        match self.propose(command).await? {
-            Applied::TopicUpdated => {}
-            other => return Err(unexpected(other)),
-        }
-        self.wait_for_topic(name, |t| t.record.message_ttl_ms == message_ttl_ms)
-            .await?;
-        Ok(())
+        self.set_topic_setting(name, command, |t| t.record.message_ttl_ms == message_ttl_ms)
+            .await
     }
 
     /// Sets a topic's dead-letter limit (`None`: off); no-op when unchanged.
@@ -147,19 +139,31 @@ impl Broker {
             // The DLQ must be a valid topic name too (length limit).
             super::names::validate_topic_name(&super::dlq::dlq_topic(name))?;
         }
-        if self.topic(name)?.record.max_deliveries == max_deliveries {
-            return Ok(());
-        }
         let command = Command::SetMaxDeliveries {
             name: name.to_owned(),
             max_deliveries,
         };
+        self.set_topic_setting(name, command, |t| t.record.max_deliveries == max_deliveries)
+            .await
+    }
+
+    /// Proposes `command` (a change of one topic setting) unless `is_set`
+    /// already holds, and returns once this broker's catalog shows it.
+    async fn set_topic_setting(
+        &self,
+        name: &str,
+        command: Command,
+        is_set: impl Fn(&TopicView) -> bool,
+    ) -> BrokerResult<()> {
+        let view = self.topic(name)?;
+        if is_set(&view) {
+            return Ok(());
+        }
         match self.propose(command).await? {
             Applied::TopicUpdated => {}
             other => return Err(unexpected(other)),
         }
-        self.wait_for_topic(name, |t| t.record.max_deliveries == max_deliveries)
-            .await?;
+        self.wait_for_topic(name, is_set).await?;
         Ok(())
     }
 

@@ -199,24 +199,10 @@ impl MetaMachine {
                 Ok(Applied::MemberReplaced { topics: changed })
             }
             Command::UpdateTopicConfig { name, config } => {
-                let record = self
-                    .topics
-                    .get_mut(&name)
-                    .ok_or(BrokerError::TopicNotFound(name.clone()))?;
-                record.config = config;
-                self.store.put_topic(batch, record);
-                publish.push(Publish::TopicUpserted { record: record.clone() });
-                Ok(Applied::TopicUpdated)
+                self.update_topic(batch, publish, &name, |record| record.config = config)
             }
             Command::SetMessageTtl { name, message_ttl_ms } => {
-                let record = self
-                    .topics
-                    .get_mut(&name)
-                    .ok_or(BrokerError::TopicNotFound(name.clone()))?;
-                record.message_ttl_ms = message_ttl_ms;
-                self.store.put_topic(batch, record);
-                publish.push(Publish::TopicUpserted { record: record.clone() });
-                Ok(Applied::TopicUpdated)
+                self.update_topic(batch, publish, &name, |record| record.message_ttl_ms = message_ttl_ms)
             }
             Command::AddPartitions {
                 name,
@@ -240,14 +226,7 @@ impl MetaMachine {
                 Ok(Applied::TransactionCommitted { seq })
             }
             Command::SetMaxDeliveries { name, max_deliveries } => {
-                let record = self
-                    .topics
-                    .get_mut(&name)
-                    .ok_or(BrokerError::TopicNotFound(name.clone()))?;
-                record.max_deliveries = max_deliveries;
-                self.store.put_topic(batch, record);
-                publish.push(Publish::TopicUpserted { record: record.clone() });
-                Ok(Applied::TopicUpdated)
+                self.update_topic(batch, publish, &name, |record| record.max_deliveries = max_deliveries)
             }
             Command::TransactionDelivered { seq } => {
                 self.store.delete_txn_decision(batch, seq);
@@ -260,6 +239,24 @@ impl MetaMachine {
                 "internal error: a partition command reached the metadata state machine".into(),
             )),
         }
+    }
+
+    /// Changes one setting of a topic's record, stores and publishes it.
+    fn update_topic(
+        &mut self,
+        batch: &mut WriteBatch,
+        publish: &mut Vec<Publish>,
+        name: &str,
+        change: impl FnOnce(&mut TopicRecord),
+    ) -> BrokerResult<Applied> {
+        let record = self
+            .topics
+            .get_mut(name)
+            .ok_or_else(|| BrokerError::TopicNotFound(name.to_owned()))?;
+        change(record);
+        self.store.put_topic(batch, record);
+        publish.push(Publish::TopicUpserted { record: record.clone() });
+        Ok(Applied::TopicUpdated)
     }
 
     fn add_partitions(
