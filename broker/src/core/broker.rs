@@ -56,6 +56,7 @@ pub struct Broker {
     pub(super) settings: BrokerSettings,
     pub(super) transactions: super::transactions::Transactions,
     pub(super) deliveries: super::dlq::Deliveries,
+    pub(super) schemas: Arc<super::schemas::SchemaCache>,
     security: Security,
     ready: AtomicBool,
 }
@@ -104,6 +105,7 @@ impl Broker {
             members: Members::default(),
             transactions: super::transactions::Transactions::new(settings.transaction_timeout),
             deliveries: Default::default(),
+            schemas: Default::default(),
             metrics,
             security: Security::new(settings.audit_max_entries),
             settings,

@@ -134,6 +134,19 @@ pub enum Command {
     TransactionDelivered { seq: u64 },
     /// Sets a topic's dead-letter limit (`None`: no dead-lettering).
     SetMaxDeliveries { name: String, max_deliveries: Option<u32> },
+    /// Registers the next version of schema `name`, if its latest version
+    /// is still `previous` (0: none) — the proposer checked compatibility
+    /// against that version. A definition equal to the latest version's
+    /// registers nothing (idempotent).
+    RegisterSchema {
+        name: String,
+        schema_type: String,
+        definition: String,
+        registered_ms: i64,
+        previous: u32,
+    },
+    /// Deletes one version of a schema, or every version (`version` 0).
+    DeleteSchema { name: String, version: u32 },
 }
 
 /// A committed transaction's records, per partition.
@@ -228,6 +241,19 @@ pub enum Applied {
     /// The partition had this transaction already; nothing appended.
     AlreadyDelivered,
     DecisionDropped,
+    SchemaRegistered {
+        version: u32,
+        /// False when the latest version already had this definition.
+        created: bool,
+    },
+    /// The schema's latest version is no longer the one the proposer
+    /// checked against (a concurrent registration or deletion): nothing changed.
+    SchemaConflict {
+        latest: u32,
+    },
+    SchemaDeleted {
+        versions: u32,
+    },
 }
 
 #[cfg(test)]

@@ -87,6 +87,20 @@ pub enum BrokerError {
     /// leader"), which clients treat as safe to send again.
     #[error("the outcome of this write is unknown ({0}); it may still be applied: check before sending it again")]
     OutcomeUnknown(String),
+    /// A schema name or version that is not registered (Go's wording).
+    #[error("{0}")]
+    SchemaNotFound(String),
+    /// A refused schema registration (a definition that does not parse, an
+    /// incompatible version); the text says why.
+    #[error("{0}")]
+    Schema(String),
+    /// PRODUCE_WITH_SCHEMA of a message its schema rejects; nothing is written.
+    #[error("schema validation failed: [{}] (schema '{schema}' version {version})", .problems.join("; "))]
+    SchemaValidation {
+        schema: String,
+        version: u32,
+        problems: Vec<String>,
+    },
     /// An error another broker (or the Raft apply) reported, as its text.
     #[error("{0}")]
     Remote(String),

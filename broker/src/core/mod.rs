@@ -17,6 +17,7 @@ pub mod produce;
 pub mod read;
 pub mod replicator;
 pub mod retention;
+pub mod schemas;
 pub mod state_machine;
 pub mod topic_trie;
 pub mod topics;

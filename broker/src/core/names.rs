@@ -42,6 +42,17 @@ pub fn validate_topic_name(name: &str) -> Result<(), BrokerError> {
     Ok(())
 }
 
+/// Schema names follow the topic name rules (a schema is often named after
+/// its topic, `sensors/room1/temp` included).
+pub fn validate_schema_name(name: &str) -> Result<(), BrokerError> {
+    validate_topic_name(name).map_err(|err| match err {
+        BrokerError::InvalidTopicName { reason, .. } => {
+            BrokerError::Schema(format!("invalid schema name '{name}': {reason}"))
+        }
+        other => other,
+    })
+}
+
 /// Group ids: 1-255 bytes without control characters.
 pub fn validate_group_id(group: &str) -> Result<(), BrokerError> {
     let invalid = |reason| {

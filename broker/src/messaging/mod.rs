@@ -1,4 +1,5 @@
-//! Messaging features on top of the log: server-side filters (and later
-//! transactions, delayed and TTL messages, DLQ, schemas, wildcards).
+//! Messaging features on top of the log: server-side filters and the
+//! schema formats of the registry (JSON Schema, Avro, Protobuf).
 
 pub mod filter;
+pub mod schema;

@@ -11,7 +11,7 @@ use futures::future::BoxFuture;
 use super::access::{AccessCheck, verify};
 use super::connection::{ConnectionContext, Session};
 use super::handlers::{
-    acls, audit, auth, cluster, dlq, groups, produce, read, topics, transactions, unsupported, users,
+    acls, audit, auth, cluster, dlq, groups, produce, read, schemas, topics, transactions, unsupported, users,
 };
 use crate::core::{Broker, BrokerError};
 
@@ -79,6 +79,7 @@ fn route(conn: &mut ConnectionContext, broker: &Arc<Broker>, request: Request) -
         Request::ProduceBatch(r) => produce::produce_batch(conn, broker, r, gate),
         Request::ProduceWithTtl(r) => produce::produce_with_ttl(conn, broker, r, gate),
         Request::ProduceDelayed(r) => produce::produce_delayed(conn, broker, r, gate),
+        Request::ProduceWithSchema(r) => produce::produce_with_schema(conn, broker, r, gate),
         Request::Commit(r) => groups::commit(conn, broker, r, gate),
         other => {
             let work = handle(conn.session.clone(), broker.clone(), other, gate);
@@ -143,6 +144,11 @@ fn handle(
             Request::FetchDlq(r) => dlq::fetch(broker, r).await,
             Request::ReplayDlq(r) => dlq::replay(broker, r).await,
             Request::PurgeDlq(r) => dlq::purge(broker, r).await,
+            Request::RegisterSchema(r) => schemas::register(broker, r).await,
+            Request::GetSchema(r) => schemas::get(broker, r).await,
+            Request::ListSchemas(r) => schemas::list(broker, r).await,
+            Request::ValidateSchema(r) => schemas::validate(broker, r).await,
+            Request::DeleteSchema(r) => schemas::delete(broker, r).await,
             other => unsupported::not_supported(&other),
         }
     }

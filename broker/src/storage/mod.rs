@@ -10,6 +10,7 @@ pub mod keys;
 pub mod meta;
 pub mod partition_log;
 pub mod record_batch;
+pub mod schemas;
 pub mod security;
 pub mod transactions;
 

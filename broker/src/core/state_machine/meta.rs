@@ -3,15 +3,16 @@
 //! groups with their committed offsets. In a cluster this is what the
 //! metadata Raft group applies on every broker.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use rocksdb::WriteBatch;
 
 use super::super::catalog::Publish;
 use super::super::command::{Applied, Command};
 use super::super::error::{BrokerError, BrokerResult};
-use super::super::names::{MAX_PARTITIONS, validate_group_id, validate_topic_name};
+use super::super::names::{MAX_PARTITIONS, validate_group_id, validate_schema_name, validate_topic_name};
 use crate::auth::{AuditRecord, SecurityChange};
+use crate::storage::schemas::StoredSchema;
 use crate::storage::{PartitionState, StorageError, Store, TopicConfig, TopicRecord};
 use flymq_security::SecurityState;
 
@@ -26,6 +27,23 @@ pub struct MetaMachine {
     audit_next: u64,
     /// Sequence number of the next committed multi-partition transaction.
     next_txn_seq: u64,
+    /// Registered schema versions: name → version → fingerprint of the
+    /// type and definition (the definitions stay in the store).
+    schemas: HashMap<String, BTreeMap<u32, Fingerprint>>,
+}
+
+type Fingerprint = [u8; 32];
+
+/// Most versions one schema name may have.
+pub const MAX_SCHEMA_VERSIONS: usize = 1000;
+
+pub fn schema_fingerprint(schema_type: &str, definition: &str) -> Fingerprint {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    hasher.update(schema_type.as_bytes());
+    hasher.update([0]);
+    hasher.update(definition.as_bytes());
+    hasher.finalize().into()
 }
 
 impl MetaMachine {
@@ -49,7 +67,15 @@ impl MetaMachine {
             })?),
             None => 1,
         };
+        let mut schemas: HashMap<String, BTreeMap<u32, Fingerprint>> = HashMap::new();
+        for stored in store.schemas(None)? {
+            schemas.entry(stored.name.clone()).or_default().insert(
+                stored.version,
+                schema_fingerprint(&stored.schema_type, &stored.definition),
+            );
+        }
         Ok(Self {
+            schemas,
             next_txn_seq,
             security: store.load_security_state()?,
             audit_next: store.audit_next()?,
@@ -228,6 +254,24 @@ impl MetaMachine {
             Command::SetMaxDeliveries { name, max_deliveries } => {
                 self.update_topic(batch, publish, &name, |record| record.max_deliveries = max_deliveries)
             }
+            Command::RegisterSchema {
+                name,
+                schema_type,
+                definition,
+                registered_ms,
+                previous,
+            } => self.register_schema(
+                batch,
+                StoredSchema {
+                    name,
+                    version: 0,
+                    schema_type,
+                    definition,
+                    registered_ms,
+                },
+                previous,
+            ),
+            Command::DeleteSchema { name, version } => self.delete_schema(batch, &name, version),
             Command::TransactionDelivered { seq } => {
                 self.store.delete_txn_decision(batch, seq);
                 Ok(Applied::DecisionDropped)
@@ -239,6 +283,68 @@ impl MetaMachine {
                 "internal error: a partition command reached the metadata state machine".into(),
             )),
         }
+    }
+
+    /// Stores the next version of a schema (the proposer validated the
+    /// definition and checked compatibility with version `previous`).
+    fn register_schema(
+        &mut self,
+        batch: &mut WriteBatch,
+        mut schema: StoredSchema,
+        previous: u32,
+    ) -> BrokerResult<Applied> {
+        validate_schema_name(&schema.name)?;
+        let fingerprint = schema_fingerprint(&schema.schema_type, &schema.definition);
+        let versions = self.schemas.entry(schema.name.clone()).or_default();
+        let latest = versions.last_key_value().map(|(v, f)| (*v, *f));
+        if let Some((version, existing)) = latest
+            && existing == fingerprint
+        {
+            return Ok(Applied::SchemaRegistered {
+                version,
+                created: false,
+            });
+        }
+        let latest_version = latest.map_or(0, |(v, _)| v);
+        if latest_version != previous {
+            return Ok(Applied::SchemaConflict { latest: latest_version });
+        }
+        if versions.len() >= MAX_SCHEMA_VERSIONS {
+            return Err(BrokerError::Schema(format!(
+                "schema '{}' has {MAX_SCHEMA_VERSIONS} versions, the most allowed: delete old versions first",
+                schema.name
+            )));
+        }
+        schema.version = latest_version + 1;
+        self.store.put_schema(batch, &schema)?;
+        versions.insert(schema.version, fingerprint);
+        Ok(Applied::SchemaRegistered {
+            version: schema.version,
+            created: true,
+        })
+    }
+
+    fn delete_schema(&mut self, batch: &mut WriteBatch, name: &str, version: u32) -> BrokerResult<Applied> {
+        let Some(versions) = self.schemas.get_mut(name) else {
+            return Err(BrokerError::SchemaNotFound(format!(
+                "no schema found for topic: {name}"
+            )));
+        };
+        let doomed: Vec<u32> = match version {
+            0 => versions.keys().copied().collect(),
+            v if versions.contains_key(&v) => vec![v],
+            v => return Err(BrokerError::SchemaNotFound(format!("schema not found: {name} v{v}"))),
+        };
+        for v in &doomed {
+            self.store.delete_schema(batch, name, *v);
+            versions.remove(v);
+        }
+        if versions.is_empty() {
+            self.schemas.remove(name);
+        }
+        Ok(Applied::SchemaDeleted {
+            versions: doomed.len() as u32,
+        })
     }
 
     /// Changes one setting of a topic's record, stores and publishes it.

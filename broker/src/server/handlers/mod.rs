@@ -9,6 +9,7 @@ pub mod dlq;
 pub mod groups;
 pub mod produce;
 pub mod read;
+pub mod schemas;
 pub mod topics;
 pub mod transactions;
 pub mod unsupported;

@@ -5,8 +5,8 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use flymq_proto::{
-    ProduceBatchRequest, ProduceBatchResponse, ProduceDelayedRequest, ProduceRequest, ProduceWithTtlRequest,
-    RecordMetadata, Response,
+    ProduceBatchRequest, ProduceBatchResponse, ProduceDelayedRequest, ProduceRequest, ProduceWithSchemaRequest,
+    ProduceWithTtlRequest, RecordMetadata, Response,
 };
 use futures::FutureExt;
 
@@ -31,6 +31,7 @@ pub fn produce(
         req.partition,
         vec![NewRecord::new(req.key, req.value)],
         gate,
+        None,
         move |ack| {
             Response::Produce(RecordMetadata {
                 topic,
@@ -56,15 +57,24 @@ pub fn produce_batch(
         .map(|r| NewRecord::new(r.key, r.value))
         .collect();
     let topic = req.topic;
-    submit(conn, broker, topic.clone(), req.partition, records, gate, move |ack| {
-        Response::ProduceBatch(ProduceBatchResponse {
-            topic,
-            partition: ack.partition as i32,
-            base_offset: ack.base_offset,
-            count: ack.count,
-            timestamp: ack.timestamp_ms,
-        })
-    })
+    submit(
+        conn,
+        broker,
+        topic.clone(),
+        req.partition,
+        records,
+        gate,
+        None,
+        move |ack| {
+            Response::ProduceBatch(ProduceBatchResponse {
+                topic,
+                partition: ack.partition as i32,
+                base_offset: ack.base_offset,
+                count: ack.count,
+                timestamp: ack.timestamp_ms,
+            })
+        },
+    )
 }
 
 /// PRODUCE_WITH_TTL (0x35): one record without a key that expires `ttl_ms`
@@ -87,6 +97,47 @@ pub fn produce_with_ttl(
         Response::ProduceWithTtl,
     )
 }
+
+/// PRODUCE_WITH_SCHEMA (0x14): one record without a key, written only if
+/// the latest version of its schema accepts it. The check runs when the
+/// connection's earlier requests have taken effect (a schema registered
+/// just before on the same connection is used).
+pub fn produce_with_schema(
+    conn: &mut ConnectionContext,
+    broker: &Arc<Broker>,
+    req: ProduceWithSchemaRequest,
+    gate: Option<AccessCheck>,
+) -> Reply {
+    let value_size = req.data.len();
+    let check: SchemaCheck = Arc::new({
+        let (schema, data) = (req.schema_name, req.data.clone());
+        move |broker: &Broker| broker.check_schema(&schema, &data)
+    });
+    let topic = req.topic;
+    let record = NewRecord::new(Bytes::new(), req.data);
+    submit(
+        conn,
+        broker,
+        topic.clone(),
+        -1,
+        vec![record],
+        gate,
+        Some(check),
+        move |ack| {
+            Response::ProduceWithSchema(RecordMetadata {
+                topic,
+                partition: ack.partition as i32,
+                offset: ack.base_offset,
+                timestamp: ack.timestamp_ms,
+                key_size: -1,
+                value_size: value_size as i32,
+            })
+        },
+    )
+}
+
+/// A check a record must pass before it is written.
+type SchemaCheck = Arc<dyn Fn(&Broker) -> BrokerResult<()> + Send + Sync>;
 
 /// PRODUCE_DELAYED (0x30): one record without a key, invisible to readers
 /// until `delay_ms` after it is produced, then delivered at the end of its
@@ -130,7 +181,7 @@ fn keyless(
         Ok(record) => record,
         Err(err) => return Reply::Ready(Answer::error(err)),
     };
-    submit(conn, broker, topic.clone(), -1, vec![record], gate, move |ack| {
+    submit(conn, broker, topic.clone(), -1, vec![record], gate, None, move |ack| {
         respond(RecordMetadata {
             topic,
             partition: ack.partition as i32,
@@ -143,8 +194,9 @@ fn keyless(
 }
 
 /// Queues the records in connection order (creating the topic first when
-/// allowed) and answers with `respond(ack)` once they are durable,
-/// recording the produce latency.
+/// allowed, unless `check` refuses them) and answers with `respond(ack)`
+/// once they are durable, recording the produce latency.
+#[allow(clippy::too_many_arguments)]
 fn submit(
     conn: &mut ConnectionContext,
     broker: &Arc<Broker>,
@@ -152,16 +204,21 @@ fn submit(
     partition: i32,
     records: Vec<NewRecord>,
     gate: Option<AccessCheck>,
+    check: Option<SchemaCheck>,
     respond: impl FnOnce(ProduceAck) -> Response + Send + 'static,
 ) -> Reply {
     let started = Instant::now();
     let gate = gate.map(Arc::new);
     let prepare = broker.needs_auto_create(&topic).then(|| {
-        let (broker, topic, gate) = (broker.clone(), topic.clone(), gate.clone());
+        let (broker, topic, gate, check) = (broker.clone(), topic.clone(), gate.clone(), check.clone());
         async move {
-            // Only a caller allowed to write may create the topic.
+            // Only a caller allowed to write may create the topic, and
+            // only for a record that will be written.
             if let Some(gate) = gate {
                 gate.verify(&broker)?;
+            }
+            if let Some(check) = check {
+                check(&broker)?;
             }
             broker.auto_create_topic(&topic).await
         }
@@ -171,6 +228,9 @@ fn submit(
     conn.sequencer.write(prepare, move || {
         if let Some(Err(denied)) = gate.map(|g| g.verify(&broker)) {
             return futures::future::ready(Answer::error(denied)).boxed();
+        }
+        if let Some(Err(refused)) = check.map(|check| check(&broker)) {
+            return futures::future::ready(Answer::error(refused)).boxed();
         }
         let pending = match broker.submit_produce(&topic, partition, records) {
             Ok(pending) => pending,

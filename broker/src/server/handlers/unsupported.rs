@@ -7,12 +7,6 @@ use crate::server::dispatch::Answer;
 
 pub fn not_supported(request: &Request) -> Answer {
     let feature = match request {
-        Request::RegisterSchema(_)
-        | Request::GetSchema(_)
-        | Request::ListSchemas(_)
-        | Request::ValidateSchema(_)
-        | Request::ProduceWithSchema(_)
-        | Request::DeleteSchema(_) => "the schema registry",
         Request::CancelDelayed(_) => "cancelling delayed messages",
         Request::Metadata(_) => {
             return Answer::error("METADATA (0x04) is not supported; use CLUSTER_METADATA (0x53)");
