@@ -820,6 +820,65 @@ class Dlq(BrokerCase):
         self.assertIsInstance(res, wc.OkMessage)
 
 
+class Schemas(BrokerCase):
+    PERSON = b'{"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"}}, "required": ["name"]}'
+
+    def test_register_and_list_schemas(self):
+        """§14 register and list schemas: REGISTER_SCHEMA of a JSON object schema succeeds; LIST_SCHEMAS
+        returns a list with the plain name (§10.3, §15 #23)."""
+        name = unique("schema")
+        entry = self.client.register_schema(name, "json", self.PERSON)
+        self.assertEqual(entry, wc.SchemaEntry(name, "json", 1))
+        self.assertIn(wc.SchemaEntry(name, "json", 1), self.client.list_schemas())
+        self.assertEqual(self.client.list_schemas(name), [wc.SchemaEntry(name, "json", 1)])
+        self.client.delete_schema(name, 0)
+
+    def test_get_schema_list_layout_and_errors(self):
+        """§10.2: GET_SCHEMA answers the LIST_SCHEMAS layout with one entry, 0 = latest; missing -> error frame."""
+        name = unique("schema")
+        self.client.register_schema(name, "json", self.PERSON)
+        newer = b'{"type": "object", "properties": {"name": {"type": "string"}, "city": {"type": "string"}}}'
+        self.assertEqual(self.client.register_schema(name, "json", newer).version, 2)
+        self.assertEqual(self.client.get_schema(name, 0), [wc.SchemaEntry(name, "json", 2)])
+        self.assertEqual(self.client.get_schema(name, 1), [wc.SchemaEntry(name, "json", 1)])
+        self.assert_error(lambda: self.client.get_schema(name, 9), contains="schema not found: %s v9" % name)
+        self.assert_error(lambda: self.client.get_schema(unique("none"), 0), prefix="no schema found for topic")
+        self.client.delete_schema(name, 0)
+
+    def test_validate_and_produce_with_schema(self):
+        """§10.4 / §10.5: VALIDATE_SCHEMA answers u8 valid, u32 count, errors; PRODUCE_WITH_SCHEMA (pyflymq
+        layout) writes a valid record and answers an error frame for an invalid one, writing nothing."""
+        name, t = unique("schema"), self.topic()
+        self.client.register_schema(name, "json", self.PERSON)
+        self.assertEqual(self.client.validate_schema(name, b'{"name": "ada"}'), wc.Validation(True, []))
+        bad = self.client.validate_schema(name, b'{"name": 5}')
+        self.assertFalse(bad.valid)
+        self.assertTrue(bad.errors and bad.errors[0].startswith("/name:"), bad.errors)
+        self.assertTrue(self.client.validate_schema(unique("none"), b"x").valid, "§10.4: no schema -> valid")
+        md = self.client.produce_with_schema(t, b'{"name": "ada", "age": 36}', name)
+        self.assertEqual((md.offset, md.key_size), (0, -1))
+        self.assert_error(lambda: self.client.produce_with_schema(t, b'{"age": 1}', name), prefix="schema validation failed")
+        self.assertEqual([m.value for m in self.client.fetch(t, 0, 0, 10).messages], [b'{"name": "ada", "age": 36}'])
+        self.client.delete_schema(name, 0)
+
+    def test_bad_schemas_are_error_frames(self):
+        """§10.1: unknown type and unparsable definitions are error frames; the connection stays usable."""
+        name = unique("schema")
+        self.assert_error(lambda: self.client.register_schema(name, "xml", b"<a/>"), contains="unknown schema type")
+        self.assert_error(lambda: self.client.register_schema(name, "json", b"{oops"), contains="invalid json schema")
+        self.assert_error(lambda: self.client.register_schema(name, "avro", b""), contains="invalid avro schema")
+        self.assertEqual(self.client.list_schemas(name), [])
+
+    def test_delete_schema_version_zero_means_all(self):
+        """§10.6 / §15 #18: version 0 deletes every version; u8 success, str16 message."""
+        name = unique("schema")
+        self.client.register_schema(name, "avro", b'{"type": "string"}')
+        res = self.client.delete_schema(name, 0)
+        self.assertTrue(res.success)
+        self.assertEqual(self.client.list_schemas(name), [])
+        self.assert_error(lambda: self.client.delete_schema(name, 1), contains="no schema found")
+
+
 class Transactions(BrokerCase):
     def test_rollback(self):
         """§14 transaction rollback: BEGIN, PRODUCE_TX, ABORT all succeed; §9.11 SHOULD: the

@@ -59,6 +59,12 @@ COMMIT = 0x06
 FETCH = 0x07
 LIST_TOPICS = 0x08
 DELETE_TOPIC = 0x09
+REGISTER_SCHEMA = 0x10
+GET_SCHEMA = 0x11
+LIST_SCHEMAS = 0x12
+VALIDATE_SCHEMA = 0x13
+PRODUCE_WITH_SCHEMA = 0x14
+DELETE_SCHEMA = 0x15
 FETCH_DLQ = 0x20
 PURGE_DLQ = 0x22
 BEGIN_TX = 0x40
@@ -375,6 +381,8 @@ TopicMetadata = namedtuple("TopicMetadata", "topic partitions")
 ClusterMetadata = namedtuple("ClusterMetadata", "cluster_id topics")
 OkMessage = namedtuple("OkMessage", "success message")
 TxResult = namedtuple("TxResult", "txn_id success")
+SchemaEntry = namedtuple("SchemaEntry", "name type version")
+Validation = namedtuple("Validation", "valid errors")
 
 
 def decode_record_metadata(payload, what="PRODUCE response"):
@@ -646,6 +654,51 @@ class WireClient:
         entries = [DlqEntry(r.str16(), r.bytes32(), r.str16(), r.u32()) for _ in range(r.u32())]
         self._done(r)
         return entries
+
+    # -- §10 schema registry -------------------------------------------------
+
+    def register_schema(self, name, schema_type, definition):
+        payload = Writer().str16(name).str8(schema_type).bytes32(definition).build()
+        r = Reader(self.request(REGISTER_SCHEMA, payload), "REGISTER_SCHEMA response")
+        entry = SchemaEntry(r.str16(), r.str8(), r.u32())
+        self._done(r)
+        return entry
+
+    def _schema_list(self, r):
+        entries = [SchemaEntry(r.str16(), r.str8(), r.u32()) for _ in range(r.u32())]
+        self._done(r)
+        return entries
+
+    def list_schemas(self, name_filter=""):
+        payload = Writer().str16(name_filter).build()
+        return self._schema_list(Reader(self.request(LIST_SCHEMAS, payload), "LIST_SCHEMAS response"))
+
+    def get_schema(self, name, version=0):
+        # §10.2: answered in the LIST_SCHEMAS layout (pyflymq reuses that decoder).
+        payload = Writer().str16(name).u32(version).build()
+        return self._schema_list(Reader(self.request(GET_SCHEMA, payload), "GET_SCHEMA response"))
+
+    def validate_schema(self, name, message):
+        payload = Writer().str16(name).bytes32(message).build()
+        r = Reader(self.request(VALIDATE_SCHEMA, payload), "VALIDATE_SCHEMA response")
+        valid = r.bool()
+        errors = [r.str16() for _ in range(r.u32())]
+        self._done(r)
+        return Validation(valid, errors)
+
+    def produce_with_schema(self, topic, data, schema_name):
+        # pyflymq/Java layout (§10.5): topic, data, then schema name.
+        payload = Writer().str16(topic).bytes32(data).str16(schema_name).build()
+        md, r = decode_record_metadata(self.request(PRODUCE_WITH_SCHEMA, payload))
+        self._done(r)
+        return md
+
+    def delete_schema(self, name, version):
+        payload = Writer().str16(name).u32(version).build()
+        r = Reader(self.request(DELETE_SCHEMA, payload), "DELETE_SCHEMA response")
+        res = OkMessage(r.bool(), r.str16())
+        self._done(r)
+        return res
 
     def purge_dlq(self, topic):
         r = Reader(self.request(PURGE_DLQ, Writer().str16(topic).build()), "PURGE_DLQ response")
