@@ -148,6 +148,14 @@ opcodes! {
     ProduceBatch = 0x90, "PRODUCE_BATCH";
     /// FlyMQ extension: the topics an MQTT-style pattern matches.
     MatchTopics = 0x91, "MATCH_TOPICS";
+    /// FlyMQ extension: join a consumer group's partition assignment.
+    JoinGroup = 0x92, "JOIN_GROUP";
+    /// FlyMQ extension: a group member's heartbeat (answers its assignment).
+    GroupHeartbeat = 0x93, "GROUP_HEARTBEAT";
+    /// FlyMQ extension: leave a consumer group's assignment.
+    LeaveGroup = 0x94, "LEAVE_GROUP";
+    /// FlyMQ extension: an offset commit fenced by the member's generation.
+    CommitFenced = 0x95, "COMMIT_FENCED";
     /// AUDIT_QUERY under the pyflymq/Java code; Go layout (§12.3).
     AuditQueryAlt = 0xA0, "AUDIT_QUERY";
     /// AUDIT_EXPORT under the pyflymq/Java code; Go layout (§12.3).

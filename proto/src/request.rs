@@ -14,7 +14,8 @@ use crate::messages::core::{
 };
 use crate::messages::dlq::{FetchDlqRequest, ReplayDlqRequest};
 use crate::messages::groups::{
-    CommitRequest, GroupPartitionRequest, GroupRequest, ResetOffsetRequest, SubscribeRequest,
+    CommitFencedRequest, CommitRequest, GroupMemberRequest, GroupPartitionRequest, GroupRequest, JoinGroupRequest,
+    ResetOffsetRequest, SubscribeRequest,
 };
 use crate::messages::schema::{
     ListSchemasRequest, ProduceWithSchemaRequest, RegisterSchemaRequest, SchemaVersionRequest, ValidateSchemaRequest,
@@ -170,6 +171,14 @@ requests! {
         ProduceBatch(ProduceBatchRequest),
         /// 0x91 MATCH_TOPICS (FlyMQ extension): `str16 pattern`.
         MatchTopics(TopicRequest),
+        /// 0x92 JOIN_GROUP (FlyMQ extension).
+        JoinGroup(JoinGroupRequest),
+        /// 0x93 GROUP_HEARTBEAT (FlyMQ extension).
+        GroupHeartbeat(GroupMemberRequest),
+        /// 0x94 LEAVE_GROUP (FlyMQ extension).
+        LeaveGroup(GroupMemberRequest),
+        /// 0x95 COMMIT_FENCED (FlyMQ extension).
+        CommitFenced(CommitFencedRequest),
         /// 0xA0 AUDIT_QUERY (pyflymq/Java numbering, Go layout).
         AuditQueryAlt(AuditQuery),
         /// 0xA1 AUDIT_EXPORT (pyflymq/Java numbering, Go layout).

@@ -16,7 +16,7 @@ use crate::messages::core::{
     RecordMetadata,
 };
 use crate::messages::dlq::{FetchDlqResponse, ReplayDlqResponse};
-use crate::messages::groups::{GroupRecord, LagInfo, ListGroupsResponse};
+use crate::messages::groups::{GroupAssignment, GroupRecord, LagInfo, ListGroupsResponse};
 use crate::messages::schema::{SchemaEntry, SchemaListResponse, ValidateSchemaResponse};
 use crate::messages::tx::TxResponse;
 use crate::opcode::Opcode;
@@ -218,6 +218,10 @@ responses! {
         ProduceBatch(ProduceBatchResponse) = ProduceBatch,
         /// 0x91 MATCH_TOPICS reply (FlyMQ extension): the matching topics, sorted.
         MatchTopics(ListTopicsResponse) = MatchTopics,
+        /// 0x92 JOIN_GROUP reply (FlyMQ extension).
+        JoinGroup(GroupAssignment) = JoinGroup,
+        /// 0x93 GROUP_HEARTBEAT reply (FlyMQ extension).
+        GroupHeartbeat(GroupAssignment) = GroupHeartbeat,
         /// 0xA0 AUDIT_QUERY reply (Go layout).
         AuditQueryAlt(AuditQueryResponse) = AuditQueryAlt,
         /// 0xA1 AUDIT_EXPORT reply (Go layout).
@@ -230,6 +234,10 @@ responses! {
         CreateTopic,
         /// 0x06 COMMIT reply: `u8 1`.
         Commit,
+        /// 0x94 LEAVE_GROUP reply (FlyMQ extension): `u8 1`.
+        LeaveGroup,
+        /// 0x95 COMMIT_FENCED reply (FlyMQ extension): `u8 1`.
+        CommitFenced,
         /// 0x09 DELETE_TOPIC reply: `u8 1`.
         DeleteTopic,
         /// 0x50 CLUSTER_JOIN reply: `u8 1`.

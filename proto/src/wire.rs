@@ -170,6 +170,11 @@ impl Reader {
         self.list32(Reader::str8)
     }
 
+    /// `list32<i32>`.
+    pub fn i32_list(&mut self) -> Result<Vec<i32>, DecodeError> {
+        self.list32(Reader::i32)
+    }
+
     /// `list32<T>` for a [`Wire`] element type.
     pub fn list<T: Wire>(&mut self) -> Result<Vec<T>, DecodeError> {
         self.list32(T::read)
@@ -301,6 +306,13 @@ pub mod put {
     /// `list32<str8>`.
     pub fn str8_list(out: &mut BytesMut, v: &[String]) -> Result<(), EncodeError> {
         write_list32(out, v, |o, s| write_str8(o, s))
+    }
+    /// `list32<i32>`.
+    pub fn i32_list(out: &mut BytesMut, v: &[i32]) -> Result<(), EncodeError> {
+        write_list32(out, v, |o, n| {
+            o.put_i32(*n);
+            Ok(())
+        })
     }
     /// `list32<T>`.
     pub fn list<T: Wire>(out: &mut BytesMut, v: &[T]) -> Result<(), EncodeError> {

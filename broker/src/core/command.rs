@@ -147,6 +147,39 @@ pub enum Command {
     },
     /// Deletes one version of a schema, or every version (`version` 0).
     DeleteSchema { name: String, version: u32 },
+    /// A member joins a group's partition assignment (`core::membership`).
+    JoinGroup {
+        topic: String,
+        group: String,
+        member_id: String,
+        session_timeout_ms: u32,
+        now_ms: i64,
+    },
+    /// A group member is alive.
+    GroupHeartbeat {
+        topic: String,
+        group: String,
+        member_id: String,
+        now_ms: i64,
+    },
+    /// A member leaves its group.
+    LeaveGroup {
+        topic: String,
+        group: String,
+        member_id: String,
+        now_ms: i64,
+    },
+    /// Stores a group's offset if `generation` is current and the member
+    /// owns the partition.
+    CommitFenced {
+        topic: String,
+        group: String,
+        partition: u32,
+        offset: u64,
+        member_id: String,
+        generation: u64,
+        now_ms: i64,
+    },
 }
 
 /// A committed transaction's records, per partition.
@@ -253,6 +286,14 @@ pub enum Applied {
     },
     SchemaDeleted {
         versions: u32,
+    },
+    /// A member's generation and partitions.
+    GroupAssignment {
+        generation: u64,
+        partitions: Vec<u32>,
+    },
+    GroupLeft {
+        was_member: bool,
     },
 }
 

@@ -101,6 +101,10 @@ pub enum BrokerError {
         version: u32,
         problems: Vec<String>,
     },
+    /// A refused group membership request or fenced commit (unknown
+    /// member, stale generation, a partition the member does not own).
+    #[error("{0}")]
+    Membership(String),
     /// An error another broker (or the Raft apply) reported, as its text.
     #[error("{0}")]
     Remote(String),

@@ -1,8 +1,8 @@
 //! Consumer groups: SUBSCRIBE, COMMIT, offsets, lag, and group listing.
 //! Committed offsets live in the metadata (replicated on every broker).
 
-use super::broker::Broker;
-use super::command::Command;
+use super::broker::{Broker, now_ms, unexpected};
+use super::command::{Applied, Command};
 use super::error::{BrokerError, BrokerResult};
 use super::names::validate_group_id;
 use super::writer::await_applied;
@@ -185,4 +185,135 @@ impl Broker {
         .await
         .map(|_| ())
     }
+}
+
+/// A member's place in a group (JOIN_GROUP / GROUP_HEARTBEAT).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assignment {
+    pub member_id: String,
+    pub generation: u64,
+    pub partitions: Vec<u32>,
+}
+
+impl Broker {
+    /// JOIN_GROUP: adds the member (a new id when `member_id` is empty) and
+    /// answers its assignment.
+    pub async fn join_group(
+        &self,
+        topic: &str,
+        group: &str,
+        member_id: &str,
+        session_timeout_ms: u32,
+    ) -> BrokerResult<Assignment> {
+        use super::membership::{MAX_SESSION_TIMEOUT_MS, MIN_SESSION_TIMEOUT_MS};
+        validate_group_id(group)?;
+        self.topic(topic)?;
+        if !(MIN_SESSION_TIMEOUT_MS..=MAX_SESSION_TIMEOUT_MS).contains(&session_timeout_ms) {
+            return Err(BrokerError::InvalidArgument(format!(
+                "session timeout {session_timeout_ms} ms must be between {MIN_SESSION_TIMEOUT_MS} and \
+                 {MAX_SESSION_TIMEOUT_MS} ms"
+            )));
+        }
+        let member_id = if member_id.is_empty() {
+            format!("member-{:016x}", rand::random::<u64>())
+        } else {
+            validate_member_id(member_id)?;
+            member_id.to_owned()
+        };
+        let command = Command::JoinGroup {
+            topic: topic.to_owned(),
+            group: group.to_owned(),
+            member_id: member_id.clone(),
+            session_timeout_ms,
+            now_ms: now_ms(),
+        };
+        self.assignment_of(member_id, command).await
+    }
+
+    /// GROUP_HEARTBEAT: keeps the member alive and answers its current
+    /// assignment (a new generation after a rebalance).
+    pub async fn group_heartbeat(&self, topic: &str, group: &str, member_id: &str) -> BrokerResult<Assignment> {
+        validate_group_id(group)?;
+        validate_member_id(member_id)?;
+        let command = Command::GroupHeartbeat {
+            topic: topic.to_owned(),
+            group: group.to_owned(),
+            member_id: member_id.to_owned(),
+            now_ms: now_ms(),
+        };
+        self.assignment_of(member_id.to_owned(), command).await
+    }
+
+    async fn assignment_of(&self, member_id: String, command: Command) -> BrokerResult<Assignment> {
+        match self.propose(command).await? {
+            Applied::GroupAssignment { generation, partitions } => Ok(Assignment {
+                member_id,
+                generation,
+                partitions,
+            }),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// LEAVE_GROUP: the member's partitions go to the others at once.
+    /// Leaving twice is not an error.
+    pub async fn leave_group(&self, topic: &str, group: &str, member_id: &str) -> BrokerResult<bool> {
+        validate_group_id(group)?;
+        validate_member_id(member_id)?;
+        let command = Command::LeaveGroup {
+            topic: topic.to_owned(),
+            group: group.to_owned(),
+            member_id: member_id.to_owned(),
+            now_ms: now_ms(),
+        };
+        match self.propose(command).await? {
+            Applied::GroupLeft { was_member } => Ok(was_member),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// COMMIT_FENCED: stores the offset only for the current generation's
+    /// owner of the partition.
+    pub async fn commit_fenced(
+        &self,
+        topic: &str,
+        group: &str,
+        partition: i32,
+        offset: u64,
+        member_id: &str,
+        generation: u64,
+    ) -> BrokerResult<()> {
+        validate_group_id(group)?;
+        validate_member_id(member_id)?;
+        let view = self.topic(topic)?;
+        let partition = Broker::checked_partition(&view, partition)?;
+        let command = Command::CommitFenced {
+            topic: topic.to_owned(),
+            group: group.to_owned(),
+            partition,
+            offset,
+            member_id: member_id.to_owned(),
+            generation,
+            now_ms: now_ms(),
+        };
+        match self.propose(command).await? {
+            Applied::OffsetCommitted => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+}
+
+/// Member ids: 1-255 bytes without control characters.
+fn validate_member_id(member_id: &str) -> BrokerResult<()> {
+    if member_id.is_empty() || member_id.len() > 255 || member_id.chars().any(char::is_control) {
+        return Err(BrokerError::InvalidArgument(format!(
+            "invalid member id '{}': 1-255 bytes without control characters",
+            member_id
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(64)
+                .collect::<String>()
+        )));
+    }
+    Ok(())
 }

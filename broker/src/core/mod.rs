@@ -11,6 +11,7 @@ pub mod error;
 pub mod groups;
 pub mod local;
 pub mod members;
+pub mod membership;
 pub mod names;
 pub mod partitioner;
 pub mod produce;

@@ -12,6 +12,7 @@
 //! | `meta` | `x/[topic id u32][partition u32][txn seq u64]` | transaction delivered here: its time (i64 ms) |
 //! | `meta` | `c/txn/<seq, 20 digits>` | a committed transaction not yet delivered everywhere (sealed) |
 //! | `meta` | `c/schema/<name>:<version, 10 digits>` | a schema version (JSON, sealed) |
+//! | `meta` | `c/members/<topic>:<group>` | a group's members, generation and assignment (JSON, sealed) |
 
 /// Length of a `log` key.
 pub const LOG_KEY_LEN: usize = 16;

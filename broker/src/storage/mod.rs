@@ -7,6 +7,7 @@
 pub mod crypto;
 pub mod delayed;
 pub mod keys;
+pub mod membership;
 pub mod meta;
 pub mod partition_log;
 pub mod record_batch;

@@ -157,3 +157,67 @@ wire_struct! {
         pub lag: u64 => u64,
     }
 }
+
+wire_struct! {
+    /// JOIN_GROUP (0x92, FlyMQ extension): `str16 topic | str16 group_id |
+    /// str16 member_id (empty: a new member) | u32 session_timeout_ms`.
+    pub struct JoinGroupRequest {
+        /// Topic whose partitions the group shares.
+        pub topic: String => str16,
+        /// Group id.
+        pub group_id: String => str16,
+        /// The member's id from an earlier JOIN_GROUP, or empty.
+        pub member_id: String => str16,
+        /// The member is removed when no heartbeat arrives for this long.
+        pub session_timeout_ms: u32 => u32,
+    }
+}
+
+wire_struct! {
+    /// GROUP_HEARTBEAT (0x93) and LEAVE_GROUP (0x94), FlyMQ extensions:
+    /// `str16 topic | str16 group_id | str16 member_id`.
+    pub struct GroupMemberRequest {
+        /// Topic.
+        pub topic: String => str16,
+        /// Group id.
+        pub group_id: String => str16,
+        /// Member id (from JOIN_GROUP).
+        pub member_id: String => str16,
+    }
+}
+
+wire_struct! {
+    /// JOIN_GROUP and GROUP_HEARTBEAT reply: `str16 member_id | u64
+    /// generation | list32<i32> partitions`. A generation different from
+    /// the member's last one means a rebalance: the partitions are its new
+    /// assignment.
+    pub struct GroupAssignment {
+        /// The member's id.
+        pub member_id: String => str16,
+        /// The group's generation (grows at every membership change).
+        pub generation: u64 => u64,
+        /// Partitions assigned to this member, ascending.
+        pub partitions: Vec<i32> => i32_list,
+    }
+}
+
+wire_struct! {
+    /// COMMIT_FENCED (0x95, FlyMQ extension): `str16 topic | str16 group_id |
+    /// i32 partition | u64 offset | str16 member_id | u64 generation`.
+    /// Stored only if `generation` is the group's current one and the
+    /// partition is assigned to the member.
+    pub struct CommitFencedRequest {
+        /// Topic.
+        pub topic: String => str16,
+        /// Group id.
+        pub group_id: String => str16,
+        /// Partition.
+        pub partition: i32 => i32,
+        /// Next offset to read.
+        pub offset: u64 => u64,
+        /// Member id.
+        pub member_id: String => str16,
+        /// The generation the member's assignment came with.
+        pub generation: u64 => u64,
+    }
+}

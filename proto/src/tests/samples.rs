@@ -238,6 +238,30 @@ pub fn requests() -> Vec<Request> {
         Request::MatchTopics(TopicRequest {
             topic: s("sensors/+/temp"),
         }),
+        Request::JoinGroup(JoinGroupRequest {
+            topic: s("orders"),
+            group_id: s("billing"),
+            member_id: s(""),
+            session_timeout_ms: 10_000,
+        }),
+        Request::GroupHeartbeat(GroupMemberRequest {
+            topic: s("orders"),
+            group_id: s("billing"),
+            member_id: s("member-1"),
+        }),
+        Request::LeaveGroup(GroupMemberRequest {
+            topic: s("orders"),
+            group_id: s("billing"),
+            member_id: s("member-1"),
+        }),
+        Request::CommitFenced(CommitFencedRequest {
+            topic: s("orders"),
+            group_id: s("billing"),
+            partition: 2,
+            offset: 41,
+            member_id: s("member-1"),
+            generation: 7,
+        }),
         Request::ProduceBatch(ProduceBatchRequest {
             topic: s("orders"),
             partition: -1,
@@ -523,6 +547,18 @@ pub fn responses() -> Vec<Response> {
         Response::MatchTopics(ListTopicsResponse {
             topics: vec![s("sensors/room1/temp"), s("sensors/room2/temp")],
         }),
+        Response::JoinGroup(GroupAssignment {
+            member_id: s("member-1"),
+            generation: 7,
+            partitions: vec![0, 3],
+        }),
+        Response::GroupHeartbeat(GroupAssignment {
+            member_id: s("member-1"),
+            generation: 8,
+            partitions: vec![],
+        }),
+        Response::LeaveGroup,
+        Response::CommitFenced,
         Response::ProduceBatch(ProduceBatchResponse {
             topic: s("orders"),
             partition: 4,

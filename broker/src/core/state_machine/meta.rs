@@ -10,6 +10,7 @@ use rocksdb::WriteBatch;
 use super::super::catalog::Publish;
 use super::super::command::{Applied, Command};
 use super::super::error::{BrokerError, BrokerResult};
+use super::super::membership::{MAX_MEMBERS, Membership, Refusal};
 use super::super::names::{MAX_PARTITIONS, validate_group_id, validate_schema_name, validate_topic_name};
 use crate::auth::{AuditRecord, SecurityChange};
 use crate::storage::schemas::StoredSchema;
@@ -30,6 +31,8 @@ pub struct MetaMachine {
     /// Registered schema versions: name → version → fingerprint of the
     /// type and definition (the definitions stay in the store).
     schemas: HashMap<String, BTreeMap<u32, Fingerprint>>,
+    /// Groups using partition assignment, by (topic, group).
+    memberships: HashMap<(String, String), Membership>,
 }
 
 type Fingerprint = [u8; 32];
@@ -74,7 +77,13 @@ impl MetaMachine {
                 schema_fingerprint(&stored.schema_type, &stored.definition),
             );
         }
+        let memberships = store
+            .memberships()?
+            .into_iter()
+            .map(|(topic, group, membership)| ((topic, group), membership))
+            .collect();
         Ok(Self {
+            memberships,
             schemas,
             next_txn_seq,
             security: store.load_security_state()?,
@@ -185,6 +194,9 @@ impl MetaMachine {
             }
             Command::DeleteGroup { topic, group } => {
                 self.store.delete_group(batch, &topic, &group);
+                if self.memberships.remove(&(topic.clone(), group.clone())).is_some() {
+                    self.store.delete_membership(batch, &topic, &group);
+                }
                 Ok(Applied::GroupDeleted)
             }
             Command::Reassign {
@@ -272,6 +284,58 @@ impl MetaMachine {
                 previous,
             ),
             Command::DeleteSchema { name, version } => self.delete_schema(batch, &name, version),
+            Command::JoinGroup {
+                topic,
+                group,
+                member_id,
+                session_timeout_ms,
+                now_ms,
+            } => self.change_membership(batch, &topic, &group, &member_id, |m, partitions| {
+                let owned = m.join(&member_id, session_timeout_ms, now_ms, partitions)?;
+                Ok(Applied::GroupAssignment {
+                    generation: m.generation,
+                    partitions: owned,
+                })
+            }),
+            Command::GroupHeartbeat {
+                topic,
+                group,
+                member_id,
+                now_ms,
+            } => self.change_membership(batch, &topic, &group, &member_id, |m, partitions| {
+                let owned = m.heartbeat(&member_id, now_ms, partitions)?;
+                Ok(Applied::GroupAssignment {
+                    generation: m.generation,
+                    partitions: owned,
+                })
+            }),
+            Command::LeaveGroup {
+                topic,
+                group,
+                member_id,
+                now_ms,
+            } => self.change_membership(batch, &topic, &group, &member_id, |m, partitions| {
+                Ok(Applied::GroupLeft {
+                    was_member: m.leave(&member_id, now_ms, partitions),
+                })
+            }),
+            Command::CommitFenced {
+                topic,
+                group,
+                partition,
+                offset,
+                member_id,
+                generation,
+                now_ms,
+            } => {
+                let applied = self.change_membership(batch, &topic, &group, &member_id, |m, partitions| {
+                    m.check_commit(&member_id, generation, partition, now_ms, partitions)
+                        .map(|()| Applied::OffsetCommitted)
+                })?;
+                self.store
+                    .put_committed_offset(batch, &topic, &group, partition, offset);
+                Ok(applied)
+            }
             Command::TransactionDelivered { seq } => {
                 self.store.delete_txn_decision(batch, seq);
                 Ok(Applied::DecisionDropped)
@@ -283,6 +347,52 @@ impl MetaMachine {
                 "internal error: a partition command reached the metadata state machine".into(),
             )),
         }
+    }
+
+    /// Applies `change` to a group's membership (created on first use) with
+    /// the topic's partition count, stores the result (also when the
+    /// change is refused: expiries it made still count) and maps a refusal
+    /// to its error.
+    fn change_membership(
+        &mut self,
+        batch: &mut WriteBatch,
+        topic: &str,
+        group: &str,
+        member_id: &str,
+        change: impl FnOnce(&mut Membership, u32) -> Result<Applied, Refusal>,
+    ) -> BrokerResult<Applied> {
+        validate_group_id(group)?;
+        let partitions = self
+            .topics
+            .get(topic)
+            .ok_or_else(|| BrokerError::TopicNotFound(topic.to_owned()))?
+            .partitions;
+        let key = (topic.to_owned(), group.to_owned());
+        let membership = self.memberships.entry(key.clone()).or_default();
+        let result = change(membership, partitions);
+        if membership.members.is_empty() && membership.generation == 0 {
+            self.memberships.remove(&key);
+        } else {
+            self.store.put_membership(batch, topic, group, membership)?;
+            self.store.put_group_marker(batch, topic, group);
+        }
+        let generation = self.memberships.get(&key).map_or(0, |m| m.generation);
+        result.map_err(|refusal| {
+            BrokerError::Membership(match refusal {
+                Refusal::UnknownMember => format!(
+                    "unknown member '{member_id}' of group {topic}:{group} (its session expired or it left): join again"
+                ),
+                Refusal::StaleGeneration { current } => format!(
+                    "stale generation of member '{member_id}' in group {topic}:{group} (current generation \
+                     {current}): the group rebalanced; take the new assignment before committing"
+                ),
+                Refusal::NotOwner { partition } => format!(
+                    "partition {partition} of '{topic}' is not assigned to member '{member_id}' of group {group} in \
+                     generation {generation}"
+                ),
+                Refusal::TooManyMembers => format!("group {topic}:{group} has {MAX_MEMBERS} members, the most allowed"),
+            })
+        })
     }
 
     /// Stores the next version of a schema (the proposer validated the

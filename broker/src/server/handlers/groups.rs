@@ -3,11 +3,13 @@
 use std::sync::Arc;
 
 use flymq_proto::{
-    CommitRequest, GroupPartitionRequest, GroupRecord, GroupRequest, LagInfo, ListGroupsResponse, OffsetResponse,
-    PartitionOffset, ResetOffsetRequest, Response, SubscribeRequest,
+    CommitFencedRequest, CommitRequest, GroupAssignment, GroupMemberRequest, GroupPartitionRequest, GroupRecord,
+    GroupRequest, JoinGroupRequest, LagInfo, ListGroupsResponse, OffsetResponse, PartitionOffset, ResetOffsetRequest,
+    Response, SubscribeRequest,
 };
 use futures::FutureExt;
 
+use crate::core::groups::Assignment;
 use crate::core::{Broker, GroupInfo};
 use crate::server::access::{AccessCheck, verify};
 use crate::server::connection::{ConnectionContext, Session};
@@ -125,5 +127,60 @@ pub async fn delete(broker: Arc<Broker>, req: GroupRequest) -> Answer {
             .delete_group(&req.topic, &req.group_id)
             .await
             .map(|()| Response::DeleteGroup),
+    )
+}
+
+fn assignment(a: Assignment) -> GroupAssignment {
+    GroupAssignment {
+        member_id: a.member_id,
+        generation: a.generation,
+        partitions: a.partitions.into_iter().map(|p| p as i32).collect(),
+    }
+}
+
+/// JOIN_GROUP (FlyMQ extension).
+pub async fn join(broker: Arc<Broker>, req: JoinGroupRequest) -> Answer {
+    Answer::from_result(
+        broker
+            .join_group(&req.topic, &req.group_id, &req.member_id, req.session_timeout_ms)
+            .await
+            .map(|a| Response::JoinGroup(assignment(a))),
+    )
+}
+
+/// GROUP_HEARTBEAT (FlyMQ extension).
+pub async fn heartbeat(broker: Arc<Broker>, req: GroupMemberRequest) -> Answer {
+    Answer::from_result(
+        broker
+            .group_heartbeat(&req.topic, &req.group_id, &req.member_id)
+            .await
+            .map(|a| Response::GroupHeartbeat(assignment(a))),
+    )
+}
+
+/// LEAVE_GROUP (FlyMQ extension).
+pub async fn leave(broker: Arc<Broker>, req: GroupMemberRequest) -> Answer {
+    Answer::from_result(
+        broker
+            .leave_group(&req.topic, &req.group_id, &req.member_id)
+            .await
+            .map(|_| Response::LeaveGroup),
+    )
+}
+
+/// COMMIT_FENCED (FlyMQ extension).
+pub async fn commit_fenced(broker: Arc<Broker>, req: CommitFencedRequest) -> Answer {
+    Answer::from_result(
+        broker
+            .commit_fenced(
+                &req.topic,
+                &req.group_id,
+                req.partition,
+                req.offset,
+                &req.member_id,
+                req.generation,
+            )
+            .await
+            .map(|()| Response::CommitFenced),
     )
 }
