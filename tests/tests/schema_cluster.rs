@@ -54,7 +54,10 @@ async fn wait_for_versions(client: &Client, expected: &[u32], who: &str) {
         if found == expected {
             return;
         }
-        assert!(Instant::now() < deadline, "{who} lists versions {found:?}, expected {expected:?}");
+        assert!(
+            Instant::now() < deadline,
+            "{who} lists versions {found:?}, expected {expected:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
