@@ -6,7 +6,7 @@
 mod common;
 
 use bytes::Bytes;
-use common::RawClient;
+use common::{RawClient, error_text};
 use flymq_broker::testing::TestBroker;
 use flymq_proto::*;
 
@@ -208,5 +208,77 @@ async fn topics_without_a_dead_letter_queue_answer_empty_and_bad_limits_are_refu
     .await;
     let err = core.set_max_deliveries(&long, Some(3)).await.unwrap_err().to_string();
     assert!(err.contains("invalid topic name"), "{err}");
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_consumer_rejects_a_record_into_the_dead_letter_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path()).await.unwrap();
+    let mut c = RawClient::connect(broker.client_addr()).await;
+    for value in ["bad", "good"] {
+        assert!(matches!(c.call(produce("orders", value)).await, Response::Produce(_)));
+    }
+    let commit = Request::Commit(CommitRequest {
+        topic: "orders".into(),
+        group_id: "billing".into(),
+        partition: 0,
+        offset: 0,
+    });
+    assert!(matches!(c.call(commit).await, Response::Commit));
+    let reject = |offset, reason: &str| {
+        Request::RejectRecord(RejectRecordRequest {
+            topic: "orders".into(),
+            group_id: "billing".into(),
+            partition: 0,
+            offset,
+            reason: reason.into(),
+        })
+    };
+    match c.call(reject(0, "amount is not a number")).await {
+        Response::RejectRecord(r) => assert_eq!(r.message, "moved to orders.dlq as 0:0"),
+        other => panic!("REJECT_RECORD answered {other:?}"),
+    }
+    let entries = dlq_entries(&mut c, "orders").await;
+    assert_eq!(entries.len(), 1);
+    assert_eq!((entries[0].id.as_str(), &entries[0].data[..]), ("0:0", &b"bad"[..]));
+    assert_eq!(
+        entries[0].error,
+        "rejected by consumer group 'billing': amount is not a number"
+    );
+    // The group stood at the rejected record: it moved past it.
+    let offset = Request::GetOffset(GroupPartitionRequest {
+        topic: "orders".into(),
+        group_id: "billing".into(),
+        partition: 0,
+    });
+    match c.call(offset.clone()).await {
+        Response::GetOffset(r) => assert_eq!(r.offset, 1),
+        other => panic!("GET_OFFSET answered {other:?}"),
+    }
+    // The group now stands at 1: rejecting it moves the group to 2.
+    assert!(matches!(c.call(reject(1, "")).await, Response::RejectRecord(_)));
+    match c.call(offset.clone()).await {
+        Response::GetOffset(r) => assert_eq!(r.offset, 2),
+        other => panic!("GET_OFFSET answered {other:?}"),
+    }
+    assert_eq!(
+        dlq_entries(&mut c, "orders").await[1].error,
+        "rejected by consumer group 'billing'"
+    );
+    // Rejecting a record the group is past leaves its offset alone.
+    assert!(matches!(c.call(reject(0, "again")).await, Response::RejectRecord(_)));
+    match c.call(offset).await {
+        Response::GetOffset(r) => assert_eq!(r.offset, 2),
+        other => panic!("GET_OFFSET answered {other:?}"),
+    }
+    // Bad input.
+    let text = error_text(c.call(reject(9, "x")).await);
+    assert!(text.contains("no readable record at offset 9"), "{text}");
+    let mut missing = reject(0, "x");
+    if let Request::RejectRecord(r) = &mut missing {
+        r.topic = "nope".into();
+    }
+    assert_eq!(error_text(c.call(missing).await), "topic not found: nope");
     broker.shutdown().await;
 }

@@ -156,6 +156,8 @@ opcodes! {
     LeaveGroup = 0x94, "LEAVE_GROUP";
     /// FlyMQ extension: an offset commit fenced by the member's generation.
     CommitFenced = 0x95, "COMMIT_FENCED";
+    /// FlyMQ extension: a consumer rejects a record into the dead-letter queue.
+    RejectRecord = 0x96, "REJECT_RECORD";
     /// AUDIT_QUERY under the pyflymq/Java code; Go layout (§12.3).
     AuditQueryAlt = 0xA0, "AUDIT_QUERY";
     /// AUDIT_EXPORT under the pyflymq/Java code; Go layout (§12.3).

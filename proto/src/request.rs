@@ -12,7 +12,7 @@ use crate::messages::core::{
     ConsumeRequest, CreateTopicRequest, FetchRequest, ProduceBatchRequest, ProduceDelayedRequest, ProduceRequest,
     ProduceWithTtlRequest, SeekToTimestampRequest,
 };
-use crate::messages::dlq::{FetchDlqRequest, ReplayDlqRequest};
+use crate::messages::dlq::{FetchDlqRequest, RejectRecordRequest, ReplayDlqRequest};
 use crate::messages::groups::{
     CommitFencedRequest, CommitRequest, GroupMemberRequest, GroupPartitionRequest, GroupRequest, JoinGroupRequest,
     ResetOffsetRequest, SubscribeRequest,
@@ -179,6 +179,8 @@ requests! {
         LeaveGroup(GroupMemberRequest),
         /// 0x95 COMMIT_FENCED (FlyMQ extension).
         CommitFenced(CommitFencedRequest),
+        /// 0x96 REJECT_RECORD (FlyMQ extension).
+        RejectRecord(RejectRecordRequest),
         /// 0xA0 AUDIT_QUERY (pyflymq/Java numbering, Go layout).
         AuditQueryAlt(AuditQuery),
         /// 0xA1 AUDIT_EXPORT (pyflymq/Java numbering, Go layout).

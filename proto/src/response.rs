@@ -222,6 +222,8 @@ responses! {
         JoinGroup(GroupAssignment) = JoinGroup,
         /// 0x93 GROUP_HEARTBEAT reply (FlyMQ extension).
         GroupHeartbeat(GroupAssignment) = GroupHeartbeat,
+        /// 0x96 REJECT_RECORD reply (FlyMQ extension): `u8 success | str16 message`.
+        RejectRecord(OkMessage) = RejectRecord,
         /// 0xA0 AUDIT_QUERY reply (Go layout).
         AuditQueryAlt(AuditQueryResponse) = AuditQueryAlt,
         /// 0xA1 AUDIT_EXPORT reply (Go layout).

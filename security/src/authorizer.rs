@@ -131,7 +131,9 @@ pub fn required_check(opcode: Opcode) -> Check {
             Check::Topic(Permission::Write)
         }
         Consume | Fetch | ConsumeZeroCopy | FetchBinary | Subscribe | GetOffset | GetLag | Commit | SeekToTimestamp
-        | FetchDlq | JoinGroup | GroupHeartbeat | LeaveGroup | CommitFenced => Check::Topic(Permission::Read),
+        | FetchDlq | JoinGroup | GroupHeartbeat | LeaveGroup | CommitFenced | RejectRecord => {
+            Check::Topic(Permission::Read)
+        }
         CreateTopic | DeleteTopic | ResetOffset => Check::Admin,
         RegisterSchema | DeleteSchema | ReplayDlq | PurgeDlq => Check::Admin,
         GetSchema | ListSchemas | ValidateSchema => Check::Permission(Permission::Read),

@@ -39,6 +39,7 @@ pub fn request_topic(request: &Request) -> Option<&str> {
         Request::JoinGroup(r) => &r.topic,
         Request::GroupHeartbeat(r) | Request::LeaveGroup(r) => &r.topic,
         Request::CommitFenced(r) => &r.topic,
+        Request::RejectRecord(r) => &r.topic,
         Request::GetOffset(r) | Request::GetLag(r) => &r.topic,
         Request::ResetOffset(r) => &r.topic,
         Request::DescribeGroup(r) | Request::DeleteGroup(r) => &r.topic,

@@ -122,6 +122,14 @@ impl Deliveries {
         entry.1
     }
 
+    /// Deliveries counted for the record at `offset` (0 when not tracked).
+    fn count(&self, topic: &str, group: &str, partition: u32, offset: u64) -> u32 {
+        match self.counts.lock().get(&(topic.to_owned(), group.to_owned(), partition)) {
+            Some((at, n)) if *at == offset => *n,
+            _ => 0,
+        }
+    }
+
     fn reset(&self, topic: &str, group: &str, partition: u32) {
         self.counts
             .lock()
@@ -185,6 +193,58 @@ impl Broker {
         tracing::info!(topic, partition = p, offset = at, group = %group, deliveries = max,
             "record moved to the dead-letter queue");
         Ok(at + 1)
+    }
+
+    /// REJECT_RECORD: a consumer of `group` gives up on the record at
+    /// `offset`: it goes to the DLQ now, whatever the delivery count, and
+    /// a group standing at that offset moves past it. Returns the entry's id.
+    pub async fn reject_record(
+        &self,
+        topic: &str,
+        group: &str,
+        partition: i32,
+        offset: u64,
+        reason: &str,
+    ) -> BrokerResult<String> {
+        super::names::validate_group_id(group)?;
+        let view = self.topic(topic)?;
+        let p = Broker::checked_partition(&view, partition)?;
+        self.replicator.check_readable(&view, p)?;
+        let found = self.first_visible(view.record.id, p, offset).await?;
+        let Some((at, key, payload)) = found.filter(|(at, _, _)| *at == offset) else {
+            return Err(BrokerError::InvalidArgument(format!(
+                "no readable record at offset {offset} of '{topic}' partition {p} to reject"
+            )));
+        };
+        let reason: String = reason.chars().filter(|c| !c.is_control()).take(1000).collect();
+        let header = DeadLetter {
+            id: format!("{p}:{at}"),
+            topic: topic.to_owned(),
+            partition: p,
+            offset: at,
+            key: key.to_vec(),
+            group: group.to_owned(),
+            error: if reason.is_empty() {
+                format!("rejected by consumer group '{group}'")
+            } else {
+                format!("rejected by consumer group '{group}': {reason}")
+            },
+            retries: self.deliveries.count(topic, group, p, at),
+            dead_lettered_ms: now_ms(),
+        };
+        self.append_dead_letter(&header, payload).await?;
+        if self.store.committed_offset(topic, group, p)? == Some(at) {
+            self.commit(topic, group, partition, at + 1).await?;
+        }
+        self.deliveries.reset(topic, group, p);
+        tracing::info!(
+            topic,
+            partition = p,
+            offset = at,
+            group,
+            "record rejected into the dead-letter queue"
+        );
+        Ok(header.id)
     }
 
     /// The first record readers can see at or after `offset`.

@@ -148,6 +148,7 @@ fn handle(
             Request::FetchDlq(r) => dlq::fetch(broker, r).await,
             Request::ReplayDlq(r) => dlq::replay(broker, r).await,
             Request::PurgeDlq(r) => dlq::purge(broker, r).await,
+            Request::RejectRecord(r) => dlq::reject(broker, r).await,
             Request::RegisterSchema(r) => schemas::register(broker, r).await,
             Request::GetSchema(r) => schemas::get(broker, r).await,
             Request::ListSchemas(r) => schemas::list(broker, r).await,

@@ -118,3 +118,21 @@ impl Wire for ReplayDlqResponse {
         write_bytes32(out, self.message.as_bytes())
     }
 }
+
+wire_struct! {
+    /// REJECT_RECORD (0x96, FlyMQ extension): `str16 topic | str16 group_id |
+    /// i32 partition | u64 offset | str16 reason`. Moves the record to the
+    /// topic's dead-letter queue; reply `u8 success | str16 message`.
+    pub struct RejectRecordRequest {
+        /// Topic.
+        pub topic: String => str16,
+        /// The rejecting consumer group.
+        pub group_id: String => str16,
+        /// Partition.
+        pub partition: i32 => i32,
+        /// Offset of the rejected record.
+        pub offset: u64 => u64,
+        /// Why (stored as the dead letter's error).
+        pub reason: String => str16,
+    }
+}

@@ -254,6 +254,13 @@ pub fn requests() -> Vec<Request> {
             group_id: s("billing"),
             member_id: s("member-1"),
         }),
+        Request::RejectRecord(RejectRecordRequest {
+            topic: s("orders"),
+            group_id: s("billing"),
+            partition: 1,
+            offset: 17,
+            reason: s("unparsable amount"),
+        }),
         Request::CommitFenced(CommitFencedRequest {
             topic: s("orders"),
             group_id: s("billing"),
@@ -559,6 +566,7 @@ pub fn responses() -> Vec<Response> {
         }),
         Response::LeaveGroup,
         Response::CommitFenced,
+        Response::RejectRecord(OkMessage::ok("moved to orders.dlq as 1:17")),
         Response::ProduceBatch(ProduceBatchResponse {
             topic: s("orders"),
             partition: 4,

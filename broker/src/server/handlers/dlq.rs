@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use flymq_proto::{
-    DlqEntry, DlqTarget, FetchDlqRequest, FetchDlqResponse, OkMessage, ReplayDlqRequest, ReplayDlqResponse, Response,
-    TopicRequest,
+    DlqEntry, DlqTarget, FetchDlqRequest, FetchDlqResponse, OkMessage, RejectRecordRequest, ReplayDlqRequest,
+    ReplayDlqResponse, Response, TopicRequest,
 };
 
 use crate::core::Broker;
@@ -59,6 +59,20 @@ pub async fn purge(broker: Arc<Broker>, req: TopicRequest) -> Answer {
                 format!("'{}' has no dead-letter queue; nothing to purge", req.topic)
             },
         })),
+        Err(err) => Answer::error(err),
+    }
+}
+
+/// REJECT_RECORD (FlyMQ extension).
+pub async fn reject(broker: Arc<Broker>, req: RejectRecordRequest) -> Answer {
+    match broker
+        .reject_record(&req.topic, &req.group_id, req.partition, req.offset, &req.reason)
+        .await
+    {
+        Ok(id) => Answer::Response(Response::RejectRecord(OkMessage::ok(format!(
+            "moved to {} as {id}",
+            dlq::dlq_topic(&req.topic)
+        )))),
         Err(err) => Answer::error(err),
     }
 }
