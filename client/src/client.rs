@@ -907,7 +907,9 @@ fn group_partition(topic: &str, group: &str, partition: i32) -> GroupPartitionRe
 /// COMMIT (or RESET_OFFSET) sent through a broker that then failed may still
 /// take effect later, after a newer commit sent through another broker:
 /// retried silently, the group's offset could move back behind the
-/// caller's back, so the caller gets the connection error instead.
+/// caller's back, so the caller gets the connection error instead. A
+/// repeated JOIN_GROUP would add a second member, a repeated REJECT_RECORD a
+/// second dead letter, and a repeated COMMIT_FENCED is a COMMIT.
 fn is_repeatable(opcode: Opcode) -> bool {
     !matches!(
         opcode,
@@ -923,6 +925,9 @@ fn is_repeatable(opcode: Opcode) -> bool {
             | Opcode::CommitTx
             | Opcode::AbortTx
             | Opcode::ReplayDlq
+            | Opcode::RejectRecord
+            | Opcode::JoinGroup
+            | Opcode::CommitFenced
     )
 }
 

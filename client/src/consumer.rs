@@ -81,6 +81,14 @@ pub struct ConsumerRecord {
     pub value: Bytes,
 }
 
+/// The membership a [`crate::GroupConsumer`] commits under: its commits are
+/// COMMIT_FENCED with this member id and generation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Fence {
+    pub member_id: String,
+    pub generation: u64,
+}
+
 #[derive(Debug, Clone)]
 struct PartitionState {
     id: i32,
@@ -132,6 +140,8 @@ pub struct Consumer {
     last_commit: Instant,
     /// Client connection generation the group membership was registered on.
     generation: u64,
+    /// Set for an assigned (group-coordinated) consumer: commits are fenced.
+    fence: Option<Fence>,
 }
 
 impl Consumer {
@@ -148,31 +158,56 @@ impl Consumer {
                 message: format!("topic '{topic}' has no partitions"),
             });
         }
+        Self::with_partitions(client, topic, config, ids, None).await
+    }
+
+    /// A consumer of exactly `ids` (a group member's assignment), each
+    /// positioned at `config.from`; commits are fenced when `fence` is set.
+    pub(crate) async fn with_partitions(
+        client: Client,
+        topic: &str,
+        config: ConsumerConfig,
+        ids: Vec<i32>,
+        fence: Option<Fence>,
+    ) -> Result<Self> {
         let generation = client.generation();
-        let starts = futures::future::try_join_all(
-            ids.iter()
-                .map(|&p| client.subscribe(topic, &config.group, p, config.from)),
-        )
-        .await?;
-        let partitions = ids
-            .into_iter()
-            .zip(starts)
-            .map(|(id, position)| PartitionState {
+        let mut consumer = Self {
+            client,
+            topic: topic.to_owned(),
+            config,
+            partitions: Vec::new(),
+            cursor: 0,
+            last_commit: Instant::now(),
+            generation,
+            fence,
+        };
+        consumer.reassign(ids, None).await?;
+        Ok(consumer)
+    }
+
+    /// Switches to the partitions `ids`: partitions kept keep their
+    /// positions, new ones start at `config.from` (the group's committed
+    /// offset by default), the others are dropped. Returns (revoked, added).
+    pub(crate) async fn reassign(&mut self, ids: Vec<i32>, fence: Option<Fence>) -> Result<(Vec<i32>, Vec<i32>)> {
+        if fence.is_some() {
+            self.fence = fence;
+        }
+        let revoked: Vec<i32> = self.assignment().into_iter().filter(|id| !ids.contains(id)).collect();
+        let added: Vec<i32> = ids.iter().copied().filter(|id| self.state(*id).is_none()).collect();
+        let (client, topic, group, from) = (&self.client, &self.topic, &self.config.group, self.config.from);
+        let starts =
+            futures::future::try_join_all(added.iter().map(|&p| client.subscribe(topic, group, p, from))).await?;
+        self.partitions.retain(|p| ids.contains(&p.id));
+        self.partitions
+            .extend(added.iter().zip(starts).map(|(&id, position)| PartitionState {
                 id,
                 position,
                 committed: None,
                 paused: false,
-            })
-            .collect();
-        Ok(Self {
-            client,
-            topic: topic.to_owned(),
-            config,
-            partitions,
-            cursor: 0,
-            last_commit: Instant::now(),
-            generation,
-        })
+            }));
+        self.partitions.sort_by_key(|p| p.id);
+        self.cursor = 0;
+        Ok((revoked, added))
     }
 
     /// The topic consumed.
@@ -301,6 +336,10 @@ impl Consumer {
     async fn fetch_round(&mut self, max: usize) -> Result<Vec<ConsumerRecord>> {
         let n = self.partitions.len();
         let mut out = Vec::new();
+        if n == 0 {
+            // A group member with no partitions (more members than partitions).
+            return Ok(out);
+        }
         for step in 0..n {
             let remaining = max - out.len();
             if remaining == 0 {
@@ -379,10 +418,11 @@ impl Consumer {
             .filter(|(_, p)| p.committed != Some(p.position))
             .map(|(i, p)| (i, p.id, p.position))
             .collect();
+        let fence = self.fence.as_ref();
         futures::future::try_join_all(
             dirty
                 .iter()
-                .map(|&(_, id, position)| client.commit(topic, group, id, position)),
+                .map(|&(_, id, position)| commit_to(client, topic, group, id, position, fence)),
         )
         .await?;
         for (i, _, position) in dirty {
@@ -400,9 +440,15 @@ impl Consumer {
                 self.topic
             )));
         }
-        self.client
-            .commit(&self.topic, &self.config.group, partition, offset)
-            .await?;
+        commit_to(
+            &self.client,
+            &self.topic,
+            &self.config.group,
+            partition,
+            offset,
+            self.fence.as_ref(),
+        )
+        .await?;
         if let Some(state) = self.partitions.iter_mut().find(|p| p.id == partition) {
             state.committed = Some(offset);
         }
@@ -436,6 +482,29 @@ impl Consumer {
     fn state(&self, partition: i32) -> Option<&PartitionState> {
         self.partitions.iter().find(|p| p.id == partition)
     }
+}
+
+/// COMMIT, or COMMIT_FENCED for a group member.
+async fn commit_to(
+    client: &Client,
+    topic: &str,
+    group: &str,
+    partition: i32,
+    offset: u64,
+    fence: Option<&Fence>,
+) -> Result<()> {
+    let Some(fence) = fence else {
+        return client.commit(topic, group, partition, offset).await;
+    };
+    let request = flymq_proto::Request::CommitFenced(flymq_proto::CommitFencedRequest {
+        topic: topic.to_owned(),
+        group_id: group.to_owned(),
+        partition,
+        offset,
+        member_id: fence.member_id.clone(),
+        generation: fence.generation,
+    });
+    client.request(&request).await.map(|_| ())
 }
 
 /// One poll of a consumer, boxed so [`records_stream`] can hold it.

@@ -27,6 +27,7 @@ mod config;
 mod connection;
 mod consumer;
 mod error;
+mod group;
 #[cfg(test)]
 mod fake_broker;
 pub mod partitioner;
@@ -44,6 +45,7 @@ pub use client::{Client, ClientMetrics, ResetTo, StartFrom};
 pub use config::{ClientConfig, Credentials, DEFAULT_BOOTSTRAP, parse_bootstrap};
 pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, SeekTo};
 pub use error::{Error, Result, parse_leader_addr};
+pub use group::{GroupConsumer, GroupConsumerConfig, Rebalance};
 pub use pattern::PatternConsumer;
 pub use producer::{Callback, Delivery, Producer, ProducerConfig, ProducerMetrics, ProducerRecord};
 pub use security::UserUpdate;
