@@ -353,3 +353,78 @@ async fn replicas_hold_the_same_records_after_retention() {
     );
     assert_eq!(copies[0].last().unwrap().0, 4 * 30 * 64 - 1);
 }
+
+/// A leader killed between replicating entries and writing them itself.
+/// Broker 0 runs with its Raft log writes held back 1.5 s
+/// (`FLYMQ_TEST_LOG_WRITE_DELAY_MS`, a test fault), leads every group, and
+/// acknowledges produces its two followers have stored while it has not.
+/// Killed inside that window and restarted at once, its disk lacks entries
+/// it acknowledged: every replica must still end with exactly the
+/// acknowledged records, at the acknowledged offsets (the restarted broker
+/// gets them back from the others). This run does not make the restarted
+/// broker resume leadership before the others elect a new leader (booting
+/// takes longer than an election), so it does not by itself show why
+/// `enable_leader_restore` is off; docs/replication.md#openraft does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_leader_killed_before_writing_what_it_acknowledged_loses_nothing() {
+    let mut cluster = tokio::task::block_in_place(|| Cluster::start(101, 3));
+    tokio::task::block_in_place(|| {
+        cluster.kill9(0);
+        cluster.restart(0, &[("FLYMQ_TEST_LOG_WRITE_DELAY_MS", "1500")]);
+    });
+    let cluster_id = cluster.status(1)["cluster_id"].as_str().unwrap().to_owned();
+    tokio::task::block_in_place(|| wait_ready_in_cluster(&cluster, 0, &cluster_id, Duration::from_secs(90)));
+    let client = client_for(&cluster.nodes.iter().collect::<Vec<_>>()).await;
+    client.create_topic("window", 1).await.expect("create");
+    let mut acked = produce_n(&client, "window", "0-warmup", 5, &cluster).await;
+
+    // Every group led by broker 0.
+    let admin = flymq_client::AdminClient::connect(&cluster.admin_addr(1), Duration::from_secs(5))
+        .await
+        .expect("admin");
+    let via_0 = client_for(&[&cluster.nodes[0]]).await;
+    wait_until_async("broker 0 leads the partition", Duration::from_secs(60), || {
+        let (admin, via_0) = (&admin, &via_0);
+        async move {
+            for from in [1, 2] {
+                let _ = admin.transfer_leadership_from(from, 0).await;
+            }
+            matches!(via_0.topic_metadata("window").await, Ok(m)
+                if m.partitions.iter().all(|p| p.leader_id == "0"))
+        }
+    })
+    .await;
+    assert!(
+        cluster.procs[0].as_ref().unwrap().log_text().contains("test fault"),
+        "broker 0 runs with delayed log writes"
+    );
+
+    // Acknowledged by the followers while broker 0's own writes wait; then
+    // broker 0 dies inside the window and comes straight back.
+    let window = Instant::now();
+    acked.extend(produce_n(&via_0, "window", "1-unwritten", 5, &cluster).await);
+    // Acknowledged well inside the 1.5 s broker 0's writer holds them.
+    assert!(
+        window.elapsed() < Duration::from_millis(1_200),
+        "the produces took {:?}: the kill may miss the window",
+        window.elapsed()
+    );
+    tokio::task::block_in_place(|| {
+        cluster.kill9(0);
+        cluster.restart(0, &[]);
+    });
+    tokio::task::block_in_place(|| wait_ready_in_cluster(&cluster, 0, &cluster_id, Duration::from_secs(90)));
+    let client = client_for(&cluster.nodes.iter().collect::<Vec<_>>()).await;
+    acked.extend(produce_n(&client, "window", "2-after", 5, &cluster).await);
+
+    let last = acked.last().unwrap().0;
+    for i in 0..3 {
+        let records = read_until_offset(last, || read_all(&cluster.nodes[i], "window")).await;
+        assert_holds_acked(&format!("node {i}"), &records, &acked);
+        assert_eq!(
+            records.len(),
+            acked.len(),
+            "node {i} holds exactly the acknowledged records: {records:?}"
+        );
+    }
+}

@@ -115,8 +115,22 @@ impl WalSyncer {
     }
 }
 
+/// Test fault (`FLYMQ_TEST_LOG_WRITE_DELAY_MS`): holds every batch of log
+/// writes this long before writing it, so a test can kill a leader whose
+/// followers acknowledged entries it has not written itself. Never set in
+/// production; the broker logs a warning when it is.
+fn test_write_delay() -> Option<std::time::Duration> {
+    let ms: u64 = std::env::var("FLYMQ_TEST_LOG_WRITE_DELAY_MS").ok()?.parse().ok()?;
+    tracing::warn!(delay_ms = ms, "test fault: Raft log writes are delayed");
+    Some(std::time::Duration::from_millis(ms))
+}
+
 fn write_loop(store: Store, rx: Receiver<LogWrite>) {
+    let delay = test_write_delay();
     while let Ok(first) = rx.recv() {
+        if let Some(delay) = delay {
+            std::thread::sleep(delay);
+        }
         let mut waiting = vec![first];
         waiting.extend(rx.try_iter());
         let mut appended = Vec::new();
