@@ -347,3 +347,23 @@ async fn delete_schema_removes_one_version_or_all_of_them() {
     ));
     broker.shutdown().await;
 }
+
+/// Messages over 64 KiB are validated off the async workers
+/// (`block_in_place`, on a multi-threaded runtime as the broker runs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_messages_are_validated_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start(dir.path()).await.unwrap();
+    let mut c = RawClient::connect(broker.client_addr()).await;
+    registered(&mut c, "orders", "json", ORDER_V1).await;
+    let big_item = "x".repeat(200 * 1024);
+    let valid = format!(r#"{{"id": 1, "item": "{big_item}"}}"#);
+    assert!(matches!(
+        c.call(produce("orders", "orders", &valid)).await,
+        Response::ProduceWithSchema(_)
+    ));
+    let invalid = format!(r#"{{"id": "1", "item": "{big_item}"}}"#);
+    let text = error_text(c.call(produce("orders", "orders", &invalid)).await);
+    assert!(text.starts_with("schema validation failed: [/id:"), "{}", &text[..100]);
+    broker.shutdown().await;
+}

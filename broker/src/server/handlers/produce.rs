@@ -111,7 +111,17 @@ pub fn produce_with_schema(
     let value_size = req.data.len();
     let check: SchemaCheck = Arc::new({
         let (schema, data) = (req.schema_name, req.data.clone());
-        move |broker: &Broker| broker.check_schema(&schema, &data)
+        move |broker: &Broker| {
+            // Validating a large message is CPU work: keep it off the
+            // async workers' queue (small ones take microseconds).
+            let multi_threaded = tokio::runtime::Handle::try_current()
+                .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+            if data.len() > LARGE_MESSAGE_BYTES && multi_threaded {
+                tokio::task::block_in_place(|| broker.check_schema(&schema, &data))
+            } else {
+                broker.check_schema(&schema, &data)
+            }
+        }
     });
     let topic = req.topic;
     let record = NewRecord::new(Bytes::new(), req.data);
@@ -135,6 +145,9 @@ pub fn produce_with_schema(
         },
     )
 }
+
+/// Messages larger than this are validated with `block_in_place`.
+const LARGE_MESSAGE_BYTES: usize = 64 * 1024;
 
 /// A check a record must pass before it is written.
 type SchemaCheck = Arc<dyn Fn(&Broker) -> BrokerResult<()> + Send + Sync>;
