@@ -124,7 +124,9 @@ async fn closing_a_member_hands_its_partitions_over_at_once() {
     let mut a = GroupConsumer::join(connect(&broker).await, TOPIC, long.clone())
         .await
         .expect("a joins");
-    let b = GroupConsumer::join(connect(&broker).await, TOPIC, long).await.expect("b joins");
+    let b = GroupConsumer::join(connect(&broker).await, TOPIC, long)
+        .await
+        .expect("b joins");
     b.close().await.expect("b leaves");
     a.heartbeat().await.expect("heartbeat");
     assert_eq!(a.assignment(), [0, 1, 2, 3], "no session timeout to wait for");

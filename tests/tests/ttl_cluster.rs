@@ -39,9 +39,8 @@ async fn start_offset(client: &Client) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn expired_records_vanish_from_every_replica() {
-    let cluster = tokio::task::block_in_place(|| {
-        Cluster::start_with(250, 3, &[("FLYMQ_RETENTION_CHECK_INTERVAL_MS", "200")])
-    });
+    let cluster =
+        tokio::task::block_in_place(|| Cluster::start_with(250, 3, &[("FLYMQ_RETENTION_CHECK_INTERVAL_MS", "200")]));
     let producer = client_for(&[&cluster.nodes[0]]).await;
     producer.create_topic(TOPIC, 1).await.expect("create topic");
     for i in 0..3 {
@@ -73,14 +72,25 @@ async fn expired_records_vanish_from_every_replica() {
     // After expiry: no broker returns them, and retention removes them
     // everywhere, keeping the plain record.
     for (i, reader) in readers.iter().enumerate() {
-        assert_eq!(values(reader).await, [(3, "keep".to_owned())], "broker {i} after expiry");
+        assert_eq!(
+            values(reader).await,
+            [(3, "keep".to_owned())],
+            "broker {i} after expiry"
+        );
         let deadline = Instant::now() + Duration::from_secs(20);
         let mut start = start_offset(reader).await;
         while start < 3 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(100)).await;
             start = start_offset(reader).await;
         }
-        assert_eq!(start, 3, "broker {i}: the expired records were removed up to the plain one");
-        assert_eq!(values(reader).await, [(3, "keep".to_owned())], "broker {i} after removal");
+        assert_eq!(
+            start, 3,
+            "broker {i}: the expired records were removed up to the plain one"
+        );
+        assert_eq!(
+            values(reader).await,
+            [(3, "keep".to_owned())],
+            "broker {i} after removal"
+        );
     }
 }
