@@ -907,9 +907,12 @@ fn group_partition(topic: &str, group: &str, partition: i32) -> GroupPartitionRe
 /// COMMIT (or RESET_OFFSET) sent through a broker that then failed may still
 /// take effect later, after a newer commit sent through another broker:
 /// retried silently, the group's offset could move back behind the
-/// caller's back, so the caller gets the connection error instead. A
-/// repeated JOIN_GROUP would add a second member, a repeated REJECT_RECORD a
-/// second dead letter, and a repeated COMMIT_FENCED is a COMMIT.
+/// caller's back, so the caller gets the connection error instead. Schema
+/// registrations and deletions are writes too: a delayed first attempt could
+/// land after a later registration, and a repeated delete would report
+/// "not found" for a delete that succeeded. A repeated JOIN_GROUP would add
+/// a second member, a repeated REJECT_RECORD a second dead letter, and a
+/// repeated COMMIT_FENCED is a COMMIT.
 fn is_repeatable(opcode: Opcode) -> bool {
     !matches!(
         opcode,
@@ -920,6 +923,8 @@ fn is_repeatable(opcode: Opcode) -> bool {
             | Opcode::ProduceDelayed
             | Opcode::ProduceWithTtl
             | Opcode::ProduceWithSchema
+            | Opcode::RegisterSchema
+            | Opcode::DeleteSchema
             | Opcode::ProduceTx
             | Opcode::BeginTx
             | Opcode::CommitTx

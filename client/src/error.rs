@@ -125,6 +125,19 @@ pub enum Error {
         message: String,
     },
 
+    /// The broker refused a record that its schema does not accept
+    /// (PRODUCE_WITH_SCHEMA); nothing was written.
+    #[error("{op} failed: {message}")]
+    SchemaValidation {
+        /// The operation.
+        op: &'static str,
+        /// Each problem the broker named (for JSON, `/field: reason`);
+        /// empty when the message did not list them in the usual form.
+        problems: Vec<String>,
+        /// The broker's full message, with the schema name and version.
+        message: String,
+    },
+
     /// The broker sent more records than asked or a reply that contradicts the request.
     #[error("{op}: {message}")]
     Protocol {
@@ -182,9 +195,13 @@ pub enum Error {
 
 impl Error {
     /// Maps an error frame's message to [`Error::NotLeader`] (message contains
-    /// "not leader", case-insensitively) or [`Error::Server`].
+    /// "not leader", case-insensitively), [`Error::SchemaValidation`]
+    /// (message starts with "schema validation failed") or [`Error::Server`].
     pub fn from_server(op: &'static str, message: String) -> Self {
-        if message.to_ascii_lowercase().contains("not leader") {
+        if message.starts_with(SCHEMA_VALIDATION_FAILED) {
+            let problems = parse_schema_problems(&message);
+            Error::SchemaValidation { op, problems, message }
+        } else if message.to_ascii_lowercase().contains("not leader") {
             let leader_addr = parse_leader_addr(&message);
             Error::NotLeader {
                 op,
@@ -253,6 +270,32 @@ impl Error {
     pub fn is_topic_not_found(&self) -> bool {
         matches!(self, Error::Server { message, .. } if message.contains("topic not found"))
     }
+
+    /// True when the broker has no schema under the name, or not that
+    /// version (`no schema found for topic: <name>`, `schema not found:
+    /// <name> v<n>`).
+    pub fn is_schema_not_found(&self) -> bool {
+        matches!(self, Error::Server { message, .. }
+            if message.starts_with("no schema found for topic:") || message.starts_with("schema not found:"))
+    }
+}
+
+/// How the broker's refusal of a record its schema rejects begins.
+const SCHEMA_VALIDATION_FAILED: &str = "schema validation failed";
+
+/// The problems of `schema validation failed: [p1; p2] (schema 'x' version N)`.
+fn parse_schema_problems(message: &str) -> Vec<String> {
+    let Some(rest) = message
+        .strip_prefix(SCHEMA_VALIDATION_FAILED)
+        .and_then(|r| r.trim_start_matches(':').trim_start().strip_prefix('['))
+    else {
+        return Vec::new();
+    };
+    let list = match rest.rfind("] (schema ") {
+        Some(end) => &rest[..end],
+        None => rest.strip_suffix(']').unwrap_or(rest),
+    };
+    list.split("; ").filter(|p| !p.is_empty()).map(str::to_owned).collect()
 }
 
 impl Error {
@@ -307,6 +350,31 @@ mod tests {
         assert!(err.is_topic_not_found());
         assert!(!err.is_retriable());
         assert_eq!(err.to_string(), "fetch failed: topic not found: t9");
+    }
+
+    #[test]
+    fn schema_refusals_are_typed_with_their_problems() {
+        let message = "schema validation failed: [/id: \"one\" is not of type \"integer\"; /item: 3 is not of type \"string\"] (schema 'orders' version 2)";
+        match Error::from_server("PRODUCE_WITH_SCHEMA", message.into()) {
+            Error::SchemaValidation {
+                problems, message: m, ..
+            } => {
+                assert_eq!(
+                    problems,
+                    [
+                        "/id: \"one\" is not of type \"integer\"",
+                        "/item: 3 is not of type \"string\""
+                    ]
+                );
+                assert_eq!(m, message);
+            }
+            other => panic!("expected SchemaValidation, got {other:?}"),
+        }
+        let odd = Error::from_server("PRODUCE_WITH_SCHEMA", "schema validation failed".into());
+        assert!(matches!(odd, Error::SchemaValidation { ref problems, .. } if problems.is_empty()));
+        assert!(Error::from_server("GET_SCHEMA", "schema not found: orders v7".into()).is_schema_not_found());
+        assert!(Error::from_server("GET_SCHEMA", "no schema found for topic: x".into()).is_schema_not_found());
+        assert!(!Error::from_server("FETCH", "topic not found: x".into()).is_schema_not_found());
     }
 
     #[test]

@@ -12,6 +12,9 @@
 //!
 //! - [`Transaction`]: records that become readable together at commit
 //!   ([`Client::begin_transaction`]).
+//! - Schema registry: [`Client::register_schema`] and
+//!   [`Client::produce_with_schema`] (records the broker validates), with
+//!   [`SchemaType`].
 //!
 //! Security: [`ClientConfig::tls`] turns on implicit TLS and
 //! [`ClientConfig::credentials`] sends AUTH on every new connection;
@@ -27,12 +30,13 @@ mod config;
 mod connection;
 mod consumer;
 mod error;
-mod group;
 #[cfg(test)]
 mod fake_broker;
+mod group;
 pub mod partitioner;
 mod pattern;
 mod producer;
+mod schema;
 #[cfg(test)]
 mod sdk_tests;
 mod security;
@@ -48,6 +52,7 @@ pub use error::{Error, Result, parse_leader_addr};
 pub use group::{GroupConsumer, GroupConsumerConfig, Rebalance};
 pub use pattern::PatternConsumer;
 pub use producer::{Callback, Delivery, Producer, ProducerConfig, ProducerMetrics, ProducerRecord};
+pub use schema::SchemaType;
 pub use security::UserUpdate;
 pub use transaction::Transaction;
 
@@ -56,5 +61,6 @@ pub use flymq_security::tls::ClientTlsOptions;
 
 pub use flymq_proto::{
     ClusterMetadata, ClusterNode, ClusterStatus, ConsumeResponse, FetchResponse, FetchedRecord, GroupRecord, LagInfo,
-    PartitionMetadata, PartitionOffset, ProduceBatchResponse, RecordMetadata, Request, Response, TopicMetadata,
+    PartitionMetadata, PartitionOffset, ProduceBatchResponse, RecordMetadata, Request, Response, SchemaEntry,
+    TopicMetadata, ValidateSchemaResponse,
 };

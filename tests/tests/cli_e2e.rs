@@ -207,6 +207,271 @@ async fn cli_commands_against_a_real_broker() {
     broker.shutdown().await;
 }
 
+fn failed(addr: &str, args: &[&str], stdin: Option<&str>) -> String {
+    let out = cli(addr, args, stdin);
+    assert!(!out.status.success(), "flymq-cli {args:?} should fail");
+    String::from_utf8(out.stderr).expect("utf-8 stderr")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schema_commands_and_validated_produce() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let broker = TestBroker::start(dir.path()).await.expect("start broker");
+    let addr = broker.client_addr().to_string();
+    let files = tempfile::tempdir().expect("temp dir");
+    let v1 = files.path().join("orders-v1.json");
+    std::fs::write(
+        &v1,
+        r#"{"type": "object", "properties": {"id": {"type": "integer"}, "item": {"type": "string"}}, "required": ["id"]}"#,
+    )
+    .expect("write schema");
+    let incompatible = files.path().join("incompatible.json");
+    std::fs::write(
+        &incompatible,
+        r#"{"type": "object", "properties": {"id": {"type": "string"}}, "required": ["id"]}"#,
+    )
+    .expect("write schema");
+    let message_file = files.path().join("message.json");
+    std::fs::write(&message_file, r#"{"id": 3}"#).expect("write message");
+
+    let run = tokio::task::spawn_blocking(move || {
+        let a = addr.as_str();
+        let path = |p: &std::path::Path| p.to_str().expect("utf-8 path").to_owned();
+        let (v1, incompatible, message_file) = (path(&v1), path(&incompatible), path(&message_file));
+
+        assert_eq!(
+            ok(
+                a,
+                &["schema", "register", "orders", "--type", "json", "--file", &v1],
+                None
+            )
+            .trim(),
+            "registered schema 'orders' version 1 (json)"
+        );
+        let avro = r#"{"type": "record", "name": "R", "fields": [{"name": "c", "type": "double"}]}"#;
+        let from_stdin = json_lines(&ok(
+            a,
+            &["schema", "register", "readings", "-t", "avro", "-f", "-", "-o", "json"],
+            Some(avro),
+        ));
+        assert_eq!(from_stdin[0]["schema"], "readings");
+        assert_eq!(from_stdin[0]["type"], "avro");
+        assert_eq!(from_stdin[0]["version"], 1);
+
+        // Bad input: unknown type, missing file, empty definition, an
+        // incompatible version, each with a non-zero exit and the reason.
+        let unknown = cli(a, &["schema", "register", "x", "--type", "xml", "--file", &v1], None);
+        assert_eq!(unknown.status.code(), Some(2), "a usage error");
+        let stderr = String::from_utf8_lossy(&unknown.stderr);
+        assert!(
+            stderr.contains("unknown schema type 'xml'; use json, avro or protobuf"),
+            "{stderr}"
+        );
+        let stderr = failed(
+            a,
+            &["schema", "register", "x", "-t", "json", "-f", "/no/such/file.json"],
+            None,
+        );
+        assert!(
+            stderr.starts_with("error: cannot read the schema definition file /no/such/file.json"),
+            "{stderr}"
+        );
+        let stderr = failed(a, &["schema", "register", "x", "-t", "json", "-f", "-"], Some(""));
+        assert!(stderr.contains("the schema definition in stdin is empty"), "{stderr}");
+        let stderr = failed(
+            a,
+            &["schema", "register", "orders", "-t", "json", "-f", &incompatible],
+            None,
+        );
+        assert!(stderr.contains("not backward compatible with version 1"), "{stderr}");
+
+        assert_eq!(
+            ok(a, &["schema", "list"], None),
+            "SCHEMA    TYPE  VERSION\norders    json  1\nreadings  avro  1\n"
+        );
+        let listed = json_lines(&ok(a, &["schema", "list", "orders", "-o", "json"], None));
+        assert_eq!(
+            listed,
+            [serde_json::json!({"schema": "orders", "type": "json", "version": 1})]
+        );
+        assert_eq!(
+            ok(a, &["schema", "get", "orders"], None).trim(),
+            "schema 'orders' version 1 (json)"
+        );
+        let stderr = failed(a, &["schema", "get", "orders", "--version", "4"], None);
+        assert!(stderr.contains("schema not found: orders v4"), "{stderr}");
+        let stderr = failed(a, &["schema", "get", "nothing"], None);
+        assert!(
+            stderr.contains("schema 'nothing' does not exist; register it with"),
+            "{stderr}"
+        );
+
+        assert_eq!(
+            ok(a, &["schema", "validate", "orders", r#"{"id": 1}"#], None).trim(),
+            "valid against schema 'orders'"
+        );
+        assert!(ok(a, &["schema", "validate", "orders", "--file", &message_file], None).contains("valid"));
+        let invalid = cli(
+            a,
+            &["schema", "validate", "orders", r#"{"id": "x"}"#, "-o", "json"],
+            None,
+        );
+        assert_eq!(invalid.status.code(), Some(1), "an invalid message exits with 1");
+        let report = json_lines(&String::from_utf8_lossy(&invalid.stdout));
+        assert_eq!(report[0]["valid"], false);
+        assert!(
+            report[0]["errors"][0]
+                .as_str()
+                .expect("error text")
+                .starts_with("/id: "),
+            "{report:?}"
+        );
+
+        // produce --schema: valid messages are written, the others refused.
+        let written = json_lines(&ok(
+            a,
+            &[
+                "produce",
+                "orders-topic",
+                r#"{"id": 1}"#,
+                "--schema",
+                "orders",
+                "-o",
+                "json",
+            ],
+            None,
+        ));
+        assert_eq!(written[0]["offset"], 0);
+        let stderr = failed(
+            a,
+            &["produce", "orders-topic", r#"{"id": "one"}"#, "--schema", "orders"],
+            None,
+        );
+        assert!(
+            stderr.contains("schema validation failed: [/id: ") && stderr.contains("(schema 'orders' version 1)"),
+            "{stderr}"
+        );
+        let stderr = failed(
+            a,
+            &["produce", "orders-topic", r#"{"id": 1}"#, "--schema", "nothing"],
+            None,
+        );
+        assert!(stderr.contains("schema 'nothing' does not exist"), "{stderr}");
+        let lines = cli(
+            a,
+            &["produce", "orders-topic", "--schema", "orders"],
+            Some("{\"id\": 2}\nnot json\n{\"id\": 3}\n"),
+        );
+        assert_eq!(lines.status.code(), Some(1), "one line was refused");
+        assert_eq!(String::from_utf8_lossy(&lines.stdout).lines().count(), 2);
+        let stderr = String::from_utf8_lossy(&lines.stderr);
+        assert!(stderr.contains("1 message(s) could not be produced"), "{stderr}");
+        let keyed = cli(
+            a,
+            &["produce", "orders-topic", "{}", "--schema", "orders", "--key", "k"],
+            None,
+        );
+        assert_eq!(keyed.status.code(), Some(2), "--schema is keyless");
+        assert_eq!(
+            ok(a, &["consume", "orders-topic"], None),
+            "{\"id\": 1}\n{\"id\": 2}\n{\"id\": 3}\n"
+        );
+
+        assert_eq!(
+            ok(a, &["schema", "delete", "readings", "--version", "1"], None).trim(),
+            "deleted version 1 of schema 'readings'"
+        );
+        let deleted = json_lines(&ok(a, &["schema", "delete", "orders", "-o", "json"], None));
+        assert_eq!(deleted[0]["all_versions"], true);
+        assert_eq!(deleted[0]["message"], "deleted 1 version of schema 'orders'");
+        let stderr = failed(a, &["schema", "delete", "orders"], None);
+        assert!(stderr.contains("schema 'orders' does not exist"), "{stderr}");
+        let empty = cli(a, &["schema", "list"], None);
+        assert!(empty.status.success() && empty.stdout.is_empty());
+        assert_eq!(String::from_utf8_lossy(&empty.stderr).trim(), "no schemas");
+    });
+    run.await.expect("cli run");
+    broker.shutdown().await;
+}
+
+/// `bench schema` and `bench delayed` with small counts: every request is
+/// answered with the expected opcode, and the delayed records are delivered
+/// once each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schema_and_delayed_benches_run_end_to_end() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let broker = TestBroker::start(dir.path()).await.expect("start broker");
+    let addr = broker.client_addr().to_string();
+    let run = tokio::task::spawn_blocking(move || {
+        let a = addr.as_str();
+        let schema = json_lines(&ok(
+            a,
+            &["bench", "schema", "-n", "300", "--rounds", "2", "-q", "-o", "json"],
+            None,
+        ));
+        let rounds = schema[0]["rounds"].as_array().expect("rounds");
+        assert_eq!(rounds.len(), 2);
+        for round in rounds {
+            for kind in ["plain", "schema"] {
+                assert_eq!(round[kind]["messages"], 300, "{round}");
+                assert_eq!(round[kind]["errors"], 0, "{round}");
+            }
+        }
+        assert!(schema[0]["median_ratio"].as_f64().expect("ratio") > 0.0);
+        // The records were validated and written.
+        let written = json_lines(&ok(a, &["topic", "info", "bench", "-o", "json"], None));
+        assert_eq!(written.len(), 1);
+        assert_eq!(
+            ok(a, &["consume", "bench", "-n", "1"], None).len(),
+            101,
+            "a 100-byte record and a newline"
+        );
+
+        let delayed = json_lines(&ok(
+            a,
+            &[
+                "bench",
+                "delayed",
+                "--pending",
+                "500",
+                "-n",
+                "400",
+                "--warmup",
+                "0",
+                "--due",
+                "50",
+                "--due-delay",
+                "200ms",
+                "-q",
+                "-o",
+                "json",
+            ],
+            None,
+        ));
+        let phases = delayed[0]["phases"].as_array().expect("phases");
+        assert_eq!(phases.len(), 8);
+        assert_eq!(
+            phases[2]["report"]["messages"], 500,
+            "the pending records: {}",
+            phases[2]
+        );
+        assert_eq!(phases[2]["report"]["mode"], "produce-delayed");
+        for phase in phases {
+            assert_eq!(phase["report"]["errors"], 0, "{phase}");
+        }
+        // FETCH from offset 0 skips the 500 pending records and reads the 400 plain ones.
+        assert_eq!(phases[7]["report"]["messages"], 400, "{}", phases[7]);
+        for lateness in delayed[0]["lateness"].as_array().expect("lateness") {
+            assert_eq!(lateness["delivered"], 50, "{lateness}");
+            assert_eq!(lateness["duplicates"], 0, "{lateness}");
+            assert!(lateness["from_send"]["p50_ms"].as_f64().expect("p50") >= 0.0);
+        }
+        assert_eq!(delayed[0]["lateness"][1]["pending"], 500);
+    });
+    run.await.expect("bench run");
+    broker.shutdown().await;
+}
+
 #[test]
 fn unreachable_broker_fails_clearly() {
     let out = cli("127.0.0.1:1", &["topic", "list", "--timeout", "1s"], None);

@@ -8,7 +8,8 @@ use bytes::Bytes;
 use flymq_broker::testing::{TestBroker, test_config};
 use flymq_client::partitioner::partition_for_key;
 use flymq_client::{
-    Client, ClientConfig, Consumer, ConsumerConfig, Error, Producer, ProducerConfig, ProducerRecord, ResetTo, StartFrom,
+    Client, ClientConfig, Consumer, ConsumerConfig, Error, Producer, ProducerConfig, ProducerRecord, ResetTo,
+    SchemaType, StartFrom,
 };
 
 struct Env {
@@ -166,6 +167,150 @@ async fn records_with_a_ttl_expire_and_delayed_records_arrive_when_due() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("invalid delay"), "{err}");
+    env.broker.shutdown().await;
+}
+
+const ORDER_V1: &str = r#"{"type": "object",
+    "properties": {"id": {"type": "integer"}, "item": {"type": "string"}},
+    "required": ["id"]}"#;
+const ORDER_V2: &str = r#"{"type": "object",
+    "properties": {"id": {"type": "integer"}, "item": {"type": "string"}, "note": {"type": "string"}},
+    "required": ["id"]}"#;
+
+#[tokio::test]
+async fn schema_registry_validates_what_is_produced() {
+    let env = start().await;
+    let c = &env.client;
+
+    assert_eq!(
+        c.register_schema("orders", SchemaType::Json, ORDER_V1)
+            .await
+            .expect("v1"),
+        1
+    );
+    assert_eq!(
+        c.register_schema("orders", SchemaType::Json, ORDER_V1)
+            .await
+            .expect("same again"),
+        1,
+        "the latest definition again is the same version"
+    );
+    assert_eq!(
+        c.register_schema("orders", SchemaType::Json, ORDER_V2)
+            .await
+            .expect("v2"),
+        2
+    );
+    let avro = r#"{"type": "record", "name": "Reading", "fields": [{"name": "c", "type": "double"}]}"#;
+    let proto = "syntax = \"proto3\"; message Click { string page = 1; }";
+    assert_eq!(
+        c.register_schema("readings", SchemaType::Avro, avro)
+            .await
+            .expect("avro"),
+        1
+    );
+    let kind: SchemaType = "proto".parse().expect("proto is protobuf");
+    assert_eq!(c.register_schema("clicks", kind, proto).await.expect("protobuf"), 1);
+
+    let listed: Vec<(String, String, u32)> = c
+        .list_schemas("")
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|e| (e.name, e.schema_type, e.version))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("clicks".to_string(), "protobuf".to_string(), 1),
+            ("orders".into(), "json".into(), 1),
+            ("orders".into(), "json".into(), 2),
+            ("readings".into(), "avro".into(), 1),
+        ]
+    );
+    assert_eq!(c.list_schemas("orders").await.expect("filtered").len(), 2);
+    assert!(c.list_schemas("order").await.expect("exact name").is_empty());
+
+    let latest = c.get_schema("orders", 0).await.expect("latest");
+    assert_eq!(
+        (latest.name.as_str(), latest.schema_type.as_str(), latest.version),
+        ("orders", "json", 2)
+    );
+    assert_eq!(c.get_schema("orders", 1).await.expect("v1").version, 1);
+    let err = c.get_schema("orders", 9).await.unwrap_err();
+    assert!(err.is_schema_not_found(), "{err}");
+    let err = c.get_schema("nothing", 0).await.unwrap_err();
+    assert!(err.is_schema_not_found(), "{err}");
+
+    // An incompatible new version and a definition that does not parse are refused.
+    let err = c
+        .register_schema(
+            "orders",
+            SchemaType::Json,
+            r#"{"type": "object", "required": ["id", "item"]}"#,
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("not backward compatible"), "{err}");
+    let err = c.register_schema("x", SchemaType::Json, "{not json").await.unwrap_err();
+    assert!(
+        matches!(err, Error::Server { .. }) && err.to_string().contains("invalid json schema"),
+        "{err}"
+    );
+
+    let valid = c.validate_schema("orders", r#"{"id": 1}"#).await.expect("validate");
+    assert!(valid.valid && valid.errors.is_empty(), "{valid:?}");
+    let invalid = c
+        .validate_schema("orders", r#"{"id": 1.5, "item": 3}"#)
+        .await
+        .expect("validate");
+    assert!(!invalid.valid);
+    let mut fields: Vec<&str> = invalid.errors.iter().filter_map(|e| e.split(':').next()).collect();
+    fields.sort_unstable();
+    assert_eq!(fields, ["/id", "/item"], "{:?}", invalid.errors);
+
+    c.create_topic("orders-topic", 1).await.expect("create");
+    let meta = c
+        .produce_with_schema("orders-topic", "orders", r#"{"id": 7, "item": "tea"}"#)
+        .await
+        .expect("valid record");
+    assert_eq!((meta.partition, meta.offset, meta.key_size), (0, 0, -1));
+    let err = c
+        .produce_with_schema("orders-topic", "orders", r#"{"id": "seven"}"#)
+        .await
+        .unwrap_err();
+    match &err {
+        Error::SchemaValidation { problems, message, .. } => {
+            assert_eq!(problems.len(), 1, "{problems:?}");
+            assert!(problems[0].starts_with("/id: "), "{problems:?}");
+            assert!(message.contains("(schema 'orders' version 2)"), "{message}");
+        }
+        other => panic!("expected SchemaValidation, got {other:?}"),
+    }
+    let err = c
+        .produce_with_schema("orders-topic", "nothing", r#"{"id": 1}"#)
+        .await
+        .unwrap_err();
+    assert!(err.is_schema_not_found(), "{err}");
+    assert_eq!(
+        fetch_values(c, "orders-topic", 0).await,
+        [r#"{"id": 7, "item": "tea"}"#],
+        "only the accepted record was written"
+    );
+
+    // Deleting one version leaves the others; version 0 deletes every one.
+    let message = c.delete_schema("orders", 1).await.expect("delete v1");
+    assert_eq!(message, "deleted 1 version of schema 'orders'");
+    assert_eq!(c.list_schemas("orders").await.expect("list").len(), 1);
+    let err = c.delete_schema("orders", 1).await.unwrap_err();
+    assert!(err.is_schema_not_found(), "{err}");
+    c.delete_schema("orders", 0).await.expect("delete all");
+    assert!(c.list_schemas("orders").await.expect("list").is_empty());
+    let err = c
+        .produce_with_schema("orders-topic", "orders", r#"{"id": 8}"#)
+        .await
+        .unwrap_err();
+    assert!(err.is_schema_not_found(), "a deleted schema validates nothing: {err}");
     env.broker.shutdown().await;
 }
 

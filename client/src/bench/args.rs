@@ -16,6 +16,13 @@ pub enum BenchCommand {
     /// Transactions back to back (BEGIN_TX, PRODUCE_TX x --records,
     /// COMMIT_TX) on each connection; latency is per transaction.
     Txn(TxnBenchArgs),
+    /// PRODUCE_WITH_SCHEMA of a small JSON record against a registered JSON
+    /// schema, compared in the same run with plain PRODUCE of the same bytes.
+    Schema(SchemaBenchArgs),
+    /// Delayed delivery under load: produce --pending PRODUCE_DELAYED records
+    /// that stay pending, then measure plain produce and fetch next to them
+    /// and how late a batch of short-delay records is delivered.
+    Delayed(DelayedBenchArgs),
 }
 
 /// Options shared by every bench mode.
@@ -105,6 +112,77 @@ pub struct TxnBenchArgs {
     pub records: usize,
 }
 
+/// `bench schema`
+#[derive(Debug, Clone, Args)]
+pub struct SchemaBenchArgs {
+    #[command(flatten)]
+    pub common: CommonBenchArgs,
+    /// TCP connections to open.
+    #[arg(long, short = 'c', default_value_t = 1)]
+    pub connections: usize,
+    /// Requests in flight per connection (pipelining depth).
+    #[arg(long, short = 'i', default_value_t = 32)]
+    pub in_flight: usize,
+    /// Name the bench registers its JSON schema under.
+    #[arg(long, default_value = "bench-record")]
+    pub schema: String,
+    /// Runs of each kind, alternating which goes first; the summary gives
+    /// the medians.
+    #[arg(long, default_value_t = 1)]
+    pub rounds: usize,
+}
+
+/// `bench delayed`
+#[derive(Debug, Clone, Args)]
+pub struct DelayedBenchArgs {
+    /// Topic of the delayed records (plain-produce topics get suffixes).
+    #[arg(long, short = 't', default_value = "bench-delayed")]
+    pub topic: String,
+    /// Message value size in bytes.
+    #[arg(long, short = 's', default_value_t = 100)]
+    pub size: usize,
+    /// PRODUCE_DELAYED records produced with --pending-delay, left pending.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub pending: u64,
+    /// Delay of the pending records (long enough to stay pending for the run).
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    pub pending_delay: Duration,
+    /// Control run: send the --pending records as plain PRODUCE (nothing
+    /// pending), so that a second run tells the pending set's effect apart
+    /// from that of the data volume.
+    #[arg(long)]
+    pub pending_as_plain: bool,
+    /// Plain PRODUCE records per throughput phase (then read back with FETCH).
+    #[arg(long, short = 'n', default_value_t = 1_000_000)]
+    pub count: u64,
+    /// Plain PRODUCE records sent first to a topic of their own and not
+    /// reported, so the baseline does not pay for a cold start.
+    #[arg(long, default_value_t = 100_000)]
+    pub warmup: u64,
+    /// Short-delay records whose delivery lateness is measured.
+    #[arg(long, default_value_t = 10_000)]
+    pub due: u64,
+    /// Delay of those records.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    pub due_delay: Duration,
+    /// Partitions of each topic the bench creates.
+    #[arg(long, default_value_t = 1)]
+    pub partitions: u32,
+    /// TCP connections of the produce phases.
+    #[arg(long, short = 'c', default_value_t = 1)]
+    pub connections: usize,
+    /// Requests in flight per connection in the produce phases.
+    #[arg(long, short = 'i', default_value_t = 32)]
+    pub in_flight: usize,
+    /// Process id of the broker, to report its resident memory (Linux
+    /// /proc/PID/status) before and after the pending records.
+    #[arg(long, value_name = "PID")]
+    pub broker_pid: Option<u32>,
+    /// Do not print progress lines to stderr.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}
+
 impl CommonBenchArgs {
     /// The message count to aim for when no --duration is given.
     pub fn count_or(&self, default: u64) -> u64 {
@@ -186,5 +264,31 @@ mod tests {
             panic!("expected bench txn");
         };
         assert_eq!((t.records, t.connections, t.common.partitions), (10, 2, 3));
+        let cli = Cli::try_parse_from(["flymq-cli", "bench", "schema", "--rounds", "3", "-c", "2"]).expect("parses");
+        let Command::Bench(BenchCommand::Schema(s)) = cli.command else {
+            panic!("expected bench schema");
+        };
+        assert_eq!(
+            (s.rounds, s.connections, s.in_flight, s.schema.as_str()),
+            (3, 2, 32, "bench-record")
+        );
+        let cli = Cli::try_parse_from([
+            "flymq-cli",
+            "bench",
+            "delayed",
+            "--pending",
+            "5000",
+            "--due-delay",
+            "500ms",
+        ])
+        .expect("parses");
+        let Command::Bench(BenchCommand::Delayed(d)) = cli.command else {
+            panic!("expected bench delayed");
+        };
+        assert_eq!((d.pending, d.count, d.due), (5000, 1_000_000, 10_000));
+        assert_eq!(
+            (d.pending_delay, d.due_delay),
+            (Duration::from_secs(3600), Duration::from_millis(500))
+        );
     }
 }

@@ -6,8 +6,10 @@
 
 mod args;
 mod consume;
+mod delayed;
 pub mod driver;
 mod produce;
+mod schema;
 pub mod stats;
 mod transactions;
 
@@ -32,6 +34,9 @@ pub async fn run(cmd: BenchCommand, config: ClientConfig, out: Output) -> anyhow
         BenchCommand::Latency(args) => run_latency(&config, &args).await?,
         BenchCommand::Consume(args) => run_consume(&config, &args).await?,
         BenchCommand::Txn(args) => run_txn(&config, &args).await?,
+        // These compare several runs and print their own report.
+        BenchCommand::Schema(args) => return schema::run(&config, &args, DEFAULT_COUNT, &out).await,
+        BenchCommand::Delayed(args) => return delayed::run(&config, &args, &out).await,
     };
     print_report(&out, &report)?;
     if report.errors > 0 {

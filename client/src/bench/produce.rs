@@ -1,5 +1,7 @@
 //! `bench produce` and `bench latency`: pre-encoded PRODUCE or
-//! PRODUCE_BATCH frames sent over raw pipelined connections.
+//! PRODUCE_BATCH frames sent over raw pipelined connections
+//! ([`run_frames`] also sends the frames of `bench schema` and
+//! `bench delayed`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -56,8 +58,28 @@ pub async fn prepare_topic(config: &ClientConfig, topic: &str, partitions: u32) 
 /// Runs the plan and returns the merged statistics and the elapsed time.
 pub async fn run(config: &ClientConfig, plan: &ProducePlan, mode: &str) -> anyhow::Result<Report> {
     let partitions = prepare_topic(config, &plan.topic, plan.partitions).await?;
+    let frames = build_frames(plan, partitions)?;
+    let expected = if plan.batch > 1 {
+        Opcode::ProduceBatch
+    } else {
+        Opcode::Produce
+    };
+    run_frames(config, plan, frames, expected, mode).await
+}
+
+/// Sends `frames` round robin from every connection of `plan` (its count
+/// or duration, connections, in-flight depth and progress lines; each
+/// frame carries `plan.batch` messages of `plan.size` bytes) and counts
+/// answers with the `expected` opcode. The topic must exist.
+pub async fn run_frames(
+    config: &ClientConfig,
+    plan: &ProducePlan,
+    frames: Vec<Bytes>,
+    expected: Opcode,
+    mode: &str,
+) -> anyhow::Result<Report> {
     let batch = plan.batch.max(1);
-    let frames = Arc::new(build_frames(plan, partitions)?);
+    let frames = Arc::new(frames);
     let budget = Arc::new(match plan.duration {
         Some(d) => Budget::Until(Instant::now() + d),
         None => Budget::requests(plan.count.div_ceil(batch as u64)),
@@ -77,11 +99,7 @@ pub async fn run(config: &ClientConfig, plan: &ProducePlan, mode: &str) -> anyho
             budget: budget.clone(),
             messages_per_frame: batch as u64,
             value_bytes_per_frame: (batch * plan.size) as u64,
-            expected: if batch > 1 {
-                Opcode::ProduceBatch
-            } else {
-                Opcode::Produce
-            },
+            expected,
         };
         let (target, progress, in_flight) = (target.clone(), progress.clone(), plan.in_flight);
         workers.push(tokio::spawn(async move {

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
+use flymq_client::SchemaType;
 use flymq_client::admin::DEFAULT_ADMIN_ADDR;
 
 use crate::bench::BenchCommand;
@@ -129,6 +130,10 @@ pub enum Command {
     /// Cluster status and membership (admin API), metadata (binary protocol).
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    /// Register, list, show, validate and delete schemas (the broker's
+    /// schema registry); produce validated messages with `produce --schema`.
+    #[command(subcommand)]
+    Schema(SchemaCommand),
     /// Measure throughput and latency of a broker.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -400,6 +405,72 @@ pub struct ProduceArgs {
     /// `10s`, `5m`); keyless, the broker picks the partition.
     #[arg(long, value_parser = humantime::parse_duration, conflicts_with_all = ["key", "partition"])]
     pub delay: Option<Duration>,
+    /// Validate each message against the latest version of this registered
+    /// schema (PRODUCE_WITH_SCHEMA): the broker refuses, and does not
+    /// write, a message the schema rejects. Keyless, the broker picks the
+    /// partition.
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["key", "partition", "ttl", "delay"])]
+    pub schema: Option<String>,
+}
+
+/// `schema ...`
+#[derive(Debug, Subcommand)]
+pub enum SchemaCommand {
+    /// Register a definition as the next version of a schema (version 1 for
+    /// a new name; the broker refuses a version that is not backward
+    /// compatible with the latest one).
+    Register {
+        /// Schema name (letters, digits, `.`, `_`, `-`, `/` levels).
+        name: String,
+        /// Schema type: json (JSON Schema), avro, or protobuf (also `proto`).
+        #[arg(long = "type", short = 't', value_name = "TYPE", value_parser = parse_schema_type)]
+        schema_type: SchemaType,
+        /// File holding the definition; `-` reads it from stdin.
+        #[arg(long, short = 'f', value_name = "PATH")]
+        file: PathBuf,
+    },
+    /// List every version of every schema, or of one schema.
+    List {
+        /// Only this schema (exact name).
+        name: Option<String>,
+    },
+    /// Show a schema's type and version number (the latest unless
+    /// --version; the wire protocol does not return the definition text).
+    #[command(disable_version_flag = true)]
+    Get {
+        /// Schema name.
+        name: String,
+        /// Version to show (default: the latest).
+        #[arg(long)]
+        version: Option<u32>,
+    },
+    /// Check a message against the latest version of a schema without
+    /// producing it; exits with status 1 when it is not valid.
+    #[command(group(ArgGroup::new("input").required(true).args(["message", "file"])))]
+    Validate {
+        /// Schema name.
+        name: String,
+        /// The message to check.
+        message: Option<String>,
+        /// Read the message from this file instead (`-` = stdin).
+        #[arg(long, short = 'f', value_name = "PATH")]
+        file: Option<PathBuf>,
+    },
+    /// Delete one version of a schema, or every version when --version is
+    /// not given. Records already produced are not affected.
+    #[command(disable_version_flag = true)]
+    Delete {
+        /// Schema name.
+        name: String,
+        /// Version to delete (default: every version).
+        #[arg(long)]
+        version: Option<u32>,
+    },
+}
+
+fn parse_schema_type(text: &str) -> Result<SchemaType, String> {
+    text.parse()
+        .map_err(|_| format!("unknown schema type '{text}'; use json, avro or protobuf"))
 }
 
 /// `consume ...`
@@ -762,6 +833,61 @@ mod tests {
             other => panic!("unexpected {other:?}"),
         }
         assert!(!parse(&["topic", "list"]).tls.enabled() || std::env::var_os("FLYMQ_TLS").is_some());
+    }
+
+    #[test]
+    fn schema_commands_and_produce_with_a_schema() {
+        let cli = parse(&["schema", "register", "orders", "--type", "proto", "--file", "-"]);
+        match cli.command {
+            Command::Schema(SchemaCommand::Register {
+                name,
+                schema_type,
+                file,
+            }) => {
+                assert_eq!((name.as_str(), schema_type), ("orders", SchemaType::Protobuf));
+                assert_eq!(file, PathBuf::from("-"));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        let cli = parse(&["schema", "get", "orders", "--version", "3"]);
+        assert!(matches!(
+            cli.command,
+            Command::Schema(SchemaCommand::Get { version: Some(3), .. })
+        ));
+        let cli = parse(&["schema", "delete", "orders"]);
+        assert!(matches!(
+            cli.command,
+            Command::Schema(SchemaCommand::Delete { version: None, .. })
+        ));
+        let cli = parse(&["schema", "validate", "orders", "{}"]);
+        assert!(matches!(
+            cli.command,
+            Command::Schema(SchemaCommand::Validate {
+                message: Some(_),
+                file: None,
+                ..
+            })
+        ));
+        let cli = parse(&["produce", "t", "{}", "--schema", "orders"]);
+        assert!(matches!(
+            cli.command,
+            Command::Produce(ProduceArgs { schema: Some(ref s), .. }) if s == "orders"
+        ));
+        for bad in [
+            &["schema", "register", "orders", "--type", "xml", "--file", "s.json"][..],
+            &["schema", "register", "orders", "--type", "json"],
+            &["schema", "validate", "orders"],
+            &["schema", "validate", "orders", "{}", "--file", "m.json"],
+            &["produce", "t", "{}", "--schema", "s", "--key", "k"],
+            &["produce", "t", "{}", "--schema", "s", "--partition", "1"],
+            &["produce", "t", "{}", "--schema", "s", "--ttl", "1s"],
+            &["produce", "t", "{}", "--schema", "s", "--delay", "1s"],
+        ] {
+            let args = std::iter::once("flymq-cli").chain(bad.iter().copied());
+            assert!(Cli::try_parse_from(args).is_err(), "{bad:?} should be refused");
+        }
+        let err = Cli::try_parse_from(["flymq-cli", "schema", "register", "o", "-t", "xml", "-f", "x"]).unwrap_err();
+        assert!(err.to_string().contains("unknown schema type 'xml'"), "{err}");
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod consume;
 mod groups;
 pub mod output;
 mod produce;
+mod schema;
 mod security;
 mod topic;
 
@@ -44,6 +45,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match command {
         Command::Topic(cmd) => topic::run(&client, cmd, out).await,
         Command::Produce(args) => produce::run(&client, args, out).await,
+        Command::Schema(cmd) => schema::run(&client, cmd, out).await,
         Command::Consume(args) => consume::consume(&client, args, out).await,
         Command::Subscribe(args) => consume::subscribe(&client, args, out).await,
         Command::Groups(cmd) => groups::run(&client, cmd, out).await,

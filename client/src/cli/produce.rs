@@ -1,5 +1,6 @@
 //! `produce <topic> [message]`: one message from the argument, or one per
-//! line of stdin (batched through the [`Producer`]).
+//! line of stdin (batched through the [`Producer`]; with `--ttl`, `--delay`
+//! or `--schema`, one request per message).
 
 use std::collections::VecDeque;
 
@@ -11,6 +12,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::cli::args::ProduceArgs;
 use crate::cli::output::Output;
+use crate::cli::schema;
 
 /// Records awaiting their result before the oldest is printed; bounds memory
 /// while keeping the output in input order.
@@ -18,8 +20,8 @@ const MAX_PENDING: usize = 4096;
 
 /// Runs `produce`.
 pub async fn run(client: &Client, args: ProduceArgs, out: Output) -> anyhow::Result<()> {
-    if args.ttl.is_some() || args.delay.is_some() {
-        return run_timed(client, &args, &out).await;
+    if args.ttl.is_some() || args.delay.is_some() || args.schema.is_some() {
+        return run_single(client, &args, &out).await;
     }
     let key = args.key.clone().map(Bytes::from).unwrap_or_default();
     if let Some(message) = args.message.clone() {
@@ -56,18 +58,25 @@ pub async fn run(client: &Client, args: ProduceArgs, out: Output) -> anyhow::Res
     Ok(())
 }
 
-/// `--ttl` / `--delay`: one request per message (these opcodes carry one
-/// keyless record each), from the argument or each line of stdin.
-async fn run_timed(client: &Client, args: &ProduceArgs, out: &Output) -> anyhow::Result<()> {
+/// `--ttl` / `--delay` / `--schema`: one request per message (these
+/// opcodes carry one keyless record each), from the argument or each line
+/// of stdin.
+async fn run_single(client: &Client, args: &ProduceArgs, out: &Output) -> anyhow::Result<()> {
     let send = |message: String| async move {
-        match (args.ttl, args.delay) {
-            (Some(ttl), _) => client.produce_with_ttl(&args.topic, message, ttl).await,
-            (None, Some(delay)) => client.produce_delayed(&args.topic, message, delay).await,
-            (None, None) => unreachable!("run_timed without --ttl or --delay"),
+        match (args.ttl, args.delay, &args.schema) {
+            (Some(ttl), _, _) => client.produce_with_ttl(&args.topic, message, ttl).await,
+            (None, Some(delay), _) => client.produce_delayed(&args.topic, message, delay).await,
+            (None, None, Some(schema)) => client.produce_with_schema(&args.topic, schema, message).await,
+            (None, None, None) => Err(flymq_client::Error::InvalidArgument(
+                "one request per message needs --ttl, --delay or --schema".into(),
+            )),
         }
     };
     if let Some(message) = args.message.clone() {
-        let meta = send(message).await?;
+        let meta = match (send(message).await, &args.schema) {
+            (Err(err), Some(schema)) => return Err(schema::explain(err, schema)),
+            (result, _) => result?,
+        };
         return print_timed(out, args, &meta).map_err(Into::into);
     }
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
