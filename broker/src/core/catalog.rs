@@ -133,6 +133,8 @@ pub enum Publish {
     Security {
         state: Box<SecurityState>,
     },
+    /// A schema version was registered or deleted.
+    SchemasChanged,
 }
 
 #[derive(Debug)]
@@ -149,6 +151,9 @@ pub struct Catalog {
     /// Auth settings come from this broker's configuration, not from the
     /// replicated state.
     security_settings: RwLock<SecuritySettings>,
+    /// Bumped after every schema registration or deletion (and metadata
+    /// snapshot install), so cached schema lookups know to read again.
+    schema_epoch: AtomicU64,
 }
 
 impl Default for Catalog {
@@ -169,6 +174,7 @@ impl Catalog {
             version: tokio::sync::watch::Sender::new(0),
             authorizer: SharedAuthorizer::default(),
             security_settings: RwLock::new(SecuritySettings::default()),
+            schema_epoch: AtomicU64::new(0),
         }
     }
 
@@ -232,7 +238,14 @@ impl Catalog {
         *current = map;
         drop(current);
         self.version.send_modify(|v| *v += 1);
+        // A snapshot may have brought other schemas too.
+        self.schema_epoch.fetch_add(1, Ordering::AcqRel);
         Ok(())
+    }
+
+    /// Changes after every schema registration or deletion applied here.
+    pub fn schema_epoch(&self) -> u64 {
+        self.schema_epoch.load(Ordering::Acquire)
     }
 
     /// Changes whenever topics are created, deleted or reassigned.
@@ -264,6 +277,10 @@ impl Catalog {
         changes.retain_mut(|change| match change {
             Publish::Security { state } => {
                 self.update_security(state);
+                false
+            }
+            Publish::SchemasChanged => {
+                self.schema_epoch.fetch_add(1, Ordering::AcqRel);
                 false
             }
             _ => true,
@@ -326,7 +343,7 @@ fn apply_change(topics: &mut HashMap<String, Arc<TopicView>>, change: Publish) {
             update_partition(topics, topic_id, &name, partition, &state);
         }
         // Handled before the topic lock is taken.
-        Publish::Security { .. } => {}
+        Publish::Security { .. } | Publish::SchemasChanged => {}
     }
 }
 

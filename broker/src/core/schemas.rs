@@ -31,6 +31,17 @@ const REGISTER_ATTEMPTS: usize = 5;
 #[derive(Default)]
 pub struct SchemaCache {
     compiled: Mutex<HashMap<VersionKey, (i64, Arc<CompiledSchema>)>>,
+    /// The latest version of each name used by PRODUCE_WITH_SCHEMA, valid
+    /// while the catalog's schema epoch is the one it was read under (no
+    /// storage read per produce).
+    latest: Mutex<HashMap<String, (u64, Arc<Latest>)>>,
+}
+
+/// A name's latest version, compiled.
+struct Latest {
+    name: String,
+    version: u32,
+    compiled: Arc<CompiledSchema>,
 }
 
 /// (schema name, version).
@@ -177,16 +188,41 @@ impl Broker {
 
     /// PRODUCE_WITH_SCHEMA's check: the schema must exist and accept the message.
     pub fn check_schema(&self, name: &str, message: &[u8]) -> BrokerResult<()> {
-        let stored = self.schema(name, 0)?;
-        let problems = self.schemas.get(&stored)?.validate(message);
+        let latest = self.latest_compiled(name)?;
+        let problems = latest.compiled.validate(message);
         if problems.is_empty() {
             Ok(())
         } else {
             Err(BrokerError::SchemaValidation {
-                schema: stored.name,
-                version: stored.version,
+                schema: latest.name.clone(),
+                version: latest.version,
                 problems,
             })
         }
+    }
+
+    /// The latest version of `name`, from the cache while no schema
+    /// changed here since it was read (the epoch is read before the store,
+    /// so a change in between only makes the next call read again).
+    fn latest_compiled(&self, name: &str) -> BrokerResult<Arc<Latest>> {
+        self.replicator.check_metadata_fresh()?;
+        let epoch = self.catalog.schema_epoch();
+        if let Some((at, latest)) = self.schemas.latest.lock().get(name)
+            && *at == epoch
+        {
+            return Ok(latest.clone());
+        }
+        let stored = self.schema(name, 0)?;
+        let latest = Arc::new(Latest {
+            compiled: self.schemas.get(&stored)?,
+            name: stored.name,
+            version: stored.version,
+        });
+        let mut cache = self.schemas.latest.lock();
+        if cache.len() >= CACHE_ENTRIES {
+            cache.clear();
+        }
+        cache.insert(name.to_owned(), (epoch, latest.clone()));
+        Ok(latest)
     }
 }

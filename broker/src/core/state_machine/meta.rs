@@ -274,6 +274,7 @@ impl MetaMachine {
                 previous,
             } => self.register_schema(
                 batch,
+                publish,
                 StoredSchema {
                     name,
                     version: 0,
@@ -283,7 +284,7 @@ impl MetaMachine {
                 },
                 previous,
             ),
-            Command::DeleteSchema { name, version } => self.delete_schema(batch, &name, version),
+            Command::DeleteSchema { name, version } => self.delete_schema(batch, publish, &name, version),
             Command::JoinGroup {
                 topic,
                 group,
@@ -400,6 +401,7 @@ impl MetaMachine {
     fn register_schema(
         &mut self,
         batch: &mut WriteBatch,
+        publish: &mut Vec<Publish>,
         mut schema: StoredSchema,
         previous: u32,
     ) -> BrokerResult<Applied> {
@@ -428,13 +430,20 @@ impl MetaMachine {
         schema.version = latest_version + 1;
         self.store.put_schema(batch, &schema)?;
         versions.insert(schema.version, fingerprint);
+        publish.push(Publish::SchemasChanged);
         Ok(Applied::SchemaRegistered {
             version: schema.version,
             created: true,
         })
     }
 
-    fn delete_schema(&mut self, batch: &mut WriteBatch, name: &str, version: u32) -> BrokerResult<Applied> {
+    fn delete_schema(
+        &mut self,
+        batch: &mut WriteBatch,
+        publish: &mut Vec<Publish>,
+        name: &str,
+        version: u32,
+    ) -> BrokerResult<Applied> {
         let Some(versions) = self.schemas.get_mut(name) else {
             return Err(BrokerError::SchemaNotFound(format!(
                 "no schema found for topic: {name}"
@@ -452,6 +461,7 @@ impl MetaMachine {
         if versions.is_empty() {
             self.schemas.remove(name);
         }
+        publish.push(Publish::SchemasChanged);
         Ok(Applied::SchemaDeleted {
             versions: doomed.len() as u32,
         })
