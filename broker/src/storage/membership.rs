@@ -3,7 +3,7 @@
 //! every `c/` value, carried by metadata snapshots). Topic names exclude
 //! `:`, so the first `:` separates topic and group.
 
-use rocksdb::{Direction, IteratorMode, WriteBatch};
+use rocksdb::WriteBatch;
 
 use super::{CF_META, StorageError, Store, keys};
 use crate::core::membership::Membership;
@@ -33,25 +33,17 @@ impl Store {
 
     /// Every stored membership: `(topic, group, membership)`.
     pub fn memberships(&self) -> Result<Vec<(String, String, Membership)>, StorageError> {
-        let prefix = keys::cluster_key(PREFIX);
         let corrupt = |what: String| StorageError::Corrupt { what };
-        let mut found = Vec::new();
-        let iter = self
-            .db()
-            .iterator_cf(&self.cf(CF_META), IteratorMode::From(&prefix, Direction::Forward));
-        for item in iter {
-            let (key, stored) = item?;
-            if !key.starts_with(&prefix) {
-                break;
-            }
-            let rest = std::str::from_utf8(&key[prefix.len()..]).map_err(|_| corrupt("membership key".into()))?;
-            let (topic, group) = rest
-                .split_once(':')
-                .ok_or_else(|| corrupt(format!("membership key '{rest}'")))?;
-            let membership = serde_json::from_slice(&self.open_meta_value(&key, &stored)?)
-                .map_err(|e| corrupt(format!("membership of {topic}:{group}: {e}")))?;
-            found.push((topic.to_owned(), group.to_owned(), membership));
-        }
-        Ok(found)
+        self.cluster_values(PREFIX)?
+            .into_iter()
+            .map(|(name, value)| {
+                let (topic, group) = name
+                    .split_once(':')
+                    .ok_or_else(|| corrupt(format!("membership key '{name}'")))?;
+                let membership = serde_json::from_slice(&value)
+                    .map_err(|e| corrupt(format!("membership of {topic}:{group}: {e}")))?;
+                Ok((topic.to_owned(), group.to_owned(), membership))
+            })
+            .collect()
     }
 }

@@ -163,6 +163,27 @@ impl Store {
         Ok(())
     }
 
+    /// Every generic value whose name starts with `prefix`, in key order:
+    /// `(the rest of the name, the value)`.
+    pub(crate) fn cluster_values(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
+        let key_prefix = keys::cluster_key(prefix);
+        let mut found = Vec::new();
+        let iter = self
+            .db()
+            .iterator_cf(&self.cf(CF_META), IteratorMode::From(&key_prefix, Direction::Forward));
+        for item in iter {
+            let (key, stored) = item?;
+            if !key.starts_with(&key_prefix) {
+                break;
+            }
+            let rest = String::from_utf8(key[key_prefix.len()..].to_vec()).map_err(|_| StorageError::Corrupt {
+                what: format!("a key under 'c/{prefix}'"),
+            })?;
+            found.push((rest, self.open_meta_value(&key, &stored)?));
+        }
+        Ok(found)
+    }
+
     /// The stored form of the meta value under `key` (the metadata snapshot
     /// carries plaintext; each broker seals with its own key).
     pub(crate) fn seal_meta_value<'a>(

@@ -26,14 +26,6 @@ fn version_name(name: &str, version: u32) -> String {
     format!("{SCHEMA_NAME_PREFIX}{name}:{version:010}")
 }
 
-/// Key prefix of every version of `name` (all schemas when `None`).
-fn prefix(name: Option<&str>) -> Vec<u8> {
-    match name {
-        Some(name) => keys::cluster_key(&format!("{SCHEMA_NAME_PREFIX}{name}:")),
-        None => keys::cluster_key(SCHEMA_NAME_PREFIX),
-    }
-}
-
 impl Store {
     pub fn put_schema(&self, batch: &mut WriteBatch, schema: &StoredSchema) -> Result<(), StorageError> {
         // Strings and numbers: serialising cannot fail.
@@ -53,7 +45,7 @@ impl Store {
 
     /// The newest version of `name`.
     pub fn latest_schema(&self, name: &str) -> Result<Option<StoredSchema>, StorageError> {
-        let prefix = prefix(Some(name));
+        let prefix = keys::cluster_key(&format!("{SCHEMA_NAME_PREFIX}{name}:"));
         // `;` sorts right after `:`: seek to the last key before it.
         let mut end = prefix.clone();
         if let Some(last) = end.last_mut() {
@@ -70,19 +62,14 @@ impl Store {
 
     /// Every version of `name` (of every schema when `None`), by name then version.
     pub fn schemas(&self, name: Option<&str>) -> Result<Vec<StoredSchema>, StorageError> {
-        let prefix = prefix(name);
-        let mut found = Vec::new();
-        let iter = self
-            .db()
-            .iterator_cf(&self.cf(CF_META), IteratorMode::From(&prefix, Direction::Forward));
-        for item in iter {
-            let (key, stored) = item?;
-            if !key.starts_with(&prefix) {
-                break;
-            }
-            found.push(decode(&self.open_meta_value(&key, &stored)?)?);
-        }
-        Ok(found)
+        let prefix = match name {
+            Some(name) => format!("{SCHEMA_NAME_PREFIX}{name}:"),
+            None => SCHEMA_NAME_PREFIX.to_owned(),
+        };
+        self.cluster_values(&prefix)?
+            .iter()
+            .map(|(_, value)| decode(value))
+            .collect()
     }
 }
 

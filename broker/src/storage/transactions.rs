@@ -75,25 +75,15 @@ impl Store {
 
     /// Every stored decision, oldest first: `(seq, encoded decision)`.
     pub fn txn_decisions(&self) -> Result<Vec<(u64, Vec<u8>)>, StorageError> {
-        let prefix = keys::cluster_key(keys::TXN_DECISION_NAME_PREFIX);
-        let mut decisions = Vec::new();
-        let iter = self
-            .db()
-            .iterator_cf(&self.cf(CF_META), IteratorMode::From(&prefix, Direction::Forward));
-        for item in iter {
-            let (key, stored) = item?;
-            if !key.starts_with(&prefix) {
-                break;
-            }
-            let seq = std::str::from_utf8(&key[prefix.len()..])
-                .ok()
-                .and_then(|s| s.parse().ok())
-                .ok_or_else(|| StorageError::Corrupt {
+        self.cluster_values(keys::TXN_DECISION_NAME_PREFIX)?
+            .into_iter()
+            .map(|(seq, decision)| {
+                let seq = seq.parse().map_err(|_| StorageError::Corrupt {
                     what: "transaction decision key".into(),
                 })?;
-            decisions.push((seq, self.open_meta_value(&key, &stored)?));
-        }
-        Ok(decisions)
+                Ok((seq, decision))
+            })
+            .collect()
     }
 }
 
