@@ -27,7 +27,11 @@ async fn main() -> flymq_client::Result<()> {
                 r.generation, r.revoked, r.assigned
             )
         });
-    println!("member {} reads partitions {:?}", consumer.member_id(), consumer.assignment());
+    println!(
+        "member {} reads partitions {:?}",
+        consumer.member_id(),
+        consumer.assignment()
+    );
     let started = Instant::now();
     let mut next_produce = Instant::now();
     let mut n = 0u32;
