@@ -502,8 +502,8 @@ async fn cluster_status_auth_and_unsupported_features() {
     assert!(p.success, "{p:?}");
 
     for (request, feature) in [(
-        Request::ListSchemas(ListSchemasRequest { filter: String::new() }),
-        "the schema registry",
+        Request::CancelDelayed(RawPayload(bytes::Bytes::from_static(b"\0\x01t"))),
+        "cancelling delayed messages",
     )] {
         let err = error_text(c.call(request).await);
         assert!(err.contains(feature) && err.contains("not supported yet"), "{err}");
