@@ -285,7 +285,7 @@ fn rows() -> Vec<Row> {
             group_id: "g1".into(),
         })),
         // PRODUCE_DELAYED, PRODUCE_WITH_TTL, PRODUCE_WITH_SCHEMA, PRODUCE_TX: topic write
-        // (past the gate, an unknown transaction id or the schema registry
+        // (past the gate, an unknown transaction id or an unknown schema
         // answer their own errors).
         write(Request::ProduceDelayed(ProduceDelayedRequest {
             topic: topic(),
@@ -353,6 +353,40 @@ fn rows() -> Vec<Row> {
         read(Request::FetchDlq(FetchDlqRequest {
             topic: topic(),
             max_messages: 10,
+        })),
+        // FlyMQ extensions of consumers: group assignment and REJECT_RECORD,
+        // topic read like SUBSCRIBE (past the gate, an unknown member or
+        // offset answers its own error).
+        read(Request::JoinGroup(JoinGroupRequest {
+            topic: topic(),
+            group_id: "g1".into(),
+            member_id: String::new(),
+            session_timeout_ms: 10_000,
+        })),
+        read(Request::GroupHeartbeat(GroupMemberRequest {
+            topic: topic(),
+            group_id: "g1".into(),
+            member_id: "m".into(),
+        })),
+        read(Request::LeaveGroup(GroupMemberRequest {
+            topic: topic(),
+            group_id: "g1".into(),
+            member_id: "m".into(),
+        })),
+        read(Request::CommitFenced(CommitFencedRequest {
+            topic: topic(),
+            group_id: "g1".into(),
+            partition: 0,
+            offset: 1,
+            member_id: "m".into(),
+            generation: 1,
+        })),
+        read(Request::RejectRecord(RejectRecordRequest {
+            topic: topic(),
+            group_id: "g1".into(),
+            partition: 0,
+            offset: 0,
+            reason: "bad".into(),
         })),
         // LIST_TOPICS, CLUSTER_METADATA, AUTH, WHOAMI, ROLE_LIST: no check.
         anyone(Request::ListTopics),
