@@ -479,3 +479,56 @@ fn unreachable_broker_fails_clearly() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("could not connect"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribe_share_joins_the_group_assignment() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let broker = TestBroker::start(dir.path()).await.expect("start broker");
+    let addr = broker.client_addr().to_string();
+    let run = tokio::task::spawn_blocking(move || {
+        let a = addr.as_str();
+        ok(a, &["topic", "create", "jobs", "-p", "2"], None);
+        for p in ["0", "1"] {
+            ok(a, &["produce", "jobs", "--partition", p], Some(&format!("p{p}\n")));
+        }
+        // Alone in the group, the member gets both partitions.
+        let out = cli(
+            a,
+            &[
+                "subscribe",
+                "jobs",
+                "-g",
+                "w",
+                "--share",
+                "--from",
+                "earliest",
+                "-n",
+                "2",
+            ],
+            None,
+        );
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let mut lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        lines.sort_unstable();
+        assert_eq!(lines, ["p0", "p1"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("joined group 'w' on jobs as member member-")
+                && stderr.contains("reading partitions [0, 1]"),
+            "{stderr}"
+        );
+        // Its commits were fenced commits of the group.
+        let lag = json_lines(&ok(a, &["groups", "lag", "jobs", "w", "-o", "json"], None));
+        assert!(lag.iter().all(|p| p["lag"] == 0), "{lag:?}");
+        // Bad combinations.
+        let err = failed(a, &["subscribe", "jobs/+", "-g", "w", "--share"], None);
+        assert!(err.contains("--share works on one topic, not on a pattern"), "{err}");
+        let err = failed(a, &["subscribe", "jobs", "-g", "w", "--session-timeout", "5s"], None);
+        assert!(err.contains("--share"), "{err}");
+    });
+    run.await.expect("cli run");
+    broker.shutdown().await;
+}

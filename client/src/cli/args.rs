@@ -534,6 +534,15 @@ pub struct SubscribeArgs {
     /// How often offsets are committed.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     pub commit_interval: Duration,
+    /// Share the topic's partitions with the group's other `--share`
+    /// members (the broker assigns each member its part and moves them when
+    /// members come and go); without it every subscriber reads every
+    /// partition. Not with a pattern.
+    #[arg(long)]
+    pub share: bool,
+    /// With --share: a member silent for this long loses its partitions.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, requires = "share")]
+    pub session_timeout: Duration,
 }
 
 /// `groups ...`

@@ -5,7 +5,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use flymq_client::{Client, Consumer, ConsumerConfig, ConsumerRecord, PatternConsumer, StartFrom};
+use flymq_client::{
+    Client, Consumer, ConsumerConfig, ConsumerRecord, GroupConsumer, GroupConsumerConfig, PatternConsumer, StartFrom,
+};
 
 use crate::cli::args::{ConsumeArgs, FromArg, SubscribeArgs};
 use crate::cli::output::{Output, record_json, record_text};
@@ -72,7 +74,38 @@ pub async fn subscribe(client: &Client, args: SubscribeArgs, out: Output) -> any
     };
     config.auto_commit_interval = Some(args.commit_interval);
     let pattern = args.topic.contains(['+', '#']);
-    let mut consumer = if pattern {
+    if pattern && args.share {
+        anyhow::bail!("--share works on one topic, not on a pattern ('{}')", args.topic);
+    }
+    let mut consumer = if args.share {
+        let shared = GroupConsumerConfig {
+            consumer: config,
+            session_timeout: args.session_timeout,
+            heartbeat_interval: args.session_timeout / 3,
+        };
+        let quiet = out.is_json();
+        let c = GroupConsumer::join(client.clone(), &args.topic, shared)
+            .await?
+            .on_rebalance(move |r| {
+                if !quiet {
+                    eprintln!(
+                        "rebalanced (generation {}): gave up partitions {:?}, took {:?}",
+                        r.generation, r.revoked, r.assigned
+                    );
+                }
+            });
+        if !out.is_json() {
+            eprintln!(
+                "joined group '{}' on {} as member {} (generation {}), reading partitions {:?}; Ctrl-C to leave",
+                args.group,
+                args.topic,
+                c.member_id(),
+                c.generation(),
+                c.assignment()
+            );
+        }
+        Subscription::Shared(Box::new(c))
+    } else if pattern {
         let c = PatternConsumer::subscribe(client.clone(), &args.topic, config).await?;
         if !out.is_json() {
             eprintln!(
@@ -154,6 +187,7 @@ pub async fn subscribe(client: &Client, args: SubscribeArgs, out: Output) -> any
 enum Subscription {
     Topic(Consumer),
     Pattern(PatternConsumer),
+    Shared(Box<GroupConsumer>),
 }
 
 impl Subscription {
@@ -161,6 +195,7 @@ impl Subscription {
         match self {
             Subscription::Topic(c) => c.poll(max, timeout).await,
             Subscription::Pattern(c) => c.poll(max, timeout).await,
+            Subscription::Shared(c) => c.poll(max, timeout).await,
         }
     }
 
@@ -168,6 +203,7 @@ impl Subscription {
         match self {
             Subscription::Topic(c) => c.seek(partition, offset),
             Subscription::Pattern(c) => c.seek(topic, partition, offset),
+            Subscription::Shared(c) => c.consumer().seek(partition, offset),
         }
     }
 
@@ -175,6 +211,7 @@ impl Subscription {
         match self {
             Subscription::Topic(c) => c.close().await,
             Subscription::Pattern(c) => c.close().await,
+            Subscription::Shared(c) => c.close().await,
         }
     }
 }
