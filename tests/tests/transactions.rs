@@ -45,6 +45,15 @@ fn expected(round: usize) -> Vec<String> {
     (0..RECORDS).map(|i| format!("r{round}-{i:03}")).collect()
 }
 
+/// The brokers' log lines about transactions and failures, for a failure message.
+fn transaction_log_lines(cluster: &Cluster) -> String {
+    let all = format!("{}\n{}", cluster.past_logs.join("\n"), cluster.logs());
+    all.lines()
+        .filter(|l| l.starts_with("---") || l.contains("txn") || l.contains("transaction") || l.contains("WARN"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 fn metadata_leader(cluster: &Cluster) -> Option<usize> {
     (0..cluster.nodes.len())
         .find(|i| cluster.procs[*i].is_some() && cluster.status(*i)["role"].as_str() == Some("leader"))
@@ -117,8 +126,9 @@ async fn a_transaction_is_all_or_nothing_when_a_broker_dies_during_its_commit() 
         assert!(
             got.is_empty() || got == expected(round),
             "round {round} (killed broker {victim}, commit answered {answered:?}): \
-             {} of {RECORDS} records readable",
-            got.len()
+             {} of {RECORDS} records readable: {got:?}\n{}",
+            got.len(),
+            transaction_log_lines(&cluster)
         );
         if answered.is_ok() {
             assert_eq!(got, expected(round), "round {round}: acknowledged commit");

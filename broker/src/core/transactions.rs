@@ -463,20 +463,39 @@ impl Broker {
         let decisions = tokio::task::spawn_blocking(move || store.txn_decisions())
             .await
             .map_err(|e| BrokerError::Storage(format!("reading transaction decisions failed: {e}")))??;
+        // Each decision on its own, each attempt bounded: one that cannot be
+        // delivered yet (a partition without a leader, a hung forward) must
+        // not hold back the others until the next tick.
         let mut finished = 0;
         for (seq, encoded) in decisions {
-            let decision: Decision = postcard::from_bytes(&encoded)
-                .map_err(|e| BrokerError::Storage(format!("decoding transaction decision {seq}: {e}")))?;
+            let decision: Decision = match postcard::from_bytes(&encoded) {
+                Ok(decision) => decision,
+                Err(e) => {
+                    tracing::error!(seq, error = %e, "a stored transaction decision cannot be decoded");
+                    continue;
+                }
+            };
             if now_ms() - decision.committed_ms < RECOVERY_GRACE_MS {
                 continue;
             }
-            self.deliver(seq, &decision).await?;
-            tracing::info!(txn = %decision.txn_id, seq, "finished delivering a committed transaction");
-            finished += 1;
+            match tokio::time::timeout(DELIVERY_ATTEMPT, self.deliver(seq, &decision)).await {
+                Ok(Ok(())) => {
+                    tracing::info!(txn = %decision.txn_id, seq, "finished delivering a committed transaction");
+                    finished += 1;
+                }
+                Ok(Err(err)) => tracing::warn!(txn = %decision.txn_id, seq, error = %err,
+                    "delivering a committed transaction failed; retrying next tick"),
+                Err(_) => tracing::warn!(txn = %decision.txn_id, seq,
+                    "delivering a committed transaction timed out; retrying next tick"),
+            }
         }
         Ok(finished)
     }
 }
+
+/// Longest one recovery delivery of a committed transaction may take
+/// before the metadata leader moves on (and retries at its next tick).
+const DELIVERY_ATTEMPT: Duration = Duration::from_secs(5);
 
 /// Why a commit failed.
 enum Committing {
