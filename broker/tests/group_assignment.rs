@@ -139,14 +139,7 @@ async fn a_stale_member_cannot_move_offsets_back() {
 
 #[tokio::test]
 async fn leaving_hands_partitions_over_and_membership_survives_a_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let broker = TestBroker::start(dir.path()).await.unwrap();
-    let mut c = RawClient::connect(broker.client_addr()).await;
-    let create = Request::CreateTopic(CreateTopicRequest {
-        topic: TOPIC.into(),
-        partitions: 4,
-    });
-    assert!(matches!(c.call(create).await, Response::CreateTopic));
+    let (broker, mut c, dir) = started().await;
     let a = assignment(&mut c, join("", 60_000)).await;
     let b = assignment(&mut c, join("", 60_000)).await;
     drop(c);

@@ -75,6 +75,23 @@ pub struct DeadLetter {
     pub dead_lettered_ms: i64,
 }
 
+impl DeadLetter {
+    /// The header of record `partition:offset` of `topic`, dead-lettered now.
+    fn new(topic: &str, partition: u32, offset: u64, key: &[u8], group: &str, error: String, retries: u32) -> Self {
+        Self {
+            id: format!("{partition}:{offset}"),
+            topic: topic.to_owned(),
+            partition,
+            offset,
+            key: key.to_vec(),
+            group: group.to_owned(),
+            error,
+            retries,
+            dead_lettered_ms: now_ms(),
+        }
+    }
+}
+
 /// One entry of a dead-letter queue as FETCH_DLQ / REPLAY_DLQ see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DlqEntry {
@@ -174,19 +191,10 @@ impl Broker {
         let Some((at, key, payload)) = self.first_visible(view.record.id, p, offset).await? else {
             return Ok(offset);
         };
-        let header = DeadLetter {
-            id: format!("{p}:{at}"),
-            topic: topic.to_owned(),
-            partition: p,
-            offset: at,
-            key: key.to_vec(),
-            group: group.clone(),
-            error: format!(
-                "delivered {max} times to consumer group '{group}' without a commit past it (max_deliveries {max})"
-            ),
-            retries: max,
-            dead_lettered_ms: now_ms(),
-        };
+        let error = format!(
+            "delivered {max} times to consumer group '{group}' without a commit past it (max_deliveries {max})"
+        );
+        let header = DeadLetter::new(topic, p, at, &key, &group, error, max);
         self.append_dead_letter(&header, payload).await?;
         self.commit(topic, &group, partition, at + 1).await?;
         self.deliveries.reset(topic, &group, p);
@@ -217,21 +225,13 @@ impl Broker {
             )));
         };
         let reason: String = reason.chars().filter(|c| !c.is_control()).take(1000).collect();
-        let header = DeadLetter {
-            id: format!("{p}:{at}"),
-            topic: topic.to_owned(),
-            partition: p,
-            offset: at,
-            key: key.to_vec(),
-            group: group.to_owned(),
-            error: if reason.is_empty() {
-                format!("rejected by consumer group '{group}'")
-            } else {
-                format!("rejected by consumer group '{group}': {reason}")
-            },
-            retries: self.deliveries.count(topic, group, p, at),
-            dead_lettered_ms: now_ms(),
+        let error = if reason.is_empty() {
+            format!("rejected by consumer group '{group}'")
+        } else {
+            format!("rejected by consumer group '{group}': {reason}")
         };
+        let retries = self.deliveries.count(topic, group, p, at);
+        let header = DeadLetter::new(topic, p, at, &key, group, error, retries);
         self.append_dead_letter(&header, payload).await?;
         if self.store.committed_offset(topic, group, p)? == Some(at) {
             self.commit(topic, group, partition, at + 1).await?;
