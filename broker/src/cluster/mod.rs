@@ -44,9 +44,8 @@ use flymq_proto::grpc::cluster::cluster_server::ClusterServer;
 use flymq_security::tls::grpc::TlsIncoming;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::server::Router;
+use tonic::transport::server::{Router, TcpIncoming};
 
 use crate::core::catalog::Catalog;
 use crate::core::state_machine::MetaMachine;
@@ -108,9 +107,7 @@ pub async fn serve_cluster(
     let service = ClusterServer::new(service::ClusterService { node })
         .max_decoding_message_size(MAX_GRPC_MESSAGE)
         .max_encoding_message_size(MAX_GRPC_MESSAGE);
-    let router = tonic::transport::Server::builder()
-        .tcp_nodelay(true)
-        .add_service(InterceptedService::new(service, check));
+    let router = tonic::transport::Server::builder().add_service(InterceptedService::new(service, check));
     if let Err(err) = serve_router(router, listener, tls, shutdown).await {
         tracing::error!(error = %err, "cluster listener stopped");
     }
@@ -127,9 +124,11 @@ async fn serve_router(
     let signal = async move { shutdown.recv().await };
     match tls {
         None => {
-            router
-                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal)
-                .await
+            // Tonic applies its own `tcp_nodelay` only to listeners it binds:
+            // set it here, or Nagle holds back small Raft replies behind
+            // unacknowledged ones.
+            let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+            router.serve_with_incoming_shutdown(incoming, signal).await
         }
         Some(acceptor) => {
             let incoming = TlsIncoming::new(listener, acceptor, crate::tls::HANDSHAKE_TIMEOUT);
