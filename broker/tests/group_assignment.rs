@@ -103,6 +103,7 @@ async fn members_split_the_partitions_and_take_over_from_a_dead_one() {
     assert_eq!((taken.generation, taken.partitions.clone()), (3, vec![0, 1, 2, 3]));
     let gone = error_text(c.call(Request::GroupHeartbeat(member(&b.member_id))).await);
     assert!(gone.starts_with(&format!("unknown member '{}'", b.member_id)), "{gone}");
+    assert!(flymq_proto::is_membership_refusal(&gone), "the SDK rejoins on it");
     broker.shutdown().await;
 }
 
@@ -129,11 +130,16 @@ async fn a_stale_member_cannot_move_offsets_back() {
         "{refused}"
     );
     assert!(refused.contains("current generation 2"), "{refused}");
+    assert!(
+        flymq_proto::is_membership_refusal(&refused),
+        "the SDK takes the new assignment"
+    );
     assert_eq!(committed(&mut c, 0).await, 20, "the stale commit changed nothing");
     // A partition the member does not own is refused too.
     let not_owned = b.partitions[0];
     let refused = error_text(c.call(commit(&a.member_id, 2, not_owned, 1)).await);
     assert!(refused.contains("is not assigned to member"), "{refused}");
+    assert!(flymq_proto::is_membership_refusal(&refused));
     broker.shutdown().await;
 }
 

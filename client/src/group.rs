@@ -116,8 +116,7 @@ impl std::fmt::Debug for GroupConsumer {
 
 /// A refusal that a rejoin or a fresh assignment fixes.
 fn is_membership_error(err: &Error) -> bool {
-    let text = err.to_string();
-    text.contains("unknown member") || text.contains("stale generation") || text.contains("is not assigned to member")
+    flymq_proto::is_membership_refusal(&err.to_string())
 }
 
 impl GroupConsumer {
@@ -226,7 +225,7 @@ impl GroupConsumer {
                     got: other.opcode(),
                 });
             }
-            Err(err) if err.to_string().contains("unknown member") => {
+            Err(err) if err.to_string().contains(flymq_proto::REFUSED_UNKNOWN_MEMBER) => {
                 let topic = self.inner.topic().to_owned();
                 join_group(&self.client, &topic, &self.config, &self.member_id).await?
             }

@@ -14,6 +14,24 @@ pub const MODE_COMMIT: &str = "commit";
 /// RESET_OFFSET mode: the explicit offset carried in the request.
 pub const MODE_OFFSET: &str = "offset";
 
+/// How a broker's refusals of group-assignment requests (JOIN_GROUP,
+/// GROUP_HEARTBEAT, COMMIT_FENCED) start. Error frames carry only text, so
+/// these words are part of the protocol: a client that sees one rejoins or
+/// takes the new assignment.
+pub const REFUSED_UNKNOWN_MEMBER: &str = "unknown member";
+/// See [`REFUSED_UNKNOWN_MEMBER`]: the group rebalanced since the member's generation.
+pub const REFUSED_STALE_GENERATION: &str = "stale generation";
+/// See [`REFUSED_UNKNOWN_MEMBER`]: the committed partition is not the member's.
+pub const REFUSED_NOT_ASSIGNED: &str = "is not assigned to member";
+
+/// Whether an error message is a membership refusal that rejoining or a
+/// fresh assignment fixes.
+pub fn is_membership_refusal(message: &str) -> bool {
+    [REFUSED_UNKNOWN_MEMBER, REFUSED_STALE_GENERATION, REFUSED_NOT_ASSIGNED]
+        .iter()
+        .any(|words| message.contains(words))
+}
+
 wire_struct! {
     /// SUBSCRIBE (0x05): `str16 topic | str16 group_id | i32 partition | str8 mode`.
     pub struct SubscribeRequest {

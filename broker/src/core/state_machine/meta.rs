@@ -15,6 +15,7 @@ use super::super::names::{MAX_PARTITIONS, validate_group_id, validate_schema_nam
 use crate::auth::{AuditRecord, SecurityChange};
 use crate::storage::schemas::StoredSchema;
 use crate::storage::{PartitionState, StorageError, Store, TopicConfig, TopicRecord};
+use flymq_proto::{REFUSED_NOT_ASSIGNED, REFUSED_STALE_GENERATION, REFUSED_UNKNOWN_MEMBER};
 use flymq_security::SecurityState;
 
 const NEXT_TOPIC_ID: &str = "next_topic_id";
@@ -381,14 +382,14 @@ impl MetaMachine {
         result.map_err(|refusal| {
             BrokerError::Membership(match refusal {
                 Refusal::UnknownMember => format!(
-                    "unknown member '{member_id}' of group {topic}:{group} (its session expired or it left): join again"
+                    "{REFUSED_UNKNOWN_MEMBER} '{member_id}' of group {topic}:{group} (its session expired or it left): join again"
                 ),
                 Refusal::StaleGeneration { current } => format!(
-                    "stale generation of member '{member_id}' in group {topic}:{group} (current generation \
+                    "{REFUSED_STALE_GENERATION} of member '{member_id}' in group {topic}:{group} (current generation \
                      {current}): the group rebalanced; take the new assignment before committing"
                 ),
                 Refusal::NotOwner { partition } => format!(
-                    "partition {partition} of '{topic}' is not assigned to member '{member_id}' of group {group} in \
+                    "partition {partition} of '{topic}' {REFUSED_NOT_ASSIGNED} '{member_id}' of group {group} in \
                      generation {generation}"
                 ),
                 Refusal::TooManyMembers => format!("group {topic}:{group} has {MAX_MEMBERS} members, the most allowed"),
