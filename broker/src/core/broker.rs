@@ -16,7 +16,7 @@ use super::replicator::Replicator;
 use super::writer::{Durability, await_applied};
 use crate::auth::Security;
 use crate::observe::metrics::Metrics;
-use crate::storage::{Store, TopicConfig};
+use crate::storage::{StorageError, Store, TopicConfig};
 use flymq_security::SecuritySettings;
 
 /// Settings of the core, taken from the broker configuration.
@@ -173,6 +173,20 @@ impl Broker {
     /// Proposes a command and waits until it is durable.
     pub async fn propose(&self, command: Command) -> BrokerResult<Applied> {
         await_applied(self.replicator.submit(command)).await
+    }
+
+    /// Runs a read of the store on a blocking thread: a RocksDB read can
+    /// wait for the disk, which must not stall an async worker.
+    pub(super) async fn read_store<T: Send + 'static>(
+        &self,
+        what: &'static str,
+        read: impl FnOnce(&Store) -> Result<T, StorageError> + Send + 'static,
+    ) -> BrokerResult<T> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || read(&store))
+            .await
+            .map_err(|e| BrokerError::Storage(format!("reading {what} failed: {e}")))?
+            .map_err(BrokerError::from)
     }
 
     pub(super) fn topic(&self, name: &str) -> BrokerResult<Arc<TopicView>> {

@@ -174,11 +174,10 @@ impl Broker {
         let Some(group) = self.members.group_of(session, topic) else {
             return Ok(offset);
         };
-        let store = self.store.clone();
         let (t, g) = (topic.to_owned(), group.clone());
-        let committed = tokio::task::spawn_blocking(move || store.committed_offset(&t, &g, p))
-            .await
-            .map_err(|e| BrokerError::Storage(format!("reading the committed offset failed: {e}")))??;
+        let committed = self
+            .read_store("the committed offset", move |store| store.committed_offset(&t, &g, p))
+            .await?;
         // A group without a commit for the partition stands at its start.
         let stands_at = committed.unwrap_or_else(|| view.partition(p).map_or(0, |s| s.start_offset()));
         if stands_at != offset {
@@ -233,7 +232,11 @@ impl Broker {
         let retries = self.deliveries.count(topic, group, p, at);
         let header = DeadLetter::new(topic, p, at, &key, group, error, retries);
         self.append_dead_letter(&header, payload).await?;
-        if self.store.committed_offset(topic, group, p)? == Some(at) {
+        let (t, g) = (topic.to_owned(), group.to_owned());
+        let committed = self
+            .read_store("the committed offset", move |store| store.committed_offset(&t, &g, p))
+            .await?;
+        if committed == Some(at) {
             self.commit(topic, group, partition, at + 1).await?;
         }
         self.deliveries.reset(topic, group, p);
@@ -254,8 +257,7 @@ impl Broker {
         partition: u32,
         offset: u64,
     ) -> BrokerResult<Option<(u64, Bytes, Bytes)>> {
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || {
+        self.read_store("a record to dead-letter", move |store| {
             let now = now_ms();
             let mut found = None;
             store.read_records(topic_id, partition, offset, u64::MAX, |o, r| {
@@ -268,7 +270,6 @@ impl Broker {
             Ok(found)
         })
         .await
-        .map_err(|e| BrokerError::Storage(format!("reading a record to dead-letter failed: {e}")))?
     }
 
     /// Appends a dead letter to the topic's DLQ (created, 1 partition, when

@@ -50,12 +50,18 @@ impl Broker {
             None
         } else {
             self.replicator.check_metadata_fresh()?;
-            self.store.committed_offset(topic, group, pos.partition)?
+            let (t, g, p) = (topic.to_owned(), group.to_owned(), pos.partition);
+            self.read_store("the committed offset", move |store| store.committed_offset(&t, &g, p))
+                .await?
         };
         let offset = start_offset(mode, pos.start, pos.end, committed)?;
         if !group.is_empty() {
             validate_group_id(group)?;
-            if !self.store.group_exists(topic, group)? {
+            let (t, g) = (topic.to_owned(), group.to_owned());
+            if !self
+                .read_store("the group", move |store| store.group_exists(&t, &g))
+                .await?
+            {
                 self.propose(Command::EnsureGroup {
                     topic: topic.to_owned(),
                     group: group.to_owned(),
