@@ -122,16 +122,18 @@ impl Broker {
     }
 
     /// Parses the definition and checks it against the latest version
-    /// here (CPU work: off the async workers). Returns that version (0: none).
+    /// here (CPU work and a store read: off the async workers). Returns
+    /// that version (0: none).
     async fn check_registration(&self, name: &str, schema_type: SchemaType, definition: &str) -> BrokerResult<u32> {
-        let latest = self.store.latest_schema(name)?;
         let definition = definition.to_owned();
-        let cache = self.schemas.clone();
+        let (store, cache) = (self.store.clone(), self.schemas.clone());
         let name = name.to_owned();
         tokio::task::spawn_blocking(move || {
             let new = CompiledSchema::compile(schema_type, &definition)
                 .map_err(|e| BrokerError::Schema(format!("schema '{name}': {e}")))?;
-            let Some(latest) = latest else { return Ok(0) };
+            let Some(latest) = store.latest_schema(&name)? else {
+                return Ok(0);
+            };
             if latest.schema_type == schema_type.as_str() && latest.definition == definition {
                 return Ok(latest.version);
             }
