@@ -174,10 +174,7 @@ impl Broker {
         let Some(group) = self.members.group_of(session, topic) else {
             return Ok(offset);
         };
-        let (t, g) = (topic.to_owned(), group.clone());
-        let committed = self
-            .read_store("the committed offset", move |store| store.committed_offset(&t, &g, p))
-            .await?;
+        let committed = self.read_committed_offset(topic, &group, p).await?;
         // A group without a commit for the partition stands at its start.
         let stands_at = committed.unwrap_or_else(|| view.partition(p).map_or(0, |s| s.start_offset()));
         if stands_at != offset {
@@ -232,11 +229,7 @@ impl Broker {
         let retries = self.deliveries.count(topic, group, p, at);
         let header = DeadLetter::new(topic, p, at, &key, group, error, retries);
         self.append_dead_letter(&header, payload).await?;
-        let (t, g) = (topic.to_owned(), group.to_owned());
-        let committed = self
-            .read_store("the committed offset", move |store| store.committed_offset(&t, &g, p))
-            .await?;
-        if committed == Some(at) {
+        if self.read_committed_offset(topic, group, p).await? == Some(at) {
             self.commit(topic, group, partition, at + 1).await?;
         }
         self.deliveries.reset(topic, group, p);

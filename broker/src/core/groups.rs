@@ -46,22 +46,21 @@ impl Broker {
         connection: u64,
     ) -> BrokerResult<u64> {
         let pos = self.position(topic, partition)?;
-        let committed = if group.is_empty() {
-            None
+        // One read on a blocking thread: the group's offset and whether it exists.
+        let (committed, known) = if group.is_empty() {
+            (None, true)
         } else {
             self.replicator.check_metadata_fresh()?;
             let (t, g, p) = (topic.to_owned(), group.to_owned(), pos.partition);
-            self.read_store("the committed offset", move |store| store.committed_offset(&t, &g, p))
-                .await?
+            self.read_store("the group's offset", move |store| {
+                Ok((store.committed_offset(&t, &g, p)?, store.group_exists(&t, &g)?))
+            })
+            .await?
         };
         let offset = start_offset(mode, pos.start, pos.end, committed)?;
         if !group.is_empty() {
             validate_group_id(group)?;
-            let (t, g) = (topic.to_owned(), group.to_owned());
-            if !self
-                .read_store("the group", move |store| store.group_exists(&t, &g))
-                .await?
-            {
+            if !known {
                 self.propose(Command::EnsureGroup {
                     topic: topic.to_owned(),
                     group: group.to_owned(),
@@ -108,6 +107,20 @@ impl Broker {
                 group: group.to_owned(),
             })
         }
+    }
+
+    /// The group's committed offset for a partition, read on a blocking thread.
+    pub(super) async fn read_committed_offset(
+        &self,
+        topic: &str,
+        group: &str,
+        partition: u32,
+    ) -> BrokerResult<Option<u64>> {
+        let (t, g) = (topic.to_owned(), group.to_owned());
+        self.read_store("the committed offset", move |store| {
+            store.committed_offset(&t, &g, partition)
+        })
+        .await
     }
 
     /// GET_OFFSET: committed offset, 0 when the group has none for the partition.
