@@ -243,6 +243,22 @@ impl LogCache {
     }
 }
 
+/// How far a purge may remove entries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PurgeLimit {
+    /// Never past the group's applied pointer as flushed to SST files. The
+    /// state machine writes without RocksDB's WAL, so the entries applied
+    /// since the last flush are the only copy a crash would leave of them:
+    /// they stay until a flush covers them (RocksDB flushes when the
+    /// memtables or the WAL reach their budget, so this lag is bounded) and
+    /// a later purge removes them.
+    FlushedApplies,
+    /// As far as openraft asks (a log store without a state machine writing
+    /// beside it: openraft's conformance tests).
+    #[cfg(test)]
+    Unlimited,
+}
+
 /// One group's view of the shared Raft log.
 #[derive(Clone)]
 pub struct GroupLogStore {
@@ -250,6 +266,7 @@ pub struct GroupLogStore {
     store: Store,
     syncer: WalSyncer,
     cache: Arc<parking_lot::Mutex<LogCache>>,
+    purge_limit: PurgeLimit,
 }
 
 impl GroupLogStore {
@@ -259,6 +276,32 @@ impl GroupLogStore {
             store,
             syncer,
             cache: Arc::default(),
+            purge_limit: PurgeLimit::FlushedApplies,
+        }
+    }
+
+    #[cfg(test)]
+    fn with_purge_limit(mut self, limit: PurgeLimit) -> Self {
+        self.purge_limit = limit;
+        self
+    }
+
+    /// Where a purge asked to reach `log_id` may actually stop.
+    fn purge_point(&self, log_id: LogId) -> io::Result<Option<LogId>> {
+        match self.purge_limit {
+            #[cfg(test)]
+            PurgeLimit::Unlimited => Ok(Some(log_id)),
+            PurgeLimit::FlushedApplies => {
+                let flushed: Option<LogId> = match self
+                    .store
+                    .get_persisted(CF_RAFT_META, &meta_key(self.group, TAG_APPLIED))
+                    .map_err(io_err)?
+                {
+                    Some(bytes) => decode(&bytes)?,
+                    None => None,
+                };
+                Ok(flushed.map(|applied| if applied.index < log_id.index { applied } else { log_id }))
+            }
         }
     }
 
@@ -596,18 +639,30 @@ impl RaftLogStorage<TypeConfig> for GroupLogStore {
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {
+        // openraft reads nothing at or before `log_id` again; entries kept
+        // on disk past it (see `PurgeLimit`) are for a restart only.
         self.cache.lock().purge(log_id.index);
+        let this = self.clone();
+        let (point, purged) = tokio::task::spawn_blocking(move || {
+            let purged: Option<LogId> = this.get_meta(TAG_PURGED)?;
+            Ok::<_, io::Error>((this.purge_point(log_id)?, purged))
+        })
+        .await
+        .map_err(io_err)??;
+        let Some(point) = point.filter(|p| purged.is_none_or(|done| done.index < p.index)) else {
+            return Ok(());
+        };
         let mut batch = WriteBatch::default();
         // The purge point first: entries at or before it are ignored anyway.
         batch.put_cf(
             &self.store.cf(CF_RAFT_META),
             meta_key(self.group, TAG_PURGED),
-            encode(&log_id)?,
+            encode(&point)?,
         );
         batch.delete_range_cf(
             &self.store.cf(CF_RAFT_LOG),
             log_key(self.group, 0),
-            log_key(self.group, log_id.index + 1),
+            log_key(self.group, point.index + 1),
         );
         self.write_in_order(batch).await
     }
@@ -658,7 +713,7 @@ mod tests {
             });
             let group = partition_group(1, 0);
             let (syncer, writer) = WalSyncer::start_joinable(store.clone()).unwrap();
-            let log = GroupLogStore::new(group, store, syncer);
+            let log = GroupLogStore::new(group, store, syncer).with_purge_limit(PurgeLimit::Unlimited);
             let machine = GroupStateMachine::open(group, shared).unwrap();
             Ok((Guard { _dir: dir, writer }, log, machine))
         }
@@ -777,6 +832,69 @@ mod tests {
         assert_eq!(read.len(), 2, "the entries before the hole are readable");
         drop((log, fresh, machine));
         guard.finish();
+    }
+
+    /// What a restart of this group would find: its purge point and the
+    /// first entry still stored.
+    async fn stored_start(log: &GroupLogStore) -> (Option<u64>, Option<u64>) {
+        let mut fresh = GroupLogStore::new(log.group, log.store.clone(), log.syncer.clone());
+        let purged = fresh.get_log_state().await.unwrap().last_purged_log_id.map(|l| l.index);
+        let first = fresh
+            .try_get_log_entries(0..100)
+            .await
+            .unwrap()
+            .first()
+            .map(|e| e.log_id.index);
+        (purged, first)
+    }
+
+    #[tokio::test]
+    async fn a_purge_keeps_the_entries_whose_applies_are_not_flushed_yet() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let (syncer, writer) = WalSyncer::start_joinable(store.clone()).unwrap();
+        let group = partition_group(1, 0);
+        let mut log = GroupLogStore::new(group, store.clone(), syncer.clone());
+        append_durably(&mut log, (1..=10).map(blank)).await;
+        let applied_up_to = |index: u64| {
+            // As the state machine writes it: without the WAL.
+            let mut batch = WriteBatch::default();
+            let applied = Some(openraft::testing::log_id::<TypeConfig>(1, 0, index));
+            batch.put_cf(
+                &store.cf(CF_RAFT_META),
+                meta_key(group, TAG_APPLIED),
+                encode(&applied).unwrap(),
+            );
+            store.write_unlogged(batch).unwrap();
+        };
+        let purge_to = |index: u64| openraft::testing::log_id::<TypeConfig>(1, 0, index);
+
+        applied_up_to(8);
+        log.purge(purge_to(7)).await.unwrap();
+        assert_eq!(
+            stored_start(&log).await,
+            (None, Some(1)),
+            "no apply is flushed: a crash re-applies from the start, so every entry stays"
+        );
+
+        store.flush_all().unwrap();
+        applied_up_to(10);
+        log.purge(purge_to(9)).await.unwrap();
+        assert_eq!(
+            stored_start(&log).await,
+            (Some(8), Some(9)),
+            "purged up to the flushed applied pointer (8), not to 9"
+        );
+
+        store.flush_all().unwrap();
+        log.purge(purge_to(9)).await.unwrap();
+        assert_eq!(
+            stored_start(&log).await,
+            (Some(9), Some(10)),
+            "the rest once a flush covers it"
+        );
+        drop((log, syncer));
+        writer.join().unwrap();
     }
 
     #[tokio::test]

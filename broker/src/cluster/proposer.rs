@@ -10,13 +10,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use openraft::OptionalSend;
 use openraft::async_runtime::WatchReceiver;
 use openraft::errors::ClientWriteError;
-use openraft::impls::OneshotResponder;
+use openraft::raft::responder::Responder;
 use tokio::sync::{mpsc, oneshot};
 
 use super::node::{ClusterNode, Group};
-use super::types::{CommandBatch, CommandResults, NodeInfo, from_wire};
+use super::types::{CommandBatch, CommandResults, NodeInfo, TypeConfig, from_wire};
 use crate::core::command::{Applied, Command};
 use crate::core::error::{BrokerError, BrokerResult};
 
@@ -29,6 +30,24 @@ pub const MAX_ENTRY_BYTES: usize = 4 << 20;
 const MAX_IN_FLIGHT_BATCHES: usize = 64;
 /// How long a proposal waits for a group to elect a leader.
 pub(super) const LEADER_WAIT: Duration = Duration::from_secs(8);
+
+/// Where openraft completes a proposal (applied, or refused), the callback
+/// answers it: no task sits between the apply and the client's reply.
+pub struct CallbackResponder<T>(Box<dyn FnOnce(T) + Send>);
+
+impl<T> CallbackResponder<T> {
+    pub fn new(on_complete: impl FnOnce(T) + Send + 'static) -> Self {
+        Self(Box::new(on_complete))
+    }
+}
+
+impl<T: OptionalSend + 'static> Responder<TypeConfig, T> for CallbackResponder<T> {
+    fn on_complete(self, result: T) {
+        (self.0)(result)
+    }
+}
+
+type WriteResult = Result<openraft::raft::ClientWriteResponse<TypeConfig>, ClientWriteError<TypeConfig>>;
 
 pub struct Proposal {
     pub command: Command,
@@ -161,7 +180,10 @@ impl ClusterNode {
         let deadline = Instant::now() + LEADER_WAIT;
         let commands = Arc::new(commands);
         loop {
-            let (responder, done) = OneshotResponder::new_pair();
+            let (tx, done) = oneshot::channel::<WriteResult>();
+            let responder = CallbackResponder::new(move |result| {
+                let _ = tx.send(result);
+            });
             if group
                 .raft
                 .client_write_ff(CommandBatch(commands.clone()), Some(responder))
@@ -203,29 +225,20 @@ impl ClusterNode {
         replies: Vec<oneshot::Sender<BrokerResult<Applied>>>,
         permit: tokio::sync::OwnedSemaphorePermit,
     ) {
-        let (responder, done) = OneshotResponder::new_pair();
-        if group
-            .raft
-            .client_write_ff(CommandBatch(Arc::new(commands)), Some(responder))
-            .await
-            .is_err()
-        {
-            answer_all(replies, Err(BrokerError::ShuttingDown));
-            return;
-        }
         let node = self.clone();
         let group_id = group.id;
         let proposed = Instant::now();
-        tokio::spawn(async move {
-            let result = done.await;
-            if matches!(result, Ok(Ok(_))) {
+        // Runs where openraft completes the entry: the replies go straight
+        // to the connections waiting for them.
+        let responder = CallbackResponder::new(move |result: WriteResult| {
+            if result.is_ok() {
                 node.metrics
                     .raft_commit_latency
                     .observe(proposed.elapsed().as_secs_f64());
             }
             let outcome = match result {
-                Ok(Ok(response)) => Ok(response.data),
-                Ok(Err(ClientWriteError::ForwardToLeader(fwd))) => {
+                Ok(response) => Ok(response.data),
+                Err(ClientWriteError::ForwardToLeader(fwd)) => {
                     // Refused before it was appended (not leader, leadership
                     // moving, or no recent quorum contact). Never point a
                     // client back at this broker: a leader that cannot take
@@ -238,12 +251,17 @@ impl ClusterNode {
                     };
                     Err(not_leader(hint.as_ref()))
                 }
-                Ok(Err(other)) => Err(BrokerError::Remote(other.to_string())),
-                Err(_) => Err(BrokerError::ShuttingDown),
+                Err(other) => Err(BrokerError::Remote(other.to_string())),
             };
             answer(replies, outcome);
             drop(permit);
         });
+        // A responder openraft never completes (it shut down) is dropped
+        // with its replies, which tells their waiters the broker stopped.
+        let _ = group
+            .raft
+            .client_write_ff(CommandBatch(Arc::new(commands)), Some(responder))
+            .await;
     }
 }
 

@@ -111,14 +111,19 @@ impl ClusterNode {
             let _opening = self.opening.lock().await;
             self.remove_group(group.id);
             let _ = group.raft.shutdown().await;
-            if let Err(err) = group.log.destroy() {
-                tracing::warn!(group = group.id, error = %err, "removing a dropped group's Raft log failed");
-            }
-            if let Some((topic_id, partition)) = split_group(group.id)
-                && let Err(err) = self.shared.drop_partition_data(topic_id, partition)
-            {
-                tracing::warn!(group = group.id, error = %err, "removing a dropped replica's records failed");
-            }
+            // RocksDB writes and a flush: on a blocking thread.
+            let (log, shared, id) = (group.log.clone(), self.shared.clone(), group.id);
+            let removed = tokio::task::spawn_blocking(move || {
+                if let Err(err) = log.destroy() {
+                    tracing::warn!(group = id, error = %err, "removing a dropped group's Raft log failed");
+                }
+                if let Some((topic_id, partition)) = split_group(id)
+                    && let Err(err) = shared.drop_partition_data(topic_id, partition)
+                {
+                    tracing::warn!(group = id, error = %err, "removing a dropped replica's records failed");
+                }
+            });
+            let _ = removed.await;
             tracing::info!(
                 group = group.id,
                 deleted,

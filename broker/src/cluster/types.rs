@@ -64,7 +64,7 @@ pub fn from_wire(result: Result<Applied, String>) -> Result<Applied, BrokerError
 }
 
 /// FlyMQ's Raft types: u64 node ids, batches of commands as entries, and
-/// one-shot responders (openraft's defaults otherwise).
+/// callback responders (openraft's defaults otherwise).
 #[derive(Debug, Clone, Copy, Default, Eq, PartialEq, Ord, PartialOrd)]
 pub struct TypeConfig {}
 
@@ -80,7 +80,7 @@ impl openraft::RaftTypeConfig for TypeConfig {
     type Entry = openraft::Entry<<Self::LeaderId as openraft::vote::RaftLeaderId>::Committed, Self::Payload>;
     type AsyncRuntime = openraft::impls::TokioRuntime;
     type Responder<T>
-        = openraft::impls::OneshotResponder<Self, T>
+        = super::proposer::CallbackResponder<T>
     where
         T: openraft::OptionalSend + 'static;
     type Batch<T>

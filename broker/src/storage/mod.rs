@@ -153,6 +153,11 @@ impl Store {
         // One budget for every column family's memtables: RocksDB flushes
         // the largest when the total reaches it.
         opts.set_db_write_buffer_size(options.memtable_bytes);
+        // Raft applies are written without the WAL (the Raft log is their
+        // WAL, see `write_unlogged`): flushing every column family together
+        // keeps the data and the applied pointers they are written with
+        // consistent on disk.
+        opts.set_atomic_flush(true);
         let cache = rocksdb::Cache::new_lru_cache(options.block_cache_bytes);
         let mut table = rocksdb::BlockBasedOptions::default();
         table.set_block_cache(&cache);
@@ -217,13 +222,34 @@ impl Store {
         Ok(())
     }
 
-    /// Flushes every column family's memtable into SST files (tests and
-    /// tools; RocksDB flushes on its own otherwise).
-    pub fn flush_all(&self) -> Result<(), StorageError> {
-        for name in COLUMN_FAMILIES {
-            self.db.flush_cf(&self.cf(name))?;
-        }
+    /// Writes a batch without RocksDB's WAL: it is durable only once the
+    /// memtables are flushed (`flush_all`, or RocksDB's own flushes, which
+    /// take every column family at once). For Raft applies only: their
+    /// entries stay in the synced Raft log until a flush covers them (the
+    /// log store's purge limit), so a crash re-applies what it lost.
+    pub fn write_unlogged(&self, batch: WriteBatch) -> Result<(), StorageError> {
+        let mut opts = WriteOptions::default();
+        opts.disable_wal(true);
+        self.db.write_opt(batch, &opts)?;
         Ok(())
+    }
+
+    /// Flushes every column family's memtable into SST files, atomically,
+    /// so writes made without the WAL are durable afterwards.
+    pub fn flush_all(&self) -> Result<(), StorageError> {
+        let handles: Vec<_> = COLUMN_FAMILIES.iter().map(|name| self.cf(name)).collect();
+        let refs: Vec<_> = handles.iter().collect();
+        self.db.flush_cfs_opt(&refs, &rocksdb::FlushOptions::default())?;
+        Ok(())
+    }
+
+    /// Reads `key` as stored in SST files only: what survives a crash of
+    /// writes made without the WAL (an older value, or none, while a newer
+    /// one is still in a memtable).
+    pub fn get_persisted(&self, cf: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        let mut opts = rocksdb::ReadOptions::default();
+        opts.set_read_tier(rocksdb::ReadTier::Persisted);
+        Ok(self.db.get_cf_opt(&self.cf(cf), key, &opts)?)
     }
 
     /// Makes every write so far durable (used with `acks=leader`).
@@ -237,6 +263,11 @@ impl Store {
     /// compactions, so none is running when the process tears down (RocksDB
     /// can abort if its threads outlive its static state).
     pub fn quiesce(&self) {
+        // Writes made without the WAL (Raft applies) would otherwise be
+        // re-applied from the Raft log at the next start.
+        if let Err(err) = self.flush_all() {
+            tracing::warn!(error = %err, "flushing the memtables at shutdown failed");
+        }
         if let Err(err) = self.db.flush_wal(true) {
             tracing::warn!(error = %err, "syncing the WAL at shutdown failed");
         }
