@@ -260,14 +260,9 @@ where
         }
         None => Command::new(&bin),
     };
-    command
-        .args(args)
-        .envs(env)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    // JSON logs at info level, whatever the caller's environment says,
-    // unless FLYMQ_TEST_BROKER_LOG_LEVEL asks for more (to diagnose a test).
+    // JSON logs at info level, whatever the test process's environment
+    // says, unless FLYMQ_TEST_BROKER_LOG_LEVEL asks for more (to diagnose a
+    // test); a test's own `env` is applied after, so it can set them.
     command
         .env_remove("FLYMQ_LOG_JSON")
         .env_remove("FLYMQ_LOG_LEVEL")
@@ -275,6 +270,12 @@ where
     if let Ok(level) = std::env::var("FLYMQ_TEST_BROKER_LOG_LEVEL") {
         command.env("FLYMQ_LOG_LEVEL", level);
     }
+    command
+        .args(args)
+        .envs(env)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
     let mut child = command
         .spawn()
         .with_context(|| format!("cannot start {}", bin.display()))?;

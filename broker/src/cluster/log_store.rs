@@ -28,6 +28,7 @@ use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
 use openraft::{OptionalSend, RaftLogReader};
 use rocksdb::{Direction, IteratorMode, WriteBatch, WriteOptions};
 
+use super::stages;
 use super::types::{Entry, LogId, TypeConfig, Vote, decode, encode};
 use crate::storage::crypto::{Domain, open_opt, seal_opt};
 use crate::storage::{CF_RAFT_LOG, CF_RAFT_META, Store};
@@ -73,6 +74,8 @@ enum LogWrite {
         /// The cache's truncation count when the entries were cached.
         generation: u64,
         callback: IOFlushed<TypeConfig>,
+        /// For `stages::mark` only.
+        group: u64,
     },
     /// A truncation or purge: written in order with the appends before it.
     Apply {
@@ -142,9 +145,11 @@ fn write_loop(store: Store, rx: Receiver<LogWrite>) {
                     last_index,
                     generation,
                     callback,
+                    group,
                 } => {
+                    stages::mark("log_write_started", group, last_index);
                     let result = store.db().write(batch).map_err(io_err);
-                    appended.push((result, cache, last_index, generation, callback));
+                    appended.push((result, cache, last_index, generation, callback, group));
                 }
                 LogWrite::Apply { batch, done } => {
                     let _ = done.send(store.db().write(batch).map_err(io_err));
@@ -155,9 +160,10 @@ fn write_loop(store: Store, rx: Receiver<LogWrite>) {
             continue;
         }
         let synced = store.db().flush_wal(true).map_err(io_err);
-        for (written, cache, last_index, generation, callback) in appended {
+        for (written, cache, last_index, generation, callback, group) in appended {
             let result = match (&written, &synced) {
                 (Ok(()), Ok(())) => {
+                    stages::mark("log_synced", group, last_index);
                     cache.lock().written(last_index, generation);
                     Ok(())
                 }
@@ -619,12 +625,14 @@ impl RaftLogStorage<TypeConfig> for GroupLogStore {
             cache.generation
         };
         // Readable now (from the cache); durable once the writer's fsync covers it.
+        stages::mark("log_queued", self.group, last_index);
         self.syncer.send(LogWrite::Append {
             batch,
             cache: self.cache.clone(),
             last_index,
             generation,
             callback,
+            group: self.group,
         });
         Ok(())
     }

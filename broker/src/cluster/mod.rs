@@ -29,6 +29,7 @@ pub mod replicator;
 pub mod service;
 pub mod snapshot;
 pub mod snapshot_file;
+pub mod stages;
 pub mod state_machine;
 pub mod types;
 

@@ -18,6 +18,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 use super::auth::{AttachSecret, PeerAuth};
+use super::stages;
 
 use super::types::{NodeId, NodeInfo, Raft, Snapshot, SnapshotData, TypeConfig, Vote, decode, encode};
 use crate::storage::Store;
@@ -230,14 +231,15 @@ impl RaftNetworkV2<TypeConfig> for GroupClient {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
         let keep = entries_within(&rpc.entries, MAX_APPEND_BYTES);
-        if keep == rpc.entries.len() {
-            return self.call(RaftKind::AppendEntries, &rpc, &option).await;
-        }
+        let partial = keep < rpc.entries.len();
         rpc.entries.truncate(keep);
         let last = rpc.entries.last().map(|e| e.log_id);
+        let index = last.map_or(0, |id| id.index);
+        stages::mark("append_sent", self.group, index);
         let response: AppendEntriesResponse<TypeConfig> = self.call(RaftKind::AppendEntries, &rpc, &option).await?;
+        stages::mark("append_replied", self.group, index);
         Ok(match response {
-            AppendEntriesResponse::Success => AppendEntriesResponse::PartialSuccess(last),
+            AppendEntriesResponse::Success if partial => AppendEntriesResponse::PartialSuccess(last),
             other => other,
         })
     }

@@ -17,6 +17,7 @@ use openraft::raft::responder::Responder;
 use tokio::sync::{mpsc, oneshot};
 
 use super::node::{ClusterNode, Group};
+use super::stages;
 use super::types::{CommandBatch, CommandResults, NodeInfo, TypeConfig, from_wire};
 use crate::core::command::{Applied, Command};
 use crate::core::error::{BrokerError, BrokerResult};
@@ -92,7 +93,10 @@ impl ClusterNode {
         let (reply, rx) = oneshot::channel();
         let proposal = Proposal { command, reply };
         let sent = match self.group(group) {
-            Some(g) => g.proposals.send(proposal),
+            Some(g) => {
+                stages::mark("submitted", group, 0);
+                g.proposals.send(proposal)
+            }
             // Not a replica here: an ordered forwarder sends it to a broker that is.
             None => self.forwarder(group).send(proposal),
         };
@@ -184,6 +188,7 @@ impl ClusterNode {
             let responder = CallbackResponder::new(move |result| {
                 let _ = tx.send(result);
             });
+            stages::mark("proposed", group.id, 0);
             if group
                 .raft
                 .client_write_ff(CommandBatch(commands.clone()), Some(responder))
@@ -195,6 +200,7 @@ impl ClusterNode {
             let proposed = Instant::now();
             match done.await {
                 Ok(Ok(response)) => {
+                    stages::mark("responded", group.id, response.log_id.index);
                     self.metrics
                         .raft_commit_latency
                         .observe(proposed.elapsed().as_secs_f64());
@@ -230,7 +236,11 @@ impl ClusterNode {
         let proposed = Instant::now();
         // Runs where openraft completes the entry: the replies go straight
         // to the connections waiting for them.
+        stages::mark("proposed", group_id, 0);
         let responder = CallbackResponder::new(move |result: WriteResult| {
+            if let Ok(response) = &result {
+                stages::mark("responded", group_id, response.log_id.index);
+            }
             if result.is_ok() {
                 node.metrics
                     .raft_commit_latency

@@ -11,10 +11,12 @@ use flymq_proto::grpc::cluster::{
     Envelope, ForwardReply, ForwardRequest, FrameReply, FrameRequest, JoinReply, JoinRequest, ManageReply,
     ManageRequest, RaftKind, RaftReply, RaftRequest, SnapshotChunk,
 };
+use openraft::raft::AppendEntriesRequest;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::node::{ClusterNode, Group, node_address};
 use super::snapshot;
+use super::stages;
 use super::types::{META_GROUP, NodeInfo, SnapshotData, SnapshotMeta, TypeConfig, Vote, decode, encode};
 use crate::core::command::Command;
 
@@ -110,8 +112,12 @@ impl Cluster for ClusterService {
         let unavailable = |e: &dyn std::fmt::Display| Status::unavailable(e.to_string());
         match RaftKind::try_from(req.kind).unwrap_or(RaftKind::Unspecified) {
             RaftKind::AppendEntries => {
-                let rpc = decode(&req.payload).map_err(bad_payload)?;
-                reply(&raft.append_entries(rpc).await.map_err(|e| unavailable(&e))?)
+                let rpc: AppendEntriesRequest<TypeConfig> = decode(&req.payload).map_err(bad_payload)?;
+                let index = rpc.entries.last().map_or(0, |e| e.log_id.index);
+                stages::mark("append_received", group.id, index);
+                let response = raft.append_entries(rpc).await.map_err(|e| unavailable(&e))?;
+                stages::mark("append_answered", group.id, index);
+                reply(&response)
             }
             RaftKind::Vote => {
                 let rpc = decode(&req.payload).map_err(bad_payload)?;

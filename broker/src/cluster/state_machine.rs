@@ -25,6 +25,7 @@ use rocksdb::WriteBatch;
 
 use super::log_store::{TAG_APPLIED, TAG_MEMBERSHIP, meta_key};
 use super::snapshot::{self, LocalSnapshot};
+use super::stages;
 use super::types::{
     CommandResults, LogId, META_GROUP, Snapshot, SnapshotData, SnapshotMeta, StoredMembership, TypeConfig, decode,
     encode, split_group,
@@ -371,12 +372,17 @@ impl RaftStateMachine<TypeConfig> for GroupStateMachine {
         };
         // RocksDB writes (and reads, for truncation) off the async workers.
         let this = self.clone();
+        let (group, index) = (self.group, last_applied.index);
+        stages::mark("apply_started", group, index);
         let (pending, results) = tokio::task::spawn_blocking(move || {
+            stages::mark("apply_running", group, index);
             let results = this.apply_blocking(&pending, last_applied, last_membership);
+            stages::mark("apply_written", group, index);
             (pending, results)
         })
         .await
         .map_err(io_err)?;
+        stages::mark("apply_done", group, index);
         for (entry, results) in pending.into_iter().zip(results?) {
             if let Some(responder) = entry.responder {
                 responder.send(results);
