@@ -296,20 +296,11 @@ impl GroupStateMachine {
 
     fn install(&self, meta: &SnapshotMeta, data: &SnapshotData) -> io::Result<()> {
         let store = &self.shared.store;
-        self.install_unflushed(meta, data)?;
-        // The install is written with the WAL; flushing it makes its applied
-        // pointer visible to the log store's purge limit, which only counts
-        // flushed applies (the log below the snapshot is purged next).
-        store.flush_all().map_err(io_err)
-    }
-
-    fn install_unflushed(&self, meta: &SnapshotMeta, data: &SnapshotData) -> io::Result<()> {
-        let store = &self.shared.store;
         match &self.machine {
             Machine::Meta => {
                 let mut machine = self.shared.meta.lock();
                 snapshot::install(store, self.group, meta, data)?;
-                self.shared.reload_meta(&mut machine)
+                self.shared.reload_meta(&mut machine)?;
             }
             Machine::Partition(machine) => {
                 let mut machine = machine.lock();
@@ -323,9 +314,12 @@ impl GroupStateMachine {
                     next_offset = state.next_offset,
                     "installed a partition snapshot"
                 );
-                Ok(())
             }
         }
+        // The install is written with the WAL; flushing it makes its applied
+        // pointer visible to the log store's purge limit, which only counts
+        // flushed applies (the log below the snapshot is purged next).
+        store.flush_all().map_err(io_err)
     }
 }
 
