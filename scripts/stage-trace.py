@@ -65,18 +65,19 @@ def read_stages(path):
         for line in log:
             if '"flymq::stages"' not in line:
                 continue
+            # A line cut short or edited by hand is skipped, not fatal.
             try:
                 event = json.loads(line)
-            except json.JSONDecodeError:
+                stage, group = event["stage"], int(event["group"])
+                index, at = int(event["index"]), micros(event["timestamp"])
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError):
                 continue
-            group = int(event["group"])
             if group == META_GROUP:
                 continue
-            at = micros(event["timestamp"])
-            if event["stage"] in UNINDEXED:
-                unindexed[(event["stage"], group)].append(at)
+            if stage in UNINDEXED:
+                unindexed[(stage, group)].append(at)
             else:
-                first.setdefault((event["stage"], group, int(event["index"])), at)
+                first.setdefault((stage, group, index), at)
     for times in unindexed.values():
         times.sort()
     return first, unindexed

@@ -220,7 +220,6 @@ async fn start_fake() -> (SocketAddr, FakeAdmin) {
     (addr, fake)
 }
 
-/// A loopback address nothing listens on.
 /// An address nothing listens on. Not a port 0 pick released again: a
 /// broker of a test running at the same time could take it in between.
 /// Port 1 is privileged and no test binds it.

@@ -19,7 +19,6 @@ use tonic::transport::{Channel, Endpoint};
 
 use super::auth::{AttachSecret, PeerAuth};
 use super::stages;
-
 use super::types::{NodeId, NodeInfo, Raft, Snapshot, SnapshotData, TypeConfig, Vote, decode, encode};
 use crate::storage::Store;
 use openraft::async_runtime::WatchReceiver;

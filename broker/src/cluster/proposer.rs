@@ -240,8 +240,6 @@ impl ClusterNode {
         let responder = CallbackResponder::new(move |result: WriteResult| {
             if let Ok(response) = &result {
                 stages::mark("responded", group_id, response.log_id.index);
-            }
-            if result.is_ok() {
                 node.metrics
                     .raft_commit_latency
                     .observe(proposed.elapsed().as_secs_f64());

@@ -4,8 +4,9 @@
 //! (`--log-level info,flymq::stages=trace`): each stage is then one log
 //! line with the group and the entry's index. `scripts/stage-trace.py`
 //! reads the logs of every broker and prints the median time of each stage
-//! after the command was submitted (docs/benchmarks.md, "Where a replicated write's time
-//! goes"). Disabled, a mark costs one check of a cached filter decision.
+//! after the command was submitted (docs/observability.md, "Where a
+//! replicated write's time goes"). Disabled, a mark costs one check of a
+//! cached filter decision.
 
 /// Records that `group`'s entry `index` reached `stage` (index 0 when the
 /// entry has no index yet).
