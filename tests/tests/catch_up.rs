@@ -41,8 +41,8 @@ static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(())
 /// A follower that missed a partition larger than its memory budget (the
 /// leaders purged their logs meanwhile) catches up from a snapshot
 /// streamed in chunks and installed incrementally; its peak RSS stays
-/// near the budget (bounded, not proportional to the partition). `FLYMQ_CATCHUP_MB` sets the partition size (the long
-/// run uses 1024).
+/// within the budget. `FLYMQ_CATCHUP_MB` sets the partition size (256 MiB,
+/// twice the budget; the long run uses 1024).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn follower_catches_up_a_partition_larger_than_its_memory() {
     let _alone = ONE_AT_A_TIME.lock().await;
@@ -111,18 +111,13 @@ async fn follower_catches_up_a_partition_larger_than_its_memory() {
         peak >> 20
     );
     assert!(
-        // Bounded, not proportional to the partition: peaks measured
-        // 97-109 MiB for a 128 MiB budget with 4 malloc arenas, 118-139
-        // MiB with glibc's default under load (docs/replication.md, known
-        // limits); the bound checked is the budget plus a quarter, still
-        // half the 256 MiB being caught up.
-        peak < (budget_mb + budget_mb / 4) << 20,
-        "the follower's peak RSS {} MiB is above its {budget_mb} MiB budget plus a quarter while catching up {size_mb} MiB: {health}",
+        // Within the budget, not proportional to the partition: the
+        // records are loaded into SST files that RocksDB ingests, not
+        // through the memtables. Peaks measured 69-80 MiB for 256 MiB and
+        // 1 GiB partitions, also with two CPU hogs beside the test.
+        peak < budget_mb << 20,
+        "the follower's peak RSS {} MiB is above its {budget_mb} MiB memory budget while catching up {size_mb} MiB: {health}",
         peak >> 20
-    );
-    assert!(
-        peak < (size_mb << 20) / 2,
-        "the follower held a large part of the partition in memory"
     );
 }
 

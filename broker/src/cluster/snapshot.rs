@@ -14,7 +14,8 @@
 //!   (`snapshots/`), with a time limit per chunk (progress), not for the
 //!   whole transfer.
 //! - **Installing** first records a marker naming the file (synced), then
-//!   replaces the group's data in WriteBatches of a few MiB, and finally
+//!   replaces the group's data (a partition's records are written to SST
+//!   files that RocksDB ingests, bypassing the memtables), and finally
 //!   writes the partition state, the applied pointer and the membership and
 //!   deletes the marker in one synced batch. A crash in between leaves the
 //!   marker: the next start redoes the install from the file before the
@@ -42,14 +43,13 @@ use tokio::sync::mpsc;
 use super::log_store::{TAG_APPLIED, TAG_MEMBERSHIP, meta_key};
 use super::snapshot_file::{self, SnapshotFileWriter};
 use super::types::{SnapshotMeta, decode, encode, split_group};
+use crate::storage::bulk_load::LogLoader;
 use crate::storage::{CF_LOG, CF_META, CF_OFFSETS, CF_RAFT_META, PartitionState, Store, keys, prefix_end};
 
 /// Bytes per streamed chunk.
 pub const CHUNK_BYTES: usize = 1 << 20;
 /// Chunks buffered between the reading thread and the network.
 const CHUNKS_IN_FLIGHT: usize = 4;
-/// Bytes of records per WriteBatch while installing.
-const INSTALL_BATCH_BYTES: usize = 4 << 20;
 /// Meta keys of the generic values, which are sealed at rest.
 const CLUSTER_VALUE_PREFIX: &[u8] = b"c/";
 /// Tag of the "install in progress" marker in `raft_meta`.
@@ -425,11 +425,15 @@ fn redo(store: &Store, group: u64, meta: &SnapshotMeta, path: &Path) -> io::Resu
             batch.delete_range_cf(&log_cf, &prefix[..8], prefix_end(&prefix[..8]).as_slice());
             store.delete_partition_delayed(&mut batch, topic_id, partition);
             store.delete_partition_txn_markers(&mut batch, topic_id, partition);
+            // Written before the records are loaded, which then get later
+            // sequence numbers: the deletions cannot hide them.
+            write(store, std::mem::take(&mut batch), false)?;
+            let file_options = store.log_file_options();
+            let mut loader = LogLoader::new(store, &file_options, path);
             // The schedule of delayed records and the transaction markers
             // are derived from the records.
             let mut scheduled = std::collections::BTreeMap::new();
             let mut txns = std::collections::BTreeMap::new();
-            let mut pending = 0usize;
             for item in reader {
                 match item? {
                     Item::Batch { first_offset, value } => {
@@ -437,14 +441,9 @@ fn redo(store: &Store, group: u64, meta: &SnapshotMeta, path: &Path) -> io::Resu
                             .map_err(io_err)?;
                         crate::storage::transactions::markers_in_batch(&mut txns, first_offset, &value)
                             .map_err(io_err)?;
-                        pending += value.len();
-                        store
-                            .put_batch(&mut batch, topic_id, partition, first_offset, &value)
+                        loader
+                            .put_batch(topic_id, partition, first_offset, &value)
                             .map_err(io_err)?;
-                        if pending >= INSTALL_BATCH_BYTES {
-                            write(store, std::mem::take(&mut batch), false)?;
-                            pending = 0;
-                        }
                     }
                     Item::State { state } => {
                         let state = PartitionState::decode(&state).ok_or_else(|| {
@@ -462,6 +461,7 @@ fn redo(store: &Store, group: u64, meta: &SnapshotMeta, path: &Path) -> io::Resu
                     Item::Meta { .. } | Item::End => {}
                 }
             }
+            loader.finish().map_err(io_err)?;
             if installed.is_none() {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,
@@ -543,5 +543,194 @@ pub fn remove_stale_files(store: &Store) {
         if !referenced.contains(&path) {
             let _ = std::fs::remove_file(&path);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::impls::leader_id_adv::LeaderId;
+
+    use super::*;
+    use crate::cluster::types::{LogId, partition_group};
+    use crate::storage::StoreOptions;
+    use crate::storage::record_batch::BatchBuilder;
+
+    const TOPIC: u32 = 7;
+    const KEY: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+
+    fn open(dir: &Path, encrypted: bool) -> Store {
+        let keyring = encrypted.then(|| Arc::new(flymq_security::Keyring::parse(KEY).expect("key")));
+        Store::open_with_keys(dir, StoreOptions::for_budget(64 << 20), keyring).expect("open store")
+    }
+
+    /// A batch of one record whose value names its offset.
+    fn batch_value(offset: u64, tag: &str) -> Vec<u8> {
+        let mut builder = BatchBuilder::new();
+        builder.push(1_000, 0, b"k", format!("{tag}-{offset}-{}", "x".repeat(200)).as_bytes());
+        builder.finish()
+    }
+
+    /// Writes one-record batches at `offsets` to `partition` and its state.
+    fn fill(store: &Store, partition: u32, offsets: std::ops::Range<u64>, tag: &str) -> PartitionState {
+        let mut batch = WriteBatch::default();
+        let mut size = 0;
+        for offset in offsets.clone() {
+            let value = batch_value(offset, tag);
+            size += value.len() as u64;
+            store
+                .put_batch(&mut batch, TOPIC, partition, offset, &value)
+                .expect("put");
+        }
+        let state = PartitionState {
+            next_offset: offsets.end,
+            start_offset: offsets.start,
+            size_bytes: size,
+            last_timestamp: 1_000,
+        };
+        store.put_partition_state(&mut batch, TOPIC, partition, &state);
+        store.db().write(batch).expect("write");
+        state
+    }
+
+    fn stored(store: &Store, partition: u32) -> Vec<(u64, Vec<u8>)> {
+        let mut out = Vec::new();
+        store
+            .for_each_batch::<io::Error>(TOPIC, partition, 0, u64::MAX, |offset, value| {
+                out.push((offset, value.to_vec()));
+                Ok(true)
+            })
+            .expect("read");
+        out
+    }
+
+    fn meta(index: u64) -> SnapshotMeta {
+        SnapshotMeta {
+            last_log_id: Some(LogId::new(LeaderId { term: 1, node_id: 0 }, index)),
+            last_membership: Default::default(),
+        }
+    }
+
+    /// Streams `partition` of `from` into a received file of `to`.
+    async fn transfer(from: &Store, to: &Store, partition: u32, state: PartitionState) -> SnapshotData {
+        let local = SnapshotData::Local(Arc::new(LocalSnapshot::Partition {
+            topic_id: TOPIC,
+            partition,
+            state,
+        }));
+        let mut chunks = stream(from.clone(), local);
+        let mut file = FileWriter::create(to, partition_group(TOPIC, partition)).expect("create file");
+        while let Some(chunk) = chunks.recv().await {
+            file.write(&chunk.expect("chunk")).expect("write chunk");
+        }
+        file.finish().expect("finish file")
+    }
+
+    fn leftover_files(store: &Store) -> Vec<PathBuf> {
+        std::fs::read_dir(snapshot_dir(store))
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default()
+    }
+
+    async fn install_replaces_the_partition(encrypted: bool) {
+        let (a, b) = (tempfile::tempdir().expect("dir"), tempfile::tempdir().expect("dir"));
+        let (leader, follower) = (open(a.path(), encrypted), open(b.path(), encrypted));
+        let state = fill(&leader, 0, 100..3_100, "new");
+        // The follower's stale copy: overlapping offsets with other values,
+        // and offsets past the snapshot's end that must go.
+        fill(&follower, 0, 0..4_000, "old");
+        fill(&follower, 1, 0..50, "other");
+        let data = transfer(&leader, &follower, 0, state).await;
+
+        let installed = install(&follower, partition_group(TOPIC, 0), &meta(42), &data).expect("install");
+        assert_eq!(installed.map(|s| s.next_offset), Some(3_100));
+        assert_eq!(
+            stored(&follower, 0),
+            stored(&leader, 0),
+            "the records are the snapshot's"
+        );
+        assert_eq!(stored(&follower, 1).len(), 50, "another partition is untouched");
+        assert_eq!(
+            follower.partition_state(TOPIC, 0).expect("state"),
+            leader.partition_state(TOPIC, 0).expect("state")
+        );
+        drop(data);
+        assert_eq!(leftover_files(&follower), Vec::<PathBuf>::new(), "no file is left");
+
+        // And after a restart (the ingested files are part of the database).
+        drop(follower);
+        let follower = open(b.path(), encrypted);
+        assert_eq!(stored(&follower, 0), stored(&leader, 0));
+    }
+
+    #[tokio::test]
+    async fn installing_a_partition_replaces_its_records() {
+        install_replaces_the_partition(false).await;
+    }
+
+    #[tokio::test]
+    async fn installing_an_encrypted_partition_replaces_its_records() {
+        install_replaces_the_partition(true).await;
+    }
+
+    /// A crash after the marker (and after part of the records were
+    /// loaded, leaving a half-written SST file) is finished by `recover`.
+    #[tokio::test]
+    async fn an_install_cut_short_by_a_crash_is_finished_at_the_next_start() {
+        let (a, b) = (tempfile::tempdir().expect("dir"), tempfile::tempdir().expect("dir"));
+        let (leader, follower) = (open(a.path(), false), open(b.path(), false));
+        let state = fill(&leader, 0, 0..2_000, "new");
+        fill(&follower, 0, 0..10, "old");
+        let group = partition_group(TOPIC, 0);
+        let SnapshotData::Received(file) = transfer(&leader, &follower, 0, state).await else {
+            panic!("received");
+        };
+        file.keep.store(true, Ordering::SeqCst);
+        let path = file.path.clone();
+        drop(file);
+        let mut batch = WriteBatch::default();
+        let marker = encode(&(path.to_string_lossy().into_owned(), meta(9))).expect("encode");
+        batch.put_cf(&follower.cf(CF_RAFT_META), meta_key(group, TAG_INSTALLING), marker);
+        write(&follower, batch, true).expect("marker");
+        std::fs::write(format!("{}.0.sst", path.display()), b"half written").expect("partial file");
+        drop(follower);
+
+        let follower = open(b.path(), false);
+        recover(&follower, group).expect("recover");
+        assert_eq!(stored(&follower, 0), stored(&leader, 0));
+        let applied = follower
+            .db()
+            .get_cf(&follower.cf(CF_RAFT_META), meta_key(group, TAG_APPLIED))
+            .expect("get")
+            .expect("applied pointer");
+        assert_eq!(decode::<Option<LogId>>(&applied).expect("decode"), meta(9).last_log_id);
+        remove_stale_files(&follower);
+        assert_eq!(leftover_files(&follower), Vec::<PathBuf>::new());
+    }
+
+    /// A stream whose batches go backwards is refused, and leaves no file.
+    #[tokio::test]
+    async fn a_stream_with_batches_out_of_order_is_refused() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = open(dir.path(), false);
+        let group = partition_group(TOPIC, 0);
+        let mut bytes = Vec::new();
+        for offset in [5, 3] {
+            let item = Item::Batch {
+                first_offset: offset,
+                value: batch_value(offset, "x"),
+            };
+            write_item(&mut bytes, &item).expect("item");
+        }
+        write_item(&mut bytes, &Item::End).expect("end");
+        let mut file = FileWriter::create(&store, group).expect("create");
+        file.write(&bytes).expect("write");
+        let data = file.finish().expect("finish");
+        let err = install(&store, group, &meta(1), &data).expect_err("out of order");
+        assert!(err.to_string().contains("order"), "{err}");
+        let sst: Vec<_> = leftover_files(&store)
+            .into_iter()
+            .filter(|p| p.to_string_lossy().ends_with(".sst"))
+            .collect();
+        assert!(sst.is_empty(), "{sst:?}");
     }
 }

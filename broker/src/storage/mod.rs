@@ -4,6 +4,7 @@
 //! All decisions (offsets, validation) are made by the state machine in
 //! `core`, which is the only writer.
 
+pub mod bulk_load;
 pub mod crypto;
 pub mod delayed;
 pub mod keys;
@@ -168,11 +169,7 @@ impl Store {
         cf_opts.set_block_based_table_factory(&table);
         let mut log_opts = cf_opts.clone();
         log_opts.set_target_file_size_base(64 << 20);
-        // Ciphertext does not compress: skip the work when encrypting.
-        log_opts.set_compression_type(match at_rest {
-            None => rocksdb::DBCompressionType::Lz4,
-            Some(_) => rocksdb::DBCompressionType::None,
-        });
+        log_opts.set_compression_type(bulk_load::log_compression(at_rest.is_some()));
         // Record batches are large values; point lookups are seeks, so no bloom filter.
         let descriptors = COLUMN_FAMILIES.iter().map(|name| {
             let cf_opts = if *name == CF_LOG {

@@ -42,11 +42,17 @@ impl Store {
         value: &[u8],
     ) -> Result<(), StorageError> {
         let key = keys::log_key(topic_id, partition, first_offset);
-        match &self.at_rest {
-            None => batch.put_cf(&self.cf(CF_LOG), key, value),
-            Some(at_rest) => batch.put_cf(&self.cf(CF_LOG), key, at_rest.seal_batch(&key, value)?),
-        }
+        batch.put_cf(&self.cf(CF_LOG), key, self.stored_batch(&key, value)?);
         Ok(())
+    }
+
+    /// The value stored for a plaintext batch under `key`: sealed when
+    /// encryption at rest is on (borrowed when not).
+    pub fn stored_batch<'a>(&self, key: &[u8], value: &'a [u8]) -> Result<Cow<'a, [u8]>, StorageError> {
+        match &self.at_rest {
+            None => Ok(Cow::Borrowed(value)),
+            Some(at_rest) => Ok(Cow::Owned(at_rest.seal_batch(key, value)?)),
+        }
     }
 
     /// The plaintext batch of a stored value (borrowed when not encrypted).
