@@ -84,8 +84,6 @@ impl ClusterNode {
             };
             match self.forward(leader, &info, group.id, commands.clone(), 0).await {
                 Ok(forwarded) => {
-                    // Committed: later reads here must see it (see `check_forwarded_applied`).
-                    self.note_forwarded(group.id, forwarded.applied_index);
                     let _ = group
                         .raft
                         .wait(Some(LOCAL_APPLY_WAIT))
@@ -98,6 +96,12 @@ impl ClusterNode {
                             "forwarded write applied here",
                         )
                         .await;
+                    // Committed: later reads here must see it (see
+                    // `check_forwarded_applied`). Noted once applied here (or
+                    // the wait gave up), not before: reads of other
+                    // connections meanwhile need not wait for a write they
+                    // were not answered.
+                    self.note_forwarded(group.id, forwarded.applied_index);
                     return Forwarding::Done(forwarded.results);
                 }
                 // Refused before anything was proposed: resend to the new leader.
