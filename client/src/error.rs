@@ -319,6 +319,13 @@ pub fn parse_leader_addr(message: &str) -> Option<String> {
     (!addr.is_empty()).then_some(addr)
 }
 
+impl From<flymq_proto::UnknownSchemaType> for Error {
+    /// A schema type parsed from text (`"json".parse::<SchemaType>()?`).
+    fn from(err: flymq_proto::UnknownSchemaType) -> Self {
+        Error::InvalidArgument(err.to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

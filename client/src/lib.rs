@@ -52,7 +52,7 @@ pub use error::{Error, Result, parse_leader_addr};
 pub use group::{GroupConsumer, GroupConsumerConfig, Rebalance};
 pub use pattern::PatternConsumer;
 pub use producer::{Callback, Delivery, Producer, ProducerConfig, ProducerMetrics, ProducerRecord};
-pub use schema::SchemaType;
+pub use schema::{SchemaType, UnknownSchemaType};
 pub use security::UserUpdate;
 pub use transaction::Transaction;
 

@@ -7,9 +7,6 @@
 //! the named schema accepts it; otherwise the call fails with
 //! [`Error::SchemaValidation`] and nothing is written.
 
-use std::fmt;
-use std::str::FromStr;
-
 use bytes::Bytes;
 use flymq_proto::{
     ListSchemasRequest, ProduceWithSchemaRequest, RecordMetadata, RegisterSchemaRequest, Request, Response,
@@ -19,49 +16,7 @@ use flymq_proto::{
 use crate::client::{Client, unexpected};
 use crate::error::{Error, Result};
 
-/// The kinds of schema the broker's registry accepts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum SchemaType {
-    /// JSON Schema; a definition is a JSON object.
-    Json,
-    /// Apache Avro; a definition is an Avro schema in JSON.
-    Avro,
-    /// Protocol Buffers; a definition is `.proto` text (the first message is the record type).
-    Protobuf,
-}
-
-impl SchemaType {
-    /// The name sent on the wire: `json`, `avro` or `protobuf`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SchemaType::Json => "json",
-            SchemaType::Avro => "avro",
-            SchemaType::Protobuf => "protobuf",
-        }
-    }
-}
-
-impl fmt::Display for SchemaType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for SchemaType {
-    type Err = Error;
-
-    /// `json`, `avro`, `protobuf` or `proto`, in any case.
-    fn from_str(text: &str) -> Result<Self> {
-        match text.trim().to_ascii_lowercase().as_str() {
-            "json" => Ok(SchemaType::Json),
-            "avro" => Ok(SchemaType::Avro),
-            "protobuf" | "proto" => Ok(SchemaType::Protobuf),
-            _ => Err(Error::InvalidArgument(format!(
-                "unknown schema type '{text}'; use json, avro or protobuf"
-            ))),
-        }
-    }
-}
+pub use flymq_proto::{SchemaType, UnknownSchemaType};
 
 impl Client {
     /// Registers `definition` as the next version of the schema `name`
@@ -193,27 +148,5 @@ impl Client {
             }),
             other => Err(unexpected("DELETE_SCHEMA", &other)),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn schema_types_parse_in_any_case_and_print_their_wire_name() {
-        for (text, expected) in [
-            ("json", SchemaType::Json),
-            ("JSON", SchemaType::Json),
-            ("Avro", SchemaType::Avro),
-            ("protobuf", SchemaType::Protobuf),
-            ("proto", SchemaType::Protobuf),
-        ] {
-            assert_eq!(text.parse::<SchemaType>().unwrap(), expected, "{text}");
-        }
-        assert_eq!(SchemaType::Protobuf.to_string(), "protobuf");
-        let err = "xml".parse::<SchemaType>().unwrap_err();
-        assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
-        assert!(err.to_string().contains("unknown schema type 'xml'"), "{err}");
     }
 }

@@ -42,6 +42,7 @@ pub mod messages;
 pub mod opcode;
 pub mod request;
 pub mod response;
+pub mod schema_type;
 pub mod wire;
 
 pub use error::{DecodeError, EncodeError, FrameError};
@@ -62,6 +63,7 @@ pub use messages::tx::*;
 pub use opcode::Opcode;
 pub use request::Request;
 pub use response::{ErrorResponse, Response};
+pub use schema_type::{SchemaType, UnknownSchemaType};
 pub use wire::Wire;
 
 #[cfg(test)]

@@ -264,7 +264,7 @@ async fn schema_commands_and_validated_produce() {
         assert_eq!(unknown.status.code(), Some(2), "a usage error");
         let stderr = String::from_utf8_lossy(&unknown.stderr);
         assert!(
-            stderr.contains("unknown schema type 'xml'; use json, avro or protobuf"),
+            stderr.contains("unknown schema type 'xml': use json, avro or protobuf"),
             "{stderr}"
         );
         let stderr = failed(

@@ -66,7 +66,9 @@ impl SchemaCache {
 }
 
 fn compile(schema_type: &str, definition: &str) -> BrokerResult<CompiledSchema> {
-    let schema_type = SchemaType::parse(schema_type).map_err(|e| BrokerError::Schema(e.to_string()))?;
+    let schema_type = schema_type
+        .parse::<SchemaType>()
+        .map_err(|e| BrokerError::Schema(e.to_string()))?;
     CompiledSchema::compile(schema_type, definition).map_err(|e| BrokerError::Schema(e.to_string()))
 }
 
@@ -89,7 +91,9 @@ impl Broker {
         definition: &[u8],
     ) -> BrokerResult<(SchemaType, u32)> {
         validate_schema_name(name)?;
-        let parsed_type = SchemaType::parse(schema_type).map_err(|e| BrokerError::Schema(e.to_string()))?;
+        let parsed_type = schema_type
+            .parse::<SchemaType>()
+            .map_err(|e| BrokerError::Schema(e.to_string()))?;
         if definition.len() > MAX_DEFINITION_BYTES {
             return Err(BrokerError::Schema(format!(
                 "schema '{name}' is {} bytes; the largest definition accepted is {MAX_DEFINITION_BYTES} bytes",

@@ -469,8 +469,7 @@ pub enum SchemaCommand {
 }
 
 fn parse_schema_type(text: &str) -> Result<SchemaType, String> {
-    text.parse()
-        .map_err(|_| format!("unknown schema type '{text}'; use json, avro or protobuf"))
+    text.parse().map_err(|e: flymq_client::UnknownSchemaType| e.to_string())
 }
 
 /// `consume ...`

@@ -17,39 +17,10 @@ const MAX_PROBLEMS: usize = 20;
 /// Longest text of one reported problem.
 const MAX_PROBLEM_CHARS: usize = 300;
 
-/// The formats the registry accepts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum SchemaType {
-    Json,
-    Avro,
-    Protobuf,
-}
-
-impl SchemaType {
-    /// `json`, `avro`, `protobuf` or `proto`, in any case.
-    pub fn parse(text: &str) -> Result<Self, SchemaError> {
-        match text.to_ascii_lowercase().as_str() {
-            "json" => Ok(Self::Json),
-            "avro" => Ok(Self::Avro),
-            "protobuf" | "proto" => Ok(Self::Protobuf),
-            _ => Err(SchemaError::UnknownType(text.chars().take(40).collect())),
-        }
-    }
-
-    /// The canonical name, as stored and answered.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Json => "json",
-            Self::Avro => "avro",
-            Self::Protobuf => "protobuf",
-        }
-    }
-}
+pub use flymq_proto::SchemaType;
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum SchemaError {
-    #[error("unknown schema type '{0}': use json, avro or protobuf")]
-    UnknownType(String),
     #[error("invalid {kind} schema: {reason}")]
     Invalid { kind: &'static str, reason: String },
     #[error("not backward compatible with version {previous}: {}", .problems.join("; "))]

@@ -35,15 +35,6 @@ fn compile(t: SchemaType, definition: &str) -> CompiledSchema {
 }
 
 #[test]
-fn types_parse_in_any_case_and_proto_is_protobuf() {
-    assert_eq!(SchemaType::parse("JSON").unwrap(), SchemaType::Json);
-    assert_eq!(SchemaType::parse("proto").unwrap(), SchemaType::Protobuf);
-    assert_eq!(SchemaType::parse("protobuf").unwrap().as_str(), "protobuf");
-    let err = SchemaType::parse("xml").unwrap_err().to_string();
-    assert!(err.contains("unknown schema type 'xml'"), "{err}");
-}
-
-#[test]
 fn definitions_that_do_not_parse_are_refused_with_the_reason() {
     let cases = [
         (SchemaType::Json, "{not json", "not valid JSON"),
