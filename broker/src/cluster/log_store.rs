@@ -341,15 +341,23 @@ impl GroupLogStore {
         .map_err(io_err)?
     }
 
-    /// Deletes everything this group stored (the node left the group).
-    pub fn destroy(&self) -> io::Result<()> {
-        let mut batch = WriteBatch::default();
+    /// Deletes everything this group stored (the node left the group; its
+    /// Raft instance has stopped), in one batch with `data` (the deletion
+    /// of the group's state-machine data), written through the log writer
+    /// after every append queued before it: none lands after the delete.
+    ///
+    /// One logged batch, so a crash keeps all of it or none. Applies are
+    /// written without the WAL and a crash may lose some of them; since the
+    /// Raft state goes with the data, nothing is replayed on top of a
+    /// delete, and without the delete the group is as it was (its applied
+    /// pointer and data are flushed together).
+    pub async fn destroy_with(&self, mut data: WriteBatch) -> io::Result<()> {
         let log = self.store.cf(CF_RAFT_LOG);
-        batch.delete_range_cf(&log, log_key(self.group, 0), log_key(self.group + 1, 0));
+        data.delete_range_cf(&log, log_key(self.group, 0), log_key(self.group + 1, 0));
         let meta = self.store.cf(CF_RAFT_META);
-        batch.delete_range_cf(&meta, meta_key(self.group, 0), meta_key(self.group + 1, 0));
+        data.delete_range_cf(&meta, meta_key(self.group, 0), meta_key(self.group + 1, 0));
         *self.cache.lock() = LogCache::default();
-        self.store.db().write(batch).map_err(io_err)
+        self.write_in_order(data).await
     }
 
     /// Whether this group has any Raft state on disk (it was initialised or joined).

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use openraft::ChangeMembers;
 use openraft::async_runtime::WatchReceiver;
+use rocksdb::WriteBatch;
 
 use super::identity::broker_of;
 use super::node::{ClusterNode, Group};
@@ -111,19 +112,21 @@ impl ClusterNode {
             let _opening = self.opening.lock().await;
             self.remove_group(group.id);
             let _ = group.raft.shutdown().await;
-            // RocksDB writes and a flush: on a blocking thread.
-            let (log, shared, id) = (group.log.clone(), self.shared.clone(), group.id);
-            let removed = tokio::task::spawn_blocking(move || {
-                if let Err(err) = log.destroy() {
-                    tracing::warn!(group = id, error = %err, "removing a dropped group's Raft log failed");
+            let mut data = WriteBatch::default();
+            let partition = split_group(group.id);
+            if let Some((topic_id, partition)) = partition {
+                self.shared.delete_partition_data(&mut data, topic_id, partition);
+            }
+            match group.log.destroy_with(data).await {
+                Ok(()) => {
+                    if let Some((topic_id, partition)) = partition {
+                        self.shared.show_dropped(topic_id, partition);
+                    }
                 }
-                if let Some((topic_id, partition)) = split_group(id)
-                    && let Err(err) = shared.drop_partition_data(topic_id, partition)
-                {
-                    tracing::warn!(group = id, error = %err, "removing a dropped replica's records failed");
+                Err(err) => {
+                    tracing::warn!(group = group.id, error = %err, "removing a dropped replica's Raft log and records failed");
                 }
-            });
-            let _ = removed.await;
+            }
             tracing::info!(
                 group = group.id,
                 deleted,

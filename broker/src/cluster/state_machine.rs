@@ -57,20 +57,19 @@ impl SharedState {
         Ok(())
     }
 
-    /// Deletes a partition's records and state on this broker (its replica
-    /// moved away or its topic was deleted), and shows it empty to readers.
-    pub fn drop_partition_data(&self, topic_id: u32, partition: u32) -> io::Result<()> {
+    /// Adds to `batch` the deletion of a partition's records and state on
+    /// this broker (its replica moved away or its topic was deleted); see
+    /// `GroupLogStore::destroy_with`.
+    pub fn delete_partition_data(&self, batch: &mut WriteBatch, topic_id: u32, partition: u32) {
         let store = &self.store;
-        // Applies are written without the WAL: make them durable first, so
-        // a crash cannot lose them while keeping this (logged) delete, and
-        // replay them on top of it.
-        store.flush_all().map_err(io_err)?;
-        let mut batch = WriteBatch::default();
-        store.delete_batches(&mut batch, topic_id, partition, 0, u64::MAX);
-        store.delete_partition_delayed(&mut batch, topic_id, partition);
-        store.delete_partition_txn_markers(&mut batch, topic_id, partition);
+        store.delete_batches(batch, topic_id, partition, 0, u64::MAX);
+        store.delete_partition_delayed(batch, topic_id, partition);
+        store.delete_partition_txn_markers(batch, topic_id, partition);
         batch.delete_cf(&store.cf(CF_META), keys::partition_state_key(topic_id, partition));
-        store.db().write(batch).map_err(io_err)?;
+    }
+
+    /// Shows a dropped partition empty to readers.
+    pub fn show_dropped(&self, topic_id: u32, partition: u32) {
         if let Some(topic) = self.catalog.topics().into_iter().find(|t| t.record.id == topic_id) {
             self.catalog.publish(vec![Publish::Partition {
                 topic_id,
@@ -79,7 +78,6 @@ impl SharedState {
                 state: PartitionState::default(),
             }]);
         }
-        Ok(())
     }
 }
 
