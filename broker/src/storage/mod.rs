@@ -231,6 +231,19 @@ impl Store {
         Ok(())
     }
 
+    /// `write_unlogged` unless RocksDB would have to wait (a write stall):
+    /// then nothing is written and the answer is `Ok(false)`.
+    pub fn write_unlogged_without_waiting(&self, batch: WriteBatch) -> Result<bool, StorageError> {
+        let mut opts = WriteOptions::default();
+        opts.disable_wal(true);
+        opts.set_no_slowdown(true);
+        match self.db.write_opt(batch, &opts) {
+            Ok(()) => Ok(true),
+            Err(err) if err.kind() == rocksdb::ErrorKind::Incomplete => Ok(false),
+            Err(err) => Err(err.into()),
+        }
+    }
+
     /// Flushes every column family's memtable into SST files, atomically,
     /// so writes made without the WAL are durable afterwards.
     pub fn flush_all(&self) -> Result<(), StorageError> {
