@@ -441,9 +441,8 @@ fn redo(store: &Store, group: u64, meta: &SnapshotMeta, path: &Path) -> io::Resu
                             .map_err(io_err)?;
                         crate::storage::transactions::markers_in_batch(&mut txns, first_offset, &value)
                             .map_err(io_err)?;
-                        loader
-                            .put_batch(topic_id, partition, first_offset, &value)
-                            .map_err(io_err)?;
+                        let key = keys::log_key(topic_id, partition, first_offset);
+                        loader.put_batch(&key, &value).map_err(io_err)?;
                     }
                     Item::State { state } => {
                         let state = PartitionState::decode(&state).ok_or_else(|| {

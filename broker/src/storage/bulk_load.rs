@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use rocksdb::{IngestExternalFileOptions, Options, SstFileWriter};
 
-use super::{CF_LOG, StorageError, Store, keys};
+use super::{CF_LOG, StorageError, Store};
 
 /// Bytes per SST file before it is ingested and the next one started
 /// (the `log` column family's target file size).
@@ -60,16 +60,10 @@ impl<'a> LogLoader<'a> {
         }
     }
 
-    /// Adds one plaintext batch value (format 1) of a partition.
-    pub fn put_batch(
-        &mut self,
-        topic_id: u32,
-        partition: u32,
-        first_offset: u64,
-        value: &[u8],
-    ) -> Result<(), StorageError> {
-        let key = keys::log_key(topic_id, partition, first_offset);
-        let stored = self.store.stored_batch(&key, value)?;
+    /// Adds one plaintext batch value (format 1) under its `log` key
+    /// (`keys::log_key`).
+    pub fn put_batch(&mut self, key: &[u8], value: &[u8]) -> Result<(), StorageError> {
+        let stored = self.store.stored_batch(key, value)?;
         if self.current.is_none() {
             let path = PathBuf::from(format!("{}.{}.sst", self.base.display(), self.files));
             self.files += 1;
