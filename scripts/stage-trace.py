@@ -48,6 +48,9 @@ LEADER_STAGES = [
     "log_queued", "log_write_started", "log_synced", "append_sent", "append_replied",
     "apply_started", "apply_running", "apply_written", "apply_done", "responded",
 ]
+# Marked once per apply call with its last index: an apply call covers
+# every entry up to that index (several when entries commit together).
+COVERING = {"apply_started", "apply_running", "apply_written", "apply_done", "responded"}
 FOLLOWER_STAGES = ["append_received", "log_queued", "log_write_started", "log_synced", "append_answered"]
 
 
@@ -89,9 +92,22 @@ def latest_before(times, at):
     return times[i - 1] if i else None
 
 
+def covering_time(stages, indices, name, group, index):
+    """When the first `name` mark at or after `index` of `group` was made."""
+    marked = indices.get((name, group), [])
+    i = bisect.bisect_left(marked, index)
+    return stages[(name, group, marked[i])] if i < len(marked) else None
+
+
 def writes(brokers):
     """One dict per write: 'leader <stage>' / 'follower <stage>' -> µs after its submission."""
     for leader, (stages, unindexed) in enumerate(brokers):
+        indices = defaultdict(list)
+        for stage, group, index in stages:
+            if stage in COVERING:
+                indices[(stage, group)].append(index)
+        for marked in indices.values():
+            marked.sort()
         for (stage, group, index), queued in stages.items():
             if stage != "log_queued":
                 continue
@@ -103,7 +119,10 @@ def writes(brokers):
             if proposed is not None and proposed >= start:
                 write["leader proposed"] = proposed - start
             for name in LEADER_STAGES:
-                at = stages.get((name, group, index))
+                if name in COVERING:
+                    at = covering_time(stages, indices, name, group, index)
+                else:
+                    at = stages.get((name, group, index))
                 if at is not None:
                     write["leader " + name] = at - start
             followers = []
