@@ -731,3 +731,88 @@ async fn a_deleted_topic_stays_deleted_after_a_crash() {
         }
     }
 }
+
+/// A broker that stopped after a topic's deletion was applied but before it
+/// dropped its replicas (simulated by a test fault that keeps them) deletes
+/// their Raft logs when it starts again: nothing of the deleted topic stays
+/// on disk, and a topic of the same name starts empty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_of_a_deleted_topic_left_by_a_stop_are_swept_at_start() {
+    let mut cluster =
+        tokio::task::block_in_place(|| Cluster::start_with(181, 3, &[("FLYMQ_TEST_KEEP_DROPPED_REPLICAS", "1")]));
+    let nodes = cluster.nodes.clone();
+    let all: Vec<&NodeAddrs> = nodes.iter().collect();
+    let client = client_for(&all).await;
+    client.create_topic("left", 3).await.expect("create");
+    for partition in 0..3 {
+        let records = (0..100).map(|i| (bytes::Bytes::new(), bytes::Bytes::from(format!("old-{i}"))));
+        client
+            .produce_batch("left", Some(partition), records.collect())
+            .await
+            .expect("produce");
+    }
+    client.delete_topic("left").await.expect("delete");
+    tokio::task::block_in_place(|| {
+        wait_until("every broker applied the deletion", Duration::from_secs(30), || {
+            (0..3).all(|i| cluster.status(i)["topics"] == 0)
+        })
+    });
+    for i in 0..3 {
+        let groups = cluster.status(i)["groups"].as_array().cloned().unwrap_or_default();
+        assert_eq!(
+            groups.len(),
+            4,
+            "node {i} kept its 3 replicas open (the test fault): {groups:?}"
+        );
+    }
+    // A graceful stop flushes the applied deletion: the next start reads a
+    // catalog without the topic, and Raft logs of its partitions.
+    for i in 0..3 {
+        let proc = cluster.procs[i].as_mut().expect("running");
+        assert!(
+            proc.terminate(Duration::from_secs(30)).is_some(),
+            "node {i} did not stop"
+        );
+        cluster.procs[i] = None;
+    }
+    cluster.env.clear();
+    for i in 0..3 {
+        cluster.restart(i, &[]);
+    }
+    tokio::task::block_in_place(|| {
+        wait_until("every broker swept the 3 replicas", Duration::from_secs(60), || {
+            cluster.procs.iter().all(|p| {
+                let log = p.as_ref().expect("running").log_text();
+                log.matches("removed a deleted topic's replica left on disk").count() == 3
+            })
+        });
+        wait_until("the restarted brokers are ready", Duration::from_secs(60), || {
+            nodes.iter().all(is_ready)
+        })
+    });
+    for i in 0..3 {
+        let groups = cluster.status(i)["groups"].as_array().cloned().unwrap_or_default();
+        assert_eq!(groups.len(), 1, "node {i} opened a group besides metadata: {groups:?}");
+    }
+    let client = client_for(&all).await;
+    client.create_topic("left", 3).await.expect("create again");
+    let first = produce_retrying(&client, "left", 0, "new-0".into()).await;
+    assert_eq!(first, 0, "the new topic starts at offset 0");
+    // Restarting again finds nothing left to sweep.
+    for i in 0..3 {
+        cluster.kill9(i);
+        cluster.restart(i, &[]);
+    }
+    tokio::task::block_in_place(|| {
+        wait_until("the brokers are ready again", Duration::from_secs(60), || {
+            nodes.iter().all(is_ready)
+        })
+    });
+    for (i, proc) in cluster.procs.iter().enumerate() {
+        let log = proc.as_ref().expect("running").log_text();
+        assert!(
+            !log.contains("removed a deleted topic's replica"),
+            "node {i} swept again: {log}"
+        );
+    }
+}

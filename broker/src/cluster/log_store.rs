@@ -17,7 +17,7 @@
 //! to its `[group][index]` key (`storage::crypto`); the keys and the
 //! `raft_meta` values (votes, purge points, membership) stay plaintext.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::fmt::Debug;
 use std::io;
 use std::ops::{Bound, RangeBounds};
@@ -365,6 +365,38 @@ impl GroupLogStore {
         Ok(!self.cache.lock().entries.is_empty() || Self::group_has_state(&self.store, self.group)?)
     }
 
+    /// Every group with Raft state in `store` (log entries, vote, applied
+    /// pointer or membership), whether it is open or not.
+    pub fn stored_groups(store: &Store) -> io::Result<BTreeSet<u64>> {
+        let mut groups = BTreeSet::new();
+        for (cf, key_len) in [(CF_RAFT_META, 9), (CF_RAFT_LOG, 16)] {
+            let cf = store.cf(cf);
+            // One seek per group: from the first key of the group after the last one found.
+            let mut from = 0u64;
+            loop {
+                let start = from.to_be_bytes();
+                let mut it = store
+                    .db()
+                    .iterator_cf(&cf, IteratorMode::From(&start, Direction::Forward));
+                let Some(item) = it.next() else { break };
+                let (key, _) = item.map_err(io_err)?;
+                let mut prefix = [0u8; 8];
+                let n = key.len().min(8);
+                prefix[..n].copy_from_slice(&key[..n]);
+                let group = u64::from_be_bytes(prefix);
+                // Other keys share the column family (the incarnation, the cluster id).
+                if key.len() == key_len {
+                    groups.insert(group);
+                }
+                match group.checked_add(1) {
+                    Some(next) => from = next,
+                    None => break,
+                }
+            }
+        }
+        Ok(groups)
+    }
+
     /// `has_state` of `group`, before any log store is opened for it.
     pub fn group_has_state(store: &Store, group: u64) -> io::Result<bool> {
         let cf = store.cf(CF_RAFT_META);
@@ -695,8 +727,9 @@ mod tests {
     use openraft::testing::log::{StoreBuilder, Suite};
 
     use super::*;
+    use crate::cluster::identity;
     use crate::cluster::state_machine::{GroupStateMachine, SharedState};
-    use crate::cluster::types::partition_group;
+    use crate::cluster::types::{META_GROUP, partition_group};
     use crate::core::catalog::Catalog;
     use crate::core::state_machine::MetaMachine;
 
@@ -910,6 +943,43 @@ mod tests {
             "the rest once a flush covers it"
         );
         drop((log, syncer));
+        writer.join().unwrap();
+    }
+
+    #[tokio::test]
+    async fn stored_groups_lists_every_group_with_raft_state_and_forgets_destroyed_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let (syncer, writer) = WalSyncer::start_joinable(store.clone()).unwrap();
+        // The broker's own keys in raft_meta are not groups.
+        identity::load_or_stamp_incarnation(&store, false).unwrap();
+        identity::stamp_cluster_id(&store, "flymq-test").unwrap();
+        assert!(GroupLogStore::stored_groups(&store).unwrap().is_empty());
+
+        let logged = partition_group(1, 0);
+        let mut log = GroupLogStore::new(logged, store.clone(), syncer.clone());
+        append_durably(&mut log, (1..=3).map(blank)).await;
+        let voted = partition_group(1, 2);
+        let mut voter = GroupLogStore::new(voted, store.clone(), syncer.clone());
+        voter.save_vote(&Vote::new(1, 1)).await.unwrap();
+        let meta = GroupLogStore::new(META_GROUP, store.clone(), syncer.clone());
+        meta.put_meta(
+            TAG_APPLIED,
+            &Some(openraft::testing::log_id::<TypeConfig>(1, 0, 1)),
+            true,
+        )
+        .unwrap();
+        assert_eq!(
+            GroupLogStore::stored_groups(&store).unwrap(),
+            BTreeSet::from([META_GROUP, logged, voted])
+        );
+
+        log.destroy_with(WriteBatch::default()).await.unwrap();
+        assert_eq!(
+            GroupLogStore::stored_groups(&store).unwrap(),
+            BTreeSet::from([META_GROUP, voted])
+        );
+        drop((log, voter, meta, syncer));
         writer.join().unwrap();
     }
 

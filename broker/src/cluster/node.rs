@@ -266,6 +266,11 @@ impl ClusterNode {
             .unwrap_or_else(|| unreachable!("metadata group missing"))
     }
 
+    /// The Raft log store of group `id` (open or not).
+    pub(super) fn log_store(&self, id: u64) -> GroupLogStore {
+        GroupLogStore::new(id, self.store.clone(), self.syncer.clone())
+    }
+
     pub(super) async fn open_group(self: &Arc<Self>, id: u64) -> Result<Arc<Group>, ClusterError> {
         if let Some(existing) = self.group(id) {
             return Ok(existing);
@@ -276,7 +281,7 @@ impl ClusterNode {
         if let Some(existing) = self.group(id) {
             return Ok(existing);
         }
-        let log = GroupLogStore::new(id, self.store.clone(), self.syncer.clone());
+        let log = self.log_store(id);
         let sm = GroupStateMachine::open(id, self.shared.clone()).map_err(|e| ClusterError::Raft {
             group: id,
             message: e.to_string(),

@@ -13,6 +13,7 @@ use openraft::async_runtime::WatchReceiver;
 use rocksdb::WriteBatch;
 
 use super::identity::broker_of;
+use super::log_store::GroupLogStore;
 use super::node::{ClusterNode, Group};
 use super::types::{META_GROUP, NodeId, NodeInfo, partition_group, split_group};
 
@@ -20,6 +21,21 @@ use super::types::{META_GROUP, NodeId, NodeInfo, partition_group, split_group};
 const RECONCILE_EVERY: Duration = Duration::from_secs(1);
 /// A replica dropped from a partition's assignment deletes its copy after this long.
 const REMOVED_REPLICA_GRACE: Duration = Duration::from_secs(15);
+
+/// Test fault (`FLYMQ_TEST_KEEP_DROPPED_REPLICAS`): groups this broker is
+/// no longer assigned stay open and on disk, as if it stopped just before
+/// dropping them, so a test can check the start-time sweep. Never set in
+/// production; the broker logs a warning when it is.
+fn keep_dropped_replicas() -> bool {
+    static KEEP: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *KEEP.get_or_init(|| {
+        let keep = std::env::var_os("FLYMQ_TEST_KEEP_DROPPED_REPLICAS").is_some();
+        if keep {
+            tracing::warn!("test fault: replicas no longer assigned here are kept");
+        }
+        keep
+    })
+}
 
 impl ClusterNode {
     /// Starts partition groups this broker is assigned, initialises new ones
@@ -108,6 +124,9 @@ impl ClusterNode {
             if !(deleted || (expired && !group.raft.is_leader())) {
                 continue;
             }
+            if keep_dropped_replicas() {
+                continue;
+            }
             // No new instance of the group may open until this one is gone.
             let _opening = self.opening.lock().await;
             self.remove_group(group.id);
@@ -132,6 +151,62 @@ impl ClusterNode {
                 deleted,
                 "stopped partition group (no longer a replica here)"
             );
+        }
+    }
+
+    /// Deletes what is stored of deleted topics' replicas that are not
+    /// open. `stop_unassigned` drops open groups only, so a broker that
+    /// stopped after a topic's deletion was applied but before it dropped
+    /// its replicas would keep their Raft logs (and any records applied
+    /// after the delete) on disk for ever. Only topics known to be deleted
+    /// (id allocated, no longer in the catalog) are swept: a topic this
+    /// broker has not applied yet keeps its data, and so does a replica
+    /// moved to another broker, whose vote may still count.
+    pub(super) async fn sweep_deleted_replicas(self: &Arc<Self>) {
+        let store = self.store.clone();
+        let scan = tokio::task::spawn_blocking(move || -> Result<BTreeSet<u64>, String> {
+            let mut groups = GroupLogStore::stored_groups(&store).map_err(|e| e.to_string())?;
+            let partitions = store.stored_partitions().map_err(|e| e.to_string())?;
+            groups.extend(partitions.into_iter().map(|(t, p)| partition_group(t, p)));
+            Ok(groups)
+        })
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|scan| scan);
+        let stored = match scan {
+            Ok(stored) => stored,
+            Err(err) => {
+                tracing::warn!(error = %err, "listing stored partition replicas failed; none swept");
+                return;
+            }
+        };
+        let leftovers: Vec<(u64, u32, u32)> = {
+            let meta = self.shared.meta.lock();
+            stored
+                .into_iter()
+                .filter_map(|id| split_group(id).map(|(topic_id, partition)| (id, topic_id, partition)))
+                .filter(|(_, topic_id, _)| meta.is_deleted_topic(*topic_id))
+                .collect()
+        };
+        for (id, topic_id, partition) in leftovers {
+            // Not while an instance of the group is open (or opening).
+            let _opening = self.opening.lock().await;
+            if self.group(id).is_some() {
+                continue;
+            }
+            let mut data = WriteBatch::default();
+            self.shared.delete_partition_data(&mut data, topic_id, partition);
+            match self.log_store(id).destroy_with(data).await {
+                Ok(()) => tracing::info!(
+                    group = id,
+                    topic_id,
+                    partition,
+                    "removed a deleted topic's replica left on disk by an earlier stop"
+                ),
+                Err(err) => {
+                    tracing::warn!(group = id, error = %err, "removing a deleted topic's leftover replica failed");
+                }
+            }
         }
     }
 
@@ -253,6 +328,7 @@ impl ClusterNode {
 
     /// Runs `reconcile_groups` whenever topics change, and every second.
     pub async fn run_reconciler(self: Arc<Self>, mut shutdown: crate::shutdown::Shutdown) {
+        self.sweep_deleted_replicas().await;
         let mut topics = self.shared.catalog.watch_topics();
         loop {
             tokio::select! {

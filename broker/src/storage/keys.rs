@@ -113,12 +113,26 @@ pub fn txn_decision_name(seq: u64) -> String {
 
 pub const TXN_DECISION_NAME_PREFIX: &str = "txn/";
 
+/// Prefix of every partition state key (`p/<topic id><partition>`).
+pub const PARTITION_STATE_PREFIX: &[u8] = b"p/";
+
 pub fn partition_state_key(topic_id: u32, partition: u32) -> [u8; 10] {
     let mut key = [0u8; 10];
-    key[0..2].copy_from_slice(b"p/");
+    key[0..2].copy_from_slice(PARTITION_STATE_PREFIX);
     key[2..6].copy_from_slice(&topic_id.to_be_bytes());
     key[6..10].copy_from_slice(&partition.to_be_bytes());
     key
+}
+
+/// `(topic id, partition)` of a partition state key; `None` for another key.
+pub fn split_partition_state_key(key: &[u8]) -> Option<(u32, u32)> {
+    let rest = key.strip_prefix(PARTITION_STATE_PREFIX)?;
+    let ids: [u8; 8] = rest.try_into().ok()?;
+    let (topic, partition) = ids.split_at(4);
+    Some((
+        u32::from_be_bytes(topic.try_into().ok()?),
+        u32::from_be_bytes(partition.try_into().ok()?),
+    ))
 }
 
 pub fn cluster_key(name: &str) -> Vec<u8> {
@@ -190,6 +204,13 @@ mod tests {
             vec![log_key(1, 0, 2), log_key(1, 0, 300), log_key(1, 1, 0), log_key(2, 0, 0)]
         );
         assert_eq!(log_key_offset(&log_key(7, 3, 99)), Some(99));
+    }
+
+    #[test]
+    fn partition_state_keys_round_trip() {
+        assert_eq!(split_partition_state_key(&partition_state_key(7, 3)), Some((7, 3)));
+        assert_eq!(split_partition_state_key(&partition_state_key(7, 3)[..9]), None);
+        assert_eq!(split_partition_state_key(b"t/orders"), None);
     }
 
     #[test]

@@ -144,6 +144,25 @@ impl Store {
         }
     }
 
+    /// `(topic id, partition)` of every stored partition state, in key order:
+    /// every partition this broker holds records of, including those of
+    /// topics no longer in the catalog.
+    pub fn stored_partitions(&self) -> Result<Vec<(u32, u32)>, StorageError> {
+        let prefix = keys::PARTITION_STATE_PREFIX;
+        let mut found = Vec::new();
+        let mode = IteratorMode::From(prefix, Direction::Forward);
+        for item in self.db().iterator_cf(&self.cf(CF_META), mode) {
+            let (key, _) = item?;
+            if !key.starts_with(prefix) {
+                break;
+            }
+            let ids = keys::split_partition_state_key(&key)
+                .ok_or_else(|| corrupt(format!("partition state key of {} bytes", key.len())))?;
+            found.push(ids);
+        }
+        Ok(found)
+    }
+
     /// A generic meta value (`c/<name>`), decrypted when encryption at rest is on.
     pub fn get_cluster_value(&self, name: &str) -> Result<Option<Vec<u8>>, StorageError> {
         let key = keys::cluster_key(name);

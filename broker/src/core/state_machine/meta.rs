@@ -95,6 +95,13 @@ impl MetaMachine {
         })
     }
 
+    /// Whether topic `id` was created and has since been deleted (ids are
+    /// never reused). False for an id not allocated yet, which may belong
+    /// to a topic this broker has not applied yet.
+    pub fn is_deleted_topic(&self, id: u32) -> bool {
+        id < self.next_topic_id && !self.topics.values().any(|t| t.id == id)
+    }
+
     /// Users, roles and ACLs as applied.
     pub fn security_state(&self) -> &SecurityState {
         &self.security
