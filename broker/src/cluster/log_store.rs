@@ -29,7 +29,7 @@ use openraft::{OptionalSend, RaftLogReader};
 use rocksdb::{Direction, IteratorMode, WriteBatch, WriteOptions};
 
 use super::stages;
-use super::types::{Entry, LogId, TypeConfig, Vote, decode, encode};
+use super::types::{Entry, LogId, TypeConfig, Vote, decode, encode, encode_with_capacity, entry_size};
 use crate::storage::crypto::{Domain, open_opt, seal_opt};
 use crate::storage::{CF_RAFT_LOG, CF_RAFT_META, Store};
 
@@ -59,6 +59,13 @@ pub(crate) fn meta_key(group: u64, tag: u8) -> [u8; 9] {
     key[8] = tag;
     key
 }
+
+/// Bytes of a RocksDB `WriteBatch` header (sequence number and count).
+pub(crate) const BATCH_HEADER: usize = 12;
+/// Upper bound of what a `WriteBatch` adds to a put's key and value (tag,
+/// column family id, two length varints), plus the key of a Raft log entry
+/// or the nonce and tag of a sealed value.
+pub(crate) const BATCH_PUT_OVERHEAD: usize = 64;
 
 fn io_err(e: impl std::fmt::Display) -> io::Error {
     io::Error::other(e.to_string())
@@ -646,13 +653,21 @@ impl RaftLogStorage<TypeConfig> for GroupLogStore {
         I::IntoIter: OptionalSend,
     {
         let cf = self.store.cf(CF_RAFT_LOG);
-        let mut batch = WriteBatch::default();
+        let encoded = entries
+            .into_iter()
+            .map(|entry| Ok((encode_with_capacity(&entry, entry_size(&entry))?, entry)))
+            .collect::<io::Result<Vec<_>>>()?;
+        // Sized for every entry, so RocksDB never regrows (and copies) the batch.
+        let capacity = encoded
+            .iter()
+            .map(|(bytes, _)| bytes.len() + BATCH_PUT_OVERHEAD)
+            .sum::<usize>();
+        let mut batch = WriteBatch::with_capacity_bytes(BATCH_HEADER + capacity);
         let mut last_index = 0;
         let generation = {
             let mut cache = self.cache.lock();
             let at_rest = self.store.at_rest();
-            for entry in entries {
-                let bytes = encode(&entry)?;
+            for (bytes, entry) in encoded {
                 let key = log_key(self.group, entry.log_id.index);
                 batch.put_cf(
                     &cf,

@@ -19,7 +19,9 @@ use tonic::transport::{Channel, Endpoint};
 
 use super::auth::{AttachSecret, PeerAuth};
 use super::stages;
-use super::types::{NodeId, NodeInfo, Raft, Snapshot, SnapshotData, TypeConfig, Vote, decode, encode};
+use super::types::{
+    NodeId, NodeInfo, Raft, Snapshot, SnapshotData, TypeConfig, Vote, decode, encode, encode_with_capacity, entry_size,
+};
 use crate::storage::Store;
 use openraft::async_runtime::WatchReceiver;
 use std::sync::Arc;
@@ -39,14 +41,6 @@ fn entries_within(entries: &[super::types::Entry], limit: usize) -> usize {
         }
     }
     entries.len()
-}
-
-/// Approximate encoded size of an entry (its payload's bytes).
-fn entry_size(entry: &super::types::Entry) -> usize {
-    match &entry.payload {
-        openraft::EntryPayload::Normal(batch) => 64 + batch.0.iter().map(|c| c.size_hint()).sum::<usize>(),
-        _ => 256,
-    }
 }
 
 /// A client of a peer's cluster port: the cluster secret (if any) is
@@ -190,9 +184,10 @@ impl GroupClient {
         &self,
         kind: RaftKind,
         req: &Req,
+        encoded_size: usize,
         option: &RPCOption,
     ) -> Result<Resp, RPCError<TypeConfig>> {
-        let payload = encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let payload = encode_with_capacity(req, encoded_size).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let addr = self.addr();
         let mut client = self
             .peers
@@ -233,9 +228,11 @@ impl RaftNetworkV2<TypeConfig> for GroupClient {
         let partial = keep < rpc.entries.len();
         rpc.entries.truncate(keep);
         let last = rpc.entries.last().map(|e| e.log_id);
+        let size = 256 + rpc.entries.iter().map(entry_size).sum::<usize>();
         let index = last.map_or(0, |id| id.index);
         stages::mark("append_sent", self.group, index);
-        let response: AppendEntriesResponse<TypeConfig> = self.call(RaftKind::AppendEntries, &rpc, &option).await?;
+        let response: AppendEntriesResponse<TypeConfig> =
+            self.call(RaftKind::AppendEntries, &rpc, size, &option).await?;
         stages::mark("append_replied", self.group, index);
         Ok(match response {
             AppendEntriesResponse::Success if partial => AppendEntriesResponse::PartialSuccess(last),
@@ -248,7 +245,7 @@ impl RaftNetworkV2<TypeConfig> for GroupClient {
         rpc: VoteRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call(RaftKind::Vote, &rpc, &option).await
+        self.call(RaftKind::Vote, &rpc, 256, &option).await
     }
 
     async fn pre_vote(
@@ -256,7 +253,7 @@ impl RaftNetworkV2<TypeConfig> for GroupClient {
         rpc: VoteRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call(RaftKind::PreVote, &rpc, &option).await
+        self.call(RaftKind::PreVote, &rpc, 256, &option).await
     }
 
     async fn transfer_leader(
@@ -264,7 +261,7 @@ impl RaftNetworkV2<TypeConfig> for GroupClient {
         req: TransferLeaderRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call(RaftKind::TransferLeader, &req, &option).await
+        self.call(RaftKind::TransferLeader, &req, 256, &option).await
     }
 
     async fn full_snapshot(

@@ -23,7 +23,7 @@ use openraft::storage::{EntryResponder, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
 use rocksdb::WriteBatch;
 
-use super::log_store::{TAG_APPLIED, TAG_MEMBERSHIP, meta_key};
+use super::log_store::{BATCH_HEADER, BATCH_PUT_OVERHEAD, TAG_APPLIED, TAG_MEMBERSHIP, meta_key};
 use super::snapshot::{self, LocalSnapshot};
 use super::stages;
 use super::types::{
@@ -147,6 +147,20 @@ fn write_retrying_stalls(
     tokio::task::block_in_place(|| wait(WriteBatch::from_data(&copy)))
 }
 
+/// Bytes to allocate for the write of `entries`' apply: their records, and
+/// room for each entry's stored-batch key and header, a partition state or
+/// two and the applied pointer. Allocated once, RocksDB does not regrow (and
+/// copy) a batch of MiBs as puts are added; a batch that outgrows it (a
+/// metadata apply, a delivery of many delayed records) still grows.
+fn apply_batch_capacity(entries: &[PendingEntry]) -> usize {
+    let per_entry = 4 * BATCH_PUT_OVERHEAD;
+    let commands = entries
+        .iter()
+        .map(|e| per_entry + e.commands.iter().map(Command::size_hint).sum::<usize>())
+        .sum::<usize>();
+    BATCH_HEADER + 2 * BATCH_PUT_OVERHEAD + commands
+}
+
 /// An entry to apply: its commands (none for blank and membership entries).
 struct PendingEntry {
     commands: Arc<Vec<Command>>,
@@ -224,7 +238,7 @@ impl GroupStateMachine {
         mode: WriteMode,
     ) -> io::Result<Vec<CommandResults>> {
         let store = &self.shared.store;
-        let mut batch = WriteBatch::default();
+        let mut batch = WriteBatch::with_capacity_bytes(apply_batch_capacity(entries));
         let mut publish = Vec::new();
         let mut results = Vec::with_capacity(entries.len());
         let write = |batch: &mut WriteBatch| -> io::Result<()> {

@@ -104,9 +104,86 @@ pub type Snapshot = openraft::alias::SnapshotOf<TypeConfig, SnapshotData>;
 
 /// postcard encoding for everything stored in Raft column families or sent between brokers.
 pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, std::io::Error> {
-    postcard::to_stdvec(value).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    encode_into(value, Vec::new())
+}
+
+/// `encode` into a buffer allocated for about `capacity` bytes: entries and
+/// AppendEntries requests run to MiBs, and a buffer grown from empty would
+/// copy them again at every doubling.
+pub fn encode_with_capacity<T: Serialize>(value: &T, capacity: usize) -> Result<Vec<u8>, std::io::Error> {
+    encode_into(value, Vec::with_capacity(capacity))
+}
+
+fn encode_into<T: Serialize>(value: &T, buffer: Vec<u8>) -> Result<Vec<u8>, std::io::Error> {
+    postcard::serialize_with_flavor(value, Buffer(buffer))
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+}
+
+/// postcard's output into a given `Vec` (its own `AllocVec` always starts empty).
+struct Buffer(Vec<u8>);
+
+impl postcard::ser_flavors::Flavor for Buffer {
+    type Output = Vec<u8>;
+
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        self.0.extend_from_slice(data);
+        Ok(())
+    }
+
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.0.push(data);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<Vec<u8>> {
+        Ok(self.0)
+    }
+}
+
+/// About the encoded size of an entry: its commands' payload plus a margin
+/// for their fields (an estimate, never a limit).
+pub fn entry_size(entry: &Entry) -> usize {
+    match &entry.payload {
+        openraft::EntryPayload::Normal(batch) => {
+            let payload = batch.0.iter().map(|c| c.size_hint()).sum::<usize>();
+            64 + payload + payload / 8
+        }
+        _ => 256,
+    }
 }
 
 pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, std::io::Error> {
     postcard::from_bytes(bytes).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::command::{Command, NewRecord};
+    use bytes::Bytes;
+
+    #[test]
+    fn an_entry_encodes_the_same_whatever_the_capacity_and_decodes_back() {
+        let records = (0..100)
+            .map(|i| NewRecord::new(Bytes::from(format!("k{i}")), Bytes::from(vec![i as u8; 100])))
+            .collect();
+        let append = Command::Append {
+            topic: "orders".into(),
+            partition: 0,
+            timestamp_ms: 7,
+            records,
+        };
+        let entry = Entry {
+            log_id: openraft::testing::log_id::<TypeConfig>(3, 1, 42),
+            payload: openraft::EntryPayload::Normal(CommandBatch(std::sync::Arc::new(vec![append]))),
+        };
+        let plain = postcard::to_stdvec(&entry).unwrap();
+        assert!(entry_size(&entry) >= plain.len(), "the estimate covers the encoding");
+        for capacity in [0, 10, entry_size(&entry), 1 << 20] {
+            assert_eq!(encode_with_capacity(&entry, capacity).unwrap(), plain);
+        }
+        let back: Entry = decode(&plain).unwrap();
+        assert_eq!(back.log_id, entry.log_id);
+        assert_eq!(encode(&back).unwrap(), plain);
+    }
 }

@@ -135,6 +135,11 @@ impl BatchBuilder {
         }
     }
 
+    /// Makes room for `bytes` more of records (`RECORD_OVERHEAD` each included).
+    pub fn reserve(&mut self, bytes: usize) {
+        self.buf.reserve(bytes);
+    }
+
     pub fn push(&mut self, timestamp: i64, flags: u8, key: &[u8], value: &[u8]) {
         self.buf.reserve(RECORD_OVERHEAD + key.len() + value.len());
         self.buf.extend_from_slice(&timestamp.to_be_bytes());

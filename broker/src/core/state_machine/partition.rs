@@ -142,6 +142,10 @@ impl PartitionMachine {
             first_offset: base_offset,
             builder: BatchBuilder::new(),
         });
+        // One allocation for this command's records, not one per doubling.
+        pending
+            .builder
+            .reserve(records.iter().map(NewRecord::stored_size).sum());
         for (i, record) in records.iter().enumerate() {
             pending
                 .builder
