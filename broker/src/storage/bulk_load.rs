@@ -7,11 +7,7 @@ use std::path::{Path, PathBuf};
 
 use rocksdb::{IngestExternalFileOptions, Options, SstFileWriter};
 
-use super::{CF_LOG, StorageError, Store};
-
-/// Bytes per SST file before it is ingested and the next one started
-/// (the `log` column family's target file size).
-const FILE_BYTES: u64 = 64 << 20;
+use super::{CF_LOG, LOG_FILE_BYTES, StorageError, Store, log_compression};
 
 impl Store {
     /// Options for SST files of the `log` column family: the compression
@@ -20,16 +16,6 @@ impl Store {
         let mut options = Options::default();
         options.set_compression_type(log_compression(self.at_rest.is_some()));
         options
-    }
-}
-
-/// The `log` column family's compression: ciphertext does not compress,
-/// so encrypted data skips the work.
-pub(super) fn log_compression(encrypted: bool) -> rocksdb::DBCompressionType {
-    if encrypted {
-        rocksdb::DBCompressionType::None
-    } else {
-        rocksdb::DBCompressionType::Lz4
     }
 }
 
@@ -73,7 +59,7 @@ impl<'a> LogLoader<'a> {
         }
         let (writer, _) = self.current.as_mut().expect("opened above");
         writer.put(key, stored)?;
-        if writer.file_size() >= FILE_BYTES {
+        if writer.file_size() >= LOG_FILE_BYTES {
             self.ingest_current()?;
         }
         Ok(())

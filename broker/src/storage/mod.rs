@@ -88,6 +88,20 @@ pub struct Store {
     at_rest: Option<crypto::AtRest>,
 }
 
+/// Target size of the `log` column family's SST files (also those a
+/// snapshot install writes and ingests).
+const LOG_FILE_BYTES: u64 = 64 << 20;
+
+/// The `log` column family's compression: ciphertext does not compress,
+/// so encrypted data skips the work.
+fn log_compression(encrypted: bool) -> rocksdb::DBCompressionType {
+    if encrypted {
+        rocksdb::DBCompressionType::None
+    } else {
+        rocksdb::DBCompressionType::Lz4
+    }
+}
+
 /// Memory RocksDB may use.
 #[derive(Debug, Clone, Copy)]
 pub struct StoreOptions {
@@ -168,8 +182,8 @@ impl Store {
         cf_opts.set_max_write_buffer_number(4);
         cf_opts.set_block_based_table_factory(&table);
         let mut log_opts = cf_opts.clone();
-        log_opts.set_target_file_size_base(64 << 20);
-        log_opts.set_compression_type(bulk_load::log_compression(at_rest.is_some()));
+        log_opts.set_target_file_size_base(LOG_FILE_BYTES);
+        log_opts.set_compression_type(log_compression(at_rest.is_some()));
         // Record batches are large values; point lookups are seeks, so no bloom filter.
         let descriptors = COLUMN_FAMILIES.iter().map(|name| {
             let cf_opts = if *name == CF_LOG {
