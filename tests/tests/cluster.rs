@@ -645,6 +645,27 @@ async fn bad_inter_broker_requests_are_refused() {
     assert_eq!(client.cluster_status().await.unwrap().nodes.len(), 1);
 }
 
+/// No broker of `cluster` has a group open besides the metadata group.
+fn assert_only_the_metadata_group(cluster: &Cluster) {
+    for i in 0..cluster.nodes.len() {
+        let groups = cluster.status(i)["groups"].as_array().cloned().unwrap_or_default();
+        assert_eq!(groups.len(), 1, "node {i} opened a group besides metadata: {groups:?}");
+    }
+}
+
+/// Creates `topic` with 3 partitions of 100 records each, then deletes it.
+async fn create_fill_and_delete(client: &Client, topic: &str) {
+    client.create_topic(topic, 3).await.expect("create");
+    for partition in 0..3 {
+        let records = (0..100).map(|i| (bytes::Bytes::new(), bytes::Bytes::from(format!("old-{i}"))));
+        client
+            .produce_batch(topic, Some(partition), records.collect())
+            .await
+            .expect("produce");
+    }
+    client.delete_topic(topic).await.expect("delete");
+}
+
 /// Deleting a topic drops every replica's records and Raft state: after
 /// every broker logged the drop and all were killed with `kill -9` and
 /// restarted, no broker opens a group of it again, the topic stays gone,
@@ -655,15 +676,7 @@ async fn a_deleted_topic_stays_deleted_after_a_crash() {
     let nodes = cluster.nodes.clone();
     let all: Vec<&NodeAddrs> = nodes.iter().collect();
     let client = client_for(&all).await;
-    client.create_topic("gone", 3).await.expect("create");
-    for partition in 0..3 {
-        let records = (0..100).map(|i| (bytes::Bytes::new(), bytes::Bytes::from(format!("old-{i}"))));
-        client
-            .produce_batch("gone", Some(partition), records.collect())
-            .await
-            .expect("produce");
-    }
-    client.delete_topic("gone").await.expect("delete");
+    create_fill_and_delete(&client, "gone").await;
     tokio::task::block_in_place(|| {
         wait_until("every broker dropped its 3 replicas", Duration::from_secs(60), || {
             cluster.procs.iter().all(|p| {
@@ -685,10 +698,7 @@ async fn a_deleted_topic_stays_deleted_after_a_crash() {
             nodes.iter().all(is_ready)
         })
     });
-    for i in 0..3 {
-        let groups = cluster.status(i)["groups"].as_array().cloned().unwrap_or_default();
-        assert_eq!(groups.len(), 1, "node {i} opened a group besides metadata: {groups:?}");
-    }
+    assert_only_the_metadata_group(&cluster);
     let client = client_for(&all).await;
     assert!(!client.list_topics().await.expect("list").contains(&"gone".to_owned()));
     client.create_topic("gone", 3).await.expect("create again");
@@ -743,15 +753,7 @@ async fn replicas_of_a_deleted_topic_left_by_a_stop_are_swept_at_start() {
     let nodes = cluster.nodes.clone();
     let all: Vec<&NodeAddrs> = nodes.iter().collect();
     let client = client_for(&all).await;
-    client.create_topic("left", 3).await.expect("create");
-    for partition in 0..3 {
-        let records = (0..100).map(|i| (bytes::Bytes::new(), bytes::Bytes::from(format!("old-{i}"))));
-        client
-            .produce_batch("left", Some(partition), records.collect())
-            .await
-            .expect("produce");
-    }
-    client.delete_topic("left").await.expect("delete");
+    create_fill_and_delete(&client, "left").await;
     tokio::task::block_in_place(|| {
         wait_until("every broker applied the deletion", Duration::from_secs(30), || {
             (0..3).all(|i| cluster.status(i)["topics"] == 0)
@@ -790,10 +792,7 @@ async fn replicas_of_a_deleted_topic_left_by_a_stop_are_swept_at_start() {
             nodes.iter().all(is_ready)
         })
     });
-    for i in 0..3 {
-        let groups = cluster.status(i)["groups"].as_array().cloned().unwrap_or_default();
-        assert_eq!(groups.len(), 1, "node {i} opened a group besides metadata: {groups:?}");
-    }
+    assert_only_the_metadata_group(&cluster);
     let client = client_for(&all).await;
     client.create_topic("left", 3).await.expect("create again");
     let first = produce_retrying(&client, "left", 0, "new-0".into()).await;
