@@ -31,7 +31,7 @@ use rocksdb::{Direction, IteratorMode, WriteBatch, WriteOptions};
 use super::stages;
 use super::types::{Entry, LogId, TypeConfig, Vote, decode, encode, encode_with_capacity, entry_size};
 use crate::storage::crypto::{Domain, open_opt, seal_opt};
-use crate::storage::{CF_RAFT_LOG, CF_RAFT_META, Store};
+use crate::storage::{BATCH_HEADER, BATCH_PUT_OVERHEAD, CF_RAFT_LOG, CF_RAFT_META, Store};
 
 const TAG_VOTE: u8 = b'v';
 const TAG_PURGED: u8 = b'p';
@@ -59,13 +59,6 @@ pub(crate) fn meta_key(group: u64, tag: u8) -> [u8; 9] {
     key[8] = tag;
     key
 }
-
-/// Bytes of a RocksDB `WriteBatch` header (sequence number and count).
-pub(crate) const BATCH_HEADER: usize = 12;
-/// Upper bound of what a `WriteBatch` adds to a put's key and value (tag,
-/// column family id, two length varints), plus the key of a Raft log entry
-/// or the nonce and tag of a sealed value.
-pub(crate) const BATCH_PUT_OVERHEAD: usize = 64;
 
 fn io_err(e: impl std::fmt::Display) -> io::Error {
     io::Error::other(e.to_string())

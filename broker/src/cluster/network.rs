@@ -31,16 +31,17 @@ use std::sync::Arc;
 const MAX_APPEND_BYTES: usize = 16 << 20;
 
 /// How many of `entries`, from the first, fit in `limit` bytes (at least one,
-/// so a single large entry still goes).
-fn entries_within(entries: &[super::types::Entry], limit: usize) -> usize {
+/// so a single large entry still goes), and their estimated encoded bytes.
+fn entries_within(entries: &[super::types::Entry], limit: usize) -> (usize, usize) {
     let mut total = 0usize;
     for (i, entry) in entries.iter().enumerate() {
-        total += entry_size(entry);
-        if total > limit && i > 0 {
-            return i;
+        let size = entry_size(entry);
+        if total + size > limit && i > 0 {
+            return (i, total);
         }
+        total += size;
     }
-    entries.len()
+    (entries.len(), total)
 }
 
 /// A client of a peer's cluster port: the cluster secret (if any) is
@@ -224,15 +225,15 @@ impl RaftNetworkV2<TypeConfig> for GroupClient {
         mut rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
-        let keep = entries_within(&rpc.entries, MAX_APPEND_BYTES);
+        let (keep, entries_bytes) = entries_within(&rpc.entries, MAX_APPEND_BYTES);
         let partial = keep < rpc.entries.len();
         rpc.entries.truncate(keep);
         let last = rpc.entries.last().map(|e| e.log_id);
-        let size = 256 + rpc.entries.iter().map(entry_size).sum::<usize>();
         let index = last.map_or(0, |id| id.index);
         stages::mark("append_sent", self.group, index);
-        let response: AppendEntriesResponse<TypeConfig> =
-            self.call(RaftKind::AppendEntries, &rpc, size, &option).await?;
+        let response: AppendEntriesResponse<TypeConfig> = self
+            .call(RaftKind::AppendEntries, &rpc, 256 + entries_bytes, &option)
+            .await?;
         stages::mark("append_replied", self.group, index);
         Ok(match response {
             AppendEntriesResponse::Success if partial => AppendEntriesResponse::PartialSuccess(last),

@@ -23,7 +23,7 @@ use openraft::storage::{EntryResponder, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
 use rocksdb::WriteBatch;
 
-use super::log_store::{BATCH_HEADER, BATCH_PUT_OVERHEAD, TAG_APPLIED, TAG_MEMBERSHIP, meta_key};
+use super::log_store::{TAG_APPLIED, TAG_MEMBERSHIP, meta_key};
 use super::snapshot::{self, LocalSnapshot};
 use super::stages;
 use super::types::{
@@ -33,7 +33,9 @@ use super::types::{
 use crate::core::catalog::{Catalog, Publish};
 use crate::core::command::Command;
 use crate::core::state_machine::{MetaMachine, PartitionMachine};
-use crate::storage::{CF_META, CF_RAFT_META, PartitionState, StorageError, Store, keys};
+use crate::storage::{
+    BATCH_HEADER, BATCH_PUT_OVERHEAD, CF_META, CF_RAFT_META, PartitionState, StorageError, Store, keys,
+};
 
 fn io_err(e: impl std::fmt::Display) -> io::Error {
     io::Error::other(e.to_string())

@@ -88,6 +88,13 @@ pub struct Store {
     at_rest: Option<crypto::AtRest>,
 }
 
+/// Bytes of a RocksDB `WriteBatch` header (sequence number and count).
+pub const BATCH_HEADER: usize = 12;
+/// Upper bound of what a `WriteBatch` adds to a put's key and value (tag,
+/// column family id, two length varints), plus the key of a Raft log entry
+/// or the nonce and tag of a sealed value.
+pub const BATCH_PUT_OVERHEAD: usize = 64;
+
 /// Target size of the `log` column family's SST files (also those a
 /// snapshot install writes and ingests).
 const LOG_FILE_BYTES: u64 = 64 << 20;
