@@ -9,6 +9,50 @@ use flymq_tests::cluster::{Cluster, NodeAddrs, client_for, produce_retrying};
 
 const WRITES: usize = 30;
 
+/// Stages every write must reach.
+const SEEN_THROUGH: [&str; 4] = [
+    "leader log_synced",
+    "follower append_received",
+    "follower log_synced",
+    "leader responded",
+];
+
+/// Copies every broker's log so far into `dir` (with mangled lines added)
+/// and runs `scripts/stage-trace.py` on the copies; its standard output.
+fn run_script(cluster: &Cluster, dir: &Path) -> String {
+    let files: Vec<String> = cluster
+        .procs
+        .iter()
+        .enumerate()
+        .map(|(i, broker)| {
+            let path = dir.join(format!("broker-{i}.log"));
+            // Lines cut short or mangled, as a log copied mid-write has:
+            // the script skips them.
+            let mangled = concat!(
+                "{\"target\":\"flymq::stages\",\"stage\":\"log_queued\"\n",
+                "{\"target\":\"flymq::stages\",\"stage\":\"log_queued\",\"timestamp\":\"soon\"}\n",
+                "not json \"flymq::stages\"\n",
+            );
+            let log = format!("{mangled}{}\n{mangled}", broker.as_ref().expect("running").log_text());
+            std::fs::write(&path, log).unwrap();
+            path.to_string_lossy().into_owned()
+        })
+        .collect();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/stage-trace.py");
+    let out = Command::new("python3")
+        .arg(&script)
+        .args(&files)
+        .output()
+        .expect("run python3");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "stage-trace.py failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 /// The script's table as (stage, median µs, writes) rows.
 fn parse_table(output: &str) -> Vec<(String, f64, usize)> {
     output
@@ -36,51 +80,29 @@ async fn the_stage_trace_times_every_replicated_write_on_the_leader_and_a_follow
         produce_retrying(&client, "traced", 0, format!("value-{i}")).await;
     }
 
+    // The reply can reach the client before the test harness has read the
+    // last stage lines from the brokers' stderr: read until every write is
+    // seen through, for a few seconds at most.
     let logs = tempfile::tempdir().unwrap();
-    let files: Vec<String> = cluster
-        .procs
-        .iter()
-        .enumerate()
-        .map(|(i, broker)| {
-            let path = logs.path().join(format!("broker-{i}.log"));
-            // Lines cut short or mangled, as a log copied mid-write has:
-            // the script skips them.
-            let mangled = concat!(
-                "{\"target\":\"flymq::stages\",\"stage\":\"log_queued\"\n",
-                "{\"target\":\"flymq::stages\",\"stage\":\"log_queued\",\"timestamp\":\"soon\"}\n",
-                "not json \"flymq::stages\"\n",
-            );
-            let log = format!("{mangled}{}\n{mangled}", broker.as_ref().expect("running").log_text());
-            std::fs::write(&path, log).unwrap();
-            path.to_string_lossy().into_owned()
-        })
-        .collect();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/stage-trace.py");
-    let out = Command::new("python3")
-        .arg(&script)
-        .args(&files)
-        .output()
-        .expect("run python3");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "stage-trace.py failed: {stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-
-    let rows = parse_table(&stdout);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let (stdout, rows) = loop {
+        let stdout = run_script(&cluster, logs.path());
+        let rows = parse_table(&stdout);
+        let complete = SEEN_THROUGH
+            .iter()
+            .all(|stage| rows.iter().any(|(name, _, writes)| name == stage && *writes >= WRITES));
+        if complete || std::time::Instant::now() > deadline {
+            break (stdout, rows);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
     let row = |stage: &str| {
         rows.iter()
             .find(|(name, _, _)| name == stage)
             .unwrap_or_else(|| panic!("no row '{stage}' in:\n{stdout}"))
     };
     // Every produced record is one write, seen through to its reply.
-    for stage in [
-        "leader log_synced",
-        "follower append_received",
-        "follower log_synced",
-        "leader responded",
-    ] {
+    for stage in SEEN_THROUGH {
         assert!(
             row(stage).2 >= WRITES,
             "{stage}: fewer than {WRITES} writes in:\n{stdout}"
