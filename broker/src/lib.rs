@@ -208,7 +208,10 @@ impl RunningBroker {
         };
 
         let data_dir = config.data_dir.clone();
-        let store_options = storage::StoreOptions::for_budget(config.memory_budget_mb << 20);
+        let store_options = storage::StoreOptions {
+            recycle_wal: !config.is_cluster(),
+            ..storage::StoreOptions::for_budget(config.memory_budget_mb << 20)
+        };
         if let Some(keyring) = &keyring {
             tracing::info!(
                 active_key_id = %keyring.active_key_id(),

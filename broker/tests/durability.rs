@@ -15,12 +15,14 @@ use common::RawClient;
 use flymq_broker::testing::TestBroker;
 use flymq_proto::*;
 
-/// Starts the real `flymq` binary on loopback port 0 and returns it with its client address.
-fn spawn_broker(data_dir: &Path) -> (Child, SocketAddr) {
+/// Starts the real `flymq` binary (with `extra_args`) on loopback port 0
+/// and returns it with its client address.
+fn spawn_broker(data_dir: &Path, extra_args: &[&str]) -> (Child, SocketAddr) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_flymq"))
         .args(["--data-dir", data_dir.to_str().unwrap(), "--bind-addr", "127.0.0.1:0"])
         .args(["--set", "metrics_addr=127.0.0.1:0", "--set", "health_addr=127.0.0.1:0"])
         .args(["--set", "admin_addr=127.0.0.1:0"])
+        .args(extra_args)
         .env("FLYMQ_LOG_LEVEL", "info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -71,7 +73,45 @@ async fn read_partition(c: &mut RawClient, topic: &str, partition: i32) -> Vec<(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_records_survive_kill_9() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, addr) = spawn_broker(dir.path());
+    kill_9_while_producing_then_check(dir.path(), &[], 0, Duration::from_millis(1500)).await;
+}
+
+/// With the smallest memory budget and 4 KiB records, RocksDB flushes its
+/// memtables several times a second, and a standalone broker reuses the
+/// WAL files the flushes free (`StoreOptions::recycle_wal`): the WAL being
+/// written at the kill overwrites older records, and recovery must stop at
+/// the end of the new ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_records_survive_kill_9_in_a_reused_wal_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let small = ["--set", "memory_budget_mb=32"];
+    kill_9_while_producing_then_check(dir.path(), &small, 4096, Duration::from_millis(3000)).await;
+    // RocksDB's own log (LOG, and LOG.old.* after the restart) names the
+    // WAL files it put aside for reuse.
+    let mut recycled = 0;
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.file_name().unwrap().to_string_lossy().starts_with("LOG") {
+            recycled += std::fs::read_to_string(&path)
+                .unwrap()
+                .matches("to recycle list")
+                .count();
+        }
+    }
+    assert!(recycled >= 2, "only {recycled} WAL files were put aside for reuse");
+}
+
+/// Produces records (with `key_padding` bytes of key each), one at a time
+/// on each of four connections, into a new broker in `data_dir` for `run_for`, kills it with
+/// SIGKILL, restarts it and checks every acknowledged record and a
+/// committed offset are back, once each and in order.
+async fn kill_9_while_producing_then_check(
+    data_dir: &Path,
+    extra_args: &[&str],
+    key_padding: usize,
+    run_for: Duration,
+) {
+    let (mut child, addr) = spawn_broker(data_dir, extra_args);
     let mut admin = RawClient::connect(addr).await;
     admin
         .call(Request::CreateTopic(CreateTopicRequest {
@@ -98,9 +138,9 @@ async fn acknowledged_records_survive_kill_9() {
                 let value = format!("p{p}-{seq}");
                 let req = Request::Produce(ProduceRequest {
                     topic: "crash".into(),
+                    key: Bytes::from(vec![b'k'; key_padding]),
                     value: Bytes::from(value.clone()),
                     partition: p % 2,
-                    ..Default::default()
                 });
                 let bytes = req.to_frame_bytes().unwrap();
                 if tokio::io::AsyncWriteExt::write_all(&mut c.stream, &bytes)
@@ -117,7 +157,7 @@ async fn acknowledged_records_survive_kill_9() {
             acked
         }));
     }
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    tokio::time::sleep(run_for).await;
     child.kill().expect("kill -9");
     child.wait().unwrap();
     let mut acked = Vec::new();
@@ -130,7 +170,7 @@ async fn acknowledged_records_survive_kill_9() {
         acked.len()
     );
 
-    let (mut child, addr) = spawn_broker(dir.path());
+    let (mut child, addr) = spawn_broker(data_dir, extra_args);
     let mut c = RawClient::connect(addr).await;
     for partition in 0..2 {
         let stored = read_partition(&mut c, "crash", partition).await;
