@@ -76,6 +76,16 @@ async fn acknowledged_records_survive_kill_9() {
     kill_9_while_producing_then_check(dir.path(), &[], 0, Duration::from_millis(1500)).await;
 }
 
+/// With `acks=leader`, a one-at-a-time produce is committed by the
+/// connection's own task when the writer is idle (`Writer::commit_in_place`):
+/// its WAL write, not synced yet, survives the process's death all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_records_survive_kill_9_with_acks_leader() {
+    let dir = tempfile::tempdir().unwrap();
+    let leader = ["--acks", "leader"];
+    kill_9_while_producing_then_check(dir.path(), &leader, 0, Duration::from_millis(1500)).await;
+}
+
 /// With the smallest memory budget and 4 KiB records, RocksDB flushes its
 /// memtables several times a second, and a standalone broker reuses the
 /// WAL files the flushes free (`StoreOptions::recycle_wal`): the WAL being

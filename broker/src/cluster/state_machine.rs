@@ -34,7 +34,7 @@ use crate::core::catalog::{Catalog, Publish};
 use crate::core::command::Command;
 use crate::core::state_machine::{MetaMachine, PartitionMachine};
 use crate::storage::{
-    BATCH_HEADER, BATCH_PUT_OVERHEAD, CF_META, CF_RAFT_META, PartitionState, StorageError, Store, keys,
+    BATCH_HEADER, BATCH_PUT_OVERHEAD, CF_META, CF_RAFT_META, PartitionState, StorageError, Store, in_place, keys,
 };
 
 fn io_err(e: impl std::fmt::Display) -> io::Error {
@@ -108,45 +108,17 @@ enum WriteMode {
     InPlace,
 }
 
-/// Largest apply written in place with a copy kept for a retry; a larger
-/// one is written with the worker handed over (`block_in_place`).
-const IN_PLACE_COPY_BYTES: usize = 256 << 10;
-
 /// Writes an apply on the async worker that runs it. A memtable insert
 /// takes microseconds; a hand-off to a blocking thread and back cost about
 /// 90 µs of every replicated write (docs/benchmarks.md, stage trace). If
 /// RocksDB would have to wait (a write stall), the write is made again with
-/// the worker handed over to blocking work (`block_in_place`), so other
-/// tasks move to other workers meanwhile.
+/// the worker handed over to blocking work (`storage::in_place`).
 fn write_in_place(store: &Store, batch: WriteBatch) -> Result<(), StorageError> {
-    write_retrying_stalls(
+    in_place::write_retrying_stalls(
         batch,
         |batch| store.write_unlogged_without_waiting(batch),
         |batch| store.write_unlogged(batch),
     )
-}
-
-/// `write_in_place` apart from the store: `try_now` writes unless it would
-/// wait (`Ok(false)`: nothing written), `wait` writes whatever it takes.
-fn write_retrying_stalls(
-    batch: WriteBatch,
-    try_now: impl FnOnce(WriteBatch) -> Result<bool, StorageError>,
-    wait: impl FnOnce(WriteBatch) -> Result<(), StorageError>,
-) -> Result<(), StorageError> {
-    let multi_thread = tokio::runtime::Handle::try_current()
-        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-    if !multi_thread {
-        // `block_in_place` needs a multi-thread runtime (unit tests run others).
-        return wait(batch);
-    }
-    if batch.size_in_bytes() > IN_PLACE_COPY_BYTES {
-        return tokio::task::block_in_place(|| wait(batch));
-    }
-    let copy = batch.data().to_vec();
-    if try_now(batch)? {
-        return Ok(());
-    }
-    tokio::task::block_in_place(|| wait(WriteBatch::from_data(&copy)))
 }
 
 /// Bytes to allocate for the write of `entries`' apply: their records, and
@@ -497,6 +469,7 @@ impl RaftStateMachine<TypeConfig> for GroupStateMachine {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::in_place::write_retrying_stalls;
 
     fn store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().expect("dir");
@@ -548,9 +521,9 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_large_apply_waits_at_once_and_a_storage_error_is_returned() {
         let (_dir, store) = store();
-        let batch = batch_of(&store, 0..4, IN_PLACE_COPY_BYTES / 2);
+        let batch = batch_of(&store, 0..4, in_place::IN_PLACE_COPY_BYTES / 2);
         write_retrying_stalls(batch, |_| panic!("not tried in place"), |b| store.write_unlogged(b)).expect("write");
-        assert!(holds(&store, 0..4, IN_PLACE_COPY_BYTES / 2));
+        assert!(holds(&store, 0..4, in_place::IN_PLACE_COPY_BYTES / 2));
         let failed = write_retrying_stalls(
             batch_of(&store, 0..1, 10),
             |_| Err(StorageError::Corrupt { what: "test".into() }),
@@ -565,8 +538,8 @@ mod tests {
     async fn a_current_thread_runtime_writes_without_block_in_place() {
         let (_dir, store) = store();
         write_in_place(&store, batch_of(&store, 0..10, 100)).expect("write");
-        let large = batch_of(&store, 10..14, IN_PLACE_COPY_BYTES / 2);
+        let large = batch_of(&store, 10..14, in_place::IN_PLACE_COPY_BYTES / 2);
         write_in_place(&store, large).expect("write");
-        assert!(holds(&store, 0..10, 100) && holds(&store, 10..14, IN_PLACE_COPY_BYTES / 2));
+        assert!(holds(&store, 0..10, 100) && holds(&store, 10..14, in_place::IN_PLACE_COPY_BYTES / 2));
     }
 }

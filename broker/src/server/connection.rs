@@ -5,6 +5,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -16,7 +17,7 @@ use tokio::sync::mpsc;
 
 use super::dispatch::{Answer, Outgoing, Reply, dispatch};
 use super::sequencer::Sequencer;
-use crate::core::Broker;
+use crate::core::{Broker, writer};
 use crate::shutdown::Shutdown;
 use flymq_proto::{Frame, Opcode, Response};
 
@@ -123,8 +124,9 @@ impl Connection {
         metrics_broker.metrics().active_connections.inc();
         tracing::debug!(peer = %self.context.session.peer, id = self.context.session.id, "connection opened");
         let (tx, rx) = mpsc::channel(self.limits.max_in_flight.max(1));
-        let writer = tokio::spawn(write_replies(write, rx, self.broker.clone()));
-        if let Err(reason) = self.read_requests(read, tx).await {
+        let unanswered = Arc::new(AtomicUsize::new(0));
+        let writer = tokio::spawn(write_replies(write, rx, self.broker.clone(), unanswered.clone()));
+        if let Err(reason) = self.read_requests(read, tx, &unanswered).await {
             tracing::debug!(peer = %self.context.session.peer, %reason, "closing connection");
         }
         // The reader dropped its sender: the writer finishes what is queued.
@@ -135,17 +137,26 @@ impl Connection {
         tracing::debug!(peer = %self.context.session.peer, id = self.context.session.id, "connection closed");
     }
 
+    /// Reads and dispatches requests; `unanswered` counts those dispatched
+    /// whose answer is not ready yet.
     async fn read_requests<R: AsyncRead + Unpin>(
         &mut self,
         mut read: R,
         tx: mpsc::Sender<Outgoing>,
+        unanswered: &AtomicUsize,
     ) -> Result<(), String> {
         let mut buf = BytesMut::with_capacity(READ_BUFFER);
         loop {
             loop {
                 match Frame::decode(&mut buf) {
                     Ok(Some(frame)) => {
-                        let outgoing = dispatch(&mut self.context, &self.broker, frame);
+                        // Earlier requests unanswered, or bytes of another one
+                        // read: the client pipelines.
+                        let in_flight = unanswered.load(Ordering::Relaxed) > 0 || !buf.is_empty();
+                        let outgoing = writer::with_other_requests_in_flight(in_flight, || {
+                            dispatch(&mut self.context, &self.broker, frame)
+                        });
+                        unanswered.fetch_add(1, Ordering::Relaxed);
                         tx.send(outgoing).await.map_err(|_| "writer stopped".to_string())?;
                     }
                     Ok(None) => break,
@@ -180,7 +191,12 @@ async fn with_timeout<F: Future>(timeout: Option<Duration>, fut: F) -> Option<F:
 }
 
 /// Writes replies strictly in request order, batching ready replies into few syscalls.
-async fn write_replies<W: AsyncWrite + Unpin>(mut write: W, mut rx: mpsc::Receiver<Outgoing>, broker: Arc<Broker>) {
+async fn write_replies<W: AsyncWrite + Unpin>(
+    mut write: W,
+    mut rx: mpsc::Receiver<Outgoing>,
+    broker: Arc<Broker>,
+    unanswered: Arc<AtomicUsize>,
+) {
     let mut out = BytesMut::with_capacity(WRITE_FLUSH_BYTES);
     loop {
         let next = match rx.try_recv() {
@@ -210,6 +226,7 @@ async fn write_replies<W: AsyncWrite + Unpin>(mut write: W, mut rx: mpsc::Receiv
                 }
             },
         };
+        unanswered.fetch_sub(1, Ordering::Relaxed);
         match answer {
             Answer::Encoded(bytes) => out.extend_from_slice(&bytes),
             Answer::Response(response) => encode(&broker, opcode, &response, &mut out),

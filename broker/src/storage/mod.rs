@@ -7,6 +7,7 @@
 pub mod bulk_load;
 pub mod crypto;
 pub mod delayed;
+pub mod in_place;
 pub mod keys;
 pub mod membership;
 pub mod meta;
@@ -252,6 +253,28 @@ impl Store {
         opts.set_sync(sync);
         self.db.write_opt(batch, &opts)?;
         Ok(())
+    }
+
+    /// `write` without a sync, unless RocksDB would have to wait (a write
+    /// stall): then nothing is written and the answer is `Ok(false)`.
+    pub fn write_without_waiting(&self, batch: WriteBatch) -> Result<bool, StorageError> {
+        let mut opts = WriteOptions::default();
+        opts.set_no_slowdown(true);
+        match self.db.write_opt(batch, &opts) {
+            Ok(()) => Ok(true),
+            Err(err) if err.kind() == rocksdb::ErrorKind::Incomplete => Ok(false),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// `write` without a sync, from an async worker (`in_place`): in place
+    /// unless RocksDB would have to wait.
+    pub fn write_in_place(&self, batch: WriteBatch) -> Result<(), StorageError> {
+        in_place::write_retrying_stalls(
+            batch,
+            |batch| self.write_without_waiting(batch),
+            |batch| self.write(batch, false),
+        )
     }
 
     /// Writes a batch without RocksDB's WAL: it is durable only once the
