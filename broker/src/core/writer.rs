@@ -171,8 +171,8 @@ impl Writer {
     }
 
     /// Commits `proposal` on the calling thread if no commit is running,
-    /// nothing is queued and its connection has nothing else in flight;
-    /// gives it back otherwise.
+    /// nothing is queued, its connection has nothing else in flight and its
+    /// apply reads nothing from RocksDB; gives it back otherwise.
     fn commit_in_place(&self, proposal: Proposal) -> Option<Proposal> {
         if self.sync_each_commit || proposal.command.size_hint() > MAX_IN_PLACE_BYTES || OTHER_REQUESTS_IN_FLIGHT.get()
         {
@@ -190,8 +190,15 @@ impl Writer {
             // Dropping the reply sender answers `ShuttingDown`.
             return None;
         }
-        committer.commit(vec![proposal], WriteOn::Caller);
+        // A command whose apply reads RocksDB (a partition's first append
+        // since the start, metadata, truncation) goes to the thread.
+        if !committer.machine.applies_from_memory(&proposal.command) {
+            return Some(proposal);
+        }
+        let answers = committer.commit(vec![proposal], WriteOn::Caller);
         self.shared.unsynced.store(true, Ordering::SeqCst);
+        drop(committer);
+        answers.send();
         None
     }
 
@@ -264,14 +271,15 @@ impl WriterLoop {
                     }
                 }
             };
-            let stop = {
+            let (answers, stop) = {
                 let mut committer = self.shared.committer.lock();
                 let (group, stop) = Self::drain(first, &rx);
                 let count = group.len();
-                committer.commit(group, WriteOn::WriterThread);
+                let answers = committer.commit(group, WriteOn::WriterThread);
                 self.shared.queued.fetch_sub(count, Ordering::SeqCst);
-                stop
+                (answers, stop)
             };
+            answers.send();
             if stop {
                 break;
             }
@@ -317,7 +325,10 @@ impl WriterLoop {
 }
 
 impl Committer {
-    fn commit(&mut self, group: Vec<Proposal>, write_on: WriteOn) {
+    /// Applies and writes `group`; returns each proposer's answer, to be
+    /// sent once the lock is released (so a proposer answered can commit
+    /// its next command in place at once).
+    fn commit(&mut self, group: Vec<Proposal>, write_on: WriteOn) -> Answers {
         let started = Instant::now();
         let (commands, replies): (Vec<_>, Vec<_>) = group.into_iter().map(|p| (p.command, p.reply)).unzip();
         let sync = self.sync;
@@ -333,23 +344,31 @@ impl Committer {
         match write {
             Ok((results, publish)) => {
                 self.catalog.publish(publish);
-                for (reply, result) in replies.into_iter().zip(results) {
-                    let _ = reply.send(result);
-                }
+                Answers(replies.into_iter().zip(results).collect())
             }
             Err(err) => {
                 tracing::error!(error = %err, "group commit failed; no proposal in it was applied");
                 let failure = BrokerError::from(err);
-                for reply in replies {
-                    let _ = reply.send(Err(failure.clone()));
-                }
                 // The in-memory state saw the failed commands; reload the durable state.
                 let store = self.store.clone();
                 match crate::storage::in_place::blocking(|| StateMachine::load(store)) {
                     Ok(machine) => self.machine = machine,
                     Err(err) => tracing::error!(error = %err, "reloading state after a failed write failed"),
                 }
+                Answers(replies.into_iter().map(|reply| (reply, Err(failure.clone()))).collect())
             }
+        }
+    }
+}
+
+/// The results of a commit, for its proposers.
+#[must_use = "the proposers wait for their answers"]
+struct Answers(Vec<(oneshot::Sender<BrokerResult<Applied>>, BrokerResult<Applied>)>);
+
+impl Answers {
+    fn send(self) {
+        for (reply, result) in self.0 {
+            let _ = reply.send(result);
         }
     }
 }
@@ -400,12 +419,15 @@ mod tests {
         let leader = Durability::SyncEvery(Duration::from_millis(10));
         let (writer, thread) = start(dir.path(), leader);
         writer.propose(create("t")).await.expect("create");
+        // The partition's first append loads its state from RocksDB: the
+        // writer thread commits it.
+        assert_eq!(base_offset(writer.propose(append("t")).await), 0);
         let mut rx = writer.submit(append("t"));
-        assert_eq!(base_offset(rx.try_recv().expect("answered in place")), 0);
+        assert_eq!(base_offset(rx.try_recv().expect("answered in place")), 1);
         // With other requests of the connection in flight, the command
         // goes to the writer thread and is still answered.
         let queued = with_other_requests_in_flight(true, || writer.submit(append("t")));
-        assert_eq!(base_offset(await_applied(queued).await), 1);
+        assert_eq!(base_offset(await_applied(queued).await), 2);
         writer.stop();
         thread.join();
         let after = writer.submit(append("t"));

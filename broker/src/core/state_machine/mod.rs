@@ -74,6 +74,19 @@ impl StateMachine {
         }
     }
 
+    /// Whether applying `command` reads nothing from RocksDB: an append to
+    /// a partition whose state is loaded. (The writer commits only such
+    /// commands on an async worker.)
+    pub fn applies_from_memory(&self, command: &Command) -> bool {
+        match command {
+            Command::Append { topic, partition, .. } => self
+                .meta
+                .topic(topic)
+                .is_some_and(|record| self.partitions.contains_key(&(record.id, *partition))),
+            _ => false,
+        }
+    }
+
     fn apply(
         &mut self,
         batch: &mut WriteBatch,
