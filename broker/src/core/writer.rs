@@ -91,7 +91,7 @@ pub struct Writer {
 struct Shared {
     /// The state machine and its store: whoever holds the lock commits.
     committer: parking_lot::Mutex<Committer>,
-    /// Proposals sent to the thread and not answered yet. A proposer
+    /// Proposals sent to the thread and not committed yet. A proposer
     /// commits in place only when there is none, so a command never
     /// overtakes one of the same connection queued before it.
     queued: AtomicUsize,
