@@ -47,6 +47,11 @@ pub enum StorageError {
     CreateDir { path: PathBuf, source: std::io::Error },
     #[error("storage I/O failed: {0}")]
     Rocks(#[from] rocksdb::Error),
+    #[error(
+        "a write without the write-ahead log was made on a store that reuses its WAL files \
+         (a standalone broker's); RocksDB does not allow it"
+    )]
+    UnloggedWriteWithWalReuse,
     #[error("stored data is corrupt ({what}); the data directory may be damaged")]
     Corrupt { what: String },
     #[error("cannot decrypt or encrypt a {what}: {source}")]
@@ -85,8 +90,19 @@ impl From<StorageError> for std::io::Error {
 pub struct Store {
     db: Arc<Db>,
     path: PathBuf,
+    /// WAL files are reused (`StoreOptions::recycle_wal`): no write may skip the WAL.
+    recycles_wal: bool,
     /// Encryption at rest; `None` costs one branch per stored batch.
     at_rest: Option<crypto::AtRest>,
+}
+
+/// Whether and how a write goes through RocksDB's WAL.
+#[derive(Clone, Copy)]
+enum Wal {
+    Synced,
+    Unsynced,
+    /// Durable only once a flush covers it (Raft applies).
+    Off,
 }
 
 /// Bytes of a RocksDB `WriteBatch` header (sequence number and count).
@@ -223,6 +239,7 @@ impl Store {
         Ok(Self {
             db: Arc::new(db),
             path: dir.to_path_buf(),
+            recycles_wal: options.recycle_wal,
             at_rest,
         })
     }
@@ -249,22 +266,14 @@ impl Store {
 
     /// Writes a batch; with `sync` the call returns only after the WAL is on disk.
     pub fn write(&self, batch: WriteBatch, sync: bool) -> Result<(), StorageError> {
-        let mut opts = WriteOptions::default();
-        opts.set_sync(sync);
-        self.db.write_opt(batch, &opts)?;
-        Ok(())
+        let wal = if sync { Wal::Synced } else { Wal::Unsynced };
+        self.write_waiting(batch, wal)
     }
 
     /// `write` without a sync, unless RocksDB would have to wait (a write
     /// stall): then nothing is written and the answer is `Ok(false)`.
     pub fn write_without_waiting(&self, batch: WriteBatch) -> Result<bool, StorageError> {
-        let mut opts = WriteOptions::default();
-        opts.set_no_slowdown(true);
-        match self.db.write_opt(batch, &opts) {
-            Ok(()) => Ok(true),
-            Err(err) if err.kind() == rocksdb::ErrorKind::Incomplete => Ok(false),
-            Err(err) => Err(err.into()),
-        }
+        self.write_unless_stalled(batch, Wal::Unsynced)
     }
 
     /// `write` without a sync, from an async worker (`in_place`): in place
@@ -283,23 +292,39 @@ impl Store {
     /// entries stay in the synced Raft log until a flush covers them (the
     /// log store's purge limit), so a crash re-applies what it lost.
     pub fn write_unlogged(&self, batch: WriteBatch) -> Result<(), StorageError> {
-        let mut opts = WriteOptions::default();
-        opts.disable_wal(true);
-        self.db.write_opt(batch, &opts)?;
-        Ok(())
+        self.write_waiting(batch, Wal::Off)
     }
 
     /// `write_unlogged` unless RocksDB would have to wait (a write stall):
     /// then nothing is written and the answer is `Ok(false)`.
     pub fn write_unlogged_without_waiting(&self, batch: WriteBatch) -> Result<bool, StorageError> {
-        let mut opts = WriteOptions::default();
-        opts.disable_wal(true);
-        opts.set_no_slowdown(true);
-        match self.db.write_opt(batch, &opts) {
+        self.write_unless_stalled(batch, Wal::Off)
+    }
+
+    fn write_waiting(&self, batch: WriteBatch, wal: Wal) -> Result<(), StorageError> {
+        self.db.write_opt(batch, &self.write_options(wal, false)?)?;
+        Ok(())
+    }
+
+    fn write_unless_stalled(&self, batch: WriteBatch, wal: Wal) -> Result<bool, StorageError> {
+        match self.db.write_opt(batch, &self.write_options(wal, true)?) {
             Ok(()) => Ok(true),
             Err(err) if err.kind() == rocksdb::ErrorKind::Incomplete => Ok(false),
             Err(err) => Err(err.into()),
         }
+    }
+
+    fn write_options(&self, wal: Wal, no_slowdown: bool) -> Result<WriteOptions, StorageError> {
+        let mut opts = WriteOptions::default();
+        match wal {
+            Wal::Synced => opts.set_sync(true),
+            Wal::Unsynced => {}
+            // RocksDB would refuse it too, with a message about its options.
+            Wal::Off if self.recycles_wal => return Err(StorageError::UnloggedWriteWithWalReuse),
+            Wal::Off => opts.disable_wal(true),
+        }
+        opts.set_no_slowdown(no_slowdown);
+        Ok(opts)
     }
 
     /// Flushes every column family's memtable into SST files, atomically,
@@ -374,4 +399,59 @@ pub(crate) fn prefix_end(prefix: &[u8]) -> Vec<u8> {
         }
     }
     vec![u8::MAX; prefix.len() + 1]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(key: &[u8]) -> WriteBatch {
+        let mut batch = WriteBatch::default();
+        batch.put(key, b"v");
+        batch
+    }
+
+    #[test]
+    fn every_write_variant_lands_on_a_store_without_wal_reuse() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(dir.path()).expect("open");
+        store.write(put(b"synced"), true).expect("synced write");
+        store.write(put(b"unsynced"), false).expect("unsynced write");
+        assert!(store.write_without_waiting(put(b"no-wait")).expect("write"));
+        store.write_unlogged(put(b"unlogged")).expect("unlogged write");
+        assert!(
+            store
+                .write_unlogged_without_waiting(put(b"unlogged-no-wait"))
+                .expect("write")
+        );
+        for key in [
+            &b"synced"[..],
+            b"unsynced",
+            b"no-wait",
+            b"unlogged",
+            b"unlogged-no-wait",
+        ] {
+            assert_eq!(store.db().get(key).expect("read").as_deref(), Some(&b"v"[..]));
+        }
+    }
+
+    #[test]
+    fn a_store_reusing_wal_files_refuses_unlogged_writes_by_name() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let options = StoreOptions {
+            recycle_wal: true,
+            ..StoreOptions::default()
+        };
+        let store = Store::open_with(dir.path(), options).expect("open");
+        store.write(put(b"logged"), true).expect("logged writes are fine");
+        for refused in [
+            store.write_unlogged(put(b"a")).map(|()| true),
+            store.write_unlogged_without_waiting(put(b"b")),
+        ] {
+            let err = refused.expect_err("refused");
+            assert!(matches!(err, StorageError::UnloggedWriteWithWalReuse), "{err}");
+            assert!(err.to_string().contains("reuses its WAL files"), "{err}");
+        }
+        assert_eq!(store.db().get(b"a").expect("read"), None);
+    }
 }
