@@ -815,3 +815,100 @@ async fn replicas_of_a_deleted_topic_left_by_a_stop_are_swept_at_start() {
         );
     }
 }
+
+/// Scale-down then scale-up with the volume kept (the FlyMQCluster's
+/// default `storage.retention.whenScaled: Retain`): broker 3 is
+/// decommissioned, its process stopped at once (the pod deleted, its
+/// volume kept), and started again on the same data directory. It rejoins
+/// the cluster as a voter, is ready only then, serves the data, takes
+/// replicas of a new topic, and deletes the copies of the replicas moved
+/// off it that its stop left on disk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_decommissioned_broker_restarted_on_its_kept_volume_rejoins() {
+    let mut cluster = tokio::task::block_in_place(|| Cluster::start(91, 4));
+    let admin = flymq_client::AdminClient::connect(&cluster.admin_addr(0), Duration::from_secs(5))
+        .await
+        .expect("admin API");
+    let mut topic = flymq_client::admin::NewTopic::new("kept", 4);
+    topic.replication_factor = 3;
+    admin.create_topic(topic).await.expect("create topic");
+    let all: Vec<&NodeAddrs> = cluster.nodes.iter().collect();
+    let client = client_for(&all).await;
+    for p in 0..4 {
+        produce_retrying(&client, "kept", p, format!("kept-{p}")).await;
+    }
+    let moved = admin.decommission(3).await.expect("decommission node 3");
+    assert!(moved > 0, "node 3 held no replica");
+    // The pod goes away right after the decommission, before the broker
+    // dropped the replicas moved off it (it waits 15 s to do so).
+    let open_before = open_groups(&cluster, 3);
+    cluster.kill9(3);
+
+    cluster.restart(3, &[]);
+    let node3 = cluster.nodes[3].clone();
+    tokio::task::block_in_place(|| wait_until("node 3 is ready again", Duration::from_secs(90), || is_ready(&node3)));
+    let status = admin.cluster_status().await.expect("cluster status");
+    assert_eq!(
+        status.members.len(),
+        4,
+        "node 3 reported ready without being a member: {status:?}\n{}",
+        cluster.logs()
+    );
+    assert!(
+        status.members.iter().any(|m| m.node_id == 3 && m.role == "voter"),
+        "node 3 is not a voter: {status:?}"
+    );
+
+    // Node 3 serves the data of the replicas that stayed elsewhere.
+    let via3 = client_for(&[&node3]).await;
+    for p in 0..4 {
+        let fetched = via3.fetch("kept", p, 0, 10, "").await.expect("fetch via node 3");
+        assert_eq!(fetched.records.len(), 1, "partition {p} via node 3");
+    }
+    // A new topic's replicas land on it again.
+    let mut topic = flymq_client::admin::NewTopic::new("after", 4);
+    topic.replication_factor = 4;
+    admin.create_topic(topic).await.expect("create a topic on 4 brokers");
+    for p in 0..4 {
+        produce_retrying(&via3, "after", p, format!("after-{p}")).await;
+    }
+    // The copies of the replicas moved off it are deleted: at the end only
+    // the metadata group and the new topic's replicas are open there.
+    let mut wanted: Vec<String> = std::iter::once("metadata".to_owned())
+        .chain((0..4).map(|p| format!("after/{p}")))
+        .collect();
+    wanted.sort();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let open = open_groups(&cluster, 3);
+        let log = cluster.procs[3].as_ref().expect("running").log_text();
+        let removed = log
+            .matches("stopped partition group (no longer a replica here)")
+            .count();
+        if open == wanted && removed >= moved as usize {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node 3 still holds replicas moved off it: open {open:?} (before the stop {open_before:?}), \
+             {removed} removed of {moved} moved\n{}",
+            cluster.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The names of the groups open on broker `i`, sorted.
+fn open_groups(cluster: &Cluster, i: usize) -> Vec<String> {
+    let mut names: Vec<String> = cluster.status(i)["groups"]
+        .as_array()
+        .map(|groups| {
+            groups
+                .iter()
+                .filter_map(|g| g["name"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}

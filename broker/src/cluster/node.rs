@@ -203,7 +203,11 @@ impl ClusterNode {
             groups: parking_lot::RwLock::new(HashMap::new()),
             membership: tokio::sync::Mutex::new(()),
             changing: parking_lot::Mutex::new(BTreeSet::new()),
-            joined: AtomicBool::new(stored_id.is_some()),
+            // Not from the stored state: a member removed from the cluster
+            // (decommissioned) never hears of it and still finds itself a
+            // voter there. It counts as joined once the metadata leader
+            // answered its Join (`run_join`), which adds it back if needed.
+            joined: AtomicBool::new(false),
             forwarders: parking_lot::Mutex::new(HashMap::new()),
             forwarded_index: parking_lot::Mutex::new(HashMap::new()),
             opening: tokio::sync::Mutex::new(()),
@@ -368,6 +372,18 @@ impl ClusterNode {
             committed: m.local_committed.map_or(0, |l| l.index),
             applied: m.last_applied.map_or(0, |l| l.index),
         }
+    }
+
+    /// Whether this broker is a voter of `group`, as its replica knows the membership.
+    pub(super) fn is_voter_in(&self, group: &Group) -> bool {
+        group
+            .raft
+            .metrics()
+            .borrow_watched()
+            .membership_config
+            .membership()
+            .voter_ids()
+            .any(|v| v == self.me)
     }
 
     /// Whether this broker is a caught-up voter of `group` with a known

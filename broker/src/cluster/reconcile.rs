@@ -154,15 +154,18 @@ impl ClusterNode {
         }
     }
 
-    /// Deletes what is stored of deleted topics' replicas that are not
-    /// open. `stop_unassigned` drops open groups only, so a broker that
-    /// stopped after a topic's deletion was applied but before it dropped
-    /// its replicas would keep their Raft logs (and any records applied
-    /// after the delete) on disk for ever. Only topics known to be deleted
-    /// (id allocated, no longer in the catalog) are swept: a topic this
-    /// broker has not applied yet keeps its data, and so does a replica
-    /// moved to another broker, whose vote may still count.
-    pub(super) async fn sweep_deleted_replicas(self: &Arc<Self>) {
+    /// Deals with replicas stored here that this broker no longer has open
+    /// nor is assigned, left on disk by a stop before it dropped them
+    /// (`stop_unassigned` drops open groups only):
+    /// - of a deleted topic (id allocated, no longer in the catalog): their
+    ///   Raft logs and records are deleted at once. A topic this broker has
+    ///   not applied yet keeps its data.
+    /// - of a live topic whose replica moved to other brokers (a
+    ///   decommission, then a restart on the kept volume): the group is
+    ///   opened, and `stop_unassigned` drops it after the grace period, as
+    ///   it would have without the stop. Not deleted at once: until the
+    ///   partition's leader has replaced this replica, its vote may count.
+    pub(super) async fn sweep_leftover_replicas(self: &Arc<Self>) {
         let store = self.store.clone();
         let scan = tokio::task::spawn_blocking(move || -> Result<BTreeSet<u64>, String> {
             let mut groups = GroupLogStore::stored_groups(&store).map_err(|e| e.to_string())?;
@@ -180,6 +183,26 @@ impl ClusterNode {
                 return;
             }
         };
+        let me = self.node_id();
+        let moved_off: Vec<u64> = stored
+            .iter()
+            .copied()
+            .filter(|id| split_group(*id).is_some() && self.group(*id).is_none())
+            .filter(|id| {
+                let replicas = self.replicas_of(*id);
+                !replicas.is_empty() && !replicas.contains(&me)
+            })
+            .collect();
+        for id in moved_off {
+            match self.open_group(id).await {
+                Ok(_) => tracing::info!(
+                    group = id,
+                    "a replica moved to other brokers was left on disk by an earlier stop; \
+                     it is removed after the grace period"
+                ),
+                Err(err) => tracing::warn!(group = id, error = %err, "cannot open a replica left on disk"),
+            }
+        }
         let leftovers: Vec<(u64, u32, u32)> = {
             let meta = self.shared.meta.lock();
             stored
@@ -328,7 +351,7 @@ impl ClusterNode {
 
     /// Runs `reconcile_groups` whenever topics change, and every second.
     pub async fn run_reconciler(self: Arc<Self>, mut shutdown: crate::shutdown::Shutdown) {
-        self.sweep_deleted_replicas().await;
+        self.sweep_leftover_replicas().await;
         let mut topics = self.shared.catalog.watch_topics();
         loop {
             tokio::select! {

@@ -74,22 +74,38 @@ impl Replicator for ClusterReplicator {
         self.node.assign(name, partitions, replication_factor)
     }
 
-    /// A read of a partition with no replica here is redirected to the
-    /// broker that leads it (or its preferred leader).
+    /// A partition is read here only from a replica that is assigned here
+    /// and a voter of its group: not from one moved off this broker that is
+    /// still open (its grace period, or left by a stop), which no leader
+    /// replicates to any more, nor from a learner still catching up. Other
+    /// reads are redirected to the leader (or another replica).
     fn check_readable(&self, view: &TopicView, partition: u32) -> BrokerResult<()> {
         let group = partition_group(view.record.id, partition);
-        if let Some(g) = self.node.group(group) {
+        let me = self.node.node_id();
+        let replicas = view
+            .record
+            .replicas
+            .get(partition as usize)
+            .cloned()
+            .unwrap_or_default();
+        if replicas.contains(&me)
+            && let Some(g) = self.node.group(group)
+            && self.node.is_voter_in(&g)
+        {
             return self.node.check_forwarded_applied(&g);
         }
         let target = self
             .node
-            .replicas_of(group)
-            .first()
-            .and_then(|id| self.node.node_info(*id))
+            .leader_of(group)
+            .map(|(id, _)| id)
+            .into_iter()
+            .chain(replicas)
+            .find(|id| *id != me)
+            .and_then(|id| self.node.node_info(id))
             .map(|info| info.client_addr);
         Err(BrokerError::NotLeader(match target {
             Some(addr) => format!(
-                "leader_addr={addr} (partition {partition} of '{}' has no replica on this broker)",
+                "leader_addr={addr} (partition {partition} of '{}' has no readable replica on this broker)",
                 view.name()
             ),
             None => "no leader elected".into(),
