@@ -332,7 +332,12 @@ pub async fn reconcile(cluster: Arc<FlyMQCluster>, ctx: Arc<Context>) -> Result<
             }
         }
         _ => {
-            ctx.decommissions.forget(&endpoint);
+            // Scaled up again: stop following a decommission of a broker
+            // the spec keeps. One of a broker beyond the spec (a member
+            // without a pod, below) is followed to its end.
+            if ctx.decommissions.in_flight(&endpoint).is_some_and(|node| node < wanted) {
+                ctx.decommissions.forget(&endpoint);
+            }
             wanted
         }
     };
@@ -381,6 +386,42 @@ pub async fn reconcile(cluster: Arc<FlyMQCluster>, ctx: Arc<Context>) -> Result<
             Err(e) => problems.push(Problem {
                 reason: "AdminUserSyncFailed",
                 message: format!("cannot apply the admin Secret to the brokers: {e}"),
+            }),
+        }
+    }
+    // A member beyond `spec.replicas` while the StatefulSet is at that size
+    // has no pod: a broker that restarted and rejoined while it was being
+    // scaled down (between its decommission and its pod's removal). Remove
+    // it from the cluster as a scale-down does, whatever led there.
+    let beyond = membership.as_ref().and_then(|m| {
+        m.members
+            .iter()
+            .map(|m| m.id)
+            .filter(|id| *id >= i64::from(wanted))
+            .max()
+    });
+    if let Some(node) = beyond.filter(|_| progress.is_none() && current_replicas == Some(wanted)) {
+        match ctx
+            .decommissions
+            .step(ctx.admin.clone(), &endpoint, node as i32, ctx.decommission_wait)
+            .await
+        {
+            DecommissionState::Done => {}
+            DecommissionState::Running => {
+                progress = Some(Problem {
+                    reason: DECOMMISSIONING,
+                    message: format!(
+                        "broker {name}-{node} is a member of the cluster but beyond spec.replicas ({wanted}) and has \
+                         no pod: decommissioning it"
+                    ),
+                })
+            }
+            DecommissionState::Failed(e) => problems.push(Problem {
+                reason: "DecommissionFailed",
+                message: format!(
+                    "broker {node} is a member of the cluster but beyond spec.replicas ({wanted}) and has no pod; \
+                     decommissioning it failed: {e}"
+                ),
             }),
         }
     }
@@ -1452,6 +1493,39 @@ mod tests {
         assert_eq!(event["type"], json!("Warning"));
         assert_eq!(event["reason"], json!("ScaleDownUnsupported"));
         assert_eq!(event["regarding"]["kind"], json!("FlyMQCluster"));
+    }
+
+    #[tokio::test]
+    async fn a_member_beyond_the_spec_without_a_pod_is_decommissioned() {
+        // Broker 3 restarted on its kept volume and rejoined after its
+        // decommission, before the StatefulSet shrank: a member with no pod.
+        let c = running(cluster(json!({"replicas": 3})), 3);
+        let fake = broker(4);
+        let mut steps = vec![
+            step("GET", STS, Reply::Json(existing_sts(3, 3))),
+            step("GET", ADMIN_SECRET, Reply::NotFound),
+            step("GET", CLUSTER_SECRET, Reply::NotFound),
+        ];
+        steps.extend(applies_with(true, Some(existing_sts(3, 3))));
+        steps.push(status_step(&c));
+        let (result, seen) = run_with(&fake, c, steps).await;
+
+        assert!(result.is_ok(), "{result:?}");
+        let decommissions: Vec<String> = fake
+            .calls()
+            .into_iter()
+            .filter(|c| c.starts_with("Decommission"))
+            .collect();
+        assert_eq!(decommissions, vec!["Decommission 3"]);
+        assert_eq!(sent(&seen, "PATCH", STS).body["spec"]["replicas"], json!(3));
+        let members: Vec<i64> = fake
+            .members
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(|m| m.node_id as i64)
+            .collect();
+        assert_eq!(members, vec![0, 1, 2], "broker 3 left the cluster");
     }
 
     #[tokio::test]
