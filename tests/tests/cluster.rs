@@ -882,16 +882,17 @@ async fn a_decommissioned_broker_restarted_on_its_kept_volume_rejoins() {
     loop {
         let open = open_groups(&cluster, 3);
         let log = cluster.procs[3].as_ref().expect("running").log_text();
+        let reopened = log.matches("a replica moved to other brokers was left on disk").count();
         let removed = log
             .matches("stopped partition group (no longer a replica here)")
             .count();
-        if open == wanted && removed >= moved as usize {
+        if open == wanted && (reopened, removed) == (moved as usize, moved as usize) {
             break;
         }
         assert!(
             std::time::Instant::now() < deadline,
             "node 3 still holds replicas moved off it: open {open:?} (before the stop {open_before:?}), \
-             {removed} removed of {moved} moved\n{}",
+             {reopened} reopened and {removed} removed of {moved} moved\n{}",
             cluster.logs()
         );
         tokio::time::sleep(Duration::from_millis(200)).await;

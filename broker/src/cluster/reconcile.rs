@@ -167,24 +167,31 @@ impl ClusterNode {
     ///   partition's leader has replaced this replica, its vote may count.
     pub(super) async fn sweep_leftover_replicas(self: &Arc<Self>) {
         let store = self.store.clone();
-        let scan = tokio::task::spawn_blocking(move || -> Result<BTreeSet<u64>, String> {
-            let mut groups = GroupLogStore::stored_groups(&store).map_err(|e| e.to_string())?;
+        // Groups with Raft state, and partitions with a stored state: every
+        // broker stores a partition state for every partition of a topic
+        // (its creation is a metadata command), a replica or not.
+        let scan = tokio::task::spawn_blocking(move || -> Result<(BTreeSet<u64>, BTreeSet<u64>), String> {
+            let raft = GroupLogStore::stored_groups(&store).map_err(|e| e.to_string())?;
             let partitions = store.stored_partitions().map_err(|e| e.to_string())?;
-            groups.extend(partitions.into_iter().map(|(t, p)| partition_group(t, p)));
-            Ok(groups)
+            Ok((
+                raft,
+                partitions.into_iter().map(|(t, p)| partition_group(t, p)).collect(),
+            ))
         })
         .await
         .map_err(|e| e.to_string())
         .and_then(|scan| scan);
-        let stored = match scan {
+        let (with_raft_state, with_partition_state) = match scan {
             Ok(stored) => stored,
             Err(err) => {
                 tracing::warn!(error = %err, "listing stored partition replicas failed; none swept");
                 return;
             }
         };
+        // A replica this broker held has Raft state (dropping one deletes it
+        // together with the partition's data).
         let me = self.node_id();
-        let moved_off: Vec<u64> = stored
+        let moved_off: Vec<u64> = with_raft_state
             .iter()
             .copied()
             .filter(|id| split_group(*id).is_some() && self.group(*id).is_none())
@@ -203,6 +210,8 @@ impl ClusterNode {
                 Err(err) => tracing::warn!(group = id, error = %err, "cannot open a replica left on disk"),
             }
         }
+        let mut stored = with_raft_state;
+        stored.extend(with_partition_state);
         let leftovers: Vec<(u64, u32, u32)> = {
             let meta = self.shared.meta.lock();
             stored
