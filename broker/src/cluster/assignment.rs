@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use openraft::ChangeMembers;
-use openraft::async_runtime::WatchReceiver;
 
 use super::identity::broker_of;
 use super::node::ClusterNode;
@@ -152,14 +151,7 @@ impl ClusterNode {
             for p in 0..topic.record.replicas.len() {
                 let group = partition_group(topic.record.id, p as u32);
                 let voters: BTreeSet<NodeId> = match self.group(group) {
-                    Some(g) => g
-                        .raft
-                        .metrics()
-                        .borrow_watched()
-                        .membership_config
-                        .membership()
-                        .voter_ids()
-                        .collect(),
+                    Some(g) => g.voters(),
                     // Not a replica here: trust the assignment.
                     None => topic.record.replicas[p].iter().copied().collect(),
                 };

@@ -8,7 +8,6 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use openraft::ChangeMembers;
-use openraft::async_runtime::WatchReceiver;
 use openraft::errors::RaftError;
 
 use super::identity::{Bootstrap, broker_of};
@@ -287,14 +286,7 @@ impl ClusterNode {
                 broker_of(id)
             )));
         }
-        let mut voters: BTreeSet<NodeId> = meta
-            .raft
-            .metrics()
-            .borrow_watched()
-            .membership_config
-            .membership()
-            .voter_ids()
-            .collect();
+        let mut voters = meta.voters();
         voters.retain(|v| !older.contains(v));
         voters.insert(id);
         meta.raft

@@ -72,6 +72,19 @@ pub struct Group {
     pub(super) dropped_since: parking_lot::Mutex<Option<Instant>>,
 }
 
+impl Group {
+    /// The group's voters, as this replica knows its membership.
+    pub fn voters(&self) -> BTreeSet<NodeId> {
+        self.raft
+            .metrics()
+            .borrow_watched()
+            .membership_config
+            .membership()
+            .voter_ids()
+            .collect()
+    }
+}
+
 pub struct ClusterNode {
     pub settings: ClusterSettings,
     /// This broker's member id in every group.
@@ -376,14 +389,7 @@ impl ClusterNode {
 
     /// Whether this broker is a voter of `group`, as its replica knows the membership.
     pub(super) fn is_voter_in(&self, group: &Group) -> bool {
-        group
-            .raft
-            .metrics()
-            .borrow_watched()
-            .membership_config
-            .membership()
-            .voter_ids()
-            .any(|v| v == self.me)
+        group.voters().contains(&self.me)
     }
 
     /// Whether this broker is a caught-up voter of `group` with a known

@@ -82,12 +82,7 @@ impl Replicator for ClusterReplicator {
     fn check_readable(&self, view: &TopicView, partition: u32) -> BrokerResult<()> {
         let group = partition_group(view.record.id, partition);
         let me = self.node.node_id();
-        let replicas = view
-            .record
-            .replicas
-            .get(partition as usize)
-            .cloned()
-            .unwrap_or_default();
+        let replicas = assigned_replicas(view, partition);
         if replicas.contains(&me)
             && let Some(g) = self.node.group(group)
             && self.node.is_voter_in(&g)
@@ -132,12 +127,7 @@ impl Replicator for ClusterReplicator {
     fn placement(&self, view: &TopicView, partition: u32) -> Placement {
         let node = &self.node;
         let g = node.group_view(partition_group(view.record.id, partition));
-        let replicas = view
-            .record
-            .replicas
-            .get(partition as usize)
-            .cloned()
-            .unwrap_or_default();
+        let replicas = assigned_replicas(view, partition);
         // Not a replica here: point at the preferred leader, which redirects if needed.
         let leader = g.leader.or_else(|| replicas.first().copied());
         Placement {
@@ -264,4 +254,13 @@ async fn leader_known(node: &Arc<ClusterNode>, group: u64) -> bool {
         }
     }
     false
+}
+
+/// The members assigned a partition (empty when the topic has none: standalone).
+fn assigned_replicas(view: &TopicView, partition: u32) -> Vec<NodeId> {
+    view.record
+        .replicas
+        .get(partition as usize)
+        .cloned()
+        .unwrap_or_default()
 }
