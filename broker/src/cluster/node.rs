@@ -83,6 +83,18 @@ impl Group {
             .voter_ids()
             .collect()
     }
+
+    /// Whether `id` is a voter of the group, as this replica knows it
+    /// (checked on every read: no set is built).
+    pub fn has_voter(&self, id: NodeId) -> bool {
+        self.raft
+            .metrics()
+            .borrow_watched()
+            .membership_config
+            .membership()
+            .voter_ids()
+            .any(|v| v == id)
+    }
 }
 
 pub struct ClusterNode {
@@ -389,7 +401,7 @@ impl ClusterNode {
 
     /// Whether this broker is a voter of `group`, as its replica knows the membership.
     pub(super) fn is_voter_in(&self, group: &Group) -> bool {
-        group.voters().contains(&self.me)
+        group.has_voter(self.me)
     }
 
     /// Whether this broker is a caught-up voter of `group` with a known
