@@ -327,6 +327,15 @@ async fn decommission_moves_replicas_and_removes_the_broker() {
         moved > 0,
         "node 3 held no replica of 4 partitions with RF 3 on 4 brokers"
     );
+    // Asked again (the operator does after its own restart mid-way): NotFound,
+    // which it takes as done.
+    match admin.decommission(3).await {
+        Err(flymq_client::Error::Admin { code, message, .. }) => {
+            assert_eq!(code, tonic::Code::NotFound, "{message}");
+            assert!(message.contains("not a member"), "{message}");
+        }
+        other => panic!("a second decommission of node 3 answered {other:?}"),
+    }
 
     let mut last = None;
     for _ in 0..100 {

@@ -63,7 +63,9 @@ impl ClusterNode {
     pub async fn decommission(self: &Arc<Self>, broker: u32) -> BrokerResult<u32> {
         let voters = self.replicas_of(META_GROUP);
         let Some(id) = voters.iter().copied().find(|v| broker_of(*v) == broker) else {
-            return Err(BrokerError::InvalidArgument(format!(
+            // NotFound: the operator takes it as "already decommissioned"
+            // (it asks again after its own restart mid-way).
+            return Err(BrokerError::NotFound(format!(
                 "node {broker} is not a member of this cluster"
             )));
         };

@@ -69,7 +69,7 @@ pub enum BrokerError {
         offset: u64,
         due_ms: i64,
     },
-    /// A user or ACL that does not exist (the text names it).
+    /// A user, ACL or cluster member that does not exist (the text names it).
     #[error("{0}")]
     NotFound(String),
     /// A refused user, role or ACL change (the text says why).
