@@ -459,14 +459,15 @@ async fn five_brokers_survive_losing_two() {
 
 /// Bad requests on the inter-broker port (9093) get clear statuses and
 /// leave the broker serving: no envelope, another cluster's id, a stale
-/// node id, an unknown group, undecodable Raft, forward and snapshot
+/// node id, an unknown group, undecodable Raft, AppendEntries-stream, forward and snapshot
 /// payloads, joins from another cluster, and callers without the cluster
 /// secret or with a wrong one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bad_inter_broker_requests_are_refused() {
     use flymq_proto::grpc::cluster::cluster_client::ClusterClient;
     use flymq_proto::grpc::cluster::{
-        Envelope, ForwardRequest, FrameRequest, JoinRequest, NodeAddress, RaftKind, RaftRequest, SnapshotChunk,
+        AppendMessage, Envelope, ForwardRequest, FrameRequest, JoinRequest, NodeAddress, RaftKind, RaftRequest,
+        SnapshotChunk,
     };
     use tonic::Code;
 
@@ -543,6 +544,13 @@ async fn bad_inter_broker_requests_are_refused() {
             Code::Unauthenticated,
             text,
         );
+        expect(
+            stranger
+                .append_stream(tokio_stream::iter(Vec::<AppendMessage>::new()))
+                .await,
+            Code::Unauthenticated,
+            text,
+        );
     }
     expect(
         rpc.raft(raft(None, RaftKind::Vote, b"")).await,
@@ -612,6 +620,46 @@ async fn bad_inter_broker_requests_are_refused() {
             .await,
         Code::InvalidArgument,
         "empty snapshot stream",
+    );
+    // A pipelined AppendEntries stream is checked on its first message.
+    let append = |envelope: Option<Envelope>, payload: &[u8]| {
+        tokio_stream::iter(vec![AppendMessage {
+            envelope,
+            payload: payload.to_vec(),
+        }])
+    };
+    expect(
+        rpc.append_stream(tokio_stream::iter(Vec::<AppendMessage>::new())).await,
+        Code::InvalidArgument,
+        "empty AppendEntries stream",
+    );
+    expect(
+        rpc.append_stream(append(None, b"")).await,
+        Code::InvalidArgument,
+        "without an envelope",
+    );
+    expect(
+        rpc.append_stream(append(Some(envelope("another-cluster", me, 0)), b""))
+            .await,
+        Code::FailedPrecondition,
+        "cluster id mismatch",
+    );
+    expect(
+        rpc.append_stream(append(Some(envelope(&cluster_id, 9, 0)), b"")).await,
+        Code::FailedPrecondition,
+        "now belongs to",
+    );
+    expect(
+        rpc.append_stream(append(Some(envelope(&cluster_id, me, 424242)), b""))
+            .await,
+        Code::NotFound,
+        "group 424242 is not hosted",
+    );
+    expect(
+        rpc.append_stream(append(Some(envelope(&cluster_id, me, 0)), &[0xff; 64]))
+            .await,
+        Code::InvalidArgument,
+        "undecodable payload",
     );
     expect(
         rpc.forward_frame(FrameRequest::default()).await,

@@ -13,6 +13,7 @@
 //!   `crate::tls`).
 
 pub mod admin;
+pub mod append_stream;
 pub mod assignment;
 pub mod auth;
 pub mod forwarding;

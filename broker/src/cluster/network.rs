@@ -3,16 +3,18 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use flymq_proto::grpc::cluster::cluster_client::ClusterClient;
 use flymq_proto::grpc::cluster::{Envelope, RaftKind, RaftRequest, SnapshotChunk};
+use futures::Stream;
 use openraft::OptionalSend;
+use openraft::base::{BoxFuture, BoxStream};
 use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
-use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
+use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2, stream_append_sequential};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest, TransferLeaderResponse,
-    VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, StreamAppendResult, TransferLeaderRequest,
+    TransferLeaderResponse, VoteRequest, VoteResponse,
 };
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
@@ -28,11 +30,11 @@ use std::sync::Arc;
 
 /// Most bytes of entries in one AppendEntries request (well under the
 /// 64 MiB gRPC message limit; one entry is at most a few MiB).
-const MAX_APPEND_BYTES: usize = 16 << 20;
+pub(super) const MAX_APPEND_BYTES: usize = 16 << 20;
 
 /// How many of `entries`, from the first, fit in `limit` bytes (at least one,
 /// so a single large entry still goes), and their estimated encoded bytes.
-fn entries_within(entries: &[super::types::Entry], limit: usize) -> (usize, usize) {
+pub(super) fn entries_within(entries: &[super::types::Entry], limit: usize) -> (usize, usize) {
     let mut total = 0usize;
     for (i, entry) in entries.iter().enumerate() {
         let size = entry_size(entry);
@@ -60,7 +62,14 @@ pub struct Peers {
     /// its client) when only a member's address changes, so clients look the
     /// address up on every call instead of keeping the one they started with.
     addresses: parking_lot::RwLock<HashMap<NodeId, String>>,
+    /// Peers that answered `Unimplemented` to an `AppendStream` call (an
+    /// older version, during a rolling upgrade), and when.
+    without_append_stream: parking_lot::Mutex<HashMap<String, Instant>>,
 }
+
+/// How long replication to a peer without `AppendStream` sends one request
+/// at a time before trying a stream again (the peer may have been upgraded).
+const APPEND_STREAM_RETRY: Duration = Duration::from_secs(60);
 
 impl Peers {
     pub fn new(node_id: NodeId, cluster_id: String, auth: PeerAuth) -> Self {
@@ -70,6 +79,7 @@ impl Peers {
             cluster_id: parking_lot::RwLock::new(cluster_id),
             channels: parking_lot::Mutex::new(HashMap::new()),
             addresses: parking_lot::RwLock::new(HashMap::new()),
+            without_append_stream: parking_lot::Mutex::new(HashMap::new()),
         }
     }
 
@@ -99,6 +109,27 @@ impl Peers {
 
     pub fn set_cluster_id(&self, id: String) {
         *self.cluster_id.write() = id;
+    }
+
+    /// Whether replication to `addr` may use an `AppendStream` call.
+    fn takes_append_stream(&self, addr: &str) -> bool {
+        let mut without = self.without_append_stream.lock();
+        match without.get(addr) {
+            Some(since) if since.elapsed() < APPEND_STREAM_RETRY => false,
+            Some(_) => {
+                without.remove(addr);
+                true
+            }
+            None => true,
+        }
+    }
+
+    /// Records that `addr` answered `Unimplemented` to an `AppendStream` call.
+    pub(super) fn note_no_append_stream(&self, addr: &str) {
+        tracing::info!(%addr, "peer takes no AppendEntries streams (an older version); sending one request at a time");
+        self.without_append_stream
+            .lock()
+            .insert(addr.to_owned(), Instant::now());
     }
 
     /// How this broker authenticates to peers (and checks them).
@@ -216,6 +247,32 @@ impl GroupClient {
 impl RaftNetworkV2<TypeConfig> for GroupClient {
     type SnapshotData = SnapshotData;
 
+    /// Replication and heartbeats: one pipelined `AppendStream` call
+    /// (append_stream.rs), or one call per request to a peer that does not
+    /// take streams.
+    fn stream_append<'s, S>(
+        &'s mut self,
+        input: S,
+        option: RPCOption,
+    ) -> BoxFuture<
+        's,
+        Result<BoxStream<'s, Result<StreamAppendResult<TypeConfig>, RPCError<TypeConfig>>>, RPCError<TypeConfig>>,
+    >
+    where
+        S: Stream<Item = AppendEntriesRequest<TypeConfig>> + OptionalSend + Unpin + 'static,
+    {
+        let addr = self.addr();
+        if !self.peers.takes_append_stream(&addr) {
+            return stream_append_sequential(self, input, option);
+        }
+        let (peers, target, group) = (self.peers.clone(), self.target, self.group);
+        Box::pin(async move {
+            let answers = super::append_stream::send(peers, target, group, addr, input, option).await?;
+            Ok(answers as BoxStream<'s, _>)
+        })
+    }
+
+    /// One request of the one-at-a-time fallback (see `stream_append`).
     /// Sends at most `MAX_APPEND_BYTES` of entries per request: a longer
     /// request is cut to a prefix, and its success reported as partial so
     /// openraft sends the rest next (a far-behind follower makes progress
@@ -343,5 +400,132 @@ pub(super) async fn learn_peer_addresses(raft: Raft, peers: Arc<Peers>) {
         if metrics.changed().await.is_err() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use flymq_proto::grpc::cluster::cluster_server::{Cluster, ClusterServer};
+    use flymq_proto::grpc::cluster::{
+        AppendMessage, ForwardReply, ForwardRequest, FrameReply, FrameRequest, JoinReply, JoinRequest, ManageReply,
+        ManageRequest, RaftReply,
+    };
+    use futures::StreamExt;
+    use tonic::{Request, Response, Status, Streaming};
+
+    use super::*;
+
+    /// A peer of an older version: `AppendStream` unknown, every `Raft`
+    /// call (AppendEntries only in this test) answered with success.
+    #[derive(Clone, Default)]
+    struct OldPeer {
+        appends: Arc<AtomicUsize>,
+    }
+
+    fn unimplemented<T>() -> Result<Response<T>, Status> {
+        Err(Status::unimplemented("unknown method"))
+    }
+
+    #[tonic::async_trait]
+    impl Cluster for OldPeer {
+        type AppendStreamStream = super::super::append_stream::Replies;
+
+        async fn raft(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
+            assert_eq!(request.get_ref().kind, RaftKind::AppendEntries as i32);
+            self.appends.fetch_add(1, Ordering::SeqCst);
+            let payload = encode(&AppendEntriesResponse::<TypeConfig>::Success).expect("encode");
+            Ok(Response::new(RaftReply { payload }))
+        }
+
+        async fn append_stream(
+            &self,
+            _: Request<Streaming<AppendMessage>>,
+        ) -> Result<Response<Self::AppendStreamStream>, Status> {
+            unimplemented()
+        }
+
+        async fn install_snapshot(&self, _: Request<Streaming<SnapshotChunk>>) -> Result<Response<RaftReply>, Status> {
+            unimplemented()
+        }
+
+        async fn forward(&self, _: Request<ForwardRequest>) -> Result<Response<ForwardReply>, Status> {
+            unimplemented()
+        }
+
+        async fn forward_frame(&self, _: Request<FrameRequest>) -> Result<Response<FrameReply>, Status> {
+            unimplemented()
+        }
+
+        async fn join(&self, _: Request<JoinRequest>) -> Result<Response<JoinReply>, Status> {
+            unimplemented()
+        }
+
+        async fn manage(&self, _: Request<ManageRequest>) -> Result<Response<ManageReply>, Status> {
+            unimplemented()
+        }
+    }
+
+    fn append(index: u64) -> AppendEntriesRequest<TypeConfig> {
+        AppendEntriesRequest {
+            vote: Vote::new(1, 1),
+            prev_log_id: (index > 1).then(|| openraft::testing::log_id::<TypeConfig>(1, 1, index - 1)),
+            leader_commit: None,
+            entries: vec![openraft::testing::blank_ent::<TypeConfig>(1, 1, index)],
+        }
+    }
+
+    /// During a rolling upgrade a leader meets followers without
+    /// `AppendStream`: the first session fails with a clear error, the next
+    /// ones send one `Raft` call per request, and every request is answered.
+    #[tokio::test]
+    async fn a_peer_without_append_streams_gets_one_request_at_a_time() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("address").to_string();
+        let peer = OldPeer::default();
+        let server = tonic::transport::Server::builder()
+            .add_service(ClusterServer::new(peer.clone()))
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener));
+        tokio::spawn(server);
+        let dir = tempfile::tempdir().expect("temp dir");
+        let peers = Arc::new(Peers::new(1, "cluster".into(), PeerAuth::default()));
+        let mut client = GroupClient {
+            group: 5,
+            target: 2,
+            addr: addr.clone(),
+            peers: peers.clone(),
+            store: Store::open(dir.path()).expect("store"),
+        };
+        let option = RPCOption::new(Duration::from_secs(5));
+
+        match client
+            .stream_append(futures::stream::iter(vec![append(1)]), option.clone())
+            .await
+        {
+            Ok(_) => panic!("an old peer took an AppendEntries stream"),
+            Err(err) => assert!(err.to_string().contains("does not take AppendEntries streams"), "{err}"),
+        }
+        assert!(!peers.takes_append_stream(&addr));
+
+        let answers: Vec<_> = match client
+            .stream_append(futures::stream::iter(vec![append(1), append(2)]), option)
+            .await
+        {
+            Ok(answers) => answers.collect().await,
+            Err(err) => panic!("one request at a time failed: {err}"),
+        };
+        let matched: Vec<_> = answers
+            .into_iter()
+            .map(|answer| answer.expect("no transport error").expect("accepted"))
+            .collect();
+        assert_eq!(
+            matched,
+            vec![
+                Some(openraft::testing::log_id::<TypeConfig>(1, 1, 1)),
+                Some(openraft::testing::log_id::<TypeConfig>(1, 1, 2))
+            ]
+        );
+        assert_eq!(peer.appends.load(Ordering::SeqCst), 2);
     }
 }

@@ -8,12 +8,13 @@ use std::sync::Arc;
 
 use flymq_proto::grpc::cluster::cluster_server::Cluster;
 use flymq_proto::grpc::cluster::{
-    Envelope, ForwardReply, ForwardRequest, FrameReply, FrameRequest, JoinReply, JoinRequest, ManageReply,
-    ManageRequest, RaftKind, RaftReply, RaftRequest, SnapshotChunk,
+    AppendMessage, Envelope, ForwardReply, ForwardRequest, FrameReply, FrameRequest, JoinReply, JoinRequest,
+    ManageReply, ManageRequest, RaftKind, RaftReply, RaftRequest, SnapshotChunk,
 };
 use openraft::raft::AppendEntriesRequest;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::append_stream;
 use super::node::{ClusterNode, Group, node_address};
 use super::snapshot;
 use super::stages;
@@ -133,6 +134,24 @@ impl Cluster for ClusterService {
             }
             RaftKind::Unspecified => Err(Status::invalid_argument("unknown Raft request kind")),
         }
+    }
+
+    type AppendStreamStream = append_stream::Replies;
+
+    /// Pipelined AppendEntries of one group from its leader; the first
+    /// message names the group and is checked like any request.
+    async fn append_stream(
+        &self,
+        request: Request<Streaming<AppendMessage>>,
+    ) -> Result<Response<Self::AppendStreamStream>, Status> {
+        let mut inbound = request.into_inner();
+        let first = inbound
+            .message()
+            .await?
+            .ok_or_else(|| Status::invalid_argument("empty AppendEntries stream"))?;
+        let group = self.group(first.envelope.as_ref()).await?;
+        let request = decode(&first.payload).map_err(bad_payload)?;
+        Ok(Response::new(append_stream::serve(group, request, inbound)))
     }
 
     /// Receives a snapshot into a file in the data directory, chunk by
