@@ -73,27 +73,23 @@ pub struct Group {
 }
 
 impl Group {
+    /// Runs `f` on the group's voter ids, as this replica knows its
+    /// membership (no copy of the membership is made).
+    fn with_voter_ids<R>(&self, f: impl FnOnce(&mut dyn Iterator<Item = NodeId>) -> R) -> R {
+        let metrics = self.raft.metrics();
+        let watched = metrics.borrow_watched();
+        f(&mut watched.membership_config.membership().voter_ids())
+    }
+
     /// The group's voters, as this replica knows its membership.
     pub fn voters(&self) -> BTreeSet<NodeId> {
-        self.raft
-            .metrics()
-            .borrow_watched()
-            .membership_config
-            .membership()
-            .voter_ids()
-            .collect()
+        self.with_voter_ids(|ids| ids.collect())
     }
 
     /// Whether `id` is a voter of the group, as this replica knows it
     /// (checked on every read: no set is built).
     pub fn has_voter(&self, id: NodeId) -> bool {
-        self.raft
-            .metrics()
-            .borrow_watched()
-            .membership_config
-            .membership()
-            .voter_ids()
-            .any(|v| v == id)
+        self.with_voter_ids(|mut ids| Iterator::any(&mut ids, |v| v == id))
     }
 }
 
