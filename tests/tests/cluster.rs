@@ -634,6 +634,11 @@ async fn bad_inter_broker_requests_are_refused() {
         "empty AppendEntries stream",
     );
     expect(
+        rpc.append_stream(futures::stream::pending::<AppendMessage>()).await,
+        Code::DeadlineExceeded,
+        "no first message within 5 s",
+    );
+    expect(
         rpc.append_stream(append(None, b"")).await,
         Code::InvalidArgument,
         "without an envelope",

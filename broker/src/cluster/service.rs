@@ -23,6 +23,10 @@ use crate::core::command::Command;
 
 /// A snapshot transfer fails when no chunk arrives for this long.
 const SNAPSHOT_PROGRESS: std::time::Duration = std::time::Duration::from_secs(60);
+/// How long an `AppendStream` call may wait for its first message. A
+/// leader sends it as it opens the call, so a call without one is a broken
+/// or hostile peer holding a task open.
+const FIRST_APPEND_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The next chunk of a snapshot stream, or an error when none comes in time.
 async fn next_chunk(stream: &mut Streaming<SnapshotChunk>) -> Result<Option<SnapshotChunk>, Status> {
@@ -145,9 +149,9 @@ impl Cluster for ClusterService {
         request: Request<Streaming<AppendMessage>>,
     ) -> Result<Response<Self::AppendStreamStream>, Status> {
         let mut inbound = request.into_inner();
-        let first = inbound
-            .message()
-            .await?
+        let first = tokio::time::timeout(FIRST_APPEND_WAIT, inbound.message())
+            .await
+            .map_err(|_| Status::deadline_exceeded("AppendEntries stream sent no first message within 5 s"))??
             .ok_or_else(|| Status::invalid_argument("empty AppendEntries stream"))?;
         let group = self.group(first.envelope.as_ref()).await?;
         let request = decode(&first.payload).map_err(bad_payload)?;
