@@ -10,6 +10,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
+        // Replication payloads arrive as `Bytes`, so the records decoded
+        // from them can be slices of it (`core::shared_bytes`).
+        .bytes(".flymq.cluster.v1.AppendMessage.payload")
         .compile_fds(descriptors)?;
     Ok(())
 }

@@ -625,7 +625,7 @@ async fn bad_inter_broker_requests_are_refused() {
     let append = |envelope: Option<Envelope>, payload: &[u8]| {
         tokio_stream::iter(vec![AppendMessage {
             envelope,
-            payload: payload.to_vec(),
+            payload: payload.to_vec().into(),
         }])
     };
     expect(

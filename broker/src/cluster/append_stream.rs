@@ -28,7 +28,7 @@ use tonic::{Status, Streaming};
 use super::network::{MAX_APPEND_BYTES, Peers, entries_within};
 use super::node::Group;
 use super::stages;
-use super::types::{NodeId, TypeConfig, decode, encode, encode_with_capacity};
+use super::types::{NodeId, TypeConfig, decode, decode_shared, encode, encode_with_capacity};
 
 type Request = AppendEntriesRequest<TypeConfig>;
 type Answer = Result<StreamAppendResult<TypeConfig>, RPCError<TypeConfig>>;
@@ -127,7 +127,7 @@ where
                 in_flight.sent();
                 Some(AppendMessage {
                     envelope: envelope.take(),
-                    payload,
+                    payload: payload.into(),
                 })
             })
             // An unencodable request ends the stream: the follower would
@@ -253,7 +253,7 @@ pub(super) fn serve(group: Arc<Group>, first: Request, inbound: Streaming<Append
                         return None;
                     }
                 };
-                match decode::<Request>(&message.payload) {
+                match decode_shared::<Request>(&message.payload) {
                     Ok(request) => {
                         received(group_id, &request);
                         Some((request, inbound))

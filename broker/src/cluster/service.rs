@@ -18,7 +18,7 @@ use super::append_stream;
 use super::node::{ClusterNode, Group, node_address};
 use super::snapshot;
 use super::stages;
-use super::types::{META_GROUP, NodeInfo, SnapshotData, SnapshotMeta, TypeConfig, Vote, decode, encode};
+use super::types::{META_GROUP, NodeInfo, SnapshotData, SnapshotMeta, TypeConfig, Vote, decode, decode_shared, encode};
 use crate::core::command::Command;
 
 /// A snapshot transfer fails when no chunk arrives for this long.
@@ -154,7 +154,7 @@ impl Cluster for ClusterService {
             .map_err(|_| Status::deadline_exceeded("AppendEntries stream sent no first message within 5 s"))??
             .ok_or_else(|| Status::invalid_argument("empty AppendEntries stream"))?;
         let group = self.group(first.envelope.as_ref()).await?;
-        let request = decode(&first.payload).map_err(bad_payload)?;
+        let request = decode_shared(&first.payload).map_err(bad_payload)?;
         Ok(Response::new(append_stream::serve(group, request, inbound)))
     }
 

@@ -156,6 +156,12 @@ pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, std::io::Err
     postcard::from_bytes(bytes).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
 
+/// `decode`, with the records' keys and values as slices of `bytes`
+/// instead of copies (`core::shared_bytes`).
+pub fn decode_shared<T: serde::de::DeserializeOwned>(bytes: &bytes::Bytes) -> Result<T, std::io::Error> {
+    crate::core::shared_bytes::decode_within(bytes, |b| decode(b))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,7 +12,11 @@ use crate::storage::TopicConfig;
 /// A record to append.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewRecord {
+    /// Zero-copy when decoded within `shared_bytes::decode_within` (a
+    /// follower's replication requests).
+    #[serde(deserialize_with = "super::shared_bytes::bytes")]
     pub key: Bytes,
+    #[serde(deserialize_with = "super::shared_bytes::bytes")]
     pub value: Bytes,
     /// Record flags (`storage::record_batch::FLAG_EXPIRES`); 0 for plain records.
     pub flags: u8,

@@ -19,6 +19,7 @@ pub mod read;
 pub mod replicator;
 pub mod retention;
 pub mod schemas;
+pub mod shared_bytes;
 pub mod state_machine;
 pub mod topic_trie;
 pub mod topics;
