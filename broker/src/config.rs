@@ -71,6 +71,10 @@ pub struct Config {
     /// Fewer arenas keep resident memory near `memory_budget_mb`; an
     /// explicit `MALLOC_ARENA_MAX` environment variable wins.
     pub malloc_arenas: usize,
+    /// Freed small blocks glibc's malloc keeps per thread and size for
+    /// reuse (`glibc.malloc.tcache_count`; 0 = glibc's default, 7). An
+    /// explicit `GLIBC_TUNABLES` naming it wins.
+    pub malloc_thread_cache: u32,
     /// Most concurrent client connections; more are refused.
     pub max_connections: usize,
     /// Most requests read ahead on one connection before the first is answered.
@@ -175,6 +179,7 @@ impl Default for Config {
             max_message_bytes: 8 << 20,
             memory_budget_mb: 512,
             malloc_arenas: 4,
+            malloc_thread_cache: 2000,
             max_connections: 10_000,
             max_in_flight_per_connection: 1024,
             idle_timeout_secs: 600,
@@ -376,6 +381,12 @@ impl Config {
             return Err(Self::invalid(
                 "malloc_arenas",
                 "must be at most 1024 (0 = the C library's default)",
+            ));
+        }
+        if self.malloc_thread_cache > crate::alloc::MAX_THREAD_CACHE {
+            return Err(Self::invalid(
+                "malloc_thread_cache",
+                "must be at most 65535 (0 = the C library's default)",
             ));
         }
         if self.data_dir.as_os_str().is_empty() {
@@ -633,6 +644,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("`default_partitions`"), "{err}");
+        let err = Config::load(None, env(&[("FLYMQ_MALLOC_THREAD_CACHE", "65536")]), vec![])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`malloc_thread_cache`") && err.contains("65535"), "{err}");
     }
 
     #[test]

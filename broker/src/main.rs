@@ -116,7 +116,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // Before any thread exists (the runtime's, RocksDB's).
+    // Before any thread exists (the runtime's, RocksDB's). The first may
+    // start the process image again with the setting in its environment.
+    flymq_broker::alloc::apply_thread_cache(config.malloc_thread_cache);
     flymq_broker::alloc::limit_malloc_arenas(config.malloc_arenas);
     if let Some(Command::Dev { nodes, dir, secure }) = &args.command {
         return dev(config, *nodes, dir.clone(), *secure);

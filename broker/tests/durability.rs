@@ -18,7 +18,18 @@ use flymq_proto::*;
 /// Starts the real `flymq` binary (with `extra_args`) on loopback port 0
 /// and returns it with its client address.
 fn spawn_broker(data_dir: &Path, extra_args: &[&str]) -> (Child, SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_flymq"))
+    spawn_broker_with(data_dir, extra_args, |_| {})
+}
+
+/// `spawn_broker`, with `environment` adjusting the command's environment.
+fn spawn_broker_with(
+    data_dir: &Path,
+    extra_args: &[&str],
+    environment: impl FnOnce(&mut Command),
+) -> (Child, SocketAddr) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_flymq"));
+    environment(&mut command);
+    let mut child = command
         .args(["--data-dir", data_dir.to_str().unwrap(), "--bind-addr", "127.0.0.1:0"])
         .args(["--set", "metrics_addr=127.0.0.1:0", "--set", "health_addr=127.0.0.1:0"])
         .args(["--set", "admin_addr=127.0.0.1:0"])
@@ -330,4 +341,46 @@ async fn retention_by_size_drops_whole_old_batches() {
     );
     assert!(started.elapsed() < Duration::from_secs(10));
     broker.shutdown().await;
+}
+
+/// The broker starts its own image again with glibc's per-thread cache set
+/// (`malloc_thread_cache`): same process, ready as usual. A `GLIBC_TUNABLES`
+/// that already names the setting is left as it is, and 0 leaves glibc alone.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[test]
+fn the_broker_sizes_glibcs_thread_cache_unless_told_otherwise() {
+    let tunables_of = |child: &Child| {
+        let environ = std::fs::read(format!("/proc/{}/environ", child.id())).expect("read environ");
+        String::from_utf8_lossy(&environ)
+            .split('\0')
+            .find_map(|v| v.strip_prefix("GLIBC_TUNABLES=").map(str::to_string))
+    };
+    let cases: [(&[&str], Option<&str>, Option<&str>); 3] = [
+        (&[], None, Some("glibc.malloc.tcache_count=2000")),
+        (
+            &[],
+            Some("glibc.malloc.tcache_count=7"),
+            Some("glibc.malloc.tcache_count=7"),
+        ),
+        (&["--set", "malloc_thread_cache=0"], None, None),
+    ];
+    for (args, preset, expected) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut child, addr) = spawn_broker_with(dir.path(), args, |command| match preset {
+            Some(value) => {
+                command.env("GLIBC_TUNABLES", value);
+            }
+            None => {
+                command.env_remove("GLIBC_TUNABLES");
+            }
+        });
+        assert_eq!(
+            tunables_of(&child).as_deref(),
+            expected,
+            "args {args:?}, preset {preset:?}"
+        );
+        std::net::TcpStream::connect(addr).expect("the restarted broker serves");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
 }
