@@ -78,9 +78,15 @@ pub fn apply_thread_cache(count: u32) {
 #[cfg(unix)]
 fn restart_with(tunables: &str) -> std::io::Error {
     use std::os::unix::process::CommandExt;
+    // The executable's own path, not `/proc/self/exe`: the kernel names the
+    // process after the file executed, and `ps`/`pkill` should see `flymq`.
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(e) => return e,
+    };
     let mut args = std::env::args_os();
     let arg0 = args.next().unwrap_or_default();
-    std::process::Command::new("/proc/self/exe")
+    std::process::Command::new(exe)
         .arg0(arg0)
         .args(args)
         .env("GLIBC_TUNABLES", tunables)

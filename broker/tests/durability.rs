@@ -379,6 +379,9 @@ fn the_broker_sizes_glibcs_thread_cache_unless_told_otherwise() {
             expected,
             "args {args:?}, preset {preset:?}"
         );
+        // Still named after its executable (`ps`, `pkill -x flymq`).
+        let name = std::fs::read_to_string(format!("/proc/{}/comm", child.id())).expect("read comm");
+        assert_eq!(name.trim(), "flymq");
         std::net::TcpStream::connect(addr).expect("the restarted broker serves");
         child.kill().unwrap();
         child.wait().unwrap();
