@@ -13,6 +13,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // Replication payloads arrive as `Bytes`, so the records decoded
         // from them can be slices of it (`core::shared_bytes`).
         .bytes(".flymq.cluster.v1.AppendMessage.payload")
+        .bytes(".flymq.cluster.v1.RaftRequest.payload")
         .compile_fds(descriptors)?;
     Ok(())
 }

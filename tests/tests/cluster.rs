@@ -503,7 +503,7 @@ async fn bad_inter_broker_requests_are_refused() {
     let raft = |envelope: Option<Envelope>, kind: RaftKind, payload: &[u8]| RaftRequest {
         envelope,
         kind: kind as i32,
-        payload: payload.to_vec(),
+        payload: payload.to_vec().into(),
     };
     fn expect<T>(result: Result<tonic::Response<T>, tonic::Status>, code: Code, text: &str) {
         let Err(status) = result else {

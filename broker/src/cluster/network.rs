@@ -228,7 +228,7 @@ impl GroupClient {
         let mut request = tonic::Request::new(RaftRequest {
             envelope: Some(self.peers.envelope(self.target, self.group)),
             kind: kind as i32,
-            payload,
+            payload: payload.into(),
         });
         request.set_timeout(option.hard_ttl());
         let reply = client.raft(request).await.map_err(|status| {

@@ -32,7 +32,12 @@ const FIRST_APPEND_WAIT: std::time::Duration = std::time::Duration::from_secs(5)
 async fn next_chunk(stream: &mut Streaming<SnapshotChunk>) -> Result<Option<SnapshotChunk>, Status> {
     tokio::time::timeout(SNAPSHOT_PROGRESS, stream.message())
         .await
-        .map_err(|_| Status::deadline_exceeded("snapshot transfer stalled: no chunk for 60 s"))?
+        .map_err(|_| {
+            Status::deadline_exceeded(format!(
+                "snapshot transfer stalled: no chunk for {} s",
+                SNAPSHOT_PROGRESS.as_secs()
+            ))
+        })?
 }
 
 pub struct ClusterService {
@@ -117,7 +122,7 @@ impl Cluster for ClusterService {
         let unavailable = |e: &dyn std::fmt::Display| Status::unavailable(e.to_string());
         match RaftKind::try_from(req.kind).unwrap_or(RaftKind::Unspecified) {
             RaftKind::AppendEntries => {
-                let rpc: AppendEntriesRequest<TypeConfig> = decode(&req.payload).map_err(bad_payload)?;
+                let rpc: AppendEntriesRequest<TypeConfig> = decode_shared(&req.payload).map_err(bad_payload)?;
                 let index = rpc.entries.last().map_or(0, |e| e.log_id.index);
                 stages::mark("append_received", group.id, index);
                 let response = raft.append_entries(rpc).await.map_err(|e| unavailable(&e))?;
@@ -151,7 +156,12 @@ impl Cluster for ClusterService {
         let mut inbound = request.into_inner();
         let first = tokio::time::timeout(FIRST_APPEND_WAIT, inbound.message())
             .await
-            .map_err(|_| Status::deadline_exceeded("AppendEntries stream sent no first message within 5 s"))??
+            .map_err(|_| {
+                Status::deadline_exceeded(format!(
+                    "AppendEntries stream sent no first message within {} s",
+                    FIRST_APPEND_WAIT.as_secs()
+                ))
+            })??
             .ok_or_else(|| Status::invalid_argument("empty AppendEntries stream"))?;
         let group = self.group(first.envelope.as_ref()).await?;
         let request = decode_shared(&first.payload).map_err(bad_payload)?;
