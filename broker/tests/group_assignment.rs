@@ -235,3 +235,34 @@ async fn plain_subscribe_and_commit_groups_keep_working_beside_assignment() {
     assert_eq!(committed(&mut c, 3).await, 7);
     broker.shutdown().await;
 }
+
+/// Heartbeats and fenced commits store only the times that moved, not the
+/// whole membership; those times must survive a restart, or a member that
+/// kept its session alive would come back expired.
+#[tokio::test]
+async fn heartbeat_times_survive_a_restart() {
+    let (broker, mut c, dir) = started().await;
+    let session = Duration::from_secs(5);
+    let a = assignment(&mut c, join("", session.as_millis() as u32)).await;
+    let owned = a.partitions[0];
+    // Longer than the session: only the stored heartbeats keep it alive.
+    let until = tokio::time::Instant::now() + session + Duration::from_secs(1);
+    while tokio::time::Instant::now() < until {
+        let beat = assignment(&mut c, Request::GroupHeartbeat(member(&a.member_id))).await;
+        assert_eq!(beat.generation, a.generation, "a lone member's heartbeat rebalanced");
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    assert!(matches!(
+        c.call(commit(&a.member_id, a.generation, owned as i32, 7)).await,
+        Response::CommitFenced
+    ));
+    drop(c);
+    broker.shutdown().await;
+
+    let broker = TestBroker::start(dir.path()).await.unwrap();
+    let mut c = RawClient::connect(broker.client_addr()).await;
+    let after = assignment(&mut c, Request::GroupHeartbeat(member(&a.member_id))).await;
+    assert_eq!((after.generation, after.partitions), (a.generation, a.partitions));
+    assert_eq!(committed(&mut c, owned as i32).await, 7);
+    broker.shutdown().await;
+}

@@ -76,6 +76,26 @@ impl Membership {
         }
     }
 
+    /// When `self` differs from `before` only in the group's clock and
+    /// members' last-seen times (a heartbeat, a fenced commit): the members
+    /// whose time moved. `None` when members, partitions, session timeouts
+    /// or the generation changed.
+    pub fn times_moved_since(&self, before: &Membership) -> Option<Vec<(&str, i64)>> {
+        if self.generation != before.generation || self.members.len() != before.members.len() {
+            return None;
+        }
+        let mut moved = Vec::new();
+        for ((id, now), (old_id, old)) in self.members.iter().zip(&before.members) {
+            if id != old_id || now.session_timeout_ms != old.session_timeout_ms || now.partitions != old.partitions {
+                return None;
+            }
+            if now.last_seen_ms != old.last_seen_ms {
+                moved.push((id.as_str(), now.last_seen_ms));
+            }
+        }
+        Some(moved)
+    }
+
     /// A member joins (or rejoins with its id). Returns its partitions.
     pub fn join(
         &mut self,
@@ -210,6 +230,49 @@ pub fn assign(members: &mut BTreeMap<String, Member>, partitions: u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn heartbeats_and_fenced_commits_move_only_times() {
+        let mut g = Membership::default();
+        g.join("a", 10_000, 100, 4).unwrap();
+        g.join("b", 10_000, 100, 4).unwrap();
+        let before = g.clone();
+        g.heartbeat("a", 200, 4).unwrap();
+        assert_eq!(g.times_moved_since(&before), Some(vec![("a", 200)]));
+        let before = g.clone();
+        let generation = g.generation;
+        let owned = g.members["b"].partitions[0];
+        g.check_commit("b", generation, owned, 300, 4).unwrap();
+        assert_eq!(g.times_moved_since(&before), Some(vec![("b", 300)]));
+        // A stale heartbeat moves only the group's clock, if anything.
+        let before = g.clone();
+        g.heartbeat("a", 50, 4).unwrap();
+        assert!(g.times_moved_since(&before).is_some());
+        // A rejoin with another session timeout, a new member, a leave, an
+        // expiry and new partitions all need the whole membership.
+        let changes: [fn(&mut Membership); 5] = [
+            |g| {
+                let _ = g.join("a", 20_000, 400, 4);
+            },
+            |g| {
+                let _ = g.join("c", 10_000, 400, 4);
+            },
+            |g| {
+                g.leave("b", 400, 4);
+            },
+            |g| {
+                let _ = g.heartbeat("a", 10_350, 4);
+            },
+            |g| {
+                let _ = g.heartbeat("a", 400, 6);
+            },
+        ];
+        for change in changes {
+            let mut changed = g.clone();
+            change(&mut changed);
+            assert_eq!(changed.times_moved_since(&g), None);
+        }
+    }
 
     fn owned(group: &Membership) -> Vec<(&str, Vec<u32>)> {
         group

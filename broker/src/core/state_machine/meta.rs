@@ -378,11 +378,18 @@ impl MetaMachine {
             .partitions;
         let key = (topic.to_owned(), group.to_owned());
         let membership = self.memberships.entry(key.clone()).or_default();
+        let before = membership.clone();
         let result = change(membership, partitions);
         if membership.members.is_empty() && membership.generation == 0 {
             self.memberships.remove(&key);
         } else {
-            self.store.put_membership(batch, topic, group, membership)?;
+            // A heartbeat moves only times: write those, not every member.
+            match membership.times_moved_since(&before) {
+                Some(moved) => self
+                    .store
+                    .put_membership_times(batch, topic, group, membership.clock_ms, &moved)?,
+                None => self.store.put_membership(batch, topic, group, membership)?,
+            }
             self.store.put_group_marker(batch, topic, group);
         }
         let generation = self.memberships.get(&key).map_or(0, |m| m.generation);
