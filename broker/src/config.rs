@@ -40,7 +40,7 @@ pub struct Config {
     pub metrics_addr: String,
     /// `/health/live`, `/health/ready` and `/health` listener.
     pub health_addr: String,
-    /// Admin gRPC listener (cluster mode).
+    /// Admin gRPC listener (standalone and cluster mode).
     pub admin_addr: String,
     /// Client address advertised in CLUSTER_METADATA; defaults to `POD_IP` or the bind address.
     pub advertise_addr: Option<String>,
@@ -136,7 +136,7 @@ pub struct Config {
     pub plaintext_bind_addr: Option<String>,
     /// How often certificate, key and CA files are checked for changes.
     pub tls_reload_interval_secs: u64,
-    /// File holding the shared inter-broker secret (used when TLS is off);
+    /// File holding the shared inter-broker secret (checked with or without TLS);
     /// `FLYMQ_CLUSTER_SECRET` is the alternative.
     pub cluster_secret_file: Option<PathBuf>,
     /// File holding the encryption keys (same syntax as `FLYMQ_ENCRYPTION_KEY`).
