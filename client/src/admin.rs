@@ -386,11 +386,13 @@ impl AdminClient {
             to_node,
             from_node: 0,
             has_from: false,
+            has_to: true,
         };
         self.transfer(request).await
     }
 
-    /// Moves the leadership of every group led by `from_node` to `to_node`.
+    /// Moves the leadership of every group led by `from_node` to `to_node`
+    /// (a group `to_node` is no voter of moves to another of its voters).
     /// Returns the number of groups transferred.
     pub async fn transfer_leadership_from(&self, from_node: u64, to_node: u64) -> Result<u32> {
         let request = pb::TransferLeadershipRequest {
@@ -398,6 +400,7 @@ impl AdminClient {
             to_node,
             from_node,
             has_from: true,
+            has_to: true,
         };
         self.transfer(request).await
     }

@@ -394,6 +394,43 @@ async fn five_brokers_survive_losing_two() {
         "5 partitions should prefer 5 different leaders: {info:?}"
     );
 
+    // Moving every group off a node sends each to the node asked for,
+    // where that node is a voter of the group.
+    let led_by_0 = async || {
+        for _ in 0..100 {
+            let info = admin.describe_topic("spread").await.expect("describe spread");
+            if let Some(p) = info.partition_info.into_iter().find(|p| p.has_leader && p.leader == 0) {
+                return p;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        panic!("no partition of 'spread' is led by node 0");
+    };
+    let moved = led_by_0().await;
+    // The highest other replica: not the one the broker picks unasked.
+    let to = moved.replicas.iter().copied().filter(|r| *r != 0).max().unwrap();
+    let transferred = admin
+        .transfer_leadership_from(0, to)
+        .await
+        .expect("transfer-leader --from 0");
+    assert!(transferred >= 1, "nothing transferred");
+    let mut leader = None;
+    for _ in 0..100 {
+        let info = admin.describe_topic("spread").await.expect("describe spread");
+        let p = &info.partition_info[moved.partition as usize];
+        leader = p.has_leader.then_some(p.leader);
+        if leader == Some(to) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        leader,
+        Some(to),
+        "partition {} of 'spread' was to move to node {to}",
+        moved.partition
+    );
+
     let mut wide = flymq_client::admin::NewTopic::new("wide", 1);
     wide.replication_factor = 5;
     admin.create_topic(wide).await.expect("create wide");

@@ -423,6 +423,13 @@ impl Admin for AdminService {
         } else {
             None
         };
+        // Moving away from a node: to the requested node where it can lead
+        // the group, otherwise to another voter.
+        let preferred = if req.has_from && req.has_to {
+            Some(member(req.to_node)?)
+        } else {
+            None
+        };
         let mut groups = Vec::new();
         if req.has_from {
             groups.push(META_GROUP);
@@ -442,10 +449,13 @@ impl Admin for AdminService {
                 continue;
             }
             let to = match from {
-                Some(f) => match view.voters.iter().find(|v| **v != f) {
-                    Some(v) => *v,
-                    None => continue,
-                },
+                Some(f) => {
+                    let wanted = preferred.filter(|p| *p != f && view.voters.contains(p));
+                    match wanted.or_else(|| view.voters.iter().copied().find(|v| *v != f)) {
+                        Some(v) => v,
+                        None => continue,
+                    }
+                }
                 None => member(req.to_node)?,
             };
             if !view.voters.contains(&to) {

@@ -896,6 +896,9 @@ impl BrokerAdmin for GrpcAdmin {
                 to_node: 0,
                 from_node: node,
                 has_from: true,
+                // Any other voter: the operator moves leaders off a broker
+                // it is about to restart or remove.
+                has_to: false,
             };
             let reply = call(
                 "TransferLeadership",
