@@ -84,35 +84,61 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: Shutdown) {
 }
 
 /// One pass: for each led partition with due records, one `Release`.
+/// Finding them is one blocking task per pass, which costs one seek when no
+/// partition has scheduled records (one task per partition per pass kept a
+/// broker with hundreds of partitions busy while idle).
 pub async fn release_due(broker: &Arc<Broker>) -> BrokerResult<u32> {
+    let now = now_ms();
+    let scanning = broker.clone();
+    let due = tokio::task::spawn_blocking(move || due_in_led_partitions(&scanning, now))
+        .await
+        .map_err(|e| BrokerError::Storage(format!("delayed delivery task failed: {e}")))??;
     let mut delivered = 0;
-    for view in broker.catalog().topics() {
-        let topic_id = view.record.id;
-        for partition in 0..view.partition_count() {
-            if !broker.leads(topic_id, partition) {
-                continue;
-            }
-            let store = broker.store().clone();
-            let now = now_ms();
-            let records = tokio::task::spawn_blocking(move || due_records(&store, topic_id, partition, now))
-                .await
-                .map_err(|e| BrokerError::Storage(format!("delayed delivery task failed: {e}")))??;
-            if records.is_empty() {
-                continue;
-            }
-            let command = Command::Release {
-                topic: view.name().to_owned(),
-                topic_id,
-                partition,
-                timestamp_ms: now,
-                records,
-            };
-            if let Applied::Released { count } = broker.propose(command).await? {
-                delivered += count;
-            }
+    for (topic, topic_id, partition, records) in due {
+        let command = Command::Release {
+            topic,
+            topic_id,
+            partition,
+            timestamp_ms: now,
+            records,
+        };
+        if let Applied::Released { count } = broker.propose(command).await? {
+            delivered += count;
         }
     }
     Ok(delivered)
+}
+
+/// `(topic, topic id, partition, due records)` of every partition this
+/// broker leads that has records due at `now`.
+fn due_in_led_partitions(broker: &Broker, now: i64) -> BrokerResult<Vec<(String, u32, u32, Vec<DueRecord>)>> {
+    let mut found = Vec::new();
+    let mut topics = std::collections::HashMap::new();
+    for (topic_id, partition) in broker.store().delayed_partitions()? {
+        if !broker.leads(topic_id, partition) {
+            continue;
+        }
+        if topics.is_empty() {
+            topics = broker
+                .catalog()
+                .topics()
+                .into_iter()
+                .map(|view| (view.record.id, view))
+                .collect();
+        }
+        // Scheduled records of a topic being deleted: nothing to deliver.
+        let Some(view) = topics.get(&topic_id) else {
+            continue;
+        };
+        if partition >= view.partition_count() {
+            continue;
+        }
+        let records = due_records(broker.store(), topic_id, partition, now)?;
+        if !records.is_empty() {
+            found.push((view.name().to_owned(), topic_id, partition, records));
+        }
+    }
+    Ok(found)
 }
 
 /// The due records of a partition, read from its log.

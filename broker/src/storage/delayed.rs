@@ -57,6 +57,23 @@ impl Store {
         Ok(due)
     }
 
+    /// `(topic id, partition)` of every partition with scheduled records,
+    /// in key order: one seek per such partition, one when there is none.
+    pub fn delayed_partitions(&self) -> Result<Vec<(u32, u32)>, StorageError> {
+        let mut found = Vec::new();
+        let mut iter = self.db().raw_iterator_cf(&self.cf(CF_META));
+        iter.seek(keys::DELAYED_PREFIX);
+        while let Some(key) = iter.key() {
+            let Some((topic_id, partition)) = keys::parse_delayed_partition(key) else {
+                break;
+            };
+            found.push((topic_id, partition));
+            iter.seek(prefix_end(&keys::delayed_prefix(topic_id, partition)));
+        }
+        iter.status()?;
+        Ok(found)
+    }
+
     /// Every `(due, offset)` in a partition's index.
     pub fn all_delayed(&self, topic_id: u32, partition: u32) -> Result<BTreeSet<(i64, u64)>, StorageError> {
         self.scan_delayed(topic_id, partition).map(|it| it.collect())
@@ -101,4 +118,30 @@ pub fn pending_in_batch(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partitions_with_scheduled_records_are_found_by_seeking() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.delayed_partitions().unwrap(), vec![]);
+        let mut batch = WriteBatch::default();
+        for (topic, partition, due, offset) in [(1, 3, 50, 7), (1, 0, 10, 1), (1, 0, 20, 2), (2, 1, 5, 0)] {
+            store.put_delayed(&mut batch, topic, partition, due, offset);
+        }
+        // Keys on either side of the index.
+        store.put_cluster_value(&mut batch, "x", b"1").unwrap();
+        batch.put_cf(&store.cf(CF_META), b"e/after", b"");
+        store.db().write(batch).unwrap();
+        assert_eq!(store.delayed_partitions().unwrap(), vec![(1, 0), (1, 3), (2, 1)]);
+
+        let mut batch = WriteBatch::default();
+        store.delete_topic_delayed(&mut batch, 1);
+        store.db().write(batch).unwrap();
+        assert_eq!(store.delayed_partitions().unwrap(), vec![(2, 1)]);
+    }
 }

@@ -56,10 +56,13 @@ pub fn delayed_key(topic_id: u32, partition: u32, due_ms: i64, offset: u64) -> [
     key
 }
 
+/// Prefix of every scheduled-record key.
+pub const DELAYED_PREFIX: &[u8] = b"d/";
+
 /// Prefix of every scheduled-record key of a partition.
 pub fn delayed_prefix(topic_id: u32, partition: u32) -> [u8; 10] {
     let mut key = [0u8; 10];
-    key[0..2].copy_from_slice(b"d/");
+    key[0..2].copy_from_slice(DELAYED_PREFIX);
     key[2..6].copy_from_slice(&topic_id.to_be_bytes());
     key[6..10].copy_from_slice(&partition.to_be_bytes());
     key
@@ -71,6 +74,16 @@ pub fn delayed_topic_prefix(topic_id: u32) -> [u8; 6] {
     key[0..2].copy_from_slice(b"d/");
     key[2..6].copy_from_slice(&topic_id.to_be_bytes());
     key
+}
+
+/// `(topic id, partition)` of a scheduled-record key; `None` for any other key.
+pub fn parse_delayed_partition(key: &[u8]) -> Option<(u32, u32)> {
+    if !key.starts_with(DELAYED_PREFIX) {
+        return None;
+    }
+    let topic_id = u32::from_be_bytes(key.get(2..6)?.try_into().ok()?);
+    let partition = u32::from_be_bytes(key.get(6..10)?.try_into().ok()?);
+    Some((topic_id, partition))
 }
 
 /// `(due ms, offset)` of a scheduled-record key.
