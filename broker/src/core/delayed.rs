@@ -94,7 +94,13 @@ pub async fn release_due(broker: &Arc<Broker>) -> BrokerResult<u32> {
         .await
         .map_err(|e| BrokerError::Storage(format!("delayed delivery task failed: {e}")))??;
     let mut delivered = 0;
-    for (topic, topic_id, partition, records) in due {
+    for DuePartition {
+        topic,
+        topic_id,
+        partition,
+        records,
+    } in due
+    {
         let command = Command::Release {
             topic,
             topic_id,
@@ -109,9 +115,16 @@ pub async fn release_due(broker: &Arc<Broker>) -> BrokerResult<u32> {
     Ok(delivered)
 }
 
-/// `(topic, topic id, partition, due records)` of every partition this
-/// broker leads that has records due at `now`.
-fn due_in_led_partitions(broker: &Broker, now: i64) -> BrokerResult<Vec<(String, u32, u32, Vec<DueRecord>)>> {
+/// The records of one partition that are due.
+struct DuePartition {
+    topic: String,
+    topic_id: u32,
+    partition: u32,
+    records: Vec<DueRecord>,
+}
+
+/// Every partition this broker leads that has records due at `now`.
+fn due_in_led_partitions(broker: &Broker, now: i64) -> BrokerResult<Vec<DuePartition>> {
     let mut found = Vec::new();
     let mut topics = std::collections::HashMap::new();
     for (topic_id, partition) in broker.store().delayed_partitions()? {
@@ -135,7 +148,12 @@ fn due_in_led_partitions(broker: &Broker, now: i64) -> BrokerResult<Vec<(String,
         }
         let records = due_records(broker.store(), topic_id, partition, now)?;
         if !records.is_empty() {
-            found.push((view.name().to_owned(), topic_id, partition, records));
+            found.push(DuePartition {
+                topic: view.name().to_owned(),
+                topic_id,
+                partition,
+                records,
+            });
         }
     }
     Ok(found)
