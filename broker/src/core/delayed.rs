@@ -84,25 +84,43 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: Shutdown) {
 }
 
 /// One pass: for each led partition with due records, one `Release`.
-/// Finding them is one blocking task per pass, which costs one seek when no
-/// partition has scheduled records (one task per partition per pass kept a
-/// broker with hundreds of partitions busy while idle).
+/// Only partitions that have scheduled records at all are visited: finding
+/// them costs one seek when there are none (a blocking-thread hand-off per
+/// led partition per pass kept a broker with hundreds of partitions busy
+/// while idle). One partition's due records are in memory at a time.
 pub async fn release_due(broker: &Arc<Broker>) -> BrokerResult<u32> {
-    let now = now_ms();
-    let scanning = broker.clone();
-    let due = tokio::task::spawn_blocking(move || due_in_led_partitions(&scanning, now))
+    let store = broker.store().clone();
+    let scheduled = tokio::task::spawn_blocking(move || store.delayed_partitions())
         .await
         .map_err(|e| BrokerError::Storage(format!("delayed delivery task failed: {e}")))??;
+    if scheduled.is_empty() {
+        return Ok(0);
+    }
+    let topics: std::collections::HashMap<u32, _> = broker
+        .catalog()
+        .topics()
+        .into_iter()
+        .map(|view| (view.record.id, view))
+        .collect();
     let mut delivered = 0;
-    for DuePartition {
-        topic,
-        topic_id,
-        partition,
-        records,
-    } in due
-    {
+    for (topic_id, partition) in scheduled {
+        // A topic being deleted (or not known here yet) has nothing to deliver.
+        let Some(view) = topics.get(&topic_id) else {
+            continue;
+        };
+        if partition >= view.partition_count() || !broker.leads(topic_id, partition) {
+            continue;
+        }
+        let store = broker.store().clone();
+        let now = now_ms();
+        let records = tokio::task::spawn_blocking(move || due_records(&store, topic_id, partition, now))
+            .await
+            .map_err(|e| BrokerError::Storage(format!("delayed delivery task failed: {e}")))??;
+        if records.is_empty() {
+            continue;
+        }
         let command = Command::Release {
-            topic,
+            topic: view.name().to_owned(),
             topic_id,
             partition,
             timestamp_ms: now,
@@ -113,50 +131,6 @@ pub async fn release_due(broker: &Arc<Broker>) -> BrokerResult<u32> {
         }
     }
     Ok(delivered)
-}
-
-/// The records of one partition that are due.
-struct DuePartition {
-    topic: String,
-    topic_id: u32,
-    partition: u32,
-    records: Vec<DueRecord>,
-}
-
-/// Every partition this broker leads that has records due at `now`.
-fn due_in_led_partitions(broker: &Broker, now: i64) -> BrokerResult<Vec<DuePartition>> {
-    let mut found = Vec::new();
-    let mut topics = std::collections::HashMap::new();
-    for (topic_id, partition) in broker.store().delayed_partitions()? {
-        if !broker.leads(topic_id, partition) {
-            continue;
-        }
-        if topics.is_empty() {
-            topics = broker
-                .catalog()
-                .topics()
-                .into_iter()
-                .map(|view| (view.record.id, view))
-                .collect();
-        }
-        // Scheduled records of a topic being deleted: nothing to deliver.
-        let Some(view) = topics.get(&topic_id) else {
-            continue;
-        };
-        if partition >= view.partition_count() {
-            continue;
-        }
-        let records = due_records(broker.store(), topic_id, partition, now)?;
-        if !records.is_empty() {
-            found.push(DuePartition {
-                topic: view.name().to_owned(),
-                topic_id,
-                partition,
-                records,
-            });
-        }
-    }
-    Ok(found)
 }
 
 /// The due records of a partition, read from its log.
