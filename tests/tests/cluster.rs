@@ -394,6 +394,20 @@ async fn five_brokers_survive_losing_two() {
         "5 partitions should prefer 5 different leaders: {info:?}"
     );
 
+    // A target that is not a member is refused by name, in both forms.
+    for (what, answer) in [
+        ("--from 0 --to 99", admin.transfer_leadership_from(0, 99).await),
+        ("--group 0 --to 99", admin.transfer_leadership(0, 99).await),
+    ] {
+        match answer {
+            Err(flymq_client::Error::Admin { code, message, .. }) => {
+                assert_eq!(code, tonic::Code::InvalidArgument, "{what}: {message}");
+                assert!(message.contains("node 99 is not a member"), "{what}: {message}");
+            }
+            other => panic!("transfer-leader {what} answered {other:?}"),
+        }
+    }
+
     // Moving every group off a node sends each to the node asked for,
     // where that node is a voter of the group.
     let led_by_0 = async || {
@@ -428,6 +442,29 @@ async fn five_brokers_survive_losing_two() {
         leader,
         Some(to),
         "partition {} of 'spread' was to move to node {to}",
+        moved.partition
+    );
+
+    // Asked to move a node's groups to itself, they go to another voter:
+    // the partition, now led by `to`, moves off it.
+    let transferred = admin
+        .transfer_leadership_from(to, to)
+        .await
+        .expect("transfer-leader --from N --to N");
+    assert!(transferred >= 1, "node {to} led no group; {transferred} transferred");
+    let mut leader = Some(to);
+    for _ in 0..100 {
+        let info = admin.describe_topic("spread").await.expect("describe spread");
+        let p = &info.partition_info[moved.partition as usize];
+        leader = p.has_leader.then_some(p.leader);
+        if leader.is_some_and(|l| l != to) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        leader.is_some_and(|l| l != to && moved.replicas.contains(&l)),
+        "partition {} of 'spread' was to move off node {to} to another replica: {leader:?}",
         moved.partition
     );
 

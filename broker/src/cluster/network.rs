@@ -384,7 +384,8 @@ impl RaftNetworkV2<TypeConfig> for GroupClient {
 /// Keeps the peer address book in step with the metadata membership, which
 /// is where a broker that restarted on a new address is re-registered.
 pub(super) async fn learn_peer_addresses(raft: Raft, peers: Arc<Peers>) {
-    let mut metrics = raft.metrics();
+    // Server metrics change with the membership, not with every heartbeat.
+    let mut metrics = raft.server_metrics();
     let mut seen = None;
     loop {
         let membership = metrics.borrow_watched().membership_config.clone();

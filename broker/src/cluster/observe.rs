@@ -78,18 +78,26 @@ pub(super) fn group_labels(group: u64, topic_names: &HashMap<u32, String>) -> Ra
 }
 
 /// Counts (and logs) changes of a group's leader, including losing it.
+///
+/// Watches the server metrics (vote, state, leader, membership), which
+/// change only on elections and membership changes: the full metrics change
+/// on every heartbeat answer, and a task per group woken by each would cost
+/// an idle broker CPU in proportion to its partitions.
 pub(super) async fn count_leader_changes(raft: Raft, metrics: Arc<Metrics>, labels: RaftGroupLabels) {
-    let mut watch = raft.metrics();
+    let mut watch = raft.server_metrics();
     let mut leader = watch.borrow_watched().current_leader;
     while watch.changed().await.is_ok() {
-        let m = watch.borrow_watched().clone();
-        if m.current_leader != leader {
-            leader = m.current_leader;
+        let current_leader = watch.borrow_watched().current_leader;
+        if current_leader != leader {
+            leader = current_leader;
+            // The full metrics are published after the server metrics, so
+            // these may lag by one update; they are for the log line only.
+            let m = raft.metrics().borrow_watched().clone();
             metrics.raft_leader_changes.get_or_create(&labels).inc();
             tracing::info!(
                 group = %labels.group,
-                leader = ?m.current_leader.map(broker_of),
-                leader_member = ?m.current_leader,
+                leader = ?current_leader.map(broker_of),
+                leader_member = ?current_leader,
                 term = m.current_term,
                 last_log = ?m.last_log_index,
                 committed = ?m.local_committed.map(|l| l.index),

@@ -89,10 +89,9 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: Shutdown) {
 /// led partition per pass kept a broker with hundreds of partitions busy
 /// while idle). One partition's due records are in memory at a time.
 pub async fn release_due(broker: &Arc<Broker>) -> BrokerResult<u32> {
-    let store = broker.store().clone();
-    let scheduled = tokio::task::spawn_blocking(move || store.delayed_partitions())
-        .await
-        .map_err(|e| BrokerError::Storage(format!("delayed delivery task failed: {e}")))??;
+    let scheduled = broker
+        .read_store("partitions with delayed records", |store| store.delayed_partitions())
+        .await?;
     if scheduled.is_empty() {
         return Ok(0);
     }
@@ -111,11 +110,12 @@ pub async fn release_due(broker: &Arc<Broker>) -> BrokerResult<u32> {
         if partition >= view.partition_count() || !broker.leads(topic_id, partition) {
             continue;
         }
-        let store = broker.store().clone();
         let now = now_ms();
-        let records = tokio::task::spawn_blocking(move || due_records(&store, topic_id, partition, now))
-            .await
-            .map_err(|e| BrokerError::Storage(format!("delayed delivery task failed: {e}")))??;
+        let records = broker
+            .read_store("due delayed records", move |store| {
+                due_records(store, topic_id, partition, now)
+            })
+            .await?;
         if records.is_empty() {
             continue;
         }
@@ -134,7 +134,12 @@ pub async fn release_due(broker: &Arc<Broker>) -> BrokerResult<u32> {
 }
 
 /// The due records of a partition, read from its log.
-fn due_records(store: &crate::storage::Store, topic_id: u32, partition: u32, now: i64) -> BrokerResult<Vec<DueRecord>> {
+fn due_records(
+    store: &crate::storage::Store,
+    topic_id: u32,
+    partition: u32,
+    now: i64,
+) -> Result<Vec<DueRecord>, crate::storage::StorageError> {
     let mut records = Vec::new();
     let mut bytes = 0usize;
     for (due_ms, offset) in store.due_delayed(topic_id, partition, now, RELEASE_BATCH)? {
