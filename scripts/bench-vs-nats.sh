@@ -8,7 +8,10 @@
 # --setups flymq-all,nats-r1,... (default: every setup below), --perf
 # (profile the FlyMQ brokers with `perf record -e cpu-clock -g` during
 # their runs and add the top symbols to the report; perf costs CPU, so
-# compare numbers from runs without it).
+# compare numbers from runs without it), --threads-per-server N (run every
+# server with N threads for its work: TOKIO_WORKER_THREADS=N for FlyMQ,
+# GOMAXPROCS=N for NATS; default: each uses one per CPU, so the three
+# servers of a 3-node setup each size themselves for the whole machine).
 # Environment: FLYMQ_BIN = broker binary to measure (built from this
 # checkout when unset), NATS_SYNC_BIN = a nats-server >= 2.10 for the extra
 # `sync_interval: always` setups (Debian's 2.9 has no such setting),
@@ -36,6 +39,7 @@ SETUPS="flymq-all,nats-r1,flymq-leader,flymq-3,nats-r3"
 OUT=""
 QUICK=0
 PERF=0
+THREADS=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1; ROUNDS=1; DURATION=1s; WARMUP=500ms; CONSUME=30000 ;;
@@ -45,6 +49,7 @@ while [ $# -gt 0 ]; do
     --setups) SETUPS=$2; shift ;;
     --out) OUT=$2; shift ;;
     --perf) PERF=1 ;;
+    --threads-per-server) THREADS=$2; shift ;;
     -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
     *) echo "bench-vs-nats: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
@@ -53,6 +58,9 @@ done
 if [ -n "${NATS_SYNC_BIN:-}" ] && [[ ",$SETUPS," != *",nats-r1-sync,"* ]]; then
   SETUPS="$SETUPS,nats-r1-sync,nats-r3-sync"
 fi
+
+NATS_ENV=()
+[ -n "$THREADS" ] && NATS_ENV=(GOMAXPROCS="$THREADS")
 
 # Client settings, identical for every setup.
 BENCH_ARGS=(--size 100 --connections 3 --in-flight 256 --partitions 3
@@ -158,6 +166,7 @@ wait_http() {
 flymq_node() { # ID IP DIR SEEDS [ACKS]
   local id=$1 ip=$2 dir=$3 seeds=$4 acks=${5:-all}
   local envs=(FLYMQ_NODE_ID="$id")
+  [ -n "$THREADS" ] && envs+=(TOKIO_WORKER_THREADS="$THREADS")
   [ -n "$seeds" ] && envs+=(POD_IP="$ip" FLYMQ_SEEDS="$seeds" FLYMQ_CLUSTER_SECRET="$CLUSTER_SECRET")
   start "flymq node $id on $ip" "$WORK/flymq-$id.log" "${envs[@]}" -- "$FLYMQ_BIN" \
     --data-dir "$dir" --bind-addr "$ip:19092" --log-level warn --acks "$acks" \
@@ -242,7 +251,7 @@ run_setup() {
       local sync=0 bin=$NATS_BIN durab="file store, default background sync"
       [ "$setup" = nats-r1-sync ] && { sync=1; bin=$NATS_SYNC_BIN; durab="file store, sync_interval: always"; }
       nats_conf n1 127.0.1.1 "$dir/n1" "$sync" ""
-      start "nats-server n1" "$WORK/n1.log" -- "$bin" -c "$WORK/n1.conf"
+      start "nats-server n1" "$WORK/n1.log" "${NATS_ENV[@]}" -- "$bin" -c "$WORK/n1.conf"
       wait_http "http://127.0.1.1:18222/healthz" "nats-server"
       run_bench "$setup" "NATS $("$bin" --version | awk '{print $2}'), 1 server, JetStream $durab, R1 streams" \
         --system nats --servers nats://127.0.1.1:14222 --replicas 1
@@ -253,7 +262,7 @@ run_setup() {
       local routes="nats-route://127.0.1.1:16222, nats-route://127.0.1.2:16222, nats-route://127.0.1.3:16222"
       for i in 1 2 3; do
         nats_conf "n$i" "127.0.1.$i" "$dir/n$i" "$sync" "$routes"
-        start "nats-server n$i" "$WORK/n$i.log" -- "$bin" -c "$WORK/n$i.conf"
+        start "nats-server n$i" "$WORK/n$i.log" "${NATS_ENV[@]}" -- "$bin" -c "$WORK/n$i.conf"
       done
       for i in 1 2 3; do wait_http "http://127.0.1.$i:18222/healthz" "nats-server n$i"; done
       run_bench "$setup" "NATS $("$bin" --version | awk '{print $2}'), 3-server cluster, JetStream $durab, R3 streams" \
@@ -302,6 +311,11 @@ disk_dev=$(df --output=source "$WORK" | tail -n 1)
   echo "- disk: $disk_dev ($(df -T "$WORK" | awk 'NR==2 {print $2}')), 4 KiB O_DSYNC write: $SYNC_PROBE"
   echo "- $("$NATS_BIN" --version), async-nats $(sed -n 's/^async-nats = { version = "\([^"]*\)".*/\1/p' Cargo.toml)"
   [ -n "${NATS_SYNC_BIN:-}" ] && echo "- sync setups: $("$NATS_SYNC_BIN" --version)"
+  if [ -n "$THREADS" ]; then
+    echo "- threads per server: $THREADS (\`TOKIO_WORKER_THREADS\` for FlyMQ, \`GOMAXPROCS\` for NATS)"
+  else
+    echo "- threads per server: each server's default (one per CPU)"
+  fi
   echo "- FlyMQ checkout $commit; broker binary \`$FLYMQ_BIN\` ($BIN_ORIGIN; built $(date -u -r "$FLYMQ_BIN" '+%Y-%m-%d %H:%M UTC'))"
   echo "- run took $(( $(date +%s) - T0 )) s; load at start: \`$LOAD_START\`; at end: \`$LOAD_END\`"
   echo "- busiest other processes at start: ${BUSY_START:-none above 5 % CPU}; at end: ${BUSY_END:-none above 5 % CPU}"
