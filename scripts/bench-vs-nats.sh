@@ -8,10 +8,10 @@
 # --setups flymq-all,nats-r1,... (default: every setup below), --perf
 # (profile the FlyMQ brokers with `perf record -e cpu-clock -g` during
 # their runs and add the top symbols to the report; perf costs CPU, so
-# compare numbers from runs without it), --threads-per-server N (run every
-# server with N threads for its work: TOKIO_WORKER_THREADS=N for FlyMQ,
-# GOMAXPROCS=N for NATS; default: each uses one per CPU, so the three
-# servers of a 3-node setup each size themselves for the whole machine).
+# compare numbers from runs without it), --threads-per-server N (in the
+# 3-server setups, run every server with N threads for its work: FlyMQ's
+# `worker_threads`, NATS's GOMAXPROCS; default: each sizes itself for the
+# whole machine, one per CPU. One-server setups always use the default).
 # Environment: FLYMQ_BIN = broker binary to measure (built from this
 # checkout when unset), NATS_SYNC_BIN = a nats-server >= 2.10 for the extra
 # `sync_interval: always` setups (Debian's 2.9 has no such setting),
@@ -59,7 +59,7 @@ if [ -n "${NATS_SYNC_BIN:-}" ] && [[ ",$SETUPS," != *",nats-r1-sync,"* ]]; then
   SETUPS="$SETUPS,nats-r1-sync,nats-r3-sync"
 fi
 
-NATS_ENV=()
+NATS_ENV=()  # the 3-server NATS setups' environment
 [ -n "$THREADS" ] && NATS_ENV=(GOMAXPROCS="$THREADS")
 
 # Client settings, identical for every setup.
@@ -166,7 +166,7 @@ wait_http() {
 flymq_node() { # ID IP DIR SEEDS [ACKS]
   local id=$1 ip=$2 dir=$3 seeds=$4 acks=${5:-all}
   local envs=(FLYMQ_NODE_ID="$id")
-  [ -n "$THREADS" ] && envs+=(TOKIO_WORKER_THREADS="$THREADS")
+  [ -n "$seeds" ] && [ -n "$THREADS" ] && envs+=(FLYMQ_WORKER_THREADS="$THREADS")
   [ -n "$seeds" ] && envs+=(POD_IP="$ip" FLYMQ_SEEDS="$seeds" FLYMQ_CLUSTER_SECRET="$CLUSTER_SECRET")
   start "flymq node $id on $ip" "$WORK/flymq-$id.log" "${envs[@]}" -- "$FLYMQ_BIN" \
     --data-dir "$dir" --bind-addr "$ip:19092" --log-level warn --acks "$acks" \
@@ -251,7 +251,7 @@ run_setup() {
       local sync=0 bin=$NATS_BIN durab="file store, default background sync"
       [ "$setup" = nats-r1-sync ] && { sync=1; bin=$NATS_SYNC_BIN; durab="file store, sync_interval: always"; }
       nats_conf n1 127.0.1.1 "$dir/n1" "$sync" ""
-      start "nats-server n1" "$WORK/n1.log" "${NATS_ENV[@]}" -- "$bin" -c "$WORK/n1.conf"
+      start "nats-server n1" "$WORK/n1.log" -- "$bin" -c "$WORK/n1.conf"
       wait_http "http://127.0.1.1:18222/healthz" "nats-server"
       run_bench "$setup" "NATS $("$bin" --version | awk '{print $2}'), 1 server, JetStream $durab, R1 streams" \
         --system nats --servers nats://127.0.1.1:14222 --replicas 1
@@ -312,7 +312,7 @@ disk_dev=$(df --output=source "$WORK" | tail -n 1)
   echo "- $("$NATS_BIN" --version), async-nats $(sed -n 's/^async-nats = { version = "\([^"]*\)".*/\1/p' Cargo.toml)"
   [ -n "${NATS_SYNC_BIN:-}" ] && echo "- sync setups: $("$NATS_SYNC_BIN" --version)"
   if [ -n "$THREADS" ]; then
-    echo "- threads per server: $THREADS (\`TOKIO_WORKER_THREADS\` for FlyMQ, \`GOMAXPROCS\` for NATS)"
+    echo "- threads per server in the 3-server setups: $THREADS (FlyMQ \`worker_threads\`, NATS \`GOMAXPROCS\`); one-server setups: each server's default (one per CPU)"
   else
     echo "- threads per server: each server's default (one per CPU)"
   fi

@@ -14,6 +14,9 @@ use thiserror::Error;
 use crate::core::{BrokerSettings, Durability};
 use crate::storage::TopicConfig;
 
+/// Most async runtime threads `worker_threads` may ask for.
+const MAX_WORKER_THREADS: usize = 1024;
+
 /// When a produce is acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -75,6 +78,9 @@ pub struct Config {
     /// reuse (`glibc.malloc.tcache_count`; 0 = glibc's default, 7). An
     /// explicit `GLIBC_TUNABLES` naming it wins.
     pub malloc_thread_cache: u32,
+    /// Threads of the async runtime (0 = one per CPU available to the
+    /// process, which honours a container's CPU limit).
+    pub worker_threads: usize,
     /// Most concurrent client connections; more are refused.
     pub max_connections: usize,
     /// Most requests read ahead on one connection before the first is answered.
@@ -180,6 +186,7 @@ impl Default for Config {
             memory_budget_mb: 512,
             malloc_arenas: 4,
             malloc_thread_cache: 2000,
+            worker_threads: 0,
             max_connections: 10_000,
             max_in_flight_per_connection: 1024,
             idle_timeout_secs: 600,
@@ -387,6 +394,12 @@ impl Config {
             return Err(Self::invalid(
                 "malloc_thread_cache",
                 "must be at most 65535 (0 = the C library's default)",
+            ));
+        }
+        if self.worker_threads > MAX_WORKER_THREADS {
+            return Err(Self::invalid(
+                "worker_threads",
+                "must be at most 1024 (0 = one per CPU)",
             ));
         }
         if self.data_dir.as_os_str().is_empty() {
@@ -648,6 +661,12 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("`malloc_thread_cache`") && err.contains("65535"), "{err}");
+        let err = Config::load(None, env(&[("FLYMQ_WORKER_THREADS", "5000")]), vec![])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`worker_threads`") && err.contains("1024"), "{err}");
+        let ok = Config::load(None, vec![], vec![flag("worker_threads", "1")]).unwrap();
+        assert_eq!(ok.worker_threads, 1);
     }
 
     #[test]

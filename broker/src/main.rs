@@ -131,11 +131,7 @@ fn main() -> ExitCode {
         eprintln!("flymq: configuration error: invalid value for `log_level`: {err}");
         return ExitCode::from(2);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("flymq")
-        .build()
-    {
+    let runtime = match build_runtime(config.worker_threads) {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("flymq: cannot start the async runtime: {err}");
@@ -143,6 +139,17 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(run(config))
+}
+
+/// The async runtime; `worker_threads` 0 leaves tokio's default
+/// (`TOKIO_WORKER_THREADS`, else one per CPU available to the process).
+fn build_runtime(worker_threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all().thread_name("flymq");
+    if worker_threads > 0 {
+        builder.worker_threads(worker_threads);
+    }
+    builder.build()
 }
 
 /// `flymq dev`: N brokers on 127.0.0.2.. sharing this process.
@@ -159,7 +166,7 @@ fn dev(base: Config, nodes: u8, dir: PathBuf, secure: bool) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match build_runtime(base.worker_threads) {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("flymq: cannot start the async runtime: {err}");
