@@ -478,3 +478,78 @@ async fn every_broker_killed_at_once_keeps_every_acknowledged_record_and_offset(
         "the committed offset survives"
     );
 }
+
+/// A client reads back the offset it committed, through any broker: here
+/// through the metadata leader it was connected to, paused while another
+/// broker took over and took the commit. Its read is sent while it is still
+/// paused, so it is the first thing the deposed leader handles when it
+/// resumes, before it hears of the new leader: it must not answer from its
+/// own, older copy of the offsets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn committed_offsets_read_back_through_a_deposed_metadata_leader() {
+    let cluster = tokio::task::block_in_place(|| Cluster::start(64, 3));
+    let all: Vec<_> = cluster.nodes.iter().collect();
+    let admin = client_for(&all).await;
+    admin.create_topic("readback", 1).await.expect("create");
+    admin.commit("readback", "g", 0, 1).await.expect("first commit");
+    for round in 1..=3u64 {
+        let status = |i: usize| cluster.status(i)["role"].as_str().unwrap_or_default().to_owned();
+        let leader = wait_for_metadata_leader(&cluster, &[0, 1, 2]).await;
+        let on_leader =
+            flymq_tests::cluster::client_for_addrs(&[cluster.nodes[leader].client_addr()], Duration::from_secs(30))
+                .await;
+        assert_eq!(
+            on_leader.get_offset("readback", "g", 0).await.expect("warm-up read"),
+            round
+        );
+
+        let pid = cluster.procs[leader].as_ref().expect("running").pid().to_string();
+        let signal = |sig: &str| {
+            let ok = std::process::Command::new("kill")
+                .args([sig, &pid])
+                .status()
+                .expect("kill");
+            assert!(ok.success(), "kill {sig} {pid}");
+        };
+        signal("-STOP");
+        let others: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
+        let new_leader = wait_for_metadata_leader(&cluster, &others).await;
+        assert_eq!(status(new_leader), "leader");
+        let elsewhere =
+            flymq_tests::cluster::client_for_addrs(&[cluster.nodes[new_leader].client_addr()], Duration::from_secs(10))
+                .await;
+        let committed = round + 1;
+        elsewhere
+            .commit("readback", "g", 0, committed)
+            .await
+            .expect("commit on the new leader");
+
+        let read = tokio::spawn(async move { on_leader.get_offset("readback", "g", 0).await });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        signal("-CONT");
+        let read = read.await.expect("read task");
+        match read {
+            Ok(offset) => assert_eq!(
+                offset,
+                committed,
+                "round {round}: the deposed leader answered an older offset\n{}",
+                cluster.logs()
+            ),
+            Err(e) => panic!("round {round}: read through the deposed leader failed: {e}"),
+        }
+    }
+}
+
+/// The broker among `candidates` that reports leading the metadata.
+async fn wait_for_metadata_leader(cluster: &Cluster, candidates: &[usize]) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        for &i in candidates {
+            if cluster.status(i)["role"].as_str() == Some("leader") {
+                return i;
+            }
+        }
+        assert!(Instant::now() < deadline, "no metadata leader among {candidates:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

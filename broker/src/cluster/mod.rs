@@ -6,7 +6,8 @@
 //! - `state_machine`: a group's state machine (metadata or one partition).
 //! - `network` / `service`: Raft RPCs over one gRPC service (port 9093).
 //! - `node`: the groups of this broker; `proposer`, `forwarding`, `join`,
-//!   `reconcile`, `assignment`, `leadership`, `observe`: what it does with them.
+//!   `reconcile`, `assignment`, `leadership`, `observe`, `read_barrier`:
+//!   what it does with them.
 //! - `replicator`: the broker core's `Replicator` in cluster mode.
 //! - `admin`: the admin gRPC API (port 9096).
 //! - `auth`: inter-broker authentication (cluster secret; mutual TLS is in
@@ -25,6 +26,7 @@ pub mod network;
 pub mod node;
 pub mod observe;
 pub mod proposer;
+pub mod read_barrier;
 pub mod reconcile;
 pub mod replicator;
 pub mod service;

@@ -114,6 +114,11 @@ impl Replicator for ClusterReplicator {
         }
     }
 
+    fn metadata_barrier(&self) -> BoxFuture<'static, BrokerResult<()>> {
+        let node = self.node.clone();
+        async move { node.read_barrier(META_GROUP).await }.boxed()
+    }
+
     fn leads_metadata(&self) -> bool {
         self.node.group(META_GROUP).is_some_and(|g| g.raft.is_leader())
     }

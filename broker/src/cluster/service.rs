@@ -51,6 +51,10 @@ pub enum GroupOp {
     TransferLeader { to: super::types::NodeId },
     /// On any replica: the leader it knows. Answers `Option<NodeId>`.
     LeaderOf,
+    /// On the leader: the read index for a linearizable read, after a
+    /// quorum round confirms it still leads. Answers `u64`; UNAVAILABLE
+    /// when it does not lead (see `read_barrier`).
+    ReadIndex,
 }
 
 fn bad_payload(e: std::io::Error) -> Status {
@@ -296,6 +300,7 @@ impl Cluster for ClusterService {
                 use openraft::async_runtime::WatchReceiver;
                 encode(&group.raft.metrics().borrow_watched().current_leader)
             }
+            GroupOp::ReadIndex => encode(&super::read_barrier::serve_read_index(&group).await?),
         };
         let result = result.map_err(|e| Status::internal(e.to_string()))?;
         Ok(Response::new(ManageReply { result }))

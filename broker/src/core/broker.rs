@@ -175,6 +175,13 @@ impl Broker {
         await_applied(self.replicator.submit(command)).await
     }
 
+    /// Waits until this broker's metadata includes every metadata write
+    /// committed anywhere before the call (see `Replicator::metadata_barrier`):
+    /// explicit reads of offsets, groups and schemas call it first.
+    pub async fn metadata_barrier(&self) -> BrokerResult<()> {
+        self.replicator.metadata_barrier().await
+    }
+
     /// Runs a read of the store on a blocking thread: a RocksDB read can
     /// wait for the disk, which must not stall an async worker.
     pub(super) async fn read_store<T: Send + 'static>(

@@ -229,6 +229,7 @@ impl Broker {
         let retries = self.deliveries.count(topic, group, p, at);
         let header = DeadLetter::new(topic, p, at, &key, group, error, retries);
         self.append_dead_letter(&header, payload).await?;
+        self.metadata_barrier().await?;
         if self.read_committed_offset(topic, group, p).await? == Some(at) {
             self.commit(topic, group, partition, at + 1).await?;
         }

@@ -50,7 +50,7 @@ impl Broker {
         let (committed, known) = if group.is_empty() {
             (None, true)
         } else {
-            self.replicator.check_metadata_fresh()?;
+            self.metadata_barrier().await?;
             let (t, g, p) = (topic.to_owned(), group.to_owned(), pos.partition);
             self.read_store("the group's offset", move |store| {
                 Ok((store.committed_offset(&t, &g, p)?, store.group_exists(&t, &g)?))

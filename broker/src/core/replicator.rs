@@ -61,10 +61,19 @@ pub trait Replicator: Send + Sync + 'static {
 
     /// Ok when this broker's copy of the metadata (topics, committed
     /// offsets) includes every metadata write it acknowledged; otherwise a
-    /// retriable error. Reads of group offsets check it, so a client never
-    /// reads back an older offset than it committed.
+    /// retriable error. A cheap local check for reads on hot paths (schema
+    /// checks of produces).
     fn check_metadata_fresh(&self) -> BrokerResult<()> {
         Ok(())
+    }
+
+    /// Resolves once this broker's copy of the metadata includes every
+    /// metadata write committed anywhere before the call (a linearizable
+    /// read barrier; immediate on a standalone broker). Reads of committed
+    /// offsets and groups wait for it, so a client never reads back an
+    /// older offset than one it committed, through whichever broker.
+    fn metadata_barrier(&self) -> BoxFuture<'static, BrokerResult<()>> {
+        Box::pin(std::future::ready(Ok(())))
     }
 
     /// Whether this broker leads the metadata (it finishes the delivery of

@@ -13,7 +13,7 @@ use crate::core::groups::Assignment;
 use crate::core::{Broker, GroupInfo};
 use crate::server::access::{AccessCheck, verify};
 use crate::server::connection::{ConnectionContext, Session};
-use crate::server::dispatch::{Answer, Reply, blocking};
+use crate::server::dispatch::{Answer, Reply, metadata_read};
 
 fn group_record(info: GroupInfo) -> GroupRecord {
     GroupRecord {
@@ -66,7 +66,7 @@ pub fn commit(
 }
 
 pub async fn get_offset(broker: Arc<Broker>, req: GroupPartitionRequest) -> Answer {
-    blocking(move || {
+    metadata_read(broker, move |broker| {
         Answer::from_result(
             broker
                 .committed_offset(&req.topic, &req.group_id, req.partition)
@@ -86,7 +86,7 @@ pub async fn reset_offset(broker: Arc<Broker>, req: ResetOffsetRequest) -> Answe
 }
 
 pub async fn list(broker: Arc<Broker>) -> Answer {
-    blocking(move || {
+    metadata_read(broker, move |broker| {
         Answer::from_result(broker.list_groups().map(|groups| {
             Response::ListGroups(ListGroupsResponse {
                 groups: groups.into_iter().map(group_record).collect(),
@@ -97,7 +97,7 @@ pub async fn list(broker: Arc<Broker>) -> Answer {
 }
 
 pub async fn describe(broker: Arc<Broker>, req: GroupRequest) -> Answer {
-    blocking(move || {
+    metadata_read(broker, move |broker| {
         Answer::from_result(
             broker
                 .describe_group(&req.topic, &req.group_id)
@@ -108,7 +108,7 @@ pub async fn describe(broker: Arc<Broker>, req: GroupRequest) -> Answer {
 }
 
 pub async fn lag(broker: Arc<Broker>, req: GroupPartitionRequest) -> Answer {
-    blocking(move || {
+    metadata_read(broker, move |broker| {
         Answer::from_result(broker.lag(&req.topic, &req.group_id, req.partition).map(|lag| {
             Response::GetLag(LagInfo {
                 current: lag.committed,

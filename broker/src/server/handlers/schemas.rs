@@ -10,7 +10,7 @@ use flymq_proto::{
 };
 
 use crate::core::Broker;
-use crate::server::dispatch::{Answer, blocking};
+use crate::server::dispatch::{Answer, blocking, metadata_read};
 use crate::storage::schemas::StoredSchema;
 
 fn entry(stored: StoredSchema) -> SchemaEntry {
@@ -37,7 +37,7 @@ pub async fn register(broker: Arc<Broker>, req: RegisterSchemaRequest) -> Answer
 
 /// Answered in the LIST_SCHEMAS layout with one entry (WIRE.md §10.2).
 pub async fn get(broker: Arc<Broker>, req: SchemaVersionRequest) -> Answer {
-    blocking(move || {
+    metadata_read(broker, move |broker| {
         Answer::from_result(broker.schema(&req.name, req.version).map(|stored| {
             Response::GetSchema(SchemaListResponse {
                 schemas: vec![entry(stored)],
@@ -48,7 +48,7 @@ pub async fn get(broker: Arc<Broker>, req: SchemaVersionRequest) -> Answer {
 }
 
 pub async fn list(broker: Arc<Broker>, req: ListSchemasRequest) -> Answer {
-    blocking(move || {
+    metadata_read(broker, move |broker| {
         Answer::from_result(broker.list_schemas(&req.filter).map(|found| {
             Response::ListSchemas(SchemaListResponse {
                 schemas: found.into_iter().map(entry).collect(),
