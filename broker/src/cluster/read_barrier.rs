@@ -19,7 +19,7 @@ use openraft::errors::{LinearizableReadError, RaftError};
 
 use super::node::{ClusterNode, Group};
 use super::proposer::{LEADER_WAIT, not_leader};
-use super::service::GroupOp;
+use super::service::{GroupOp, UNDECODABLE_PAYLOAD};
 use super::types::{decode, encode};
 use crate::core::error::{BrokerError, BrokerResult};
 use flymq_proto::grpc::cluster::ManageRequest;
@@ -33,6 +33,9 @@ const APPLY_WAIT: Duration = Duration::from_secs(5);
 enum ReadIndexError {
     /// No leader known, or the one asked no longer leads: ask again.
     Retry(BrokerError),
+    /// The leader is a broker from before read indexes (a rolling upgrade
+    /// in progress): it cannot decode the request.
+    Unsupported,
     /// The leader could not be asked or did not answer.
     Failed(BrokerError),
 }
@@ -56,6 +59,9 @@ impl ClusterNode {
                     }
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
+                // Only during an upgrade: fall back to what older brokers
+                // checked (the writes this broker acknowledged).
+                Err(ReadIndexError::Unsupported) => return self.check_forwarded_applied(&group),
                 Err(ReadIndexError::Failed(err)) => return Err(err),
             }
         };
@@ -91,6 +97,12 @@ impl ClusterNode {
             Err(status) if status.code() == tonic::Code::Unavailable => Err(ReadIndexError::Retry(
                 BrokerError::NotLeader(format!("no leader confirmed: {}", status.message())),
             )),
+            Err(status)
+                if status.code() == tonic::Code::InvalidArgument
+                    && status.message().starts_with(UNDECODABLE_PAYLOAD) =>
+            {
+                Err(ReadIndexError::Unsupported)
+            }
             Err(status) => Err(failed(format!(
                 "read index from node {leader} at {}: {}",
                 info.cluster_addr,
@@ -148,5 +160,6 @@ pub(super) async fn serve_read_index(group: &Group) -> Result<u64, tonic::Status
     leader_read_index(group).await.map_err(|err| match err {
         ReadIndexError::Retry(e) => tonic::Status::unavailable(e.to_string()),
         ReadIndexError::Failed(e) => tonic::Status::internal(e.to_string()),
+        ReadIndexError::Unsupported => tonic::Status::internal("read index unsupported"),
     })
 }

@@ -57,8 +57,12 @@ pub enum GroupOp {
     ReadIndex,
 }
 
+/// How a payload this broker cannot decode is refused (INVALID_ARGUMENT);
+/// a newer peer recognizes it as "this broker predates the request".
+pub(super) const UNDECODABLE_PAYLOAD: &str = "undecodable payload";
+
 fn bad_payload(e: std::io::Error) -> Status {
-    Status::invalid_argument(format!("undecodable payload: {e}"))
+    Status::invalid_argument(format!("{UNDECODABLE_PAYLOAD}: {e}"))
 }
 
 impl ClusterService {
