@@ -393,13 +393,16 @@ impl Config {
         if self.malloc_thread_cache > crate::alloc::MAX_THREAD_CACHE {
             return Err(Self::invalid(
                 "malloc_thread_cache",
-                "must be at most 65535 (0 = the C library's default)",
+                format!(
+                    "must be at most {} (0 = the C library's default)",
+                    crate::alloc::MAX_THREAD_CACHE
+                ),
             ));
         }
         if self.worker_threads > MAX_WORKER_THREADS {
             return Err(Self::invalid(
                 "worker_threads",
-                "must be at most 1024 (0 = one per CPU)",
+                format!("must be at most {MAX_WORKER_THREADS} (0 = one per CPU)"),
             ));
         }
         if self.data_dir.as_os_str().is_empty() {

@@ -533,15 +533,15 @@ async fn five_brokers_survive_losing_two() {
 
 /// Bad requests on the inter-broker port (9093) get clear statuses and
 /// leave the broker serving: no envelope, another cluster's id, a stale
-/// node id, an unknown group, undecodable Raft, AppendEntries-stream, forward and snapshot
-/// payloads, joins from another cluster, and callers without the cluster
-/// secret or with a wrong one.
+/// node id, an unknown group, undecodable Raft, AppendEntries-stream, forward, snapshot
+/// and group-management payloads, joins from another cluster, and callers
+/// without the cluster secret or with a wrong one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bad_inter_broker_requests_are_refused() {
     use flymq_proto::grpc::cluster::cluster_client::ClusterClient;
     use flymq_proto::grpc::cluster::{
-        AppendMessage, Envelope, ForwardRequest, FrameRequest, JoinRequest, NodeAddress, RaftKind, RaftRequest,
-        SnapshotChunk,
+        AppendMessage, Envelope, ForwardRequest, FrameRequest, JoinRequest, ManageRequest, NodeAddress, RaftKind,
+        RaftRequest, SnapshotChunk,
     };
     use tonic::Code;
 
@@ -745,6 +745,44 @@ async fn bad_inter_broker_requests_are_refused() {
         Code::Unimplemented,
         "",
     );
+    // Group management: an op this broker cannot decode (what a newer
+    // broker's op looks like to an older one), and one for a group it lacks.
+    expect(
+        rpc.manage(ManageRequest {
+            envelope: Some(envelope(&cluster_id, me, 0)),
+            op: vec![0xff; 8],
+        })
+        .await,
+        Code::InvalidArgument,
+        "undecodable payload",
+    );
+    // postcard `GroupOp::ReadIndex` (variant 2): the read index of the
+    // metadata group, which this one-broker cluster leads.
+    const READ_INDEX_OP: u8 = 2;
+    expect(
+        rpc.manage(ManageRequest {
+            envelope: Some(envelope(&cluster_id, me, 424242)),
+            op: vec![READ_INDEX_OP],
+        })
+        .await,
+        Code::NotFound,
+        "group 424242 is not hosted",
+    );
+    let read_index = rpc
+        .manage(ManageRequest {
+            envelope: Some(envelope(&cluster_id, me, 0)),
+            op: vec![READ_INDEX_OP],
+        })
+        .await
+        .expect("read index of the metadata group")
+        .into_inner()
+        .result;
+    // A postcard u64 is a LEB128 varint; the metadata log has entries.
+    let index = read_index
+        .iter()
+        .enumerate()
+        .fold(0u64, |v, (i, b)| v | (u64::from(b & 0x7f) << (7 * i)));
+    assert!(index > 0, "read index {index} ({read_index:?})");
     let stranger = NodeAddress {
         node_id: 9,
         cluster_addr: "127.0.0.59:1".into(),

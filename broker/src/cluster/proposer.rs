@@ -216,7 +216,7 @@ impl ClusterNode {
                     }
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
-                Ok(Err(other)) => return First::Done(Err(BrokerError::Remote(other.to_string()))),
+                Ok(Err(other)) => return First::Done(Err(write_error(other))),
                 Err(_) => return First::Done(Err(BrokerError::ShuttingDown)),
             }
         }
@@ -259,7 +259,7 @@ impl ClusterNode {
                     };
                     Err(not_leader(hint.as_ref()))
                 }
-                Err(other) => Err(BrokerError::Remote(other.to_string())),
+                Err(other) => Err(write_error(other)),
             };
             answer(replies, outcome);
             drop(permit);
@@ -270,6 +270,19 @@ impl ClusterNode {
             .raft
             .client_write_ff(CommandBatch(Arc::new(commands)), Some(responder))
             .await;
+    }
+}
+
+/// A write error other than a refusal before append. An entry discarded
+/// when this broker adopted another leader's log may still be committed
+/// through that leader: its outcome is unknown, and is said so (never as a
+/// redirect, which SDKs follow by sending the write again).
+fn write_error(err: ClientWriteError<TypeConfig>) -> BrokerError {
+    match err {
+        ClientWriteError::LogEntryDiscarded(_) => {
+            BrokerError::OutcomeUnknown("this broker lost the leadership while the write was in flight".into())
+        }
+        other => BrokerError::Remote(other.to_string()),
     }
 }
 
@@ -328,6 +341,17 @@ mod tests {
             records: vec![NewRecord::new(Bytes::new(), Bytes::from(vec![0u8; bytes]))],
         };
         (Proposal { command, reply }, rx)
+    }
+
+    #[test]
+    fn a_discarded_entry_is_an_unknown_outcome_not_a_redirect() {
+        use openraft::errors::ForwardToLeader;
+        let err = write_error(ClientWriteError::LogEntryDiscarded(ForwardToLeader::empty()));
+        assert!(matches!(err, BrokerError::OutcomeUnknown(_)), "{err:?}");
+        assert!(
+            err.to_string().starts_with("the outcome of this write is unknown"),
+            "{err}"
+        );
     }
 
     #[test]

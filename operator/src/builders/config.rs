@@ -3,11 +3,16 @@
 //! The broker's configuration is a flat mapping of keys and it refuses
 //! unknown keys, so `spec.config` is flat too. The operator owns the
 //! listener addresses, the data directory and the TLS file paths;
-//! `spec.config` sets everything else. Per-pod values (node id, advertised
+//! `spec.config` sets everything else; `worker_threads` defaults to the
+//! container's CPU (limit, else request) unless `spec.config` sets it.
+//! Per-pod values (node id, advertised
 //! address, seeds) and secrets are passed as environment variables by the
 //! StatefulSet, never written here.
 
-use k8s_openapi::api::core::v1::ConfigMap;
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{ConfigMap, ResourceRequirements};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use serde_yaml::{Mapping, Value};
 use sha2::{Digest, Sha256};
 
@@ -74,6 +79,13 @@ pub fn render(cluster: &FlyMQCluster) -> Result<String, BuildError> {
         let client_auth = if tls.require_client_cert { "required" } else { "none" };
         set("tls_client_auth", client_auth.into());
     }
+    // A pod without a CPU limit sees every CPU of its node, and the
+    // broker's runtime would start a thread per CPU: size it to the pod.
+    if !cluster.spec.config.contains_key("worker_threads")
+        && let Some(threads) = worker_threads_for(cluster.spec.resources.as_ref())
+    {
+        set("worker_threads", threads.into());
+    }
     for (key, value) in &cluster.spec.config {
         if !valid_key(key) {
             return Err(BuildError::InvalidConfigKey(key.clone()));
@@ -89,6 +101,31 @@ pub fn render(cluster: &FlyMQCluster) -> Result<String, BuildError> {
     Ok(format!(
         "# Rendered by flymq-operator for FlyMQCluster {ns}/{name}; edit spec.config instead.\n{body}"
     ))
+}
+
+/// The broker's `worker_threads` for a container's CPU: its limit, else its
+/// request, rounded up (at least 1). None when neither is set or the
+/// quantity is not a plain CPU amount (`2`, `1.5`, `500m`): the broker then
+/// keeps its default, one thread per CPU it can use.
+fn worker_threads_for(resources: Option<&ResourceRequirements>) -> Option<u64> {
+    let resources = resources?;
+    let cpu = |m: &Option<BTreeMap<String, Quantity>>| m.as_ref().and_then(|m| m.get("cpu")).cloned();
+    let quantity = cpu(&resources.limits).or_else(|| cpu(&resources.requests))?;
+    let millis = cpu_millis(&quantity.0)?;
+    Some(millis.div_ceil(1000).clamp(1, MAX_WORKER_THREADS))
+}
+
+/// Most worker threads the broker accepts (its `worker_threads` limit).
+const MAX_WORKER_THREADS: u64 = 1024;
+
+/// Millicores of a CPU quantity: `500m`, `2`, `1.5`; None for other forms.
+fn cpu_millis(quantity: &str) -> Option<u64> {
+    let quantity = quantity.trim();
+    if let Some(millis) = quantity.strip_suffix('m') {
+        return millis.parse().ok();
+    }
+    let cores: f64 = quantity.parse().ok()?;
+    (0.0..1e9).contains(&cores).then(|| (cores * 1000.0).ceil() as u64)
 }
 
 /// Parses an override value as a YAML scalar (`1000` is a number, `true` a
@@ -160,6 +197,40 @@ mod tests {
         assert_eq!(hash(&a), hash(&a));
         assert_ne!(hash(&a), hash(&b));
         assert_eq!(hash(&a).len(), 64);
+    }
+
+    #[test]
+    fn worker_threads_follow_the_cpu_limit_else_the_request() {
+        let threads = |spec: serde_json::Value| {
+            let yaml: Value = serde_yaml::from_str(&render(&cluster(spec)).expect("renders")).expect("valid yaml");
+            yaml.get("worker_threads").cloned()
+        };
+        assert_eq!(
+            threads(serde_json::json!({})),
+            None,
+            "no resources: the broker's default"
+        );
+        let requests = |cpu: &str| serde_json::json!({"resources": {"requests": {"cpu": cpu}}});
+        assert_eq!(threads(requests("2")), Some(Value::from(2)));
+        assert_eq!(threads(requests("1500m")), Some(Value::from(2)), "rounded up");
+        assert_eq!(threads(requests("250m")), Some(Value::from(1)), "at least one");
+        assert_eq!(threads(requests("0.5")), Some(Value::from(1)));
+        assert_eq!(threads(requests("2k")), None, "not a plain CPU amount");
+        assert_eq!(
+            threads(serde_json::json!({"resources": {"requests": {"cpu": "1"}, "limits": {"cpu": "3"}}})),
+            Some(Value::from(3)),
+            "the limit wins"
+        );
+        assert_eq!(
+            threads(serde_json::json!({"resources": {"requests": {"memory": "1Gi"}}})),
+            None,
+            "no CPU"
+        );
+        assert_eq!(
+            threads(serde_json::json!({"resources": {"requests": {"cpu": "2"}}, "config": {"worker_threads": "6"}})),
+            Some(Value::from(6)),
+            "spec.config wins"
+        );
     }
 
     #[test]

@@ -124,6 +124,7 @@ impl Env {
             "apiVersion": "flymq.io/v1alpha1", "kind": "FlyMQCluster",
             "metadata": {"name": CLUSTER},
             "spec": {"replicas": replicas, "image": {"name": self.image}, "storage": self.storage,
+                     "resources": {"requests": {"cpu": "1"}},
                      "config": config}
         });
         self.clusters
@@ -400,6 +401,24 @@ async fn lifecycle(client: Client, ns: String) -> Result<(), String> {
             ready.leader
         ),
     );
+
+    // The brokers run with as many async threads as the pod requests CPUs
+    // (they would start one per CPU of the node without a CPU limit).
+    let rendered = env
+        .config_maps
+        .get(&format!("{CLUSTER}-config"))
+        .await
+        .map_err(|e| format!("reading the broker configuration: {e}"))?
+        .data
+        .unwrap_or_default()
+        .remove("flymq.yaml")
+        .unwrap_or_default();
+    if !rendered.lines().any(|l| l.trim() == "worker_threads: 1") {
+        return Err(format!(
+            "the broker configuration does not size its threads to the CPU request:\n{rendered}"
+        ));
+    }
+    step(TEST, "the brokers' worker_threads follow the CPU request (1)");
 
     // The brokers authenticate each other with the generated cluster secret.
     let cluster_secret = env.cluster_secret().await?;
