@@ -553,3 +553,125 @@ async fn wait_for_metadata_leader(cluster: &Cluster, candidates: &[usize]) -> us
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A broker whose volume is lost again before its new incarnation caught
+/// up on its partitions still rejoins: a partition leader waiting for the
+/// dead incarnation to catch up must not hold up the next one's join (the
+/// liveness failure of the long fault run, seed 640918).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_broker_wiped_again_before_it_caught_up_rejoins() {
+    let mut cluster = tokio::task::block_in_place(|| Cluster::start(84, 3));
+    let cluster_id = cluster.status(0)["cluster_id"].as_str().unwrap().to_owned();
+    let meta_leader = wait_for_metadata_leader(&cluster, &[0, 1, 2]).await;
+    let victim = (meta_leader + 1) % 3;
+    let client =
+        flymq_tests::cluster::client_for_addrs(&[cluster.nodes[meta_leader].client_addr()], Duration::from_secs(30))
+            .await;
+    client.create_topic("big", 3).await.expect("create");
+    // The partition the metadata leader leads: while that leader waits for
+    // a replica there, it must still answer the next incarnation's join.
+    let partition = wait_for_partition_led_by(&cluster, meta_leader, "big", 3).await;
+    // More entries (5,200) than a leader lets a new replica lag before it
+    // counts it caught up, and 20 MiB, so catching up takes a while.
+    let mut last = 0;
+    for i in 0..5200u32 {
+        let value = bytes::Bytes::from(vec![b'a' + (i % 26) as u8; 4 << 10]);
+        let reply = client
+            .produce_batch("big", Some(partition), vec![(bytes::Bytes::new(), value)])
+            .await
+            .unwrap_or_else(|e| panic!("record {i}: {e}"));
+        last = reply.base_offset;
+    }
+    let acked = BTreeMap::from([(partition, last)]);
+
+    // Wipe the victim; its new incarnation joins, and is killed and wiped
+    // again as soon as it is a member, before its partitions caught up.
+    cluster.kill9(victim);
+    cluster.wipe(victim);
+    cluster.restart(victim, &[]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let joined = cluster.procs[victim]
+            .as_ref()
+            .expect("running")
+            .log_lines()
+            .iter()
+            .any(|l| l.contains("joined the cluster"));
+        if joined {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the new incarnation never joined\n{}",
+            cluster.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let caught_up_before_kill = cluster.status(victim)["status"] == "ready";
+    cluster.kill9(victim);
+    cluster.wipe(victim);
+    // Leaders of its partitions are now waiting for a replica that is gone.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    cluster.restart(victim, &[]);
+    let health =
+        tokio::task::block_in_place(|| wait_ready_in_cluster(&cluster, victim, &cluster_id, Duration::from_secs(90)));
+    assert!(
+        !caught_up_before_kill,
+        "the second incarnation was ready before it was killed: the test did not test the race"
+    );
+
+    // Ready means caught up: every acknowledged record is on the third incarnation.
+    for (partition, last) in acked {
+        let via_victim = client_for(&[&cluster.nodes[victim]]).await;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let got = via_victim.fetch("big", partition, last, 1, "").await;
+            if let Ok(records) = &got
+                && records.records.iter().any(|r| r.offset == last)
+            {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "partition {partition}: offset {last} not readable from the rejoined broker: {got:?}\n{health}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    // The incarnation that died before it caught up is dropped from the
+    // partition's membership, not kept as a learner the leader replicates to.
+    let leader = meta_leader;
+    wait_until_async(
+        "the dead incarnation is dropped from the partition",
+        Duration::from_secs(60),
+        || {
+            let lines = cluster.procs[leader].as_ref().expect("running").log_lines();
+            async move { lines.iter().any(|l| l.contains("dropped replicas no longer assigned")) }
+        },
+    )
+    .await;
+}
+
+/// The partition of `topic` whose group `broker` reports leading.
+async fn wait_for_partition_led_by(cluster: &Cluster, broker: usize, topic: &str, partitions: i32) -> i32 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = cluster.status(broker);
+        for p in 0..partitions {
+            let name = format!("{topic}/{p}");
+            let led_here = status["groups"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|g| g["name"].as_str() == Some(name.as_str()) && g["leader"].as_u64() == Some(broker as u64));
+            if led_here {
+                return p;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "broker {broker} leads no partition of {topic}: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

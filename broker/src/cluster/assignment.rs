@@ -133,7 +133,7 @@ impl ClusterNode {
         if !meta.raft.is_leader() {
             return Err(not_leader(self.leader_of(META_GROUP).as_ref().map(|(_, i)| i)));
         }
-        let _guard = self.membership.lock().await;
+        let _guard = self.meta_membership.lock().await;
         meta.raft
             .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false)
             .await

@@ -243,7 +243,7 @@ impl ClusterNode {
         if !meta.raft.is_leader() {
             return Err(tonic::Status::unavailable("not leader of the metadata group"));
         }
-        let _guard = self.membership.lock().await;
+        let _guard = self.meta_membership.lock().await;
         let members = self.members();
         let current = members.iter().find(|m| m.0 == id);
         if let Some((_, known, true)) = current {
@@ -278,7 +278,7 @@ impl ClusterNode {
         let caught_up = meta
             .raft
             .wait(Some(JOIN_CATCH_UP))
-            .metrics(|m| member_caught_up(m, id), "joining broker caught up")
+            .metrics(|m| member_caught_up(m, id, CAUGHT_UP_LAG), "joining broker caught up")
             .await;
         if caught_up.is_err() {
             return Err(tonic::Status::aborted(format!(
@@ -323,14 +323,15 @@ impl ClusterNode {
     }
 }
 
-/// On a leader: whether member `id` has (nearly) the whole log.
-fn member_caught_up(m: &RaftMetrics, id: NodeId) -> bool {
+/// On a leader: whether member `id` holds the log up to at most `lag`
+/// entries behind the leader's last one.
+pub(super) fn member_caught_up(m: &RaftMetrics, id: NodeId, lag: u64) -> bool {
     let last = m.last_log_index.unwrap_or(0);
     m.replication
         .as_ref()
         .and_then(|r| r.get(&id))
         .and_then(|matched| matched.as_ref())
-        .is_some_and(|l| l.index + CAUGHT_UP_LAG >= last)
+        .is_some_and(|l| l.index + lag >= last)
 }
 
 pub(super) fn raft_status<E: std::fmt::Display + std::fmt::Debug + std::error::Error>(

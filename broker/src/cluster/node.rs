@@ -104,8 +104,10 @@ pub struct ClusterNode {
     syncer: WalSyncer,
     raft_config: Arc<openraft::Config>,
     groups: parking_lot::RwLock<HashMap<u64, Arc<Group>>>,
-    /// Serialises membership changes this broker makes as a leader.
-    pub(super) membership: tokio::sync::Mutex<()>,
+    /// Serialises the metadata group's membership changes this broker
+    /// makes as its leader (joins, decommissions). Partition groups use
+    /// `changing` instead: one group's change never waits for another's.
+    pub(super) meta_membership: tokio::sync::Mutex<()>,
     /// Groups with a membership change in progress (so the reconciler does not start another).
     pub(super) changing: parking_lot::Mutex<BTreeSet<u64>>,
     pub(super) joined: AtomicBool,
@@ -222,7 +224,7 @@ impl ClusterNode {
             metrics,
             raft_config: Arc::new(raft_config),
             groups: parking_lot::RwLock::new(HashMap::new()),
-            membership: tokio::sync::Mutex::new(()),
+            meta_membership: tokio::sync::Mutex::new(()),
             changing: parking_lot::Mutex::new(BTreeSet::new()),
             // Not from the stored state: a member removed from the cluster
             // (decommissioned) never hears of it and still finds itself a

@@ -13,6 +13,7 @@ use openraft::async_runtime::WatchReceiver;
 use rocksdb::WriteBatch;
 
 use super::identity::broker_of;
+use super::join::member_caught_up;
 use super::log_store::GroupLogStore;
 use super::node::{ClusterNode, Group};
 use super::types::{META_GROUP, NodeId, NodeInfo, partition_group, split_group};
@@ -21,6 +22,12 @@ use super::types::{META_GROUP, NodeId, NodeInfo, partition_group, split_group};
 const RECONCILE_EVERY: Duration = Duration::from_secs(1);
 /// A replica dropped from a partition's assignment deletes its copy after this long.
 const REMOVED_REPLICA_GRACE: Duration = Duration::from_secs(15);
+/// How long one reconcile waits for new partition replicas to catch up
+/// before it lets go (the next one waits again).
+const LEARNER_CATCH_UP: Duration = Duration::from_secs(10);
+/// A new partition replica this many entries behind the leader is caught
+/// up enough to become a voter (a fraction of a second of writes).
+const LEARNER_CAUGHT_UP_LAG: u64 = 1000;
 
 /// Test fault (`FLYMQ_TEST_KEEP_DROPPED_REPLICAS`): groups this broker is
 /// no longer assigned stay open and on disk, as if it stopped just before
@@ -263,36 +270,27 @@ impl ClusterNode {
     }
 
     /// As the leader of a partition group: add missing replicas (as learners
-    /// first, so they catch up), then make the voters exactly the assignment.
+    /// first, so they catch up), then make the voters exactly the assignment
+    /// and drop learners it no longer names (an incarnation replaced before
+    /// it caught up).
     fn align_membership(self: &Arc<Self>, group: &Arc<Group>, replicas: &[NodeId]) {
         let metrics = group.raft.metrics().borrow_watched().clone();
         let membership = metrics.membership_config.membership();
         let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
         let desired: BTreeSet<NodeId> = replicas.iter().copied().collect();
-        if voters == desired || desired.is_empty() {
+        let stale_learners: BTreeSet<NodeId> = membership.learner_ids().filter(|id| !desired.contains(id)).collect();
+        if desired.is_empty() || (voters == desired && stale_learners.is_empty()) {
             self.sync_addresses(group, &voters);
             return;
         }
         if !self.changing.lock().insert(group.id) {
             return;
         }
+        let known: BTreeSet<NodeId> = membership.nodes().map(|(id, _)| *id).collect();
         let node = self.clone();
         let group = group.clone();
         tokio::spawn(async move {
-            let _guard = node.membership.lock().await;
-            let mut ok = true;
-            for id in desired.difference(&voters) {
-                let Some(info) = node.node_info(*id) else {
-                    ok = false;
-                    break;
-                };
-                if let Err(err) = group.raft.add_learner(*id, info, true).await {
-                    tracing::warn!(group = group.id, node = id, error = %err, "adding a replica failed");
-                    ok = false;
-                    break;
-                }
-            }
-            if ok {
+            if voters != desired && node.add_learners(&group, &desired, &voters, &known).await {
                 match group
                     .raft
                     .change_membership(ChangeMembers::ReplaceAllVoters(desired.clone()), false)
@@ -302,8 +300,71 @@ impl ClusterNode {
                     Err(err) => tracing::warn!(group = group.id, error = %err, "changing partition replicas failed"),
                 }
             }
+            node.drop_stale_learners(&group, &desired).await;
             node.changing.lock().remove(&group.id);
         });
+    }
+
+    /// Adds the assigned replicas the group does not know yet as learners
+    /// and waits, bounded, until every one has caught up. `false` when one
+    /// could not be added or is still behind (the next reconcile goes on
+    /// from there; a wait never outlasts `LEARNER_CATCH_UP`, so a replica
+    /// that died meanwhile holds nothing up).
+    async fn add_learners(
+        &self,
+        group: &Group,
+        desired: &BTreeSet<NodeId>,
+        voters: &BTreeSet<NodeId>,
+        known: &BTreeSet<NodeId>,
+    ) -> bool {
+        for id in desired.difference(known) {
+            let Some(info) = self.node_info(*id) else {
+                return false;
+            };
+            if let Err(err) = group.raft.add_learner(*id, info, false).await {
+                tracing::warn!(group = group.id, node = id, error = %err, "adding a replica failed");
+                return false;
+            }
+        }
+        // This leader is never behind itself (nor in its replication metrics).
+        let me = self.node_id();
+        let joining: Vec<NodeId> = desired.difference(voters).copied().filter(|id| *id != me).collect();
+        let caught_up = group
+            .raft
+            .wait(Some(LEARNER_CATCH_UP))
+            .metrics(
+                |m| joining.iter().all(|id| member_caught_up(m, *id, LEARNER_CAUGHT_UP_LAG)),
+                "new partition replicas caught up",
+            )
+            .await;
+        if caught_up.is_err() {
+            tracing::info!(group = group.id, replicas = ?joining, "a new partition replica is still catching up; will retry");
+        }
+        caught_up.is_ok()
+    }
+
+    /// Removes learners the assignment no longer names.
+    async fn drop_stale_learners(&self, group: &Group, desired: &BTreeSet<NodeId>) {
+        let stale: BTreeSet<NodeId> = group
+            .raft
+            .metrics()
+            .borrow_watched()
+            .membership_config
+            .membership()
+            .learner_ids()
+            .filter(|id| !desired.contains(id))
+            .collect();
+        if stale.is_empty() {
+            return;
+        }
+        match group
+            .raft
+            .change_membership(ChangeMembers::RemoveNodes(stale.clone()), false)
+            .await
+        {
+            Ok(_) => tracing::info!(group = group.id, removed = ?stale, "dropped replicas no longer assigned"),
+            Err(err) => tracing::warn!(group = group.id, error = %err, "dropping replicas no longer assigned failed"),
+        }
     }
 
     /// As a group leader: update members whose address changed (a pod that
@@ -326,7 +387,6 @@ impl ClusterNode {
         let node = self.clone();
         let group = group.clone();
         tokio::spawn(async move {
-            let _guard = node.membership.lock().await;
             if let Err(err) = group
                 .raft
                 .change_membership(ChangeMembers::SetNodes(changed), false)
