@@ -8,9 +8,11 @@ use openraft::async_runtime::WatchReceiver;
 use super::node::ClusterNode;
 use super::proposer::not_leader;
 use super::service::GroupOp;
-use super::types::{NodeId, encode};
+use super::types::NodeId;
 use crate::core::error::{BrokerError, BrokerResult};
-use flymq_proto::grpc::cluster::ManageRequest;
+
+/// How long a leadership transfer sent to another broker may take to be accepted.
+const MANAGE_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl ClusterNode {
     /// Moves leadership of `group` to `to` (run on any broker; sent to the leader).
@@ -28,15 +30,15 @@ impl ClusterNode {
                 .await
                 .map_err(|e| BrokerError::Remote(e.to_string()));
         }
-        let op = encode(&GroupOp::TransferLeader { to }).map_err(|e| BrokerError::Remote(e.to_string()))?;
-        let mut client = self.peers.client(&info.cluster_addr).map_err(BrokerError::Remote)?;
-        client
-            .manage(ManageRequest {
-                envelope: Some(self.peers.envelope(leader, group)),
-                op,
-            })
-            .await
-            .map_err(|s| BrokerError::Remote(s.message().to_owned()))?;
+        self.manage(
+            leader,
+            &info.cluster_addr,
+            group,
+            &GroupOp::TransferLeader { to },
+            MANAGE_TIMEOUT,
+        )
+        .await
+        .map_err(|s| BrokerError::Remote(s.message().to_owned()))?;
         Ok(())
     }
 

@@ -22,6 +22,7 @@ pub mod identity;
 pub mod join;
 pub mod leadership;
 pub mod log_store;
+pub mod manage;
 pub mod network;
 pub mod node;
 pub mod observe;

@@ -20,9 +20,8 @@ use openraft::errors::{LinearizableReadError, RaftError};
 use super::node::{ClusterNode, Group};
 use super::proposer::{LEADER_WAIT, not_leader};
 use super::service::{GroupOp, UNDECODABLE_PAYLOAD};
-use super::types::{decode, encode};
+use super::types::decode;
 use crate::core::error::{BrokerError, BrokerResult};
-use flymq_proto::grpc::cluster::ManageRequest;
 
 /// How long one read-index round (the leader's quorum round) may take.
 const READ_INDEX_WAIT: Duration = Duration::from_secs(5);
@@ -84,15 +83,17 @@ impl ClusterNode {
             return Err(ReadIndexError::Retry(not_leader(None)));
         };
         let failed = |e: String| ReadIndexError::Failed(BrokerError::Remote(e));
-        let op = encode(&GroupOp::ReadIndex).map_err(|e| failed(e.to_string()))?;
-        let mut client = self.peers.client(&info.cluster_addr).map_err(failed)?;
-        let mut request = tonic::Request::new(ManageRequest {
-            envelope: Some(self.peers.envelope(leader, group.id)),
-            op,
-        });
-        request.set_timeout(READ_INDEX_WAIT + Duration::from_secs(1));
-        match client.manage(request).await {
-            Ok(reply) => decode::<u64>(&reply.into_inner().result).map_err(|e| failed(e.to_string())),
+        let answer = self
+            .manage(
+                leader,
+                &info.cluster_addr,
+                group.id,
+                &GroupOp::ReadIndex,
+                READ_INDEX_WAIT + Duration::from_secs(1),
+            )
+            .await;
+        match answer {
+            Ok(result) => decode::<u64>(&result).map_err(|e| failed(e.to_string())),
             // It no longer leads, or cannot reach a quorum: retry, maybe elsewhere.
             Err(status) if status.code() == tonic::Code::Unavailable => Err(ReadIndexError::Retry(
                 BrokerError::NotLeader(format!("no leader confirmed: {}", status.message())),

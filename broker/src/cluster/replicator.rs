@@ -13,12 +13,11 @@ use tokio::sync::oneshot;
 use super::identity::broker_of;
 use super::node::ClusterNode;
 use super::service::GroupOp;
-use super::types::{META_GROUP, NodeId, decode, encode, partition_group};
+use super::types::{META_GROUP, NodeId, decode, partition_group};
 use crate::core::catalog::TopicView;
 use crate::core::command::{Applied, Command};
 use crate::core::error::{BrokerError, BrokerResult};
 use crate::core::replicator::{ClusterMember, Placement, Replicator};
-use flymq_proto::grpc::cluster::ManageRequest;
 
 pub struct ClusterReplicator {
     node: Arc<ClusterNode>,
@@ -239,21 +238,18 @@ async fn leader_known(node: &Arc<ClusterNode>, group: u64) -> bool {
     if let Some(g) = node.group(group) {
         return g.raft.metrics().borrow_watched().current_leader.is_some();
     }
-    let Ok(op) = encode(&GroupOp::LeaderOf) else {
-        return false;
-    };
     for replica in node.replicas_of(group) {
         let Some(info) = node.node_info(replica) else { continue };
-        let Ok(mut client) = node.peers.client(&info.cluster_addr) else {
-            continue;
-        };
-        let mut request = tonic::Request::new(ManageRequest {
-            envelope: Some(node.peers.envelope(replica, group)),
-            op: op.clone(),
-        });
-        request.set_timeout(Duration::from_secs(2));
-        if let Ok(reply) = client.manage(request).await
-            && let Ok(Some(_leader)) = decode::<Option<NodeId>>(&reply.into_inner().result)
+        if let Ok(result) = node
+            .manage(
+                replica,
+                &info.cluster_addr,
+                group,
+                &GroupOp::LeaderOf,
+                Duration::from_secs(2),
+            )
+            .await
+            && let Ok(Some(_leader)) = decode::<Option<NodeId>>(&result)
         {
             return true;
         }
