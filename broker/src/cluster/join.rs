@@ -243,38 +243,39 @@ impl ClusterNode {
         if !meta.raft.is_leader() {
             return Err(tonic::Status::unavailable("not leader of the metadata group"));
         }
-        let _guard = self.meta_membership.lock().await;
-        let members = self.members();
-        let current = members.iter().find(|m| m.0 == id);
-        if let Some((_, known, true)) = current {
-            if *known != info {
-                tracing::info!(node = broker_of(id), addr = %info.cluster_addr, "updating a broker's address");
-                meta.raft
-                    .change_membership(ChangeMembers::SetNodes(BTreeMap::from([(id, info)])), false)
-                    .await
-                    .map_err(raft_status)?;
+        let older = {
+            let _guard = self.meta_membership.lock().await;
+            let members = self.members();
+            let current = members.iter().find(|m| m.0 == id);
+            if let Some((_, known, true)) = current {
+                if *known != info {
+                    tracing::info!(node = broker_of(id), addr = %info.cluster_addr, "updating a broker's address");
+                    meta.raft
+                        .change_membership(ChangeMembers::SetNodes(BTreeMap::from([(id, info)])), false)
+                        .await
+                        .map_err(raft_status)?;
+                }
+                return Ok(());
             }
-            return Ok(());
-        }
-        let older: Vec<NodeId> = members
-            .iter()
-            .filter(|m| m.0 != id && broker_of(m.0) == broker_of(id))
-            .map(|m| m.0)
-            .collect();
-        if older.is_empty() {
-            tracing::info!(node = broker_of(id), addr = %info.cluster_addr, "adding a broker: learner first, then voter");
-        } else {
-            tracing::warn!(
-                node = broker_of(id),
-                new_member = id,
-                old_members = ?older,
-                "a broker came back with an empty data directory: adding its new incarnation as a learner; \
-                 it replaces the old one once caught up"
-            );
-        }
-        if current.is_none_or(|(_, known, _)| *known != info) {
-            meta.raft.add_learner(id, info, false).await.map_err(raft_status)?;
-        }
+            let older = older_incarnations(&members, id);
+            if older.is_empty() {
+                tracing::info!(node = broker_of(id), addr = %info.cluster_addr, "adding a broker: learner first, then voter");
+            } else {
+                tracing::warn!(
+                    node = broker_of(id),
+                    new_member = id,
+                    old_members = ?older,
+                    "a broker came back with an empty data directory: adding its new incarnation as a learner; \
+                     it replaces the old one once caught up"
+                );
+            }
+            if current.is_none_or(|(_, known, _)| *known != info) {
+                meta.raft.add_learner(id, info, false).await.map_err(raft_status)?;
+            }
+            older
+        };
+        // Not under the lock: another broker's join (an address update
+        // after a pod moved) need not wait for this one's catch-up.
         let caught_up = meta
             .raft
             .wait(Some(JOIN_CATCH_UP))
@@ -286,6 +287,22 @@ impl ClusterNode {
                 broker_of(id)
             )));
         }
+        let _guard = self.meta_membership.lock().await;
+        // The membership may have moved on meanwhile (another incarnation
+        // of the same broker replaced this one): then it asks again.
+        let members = self.members();
+        if !meta.raft.is_leader() || !members.iter().any(|m| m.0 == id) {
+            return Err(tonic::Status::aborted(format!(
+                "the membership changed while node {} caught up; it will retry",
+                broker_of(id)
+            )));
+        }
+        let older: Vec<NodeId> = older_incarnations(&members, id)
+            .into_iter()
+            .chain(older)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
         let mut voters = meta.voters();
         voters.retain(|v| !older.contains(v));
         voters.insert(id);
@@ -321,6 +338,15 @@ impl ClusterNode {
             Err(err) => tracing::warn!(old, new, error = %err, "moving replica assignments failed; will retry"),
         }
     }
+}
+
+/// Members that are other incarnations of the broker `id` belongs to.
+fn older_incarnations(members: &[(NodeId, NodeInfo, bool)], id: NodeId) -> Vec<NodeId> {
+    members
+        .iter()
+        .filter(|m| m.0 != id && broker_of(m.0) == broker_of(id))
+        .map(|m| m.0)
+        .collect()
 }
 
 /// On a leader: whether member `id` holds the log up to at most `lag`
