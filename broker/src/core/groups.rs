@@ -102,10 +102,7 @@ impl Broker {
         if self.store.group_exists(topic, group)? {
             Ok(())
         } else {
-            Err(BrokerError::GroupNotFound {
-                topic: topic.to_owned(),
-                group: group.to_owned(),
-            })
+            Err(group_not_found(topic, group))
         }
     }
 
@@ -123,11 +120,24 @@ impl Broker {
         .await
     }
 
-    /// GET_OFFSET: committed offset, 0 when the group has none for the partition.
-    pub fn committed_offset(&self, topic: &str, group: &str, partition: i32) -> BrokerResult<u64> {
-        self.require_group(topic, group)?;
-        let Ok(p) = u32::try_from(partition) else { return Ok(0) };
-        Ok(self.store.committed_offset(topic, group, p)?.unwrap_or(0))
+    /// GET_OFFSET: committed offset, 0 when the group has none for the
+    /// partition; linearizable (see `metadata_barrier`).
+    pub async fn committed_offset(&self, topic: &str, group: &str, partition: i32) -> BrokerResult<u64> {
+        self.metadata_barrier().await?;
+        let (t, g) = (topic.to_owned(), group.to_owned());
+        let (exists, offset) = self
+            .read_store("the committed offset", move |store| {
+                let offset = match u32::try_from(partition) {
+                    Ok(p) => store.committed_offset(&t, &g, p)?,
+                    Err(_) => None,
+                };
+                Ok((store.group_exists(&t, &g)?, offset))
+            })
+            .await?;
+        if !exists {
+            return Err(group_not_found(topic, group));
+        }
+        Ok(offset.unwrap_or(0))
     }
 
     /// RESET_OFFSET: sets the committed offset to earliest, latest or `offset`.
@@ -150,12 +160,30 @@ impl Broker {
         self.commit(topic, group, partition, target).await
     }
 
-    /// GET_LAG for one partition.
-    pub fn lag(&self, topic: &str, group: &str, partition: i32) -> BrokerResult<Lag> {
-        self.require_group(topic, group)?;
-        let pos = self.position(topic, partition)?;
-        let committed = self.store.committed_offset(topic, group, pos.partition)?.unwrap_or(0);
-        let latest = pos.end;
+    /// GET_LAG for one partition; linearizable.
+    pub async fn lag(&self, topic: &str, group: &str, partition: i32) -> BrokerResult<Lag> {
+        self.metadata_barrier().await?;
+        // A missing group is reported before a bad partition.
+        let pos = self.position(topic, partition);
+        let (t, g, p) = (
+            topic.to_owned(),
+            group.to_owned(),
+            pos.as_ref().ok().map(|pos| pos.partition),
+        );
+        let (exists, committed) = self
+            .read_store("the group's offset", move |store| {
+                let committed = match p {
+                    Some(p) => store.committed_offset(&t, &g, p)?,
+                    None => None,
+                };
+                Ok((store.group_exists(&t, &g)?, committed))
+            })
+            .await?;
+        if !exists {
+            return Err(group_not_found(topic, group));
+        }
+        let latest = pos?.end;
+        let committed = committed.unwrap_or(0);
         Ok(Lag {
             committed,
             latest,
@@ -163,11 +191,11 @@ impl Broker {
         })
     }
 
-    pub fn list_groups(&self) -> BrokerResult<Vec<GroupInfo>> {
-        self.replicator.check_metadata_fresh()?;
-        Ok(self
-            .store
-            .list_groups()?
+    /// LIST_GROUPS; linearizable.
+    pub async fn list_groups(&self) -> BrokerResult<Vec<GroupInfo>> {
+        self.metadata_barrier().await?;
+        let groups = self.read_store("the groups", |store| store.list_groups()).await?;
+        Ok(groups
             .into_iter()
             .map(|g| GroupInfo {
                 members: self.members.count(&g.topic, &g.group),
@@ -178,15 +206,25 @@ impl Broker {
             .collect())
     }
 
-    pub fn describe_group(&self, topic: &str, group: &str) -> BrokerResult<GroupInfo> {
-        self.require_group(topic, group)?;
-        let offsets = self
-            .store
-            .list_groups()?
-            .into_iter()
-            .find(|g| g.topic == topic && g.group == group)
-            .map(|g| g.offsets)
-            .unwrap_or_default();
+    /// DESCRIBE_GROUP; linearizable.
+    pub async fn describe_group(&self, topic: &str, group: &str) -> BrokerResult<GroupInfo> {
+        self.metadata_barrier().await?;
+        let (t, g) = (topic.to_owned(), group.to_owned());
+        let found = self
+            .read_store("the group", move |store| {
+                if !store.group_exists(&t, &g)? {
+                    return Ok(None);
+                }
+                let offsets = store
+                    .list_groups()?
+                    .into_iter()
+                    .find(|found| found.topic == t && found.group == g)
+                    .map(|found| found.offsets)
+                    .unwrap_or_default();
+                Ok(Some(offsets))
+            })
+            .await?;
+        let offsets = found.ok_or_else(|| group_not_found(topic, group))?;
         Ok(GroupInfo {
             topic: topic.to_owned(),
             group: group.to_owned(),
@@ -335,4 +373,11 @@ fn validate_member_id(member_id: &str) -> BrokerResult<()> {
         )));
     }
     Ok(())
+}
+
+fn group_not_found(topic: &str, group: &str) -> BrokerError {
+    BrokerError::GroupNotFound {
+        topic: topic.to_owned(),
+        group: group.to_owned(),
+    }
 }

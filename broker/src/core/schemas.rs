@@ -150,20 +150,28 @@ impl Broker {
         .map_err(|e| BrokerError::Storage(format!("internal error: schema check failed: {e}")))?
     }
 
-    /// Version `version` of `name` (0: the latest).
-    pub fn schema(&self, name: &str, version: u32) -> BrokerResult<StoredSchema> {
-        self.replicator.check_metadata_fresh()?;
-        let found = match version {
-            0 => self.store.latest_schema(name)?,
-            v => self.store.schema(name, v)?,
-        };
+    /// GET_SCHEMA: version `version` of `name` (0: the latest); linearizable.
+    pub async fn read_schema(&self, name: &str, version: u32) -> BrokerResult<StoredSchema> {
+        self.metadata_barrier().await?;
+        let owned = name.to_owned();
+        let found = self
+            .read_store("the schema", move |store| match version {
+                0 => store.latest_schema(&owned),
+                v => store.schema(&owned, v),
+            })
+            .await?;
         found.ok_or_else(|| not_found(name, version))
     }
 
-    /// Every version of the schema named `filter` (of all schemas when empty).
-    pub fn list_schemas(&self, filter: &str) -> BrokerResult<Vec<StoredSchema>> {
-        self.replicator.check_metadata_fresh()?;
-        Ok(self.store.schemas((!filter.is_empty()).then_some(filter))?)
+    /// LIST_SCHEMAS: every version of the schema named `filter` (of all
+    /// schemas when empty); linearizable.
+    pub async fn list_schemas(&self, filter: &str) -> BrokerResult<Vec<StoredSchema>> {
+        self.metadata_barrier().await?;
+        let filter = filter.to_owned();
+        self.read_store("the schemas", move |store| {
+            store.schemas((!filter.is_empty()).then_some(filter.as_str()))
+        })
+        .await
     }
 
     /// Deletes one version of `name`, or all of them (`version` 0).
@@ -218,7 +226,7 @@ impl Broker {
         {
             return Ok(latest.clone());
         }
-        let stored = self.schema(name, 0)?;
+        let stored = self.store.latest_schema(name)?.ok_or_else(|| not_found(name, 0))?;
         let latest = Arc::new(Latest {
             compiled: self.schemas.get(&stored)?,
             name: stored.name,

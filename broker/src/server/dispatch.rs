@@ -166,13 +166,3 @@ pub async fn blocking(work: impl FnOnce() -> Answer + Send + 'static) -> Answer 
         .await
         .unwrap_or_else(|e| Answer::error(format!("internal error: read task failed: {e}")))
 }
-
-/// Runs a blocking read of the metadata (offsets, groups, schemas) once
-/// this broker has every metadata write committed before the request, so a
-/// client reads back what it wrote through any broker.
-pub async fn metadata_read(broker: Arc<Broker>, work: impl FnOnce(&Broker) -> Answer + Send + 'static) -> Answer {
-    match broker.metadata_barrier().await {
-        Ok(()) => blocking(move || work(&broker)).await,
-        Err(err) => Answer::error(err),
-    }
-}

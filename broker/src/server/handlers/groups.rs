@@ -13,7 +13,7 @@ use crate::core::groups::Assignment;
 use crate::core::{Broker, GroupInfo};
 use crate::server::access::{AccessCheck, verify};
 use crate::server::connection::{ConnectionContext, Session};
-use crate::server::dispatch::{Answer, Reply, metadata_read};
+use crate::server::dispatch::{Answer, Reply};
 
 fn group_record(info: GroupInfo) -> GroupRecord {
     GroupRecord {
@@ -66,14 +66,12 @@ pub fn commit(
 }
 
 pub async fn get_offset(broker: Arc<Broker>, req: GroupPartitionRequest) -> Answer {
-    metadata_read(broker, move |broker| {
-        Answer::from_result(
-            broker
-                .committed_offset(&req.topic, &req.group_id, req.partition)
-                .map(|offset| Response::GetOffset(OffsetResponse { offset })),
-        )
-    })
-    .await
+    Answer::from_result(
+        broker
+            .committed_offset(&req.topic, &req.group_id, req.partition)
+            .await
+            .map(|offset| Response::GetOffset(OffsetResponse { offset })),
+    )
 }
 
 pub async fn reset_offset(broker: Arc<Broker>, req: ResetOffsetRequest) -> Answer {
@@ -86,39 +84,31 @@ pub async fn reset_offset(broker: Arc<Broker>, req: ResetOffsetRequest) -> Answe
 }
 
 pub async fn list(broker: Arc<Broker>) -> Answer {
-    metadata_read(broker, move |broker| {
-        Answer::from_result(broker.list_groups().map(|groups| {
-            Response::ListGroups(ListGroupsResponse {
-                groups: groups.into_iter().map(group_record).collect(),
-            })
-        }))
-    })
-    .await
+    Answer::from_result(broker.list_groups().await.map(|groups| {
+        Response::ListGroups(ListGroupsResponse {
+            groups: groups.into_iter().map(group_record).collect(),
+        })
+    }))
 }
 
 pub async fn describe(broker: Arc<Broker>, req: GroupRequest) -> Answer {
-    metadata_read(broker, move |broker| {
-        Answer::from_result(
-            broker
-                .describe_group(&req.topic, &req.group_id)
-                .map(|g| Response::DescribeGroup(group_record(g))),
-        )
-    })
-    .await
+    Answer::from_result(
+        broker
+            .describe_group(&req.topic, &req.group_id)
+            .await
+            .map(|g| Response::DescribeGroup(group_record(g))),
+    )
 }
 
 pub async fn lag(broker: Arc<Broker>, req: GroupPartitionRequest) -> Answer {
-    metadata_read(broker, move |broker| {
-        Answer::from_result(broker.lag(&req.topic, &req.group_id, req.partition).map(|lag| {
-            Response::GetLag(LagInfo {
-                current: lag.committed,
-                committed: lag.committed,
-                latest: lag.latest,
-                lag: lag.lag,
-            })
-        }))
-    })
-    .await
+    Answer::from_result(broker.lag(&req.topic, &req.group_id, req.partition).await.map(|lag| {
+        Response::GetLag(LagInfo {
+            current: lag.committed,
+            committed: lag.committed,
+            latest: lag.latest,
+            lag: lag.lag,
+        })
+    }))
 }
 
 pub async fn delete(broker: Arc<Broker>, req: GroupRequest) -> Answer {

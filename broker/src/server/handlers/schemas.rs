@@ -10,7 +10,7 @@ use flymq_proto::{
 };
 
 use crate::core::Broker;
-use crate::server::dispatch::{Answer, blocking, metadata_read};
+use crate::server::dispatch::{Answer, blocking};
 use crate::storage::schemas::StoredSchema;
 
 fn entry(stored: StoredSchema) -> SchemaEntry {
@@ -37,25 +37,19 @@ pub async fn register(broker: Arc<Broker>, req: RegisterSchemaRequest) -> Answer
 
 /// Answered in the LIST_SCHEMAS layout with one entry (WIRE.md §10.2).
 pub async fn get(broker: Arc<Broker>, req: SchemaVersionRequest) -> Answer {
-    metadata_read(broker, move |broker| {
-        Answer::from_result(broker.schema(&req.name, req.version).map(|stored| {
-            Response::GetSchema(SchemaListResponse {
-                schemas: vec![entry(stored)],
-            })
-        }))
-    })
-    .await
+    Answer::from_result(broker.read_schema(&req.name, req.version).await.map(|stored| {
+        Response::GetSchema(SchemaListResponse {
+            schemas: vec![entry(stored)],
+        })
+    }))
 }
 
 pub async fn list(broker: Arc<Broker>, req: ListSchemasRequest) -> Answer {
-    metadata_read(broker, move |broker| {
-        Answer::from_result(broker.list_schemas(&req.filter).map(|found| {
-            Response::ListSchemas(SchemaListResponse {
-                schemas: found.into_iter().map(entry).collect(),
-            })
-        }))
-    })
-    .await
+    Answer::from_result(broker.list_schemas(&req.filter).await.map(|found| {
+        Response::ListSchemas(SchemaListResponse {
+            schemas: found.into_iter().map(entry).collect(),
+        })
+    }))
 }
 
 pub async fn validate(broker: Arc<Broker>, req: ValidateSchemaRequest) -> Answer {
