@@ -560,7 +560,29 @@ async fn wait_for_metadata_leader(cluster: &Cluster, candidates: &[usize]) -> us
 /// liveness failure of the long fault run, seed 640918).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_broker_wiped_again_before_it_caught_up_rejoins() {
-    let mut cluster = tokio::task::block_in_place(|| Cluster::start(84, 3));
+    replica_lost_again_before_it_caught_up(84, SecondLoss::Wipe).await;
+}
+
+/// The same, but the second time the pod only moves (same volume, new IP):
+/// the partition leader must reach the new replica at its new address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_new_replica_that_moved_before_it_caught_up_catches_up() {
+    replica_lost_again_before_it_caught_up(87, SecondLoss::Move).await;
+}
+
+enum SecondLoss {
+    /// Killed and its volume wiped again.
+    Wipe,
+    /// Killed and started on the next loopback address with its volume.
+    Move,
+}
+
+/// Three brokers on 127.0.0.`first_ip`..+2 (a move takes +3): one loses its
+/// volume, and its new incarnation is lost again (`second`) as soon as it
+/// joined, before it caught up on a large partition led by the metadata
+/// leader. It must become ready and serve every acknowledged record.
+async fn replica_lost_again_before_it_caught_up(first_ip: u8, second: SecondLoss) {
+    let mut cluster = tokio::task::block_in_place(|| Cluster::start(first_ip, 3));
     let cluster_id = cluster.status(0)["cluster_id"].as_str().unwrap().to_owned();
     let meta_leader = wait_for_metadata_leader(&cluster, &[0, 1, 2]).await;
     let victim = (meta_leader + 1) % 3;
@@ -609,8 +631,14 @@ async fn a_broker_wiped_again_before_it_caught_up_rejoins() {
     }
     let caught_up_before_kill = cluster.status(victim)["status"] == "ready";
     cluster.kill9(victim);
-    cluster.wipe(victim);
-    // Leaders of its partitions are now waiting for a replica that is gone.
+    match second {
+        SecondLoss::Wipe => cluster.wipe(victim),
+        SecondLoss::Move => {
+            cluster.nodes[victim] = flymq_tests::cluster::NodeAddrs::on(&format!("127.0.0.{}", first_ip + 3));
+        }
+    }
+    // Leaders of its partitions are now waiting for a replica that is gone
+    // (or no longer at the address they know).
     tokio::time::sleep(Duration::from_secs(2)).await;
     cluster.restart(victim, &[]);
     let health =
@@ -640,6 +668,9 @@ async fn a_broker_wiped_again_before_it_caught_up_rejoins() {
     }
     // The incarnation that died before it caught up is dropped from the
     // partition's membership, not kept as a learner the leader replicates to.
+    if matches!(second, SecondLoss::Move) {
+        return;
+    }
     let leader = meta_leader;
     wait_until_async(
         "the dead incarnation is dropped from the partition",

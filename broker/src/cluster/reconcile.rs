@@ -286,7 +286,7 @@ impl ClusterNode {
         if !self.changing.lock().insert(group.id) {
             return;
         }
-        let known: BTreeSet<NodeId> = membership.nodes().map(|(id, _)| *id).collect();
+        let known: BTreeMap<NodeId, NodeInfo> = membership.nodes().map(|(id, info)| (*id, info.clone())).collect();
         let node = self.clone();
         let group = group.clone();
         tokio::spawn(async move {
@@ -306,25 +306,42 @@ impl ClusterNode {
     }
 
     /// Adds the assigned replicas the group does not know yet as learners
-    /// and waits, bounded, until every one has caught up. `false` when one
-    /// could not be added or is still behind (the next reconcile goes on
-    /// from there; a wait never outlasts `LEARNER_CATCH_UP`, so a replica
-    /// that died meanwhile holds nothing up).
+    /// (and updates the address of ones it knows at an old one: a learner
+    /// whose pod moved) and waits, bounded, until every one has caught up.
+    /// `false` when one could not be added or is still behind (the next
+    /// reconcile goes on from there; a wait never outlasts
+    /// `LEARNER_CATCH_UP`, so a replica that died meanwhile holds nothing up).
     async fn add_learners(
         &self,
         group: &Group,
         desired: &BTreeSet<NodeId>,
         voters: &BTreeSet<NodeId>,
-        known: &BTreeSet<NodeId>,
+        known: &BTreeMap<NodeId, NodeInfo>,
     ) -> bool {
-        for id in desired.difference(known) {
-            let Some(info) = self.node_info(*id) else {
-                return false;
-            };
-            if let Err(err) = group.raft.add_learner(*id, info, false).await {
-                tracing::warn!(group = group.id, node = id, error = %err, "adding a replica failed");
-                return false;
+        let mut moved = BTreeMap::new();
+        for id in desired {
+            match (known.get(id), self.node_info(*id)) {
+                (Some(old), Some(info)) if *old != info => {
+                    moved.insert(*id, info);
+                }
+                (Some(_), _) => {}
+                (None, None) => return false,
+                (None, Some(info)) => {
+                    if let Err(err) = group.raft.add_learner(*id, info, false).await {
+                        tracing::warn!(group = group.id, node = id, error = %err, "adding a replica failed");
+                        return false;
+                    }
+                }
             }
+        }
+        if !moved.is_empty()
+            && let Err(err) = group
+                .raft
+                .change_membership(ChangeMembers::SetNodes(moved), false)
+                .await
+        {
+            tracing::warn!(group = group.id, error = %err, "updating replica addresses failed");
+            return false;
         }
         // This leader is never behind itself (nor in its replication metrics).
         let me = self.node_id();
