@@ -706,3 +706,88 @@ async fn wait_for_partition_led_by(cluster: &Cluster, broker: usize, topic: &str
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Two of five brokers lose their volumes at once: both new incarnations
+/// join concurrently (each waits for its own metadata catch-up, neither
+/// holds the other up), become ready only when caught up, replace their
+/// old incarnations everywhere and hold every acknowledged record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_brokers_wiped_at_once_both_rejoin() {
+    let mut cluster = tokio::task::block_in_place(|| Cluster::start(95, 5));
+    let cluster_id = cluster.status(0)["cluster_id"].as_str().unwrap().to_owned();
+    let admin = flymq_client::AdminClient::connect(&cluster.admin_addr(0), Duration::from_secs(10))
+        .await
+        .expect("admin");
+    // Every broker holds a replica of each partition, so losing two keeps a
+    // majority of every group (metadata and partitions).
+    admin
+        .create_topic(flymq_client::admin::NewTopic::new("kept", 2).replication_factor(5))
+        .await
+        .expect("create");
+    let all: Vec<_> = cluster.nodes.iter().collect();
+    let client = client_for(&all).await;
+    let mut acked = produce_n(&client, "kept", "1-before", 300, &cluster).await;
+    let victims = [1, 3];
+    let old_incarnations: Vec<String> = victims
+        .iter()
+        .map(|v| cluster.status(*v)["incarnation"].as_str().unwrap().to_owned())
+        .collect();
+
+    for v in victims {
+        cluster.kill9(v);
+        cluster.wipe(v);
+    }
+    let survivors: Vec<_> = [0, 2, 4].iter().map(|i| &cluster.nodes[*i]).collect();
+    let survivors_client = client_for(&survivors).await;
+    acked.extend(produce_n(&survivors_client, "kept", "2-away", 100, &cluster).await);
+
+    for v in victims {
+        cluster.restart(v, &[]);
+    }
+    for (v, old) in victims.iter().zip(&old_incarnations) {
+        let health =
+            tokio::task::block_in_place(|| wait_ready_in_cluster(&cluster, *v, &cluster_id, Duration::from_secs(120)));
+        assert_ne!(
+            health["incarnation"].as_str(),
+            Some(old.as_str()),
+            "node {v} must come back as a new incarnation: {health}"
+        );
+    }
+    // Ready means caught up: every acknowledged record is on both.
+    let last = acked.last().unwrap().0;
+    for v in victims {
+        let records = read_until_offset(last, || read_all(&cluster.nodes[v], "kept")).await;
+        assert_holds_acked(&format!("wiped node {v}"), &records, &acked);
+    }
+    wait_until_async(
+        "both old incarnations are replaced everywhere",
+        Duration::from_secs(60),
+        || {
+            let admin = &admin;
+            async move {
+                let status = admin.cluster_status().await.expect("status");
+                let members_ok = status.members.len() == 5 && status.members.iter().all(|m| m.role == "voter");
+                let groups: Vec<_> = status.groups.iter().filter(|g| g.name.starts_with("kept/")).collect();
+                let groups_ok = groups.len() == 2
+                    && groups
+                        .iter()
+                        .all(|g| g.has_leader && g.voters.len() == 5 && g.in_sync.len() == 5);
+                members_ok && groups_ok
+            }
+        },
+    )
+    .await;
+    // Both take part in writes again: every replica holds exactly what was acknowledged.
+    let via_victims = client_for(&[&cluster.nodes[1], &cluster.nodes[3]]).await;
+    acked.extend(produce_n(&via_victims, "kept", "3-after", 50, &cluster).await);
+    let last = acked.last().unwrap().0;
+    for i in 0..5 {
+        let records = read_until_offset(last, || read_all(&cluster.nodes[i], "kept")).await;
+        assert_holds_acked(&format!("node {i}"), &records, &acked);
+        assert_eq!(
+            records.len(),
+            acked.len(),
+            "node {i} holds exactly the acknowledged records"
+        );
+    }
+}

@@ -243,7 +243,7 @@ impl ClusterNode {
         if !meta.raft.is_leader() {
             return Err(tonic::Status::unavailable("not leader of the metadata group"));
         }
-        let older = {
+        {
             let _guard = self.meta_membership.lock().await;
             let members = self.members();
             let current = members.iter().find(|m| m.0 == id);
@@ -272,8 +272,7 @@ impl ClusterNode {
             if current.is_none_or(|(_, known, _)| *known != info) {
                 meta.raft.add_learner(id, info, false).await.map_err(raft_status)?;
             }
-            older
-        };
+        }
         // Not under the lock: another broker's join (an address update
         // after a pod moved) need not wait for this one's catch-up.
         let caught_up = meta
@@ -297,12 +296,9 @@ impl ClusterNode {
                 broker_of(id)
             )));
         }
-        let older: Vec<NodeId> = older_incarnations(&members, id)
-            .into_iter()
-            .chain(older)
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
+        // Incarnations that left meanwhile need no removal; any assignment
+        // still naming one is moved by `repair_assignments`.
+        let older = older_incarnations(&members, id);
         let mut voters = meta.voters();
         voters.retain(|v| !older.contains(v));
         voters.insert(id);

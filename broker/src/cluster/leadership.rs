@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use openraft::async_runtime::WatchReceiver;
 
+use super::join::member_caught_up;
 use super::node::ClusterNode;
 use super::proposer::not_leader;
 use super::service::GroupOp;
@@ -54,12 +55,11 @@ impl ClusterNode {
             if m.current_leader != Some(me) {
                 continue;
             }
-            let last = m.last_log_index.unwrap_or(0);
-            let target = m.replication.iter().flatten().find_map(|(id, matched)| {
-                let caught_up = matched.is_some_and(|l| l.index >= last);
-                let voter = m.membership_config.membership().voter_ids().any(|v| v == *id);
-                (*id != me && voter && caught_up).then_some(*id)
-            });
+            let target = m
+                .membership_config
+                .membership()
+                .voter_ids()
+                .find(|id| *id != me && member_caught_up(&m, *id, 0));
             let Some(to) = target else { continue };
             if group.raft.trigger().transfer_leader(to).await.is_ok() {
                 moving.push(group);

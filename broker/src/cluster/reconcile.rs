@@ -87,10 +87,8 @@ impl ClusterNode {
             }
         }
         self.stop_unassigned(&wanted).await;
+        // The metadata group's addresses are updated by joins (join.rs).
         if self.meta().raft.is_leader() {
-            let voters: BTreeSet<NodeId> = self.replicas_of(META_GROUP).into_iter().collect();
-            let meta = self.meta();
-            self.sync_addresses(&meta, &voters);
             self.repair_assignments().await;
         }
     }
@@ -269,83 +267,89 @@ impl ClusterNode {
         }
     }
 
-    /// As the leader of a partition group: add missing replicas (as learners
-    /// first, so they catch up), then make the voters exactly the assignment
-    /// and drop learners it no longer names (an incarnation replaced before
-    /// it caught up).
+    /// As the leader of a partition group: bring the membership in line
+    /// with the assignment, one change after another in a task (the group
+    /// is `changing` meanwhile): record the new address of members whose
+    /// pod moved, add missing replicas as learners and, once they caught
+    /// up, make the voters exactly the assignment, then drop learners it no
+    /// longer names (an incarnation replaced before it caught up).
     fn align_membership(self: &Arc<Self>, group: &Arc<Group>, replicas: &[NodeId]) {
+        let desired: BTreeSet<NodeId> = replicas.iter().copied().collect();
+        if desired.is_empty() {
+            return;
+        }
         let metrics = group.raft.metrics().borrow_watched().clone();
         let membership = metrics.membership_config.membership();
         let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
-        let desired: BTreeSet<NodeId> = replicas.iter().copied().collect();
         let stale_learners: BTreeSet<NodeId> = membership.learner_ids().filter(|id| !desired.contains(id)).collect();
-        if desired.is_empty() || (voters == desired && stale_learners.is_empty()) {
-            self.sync_addresses(group, &voters);
+        let moved: BTreeMap<NodeId, NodeInfo> = membership
+            .nodes()
+            .filter(|(id, _)| !stale_learners.contains(id))
+            .filter_map(|(id, recorded)| {
+                let latest = self.node_info(*id)?;
+                (latest != *recorded).then_some((*id, latest))
+            })
+            .collect();
+        let missing: Vec<NodeId> = desired
+            .iter()
+            .copied()
+            .filter(|id| membership.get_node(id).is_none())
+            .collect();
+        if voters == desired && stale_learners.is_empty() && moved.is_empty() {
             return;
         }
         if !self.changing.lock().insert(group.id) {
             return;
         }
-        let known: BTreeMap<NodeId, NodeInfo> = membership.nodes().map(|(id, info)| (*id, info.clone())).collect();
+        // This leader is never behind itself (nor in its replication metrics).
+        let me = self.node_id();
+        let joining: Vec<NodeId> = desired.difference(&voters).copied().filter(|id| *id != me).collect();
         let node = self.clone();
         let group = group.clone();
         tokio::spawn(async move {
-            if voters != desired && node.add_learners(&group, &desired, &voters, &known).await {
-                match group
-                    .raft
-                    .change_membership(ChangeMembers::ReplaceAllVoters(desired.clone()), false)
-                    .await
-                {
-                    Ok(_) => tracing::info!(group = group.id, voters = ?desired, "partition replicas changed"),
-                    Err(err) => tracing::warn!(group = group.id, error = %err, "changing partition replicas failed"),
-                }
+            let addresses_current = moved.is_empty()
+                || node
+                    .change_partition_membership(
+                        &group,
+                        ChangeMembers::SetNodes(moved),
+                        "recorded moved replicas' new addresses",
+                    )
+                    .await;
+            if addresses_current && voters != desired && node.add_learners(&group, &missing, &joining).await {
+                node.change_partition_membership(
+                    &group,
+                    ChangeMembers::ReplaceAllVoters(desired),
+                    "partition replicas changed",
+                )
+                .await;
             }
-            node.drop_stale_learners(&group, &desired).await;
+            if !stale_learners.is_empty() {
+                node.change_partition_membership(
+                    &group,
+                    ChangeMembers::RemoveNodes(stale_learners),
+                    "dropped replicas no longer assigned",
+                )
+                .await;
+            }
             node.changing.lock().remove(&group.id);
         });
     }
 
-    /// Adds the assigned replicas the group does not know yet as learners
-    /// (and updates the address of ones it knows at an old one: a learner
-    /// whose pod moved) and waits, bounded, until every one has caught up.
-    /// `false` when one could not be added or is still behind (the next
-    /// reconcile goes on from there; a wait never outlasts
-    /// `LEARNER_CATCH_UP`, so a replica that died meanwhile holds nothing up).
-    async fn add_learners(
-        &self,
-        group: &Group,
-        desired: &BTreeSet<NodeId>,
-        voters: &BTreeSet<NodeId>,
-        known: &BTreeMap<NodeId, NodeInfo>,
-    ) -> bool {
-        let mut moved = BTreeMap::new();
-        for id in desired {
-            match (known.get(id), self.node_info(*id)) {
-                (Some(old), Some(info)) if *old != info => {
-                    moved.insert(*id, info);
-                }
-                (Some(_), _) => {}
-                (None, None) => return false,
-                (None, Some(info)) => {
-                    if let Err(err) = group.raft.add_learner(*id, info, false).await {
-                        tracing::warn!(group = group.id, node = id, error = %err, "adding a replica failed");
-                        return false;
-                    }
-                }
+    /// Adds `missing` replicas as learners and waits, bounded, until every
+    /// replica `joining` the voters has caught up. `false` when one could
+    /// not be added or is still behind (the next reconcile goes on from
+    /// there; a wait never outlasts `LEARNER_CATCH_UP`, so a replica that
+    /// died meanwhile holds nothing up).
+    async fn add_learners(&self, group: &Group, missing: &[NodeId], joining: &[NodeId]) -> bool {
+        for id in missing {
+            let Some(info) = self.node_info(*id) else {
+                return false;
+            };
+            if let Err(err) = group.raft.add_learner(*id, info, false).await {
+                tracing::warn!(group = group.id, node = id, error = %err, "adding a replica failed");
+                return false;
             }
         }
-        if !moved.is_empty()
-            && let Err(err) = group
-                .raft
-                .change_membership(ChangeMembers::SetNodes(moved), false)
-                .await
-        {
-            tracing::warn!(group = group.id, error = %err, "updating replica addresses failed");
-            return false;
-        }
-        // This leader is never behind itself (nor in its replication metrics).
-        let me = self.node_id();
-        let joining: Vec<NodeId> = desired.difference(voters).copied().filter(|id| *id != me).collect();
         let caught_up = group
             .raft
             .wait(Some(LEARNER_CATCH_UP))
@@ -360,59 +364,25 @@ impl ClusterNode {
         caught_up.is_ok()
     }
 
-    /// Removes learners the assignment no longer names.
-    async fn drop_stale_learners(&self, group: &Group, desired: &BTreeSet<NodeId>) {
-        let stale: BTreeSet<NodeId> = group
-            .raft
-            .metrics()
-            .borrow_watched()
-            .membership_config
-            .membership()
-            .learner_ids()
-            .filter(|id| !desired.contains(id))
-            .collect();
-        if stale.is_empty() {
-            return;
-        }
-        match group
-            .raft
-            .change_membership(ChangeMembers::RemoveNodes(stale.clone()), false)
-            .await
-        {
-            Ok(_) => tracing::info!(group = group.id, removed = ?stale, "dropped replicas no longer assigned"),
-            Err(err) => tracing::warn!(group = group.id, error = %err, "dropping replicas no longer assigned failed"),
-        }
-    }
-
-    /// As a group leader: update members whose address changed (a pod that
-    /// restarted with a new POD_IP) from the metadata membership.
-    fn sync_addresses(self: &Arc<Self>, group: &Arc<Group>, ids: &BTreeSet<NodeId>) {
-        let metrics = group.raft.metrics().borrow_watched().clone();
-        let membership = metrics.membership_config.membership();
-        let mut changed = BTreeMap::new();
-        for id in ids {
-            let (Some(current), Some(latest)) = (membership.get_node(id), self.node_info(*id)) else {
-                continue;
-            };
-            if *current != latest {
-                changed.insert(*id, latest);
+    /// Proposes one membership change of a partition group and logs how it
+    /// went (`done` on success).
+    async fn change_partition_membership(
+        &self,
+        group: &Group,
+        change: ChangeMembers<NodeId, NodeInfo>,
+        done: &str,
+    ) -> bool {
+        let what = format!("{change:?}");
+        match group.raft.change_membership(change, false).await {
+            Ok(_) => {
+                tracing::info!(group = group.id, change = %what, "{done}");
+                true
+            }
+            Err(err) => {
+                tracing::warn!(group = group.id, change = %what, error = %err, "changing partition membership failed");
+                false
             }
         }
-        if changed.is_empty() || group.id == META_GROUP || !self.changing.lock().insert(group.id) {
-            return;
-        }
-        let node = self.clone();
-        let group = group.clone();
-        tokio::spawn(async move {
-            if let Err(err) = group
-                .raft
-                .change_membership(ChangeMembers::SetNodes(changed), false)
-                .await
-            {
-                tracing::warn!(group = group.id, error = %err, "updating replica addresses failed");
-            }
-            node.changing.lock().remove(&group.id);
-        });
     }
 
     /// Opens an assigned group that is not open yet, when a Raft RPC for it
