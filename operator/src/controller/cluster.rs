@@ -37,7 +37,7 @@ use super::discovery::{OptionalApis, Served, unserved};
 use super::error::Error;
 use super::roll::{self, PodView, RollStep};
 use super::status::{self, DEGRADED, Observation, Problem, READY};
-use super::{admin_users, encryption, tls};
+use super::{admin_users, encryption, rejoin, tls};
 use crate::admin::{AdminError, BrokerAdmin, ClusterEndpoint, ClusterInfo};
 use crate::builders::{self, Desired, Inputs, MANAGER, Randomness, admin_secret_name, ns_name, selector_labels};
 use crate::crd::cluster::{FlyMQCluster, FlyMQClusterStatus};
@@ -425,6 +425,12 @@ pub async fn reconcile(cluster: Arc<FlyMQCluster>, ctx: Arc<Context>) -> Result<
             }),
         }
     }
+    if let Some(info) = membership
+        .as_ref()
+        .filter(|_| progress.is_none() && current_replicas == Some(wanted))
+    {
+        progress = restart_removed_broker(&ctx, &endpoint, wanted, info).await?;
+    }
     if progress.is_none() && planned == wanted {
         match roll_step(&ctx, &endpoint, &applied, membership.as_ref()).await? {
             RollStep::Idle => {}
@@ -600,6 +606,43 @@ async fn roll_step(
     Ok(step)
 }
 
+/// Restarts the pod of a broker the StatefulSet keeps but the cluster no
+/// longer has as a member ([`rejoin`]); the progress to report while it does.
+async fn restart_removed_broker(
+    ctx: &Context,
+    endpoint: &ClusterEndpoint,
+    replicas: i32,
+    info: &ClusterInfo,
+) -> Result<Option<Problem>, Error> {
+    // Pods are listed only when some broker the StatefulSet keeps is missing.
+    if (0..replicas).all(|n| info.member(i64::from(n)).is_some()) {
+        return Ok(None);
+    }
+    let (ns, name) = (&endpoint.namespace, &endpoint.name);
+    let Ok(now) = (ctx.clock)().parse::<k8s_openapi::jiff::Timestamp>() else {
+        return Ok(None);
+    };
+    let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
+    let pods = pods_api
+        .list(&ListParams::default().labels(&status::selector(name)))
+        .await
+        .map_err(Error::kube(format!("listing the broker pods of {ns}/{name}")))?;
+    let views: Vec<PodView> = pods.items.iter().filter_map(|p| pod_view(name, p)).collect();
+    let Some(pod) = rejoin::removed_broker(replicas, &views, info, now, rejoin::REJOIN_GRACE) else {
+        return Ok(None);
+    };
+    let message = rejoin::message(pod);
+    match pods_api.delete(&pod.name, &DeleteParams::default()).await {
+        Ok(_) => warn!(pod = %format!("{ns}/{}", pod.name), "{message}"),
+        Err(kube::Error::Api(s)) if s.is_not_found() => {}
+        Err(e) => return Err(Error::kube(format!("deleting pod {ns}/{}", pod.name))(e)),
+    }
+    Ok(Some(Problem {
+        reason: rejoin::RESTARTING_REMOVED_BROKER,
+        message,
+    }))
+}
+
 /// A broker pod of cluster `name` as the roll sees it (`None` for a pod
 /// whose name has no ordinal).
 fn pod_view(name: &str, pod: &Pod) -> Option<PodView> {
@@ -617,6 +660,7 @@ fn pod_view(name: &str, pod: &Pod) -> Option<PodView> {
             .cloned()
             .unwrap_or_default(),
         deleting: pod.metadata.deletion_timestamp.is_some(),
+        started: pod.status.as_ref().and_then(|s| s.start_time.as_ref()).map(|t| t.0),
         name: pod_name,
         ordinal,
         ready,
@@ -1526,6 +1570,93 @@ mod tests {
             .map(|m| m.node_id as i64)
             .collect();
         assert_eq!(members, vec![0, 1, 2], "broker 3 left the cluster");
+    }
+
+    /// A broker pod the StatefulSet keeps, started `started` (RFC 3339).
+    fn started_pod(ordinal: i32, ready: bool, started: &str) -> Value {
+        let mut p = pod(ordinal, "demo-r1", ready);
+        p["status"]["startTime"] = json!(started);
+        p
+    }
+
+    #[tokio::test]
+    async fn a_broker_removed_while_its_pod_stayed_is_restarted_to_rejoin() {
+        // Scaled 3 -> 2 and back to 3 before the decommission of broker 2
+        // finished: the brokers finished it, its pod stayed and is not ready.
+        let c = running(cluster(json!({"replicas": 3})), 3);
+        let fake = broker(3);
+        fake.members.lock().expect("lock").retain(|m| m.node_id != 2);
+        let mut steps = vec![
+            step("GET", STS, Reply::Json(existing_sts(3, 2))),
+            step("GET", ADMIN_SECRET, Reply::NotFound),
+            step("GET", CLUSTER_SECRET, Reply::NotFound),
+        ];
+        steps.extend(applies_with(true, Some(existing_sts(3, 2))));
+        steps.push(step(
+            "GET",
+            PODS,
+            pod_list(vec![
+                started_pod(0, true, "2025-12-31T00:00:00Z"),
+                started_pod(1, true, "2025-12-31T00:00:00Z"),
+                started_pod(2, false, "2025-12-31T23:50:00Z"),
+            ]),
+        ));
+        steps.push(step(
+            "DELETE",
+            "/api/v1/namespaces/prod/pods/demo-2",
+            Reply::Json(started_pod(2, false, "2025-12-31T23:50:00Z")),
+        ));
+        steps.push(status_step(&c));
+        steps.push(step("POST", EVENTS, Reply::Echo));
+        let (result, seen) = run_with(&fake, c, steps).await;
+
+        assert_eq!(result.expect("reconciles"), Action::requeue(REQUEUE_PROGRESS));
+        assert_eq!(
+            fake.calls(),
+            vec!["ClusterStatus"],
+            "nothing decommissioned, no leadership moved"
+        );
+        let progressing = cond(&sent(&seen, "PATCH", STATUS).body["status"], "Progressing");
+        assert_eq!(
+            (&progressing["status"], &progressing["reason"]),
+            (&json!("True"), &json!("RestartingRemovedBroker"))
+        );
+        assert!(
+            progressing["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("restarting demo-2"),
+            "{progressing}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_broker_pod_that_is_still_joining_is_left_alone() {
+        let c = running(cluster(json!({"replicas": 3})), 3);
+        let fake = broker(3);
+        fake.members.lock().expect("lock").retain(|m| m.node_id != 2);
+        let mut steps = vec![
+            step("GET", STS, Reply::Json(existing_sts(3, 2))),
+            step("GET", ADMIN_SECRET, Reply::NotFound),
+            step("GET", CLUSTER_SECRET, Reply::NotFound),
+        ];
+        steps.extend(applies_with(true, Some(existing_sts(3, 2))));
+        // Started a minute before NOW: still within the grace to join.
+        steps.push(step(
+            "GET",
+            PODS,
+            pod_list(vec![
+                started_pod(0, true, "2025-12-31T00:00:00Z"),
+                started_pod(1, true, "2025-12-31T00:00:00Z"),
+                started_pod(2, false, "2025-12-31T23:59:00Z"),
+            ]),
+        ));
+        steps.push(status_step(&c));
+        steps.push(step("POST", EVENTS, Reply::Echo));
+        let (result, seen) = run_with(&fake, c, steps).await;
+
+        assert!(result.is_ok(), "{result:?}");
+        assert!(seen.iter().all(|s| s.method != "DELETE"), "no pod deleted");
     }
 
     #[tokio::test]

@@ -13,6 +13,7 @@ pub mod error;
 pub mod guard;
 #[cfg(test)]
 pub(crate) mod mock;
+pub mod rejoin;
 pub mod roll;
 pub mod status;
 pub mod tls;

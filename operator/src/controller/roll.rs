@@ -26,6 +26,8 @@ pub struct PodView {
     pub ready: bool,
     /// The pod has a deletion timestamp.
     pub deleting: bool,
+    /// When the kubelet started the pod.
+    pub started: Option<k8s_openapi::jiff::Timestamp>,
 }
 
 /// What the roll does in this pass.
@@ -187,6 +189,7 @@ mod tests {
             revision: revision.into(),
             ready,
             deleting: false,
+            started: None,
         }
     }
 
