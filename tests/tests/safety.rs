@@ -147,14 +147,20 @@ async fn wiped_broker_rejoins(first_ip: u8, victim: usize) {
     .await;
     // And it takes part in writes again.
     acked.extend(produce_n(&via_victim, "kept", "3-after", 50, &cluster).await);
-    for i in 0..3 {
-        let last = acked.last().unwrap().0;
-        let records = read_until_offset(last, || read_all(&cluster.nodes[i], "kept")).await;
-        assert_holds_acked(&format!("node {i}"), &records, &acked);
+    assert_every_replica_holds_exactly(&cluster, "kept", &acked).await;
+}
+
+/// Asserts that every broker of `cluster` holds exactly the acknowledged
+/// records of partition 0 of `topic`, in order (waiting for each to catch up).
+async fn assert_every_replica_holds_exactly(cluster: &Cluster, topic: &str, acked: &[(u64, String)]) {
+    let last = acked.last().expect("acknowledged records").0;
+    for (i, node) in cluster.nodes.iter().enumerate() {
+        let records = read_until_offset(last, || read_all(node, topic)).await;
+        assert_holds_acked(&format!("node {i}"), &records, acked);
         assert_eq!(
             records.len(),
             acked.len(),
-            "node {i} holds exactly the acknowledged records"
+            "node {i} holds exactly the acknowledged records: {records:?}"
         );
     }
 }
@@ -417,16 +423,7 @@ async fn a_leader_killed_before_writing_what_it_acknowledged_loses_nothing() {
     let client = client_for(&cluster.nodes.iter().collect::<Vec<_>>()).await;
     acked.extend(produce_n(&client, "window", "2-after", 5, &cluster).await);
 
-    let last = acked.last().unwrap().0;
-    for i in 0..3 {
-        let records = read_until_offset(last, || read_all(&cluster.nodes[i], "window")).await;
-        assert_holds_acked(&format!("node {i}"), &records, &acked);
-        assert_eq!(
-            records.len(),
-            acked.len(),
-            "node {i} holds exactly the acknowledged records: {records:?}"
-        );
-    }
+    assert_every_replica_holds_exactly(&cluster, "window", &acked).await;
 }
 
 /// Every broker killed at once, after many snapshots and log purges.
@@ -780,14 +777,5 @@ async fn two_brokers_wiped_at_once_both_rejoin() {
     // Both take part in writes again: every replica holds exactly what was acknowledged.
     let via_victims = client_for(&[&cluster.nodes[1], &cluster.nodes[3]]).await;
     acked.extend(produce_n(&via_victims, "kept", "3-after", 50, &cluster).await);
-    let last = acked.last().unwrap().0;
-    for i in 0..5 {
-        let records = read_until_offset(last, || read_all(&cluster.nodes[i], "kept")).await;
-        assert_holds_acked(&format!("node {i}"), &records, &acked);
-        assert_eq!(
-            records.len(),
-            acked.len(),
-            "node {i} holds exactly the acknowledged records"
-        );
-    }
+    assert_every_replica_holds_exactly(&cluster, "kept", &acked).await;
 }

@@ -1579,10 +1579,11 @@ mod tests {
         p
     }
 
-    #[tokio::test]
-    async fn a_broker_removed_while_its_pod_stayed_is_restarted_to_rejoin() {
-        // Scaled 3 -> 2 and back to 3 before the decommission of broker 2
-        // finished: the brokers finished it, its pod stayed and is not ready.
+    /// Three broker pods, broker 2 not ready (started `started`) and not a
+    /// member (scaled 3 -> 2 and back before its decommission finished: the
+    /// brokers finished it, its pod stayed): the cluster, the fake brokers
+    /// and the requests of a pass up to the pod list.
+    fn broker_2_removed(started: &str) -> (FlyMQCluster, Arc<FakeBroker>, Vec<Step>) {
         let c = running(cluster(json!({"replicas": 3})), 3);
         let fake = broker(3);
         fake.members.lock().expect("lock").retain(|m| m.node_id != 2);
@@ -1598,9 +1599,16 @@ mod tests {
             pod_list(vec![
                 started_pod(0, true, "2025-12-31T00:00:00Z"),
                 started_pod(1, true, "2025-12-31T00:00:00Z"),
-                started_pod(2, false, "2025-12-31T23:50:00Z"),
+                started_pod(2, false, started),
             ]),
         ));
+        (c, fake, steps)
+    }
+
+    #[tokio::test]
+    async fn a_broker_removed_while_its_pod_stayed_is_restarted_to_rejoin() {
+        // Started ten minutes before NOW: long past joining.
+        let (c, fake, mut steps) = broker_2_removed("2025-12-31T23:50:00Z");
         steps.push(step(
             "DELETE",
             "/api/v1/namespaces/prod/pods/demo-2",
@@ -1632,25 +1640,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_broker_pod_that_is_still_joining_is_left_alone() {
-        let c = running(cluster(json!({"replicas": 3})), 3);
-        let fake = broker(3);
-        fake.members.lock().expect("lock").retain(|m| m.node_id != 2);
-        let mut steps = vec![
-            step("GET", STS, Reply::Json(existing_sts(3, 2))),
-            step("GET", ADMIN_SECRET, Reply::NotFound),
-            step("GET", CLUSTER_SECRET, Reply::NotFound),
-        ];
-        steps.extend(applies_with(true, Some(existing_sts(3, 2))));
         // Started a minute before NOW: still within the grace to join.
-        steps.push(step(
-            "GET",
-            PODS,
-            pod_list(vec![
-                started_pod(0, true, "2025-12-31T00:00:00Z"),
-                started_pod(1, true, "2025-12-31T00:00:00Z"),
-                started_pod(2, false, "2025-12-31T23:59:00Z"),
-            ]),
-        ));
+        let (c, fake, mut steps) = broker_2_removed("2025-12-31T23:59:00Z");
         steps.push(status_step(&c));
         steps.push(step("POST", EVENTS, Reply::Echo));
         let (result, seen) = run_with(&fake, c, steps).await;

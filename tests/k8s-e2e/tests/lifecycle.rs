@@ -12,8 +12,10 @@
 //!    authentication on; every client uses the admin Secret);
 //! 4. produce and consume through the client Service (port-forward, or
 //!    directly from a pod; see `FLYMQ_E2E_CLIENT_ACCESS`);
-//! 5. scale 3 -> 5 (through the scale subresource, as `kubectl scale` does)
-//!    -> 3 (the operator decommissions broker 4, shrinks the
+//! 5. scale 3 -> 5 (through the scale subresource, as `kubectl scale` does);
+//!    broker 2 is decommissioned through the admin API while its pod stays,
+//!    and the operator restarts that pod so it rejoins (in-cluster access
+//!    only); -> 3 (the operator decommissions broker 4, shrinks the
 //!    StatefulSet to 4, then broker 3 and 3): 3 members left, never
 //!    Degraded, the StatefulSet never below the brokers still members,
 //!    every message still readable;
@@ -167,6 +169,17 @@ impl Env {
             },
         )
         .await
+    }
+
+    /// Watches the FlyMQCluster's Progressing reason, every change of it.
+    fn progressing_reasons(&self) -> flymq_k8s_e2e::History<String> {
+        record(self.clusters.clone(), CLUSTER, |c: &FlyMQCluster| {
+            c.status
+                .as_ref()
+                .and_then(|s| condition(&s.conditions, "Progressing"))
+                .map(|p| p.reason.clone())
+                .unwrap_or_default()
+        })
     }
 
     /// The broker pods by name, with their uid, readiness and revision.
@@ -368,6 +381,76 @@ fn topic_manifest(name: &str, partitions: i32, deletion_policy: &str) -> Value {
     })
 }
 
+/// Step 5, in the middle: broker 2 is decommissioned through the admin API
+/// while the StatefulSet keeps its pod (what a scale-down reverted before it
+/// finished leaves). It is not a member and not ready; the operator restarts
+/// its pod, and it joins again on its volume. Needs the pods' addresses
+/// (`FLYMQ_E2E_CLIENT_ACCESS=in-cluster`); skipped otherwise.
+async fn removed_broker_rejoins(env: &Env) -> Result<(), String> {
+    let what = "5. broker 2 removed through the admin API while its pod stays: the operator restarts it, it rejoins";
+    if flymq_k8s_e2e::client_access()? != flymq_k8s_e2e::ClientAccess::InCluster {
+        step(
+            TEST,
+            &format!("SKIPPED step '{what}': the admin API of a pod is reached in-cluster only"),
+        );
+        return Ok(());
+    }
+    step(TEST, what);
+    let pod =
+        |name: &'static str| async move { env.pods.get(name).await.map_err(|e| format!("reading pod {name}: {e}")) };
+    let old_uid = pod("e2e-2").await?.uid().unwrap_or_default();
+    let ip = pod("e2e-0")
+        .await?
+        .status
+        .and_then(|s| s.pod_ip)
+        .ok_or("pod e2e-0 has no IP")?;
+    let options = flymq_client::AdminOptions {
+        credentials: Some(flymq_k8s_e2e::secret_credentials(&env.ns, &format!("{CLUSTER}-admin")).await?),
+        ..flymq_client::AdminOptions::default()
+    };
+    let admin = flymq_client::AdminClient::connect_with(&format!("{ip}:9096"), options)
+        .await
+        .map_err(|e| format!("connecting to the admin API of e2e-0 at {ip}:9096: {e}"))?;
+    let reasons = env.progressing_reasons();
+    wait_for("the watch to start", || {
+        let seen = reasons.values();
+        async move {
+            Ok::<_, kube::Error>(if seen.is_empty() {
+                Err("no status seen yet".to_owned())
+            } else {
+                Ok(())
+            })
+        }
+    })
+    .await?;
+    let moved = admin
+        .decommission(2)
+        .await
+        .map_err(|e| format!("decommissioning broker 2: {e}"))?;
+    step(
+        TEST,
+        &format!("broker 2 decommissioned ({moved} partitions moved); its pod stays"),
+    );
+    let old_uid = &old_uid;
+    wait_for("the operator to restart pod e2e-2", || async move {
+        let now = env.pods.get_opt("e2e-2").await?;
+        let uid = now.as_ref().and_then(|p| p.uid()).unwrap_or_default();
+        Ok(if !uid.is_empty() && uid != *old_uid {
+            Ok(())
+        } else {
+            Err(format!("pod e2e-2 uid {uid:?}"))
+        })
+    })
+    .await?;
+    env.wait_cluster_ready(5).await?;
+    let reasons = reasons.values();
+    if !reasons.iter().any(|r| r == "RestartingRemovedBroker") {
+        return Err(format!("Progressing never said RestartingRemovedBroker: {reasons:?}"));
+    }
+    step(TEST, "broker 2 is a member again, and the cluster Ready with 5 brokers");
+    Ok(())
+}
+
 async fn lifecycle(client: Client, ns: String) -> Result<(), String> {
     let env = &Env::new(client, ns);
     let no_config = BTreeMap::new();
@@ -519,6 +602,7 @@ async fn lifecycle(client: Client, ns: String) -> Result<(), String> {
     env.wait_cluster_ready(5).await?;
     // Own spec.replicas again for the applies below.
     env.apply_cluster(5, &no_config).await?;
+    removed_broker_rejoins(env).await?;
     step(
         TEST,
         "5. scale back to 3 brokers (decommission 4, then 3, one per step)",
@@ -527,13 +611,7 @@ async fn lifecycle(client: Client, ns: String) -> Result<(), String> {
     let sizes = record(env.statefulsets.clone(), CLUSTER, |s: &StatefulSet| {
         s.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0)
     });
-    let reasons = record(env.clusters.clone(), CLUSTER, |c: &FlyMQCluster| {
-        c.status
-            .as_ref()
-            .and_then(|s| condition(&s.conditions, "Progressing"))
-            .map(|p| p.reason.clone())
-            .unwrap_or_default()
-    });
+    let reasons = env.progressing_reasons();
     // Both watches must have delivered their first state (5 brokers) before
     // the change, or a fast first decommission is missed.
     wait_for("the watches to start", || {
