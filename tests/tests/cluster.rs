@@ -1087,3 +1087,101 @@ fn open_groups(cluster: &Cluster, i: usize) -> Vec<String> {
     names.sort();
     names
 }
+
+/// ClusterStatus tells the same story whichever broker answers: a follower
+/// forwards it to the metadata leader, which takes each partition's state
+/// from that partition's leader. A killed broker shows down, and every
+/// partition with a replica on it under-replicated, until it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cluster_status_from_a_follower_shows_a_dead_broker_and_its_partitions() {
+    let mut cluster = tokio::task::block_in_place(|| Cluster::start(36, 3));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let meta_leader = loop {
+        if let Some(i) = (0..3).find(|i| cluster.status(*i)["role"].as_str() == Some("leader")) {
+            break i;
+        }
+        assert!(std::time::Instant::now() < deadline, "no metadata leader");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let (follower, victim) = ((meta_leader + 1) % 3, (meta_leader + 2) % 3);
+    let admin = flymq_client::AdminClient::connect(&cluster.admin_addr(follower), Duration::from_secs(5))
+        .await
+        .expect("admin API of a follower");
+    admin
+        .create_topic(flymq_client::admin::NewTopic::new("watched", 3))
+        .await
+        .expect("create");
+    let all: Vec<_> = cluster.nodes.iter().collect();
+    let client = client_for(&all).await;
+    for p in 0..3 {
+        produce_retrying(&client, "watched", p, format!("record-{p}")).await;
+    }
+    let healthy = |s: &flymq_proto::grpc::admin::ClusterStatusReply| {
+        s.members.len() == 3 && s.members.iter().all(|m| m.health == "up") && s.under_replicated.is_empty()
+    };
+    let mut last = None;
+    wait_until_status(&admin, "every broker up, nothing under-replicated", &mut last, healthy).await;
+
+    cluster.kill9(victim);
+    let dead = |s: &flymq_proto::grpc::admin::ClusterStatusReply| {
+        let health = |b: usize| {
+            s.members
+                .iter()
+                .find(|m| m.node_id == b as u64)
+                .map(|m| m.health.as_str())
+        };
+        let mut under = s.under_replicated.clone();
+        under.sort();
+        health(victim) == Some("down")
+            && health(meta_leader) == Some("up")
+            && health(follower) == Some("up")
+            && under == ["watched/0", "watched/1", "watched/2"]
+    };
+    wait_until_status(
+        &admin,
+        "the killed broker down, its partitions under-replicated",
+        &mut last,
+        dead,
+    )
+    .await;
+    let answered_by = last.as_ref().map(|s| s.node_id);
+    assert_eq!(
+        answered_by,
+        Some(meta_leader as u64),
+        "the follower forwards ClusterStatus to the metadata leader"
+    );
+
+    tokio::task::block_in_place(|| cluster.restart(victim, &[]));
+    wait_until_status(
+        &admin,
+        "the broker back up, nothing under-replicated",
+        &mut last,
+        healthy,
+    )
+    .await;
+}
+
+/// Polls `admin`'s ClusterStatus until `check` holds (30 s); keeps the
+/// last answer in `last` for the failure message and later checks.
+async fn wait_until_status(
+    admin: &flymq_client::AdminClient,
+    what: &str,
+    last: &mut Option<flymq_proto::grpc::admin::ClusterStatusReply>,
+    check: impl Fn(&flymq_proto::grpc::admin::ClusterStatusReply) -> bool,
+) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(status) = admin.cluster_status().await {
+            let done = check(&status);
+            *last = Some(status);
+            if done {
+                return;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting until {what}; last ClusterStatus: {last:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -301,71 +301,7 @@ impl Admin for AdminService {
                 under_replicated: Vec::new(),
             }));
         };
-        let meta = node.group_view(META_GROUP);
-        let broker = |m: u64| u64::from(broker_of(m));
-        let mut groups = vec![GroupStatus {
-            group_id: META_GROUP,
-            name: "metadata".into(),
-            leader: meta.leader.map_or(0, broker),
-            has_leader: meta.leader.is_some(),
-            term: meta.term,
-            committed_index: meta.committed,
-            applied_index: meta.applied,
-            voters: broker_ids(&meta.voters),
-            in_sync: broker_ids(&meta.in_sync),
-        }];
-        let mut under_replicated = Vec::new();
-        let mut leading: std::collections::HashMap<u64, u32> = std::collections::HashMap::new();
-        for topic in self.broker.catalog().topics() {
-            for (p, replicas) in topic.record.replicas.iter().enumerate() {
-                let id = partition_group(topic.record.id, p as u32);
-                let view = node.group_view(id);
-                let name = format!("{}/{p}", topic.name());
-                if let Some(l) = view.leader {
-                    *leading.entry(l).or_default() += 1;
-                }
-                if view.local && (view.leader.is_none() || view.in_sync.len() < replicas.len()) {
-                    under_replicated.push(name.clone());
-                }
-                groups.push(GroupStatus {
-                    group_id: id,
-                    name,
-                    leader: view.leader.map_or(0, broker),
-                    has_leader: view.leader.is_some(),
-                    term: view.term,
-                    committed_index: view.committed,
-                    applied_index: view.applied,
-                    voters: broker_ids(&view.voters),
-                    in_sync: broker_ids(&view.in_sync),
-                });
-            }
-        }
-        let members = node
-            .members()
-            .into_iter()
-            .map(|(id, info, voter)| Member {
-                node_id: broker(id),
-                cluster_addr: info.cluster_addr,
-                client_addr: info.client_addr,
-                admin_addr: info.admin_addr,
-                role: if voter { "voter" } else { "learner" }.into(),
-                health: if meta.in_sync.contains(&id) || meta.leader == Some(id) {
-                    "up"
-                } else {
-                    "down"
-                }
-                .into(),
-                is_metadata_leader: meta.leader == Some(id),
-                leading: leading.get(&id).copied().unwrap_or(0),
-            })
-            .collect();
-        Ok(Response::new(ClusterStatusReply {
-            cluster_id: node.cluster_id(),
-            node_id: u64::from(node.broker_id()),
-            members,
-            groups,
-            under_replicated,
-        }))
+        Ok(Response::new(node.cluster_status().await))
     }
 
     async fn join_node(&self, request: Request<JoinNodeRequest>) -> Result<Response<JoinNodeReply>, Status> {

@@ -35,6 +35,7 @@ pub mod snapshot;
 pub mod snapshot_file;
 pub mod stages;
 pub mod state_machine;
+pub mod status;
 pub mod types;
 
 pub use identity::Bootstrap;

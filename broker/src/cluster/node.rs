@@ -10,7 +10,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use openraft::async_runtime::WatchReceiver;
 use tokio::sync::mpsc;
@@ -36,7 +36,8 @@ pub struct GroupView {
     pub leader: Option<NodeId>,
     pub term: u64,
     pub voters: Vec<NodeId>,
-    /// Voters caught up with the leader (known on the leader; otherwise all voters while a leader exists).
+    /// Voters caught up with the leader and heard from within an election
+    /// timeout (known on the leader; otherwise all voters while a leader exists).
     pub in_sync: Vec<NodeId>,
     pub committed: u64,
     pub applied: u64,
@@ -370,6 +371,17 @@ impl ClusterNode {
         let m = g.raft.metrics().borrow_watched().clone();
         let voters: Vec<NodeId> = m.membership_config.membership().voter_ids().collect();
         let last = m.last_log_index.unwrap_or(0);
+        // A follower is in sync when it acknowledged the leader within an
+        // election timeout (on an idle group a dead follower's log is not
+        // behind) and holds the log up to at most IN_SYNC_LAG entries behind.
+        let recent = Duration::from_millis(self.settings.election_timeout_ms.max(1000));
+        let heard_from = |id: &NodeId| {
+            m.heartbeat
+                .as_ref()
+                .and_then(|h| h.get(id))
+                .and_then(|acked| acked.as_ref())
+                .is_some_and(|acked| openraft::Instant::elapsed(&**acked) < recent)
+        };
         let in_sync = match &m.replication {
             // The leader knows how far each follower got.
             Some(progress) => voters
@@ -377,10 +389,11 @@ impl ClusterNode {
                 .copied()
                 .filter(|id| {
                     *id == self.me
-                        || progress
-                            .get(id)
-                            .and_then(|p| p.as_ref())
-                            .is_some_and(|log_id| log_id.index + IN_SYNC_LAG >= last)
+                        || (heard_from(id)
+                            && progress
+                                .get(id)
+                                .and_then(|p| p.as_ref())
+                                .is_some_and(|log_id| log_id.index + IN_SYNC_LAG >= last))
                 })
                 .collect(),
             None if m.current_leader.is_some() => voters.clone(),

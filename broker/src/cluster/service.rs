@@ -55,6 +55,11 @@ pub enum GroupOp {
     /// quorum round confirms it still leads. Answers `u64`; UNAVAILABLE
     /// when it does not lead (see `read_barrier`).
     ReadIndex,
+    /// Sent for the metadata group: this broker's cluster status, gathered
+    /// from the other members as the metadata leader does (`gather`) or
+    /// its own view only. Answers a protobuf `ClusterStatusReply` (see
+    /// `status`).
+    ClusterStatus { gather: bool },
 }
 
 /// How a payload this broker cannot decode is refused (INVALID_ARGUMENT);
@@ -305,6 +310,14 @@ impl Cluster for ClusterService {
                 encode(&group.raft.metrics().borrow_watched().current_leader)
             }
             GroupOp::ReadIndex => encode(&super::read_barrier::serve_read_index(&group).await?),
+            GroupOp::ClusterStatus { gather } => {
+                let status = if gather {
+                    self.node.gathered_status().await
+                } else {
+                    self.node.own_status_view()
+                };
+                Ok(prost::Message::encode_to_vec(&status))
+            }
         };
         let result = result.map_err(|e| Status::internal(e.to_string()))?;
         Ok(Response::new(ManageReply { result }))
