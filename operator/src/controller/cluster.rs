@@ -1040,6 +1040,19 @@ mod tests {
         s
     }
 
+    /// The requests of a pass over an existing cluster up to the applies:
+    /// the StatefulSet is found as `found` and stored as `stored`; no admin
+    /// or cluster Secret exists yet.
+    fn pass_on(found: Value, stored: Value) -> Vec<Step> {
+        let mut steps = vec![
+            step("GET", STS, Reply::Json(found)),
+            step("GET", ADMIN_SECRET, Reply::NotFound),
+            step("GET", CLUSTER_SECRET, Reply::NotFound),
+        ];
+        steps.extend(applies_with(true, Some(stored)));
+        steps
+    }
+
     fn applies(admin_secret: bool) -> Vec<Step> {
         applies_with(admin_secret, None)
     }
@@ -1236,12 +1249,7 @@ mod tests {
         let c = cluster(json!({}));
         let fake = broker(3);
         *fake.cluster_id.lock().expect("lock") = Some("7d1e-cluster".into());
-        let mut steps = vec![
-            step("GET", STS, Reply::Json(existing_sts(3, 3))),
-            step("GET", ADMIN_SECRET, Reply::NotFound),
-            step("GET", CLUSTER_SECRET, Reply::NotFound),
-        ];
-        steps.extend(applies_with(true, Some(existing_sts(3, 3))));
+        let mut steps = pass_on(existing_sts(3, 3), existing_sts(3, 3));
         steps.push(step("PATCH", IDENTITY, Reply::Echo));
         steps.push(status_step(&c));
         steps.push(step("POST", EVENTS, Reply::Echo));
@@ -1266,12 +1274,7 @@ mod tests {
         // From then on the identity carries the id from the first apply.
         let mut again = c;
         again.status = Some(serde_json::from_value(status.clone()).expect("status"));
-        let mut steps = vec![
-            step("GET", STS, Reply::Json(existing_sts(3, 3))),
-            step("GET", ADMIN_SECRET, Reply::NotFound),
-            step("GET", CLUSTER_SECRET, Reply::NotFound),
-        ];
-        steps.extend(applies_with(true, Some(existing_sts(3, 3))));
+        let steps = pass_on(existing_sts(3, 3), existing_sts(3, 3));
         let (result, seen) = run_with(&fake, again, steps).await;
         assert_eq!(result.expect("reconciles"), Action::requeue(REQUEUE_READY));
         assert_eq!(
@@ -1285,12 +1288,7 @@ mod tests {
         let c = cluster(json!({}));
         let fake = broker(3);
         fake.fail("ClusterStatus", tonic::Status::unavailable("connection refused"));
-        let mut steps = vec![
-            step("GET", STS, Reply::Json(existing_sts(3, 3))),
-            step("GET", ADMIN_SECRET, Reply::NotFound),
-            step("GET", CLUSTER_SECRET, Reply::NotFound),
-        ];
-        steps.extend(applies_with(true, Some(existing_sts(3, 3))));
+        let mut steps = pass_on(existing_sts(3, 3), existing_sts(3, 3));
         steps.push(status_step(&c));
         let (result, seen) = run_with(&fake, c, steps).await;
 
@@ -1325,12 +1323,7 @@ mod tests {
         let mut delays = Vec::new();
         let mut stored = c.clone();
         for _ in 0..3 {
-            let mut steps = vec![
-                step("GET", STS, Reply::Json(existing_sts(3, 3))),
-                step("GET", ADMIN_SECRET, Reply::NotFound),
-                step("GET", CLUSTER_SECRET, Reply::NotFound),
-            ];
-            steps.extend(applies_with(true, Some(existing_sts(3, 3))));
+            let mut steps = pass_on(existing_sts(3, 3), existing_sts(3, 3));
             if stored.status.is_none() {
                 steps.push(status_step(&stored));
             }
@@ -1399,12 +1392,7 @@ mod tests {
         let mut c4 = c5;
         c4.status = Some(serde_json::from_value(status.clone()).expect("status"));
         let (ctx, handle) = context(&fake);
-        let mut steps = vec![
-            step("GET", STS, Reply::Json(existing_sts(4, 4))),
-            step("GET", ADMIN_SECRET, Reply::NotFound),
-            step("GET", CLUSTER_SECRET, Reply::NotFound),
-        ];
-        steps.extend(applies_with(true, Some(existing_sts(3, 3))));
+        let mut steps = pass_on(existing_sts(4, 4), existing_sts(3, 3));
         steps.push(status_step(&c4));
         let (result, seen) = run_ctx(ctx, handle, c4, steps).await;
         assert_eq!(result.expect("reconciles"), Action::requeue(REQUEUE_READY));
@@ -1435,12 +1423,7 @@ mod tests {
             decommission_wait: Duration::from_millis(200),
             ..Arc::try_unwrap(ctx).unwrap_or_else(|_| panic!("one owner"))
         });
-        let mut steps = vec![
-            step("GET", STS, Reply::Json(existing_sts(4, 4))),
-            step("GET", ADMIN_SECRET, Reply::NotFound),
-            step("GET", CLUSTER_SECRET, Reply::NotFound),
-        ];
-        steps.extend(applies_with(true, Some(existing_sts(4, 4))));
+        let mut steps = pass_on(existing_sts(4, 4), existing_sts(4, 4));
         steps.push(status_step(&c));
         let started = std::time::Instant::now();
         let (result, seen) = run_ctx(ctx.clone(), handle, c.clone(), steps).await;
@@ -1478,12 +1461,7 @@ mod tests {
         let mut resumed = c;
         resumed.status = Some(serde_json::from_value(status.clone()).expect("status"));
         let (ctx, handle) = context(&fake);
-        let mut steps = vec![
-            step("GET", STS, Reply::Json(existing_sts(4, 4))),
-            step("GET", ADMIN_SECRET, Reply::NotFound),
-            step("GET", CLUSTER_SECRET, Reply::NotFound),
-        ];
-        steps.extend(applies_with(true, Some(existing_sts(3, 3))));
+        let mut steps = pass_on(existing_sts(4, 4), existing_sts(3, 3));
         steps.push(status_step(&resumed));
         let (result, seen) = run_ctx(ctx, handle, resumed, steps).await;
         assert_eq!(result.expect("reconciles"), Action::requeue(REQUEUE_READY));
@@ -1503,12 +1481,7 @@ mod tests {
             "Decommission",
             tonic::Status::unimplemented("decommission is not supported yet"),
         );
-        let mut steps = vec![
-            step("GET", STS, Reply::Json(existing_sts(3, 3))),
-            step("GET", ADMIN_SECRET, Reply::NotFound),
-            step("GET", CLUSTER_SECRET, Reply::NotFound),
-        ];
-        steps.extend(applies_with(true, Some(existing_sts(3, 3))));
+        let mut steps = pass_on(existing_sts(3, 3), existing_sts(3, 3));
         steps.push(status_step(&c));
         steps.push(step("POST", EVENTS, Reply::Echo));
         let (result, seen) = run_with(&fake, c, steps).await;
@@ -1545,12 +1518,7 @@ mod tests {
         // decommission, before the StatefulSet shrank: a member with no pod.
         let c = running(cluster(json!({"replicas": 3})), 3);
         let fake = broker(4);
-        let mut steps = vec![
-            step("GET", STS, Reply::Json(existing_sts(3, 3))),
-            step("GET", ADMIN_SECRET, Reply::NotFound),
-            step("GET", CLUSTER_SECRET, Reply::NotFound),
-        ];
-        steps.extend(applies_with(true, Some(existing_sts(3, 3))));
+        let mut steps = pass_on(existing_sts(3, 3), existing_sts(3, 3));
         steps.push(status_step(&c));
         let (result, seen) = run_with(&fake, c, steps).await;
 
@@ -1587,12 +1555,7 @@ mod tests {
         let c = running(cluster(json!({"replicas": 3})), 3);
         let fake = broker(3);
         fake.members.lock().expect("lock").retain(|m| m.node_id != 2);
-        let mut steps = vec![
-            step("GET", STS, Reply::Json(existing_sts(3, 2))),
-            step("GET", ADMIN_SECRET, Reply::NotFound),
-            step("GET", CLUSTER_SECRET, Reply::NotFound),
-        ];
-        steps.extend(applies_with(true, Some(existing_sts(3, 2))));
+        let mut steps = pass_on(existing_sts(3, 2), existing_sts(3, 2));
         steps.push(step(
             "GET",
             PODS,
@@ -1655,12 +1618,7 @@ mod tests {
         let c = running(cluster(json!({"replicas": 3})), 4);
         let fake = broker(4);
         fake.refuse_decommission.lock().expect("lock").insert(3);
-        let mut steps = vec![
-            step("GET", STS, Reply::Json(existing_sts(4, 4))),
-            step("GET", ADMIN_SECRET, Reply::NotFound),
-            step("GET", CLUSTER_SECRET, Reply::NotFound),
-        ];
-        steps.extend(applies_with(true, Some(existing_sts(4, 4))));
+        let mut steps = pass_on(existing_sts(4, 4), existing_sts(4, 4));
         steps.push(status_step(&c));
         steps.push(step("POST", EVENTS, Reply::Echo));
         let (result, seen) = run_with(&fake, c, steps).await;
@@ -1760,12 +1718,7 @@ mod tests {
             cluster_id: Some("fake".into()),
             ..Default::default()
         });
-        let mut steps = vec![
-            step("GET", STS, Reply::Json(existing_sts(3, 3))),
-            step("GET", ADMIN_SECRET, Reply::NotFound),
-            step("GET", CLUSTER_SECRET, Reply::NotFound),
-        ];
-        steps.extend(applies_with(true, Some(existing_sts(3, 3))));
+        let mut steps = pass_on(existing_sts(3, 3), existing_sts(3, 3));
         steps.push(status_step(&fresh));
         steps.push(step("POST", EVENTS, Reply::Echo));
         let (result, seen) = run(fresh.clone(), steps).await;
@@ -1777,12 +1730,7 @@ mod tests {
         // Second pass: the stored status is what the operator would write.
         let mut again = fresh;
         again.status = Some(serde_json::from_value(seen[12].body["status"].clone()).expect("status"));
-        let mut steps = vec![
-            step("GET", STS, Reply::Json(existing_sts(3, 3))),
-            step("GET", ADMIN_SECRET, Reply::NotFound),
-            step("GET", CLUSTER_SECRET, Reply::NotFound),
-        ];
-        steps.extend(applies_with(true, Some(existing_sts(3, 3))));
+        let steps = pass_on(existing_sts(3, 3), existing_sts(3, 3));
         let (result, seen) = run(again, steps).await;
         assert_eq!(result.expect("reconciles"), Action::requeue(REQUEUE_READY));
         assert_eq!(seen.len(), 12, "no status write and no event when nothing changed");
@@ -1791,12 +1739,7 @@ mod tests {
     #[tokio::test]
     async fn a_service_monitor_the_cluster_cannot_hold_is_reported_and_nothing_is_asked_of_the_missing_api() {
         let c = running(cluster(json!({"metrics": {"serviceMonitor": {"enabled": true}}})), 3);
-        let mut steps = vec![
-            step("GET", STS, Reply::Json(existing_sts(3, 3))),
-            step("GET", ADMIN_SECRET, Reply::NotFound),
-            step("GET", CLUSTER_SECRET, Reply::NotFound),
-        ];
-        steps.extend(applies_with(true, Some(existing_sts(3, 3))));
+        let mut steps = pass_on(existing_sts(3, 3), existing_sts(3, 3));
         steps.push(status_step(&c));
         steps.push(step("POST", EVENTS, Reply::Echo));
         let (result, seen) = run(c, steps).await;
@@ -1834,12 +1777,7 @@ mod tests {
                 certificate: true,
             },
         );
-        let mut steps = vec![
-            step("GET", STS, Reply::Json(existing_sts(3, 3))),
-            step("GET", ADMIN_SECRET, Reply::NotFound),
-            step("GET", CLUSTER_SECRET, Reply::NotFound),
-        ];
-        steps.extend(applies_with(true, Some(existing_sts(3, 3))));
+        let mut steps = pass_on(existing_sts(3, 3), existing_sts(3, 3));
         steps.push(step(
             "GET",
             MONITORS,
