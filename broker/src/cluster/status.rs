@@ -8,7 +8,7 @@
 //! inter-broker authentication), so nothing depends on the caller's
 //! credentials being forwardable.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use flymq_proto::grpc::admin::{ClusterStatusReply, GroupStatus, Member};
@@ -17,7 +17,7 @@ use prost::Message;
 use super::identity::{broker_ids, broker_of};
 use super::node::{ClusterNode, GroupView};
 use super::service::{GroupOp, UNDECODABLE_PAYLOAD};
-use super::types::{META_GROUP, partition_group};
+use super::types::{META_GROUP, NodeId, partition_group};
 
 /// Longest wait for the metadata leader's answer.
 const LEADER_STATUS_TIMEOUT: Duration = Duration::from_secs(5);
@@ -59,13 +59,16 @@ impl ClusterNode {
     /// This broker's answer: its own view and, as the metadata leader, the
     /// other members' views of the groups they lead.
     pub(super) async fn gathered_status(&self) -> ClusterStatusReply {
-        let mut reply = self.own_status_view();
+        let OwnView {
+            mut reply,
+            assigned,
+            peers_up,
+        } = self.own_view();
         if self.meta().raft.is_leader() {
-            for peer in self.peer_views(&reply).await {
+            for peer in self.peer_views(peers_up).await {
                 merge_leader_views(&mut reply, &peer);
             }
         }
-        let assigned = self.assigned_replicas();
         mark_under_replicated(&mut reply, &assigned);
         reply
     }
@@ -74,33 +77,41 @@ impl ClusterNode {
     /// partition it only follows shows every voter in sync while a leader
     /// is known; [`merge_leader_views`] corrects that).
     pub(super) fn own_status_view(&self) -> ClusterStatusReply {
+        self.own_view().reply
+    }
+
+    /// One look at the catalog and the membership: this broker's view, each
+    /// partition's assigned replica count, and the other members that are up.
+    fn own_view(&self) -> OwnView {
         let meta = self.group_view(META_GROUP);
         let mut groups = vec![group_status(META_GROUP, "metadata".into(), &meta)];
+        let mut assigned = HashMap::new();
         for topic in self.shared.catalog.topics() {
-            for p in 0..topic.record.replicas.len() {
+            for (p, replicas) in topic.record.replicas.iter().enumerate() {
                 let id = partition_group(topic.record.id, p as u32);
                 groups.push(group_status(id, format!("{}/{p}", topic.name()), &self.group_view(id)));
+                assigned.insert(id, replicas.len());
             }
         }
-        let members = self
-            .members()
-            .into_iter()
-            .map(|(id, info, voter)| Member {
+        let me = self.node_id();
+        let mut peers_up = Vec::new();
+        let mut members = Vec::new();
+        for (id, info, voter) in self.members() {
+            let up = meta.in_sync.contains(&id) || meta.leader == Some(id);
+            if up && id != me {
+                peers_up.push((id, info.cluster_addr.clone()));
+            }
+            members.push(Member {
                 node_id: u64::from(broker_of(id)),
                 cluster_addr: info.cluster_addr,
                 client_addr: info.client_addr,
                 admin_addr: info.admin_addr,
                 role: if voter { "voter" } else { "learner" }.into(),
-                health: if meta.in_sync.contains(&id) || meta.leader == Some(id) {
-                    "up"
-                } else {
-                    "down"
-                }
-                .into(),
+                health: if up { "up" } else { "down" }.into(),
                 is_metadata_leader: meta.leader == Some(id),
                 leading: 0,
-            })
-            .collect();
+            });
+        }
         let mut reply = ClusterStatusReply {
             cluster_id: self.cluster_id(),
             node_id: u64::from(self.broker_id()),
@@ -109,50 +120,38 @@ impl ClusterNode {
             under_replicated: Vec::new(),
         };
         count_leaderships(&mut reply);
-        reply
+        OwnView {
+            reply,
+            assigned,
+            peers_up,
+        }
     }
 
-    /// Every other member's own view, asked concurrently of the members
-    /// that are up. One that does not answer in time (or predates the
+    /// The own views of `peers` (member id, cluster address), asked
+    /// concurrently. One that does not answer in time (or predates the
     /// request) is left out: the groups it leads keep this broker's view.
-    async fn peer_views(&self, reply: &ClusterStatusReply) -> Vec<ClusterStatusReply> {
-        let up: HashSet<u64> = reply
-            .members
-            .iter()
-            .filter(|m| m.health == "up")
-            .map(|m| m.node_id)
-            .collect();
-        let me = self.node_id();
-        let asks = self
-            .members()
-            .into_iter()
-            .filter(|(id, _, _)| *id != me && up.contains(&u64::from(broker_of(*id))))
-            .map(|(id, info, _)| async move {
-                let op = GroupOp::ClusterStatus { gather: false };
-                match self
-                    .manage(id, &info.cluster_addr, META_GROUP, &op, PEER_STATUS_TIMEOUT)
-                    .await
-                {
-                    Ok(bytes) => ClusterStatusReply::decode(bytes.as_slice()).ok(),
-                    Err(err) => {
-                        tracing::debug!(member = id, error = %err.message(), "no status view from a member");
-                        None
-                    }
+    async fn peer_views(&self, peers: Vec<(NodeId, String)>) -> Vec<ClusterStatusReply> {
+        let asks = peers.into_iter().map(|(id, addr)| async move {
+            let op = GroupOp::ClusterStatus { gather: false };
+            match self.manage(id, &addr, META_GROUP, &op, PEER_STATUS_TIMEOUT).await {
+                Ok(bytes) => ClusterStatusReply::decode(bytes.as_slice()).ok(),
+                Err(err) => {
+                    tracing::debug!(member = id, error = %err.message(), "no status view from a member");
+                    None
                 }
-            });
+            }
+        });
         futures::future::join_all(asks).await.into_iter().flatten().collect()
     }
+}
 
+/// What [`ClusterNode::own_view`] saw.
+struct OwnView {
+    reply: ClusterStatusReply,
     /// Each partition group's number of assigned replicas.
-    fn assigned_replicas(&self) -> HashMap<u64, usize> {
-        let mut assigned = HashMap::new();
-        for topic in self.shared.catalog.topics() {
-            for (p, replicas) in topic.record.replicas.iter().enumerate() {
-                assigned.insert(partition_group(topic.record.id, p as u32), replicas.len());
-            }
-        }
-        assigned
-    }
+    assigned: HashMap<u64, usize>,
+    /// The other members that are up: member id and cluster address.
+    peers_up: Vec<(NodeId, String)>,
 }
 
 fn group_status(group_id: u64, name: String, view: &GroupView) -> GroupStatus {

@@ -425,14 +425,16 @@ pub async fn reconcile(cluster: Arc<FlyMQCluster>, ctx: Arc<Context>) -> Result<
             }),
         }
     }
+    // Listed at most once per pass, by the first step that needs them.
+    let mut pods = BrokerPods::new(&ctx.client, &endpoint);
     if let Some(info) = membership
         .as_ref()
         .filter(|_| progress.is_none() && current_replicas == Some(wanted))
     {
-        progress = restart_removed_broker(&ctx, &endpoint, wanted, info).await?;
+        progress = restart_removed_broker(&ctx, &endpoint, &mut pods, wanted, info).await?;
     }
     if progress.is_none() && planned == wanted {
-        match roll_step(&ctx, &endpoint, &applied, membership.as_ref()).await? {
+        match roll_step(&ctx, &endpoint, &mut pods, &applied, membership.as_ref()).await? {
             RollStep::Idle => {}
             RollStep::Wait { reason, message } => progress = Some(Problem { reason, message }),
             RollStep::Restart { message, .. } => {
@@ -568,10 +570,10 @@ async fn observe(
 async fn roll_step(
     ctx: &Context,
     endpoint: &ClusterEndpoint,
+    pods: &mut BrokerPods,
     sts: &StatefulSet,
     info: Option<&ClusterInfo>,
 ) -> Result<RollStep, Error> {
-    let (ns, name) = (&endpoint.namespace, &endpoint.name);
     let replicas = sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
     let status = sts.status.clone().unwrap_or_default();
     let Some(update_revision) = status.update_revision.clone() else {
@@ -582,14 +584,7 @@ async fn roll_step(
     if status.current_revision.as_ref() == Some(&update_revision) && status.updated_replicas == Some(replicas) {
         return Ok(RollStep::Idle);
     }
-    let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
-    let selector = status::selector(name);
-    let pods = pods_api
-        .list(&ListParams::default().labels(&selector))
-        .await
-        .map_err(Error::kube(format!("listing the broker pods of {ns}/{name}")))?;
-    let views: Vec<PodView> = pods.items.iter().filter_map(|p| pod_view(name, p)).collect();
-    let step = roll::next(&update_revision, replicas, &views, info);
+    let step = roll::next(&update_revision, replicas, pods.views().await?, info);
     if let RollStep::Restart { pod, node, .. } = &step {
         match ctx.admin.transfer_leadership(endpoint, *node).await {
             Ok(moved) => info!(pod = %pod, moved, "leaderships moved off the broker before its restart"),
@@ -597,10 +592,8 @@ async fn roll_step(
             // failed transfer slows the failover, it does not lose data.
             Err(e) => warn!(pod = %pod, error = %e, "cannot move leaderships off the broker; restarting it anyway"),
         }
-        match pods_api.delete(pod, &DeleteParams::default()).await {
-            Ok(_) => info!(pod = %format!("{ns}/{pod}"), "restarted a broker to roll out the new pod template"),
-            Err(kube::Error::Api(s)) if s.is_not_found() => {}
-            Err(e) => return Err(Error::kube(format!("deleting pod {ns}/{pod}"))(e)),
+        if pods.delete(pod).await? {
+            info!(pod = %format!("{}/{pod}", endpoint.namespace), "restarted a broker to roll out the new pod template");
         }
     }
     Ok(step)
@@ -611,6 +604,7 @@ async fn roll_step(
 async fn restart_removed_broker(
     ctx: &Context,
     endpoint: &ClusterEndpoint,
+    pods: &mut BrokerPods,
     replicas: i32,
     info: &ClusterInfo,
 ) -> Result<Option<Problem>, Error> {
@@ -618,29 +612,63 @@ async fn restart_removed_broker(
     if (0..replicas).all(|n| info.member(i64::from(n)).is_some()) {
         return Ok(None);
     }
-    let (ns, name) = (&endpoint.namespace, &endpoint.name);
     let Ok(now) = (ctx.clock)().parse::<k8s_openapi::jiff::Timestamp>() else {
         return Ok(None);
     };
-    let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
-    let pods = pods_api
-        .list(&ListParams::default().labels(&status::selector(name)))
-        .await
-        .map_err(Error::kube(format!("listing the broker pods of {ns}/{name}")))?;
-    let views: Vec<PodView> = pods.items.iter().filter_map(|p| pod_view(name, p)).collect();
-    let Some(pod) = rejoin::removed_broker(replicas, &views, info, now, rejoin::REJOIN_GRACE) else {
+    let Some(pod) = rejoin::removed_broker(replicas, pods.views().await?, info, now, rejoin::REJOIN_GRACE).cloned()
+    else {
         return Ok(None);
     };
-    let message = rejoin::message(pod);
-    match pods_api.delete(&pod.name, &DeleteParams::default()).await {
-        Ok(_) => warn!(pod = %format!("{ns}/{}", pod.name), "{message}"),
-        Err(kube::Error::Api(s)) if s.is_not_found() => {}
-        Err(e) => return Err(Error::kube(format!("deleting pod {ns}/{}", pod.name))(e)),
+    let message = rejoin::message(&pod);
+    if pods.delete(&pod.name).await? {
+        warn!(pod = %format!("{}/{}", endpoint.namespace, pod.name), "{message}");
     }
     Ok(Some(Problem {
         reason: rejoin::RESTARTING_REMOVED_BROKER,
         message,
     }))
+}
+
+/// The broker pods of one cluster, listed on first use and at most once
+/// per reconcile pass (the roll and the removed-broker rule both read them).
+struct BrokerPods {
+    api: Api<Pod>,
+    namespace: String,
+    name: String,
+    listed: Option<Vec<PodView>>,
+}
+
+impl BrokerPods {
+    fn new(client: &Client, endpoint: &ClusterEndpoint) -> Self {
+        Self {
+            api: Api::namespaced(client.clone(), &endpoint.namespace),
+            namespace: endpoint.namespace.clone(),
+            name: endpoint.name.clone(),
+            listed: None,
+        }
+    }
+
+    async fn views(&mut self) -> Result<&[PodView], Error> {
+        if self.listed.is_none() {
+            let (ns, name) = (&self.namespace, &self.name);
+            let pods = self
+                .api
+                .list(&ListParams::default().labels(&status::selector(name)))
+                .await
+                .map_err(Error::kube(format!("listing the broker pods of {ns}/{name}")))?;
+            self.listed = Some(pods.items.iter().filter_map(|p| pod_view(name, p)).collect());
+        }
+        Ok(self.listed.as_deref().unwrap_or_default())
+    }
+
+    /// Deletes pod `pod`; false when it was already gone.
+    async fn delete(&self, pod: &str) -> Result<bool, Error> {
+        match self.api.delete(pod, &DeleteParams::default()).await {
+            Ok(_) => Ok(true),
+            Err(kube::Error::Api(s)) if s.is_not_found() => Ok(false),
+            Err(e) => Err(Error::kube(format!("deleting pod {}/{pod}", self.namespace))(e)),
+        }
+    }
 }
 
 /// A broker pod of cluster `name` as the roll sees it (`None` for a pod
@@ -1610,6 +1638,27 @@ mod tests {
         let (result, seen) = run_with(&fake, c, steps).await;
 
         assert!(result.is_ok(), "{result:?}");
+        assert!(seen.iter().all(|s| s.method != "DELETE"), "no pod deleted");
+    }
+
+    #[tokio::test]
+    async fn one_pod_list_serves_the_rejoin_rule_and_a_pending_roll() {
+        // Broker 2 is not a member and its pod is still within the grace to
+        // join, while a roll is pending: both steps read the same list.
+        let c = running(cluster(json!({"replicas": 3})), 3);
+        let fake = broker(3);
+        fake.members.lock().expect("lock").retain(|m| m.node_id != 2);
+        let mut steps = roll_steps(vec![
+            started_pod(0, true, "2025-12-31T00:00:00Z"),
+            started_pod(1, true, "2025-12-31T00:00:00Z"),
+            started_pod(2, false, "2025-12-31T23:59:00Z"),
+        ]);
+        steps.push(status_step(&c));
+        steps.push(step("POST", EVENTS, Reply::Echo));
+        let (result, seen) = run_with(&fake, c, steps).await;
+
+        assert!(result.is_ok(), "{result:?}");
+        sent(&seen, "GET", PODS);
         assert!(seen.iter().all(|s| s.method != "DELETE"), "no pod deleted");
     }
 
