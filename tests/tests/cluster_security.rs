@@ -2,12 +2,14 @@
 //! the pods): a cluster with TLS on every port and mutual TLS between the
 //! brokers forms and replicates; a cluster authenticated by the shared
 //! secret replicates and a broker with another secret cannot join; a broker
-//! in cluster mode with neither refuses to start.
+//! in cluster mode with neither refuses to start; an admin authenticated by
+//! its client certificate alone gets the cluster status through a follower.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use flymq_client::{Client, ClientConfig, ClientTlsOptions};
+use flymq_client::admin::{AdminClient, AdminOptions, ClusterStatusReply};
+use flymq_client::{Client, ClientConfig, ClientTlsOptions, Credentials};
 use flymq_tests::cluster::{
     Cluster, NodeAddrs, http_get, is_node_ready, produce_retrying, read_all_from, read_until_offset, start_broker,
     wait_until,
@@ -15,8 +17,10 @@ use flymq_tests::cluster::{
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 
 /// A CA and one broker certificate naming every address of the cluster
-/// (clients check the name; brokers check only the CA), written to `dir`.
-fn write_pki(dir: &Path, ips: &[String]) -> (PathBuf, PathBuf, PathBuf) {
+/// (clients check the name; brokers check only the CA), written to `dir`,
+/// plus a client certificate `<user>.crt` / `<user>.key` (common name
+/// `user`) for each of `users`.
+fn write_pki(dir: &Path, ips: &[String], users: &[&str]) -> (PathBuf, PathBuf, PathBuf) {
     let ca_key = KeyPair::generate().expect("CA key");
     let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA params");
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -32,6 +36,14 @@ fn write_pki(dir: &Path, ips: &[String]) -> (PathBuf, PathBuf, PathBuf) {
     std::fs::write(&paths.0, ca_cert.pem()).expect("write");
     std::fs::write(&paths.1, cert.pem()).expect("write");
     std::fs::write(&paths.2, key.serialize_pem()).expect("write");
+    for user in users {
+        let key = KeyPair::generate().expect("client key");
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("client params");
+        params.distinguished_name.push(DnType::CommonName, *user);
+        let cert = params.signed_by(&key, &issuer).expect("client cert");
+        std::fs::write(dir.join(format!("{user}.crt")), cert.pem()).expect("write");
+        std::fs::write(dir.join(format!("{user}.key")), key.serialize_pem()).expect("write");
+    }
     paths
 }
 
@@ -55,7 +67,7 @@ async fn tls_client(addrs: &[String], ca: &Path) -> Client {
 async fn tls_cluster_with_mutual_tls_forms_and_replicates() {
     let pki = tempfile::tempdir().expect("tmp");
     let ips: Vec<String> = (141..144).map(|i| format!("127.0.0.{i}")).collect();
-    let (ca, cert, key) = write_pki(pki.path(), &ips);
+    let (ca, cert, key) = write_pki(pki.path(), &ips, &[]);
     let (ca_s, cert_s, key_s) = (
         ca.display().to_string(),
         cert.display().to_string(),
@@ -188,4 +200,106 @@ fn cluster_mode_without_secret_or_tls_refuses_to_start() {
     wait_until("the port is free", Duration::from_secs(5), || {
         http_get(node.health_addr(), "/health").is_none()
     });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_certificate_only_admin_gets_the_cluster_status_through_a_follower() {
+    const ADMIN_PASSWORD: &str = "bootstrap-admin-pw-4711";
+    let pki = tempfile::tempdir().expect("tmp");
+    let ips: Vec<String> = (144..147).map(|i| format!("127.0.0.{i}")).collect();
+    let (ca, cert, key) = write_pki(pki.path(), &ips, &["ops", "mallory"]);
+    let (ca_s, cert_s, key_s) = (
+        ca.display().to_string(),
+        cert.display().to_string(),
+        key.display().to_string(),
+    );
+    let env = [
+        ("FLYMQ_CLUSTER_SECRET", ""),
+        ("FLYMQ_TLS_ENABLED", "true"),
+        ("FLYMQ_TLS_CERT_FILE", cert_s.as_str()),
+        ("FLYMQ_TLS_KEY_FILE", key_s.as_str()),
+        ("FLYMQ_TLS_CA_FILE", ca_s.as_str()),
+        ("FLYMQ_TLS_CLIENT_AUTH", "optional"),
+        ("FLYMQ_AUTH_ENABLED", "true"),
+        ("FLYMQ_ADMIN_PASSWORD", ADMIN_PASSWORD),
+    ];
+    let cluster = tokio::task::block_in_place(|| Cluster::start_with(144, 3, &env));
+    let admin_at = |i: usize| format!("{}:{}", cluster.nodes[i].ip, cluster.nodes[i].admin);
+    let tls_as = |user: Option<&str>| ClientTlsOptions {
+        ca_file: Some(ca.clone()),
+        client_cert_file: user.map(|u| pki.path().join(format!("{u}.crt"))),
+        client_key_file: user.map(|u| pki.path().join(format!("{u}.key"))),
+        ..ClientTlsOptions::default()
+    };
+    let connect = |i: usize, user: Option<&str>, credentials: Option<Credentials>| {
+        let options = AdminOptions {
+            tls: Some(tls_as(user)),
+            credentials,
+            ..AdminOptions::default()
+        };
+        let addr = admin_at(i);
+        async move { AdminClient::connect_with(&addr, options).await.expect("admin connects") }
+    };
+
+    // The bootstrap admin (password) creates "ops" without a password: a
+    // user only its certificate can stand for.
+    let root = connect(0, None, Some(Credentials::new("admin", ADMIN_PASSWORD))).await;
+    let healthy = |s: &ClusterStatusReply| s.members.len() == 3 && s.members.iter().all(|m| m.health == "up");
+    let mut status = root.cluster_status().await.expect("status");
+    for _ in 0..100 {
+        if healthy(&status) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        status = root.cluster_status().await.expect("status");
+    }
+    assert!(healthy(&status), "{status:?}\n{}", cluster.logs());
+    root.upsert_user("ops", vec!["admin".into()], "")
+        .await
+        .expect("certificate-only user");
+    let leader = status
+        .members
+        .iter()
+        .find(|m| m.is_metadata_leader)
+        .map(|m| m.node_id)
+        .expect("a metadata leader");
+    let follower = (0..3).find(|i| *i as u64 != leader).expect("a follower");
+
+    // Through a follower, with no credentials but the certificate: the
+    // follower checks the caller, the metadata leader answers.
+    let ops = connect(follower, Some("ops"), None).await;
+    let mut asked = ops.cluster_status().await;
+    for _ in 0..100 {
+        if asked.is_ok() {
+            break;
+        }
+        // The new user reaches the follower's copy of the metadata shortly.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        asked = ops.cluster_status().await;
+    }
+    let reply = asked.unwrap_or_else(|e| panic!("ops was refused: {e}\n{}", cluster.logs()));
+    assert_eq!(reply.node_id, leader, "answered by the metadata leader: {reply:?}");
+    assert!(healthy(&reply), "{reply:?}");
+
+    // A certificate of a user that does not exist, or no identity at all,
+    // is refused by the follower; nothing is forwarded for them.
+    let mallory = connect(follower, Some("mallory"), None).await;
+    let err = mallory.cluster_status().await.expect_err("mallory is refused");
+    assert!(
+        matches!(
+            err.admin_code(),
+            Some(tonic::Code::PermissionDenied | tonic::Code::Unauthenticated)
+        ),
+        "{err}"
+    );
+    let nobody = connect(follower, None, None).await;
+    let err = nobody
+        .cluster_status()
+        .await
+        .expect_err("an anonymous caller is refused");
+    assert_eq!(err.admin_code(), Some(tonic::Code::Unauthenticated), "{err}");
+    assert!(
+        !cluster.logs().contains(ADMIN_PASSWORD),
+        "a broker logged the admin password"
+    );
 }
