@@ -1860,6 +1860,54 @@ mod tests {
         );
     }
 
+    /// A pass over a running cluster whose ServiceMonitor list is answered
+    /// with `refusal`, cert-manager's Certificates listed empty after it
+    /// when `then_certificates`.
+    async fn sweep_meets(refusal: Reply, then_certificates: bool) -> (Result<Action, Error>, Vec<Seen>) {
+        let c = running(cluster(json!({})), 3);
+        let fake = broker(3);
+        let (ctx, handle) = context_serving(
+            &fake,
+            Served {
+                service_monitor: true,
+                certificate: true,
+            },
+        );
+        let mut steps = pass_on(existing_sts(3, 3), existing_sts(3, 3));
+        steps.push(step("GET", MONITORS, refusal));
+        if then_certificates {
+            steps.push(step(
+                "GET",
+                CERTIFICATES,
+                Reply::Json(json!({"apiVersion": "cert-manager.io/v1", "kind": "CertificateList",
+                                   "metadata": {}, "items": []})),
+            ));
+            steps.push(status_step(&c));
+        }
+        run_ctx(ctx, handle, c, steps).await
+    }
+
+    #[tokio::test]
+    async fn a_sweep_not_allowed_to_list_a_kind_skips_it() {
+        // The chart's RBAC for ServiceMonitors is off: nothing of ours can
+        // be there, and the pass goes on to the next kind.
+        let (result, seen) = sweep_meets(Reply::Failure(403, "Forbidden"), true).await;
+        assert_eq!(result.expect("reconciles"), Action::requeue(REQUEUE_READY));
+        sent(&seen, "GET", CERTIFICATES);
+        assert!(seen.iter().all(|s| s.method != "DELETE"));
+    }
+
+    #[tokio::test]
+    async fn a_sweep_whose_list_fails_reports_what_it_was_listing() {
+        let (result, seen) = sweep_meets(Reply::Failure(500, "InternalError"), false).await;
+        let err = result.expect_err("the pass fails");
+        assert!(
+            err.to_string().contains("listing servicemonitors in prod"),
+            "the error says what failed: {err}"
+        );
+        assert!(seen.iter().all(|s| s.method != "DELETE"), "nothing deleted");
+    }
+
     fn roll_steps(pods: Vec<Value>) -> Vec<Step> {
         let mut steps = vec![
             step("GET", STS, Reply::Json(rolling_sts(1))),

@@ -22,6 +22,9 @@ pub enum Reply {
     /// This code with a plain-text body (what kube-apiserver sends for a
     /// resource type it does not serve: 404 `404 page not found`).
     Text(u16, &'static str),
+    /// This code with a `Status` object of this reason, as kube-apiserver
+    /// refuses a request (403 `Forbidden`, 500 `InternalError`, ...).
+    Failure(u16, &'static str),
 }
 
 /// A request the fake API server expects, in order.
@@ -128,6 +131,11 @@ pub async fn serve_ref(handle: &mut Handle, steps: Vec<Step>) -> Vec<Seen> {
                 404,
                 json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
                        "reason": "NotFound", "code": 404, "message": "not found"}),
+            ),
+            Reply::Failure(code, reason) => (
+                code,
+                json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                       "reason": reason, "code": code, "message": format!("refused: {reason}")}),
             ),
             Reply::Echo => (200, body.clone()),
             Reply::Json(v) => (200, v),
