@@ -47,6 +47,24 @@ fn write_pki(dir: &Path, ips: &[String], users: &[&str]) -> (PathBuf, PathBuf, P
     paths
 }
 
+/// The CA, certificate and key paths as text, for the environment.
+fn tls_paths(ca: &Path, cert: &Path, key: &Path) -> [String; 3] {
+    [ca, cert, key].map(|p| p.display().to_string())
+}
+
+/// Brokers with TLS on every port and no cluster secret: mutual TLS alone
+/// authenticates them to each other. `paths` from [`tls_paths`].
+fn mutual_tls_env(paths: &[String; 3]) -> Vec<(&'static str, &str)> {
+    let [ca, cert, key] = paths;
+    vec![
+        ("FLYMQ_CLUSTER_SECRET", ""),
+        ("FLYMQ_TLS_ENABLED", "true"),
+        ("FLYMQ_TLS_CERT_FILE", cert.as_str()),
+        ("FLYMQ_TLS_KEY_FILE", key.as_str()),
+        ("FLYMQ_TLS_CA_FILE", ca.as_str()),
+    ]
+}
+
 async fn tls_client(addrs: &[String], ca: &Path) -> Client {
     Client::connect(ClientConfig {
         bootstrap: addrs.to_vec(),
@@ -68,19 +86,8 @@ async fn tls_cluster_with_mutual_tls_forms_and_replicates() {
     let pki = tempfile::tempdir().expect("tmp");
     let ips: Vec<String> = (141..144).map(|i| format!("127.0.0.{i}")).collect();
     let (ca, cert, key) = write_pki(pki.path(), &ips, &[]);
-    let (ca_s, cert_s, key_s) = (
-        ca.display().to_string(),
-        cert.display().to_string(),
-        key.display().to_string(),
-    );
-    // No cluster secret: mutual TLS alone authenticates the brokers.
-    let env = [
-        ("FLYMQ_CLUSTER_SECRET", ""),
-        ("FLYMQ_TLS_ENABLED", "true"),
-        ("FLYMQ_TLS_CERT_FILE", cert_s.as_str()),
-        ("FLYMQ_TLS_KEY_FILE", key_s.as_str()),
-        ("FLYMQ_TLS_CA_FILE", ca_s.as_str()),
-    ];
+    let paths = tls_paths(&ca, &cert, &key);
+    let env = mutual_tls_env(&paths);
     let cluster = tokio::task::block_in_place(|| Cluster::start_with(141, 3, &env));
     let addrs: Vec<String> = cluster.nodes.iter().map(NodeAddrs::client_addr).collect();
     let client = tls_client(&addrs, &ca).await;
@@ -208,21 +215,13 @@ async fn a_certificate_only_admin_gets_the_cluster_status_through_a_follower() {
     let pki = tempfile::tempdir().expect("tmp");
     let ips: Vec<String> = (144..147).map(|i| format!("127.0.0.{i}")).collect();
     let (ca, cert, key) = write_pki(pki.path(), &ips, &["ops", "mallory"]);
-    let (ca_s, cert_s, key_s) = (
-        ca.display().to_string(),
-        cert.display().to_string(),
-        key.display().to_string(),
-    );
-    let env = [
-        ("FLYMQ_CLUSTER_SECRET", ""),
-        ("FLYMQ_TLS_ENABLED", "true"),
-        ("FLYMQ_TLS_CERT_FILE", cert_s.as_str()),
-        ("FLYMQ_TLS_KEY_FILE", key_s.as_str()),
-        ("FLYMQ_TLS_CA_FILE", ca_s.as_str()),
+    let paths = tls_paths(&ca, &cert, &key);
+    let mut env = mutual_tls_env(&paths);
+    env.extend([
         ("FLYMQ_TLS_CLIENT_AUTH", "optional"),
         ("FLYMQ_AUTH_ENABLED", "true"),
         ("FLYMQ_ADMIN_PASSWORD", ADMIN_PASSWORD),
-    ];
+    ]);
     let cluster = tokio::task::block_in_place(|| Cluster::start_with(144, 3, &env));
     let admin_at = |i: usize| format!("{}:{}", cluster.nodes[i].ip, cluster.nodes[i].admin);
     let tls_as = |user: Option<&str>| ClientTlsOptions {

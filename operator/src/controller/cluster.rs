@@ -1808,33 +1808,37 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn orphans_are_swept_by_label_and_owner_on_every_pass() {
+    /// A pass over a running cluster with both optional APIs served: the
+    /// cluster, the context and the requests up to the sweep's
+    /// ServiceMonitor list, answered with `monitors(cluster uid)`.
+    fn sweep_pass(monitors: impl FnOnce(&str) -> Reply) -> (FlyMQCluster, Arc<Context>, Handle, Vec<Step>) {
         let c = running(cluster(json!({})), 3);
-        let uid = c.metadata.uid.clone().expect("uid");
-        let monitor = |name: &str, owner_uid: &str| {
-            json!({"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor",
-                   "metadata": {"name": name, "namespace": "prod", "ownerReferences": [
-                       {"apiVersion": "flymq.io/v1alpha1", "kind": "FlyMQCluster", "name": "demo",
-                        "uid": owner_uid, "controller": true}]}})
-        };
-        let fake = broker(3);
         let (ctx, handle) = context_serving(
-            &fake,
+            &broker(3),
             Served {
                 service_monitor: true,
                 certificate: true,
             },
         );
         let mut steps = pass_on(existing_sts(3, 3), existing_sts(3, 3));
-        steps.push(step(
-            "GET",
-            MONITORS,
+        steps.push(step("GET", MONITORS, monitors(c.metadata.uid.as_deref().expect("uid"))));
+        (c, ctx, handle, steps)
+    }
+
+    #[tokio::test]
+    async fn orphans_are_swept_by_label_and_owner_on_every_pass() {
+        let monitor = |name: &str, owner_uid: &str| {
+            json!({"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor",
+                   "metadata": {"name": name, "namespace": "prod", "ownerReferences": [
+                       {"apiVersion": "flymq.io/v1alpha1", "kind": "FlyMQCluster", "name": "demo",
+                        "uid": owner_uid, "controller": true}]}})
+        };
+        let (c, ctx, handle, mut steps) = sweep_pass(|uid| {
             Reply::Json(
                 json!({"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitorList",
-                               "metadata": {}, "items": [monitor("demo", &uid), monitor("other", "someone-else")]}),
-            ),
-        ));
+                               "metadata": {}, "items": [monitor("demo", uid), monitor("other", "someone-else")]}),
+            )
+        });
         steps.push(step(
             "DELETE",
             MONITOR,
@@ -1860,21 +1864,11 @@ mod tests {
         );
     }
 
-    /// A pass over a running cluster whose ServiceMonitor list is answered
-    /// with `refusal`, cert-manager's Certificates listed empty after it
-    /// when `then_certificates`.
+    /// A pass whose ServiceMonitor list is answered with `refusal`,
+    /// cert-manager's Certificates listed empty after it when
+    /// `then_certificates`.
     async fn sweep_meets(refusal: Reply, then_certificates: bool) -> (Result<Action, Error>, Vec<Seen>) {
-        let c = running(cluster(json!({})), 3);
-        let fake = broker(3);
-        let (ctx, handle) = context_serving(
-            &fake,
-            Served {
-                service_monitor: true,
-                certificate: true,
-            },
-        );
-        let mut steps = pass_on(existing_sts(3, 3), existing_sts(3, 3));
-        steps.push(step("GET", MONITORS, refusal));
+        let (c, ctx, handle, mut steps) = sweep_pass(|_| refusal);
         if then_certificates {
             steps.push(step(
                 "GET",
