@@ -21,9 +21,22 @@ pub fn test_config(dir: &Path) -> Config {
     }
 }
 
-/// An in-process broker for tests.
+/// An in-process broker for tests. End every test with [`TestBroker::shutdown`]:
+/// a broker only dropped leaves threads holding RocksDB, and RocksDB aborts the
+/// whole test process ("pthread lock: Invalid argument") when its static state
+/// is torn down under them at exit, after every test passed. Dropping one
+/// without `shutdown` therefore fails the test that did it, at once.
 pub struct TestBroker {
-    running: RunningBroker,
+    running: Option<RunningBroker>,
+}
+
+impl Drop for TestBroker {
+    fn drop(&mut self) {
+        // A test already failing says why; do not hide it behind this.
+        if self.running.is_some() && !std::thread::panicking() {
+            panic!("TestBroker dropped without shutdown(): call `broker.shutdown().await` at the end of the test");
+        }
+    }
 }
 
 impl TestBroker {
@@ -33,7 +46,7 @@ impl TestBroker {
 
     pub async fn start_with(config: Config) -> Result<Self, StartError> {
         Ok(Self {
-            running: RunningBroker::start(&config).await?,
+            running: Some(RunningBroker::start(&config).await?),
         })
     }
 
@@ -41,31 +54,33 @@ impl TestBroker {
     /// environment (for example an encryption keyring).
     pub async fn start_with_secrets(config: Config, secrets: crate::secrets::Secrets) -> Result<Self, StartError> {
         Ok(Self {
-            running: RunningBroker::start_with(&config, secrets).await?,
+            running: Some(RunningBroker::start_with(&config, secrets).await?),
         })
     }
 
     pub fn client_addr(&self) -> SocketAddr {
-        self.running.client_addr()
+        self.running().client_addr()
     }
 
     pub fn metrics_addr(&self) -> SocketAddr {
-        self.running.metrics_addr()
+        self.running().metrics_addr()
     }
 
     pub fn health_addr(&self) -> SocketAddr {
-        self.running.health_addr()
+        self.running().health_addr()
     }
 
     pub fn admin_addr(&self) -> SocketAddr {
-        self.running.admin_addr()
+        self.running().admin_addr()
     }
 
     pub fn running(&self) -> &RunningBroker {
-        &self.running
+        self.running.as_ref().expect("a TestBroker runs until shutdown")
     }
 
-    pub async fn shutdown(self) {
-        self.running.shutdown().await;
+    pub async fn shutdown(mut self) {
+        if let Some(running) = self.running.take() {
+            running.shutdown().await;
+        }
     }
 }

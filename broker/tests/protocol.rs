@@ -680,4 +680,5 @@ async fn hierarchical_topics_and_match_topics() {
     let broker = TestBroker::start(dir.path()).await.unwrap();
     let mut c = RawClient::connect(broker.client_addr()).await;
     assert_eq!(c.call(matching("sensors/#")).await, names(&["sensors/room1/temp"]));
+    broker.shutdown().await;
 }

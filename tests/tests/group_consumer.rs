@@ -112,6 +112,7 @@ async fn members_split_partitions_and_take_over_from_a_dead_member() {
     let events = events.lock().unwrap().clone();
     assert_eq!(events.last().unwrap().assigned, b_partitions, "{events:?}");
     a.close().await.expect("close");
+    broker.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -131,4 +132,5 @@ async fn closing_a_member_hands_its_partitions_over_at_once() {
     a.heartbeat().await.expect("heartbeat");
     assert_eq!(a.assignment(), [0, 1, 2, 3], "no session timeout to wait for");
     a.close().await.expect("close");
+    broker.shutdown().await;
 }
