@@ -1091,7 +1091,9 @@ fn open_groups(cluster: &Cluster, i: usize) -> Vec<String> {
 /// ClusterStatus tells the same story whichever broker answers: a follower
 /// forwards it to the metadata leader, which takes each partition's state
 /// from that partition's leader. A killed broker shows down, and every
-/// partition with a replica on it under-replicated, until it is back.
+/// partition with a replica on it under-replicated, until it is back. The
+/// metadata leader's own view of a partition it only follows (what it
+/// reports in CLUSTER_METADATA) leaves the dead broker out of sync too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cluster_status_from_a_follower_shows_a_dead_broker_and_its_partitions() {
     let mut cluster = tokio::task::block_in_place(|| Cluster::start(36, 3));
@@ -1150,6 +1152,46 @@ async fn cluster_status_from_a_follower_shows_a_dead_broker_and_its_partitions()
         Some(meta_leader as u64),
         "the follower forwards ClusterStatus to the metadata leader"
     );
+
+    // A partition the metadata leader only follows: it cannot see how far
+    // the replicas got, but it knows the victim is down, so its own
+    // CLUSTER_METADATA leaves the victim out of the in-sync list (the view
+    // ClusterStatus falls back on when a partition's leader cannot be asked,
+    // e.g. an older broker during a rolling upgrade).
+    let watched0 = last
+        .as_ref()
+        .and_then(|s| s.groups.iter().find(|g| g.name == "watched/0"))
+        .expect("watched/0 in the status")
+        .group_id;
+    let from_meta_leader = client_for(&[&cluster.nodes[meta_leader]]).await;
+    let label = |b: usize| b.to_string();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let _ = admin.transfer_leadership(watched0, follower as u64).await;
+        let partition = from_meta_leader
+            .topic_metadata("watched")
+            .await
+            .ok()
+            .and_then(|t| t.partitions.into_iter().find(|p| p.partition == 0));
+        if let Some(p) = &partition
+            && p.leader_id == label(follower)
+        {
+            let mut isr = p.isr.clone();
+            isr.sort();
+            let mut expected = vec![label(meta_leader), label(follower)];
+            expected.sort();
+            assert_eq!(
+                isr, expected,
+                "in-sync replicas of watched/0 as the metadata leader reports them"
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "watched/0 never led by broker {follower}: {partition:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     tokio::task::block_in_place(|| cluster.restart(victim, &[]));
     wait_until_status(

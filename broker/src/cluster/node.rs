@@ -7,7 +7,7 @@
 //! (replica placement, decommission), `leadership` (transfers),
 //! `observe` (metrics), `replicator` (the core's view of all of it).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -396,7 +396,15 @@ impl ClusterNode {
                                 .is_some_and(|log_id| log_id.index + IN_SYNC_LAG >= last))
                 })
                 .collect(),
-            None if m.current_leader.is_some() => voters.clone(),
+            // A follower cannot see how far the others got: it counts every
+            // voter while a leader is known, except the members the
+            // metadata group sees down when this broker leads it (so a
+            // partition whose leader cannot be asked, e.g. an older broker
+            // during a rolling upgrade, still shows a dead follower).
+            None if m.current_leader.is_some() => match self.members_seen_up(group) {
+                Some(up) => voters.iter().copied().filter(|id| up.contains(id)).collect(),
+                None => voters.clone(),
+            },
             None => Vec::new(),
         };
         GroupView {
@@ -408,6 +416,17 @@ impl ClusterNode {
             committed: m.local_committed.map_or(0, |l| l.index),
             applied: m.last_applied.map_or(0, |l| l.index),
         }
+    }
+
+    /// The members the metadata group saw within an election timeout, when
+    /// this broker leads that group (only its leader knows) and `group` is
+    /// another group.
+    fn members_seen_up(&self, group: u64) -> Option<HashSet<NodeId>> {
+        if group == META_GROUP || !self.meta().raft.is_leader() {
+            return None;
+        }
+        let meta = self.group_view(META_GROUP);
+        Some(meta.in_sync.into_iter().chain(meta.leader).collect())
     }
 
     /// Whether this broker is a voter of `group`, as its replica knows the membership.

@@ -32,17 +32,8 @@ impl ClusterNode {
             && let Some((leader, info)) = self.leader_of(META_GROUP)
         {
             let asked = self
-                .manage(
-                    leader,
-                    &info.cluster_addr,
-                    META_GROUP,
-                    &GroupOp::ClusterStatus { gather: true },
-                    LEADER_STATUS_TIMEOUT,
-                )
-                .await
-                .and_then(|bytes| {
-                    ClusterStatusReply::decode(bytes.as_slice()).map_err(|e| tonic::Status::internal(e.to_string()))
-                });
+                .ask_status(leader, &info.cluster_addr, true, LEADER_STATUS_TIMEOUT)
+                .await;
             match asked {
                 Ok(reply) => return reply,
                 // A leader of an older version (during a rolling upgrade).
@@ -54,6 +45,21 @@ impl ClusterNode {
             }
         }
         self.gathered_status().await
+    }
+
+    /// Asks member `id` at `addr` for its status: the gathered answer (from
+    /// the metadata leader) or only its own view.
+    async fn ask_status(
+        &self,
+        id: NodeId,
+        addr: &str,
+        gather: bool,
+        timeout: Duration,
+    ) -> Result<ClusterStatusReply, tonic::Status> {
+        let bytes = self
+            .manage(id, addr, META_GROUP, &GroupOp::ClusterStatus { gather }, timeout)
+            .await?;
+        ClusterStatusReply::decode(bytes.as_slice()).map_err(|e| tonic::Status::internal(e.to_string()))
     }
 
     /// This broker's answer: its own view and, as the metadata leader, the
@@ -74,8 +80,9 @@ impl ClusterNode {
     }
 
     /// The metadata group and every partition as this broker sees them (a
-    /// partition it only follows shows every voter in sync while a leader
-    /// is known; [`merge_leader_views`] corrects that).
+    /// partition it only follows shows in sync every voter that is up while
+    /// a leader is known, see `ClusterNode::group_view`; the leader's view,
+    /// taken by [`merge_leader_views`], says how far each one got).
     pub(super) fn own_status_view(&self) -> ClusterStatusReply {
         self.own_view().reply
     }
@@ -132,9 +139,8 @@ impl ClusterNode {
     /// request) is left out: the groups it leads keep this broker's view.
     async fn peer_views(&self, peers: Vec<(NodeId, String)>) -> Vec<ClusterStatusReply> {
         let asks = peers.into_iter().map(|(id, addr)| async move {
-            let op = GroupOp::ClusterStatus { gather: false };
-            match self.manage(id, &addr, META_GROUP, &op, PEER_STATUS_TIMEOUT).await {
-                Ok(bytes) => ClusterStatusReply::decode(bytes.as_slice()).ok(),
+            match self.ask_status(id, &addr, false, PEER_STATUS_TIMEOUT).await {
+                Ok(reply) => Some(reply),
                 Err(err) => {
                     tracing::debug!(member = id, error = %err.message(), "no status view from a member");
                     None
